@@ -1,0 +1,208 @@
+//! The one token verification function every listener uses.
+//!
+//! A token is accepted when: it is a compact JWS with `alg` `RS256`; its `kid`
+//! names a key of the ring (current or previous); the signature verifies; its
+//! `tid` is a tenant this server hosts and `iss` is that tenant's issuer; the time
+//! window holds within a small skew; and its audience is one the caller accepts.
+//! Verified claims are cached by the whole token until they expire, so a repeated
+//! token costs a hash lookup and a comparison instead of an RSA operation.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use moka::sync::Cache;
+use thiserror::Error;
+
+use crate::claims::Claims;
+use crate::jwt;
+use crate::keys::KeyRing;
+
+/// Seconds of clock skew tolerated on `nbf` and `exp`.
+pub const SKEW_SECONDS: i64 = 60;
+
+/// Why a token was refused. Messages are safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum VerifyError {
+    /// Not a compact JWS with JSON parts.
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    /// `alg` is not RS256 (`none` and HMAC algorithms included).
+    #[error("the token's algorithm `{0}` is not accepted; tokens must be signed with RS256")]
+    Algorithm(String),
+    /// No key of the ring has this id.
+    #[error("the token was signed with an unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    Signature,
+    /// The tenant is not hosted here.
+    #[error("the token's tenant `{0}` is not known to this server")]
+    UnknownTenant(String),
+    /// `iss` does not match the tenant's issuer.
+    #[error("the token's issuer `{0}` is not the issuer of its tenant")]
+    Issuer(String),
+    /// Past `exp`.
+    #[error("the token expired at {0} (seconds since the epoch)")]
+    Expired(i64),
+    /// Before `nbf`.
+    #[error("the token is not valid before {0} (seconds since the epoch)")]
+    NotYetValid(i64),
+    /// The audience is not one the resource accepts.
+    #[error("the token's audience `{got}` is not valid here; expected `{expected}`")]
+    Audience {
+        /// The token's `aud`.
+        got: String,
+        /// The accepted audience.
+        expected: String,
+    },
+}
+
+impl VerifyError {
+    /// Whether the refusal is because the token ran out (clients then fetch a new one).
+    pub fn is_expired(&self) -> bool {
+        matches!(self, Self::Expired(_))
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    ring: KeyRing,
+    tenants: HashSet<String>,
+}
+
+/// Verifies access tokens against the server's key ring and tenants.
+pub struct TokenVerifier {
+    issuer_base: String,
+    state: RwLock<Arc<State>>,
+    cache: Cache<String, Arc<Claims>, foldhash::fast::RandomState>,
+}
+
+impl TokenVerifier {
+    /// A verifier for tokens issued under `issuer_base` (`https://host:port`) by the
+    /// keys of `ring` for the tenants `tenants`.
+    pub fn new(issuer_base: impl Into<String>, ring: KeyRing, tenants: impl IntoIterator<Item = String>) -> Self {
+        let tenants = tenants.into_iter().map(|t| t.to_ascii_lowercase()).collect();
+        Self {
+            issuer_base: issuer_base.into(),
+            state: RwLock::new(Arc::new(State { ring, tenants })),
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(2 * 3600))
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+        }
+    }
+
+    /// The issuer of tokens of `tenant_id`.
+    pub fn issuer(&self, tenant_id: &str) -> String {
+        format!("{}/{}/v2.0", self.issuer_base, tenant_id)
+    }
+
+    /// The key ring tokens are signed with now.
+    pub fn ring(&self) -> KeyRing {
+        self.state().ring.clone()
+    }
+
+    /// Replaces the key ring (after a rotation) and forgets cached results.
+    pub fn set_ring(&self, ring: KeyRing) {
+        let tenants = self.state().tenants.clone();
+        self.replace(State { ring, tenants });
+    }
+
+    /// Adds a tenant whose tokens are accepted.
+    pub fn add_tenant(&self, tenant_id: &str) {
+        let state = self.state();
+        let mut tenants = state.tenants.clone();
+        tenants.insert(tenant_id.to_ascii_lowercase());
+        self.replace(State { ring: state.ring.clone(), tenants });
+    }
+
+    /// Verifies `token` for one of `audiences` at time `now`.
+    ///
+    /// # Errors
+    /// The [`VerifyError`] that says why the token is refused.
+    pub fn verify(&self, token: &str, audiences: &[&str], now: i64) -> Result<Arc<Claims>, VerifyError> {
+        let claims = match self.cache.get(token) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_uncached(token)?);
+                self.cache.insert(token.to_owned(), Arc::clone(&claims));
+                claims
+            }
+        };
+        check_window(&claims, now)?;
+        check_audience(&claims.aud, audiences)?;
+        Ok(claims)
+    }
+
+    /// Everything [`TokenVerifier::verify`] checks except the time window and the
+    /// audience, without the cache.
+    ///
+    /// # Errors
+    /// The [`VerifyError`] that says why the token is refused.
+    pub fn verify_uncached(&self, token: &str) -> Result<Claims, VerifyError> {
+        let parts = jwt::split(token).map_err(|_| VerifyError::Malformed)?;
+        if parts.header.alg != "RS256" {
+            return Err(VerifyError::Algorithm(parts.header.alg));
+        }
+        let state = self.state();
+        let key = parts.header.kid.as_deref().and_then(|kid| state.ring.find(kid)).ok_or(VerifyError::UnknownKey)?;
+        if !key.verify(parts.signed.as_bytes(), &parts.signature) {
+            return Err(VerifyError::Signature);
+        }
+        let claims: Claims = jwt::claims(&parts).map_err(|_| VerifyError::Malformed)?;
+        if !state.tenants.contains(&claims.tid.to_ascii_lowercase()) {
+            return Err(VerifyError::UnknownTenant(claims.tid));
+        }
+        if claims.iss != self.issuer(&claims.tid) {
+            return Err(VerifyError::Issuer(claims.iss));
+        }
+        Ok(claims)
+    }
+
+    fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn replace(&self, state: State) {
+        match self.state.write() {
+            Ok(mut guard) => *guard = Arc::new(state),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(state),
+        }
+        self.cache.invalidate_all();
+    }
+}
+
+impl fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenVerifier").field("issuer_base", &self.issuer_base).finish_non_exhaustive()
+    }
+}
+
+fn check_window(claims: &Claims, now: i64) -> Result<(), VerifyError> {
+    if now >= claims.exp + SKEW_SECONDS {
+        return Err(VerifyError::Expired(claims.exp));
+    }
+    if now + SKEW_SECONDS < claims.nbf {
+        return Err(VerifyError::NotYetValid(claims.nbf));
+    }
+    Ok(())
+}
+
+/// Compares audiences as Azure does: case-insensitively, with or without a trailing `/`.
+pub fn same_audience(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/').eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+fn check_audience(aud: &str, accepted: &[&str]) -> Result<(), VerifyError> {
+    if accepted.iter().any(|a| same_audience(a, aud)) {
+        return Ok(());
+    }
+    Err(VerifyError::Audience { got: aud.to_owned(), expected: accepted.join("` or `") })
+}
+
+#[cfg(test)]
+mod tests;
