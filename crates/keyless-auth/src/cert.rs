@@ -44,8 +44,9 @@ impl CertificateCredential {
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| Error::invalid(format!("the certificate cannot be parsed: {e}")))?;
         let spki = cert.tbs_certificate.subject_pki.raw.to_vec();
-        ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &spki)
-            .map_err(|_| Error::invalid("the certificate's key must be RSA with at least 2048 bits"))?;
+        ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &spki).map_err(|_| {
+            Error::invalid("the certificate's key must be RSA with at least 2048 bits")
+        })?;
         Ok(Self {
             thumbprint: hex(digest(&SHA1_FOR_LEGACY_USE_ONLY, &der).as_ref()).to_ascii_uppercase(),
             public_key_der: spki,
@@ -58,7 +59,9 @@ impl CertificateCredential {
 /// Whether an `x5t` header (base64url of the SHA-1 thumbprint, padded or not) names
 /// the certificate with `thumbprint` (uppercase hex).
 pub fn x5t_matches(x5t: &str, thumbprint: &str) -> bool {
-    let decoded = URL_SAFE.decode(x5t).or_else(|_| URL_SAFE_NO_PAD.decode(x5t.trim_end_matches('=')));
+    let decoded = URL_SAFE
+        .decode(x5t)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(x5t.trim_end_matches('=')));
     decoded.is_ok_and(|bytes| hex(&bytes).eq_ignore_ascii_case(thumbprint))
 }
 

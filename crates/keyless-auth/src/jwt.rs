@@ -48,9 +48,15 @@ pub fn sign<C: Serialize>(key: &SigningKey, claims: &C) -> Result<String, Error>
         kid: &'a str,
         x5t: &'a str,
     }
-    let header = serde_json::to_vec(&OutHeader { typ: "JWT", alg: "RS256", kid: key.kid(), x5t: key.kid() })
-        .map_err(|e| Error::internal(format!("header encoding failed: {e}")))?;
-    let payload = serde_json::to_vec(claims).map_err(|e| Error::internal(format!("claims encoding failed: {e}")))?;
+    let header = serde_json::to_vec(&OutHeader {
+        typ: "JWT",
+        alg: "RS256",
+        kid: key.kid(),
+        x5t: key.kid(),
+    })
+    .map_err(|e| Error::internal(format!("header encoding failed: {e}")))?;
+    let payload = serde_json::to_vec(claims)
+        .map_err(|e| Error::internal(format!("claims encoding failed: {e}")))?;
     let mut token = String::with_capacity(64 + payload.len() * 4 / 3 + 350);
     URL_SAFE_NO_PAD.encode_string(&header, &mut token);
     token.push('.');
@@ -75,12 +81,23 @@ pub fn split(token: &str) -> Result<Parts<'_>, Error> {
     if s.contains('.') {
         return Err(malformed());
     }
-    let header_bytes = URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')).map_err(|_| malformed())?;
+    let header_bytes = URL_SAFE_NO_PAD
+        .decode(h.trim_end_matches('='))
+        .map_err(|_| malformed())?;
     let header: Header = serde_json::from_slice(&header_bytes).map_err(|_| malformed())?;
-    let payload = URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).map_err(|_| malformed())?;
-    let signature = URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| malformed())?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(p.trim_end_matches('='))
+        .map_err(|_| malformed())?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|_| malformed())?;
     let signed = token.get(..h.len() + 1 + p.len()).ok_or_else(malformed)?;
-    Ok(Parts { header, signed, payload, signature })
+    Ok(Parts {
+        header,
+        signed,
+        payload,
+        signature,
+    })
 }
 
 /// Decodes the payload of `parts` into `C`.
@@ -88,5 +105,6 @@ pub fn split(token: &str) -> Result<Parts<'_>, Error> {
 /// # Errors
 /// [`keyless_core::ErrorKind::InvalidInput`] when the payload is not the expected JSON.
 pub fn claims<C: DeserializeOwned>(parts: &Parts<'_>) -> Result<C, Error> {
-    serde_json::from_slice(&parts.payload).map_err(|e| Error::invalid(format!("the token's claims are malformed: {e}")))
+    serde_json::from_slice(&parts.payload)
+        .map_err(|e| Error::invalid(format!("the token's claims are malformed: {e}")))
 }

@@ -48,7 +48,8 @@ impl SigningKey {
     /// # Errors
     /// [`keyless_core::ErrorKind::Internal`] when key generation fails.
     pub fn generate(created_at: i64) -> Result<Self, Error> {
-        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| Error::internal("rsa key generation failed"))?;
+        let pair = KeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| Error::internal("rsa key generation failed"))?;
         Self::from_pair(pair, created_at)
     }
 
@@ -57,16 +58,24 @@ impl SigningKey {
     /// # Errors
     /// [`keyless_core::ErrorKind::Internal`] when the bytes are not an RSA key.
     pub fn from_pkcs8(der: &[u8], created_at: i64) -> Result<Self, Error> {
-        let pair = KeyPair::from_pkcs8(der).map_err(|e| Error::internal(format!("stored signing key rejected: {e}")))?;
+        let pair = KeyPair::from_pkcs8(der)
+            .map_err(|e| Error::internal(format!("stored signing key rejected: {e}")))?;
         Self::from_pair(pair, created_at)
     }
 
     fn from_pair(pair: KeyPair, created_at: i64) -> Result<Self, Error> {
-        let spki = pair.public_key().as_der().map_err(|_| Error::internal("public key encoding failed"))?;
+        let spki = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| Error::internal("public key encoding failed"))?;
         let public = ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, spki.as_ref())
             .map_err(|e| Error::internal(format!("public key rejected: {e}")))?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki.as_ref());
-        let kid: String = URL_SAFE_NO_PAD.encode(digest.as_ref()).chars().take(27).collect();
+        let kid: String = URL_SAFE_NO_PAD
+            .encode(digest.as_ref())
+            .chars()
+            .take(27)
+            .collect();
         let components: PublicKeyComponents<Vec<u8>> = pair.public_key().into();
         let jwk = Jwk {
             kty: "RSA".into(),
@@ -77,7 +86,13 @@ impl SigningKey {
             e: URL_SAFE_NO_PAD.encode(&components.e),
             alg: "RS256".into(),
         };
-        Ok(Self { kid, pair, public, jwk, created_at })
+        Ok(Self {
+            kid,
+            pair,
+            public,
+            jwk,
+            created_at,
+        })
     }
 
     /// The key id carried in token headers.
@@ -100,7 +115,9 @@ impl SigningKey {
     /// # Errors
     /// [`keyless_core::ErrorKind::Internal`] when encoding fails.
     pub fn to_pkcs8(&self) -> Result<Pkcs8V1Der<'static>, Error> {
-        self.pair.as_der().map_err(|_| Error::internal("private key encoding failed"))
+        self.pair
+            .as_der()
+            .map_err(|_| Error::internal("private key encoding failed"))
     }
 
     /// Signs `message` with RSASSA-PKCS1-v1_5 SHA-256.
@@ -110,7 +127,12 @@ impl SigningKey {
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         self.pair
-            .sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut sig)
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                message,
+                &mut sig,
+            )
             .map_err(|_| Error::internal("signing failed"))?;
         Ok(sig)
     }
@@ -123,7 +145,10 @@ impl SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("private", &"[redacted]").finish()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("private", &"[redacted]")
+            .finish()
     }
 }
 

@@ -25,7 +25,9 @@ impl MasterKey {
     /// [`keyless_core::ErrorKind::Internal`] when the random source fails.
     pub fn generate_bytes() -> Result<[u8; Self::LEN], Error> {
         let mut bytes = [0u8; Self::LEN];
-        SystemRandom::new().fill(&mut bytes).map_err(|_| Error::internal("random source failed"))?;
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| Error::internal("random source failed"))?;
         Ok(bytes)
     }
 
@@ -34,9 +36,16 @@ impl MasterKey {
     /// # Errors
     /// [`keyless_core::ErrorKind::InvalidInput`] when `bytes` is not 32 bytes long.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let unbound = UnboundKey::new(&AES_256_GCM, bytes)
-            .map_err(|_| Error::invalid(format!("a master key is {} bytes, not {}", Self::LEN, bytes.len())))?;
-        Ok(Self { key: LessSafeKey::new(unbound) })
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| {
+            Error::invalid(format!(
+                "a master key is {} bytes, not {}",
+                Self::LEN,
+                bytes.len()
+            ))
+        })?;
+        Ok(Self {
+            key: LessSafeKey::new(unbound),
+        })
     }
 
     /// Encrypts `plaintext`, binding `context` (what the secret is) as associated data.
@@ -45,10 +54,16 @@ impl MasterKey {
     /// [`keyless_core::ErrorKind::Internal`] when encryption fails.
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| Error::internal("random source failed"))?;
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| Error::internal("random source failed"))?;
         let mut buf = plaintext.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut buf,
+            )
             .map_err(|_| Error::internal("sealing failed"))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + buf.len());
         out.push(VERSION);
@@ -63,7 +78,8 @@ impl MasterKey {
     /// [`keyless_core::ErrorKind::Internal`] with an integrity message when the sealed
     /// bytes were altered, belong to another context, or another key sealed them.
     pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, Error> {
-        let integrity = || Error::internal(format!("integrity check failed for sealed `{context}`"));
+        let integrity =
+            || Error::internal(format!("integrity check failed for sealed `{context}`"));
         let (version, rest) = sealed.split_first().ok_or_else(integrity)?;
         if *version != VERSION || rest.len() < NONCE_LEN {
             return Err(integrity());
@@ -71,7 +87,10 @@ impl MasterKey {
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| integrity())?;
         let mut buf = body.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf).map_err(|_| integrity())?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
+            .map_err(|_| integrity())?;
         Ok(plain.to_vec())
     }
 }
@@ -95,8 +114,16 @@ mod tests {
 
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert!(key.open("signing-key:k1", &flipped).unwrap_err().message().contains("integrity"));
-        assert!(key.open("signing-key:k2", &sealed).is_err(), "another context must not open it");
+        assert!(
+            key.open("signing-key:k1", &flipped)
+                .unwrap_err()
+                .message()
+                .contains("integrity")
+        );
+        assert!(
+            key.open("signing-key:k2", &sealed).is_err(),
+            "another context must not open it"
+        );
 
         let other = MasterKey::from_bytes(&MasterKey::generate_bytes().unwrap()).unwrap();
         assert!(other.open("signing-key:k1", &sealed).is_err());

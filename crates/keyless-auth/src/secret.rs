@@ -5,8 +5,8 @@
 //! entropy or more, so a SHA-256 digest is enough to store them safely and keeps
 //! token issuance fast.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -21,8 +21,11 @@ use keyless_core::Error;
 /// [`keyless_core::ErrorKind::Internal`] when hashing fails.
 pub fn hash_password(password: &str) -> Result<String, Error> {
     let mut salt = [0u8; 16];
-    SystemRandom::new().fill(&mut salt).map_err(|_| Error::internal("random source failed"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::internal(format!("salt encoding failed: {e}")))?;
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| Error::internal("random source failed"))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| Error::internal(format!("salt encoding failed: {e}")))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -31,7 +34,11 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
 
 /// Whether `password` matches a hash made by [`hash_password`].
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(phc).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// Checks that a password chosen by a person is acceptable.
@@ -59,7 +66,9 @@ pub fn check_password_policy(password: &str) -> Result<(), Error> {
 /// [`keyless_core::ErrorKind::Internal`] when the random source fails.
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {
     let mut bytes = vec![0u8; n];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| Error::internal("random source failed"))?;
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::internal("random source failed"))?;
     Ok(bytes)
 }
 
@@ -77,7 +86,9 @@ pub fn random_token() -> Result<String, Error> {
 /// # Errors
 /// [`keyless_core::ErrorKind::Internal`] when the random source fails.
 pub fn new_client_secret() -> Result<String, Error> {
-    let text = STANDARD_NO_PAD.encode(random_bytes(30)?).replace(['+', '/'], "~");
+    let text = STANDARD_NO_PAD
+        .encode(random_bytes(30)?)
+        .replace(['+', '/'], "~");
     Ok(text)
 }
 
@@ -86,7 +97,10 @@ pub fn new_client_secret() -> Result<String, Error> {
 /// # Errors
 /// [`keyless_core::ErrorKind::Internal`] when the random source fails.
 pub fn new_password() -> Result<String, Error> {
-    Ok(format!("Kl-{}9a", URL_SAFE_NO_PAD.encode(random_bytes(18)?)))
+    Ok(format!(
+        "Kl-{}9a",
+        URL_SAFE_NO_PAD.encode(random_bytes(18)?)
+    ))
 }
 
 /// The stored digest of a high-entropy secret: hex SHA-256.

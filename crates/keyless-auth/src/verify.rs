@@ -81,8 +81,15 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     /// A verifier for tokens issued under `issuer_base` (`https://host:port`) by the
     /// keys of `ring` for the tenants `tenants`.
-    pub fn new(issuer_base: impl Into<String>, ring: KeyRing, tenants: impl IntoIterator<Item = String>) -> Self {
-        let tenants = tenants.into_iter().map(|t| t.to_ascii_lowercase()).collect();
+    pub fn new(
+        issuer_base: impl Into<String>,
+        ring: KeyRing,
+        tenants: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let tenants = tenants
+            .into_iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect();
         Self {
             issuer_base: issuer_base.into(),
             state: RwLock::new(Arc::new(State { ring, tenants })),
@@ -114,14 +121,22 @@ impl TokenVerifier {
         let state = self.state();
         let mut tenants = state.tenants.clone();
         tenants.insert(tenant_id.to_ascii_lowercase());
-        self.replace(State { ring: state.ring.clone(), tenants });
+        self.replace(State {
+            ring: state.ring.clone(),
+            tenants,
+        });
     }
 
     /// Verifies `token` for one of `audiences` at time `now`.
     ///
     /// # Errors
     /// The [`VerifyError`] that says why the token is refused.
-    pub fn verify(&self, token: &str, audiences: &[&str], now: i64) -> Result<Arc<Claims>, VerifyError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        audiences: &[&str],
+        now: i64,
+    ) -> Result<Arc<Claims>, VerifyError> {
         let claims = match self.cache.get(token) {
             Some(claims) => claims,
             None => {
@@ -146,7 +161,12 @@ impl TokenVerifier {
             return Err(VerifyError::Algorithm(parts.header.alg));
         }
         let state = self.state();
-        let key = parts.header.kid.as_deref().and_then(|kid| state.ring.find(kid)).ok_or(VerifyError::UnknownKey)?;
+        let key = parts
+            .header
+            .kid
+            .as_deref()
+            .and_then(|kid| state.ring.find(kid))
+            .ok_or(VerifyError::UnknownKey)?;
         if !key.verify(parts.signed.as_bytes(), &parts.signature) {
             return Err(VerifyError::Signature);
         }
@@ -178,7 +198,9 @@ impl TokenVerifier {
 
 impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenVerifier").field("issuer_base", &self.issuer_base).finish_non_exhaustive()
+        f.debug_struct("TokenVerifier")
+            .field("issuer_base", &self.issuer_base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,14 +216,18 @@ fn check_window(claims: &Claims, now: i64) -> Result<(), VerifyError> {
 
 /// Compares audiences as Azure does: case-insensitively, with or without a trailing `/`.
 pub fn same_audience(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/').eq_ignore_ascii_case(b.trim_end_matches('/'))
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
 }
 
 fn check_audience(aud: &str, accepted: &[&str]) -> Result<(), VerifyError> {
     if accepted.iter().any(|a| same_audience(a, aud)) {
         return Ok(());
     }
-    Err(VerifyError::Audience { got: aud.to_owned(), expected: accepted.join("` or `") })
+    Err(VerifyError::Audience {
+        got: aud.to_owned(),
+        expected: accepted.join("` or `"),
+    })
 }
 
 #[cfg(test)]

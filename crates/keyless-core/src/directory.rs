@@ -35,8 +35,12 @@ pub enum DirectoryOperation {
 
 impl DirectoryRole {
     /// Every role, for listings.
-    pub const ALL: [Self; 4] =
-        [Self::GlobalAdministrator, Self::UserAdministrator, Self::GroupsAdministrator, Self::ApplicationAdministrator];
+    pub const ALL: [Self; 4] = [
+        Self::GlobalAdministrator,
+        Self::UserAdministrator,
+        Self::GroupsAdministrator,
+        Self::ApplicationAdministrator,
+    ];
 
     /// The role's name as Entra spells it.
     pub fn as_str(self) -> &'static str {
@@ -100,7 +104,10 @@ mod tests {
         assert!(!DirectoryRole::UserAdministrator.permits(Op::ManageApplications));
         assert!(!DirectoryRole::ApplicationAdministrator.permits(Op::ManageUsers));
         assert!(!DirectoryRole::GroupsAdministrator.permits(Op::ManageRoles));
-        assert_eq!(DirectoryRole::parse("user administrator").unwrap(), DirectoryRole::UserAdministrator);
+        assert_eq!(
+            DirectoryRole::parse("user administrator").unwrap(),
+            DirectoryRole::UserAdministrator
+        );
         assert!(DirectoryRole::parse("root").is_err());
     }
 }

@@ -35,7 +35,10 @@ pub struct Error {
 impl Error {
     /// Makes an error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// A [`ErrorKind::NotFound`] error.

@@ -86,11 +86,15 @@ pub struct Principal {
 /// [`crate::ErrorKind::InvalidInput`] naming what is wrong.
 pub fn validate_upn(upn: &str, tenant_domain: &str) -> Result<(), Error> {
     let Some((local, domain)) = upn.split_once('@') else {
-        return Err(Error::invalid(format!("user principal name `{upn}` must look like `name@{tenant_domain}`")));
+        return Err(Error::invalid(format!(
+            "user principal name `{upn}` must look like `name@{tenant_domain}`"
+        )));
     };
     let local_ok = !local.is_empty()
         && local.len() <= 64
-        && local.chars().all(|c| c.is_ascii_alphanumeric() || "._-'".contains(c));
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-'".contains(c));
     if !local_ok {
         return Err(Error::invalid(format!(
             "user principal name `{upn}`: the part before `@` may hold letters, digits and `._-'` (at most 64)"
@@ -128,6 +132,9 @@ mod tests {
         ] {
             assert_eq!(PrincipalKind::parse(kind.as_str()).unwrap(), kind);
         }
-        assert_eq!(PrincipalKind::ManagedIdentity.arm_principal_type(), "ServicePrincipal");
+        assert_eq!(
+            PrincipalKind::ManagedIdentity.arm_principal_type(),
+            "ServicePrincipal"
+        );
     }
 }

@@ -112,7 +112,10 @@ pub fn evaluate<'a>(
         if !principals.contains(&assignment.principal_id) || !assignment.scope.contains(scope) {
             continue;
         }
-        let Some(role) = roles.iter().find(|r| r.id.eq_ignore_ascii_case(&assignment.role_definition_id)) else {
+        let Some(role) = roles
+            .iter()
+            .find(|r| r.id.eq_ignore_ascii_case(&assignment.role_definition_id))
+        else {
             continue;
         };
         if role.grants(permission) {
@@ -123,7 +126,10 @@ pub fn evaluate<'a>(
             };
         }
     }
-    Decision::Deny { missing: permission.as_str().to_owned(), scope: scope.to_string() }
+    Decision::Deny {
+        missing: permission.as_str().to_owned(),
+        scope: scope.to_string(),
+    }
 }
 
 /// Matches an operation against a pattern with `*` wildcards, case-insensitively.
@@ -155,10 +161,18 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
-fn role(id: &str, name: &str, description: &str, actions: &[&str], not_actions: &[&str]) -> RoleDefinition {
+fn role(
+    id: &str,
+    name: &str,
+    description: &str,
+    actions: &[&str],
+    not_actions: &[&str],
+) -> RoleDefinition {
     RoleDefinition {
         id: id.into(),
         name: name.into(),
@@ -176,7 +190,13 @@ pub const OWNER_ROLE_ID: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
 /// Azure's built-in roles that keyless knows, by their exact names, GUIDs and operations.
 pub fn builtin_roles() -> Vec<RoleDefinition> {
     vec![
-        role(OWNER_ROLE_ID, "Owner", "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.", &["*"], &[]),
+        role(
+            OWNER_ROLE_ID,
+            "Owner",
+            "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
+            &["*"],
+            &[],
+        ),
         role(
             "b24988ac-6180-42a0-ab88-20f7382dd24c",
             "Contributor",
@@ -196,7 +216,13 @@ pub fn builtin_roles() -> Vec<RoleDefinition> {
                 "Microsoft.Subscription/enable/action",
             ],
         ),
-        role("acdd72a7-3385-48ef-bd42-f606fba81ae7", "Reader", "View all resources, but does not allow you to make any changes.", &["*/read"], &[]),
+        role(
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+            "Reader",
+            "View all resources, but does not allow you to make any changes.",
+            &["*/read"],
+            &[],
+        ),
         role(
             "18d7d88d-d35e-4fb5-a5c3-7773c4a72b9d",
             "User Access Administrator",
@@ -228,12 +254,30 @@ mod tests {
 
     #[test]
     fn wildcards_match_like_azure() {
-        assert!(action_matches("*", "Microsoft.Storage/storageAccounts/read"));
-        assert!(action_matches("*/read", "Microsoft.Storage/storageAccounts/read"));
-        assert!(!action_matches("*/read", "Microsoft.Storage/storageAccounts/write"));
-        assert!(action_matches("Microsoft.Authorization/*/Write", "microsoft.authorization/roleAssignments/write"));
-        assert!(!action_matches("Microsoft.Authorization/*/Write", "Microsoft.Storage/x/write"));
-        assert!(action_matches("Microsoft.ManagedIdentity/userAssignedIdentities/*/read", "Microsoft.ManagedIdentity/userAssignedIdentities/a/b/read"));
+        assert!(action_matches(
+            "*",
+            "Microsoft.Storage/storageAccounts/read"
+        ));
+        assert!(action_matches(
+            "*/read",
+            "Microsoft.Storage/storageAccounts/read"
+        ));
+        assert!(!action_matches(
+            "*/read",
+            "Microsoft.Storage/storageAccounts/write"
+        ));
+        assert!(action_matches(
+            "Microsoft.Authorization/*/Write",
+            "microsoft.authorization/roleAssignments/write"
+        ));
+        assert!(!action_matches(
+            "Microsoft.Authorization/*/Write",
+            "Microsoft.Storage/x/write"
+        ));
+        assert!(action_matches(
+            "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/a/b/read"
+        ));
         assert!(!action_matches("Microsoft.Storage/*", "Microsoft.Stor"));
     }
 
@@ -245,8 +289,12 @@ mod tests {
         let op = Permission::Action("Microsoft.Authorization/roleAssignments/write");
         assert!(owner.grants(op));
         assert!(!contributor.grants(op));
-        assert!(contributor.grants(Permission::Action("Microsoft.ManagedIdentity/userAssignedIdentities/write")));
-        assert!(!owner.grants(Permission::DataAction("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read")));
+        assert!(contributor.grants(Permission::Action(
+            "Microsoft.ManagedIdentity/userAssignedIdentities/write"
+        )));
+        assert!(!owner.grants(Permission::DataAction(
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+        )));
     }
 
     #[test]
@@ -254,8 +302,18 @@ mod tests {
         let roles = builtin_roles();
         let p = ObjectId::new_random();
         let rg = ResourceId::parse("/subscriptions/s1/resourceGroups/rg").unwrap();
-        let a = RoleAssignment { name: "a1".into(), scope: rg.clone(), role_definition_id: OWNER_ROLE_ID.into(), principal_id: p };
-        let below = rg.child("providers/Microsoft.ManagedIdentity/userAssignedIdentities", "x").unwrap();
+        let a = RoleAssignment {
+            name: "a1".into(),
+            scope: rg.clone(),
+            role_definition_id: OWNER_ROLE_ID.into(),
+            principal_id: p,
+        };
+        let below = rg
+            .child(
+                "providers/Microsoft.ManagedIdentity/userAssignedIdentities",
+                "x",
+            )
+            .unwrap();
         let write = Permission::Action("Microsoft.ManagedIdentity/userAssignedIdentities/write");
         assert!(evaluate(&[p], [&a], &roles, write, &below).is_allowed());
         let sub = ResourceId::parse("/subscriptions/s1").unwrap();

@@ -21,24 +21,39 @@ impl ResourceId {
     /// [`crate::ErrorKind::InvalidInput`] saying what is malformed.
     pub fn parse(text: &str) -> Result<Self, Error> {
         if text == "/" {
-            return Ok(Self { text: "/".into(), key: "/".into() });
+            return Ok(Self {
+                text: "/".into(),
+                key: "/".into(),
+            });
         }
         if !text.starts_with('/') {
-            return Err(Error::invalid(format!("scope `{text}` must start with `/`")));
+            return Err(Error::invalid(format!(
+                "scope `{text}` must start with `/`"
+            )));
         }
         if text.ends_with('/') || text.contains("//") {
-            return Err(Error::invalid(format!("scope `{text}` has an empty segment")));
+            return Err(Error::invalid(format!(
+                "scope `{text}` has an empty segment"
+            )));
         }
         if text.chars().any(|c| c.is_control() || c == '?' || c == '#') {
-            return Err(Error::invalid(format!("scope `{text}` holds a character ids cannot contain")));
+            return Err(Error::invalid(format!(
+                "scope `{text}` holds a character ids cannot contain"
+            )));
         }
-        Ok(Self { text: text.to_owned(), key: text.to_ascii_lowercase() })
+        Ok(Self {
+            text: text.to_owned(),
+            key: text.to_ascii_lowercase(),
+        })
     }
 
     /// The id of a subscription.
     pub fn subscription(subscription_id: &str) -> Self {
         let text = format!("/subscriptions/{subscription_id}");
-        Self { key: text.to_ascii_lowercase(), text }
+        Self {
+            key: text.to_ascii_lowercase(),
+            text,
+        }
     }
 
     /// The id as the caller spelled it.
@@ -57,7 +72,8 @@ impl ResourceId {
             return true;
         }
         other.key == self.key
-            || (other.key.starts_with(&self.key) && other.key.as_bytes().get(self.key.len()) == Some(&b'/'))
+            || (other.key.starts_with(&self.key)
+                && other.key.as_bytes().get(self.key.len()) == Some(&b'/'))
     }
 
     /// The id with one more `/type/name` pair.
@@ -65,7 +81,11 @@ impl ResourceId {
     /// # Errors
     /// [`crate::ErrorKind::InvalidInput`] when a segment is empty or holds `/`.
     pub fn child(&self, kind: &str, name: &str) -> Result<Self, Error> {
-        let base = if self.key == "/" { "" } else { self.text.as_str() };
+        let base = if self.key == "/" {
+            ""
+        } else {
+            self.text.as_str()
+        };
         Self::parse(&format!("{base}/{kind}/{name}"))
     }
 
@@ -118,7 +138,13 @@ mod tests {
 
     #[test]
     fn malformed_scopes_are_refused() {
-        for bad in ["", "subscriptions/x", "/subscriptions/", "/subscriptions//rg", "/a?b"] {
+        for bad in [
+            "",
+            "subscriptions/x",
+            "/subscriptions/",
+            "/subscriptions//rg",
+            "/a?b",
+        ] {
             assert!(ResourceId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -1,1 +1,323 @@
-//! placeholder
+//! The keyless server as a library: configuration, the listeners and their
+//! routers (login, identity, storage, vault, management), request
+//! authentication, TLS and start-up.
+//!
+//! [`start`] takes a [`Config`] and listeners bound by the caller (so tests can
+//! pass port 0) and returns a [`Running`] server; [`run`] starts and waits.
+//! Depends on `keyless-core`, `keyless-store` and `keyless-auth`.
+
+pub mod config;
+mod http;
+mod identity;
+mod login;
+mod management;
+mod signing;
+mod state;
+mod storage;
+pub mod tenancy;
+pub mod tls;
+mod vault;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use keyless_auth::{Clock, MasterKey, SystemClock, TokenVerifier};
+use keyless_core::Error;
+use keyless_store::{DirectoryStore, MetaStore, SqliteStore, TokenStore};
+
+pub use config::{Config, TlsConfig};
+pub use state::Urls;
+
+use state::AppState;
+
+/// The default ports: storage like Azurite, the others beside it.
+pub mod ports {
+    /// Blob and DFS.
+    pub const STORAGE: u16 = 10000;
+    /// Token service.
+    pub const LOGIN: u16 = 10010;
+    /// Management API.
+    pub const MANAGEMENT: u16 = 10011;
+    /// Key vault.
+    pub const VAULT: u16 = 10012;
+    /// Managed-identity endpoint.
+    pub const IDENTITY: u16 = 10013;
+}
+
+/// The sockets a server serves, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Blob and DFS (TLS).
+    pub storage: TcpListener,
+    /// Token service (TLS).
+    pub login: TcpListener,
+    /// Management API (TLS).
+    pub management: TcpListener,
+    /// Key vault (TLS).
+    pub vault: TcpListener,
+    /// Managed-identity endpoint (plain HTTP).
+    pub identity: TcpListener,
+}
+
+/// What a started server tells its operator and clients; also written to
+/// `<data dir>/endpoints.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Listener URLs.
+    pub login: String,
+    /// Management API URL.
+    pub management: String,
+    /// Storage URL.
+    pub storage: String,
+    /// Key vault URL.
+    pub vault: String,
+    /// Managed-identity endpoint URL.
+    pub identity: String,
+    /// The bootstrap tenant.
+    pub tenant: String,
+    /// The CA bundle clients must trust, when keyless generated the certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Where the bootstrap administrator's credentials are.
+    pub admin_file: PathBuf,
+}
+
+/// A server that is serving.
+#[derive(Debug)]
+pub struct Running {
+    info: ServerInfo,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    store: SqliteStore,
+    _lock: File,
+}
+
+impl Running {
+    /// Endpoints and credentials locations.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// Waits until shutdown is requested and every listener has drained, then
+    /// closes the store.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts a server and waits until `shutdown` is cancelled.
+///
+/// # Errors
+/// As [`start`].
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    start(config, listeners, shutdown).await?.wait().await;
+    Ok(())
+}
+
+/// Opens the data dir (refusing one another server holds), the store and keys,
+/// bootstraps on first start, and spawns one task per listener.
+///
+/// # Errors
+/// [`keyless_core::ErrorKind::Conflict`] when the data dir is in use;
+/// [`keyless_core::ErrorKind::InvalidInput`] for unusable configuration;
+/// others when the store or keys cannot be opened.
+pub async fn start(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<Running, Error> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::invalid(format!(
+            "cannot create the data dir `{}`: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let lock = lock_data_dir(&config.data_dir)?;
+    if config.insecure_key_file_permissions {
+        tracing::warn!(
+            "insecure_key_file_permissions is set: key files readable by others are accepted"
+        );
+    }
+    let master = load_master_key(&config)?;
+    tracing::info!(data_dir = %config.data_dir.display(), "opening the metadata store");
+    let store = SqliteStore::open(&config.data_dir.join("meta.sqlite")).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    tenancy::bootstrap(&store, &config.data_dir, &config.tenant_domain, clock.now()).await?;
+    let ring = signing::load_ring(&store, &master, clock.now()).await?;
+    let tenants: Vec<String> = store
+        .tenants()
+        .await?
+        .into_iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    let tls = tls::prepare(&config.data_dir, &config.public_host, &config.tls)?;
+
+    let host = if config.public_host.contains(':') {
+        format!("[{}]", config.public_host)
+    } else {
+        config.public_host.clone()
+    };
+    let port = |l: &TcpListener| {
+        l.local_addr()
+            .map(|a| a.port())
+            .map_err(|e| Error::internal(format!("listener address: {e}")))
+    };
+    let urls = Urls {
+        login: format!("https://{host}:{}", port(&listeners.login)?),
+        management: format!("https://{host}:{}", port(&listeners.management)?),
+        storage: format!("https://{host}:{}", port(&listeners.storage)?),
+        vault: format!("https://{host}:{}", port(&listeners.vault)?),
+        identity: format!("http://{host}:{}", port(&listeners.identity)?),
+    };
+    let verifier = TokenVerifier::new(urls.login.clone(), ring, tenants);
+    let store_arc: Arc<dyn MetaStore> = Arc::new(store.clone());
+    let state = Arc::new(AppState::new(
+        store_arc,
+        verifier,
+        master,
+        clock,
+        urls.clone(),
+        config.clone(),
+    ));
+
+    let info = ServerInfo {
+        login: urls.login.clone(),
+        management: urls.management.clone(),
+        storage: urls.storage.clone(),
+        vault: urls.vault.clone(),
+        identity: urls.identity.clone(),
+        tenant: store.setting("bootstrap.tenant").await?.unwrap_or_default(),
+        ca_file: tls.ca_file.clone(),
+        admin_file: config.data_dir.join("admin.json"),
+    };
+    let json = serde_json::to_vec_pretty(&info).map_err(|e| Error::internal(e.to_string()))?;
+    tls::write_private(&config.data_dir.join("endpoints.json"), &json)?;
+
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.server_config));
+    let tasks = TaskTracker::new();
+    let drain = Duration::from_secs(10);
+    let routers = [
+        (
+            "storage",
+            listeners.storage,
+            storage::router(Arc::clone(&state)),
+            true,
+        ),
+        (
+            "login",
+            listeners.login,
+            login::router(Arc::clone(&state)),
+            true,
+        ),
+        (
+            "management",
+            listeners.management,
+            management::router(Arc::clone(&state)),
+            true,
+        ),
+        (
+            "vault",
+            listeners.vault,
+            vault::router(Arc::clone(&state)),
+            true,
+        ),
+        (
+            "identity",
+            listeners.identity,
+            identity::router(Arc::clone(&state)),
+            false,
+        ),
+    ];
+    for (name, listener, router, secure) in routers {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::internal(format!("{name} listener: {e}")))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| Error::internal(format!("{name} listener: {e}")))?;
+        tracing::info!(listener = name, address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
+        let tls = secure.then(|| acceptor.clone());
+        tasks.spawn(http::serve(
+            listener,
+            http::finish(router),
+            tls,
+            shutdown.clone(),
+            drain,
+        ));
+    }
+    tasks.spawn(signing::rotation_task(Arc::clone(&state), shutdown.clone()));
+    Ok(Running {
+        info,
+        shutdown,
+        tasks,
+        store,
+        _lock: lock,
+    })
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, Error> {
+    let path = dir.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::invalid(format!("cannot open `{}`: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            keyless_core::ErrorKind::Conflict,
+            format!(
+                "the data dir `{}` is in use by another keyless server; stop it or choose another --data-dir",
+                dir.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::invalid(format!(
+            "cannot lock `{}`: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn load_master_key(config: &Config) -> Result<MasterKey, Error> {
+    let path = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("master.key"));
+    if !path.exists() {
+        if config.master_key_file.is_some() {
+            return Err(Error::invalid(format!(
+                "the master key file `{}` does not exist",
+                path.display()
+            )));
+        }
+        tls::write_private(&path, &MasterKey::generate_bytes()?)?;
+        tracing::info!(file = %path.display(), "master key created");
+    }
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| Error::invalid(format!("`{}`: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 && !config.insecure_key_file_permissions {
+        return Err(Error::invalid(format!(
+            "the master key file `{}` is readable by group or others; `chmod 600` it (or set insecure_key_file_permissions)",
+            path.display()
+        )));
+    }
+    let bytes =
+        std::fs::read(&path).map_err(|e| Error::invalid(format!("`{}`: {e}", path.display())))?;
+    MasterKey::from_bytes(&bytes)
+}

@@ -1,1 +1,15 @@
-//! placeholder
+//! Persistence for keyless behind object-safe traits.
+//!
+//! [`MetaStore`] holds metadata: the directory, credentials, signing keys, refresh
+//! tokens and device codes, subscriptions, resource groups, resources and role
+//! assignments. The SQLite implementation (feature `sqlite`, the default) is the
+//! embedded default; nothing outside this crate writes SQL.
+//!
+//! Depends on `keyless-core` only among the workspace crates.
+
+#[cfg(not(feature = "sqlite"))]
+compile_error!("keyless-store needs a metadata backend: enable the `sqlite` feature");
+
+pub mod meta;
+
+pub use meta::*;

@@ -1,1 +1,90 @@
-fn main() {}
+//! `keyless`: the server (`keyless serve`) and client commands shaped like `az`.
+
+mod client;
+mod command;
+mod output;
+mod profile;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use command::{account, ad, admin, env, identity, serve, shim};
+use output::Format;
+
+/// Identity-based data access for machine-learning teams.
+#[derive(Debug, Parser)]
+#[command(name = "keyless", version, about, long_about = None)]
+struct Cli {
+    /// Output format of client commands.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Json)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::Args),
+    /// Print the environment a client needs, as `export` lines.
+    Env(env::Args),
+    /// Sign in (device code by default).
+    Login(account::LoginArgs),
+    /// Forget the signed-in account.
+    Logout,
+    /// The signed-in account and its tokens.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// The directory: users, groups, service principals, directory roles.
+    #[command(subcommand)]
+    Ad(ad::AdCommand),
+    /// User-assigned managed identities.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// Server administration: tenants, signing keys.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Install an `az` executable that forwards token requests to keyless.
+    #[command(name = "az-shim", subcommand)]
+    AzShim(shim::ShimCommand),
+    /// The `az` commands the shim forwards (`az account get-access-token`, `az account show`).
+    #[command(hide = true)]
+    Az(shim::AzArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = cli.output;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Env(args) => env::run(&args),
+            Command::Login(args) => account::login(args, format).await,
+            Command::Logout => account::logout(),
+            Command::Account(cmd) => account::run(cmd, format).await,
+            Command::Ad(cmd) => ad::run(cmd, format).await,
+            Command::Identity(cmd) => identity::run(cmd, format).await,
+            Command::Admin(cmd) => admin::run(cmd, format).await,
+            Command::AzShim(cmd) => shim::run(cmd),
+            Command::Az(args) => shim::az(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

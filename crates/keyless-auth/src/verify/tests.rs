@@ -36,8 +36,13 @@ fn a_good_token_verifies_and_then_comes_from_the_cache() {
     let token = jwt::sign(&key, &claims(TID, STORAGE, 5000)).unwrap();
     let first = v.verify(&token, &[STORAGE], 2000).unwrap();
     assert_eq!(first.oid, "o");
-    let second = v.verify(&token, &["https://storage.azure.com/"], 2000).unwrap();
-    assert!(Arc::ptr_eq(&first, &second), "the second verification must be served by the cache");
+    let second = v
+        .verify(&token, &["https://storage.azure.com/"], 2000)
+        .unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the second verification must be served by the cache"
+    );
 }
 
 #[test]
@@ -45,8 +50,15 @@ fn the_cache_still_checks_expiry_and_audience() {
     let (v, key) = setup();
     let token = jwt::sign(&key, &claims(TID, STORAGE, 5000)).unwrap();
     v.verify(&token, &[STORAGE], 2000).unwrap();
-    assert!(v.verify(&token, &[STORAGE], 5000 + SKEW_SECONDS).unwrap_err().is_expired());
-    assert!(matches!(v.verify(&token, &["https://vault.azure.net"], 2000), Err(VerifyError::Audience { .. })));
+    assert!(
+        v.verify(&token, &[STORAGE], 5000 + SKEW_SECONDS)
+            .unwrap_err()
+            .is_expired()
+    );
+    assert!(matches!(
+        v.verify(&token, &["https://vault.azure.net"], 2000),
+        Err(VerifyError::Audience { .. })
+    ));
 }
 
 #[test]
@@ -60,29 +72,54 @@ fn refusals() {
     forged.oid = "admin".into();
     let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
     parts[1] = &forged_payload;
-    assert_eq!(v.verify(&parts.join("."), &[STORAGE], 2000).unwrap_err(), VerifyError::Signature);
+    assert_eq!(
+        v.verify(&parts.join("."), &[STORAGE], 2000).unwrap_err(),
+        VerifyError::Signature
+    );
 
     // alg=none with an empty signature.
     let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let none = format!("{none_header}.{}.", good.split('.').nth(1).unwrap());
-    assert_eq!(v.verify(&none, &[STORAGE], 2000).unwrap_err(), VerifyError::Algorithm("none".into()));
+    assert_eq!(
+        v.verify(&none, &[STORAGE], 2000).unwrap_err(),
+        VerifyError::Algorithm("none".into())
+    );
 
     // Signed by a key the server does not hold.
     let stranger = SigningKey::generate(0).unwrap();
     let foreign = jwt::sign(&stranger, &claims(TID, STORAGE, 5000)).unwrap();
-    assert_eq!(v.verify(&foreign, &[STORAGE], 2000).unwrap_err(), VerifyError::UnknownKey);
+    assert_eq!(
+        v.verify(&foreign, &[STORAGE], 2000).unwrap_err(),
+        VerifyError::UnknownKey
+    );
 
     // Unknown tenant, and a known tenant with another issuer.
-    let other_tenant = jwt::sign(&key, &claims("00000000-0000-0000-0000-000000000009", STORAGE, 5000)).unwrap();
-    assert!(matches!(v.verify(&other_tenant, &[STORAGE], 2000), Err(VerifyError::UnknownTenant(_))));
+    let other_tenant = jwt::sign(
+        &key,
+        &claims("00000000-0000-0000-0000-000000000009", STORAGE, 5000),
+    )
+    .unwrap();
+    assert!(matches!(
+        v.verify(&other_tenant, &[STORAGE], 2000),
+        Err(VerifyError::UnknownTenant(_))
+    ));
     let mut wrong_iss = claims(TID, STORAGE, 5000);
     wrong_iss.iss = format!("https://evil.example/{TID}/v2.0");
     let wrong_iss = jwt::sign(&key, &wrong_iss).unwrap();
-    assert!(matches!(v.verify(&wrong_iss, &[STORAGE], 2000), Err(VerifyError::Issuer(_))));
+    assert!(matches!(
+        v.verify(&wrong_iss, &[STORAGE], 2000),
+        Err(VerifyError::Issuer(_))
+    ));
 
     // Not yet valid, and garbage.
-    assert!(matches!(v.verify(&good, &[STORAGE], 1000 - SKEW_SECONDS - 1), Err(VerifyError::NotYetValid(_))));
-    assert_eq!(v.verify("abc", &[STORAGE], 2000).unwrap_err(), VerifyError::Malformed);
+    assert!(matches!(
+        v.verify(&good, &[STORAGE], 1000 - SKEW_SECONDS - 1),
+        Err(VerifyError::NotYetValid(_))
+    ));
+    assert_eq!(
+        v.verify("abc", &[STORAGE], 2000).unwrap_err(),
+        VerifyError::Malformed
+    );
 }
 
 #[test]
@@ -93,5 +130,8 @@ fn rotation_keeps_old_tokens_valid_until_the_key_leaves_the_ring() {
     v.set_ring(KeyRing::new(vec![Arc::clone(&new), Arc::clone(&old)]).unwrap());
     assert!(v.verify(&token, &[STORAGE], 2000).is_ok());
     v.set_ring(KeyRing::new(vec![new]).unwrap());
-    assert_eq!(v.verify(&token, &[STORAGE], 2000).unwrap_err(), VerifyError::UnknownKey);
+    assert_eq!(
+        v.verify(&token, &[STORAGE], 2000).unwrap_err(),
+        VerifyError::UnknownKey
+    );
 }

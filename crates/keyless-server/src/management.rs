@@ -1,0 +1,85 @@
+//! The management listener: the directory API, ARM-shaped resources (subscriptions,
+//! resource groups, user-assigned identities) authorized by Azure RBAC, and the
+//! server's administration.
+
+mod admin;
+pub(crate) mod caller;
+pub(crate) mod directory;
+mod error;
+mod resources;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub(crate) use error::MgmtError;
+
+use crate::state::SharedState;
+
+/// The router of the management listener.
+pub(crate) fn router(state: SharedState) -> Router {
+    Router::new()
+        .merge(directory::router())
+        .merge(resources::router())
+        .merge(admin::router())
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Response {
+    MgmtError::not_found(
+        "NotFound",
+        format!(
+            "no management operation `{} {}` exists",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+/// A JSON body whose rejections answer in ARM's error shape.
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = MgmtError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                MgmtError::bad_request(
+                    "InvalidRequestContent",
+                    format!("the request body cannot be read: {e}"),
+                )
+            })?;
+        let text = if bytes.is_empty() {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(text).map(Body).map_err(|e| {
+            MgmtError::bad_request(
+                "InvalidRequestContent",
+                format!("the request body is not valid: {e}"),
+            )
+        })
+    }
+}
+
+/// Runs a handler body and turns its result into a response.
+pub(crate) async fn respond(
+    work: impl Future<Output = Result<(StatusCode, Value), MgmtError>>,
+) -> Response {
+    match work.await {
+        Ok((status, Value::Null)) => status.into_response(),
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

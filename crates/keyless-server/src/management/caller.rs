@@ -1,0 +1,181 @@
+//! Who is calling the management listener, and what they may do.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+
+use keyless_auth::{Claims, VerifyError};
+use keyless_core::directory::{DirectoryOperation, DirectoryRole};
+use keyless_core::rbac::{self, Decision, Permission, RoleAssignment};
+use keyless_core::{ObjectId, Principal, ResourceId};
+
+use super::error::MgmtError;
+use crate::http::bearer;
+use crate::login::resource::MANAGEMENT;
+use crate::state::SharedState;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) claims: Arc<Claims>,
+    pub(crate) principal: Principal,
+    pub(crate) groups: Vec<ObjectId>,
+}
+
+impl Caller {
+    /// The caller's name for messages: its UPN, or its object id.
+    pub(crate) fn name(&self) -> String {
+        self.principal
+            .user_principal_name
+            .clone()
+            .unwrap_or_else(|| self.principal.object_id.to_string())
+    }
+
+    fn ids(&self) -> Vec<ObjectId> {
+        let mut ids = Vec::with_capacity(1 + self.groups.len());
+        ids.push(self.principal.object_id);
+        ids.extend(self.groups.iter().copied());
+        ids
+    }
+}
+
+/// Authenticates a management request by its bearer token.
+pub(crate) async fn authenticate(
+    state: &SharedState,
+    headers: &HeaderMap,
+) -> Result<Caller, MgmtError> {
+    let Some(token) = bearer(headers) else {
+        return Err(MgmtError::unauthenticated(
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing. Sign in with `keyless login` and send a bearer token for https://management.azure.com/.",
+        ));
+    };
+    let claims = state
+        .verifier
+        .verify(token, &MANAGEMENT, state.now())
+        .map_err(|e| match e {
+            VerifyError::Expired(_) => MgmtError::unauthenticated(
+                "ExpiredAuthenticationToken",
+                format!("The access token expiry UTC time is in the past: {e}."),
+            ),
+            VerifyError::Audience { .. } => MgmtError::unauthenticated(
+                "InvalidAuthenticationTokenAudience",
+                format!("The access token has been obtained for wrong audience or resource: {e}."),
+            ),
+            other => MgmtError::unauthenticated(
+                "InvalidAuthenticationToken",
+                format!("The access token is invalid: {other}."),
+            ),
+        })?;
+    let oid = ObjectId::parse(&claims.oid).map_err(|_| {
+        MgmtError::unauthenticated(
+            "InvalidAuthenticationToken",
+            "The access token has a malformed 'oid'.",
+        )
+    })?;
+    let principal = state
+        .store
+        .principal(oid)
+        .await?
+        .filter(|p| p.enabled)
+        .ok_or_else(|| {
+            MgmtError::unauthenticated(
+                "InvalidAuthenticationToken",
+                "The principal of the access token no longer exists or is disabled.",
+            )
+        })?;
+    let groups = state.store.transitive_groups(oid).await?;
+    Ok(Caller {
+        claims,
+        principal,
+        groups,
+    })
+}
+
+/// Requires a directory role that permits `operation`.
+pub(crate) async fn require_directory(
+    state: &SharedState,
+    caller: &Caller,
+    operation: DirectoryOperation,
+) -> Result<(), MgmtError> {
+    for id in caller.ids() {
+        for role in state.store.directory_roles(id).await? {
+            if DirectoryRole::parse(&role).is_ok_and(|r| r.permits(operation)) {
+                return Ok(());
+            }
+        }
+    }
+    Err(MgmtError::forbidden(
+        "Authorization_RequestDenied",
+        format!(
+            "Insufficient privileges to complete the operation: '{}' needs the directory role '{}' (or Global Administrator). A Global Administrator can grant it with `keyless ad role assign`.",
+            caller.name(),
+            operation.least_role().as_str()
+        ),
+    ))
+}
+
+/// Requires an Azure RBAC `action` at `scope`, which must lie in the caller's tenant.
+pub(crate) async fn authorize(
+    state: &SharedState,
+    caller: &Caller,
+    action: &str,
+    scope: &ResourceId,
+) -> Result<(), MgmtError> {
+    let assignments: Vec<RoleAssignment> = state
+        .store
+        .role_assignments(caller.principal.tenant_id)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            Some(RoleAssignment {
+                name: a.name,
+                scope: ResourceId::parse(&a.scope).ok()?,
+                role_definition_id: a.role_definition_id,
+                principal_id: a.principal_id,
+            })
+        })
+        .collect();
+    let decision = rbac::evaluate(
+        &caller.ids(),
+        &assignments,
+        &rbac::builtin_roles(),
+        Permission::Action(action),
+        scope,
+    );
+    match decision {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny { missing, scope } => Err(MgmtError::forbidden(
+            "AuthorizationFailed",
+            format!(
+                "The client '{}' with object id '{}' does not have authorization to perform action '{missing}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+                caller.name(),
+                caller.principal.object_id
+            ),
+        )),
+    }
+}
+
+/// Checks that a subscription exists and belongs to the caller's tenant.
+pub(crate) async fn subscription_of_caller(
+    state: &SharedState,
+    caller: &Caller,
+    subscription_id: &str,
+) -> Result<(), MgmtError> {
+    let Some(sub) = state.store.subscription(subscription_id).await? else {
+        return Err(MgmtError::not_found(
+            "SubscriptionNotFound",
+            format!("The subscription '{subscription_id}' could not be found."),
+        ));
+    };
+    if sub.tenant_id != caller.principal.tenant_id {
+        return Err(MgmtError::unauthenticated(
+            "InvalidAuthenticationTokenTenant",
+            format!(
+                "The access token is from the wrong issuer '{}'. It must match the tenant '{}' associated with this subscription. Please use the authority for that tenant to obtain a new token.",
+                caller.claims.iss, sub.tenant_id
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,941 @@
+//! The directory API: users, groups, service principals and their credentials,
+//! directory roles. Shaped after Microsoft Graph's objects; governed by directory
+//! roles, not by Azure RBAC.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use keyless_auth::cert::CertificateCredential;
+use keyless_auth::{jwt, secret};
+use keyless_core::directory::{DirectoryOperation, DirectoryRole};
+use keyless_core::principal::validate_upn;
+use keyless_core::{ClientId, ObjectId, Principal, PrincipalKind, TenantId};
+use keyless_store::{Credential, CredentialKind};
+
+use super::caller::{Caller, authenticate, require_directory};
+use super::error::MgmtError;
+use super::{Body, respond};
+use crate::http::set;
+use crate::state::SharedState;
+
+/// The audience of federated assertions, as Entra's workload identity uses it.
+pub(crate) const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+pub(crate) fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/directory/me", get(me))
+        .route("/directory/users", get(list_users).post(create_user))
+        .route(
+            "/directory/users/{key}",
+            get(show_user).patch(update_user).delete(delete_principal),
+        )
+        .route("/directory/groups", get(list_groups).post(create_group))
+        .route(
+            "/directory/groups/{key}",
+            get(show_group).delete(delete_group),
+        )
+        .route(
+            "/directory/groups/{key}/members",
+            get(list_members).post(add_member),
+        )
+        .route(
+            "/directory/groups/{key}/members/{member}",
+            axum::routing::delete(remove_member),
+        )
+        .route(
+            "/directory/servicePrincipals",
+            get(list_sps).post(create_sp),
+        )
+        .route(
+            "/directory/servicePrincipals/{key}",
+            get(show_sp).patch(update_sp).delete(delete_principal),
+        )
+        .route(
+            "/directory/servicePrincipals/{key}/credentials/reset",
+            post(reset_credentials),
+        )
+        .route(
+            "/directory/servicePrincipals/{key}/federatedCredentials",
+            get(list_federated).post(add_federated),
+        )
+        .route(
+            "/directory/servicePrincipals/{key}/federatedTokens",
+            post(federated_token),
+        )
+        .route("/directory/roles/{role}/members", post(grant_role))
+}
+
+/// Finds a principal of the caller's tenant by object id, app id, user principal
+/// name, or (groups, service principals) display name.
+pub(crate) async fn resolve(
+    state: &SharedState,
+    tenant: TenantId,
+    key: &str,
+) -> Result<Principal, MgmtError> {
+    let found = if let Ok(id) = ObjectId::parse(key) {
+        match state.store.principal(id).await? {
+            Some(p) => Some(p),
+            None => {
+                state
+                    .store
+                    .principal_by_app_id(ClientId::parse(key)?)
+                    .await?
+            }
+        }
+    } else if key.contains('@') {
+        state.store.principal_by_upn(key).await?
+    } else {
+        let mut named: Vec<Principal> = state
+            .store
+            .principals(tenant, None)
+            .await?
+            .into_iter()
+            .filter(|p| p.kind != PrincipalKind::User && p.display_name.eq_ignore_ascii_case(key))
+            .collect();
+        if named.len() > 1 {
+            return Err(MgmtError::bad_request(
+                "AmbiguousName",
+                format!("`{key}` names several principals; use an object id"),
+            ));
+        }
+        named.pop()
+    };
+    found.filter(|p| p.tenant_id == tenant).ok_or_else(|| {
+        MgmtError::not_found("Request_ResourceNotFound", format!("no principal `{key}` exists in this tenant (give an object id, app id, user principal name or group name)"))
+    })
+}
+
+pub(crate) fn principal_json(p: &Principal) -> Value {
+    let mut v = json!({
+        "id": p.object_id.to_string(),
+        "objectType": match p.kind { PrincipalKind::ManagedIdentity => "ServicePrincipal", k => k.as_str() },
+        "displayName": p.display_name,
+        "createdDateTime": timestamp(p.created_at),
+    });
+    match p.kind {
+        PrincipalKind::User => {
+            set(&mut v, "userPrincipalName", json!(p.user_principal_name));
+            set(&mut v, "accountEnabled", json!(p.enabled));
+        }
+        PrincipalKind::Group => {}
+        PrincipalKind::ServicePrincipal | PrincipalKind::ManagedIdentity => {
+            set(&mut v, "appId", json!(p.app_id.map(|a| a.to_string())));
+            set(&mut v, "accountEnabled", json!(p.enabled));
+            let kind = if p.kind == PrincipalKind::ManagedIdentity {
+                "ManagedIdentity"
+            } else {
+                "Application"
+            };
+            set(&mut v, "servicePrincipalType", json!(kind));
+            if let Some(r) = &p.resource_id {
+                set(&mut v, "alternativeNames", json!(["isExplicit=True", r]));
+            }
+        }
+    }
+    v
+}
+
+fn credential_json(c: &Credential) -> Value {
+    let mut v = json!({
+        "keyId": c.id,
+        "displayName": c.display_name,
+        "startDateTime": timestamp(c.starts_at),
+        "endDateTime": timestamp(c.expires_at),
+    });
+    match &c.kind {
+        CredentialKind::Secret { hint, .. } => set(&mut v, "hint", json!(hint)),
+        CredentialKind::Certificate { thumbprint, .. } => {
+            set(&mut v, "type", json!("AsymmetricX509Cert"));
+            set(&mut v, "customKeyIdentifier", json!(thumbprint));
+        }
+        CredentialKind::Federated {
+            issuer,
+            subject,
+            audiences,
+        } => {
+            v = json!({ "id": c.id, "name": c.display_name, "issuer": issuer, "subject": subject, "audiences": audiences });
+        }
+    }
+    v
+}
+
+pub(crate) fn timestamp(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+async fn me(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        let mut v = principal_json(&caller.principal);
+        set(
+            &mut v,
+            "tenantId",
+            json!(caller.principal.tenant_id.to_string()),
+        );
+        let mut roles = state
+            .store
+            .directory_roles(caller.principal.object_id)
+            .await?;
+        roles.sort();
+        set(&mut v, "directoryRoles", json!(roles));
+        Ok((StatusCode::OK, v))
+    })
+    .await
+}
+
+async fn list_of_kind(
+    state: &SharedState,
+    headers: &HeaderMap,
+    kinds: &[PrincipalKind],
+) -> Result<(StatusCode, Value), MgmtError> {
+    let caller = authenticate(state, headers).await?;
+    let all = state
+        .store
+        .principals(caller.principal.tenant_id, None)
+        .await?;
+    let value: Vec<Value> = all
+        .iter()
+        .filter(|p| kinds.contains(&p.kind))
+        .map(principal_json)
+        .collect();
+    Ok((StatusCode::OK, json!({ "value": value })))
+}
+
+async fn list_users(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    respond(list_of_kind(&state, &headers, &[PrincipalKind::User])).await
+}
+
+async fn list_groups(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    respond(list_of_kind(&state, &headers, &[PrincipalKind::Group])).await
+}
+
+async fn list_sps(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    respond(list_of_kind(
+        &state,
+        &headers,
+        &[
+            PrincipalKind::ServicePrincipal,
+            PrincipalKind::ManagedIdentity,
+        ],
+    ))
+    .await
+}
+
+async fn show_of_kind(
+    state: &SharedState,
+    headers: &HeaderMap,
+    key: &str,
+    kinds: &[PrincipalKind],
+) -> Result<(StatusCode, Value), MgmtError> {
+    let caller = authenticate(state, headers).await?;
+    let p = resolve(state, caller.principal.tenant_id, key).await?;
+    if !kinds.contains(&p.kind) {
+        return Err(MgmtError::not_found(
+            "Request_ResourceNotFound",
+            format!(
+                "`{key}` is a {}, not a {}",
+                p.kind.as_str(),
+                kinds.first().map(|k| k.as_str()).unwrap_or_default()
+            ),
+        ));
+    }
+    let mut v = principal_json(&p);
+    if matches!(p.kind, PrincipalKind::ServicePrincipal) {
+        let creds = state.store.credentials(p.object_id).await?;
+        let pick = |f: fn(&CredentialKind) -> bool| {
+            creds
+                .iter()
+                .filter(|c| f(&c.kind))
+                .map(credential_json)
+                .collect::<Vec<_>>()
+        };
+        set(
+            &mut v,
+            "passwordCredentials",
+            json!(pick(|k| matches!(k, CredentialKind::Secret { .. }))),
+        );
+        set(
+            &mut v,
+            "keyCredentials",
+            json!(pick(|k| matches!(k, CredentialKind::Certificate { .. }))),
+        );
+    }
+    Ok((StatusCode::OK, v))
+}
+
+async fn show_user(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    respond(show_of_kind(&state, &headers, &key, &[PrincipalKind::User])).await
+}
+
+async fn show_group(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    respond(show_of_kind(
+        &state,
+        &headers,
+        &key,
+        &[PrincipalKind::Group],
+    ))
+    .await
+}
+
+async fn show_sp(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    respond(show_of_kind(
+        &state,
+        &headers,
+        &key,
+        &[
+            PrincipalKind::ServicePrincipal,
+            PrincipalKind::ManagedIdentity,
+        ],
+    ))
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewUser {
+    display_name: String,
+    user_principal_name: String,
+    password: String,
+    #[serde(default = "yes")]
+    account_enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn create_user(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Body(body): Body<NewUser>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageUsers).await?;
+        let tenant = tenant_of(&state, &caller).await?;
+        validate_upn(&body.user_principal_name, &tenant.domain)?;
+        secret::check_password_policy(&body.password)?;
+        if state
+            .store
+            .principal_by_upn(&body.user_principal_name)
+            .await?
+            .is_some()
+        {
+            return Err(MgmtError::new(
+                StatusCode::CONFLICT,
+                "Request_BadRequest",
+                format!("a user `{}` exists already", body.user_principal_name),
+            ));
+        }
+        let password = body.password.clone();
+        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
+            .await
+            .map_err(|e| keyless_core::Error::internal(format!("hashing task failed: {e}")))??;
+        let user = Principal {
+            object_id: ObjectId::new_random(),
+            tenant_id: tenant.id,
+            kind: PrincipalKind::User,
+            display_name: body.display_name,
+            user_principal_name: Some(body.user_principal_name.to_ascii_lowercase()),
+            app_id: None,
+            enabled: body.account_enabled,
+            resource_id: None,
+            created_at: state.now(),
+        };
+        state.store.principal_create(&user, Some(&hash)).await?;
+        tracing::info!(actor = %caller.principal.object_id, user = %user.object_id, "user created");
+        Ok((StatusCode::CREATED, principal_json(&user)))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Update {
+    account_enabled: Option<bool>,
+}
+
+async fn update_principal(
+    state: &SharedState,
+    headers: &HeaderMap,
+    key: &str,
+    body: Update,
+    op: DirectoryOperation,
+) -> Result<(StatusCode, Value), MgmtError> {
+    let caller = authenticate(state, headers).await?;
+    require_directory(state, &caller, op).await?;
+    let p = resolve(state, caller.principal.tenant_id, key).await?;
+    if let Some(enabled) = body.account_enabled {
+        state
+            .store
+            .principal_set_enabled(p.object_id, enabled)
+            .await?;
+    }
+    let p = state
+        .store
+        .principal(p.object_id)
+        .await?
+        .ok_or_else(|| keyless_core::Error::not_found("the principal vanished"))?;
+    Ok((StatusCode::OK, principal_json(&p)))
+}
+
+async fn update_user(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Body(body): Body<Update>,
+) -> Response {
+    respond(update_principal(
+        &state,
+        &headers,
+        &key,
+        body,
+        DirectoryOperation::ManageUsers,
+    ))
+    .await
+}
+
+async fn update_sp(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Body(body): Body<Update>,
+) -> Response {
+    respond(update_principal(
+        &state,
+        &headers,
+        &key,
+        body,
+        DirectoryOperation::ManageApplications,
+    ))
+    .await
+}
+
+async fn delete_principal(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        let p = resolve(&state, caller.principal.tenant_id, &key).await?;
+        let op = match p.kind {
+            PrincipalKind::User => DirectoryOperation::ManageUsers,
+            PrincipalKind::Group => DirectoryOperation::ManageGroups,
+            PrincipalKind::ServicePrincipal => DirectoryOperation::ManageApplications,
+            PrincipalKind::ManagedIdentity => {
+                return Err(MgmtError::bad_request(
+                    "Request_BadRequest",
+                    "a managed identity is deleted with its resource: `keyless identity delete`",
+                ));
+            }
+        };
+        require_directory(&state, &caller, op).await?;
+        if p.object_id == caller.principal.object_id {
+            return Err(MgmtError::bad_request("Request_BadRequest", "you cannot delete yourself"));
+        }
+        state.store.principal_delete(p.object_id).await?;
+        tracing::info!(actor = %caller.principal.object_id, principal = %p.object_id, "principal deleted");
+        Ok((StatusCode::NO_CONTENT, Value::Null))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewGroup {
+    display_name: String,
+    #[serde(default)]
+    mail_nickname: Option<String>,
+}
+
+async fn create_group(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Body(body): Body<NewGroup>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageGroups).await?;
+        let _ = body.mail_nickname;
+        let name = body.display_name.trim();
+        if name.is_empty()
+            || name.len() > 256
+            || ObjectId::parse(name).is_ok()
+            || name.contains('@')
+        {
+            return Err(MgmtError::bad_request(
+                "Request_BadRequest",
+                format!(
+                    "`{name}` is not a valid group name (1–256 characters, not a GUID, no `@`)"
+                ),
+            ));
+        }
+        let tenant = caller.principal.tenant_id;
+        let taken = state
+            .store
+            .principals(tenant, Some(PrincipalKind::Group))
+            .await?
+            .iter()
+            .any(|g| g.display_name.eq_ignore_ascii_case(name));
+        if taken {
+            return Err(MgmtError::new(
+                StatusCode::CONFLICT,
+                "Request_BadRequest",
+                format!("a group named `{name}` exists already"),
+            ));
+        }
+        let group = Principal {
+            object_id: ObjectId::new_random(),
+            tenant_id: tenant,
+            kind: PrincipalKind::Group,
+            display_name: name.to_owned(),
+            user_principal_name: None,
+            app_id: None,
+            enabled: true,
+            resource_id: None,
+            created_at: state.now(),
+        };
+        state.store.principal_create(&group, None).await?;
+        Ok((StatusCode::CREATED, principal_json(&group)))
+    })
+    .await
+}
+
+async fn delete_group(
+    state: State<SharedState>,
+    headers: HeaderMap,
+    key: Path<String>,
+) -> Response {
+    delete_principal(state, headers, key).await
+}
+
+async fn group_of(state: &SharedState, caller: &Caller, key: &str) -> Result<Principal, MgmtError> {
+    let g = resolve(state, caller.principal.tenant_id, key).await?;
+    if g.kind != PrincipalKind::Group {
+        return Err(MgmtError::not_found(
+            "Request_ResourceNotFound",
+            format!("`{key}` is not a group"),
+        ));
+    }
+    Ok(g)
+}
+
+async fn list_members(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        let group = group_of(&state, &caller, &key).await?;
+        let mut value = Vec::new();
+        for id in state.store.group_members(group.object_id).await? {
+            if let Some(p) = state.store.principal(id).await? {
+                value.push(principal_json(&p));
+            }
+        }
+        Ok((StatusCode::OK, json!({ "value": value })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberRef {
+    member: String,
+}
+
+async fn add_member(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Body(body): Body<MemberRef>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageGroups).await?;
+        let group = group_of(&state, &caller, &key).await?;
+        let member = resolve(&state, caller.principal.tenant_id, &body.member).await?;
+        state
+            .store
+            .group_add_member(group.object_id, member.object_id)
+            .await?;
+        Ok((StatusCode::NO_CONTENT, Value::Null))
+    })
+    .await
+}
+
+async fn remove_member(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((key, member)): Path<(String, String)>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageGroups).await?;
+        let group = group_of(&state, &caller, &key).await?;
+        let member = resolve(&state, caller.principal.tenant_id, &member).await?;
+        state
+            .store
+            .group_remove_member(group.object_id, member.object_id)
+            .await?;
+        Ok((StatusCode::NO_CONTENT, Value::Null))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewSp {
+    display_name: String,
+    /// PEM certificate to register instead of generating a secret.
+    #[serde(default)]
+    certificate: Option<String>,
+    /// Validity of the generated secret in years (default 1).
+    #[serde(default)]
+    years: Option<u32>,
+}
+
+async fn create_sp(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Body(body): Body<NewSp>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageApplications).await?;
+        let name = body.display_name.trim();
+        if name.is_empty() || name.len() > 120 || ObjectId::parse(name).is_ok() || name.contains('@') {
+            return Err(MgmtError::bad_request("Request_BadRequest", format!("`{name}` is not a valid application name")));
+        }
+        let sp = Principal {
+            object_id: ObjectId::new_random(),
+            tenant_id: caller.principal.tenant_id,
+            kind: PrincipalKind::ServicePrincipal,
+            display_name: name.to_owned(),
+            user_principal_name: None,
+            app_id: Some(ClientId::new_random()),
+            enabled: true,
+            resource_id: None,
+            created_at: state.now(),
+        };
+        let cert = body.certificate.as_deref().map(|pem| CertificateCredential::parse(pem.as_bytes())).transpose()?;
+        state.store.principal_create(&sp, None).await?;
+        let mut out = json!({
+            "appId": sp.app_id.map(|a| a.to_string()),
+            "objectId": sp.object_id.to_string(),
+            "displayName": sp.display_name,
+            "tenant": sp.tenant_id.to_string(),
+        });
+        match cert {
+            Some(cert) => {
+                state.store.credential_add(&certificate_credential(&sp, cert)).await?;
+            }
+            None => {
+                let (credential, secret) = new_secret(&state, &sp, body.years.unwrap_or(1), None)?;
+                state.store.credential_add(&credential).await?;
+                set(&mut out, "password", json!(secret));
+            }
+        }
+        tracing::info!(actor = %caller.principal.object_id, sp = %sp.object_id, "service principal created");
+        Ok((StatusCode::CREATED, out))
+    })
+    .await
+}
+
+fn certificate_credential(sp: &Principal, cert: CertificateCredential) -> Credential {
+    Credential {
+        id: uuid::Uuid::new_v4().to_string(),
+        principal_id: sp.object_id,
+        display_name: format!("CN={}", sp.display_name),
+        kind: CredentialKind::Certificate {
+            thumbprint: cert.thumbprint,
+            public_key: cert.public_key_der,
+        },
+        starts_at: cert.not_before,
+        expires_at: cert.not_after,
+    }
+}
+
+fn new_secret(
+    state: &SharedState,
+    sp: &Principal,
+    years: u32,
+    end: Option<i64>,
+) -> Result<(Credential, String), MgmtError> {
+    let now = state.now();
+    if !(1..=100).contains(&years) {
+        return Err(MgmtError::bad_request(
+            "Request_BadRequest",
+            "`years` must lie between 1 and 100",
+        ));
+    }
+    let expires_at = end.unwrap_or(now + i64::from(years) * 365 * 24 * 3600);
+    if expires_at <= now {
+        return Err(MgmtError::bad_request(
+            "Request_BadRequest",
+            "the end date of a secret must lie in the future",
+        ));
+    }
+    let secret = secret::new_client_secret()?;
+    let credential = Credential {
+        id: uuid::Uuid::new_v4().to_string(),
+        principal_id: sp.object_id,
+        display_name: "rbac".into(),
+        kind: CredentialKind::Secret {
+            digest: secret::digest_secret(&secret),
+            hint: secret.chars().take(3).collect(),
+        },
+        starts_at: now,
+        expires_at,
+    };
+    Ok((credential, secret))
+}
+
+async fn sp_of(state: &SharedState, caller: &Caller, key: &str) -> Result<Principal, MgmtError> {
+    let p = resolve(state, caller.principal.tenant_id, key).await?;
+    if p.kind != PrincipalKind::ServicePrincipal {
+        return Err(MgmtError::not_found(
+            "Request_ResourceNotFound",
+            format!("`{key}` is not an application's service principal"),
+        ));
+    }
+    Ok(p)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Reset {
+    #[serde(default)]
+    append: bool,
+    #[serde(default)]
+    years: Option<u32>,
+    /// RFC 3339 end of validity, instead of `years`.
+    #[serde(default)]
+    end_date: Option<String>,
+    #[serde(default)]
+    certificate: Option<String>,
+}
+
+async fn reset_credentials(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Body(body): Body<Reset>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageApplications).await?;
+        let sp = sp_of(&state, &caller, &key).await?;
+        let mut out = json!({ "appId": sp.app_id.map(|a| a.to_string()), "tenant": sp.tenant_id.to_string() });
+        if let Some(pem) = body.certificate.as_deref() {
+            let cert = CertificateCredential::parse(pem.as_bytes())?;
+            state.store.credential_add(&certificate_credential(&sp, cert)).await?;
+            return Ok((StatusCode::OK, out));
+        }
+        let end = body
+            .end_date
+            .as_deref()
+            .map(|d| d.parse::<jiff::Timestamp>().map(|t| t.as_second()))
+            .transpose()
+            .map_err(|e| MgmtError::bad_request("Request_BadRequest", format!("`endDate` is not an RFC 3339 time: {e}")))?;
+        let (credential, secret) = new_secret(&state, &sp, body.years.unwrap_or(1), end)?;
+        if body.append {
+            state.store.credential_add(&credential).await?;
+        } else {
+            state.store.credential_replace_secrets(sp.object_id, &credential).await?;
+        }
+        set(&mut out, "password", json!(secret));
+        Ok((StatusCode::OK, out))
+    })
+    .await
+}
+
+async fn list_federated(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        let sp = sp_of(&state, &caller, &key).await?;
+        let creds = state.store.credentials(sp.object_id).await?;
+        let value: Vec<Value> = creds
+            .iter()
+            .filter(|c| matches!(c.kind, CredentialKind::Federated { .. }))
+            .map(credential_json)
+            .collect();
+        Ok((StatusCode::OK, json!({ "value": value })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewFederated {
+    name: String,
+    issuer: String,
+    subject: String,
+    #[serde(default)]
+    audiences: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn add_federated(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Body(body): Body<NewFederated>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageApplications).await?;
+        let sp = sp_of(&state, &caller, &key).await?;
+        let _ = body.description;
+        if !body.issuer.starts_with("https://") {
+            return Err(MgmtError::bad_request(
+                "Request_BadRequest",
+                format!("the issuer `{}` must be an https URL", body.issuer),
+            ));
+        }
+        if body.subject.is_empty() || body.subject.len() > 600 {
+            return Err(MgmtError::bad_request(
+                "Request_BadRequest",
+                "the subject must have 1–600 characters",
+            ));
+        }
+        let audiences = body
+            .audiences
+            .unwrap_or_else(|| vec![TOKEN_EXCHANGE_AUDIENCE.to_owned()]);
+        if audiences.len() != 1 {
+            return Err(MgmtError::bad_request(
+                "Request_BadRequest",
+                "a federated credential has exactly one audience",
+            ));
+        }
+        let existing = state.store.credentials(sp.object_id).await?;
+        if existing
+            .iter()
+            .filter(|c| matches!(c.kind, CredentialKind::Federated { .. }))
+            .any(|c| c.display_name == body.name)
+        {
+            return Err(MgmtError::new(
+                StatusCode::CONFLICT,
+                "Request_BadRequest",
+                format!("a federated credential `{}` exists already", body.name),
+            ));
+        }
+        let credential = Credential {
+            id: uuid::Uuid::new_v4().to_string(),
+            principal_id: sp.object_id,
+            display_name: body.name,
+            kind: CredentialKind::Federated {
+                issuer: body.issuer,
+                subject: body.subject,
+                audiences,
+            },
+            starts_at: state.now(),
+            expires_at: i64::MAX,
+        };
+        state.store.credential_add(&credential).await?;
+        Ok((StatusCode::CREATED, credential_json(&credential)))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewFederatedToken {
+    subject: String,
+    #[serde(default)]
+    lifetime_seconds: Option<i64>,
+}
+
+/// Issues a federated assertion under the tenant's own issuer, to be written to a
+/// workload's `AZURE_FEDERATED_TOKEN_FILE`.
+async fn federated_token(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    Body(body): Body<NewFederatedToken>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageApplications).await?;
+        let sp = sp_of(&state, &caller, &key).await?;
+        let lifetime = body.lifetime_seconds.unwrap_or(24 * 3600);
+        if !(60..=30 * 24 * 3600).contains(&lifetime) {
+            return Err(MgmtError::bad_request("Request_BadRequest", "`lifetimeSeconds` must lie between 60 and 2592000"));
+        }
+        let now = state.now();
+        let issuer = state.verifier.issuer(&sp.tenant_id.to_string());
+        let claims = json!({
+            "iss": issuer,
+            "sub": body.subject,
+            "aud": TOKEN_EXCHANGE_AUDIENCE,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let token = jwt::sign(state.verifier.ring().current(), &claims)?;
+        Ok((StatusCode::OK, json!({ "token": token, "issuer": issuer, "subject": body.subject, "audience": TOKEN_EXCHANGE_AUDIENCE, "expiresOn": now + lifetime })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleMember {
+    principal: String,
+}
+
+async fn grant_role(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(role): Path<String>,
+    Body(body): Body<RoleMember>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_directory(&state, &caller, DirectoryOperation::ManageRoles).await?;
+        let role = DirectoryRole::parse(&role)?;
+        let p = resolve(&state, caller.principal.tenant_id, &body.principal).await?;
+        state.store.directory_role_grant(p.object_id, role.as_str()).await?;
+        tracing::info!(actor = %caller.principal.object_id, principal = %p.object_id, role = role.as_str(), "directory role granted");
+        Ok((StatusCode::OK, json!({ "principal": p.object_id.to_string(), "role": role.as_str() })))
+    })
+    .await
+}
+
+async fn tenant_of(
+    state: &SharedState,
+    caller: &Caller,
+) -> Result<keyless_store::Tenant, MgmtError> {
+    Ok(state
+        .store
+        .tenant(&caller.principal.tenant_id.to_string())
+        .await?
+        .ok_or_else(|| keyless_core::Error::internal("the caller's tenant vanished"))?)
+}

@@ -1,0 +1,487 @@
+//! ARM resources: subscriptions, resource groups and user-assigned identities.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use keyless_core::{ClientId, ObjectId, Principal, PrincipalKind, ResourceId};
+use keyless_store::{Resource, ResourceGroup};
+
+use super::caller::{authenticate, authorize, subscription_of_caller};
+use super::error::MgmtError;
+use super::{Body, respond};
+use crate::state::SharedState;
+
+const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
+
+pub(crate) fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/subscriptions", get(list_subscriptions))
+        .route("/subscriptions/{sub}", get(show_subscription))
+        .route("/subscriptions/{sub}/resourcegroups", get(list_groups))
+        .route("/subscriptions/{sub}/resourceGroups", get(list_groups))
+        .route("/subscriptions/{sub}/resourcegroups/{rg}", get(show_group).put(put_group))
+        .route("/subscriptions/{sub}/resourceGroups/{rg}", get(show_group).put(put_group))
+        .route(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities",
+            get(list_identities),
+        )
+        .route(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}",
+            get(show_identity).put(put_identity).delete(delete_identity),
+        )
+        .route(
+            "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}",
+            get(show_identity).put(put_identity).delete(delete_identity),
+        )
+}
+
+/// ARM requires `api-version` on every call; keyless accepts any value, since it
+/// serves one shape per resource type.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ApiVersion {
+    #[serde(rename = "api-version")]
+    api_version: Option<String>,
+}
+
+impl ApiVersion {
+    fn require(&self) -> Result<(), MgmtError> {
+        match self.api_version.as_deref() {
+            Some(v) if !v.is_empty() => Ok(()),
+            _ => Err(MgmtError::bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )),
+        }
+    }
+}
+
+fn subscription_json(id: &str, tenant: &str, name: &str) -> Value {
+    json!({
+        "id": format!("/subscriptions/{id}"),
+        "subscriptionId": id,
+        "tenantId": tenant,
+        "displayName": name,
+        "state": "Enabled",
+    })
+}
+
+fn group_json(g: &ResourceGroup) -> Value {
+    json!({
+        "id": format!("/subscriptions/{}/resourceGroups/{}", g.subscription_id, g.name),
+        "name": g.name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": g.location,
+        "properties": { "provisioningState": "Succeeded" },
+    })
+}
+
+async fn list_subscriptions(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        let mut value = Vec::new();
+        for s in state
+            .store
+            .subscriptions(caller.principal.tenant_id)
+            .await?
+        {
+            let scope = ResourceId::subscription(&s.id);
+            if authorize(
+                &state,
+                &caller,
+                "Microsoft.Resources/subscriptions/read",
+                &scope,
+            )
+            .await
+            .is_ok()
+            {
+                value.push(subscription_json(
+                    &s.id,
+                    &s.tenant_id.to_string(),
+                    &s.display_name,
+                ));
+            }
+        }
+        Ok((StatusCode::OK, json!({ "value": value })))
+    })
+    .await
+}
+
+async fn show_subscription(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        authorize(
+            &state,
+            &caller,
+            "Microsoft.Resources/subscriptions/read",
+            &ResourceId::subscription(&sub),
+        )
+        .await?;
+        let s = state
+            .store
+            .subscription(&sub)
+            .await?
+            .ok_or_else(|| keyless_core::Error::not_found("subscription vanished"))?;
+        Ok((
+            StatusCode::OK,
+            subscription_json(&s.id, &s.tenant_id.to_string(), &s.display_name),
+        ))
+    })
+    .await
+}
+
+async fn list_groups(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let mut value = Vec::new();
+        for g in state.store.resource_groups(&sub).await? {
+            let scope = ResourceId::subscription(&sub).child("resourceGroups", &g.name)?;
+            if authorize(
+                &state,
+                &caller,
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+                &scope,
+            )
+            .await
+            .is_ok()
+            {
+                value.push(group_json(&g));
+            }
+        }
+        Ok((StatusCode::OK, json!({ "value": value })))
+    })
+    .await
+}
+
+async fn show_group(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
+        authorize(
+            &state,
+            &caller,
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            &scope,
+        )
+        .await?;
+        let g = state
+            .store
+            .resource_group(&sub, &rg)
+            .await?
+            .ok_or_else(|| group_not_found(&rg))?;
+        Ok((StatusCode::OK, group_json(&g)))
+    })
+    .await
+}
+
+fn group_not_found(rg: &str) -> MgmtError {
+    MgmtError::not_found(
+        "ResourceGroupNotFound",
+        format!("Resource group '{rg}' could not be found."),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupBody {
+    location: Option<String>,
+}
+
+async fn put_group(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(v): Query<ApiVersion>,
+    Body(body): Body<GroupBody>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        validate_name(&rg, 90, "resource group")?;
+        let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
+        authorize(
+            &state,
+            &caller,
+            "Microsoft.Resources/subscriptions/resourceGroups/write",
+            &scope,
+        )
+        .await?;
+        let existed = state.store.resource_group(&sub, &rg).await?.is_some();
+        let g = state
+            .store
+            .resource_group_upsert(&ResourceGroup {
+                subscription_id: sub.clone(),
+                name: rg.clone(),
+                location: body.location.unwrap_or_else(|| "local".into()),
+                created_at: state.now(),
+            })
+            .await?;
+        Ok((
+            if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            group_json(&g),
+        ))
+    })
+    .await
+}
+
+fn validate_name(name: &str, max: usize, what: &str) -> Result<(), MgmtError> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
+        && !name.ends_with('.');
+    if ok {
+        return Ok(());
+    }
+    Err(MgmtError::bad_request(
+        "InvalidResourceName",
+        format!(
+            "the {what} name `{name}` is invalid: use 1–{max} letters, digits, `-`, `_`, `.`, `(`, `)`, not ending in `.`"
+        ),
+    ))
+}
+
+fn identity_id(sub: &str, rg: &str, name: &str) -> String {
+    // The form Entra puts in `xms_mirid`: lowercase `resourcegroups`.
+    format!("/subscriptions/{sub}/resourcegroups/{rg}/providers/{UAI_TYPE}/{name}")
+}
+
+fn identity_json(r: &Resource, p: &Principal) -> Value {
+    json!({
+        "id": format!("/subscriptions/{}/resourceGroups/{}/providers/{UAI_TYPE}/{}", r.subscription_id, r.resource_group, r.name),
+        "name": r.name,
+        "type": UAI_TYPE,
+        "location": r.location,
+        "tags": r.body.get("tags").cloned().unwrap_or_else(|| json!({})),
+        "properties": {
+            "tenantId": p.tenant_id.to_string(),
+            "principalId": p.object_id.to_string(),
+            "clientId": p.app_id.map(|a| a.to_string()),
+        },
+    })
+}
+
+async fn identity_scope(
+    state: &SharedState,
+    headers: &HeaderMap,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    action: &str,
+) -> Result<super::caller::Caller, MgmtError> {
+    let caller = authenticate(state, headers).await?;
+    subscription_of_caller(state, &caller, sub).await?;
+    let scope = ResourceId::parse(&identity_id(sub, rg, name))?;
+    authorize(state, &caller, action, &scope).await?;
+    if state.store.resource_group(sub, rg).await?.is_none() {
+        return Err(group_not_found(rg));
+    }
+    Ok(caller)
+}
+
+async fn identity_pair(
+    state: &SharedState,
+    sub: &str,
+    rg: &str,
+    name: &str,
+) -> Result<(Resource, Principal), MgmtError> {
+    let id = identity_id(sub, rg, name);
+    let not_found = || {
+        MgmtError::not_found(
+            "ResourceNotFound",
+            format!("The Resource '{UAI_TYPE}/{name}' under resource group '{rg}' was not found."),
+        )
+    };
+    let resource = state.store.resource(&id).await?.ok_or_else(not_found)?;
+    let principal = state
+        .store
+        .principal_by_resource_id(&id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((resource, principal))
+}
+
+async fn show_identity(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        identity_scope(
+            &state,
+            &headers,
+            &sub,
+            &rg,
+            &name,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+        )
+        .await?;
+        let (r, p) = identity_pair(&state, &sub, &rg, &name).await?;
+        Ok((StatusCode::OK, identity_json(&r, &p)))
+    })
+    .await
+}
+
+async fn list_identities(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
+        authorize(
+            &state,
+            &caller,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+            &scope,
+        )
+        .await?;
+        let mut value = Vec::new();
+        for r in state.store.resources(&sub, &rg, UAI_TYPE).await? {
+            if let Some(p) = state.store.principal_by_resource_id(&r.id).await? {
+                value.push(identity_json(&r, &p));
+            }
+        }
+        Ok((StatusCode::OK, json!({ "value": value })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct IdentityBody {
+    location: Option<String>,
+    tags: Option<Value>,
+}
+
+async fn put_identity(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    Query(v): Query<ApiVersion>,
+    Body(body): Body<IdentityBody>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = identity_scope(&state, &headers, &sub, &rg, &name, "Microsoft.ManagedIdentity/userAssignedIdentities/write").await?;
+        let name_ok = name.len() >= 3
+            && name.len() <= 128
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(MgmtError::bad_request(
+                "InvalidResourceName",
+                format!("the identity name `{name}` is invalid: 3–128 letters, digits, `-` or `_`, starting with a letter or digit"),
+            ));
+        }
+        let id = identity_id(&sub, &rg, &name);
+        let now = state.now();
+        let existing = state.store.resource(&id).await?;
+        let resource = Resource {
+            id: id.clone(),
+            subscription_id: sub.clone(),
+            resource_group: existing.as_ref().map_or_else(|| rg.clone(), |r| r.resource_group.clone()),
+            kind: UAI_TYPE.into(),
+            name: existing.as_ref().map_or_else(|| name.clone(), |r| r.name.clone()),
+            location: body.location.unwrap_or_else(|| "local".into()),
+            body: json!({ "tags": body.tags.unwrap_or_else(|| json!({})) }),
+            created_at: existing.as_ref().map_or(now, |r| r.created_at),
+        };
+        let principal = match state.store.principal_by_resource_id(&id).await? {
+            Some(p) => p,
+            None => {
+                let p = Principal {
+                    object_id: ObjectId::new_random(),
+                    tenant_id: caller.principal.tenant_id,
+                    kind: PrincipalKind::ManagedIdentity,
+                    display_name: name.clone(),
+                    user_principal_name: None,
+                    app_id: Some(ClientId::new_random()),
+                    enabled: true,
+                    resource_id: Some(id.clone()),
+                    created_at: now,
+                };
+                state.store.principal_create(&p, None).await?;
+                p
+            }
+        };
+        state.store.resource_put(&resource).await?;
+        let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+        Ok((status, identity_json(&resource, &principal)))
+    })
+    .await
+}
+
+async fn delete_identity(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        identity_scope(
+            &state,
+            &headers,
+            &sub,
+            &rg,
+            &name,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/delete",
+        )
+        .await?;
+        let id = identity_id(&sub, &rg, &name);
+        if let Some(p) = state.store.principal_by_resource_id(&id).await? {
+            state.store.principal_delete(p.object_id).await?;
+        }
+        let existed = state.store.resource_delete(&id).await?;
+        Ok((
+            if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::NO_CONTENT
+            },
+            Value::Null,
+        ))
+    })
+    .await
+}

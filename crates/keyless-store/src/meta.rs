@@ -1,0 +1,325 @@
+//! The metadata store: records, and the traits that read and write them.
+//!
+//! Every method is atomic: it takes effect whole or not at all. Lookups of a
+//! missing record return `Ok(None)`; writes that name a missing record fail with
+//! [`keyless_core::ErrorKind::NotFound`], and duplicates with
+//! [`keyless_core::ErrorKind::AlreadyExists`].
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use keyless_core::{ClientId, Error, ObjectId, Principal, PrincipalKind, TenantId};
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A directory (tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The tenant id.
+    pub id: TenantId,
+    /// The domain of its users' names, e.g. `keyless.local`.
+    pub domain: String,
+    /// A human-readable name.
+    pub display_name: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A subscription: the root of a tenant's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The subscription GUID.
+    pub id: String,
+    /// The tenant that owns it.
+    pub tenant_id: TenantId,
+    /// A human-readable name.
+    pub display_name: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A resource group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGroup {
+    /// The subscription it lies in.
+    pub subscription_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its location.
+    pub location: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// An ARM resource below a resource group, kept as its JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The resource id as first written.
+    pub id: String,
+    /// The subscription it lies in.
+    pub subscription_id: String,
+    /// Its resource group.
+    pub resource_group: String,
+    /// `Namespace/type`, e.g. `Microsoft.ManagedIdentity/userAssignedIdentities`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its location.
+    pub location: String,
+    /// The JSON body (`properties`, `tags`, …).
+    pub body: serde_json::Value,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// What a credential is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A client secret, stored as its digest.
+    Secret {
+        /// SHA-256 of the secret, hex.
+        digest: String,
+        /// The secret's first characters, shown to owners.
+        hint: String,
+    },
+    /// A certificate's public key.
+    Certificate {
+        /// SHA-1 thumbprint, uppercase hex.
+        thumbprint: String,
+        /// The subject public key info, DER.
+        public_key: Vec<u8>,
+    },
+    /// A federated identity credential: tokens of `issuer` about `subject`.
+    Federated {
+        /// The trusted issuer.
+        issuer: String,
+        /// The subject the assertion must carry.
+        subject: String,
+        /// Audiences the assertion may carry.
+        audiences: Vec<String>,
+    },
+}
+
+/// A credential of a service principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The key id.
+    pub id: String,
+    /// The service principal it belongs to.
+    pub principal_id: ObjectId,
+    /// A name for people.
+    pub display_name: String,
+    /// The kind and its material.
+    pub kind: CredentialKind,
+    /// Valid from.
+    pub starts_at: i64,
+    /// Valid until.
+    pub expires_at: i64,
+}
+
+/// A signing key sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSigningKey {
+    /// The key id.
+    pub kid: String,
+    /// The sealed PKCS#8 bytes.
+    pub sealed: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// What a refresh token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshGrant {
+    /// The signed-in principal.
+    pub principal_id: ObjectId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// A pending device-code sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCode {
+    /// SHA-256 of the device code the client polls with.
+    pub digest: String,
+    /// The short code a person types.
+    pub user_code: String,
+    /// The tenant of the request.
+    pub tenant_id: TenantId,
+    /// The client that asked.
+    pub client_id: String,
+    /// The requested scope.
+    pub scope: String,
+    /// Expiry.
+    pub expires_at: i64,
+    /// The user who approved it, once approved.
+    pub approved_by: Option<ObjectId>,
+}
+
+/// A stored role assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoleAssignment {
+    /// The GUID name.
+    pub name: String,
+    /// The tenant whose resources it concerns.
+    pub tenant_id: TenantId,
+    /// The scope as written.
+    pub scope: String,
+    /// The role definition GUID.
+    pub role_definition_id: String,
+    /// The principal.
+    pub principal_id: ObjectId,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// The directory: tenants, principals, groups, credentials and directory roles.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + Debug + 'static {
+    /// Creates a tenant.
+    async fn tenant_create(&self, tenant: &Tenant) -> Result<(), Error>;
+    /// Every tenant.
+    async fn tenants(&self) -> Result<Vec<Tenant>, Error>;
+    /// A tenant by id or domain.
+    async fn tenant(&self, id_or_domain: &str) -> Result<Option<Tenant>, Error>;
+
+    /// Creates a principal, with a password hash for users.
+    async fn principal_create(
+        &self,
+        principal: &Principal,
+        password_hash: Option<&str>,
+    ) -> Result<(), Error>;
+    /// A principal by object id.
+    async fn principal(&self, object_id: ObjectId) -> Result<Option<Principal>, Error>;
+    /// A user by user principal name (case-insensitive).
+    async fn principal_by_upn(&self, upn: &str) -> Result<Option<Principal>, Error>;
+    /// A service principal or managed identity by application (client) id.
+    async fn principal_by_app_id(&self, app_id: ClientId) -> Result<Option<Principal>, Error>;
+    /// A managed identity by resource id (case-insensitive).
+    async fn principal_by_resource_id(&self, resource_id: &str)
+    -> Result<Option<Principal>, Error>;
+    /// The principals of a tenant, of one kind or all.
+    async fn principals(
+        &self,
+        tenant_id: TenantId,
+        kind: Option<PrincipalKind>,
+    ) -> Result<Vec<Principal>, Error>;
+    /// Enables or disables a principal.
+    async fn principal_set_enabled(&self, object_id: ObjectId, enabled: bool) -> Result<(), Error>;
+    /// Deletes a principal with its memberships, credentials, roles and role assignments.
+    async fn principal_delete(&self, object_id: ObjectId) -> Result<(), Error>;
+    /// A user's password hash.
+    async fn password_hash(&self, object_id: ObjectId) -> Result<Option<String>, Error>;
+
+    /// Adds `member` to `group`; adding a present member is not an error.
+    /// A membership that would make a group contain itself is refused as `Conflict`.
+    async fn group_add_member(&self, group: ObjectId, member: ObjectId) -> Result<(), Error>;
+    /// Removes `member` from `group`.
+    async fn group_remove_member(&self, group: ObjectId, member: ObjectId) -> Result<(), Error>;
+    /// The direct members of `group`.
+    async fn group_members(&self, group: ObjectId) -> Result<Vec<ObjectId>, Error>;
+    /// Every group `member` belongs to, directly or through nested groups.
+    async fn transitive_groups(&self, member: ObjectId) -> Result<Vec<ObjectId>, Error>;
+
+    /// Adds a credential.
+    async fn credential_add(&self, credential: &Credential) -> Result<(), Error>;
+    /// The credentials of a principal.
+    async fn credentials(&self, principal_id: ObjectId) -> Result<Vec<Credential>, Error>;
+    /// Removes every secret of a principal and adds `replacement` in one step.
+    async fn credential_replace_secrets(
+        &self,
+        principal_id: ObjectId,
+        replacement: &Credential,
+    ) -> Result<(), Error>;
+
+    /// Grants a directory role (by its name).
+    async fn directory_role_grant(&self, principal_id: ObjectId, role: &str) -> Result<(), Error>;
+    /// The directory roles a principal holds directly.
+    async fn directory_roles(&self, principal_id: ObjectId) -> Result<Vec<String>, Error>;
+}
+
+/// Token machinery: signing keys, refresh tokens, device codes, settings.
+#[async_trait]
+pub trait TokenStore: Send + Sync + Debug + 'static {
+    /// Adds a sealed signing key.
+    async fn signing_key_add(&self, key: &SealedSigningKey) -> Result<(), Error>;
+    /// Every signing key, newest first.
+    async fn signing_keys(&self) -> Result<Vec<SealedSigningKey>, Error>;
+    /// Removes keys created before `created_before`.
+    async fn signing_keys_prune(&self, created_before: i64) -> Result<(), Error>;
+
+    /// Stores a refresh token by its digest.
+    async fn refresh_token_add(&self, digest: &str, grant: &RefreshGrant) -> Result<(), Error>;
+    /// Removes and returns a refresh token (each is used once).
+    async fn refresh_token_take(&self, digest: &str) -> Result<Option<RefreshGrant>, Error>;
+
+    /// Stores a device code.
+    async fn device_code_add(&self, code: &DeviceCode) -> Result<(), Error>;
+    /// A device code by the user code a person typed.
+    async fn device_code_by_user_code(&self, user_code: &str) -> Result<Option<DeviceCode>, Error>;
+    /// Marks a device code approved by `user`.
+    async fn device_code_approve(&self, user_code: &str, user: ObjectId) -> Result<(), Error>;
+    /// A device code by digest; removed when it is approved (each approval yields one token).
+    async fn device_code_poll(&self, digest: &str) -> Result<Option<DeviceCode>, Error>;
+
+    /// A server setting.
+    async fn setting(&self, key: &str) -> Result<Option<String>, Error>;
+    /// Writes a server setting.
+    async fn setting_set(&self, key: &str, value: &str) -> Result<(), Error>;
+}
+
+/// Subscriptions, resource groups, resources and role assignments.
+#[async_trait]
+pub trait ResourceStore: Send + Sync + Debug + 'static {
+    /// Creates a subscription.
+    async fn subscription_create(&self, subscription: &Subscription) -> Result<(), Error>;
+    /// A subscription by id.
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, Error>;
+    /// The subscriptions of a tenant.
+    async fn subscriptions(&self, tenant_id: TenantId) -> Result<Vec<Subscription>, Error>;
+
+    /// Creates a resource group, or returns the existing one unchanged.
+    async fn resource_group_upsert(&self, group: &ResourceGroup) -> Result<ResourceGroup, Error>;
+    /// A resource group.
+    async fn resource_group(
+        &self,
+        subscription_id: &str,
+        name: &str,
+    ) -> Result<Option<ResourceGroup>, Error>;
+    /// The resource groups of a subscription.
+    async fn resource_groups(&self, subscription_id: &str) -> Result<Vec<ResourceGroup>, Error>;
+
+    /// Creates or replaces a resource.
+    async fn resource_put(&self, resource: &Resource) -> Result<(), Error>;
+    /// A resource by id (case-insensitive).
+    async fn resource(&self, id: &str) -> Result<Option<Resource>, Error>;
+    /// The resources of a type in a resource group.
+    async fn resources(
+        &self,
+        subscription_id: &str,
+        resource_group: &str,
+        kind: &str,
+    ) -> Result<Vec<Resource>, Error>;
+    /// Deletes a resource; `Ok(false)` when there was none.
+    async fn resource_delete(&self, id: &str) -> Result<bool, Error>;
+
+    /// Creates a role assignment.
+    async fn role_assignment_create(&self, assignment: &StoredRoleAssignment) -> Result<(), Error>;
+    /// Every role assignment of a tenant.
+    async fn role_assignments(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<Vec<StoredRoleAssignment>, Error>;
+}
+
+/// The whole metadata store.
+pub trait MetaStore: DirectoryStore + TokenStore + ResourceStore {}
+
+impl<T: DirectoryStore + TokenStore + ResourceStore> MetaStore for T {}

@@ -1,0 +1,436 @@
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use keyless_core::{ClientId, Error, ErrorKind, ObjectId, Principal, PrincipalKind, TenantId};
+
+use super::{SqliteStore, corrupt, db_error};
+use crate::meta::{Credential, CredentialKind, DirectoryStore, Tenant};
+
+const PRINCIPAL_COLUMNS: &str =
+    "object_id, tenant_id, kind, display_name, upn, app_id, resource_id, enabled, created_at";
+
+fn principal_row(row: &SqliteRow) -> Result<Principal, Error> {
+    let text = |name: &str| {
+        row.try_get::<String, _>(name)
+            .map_err(|e| corrupt("principal", e))
+    };
+    let opt = |name: &str| {
+        row.try_get::<Option<String>, _>(name)
+            .map_err(|e| corrupt("principal", e))
+    };
+    Ok(Principal {
+        object_id: ObjectId::parse(&text("object_id")?)?,
+        tenant_id: TenantId::parse(&text("tenant_id")?)?,
+        kind: PrincipalKind::parse(&text("kind")?)?,
+        display_name: text("display_name")?,
+        user_principal_name: opt("upn")?,
+        app_id: opt("app_id")?.map(|a| ClientId::parse(&a)).transpose()?,
+        resource_id: opt("resource_id")?,
+        enabled: row
+            .try_get::<bool, _>("enabled")
+            .map_err(|e| corrupt("principal", e))?,
+        created_at: row
+            .try_get::<i64, _>("created_at")
+            .map_err(|e| corrupt("principal", e))?,
+    })
+}
+
+fn tenant_row(row: &SqliteRow) -> Result<Tenant, Error> {
+    Ok(Tenant {
+        id: TenantId::parse(
+            &row.try_get::<String, _>("id")
+                .map_err(|e| corrupt("tenant", e))?,
+        )?,
+        domain: row.try_get("domain").map_err(|e| corrupt("tenant", e))?,
+        display_name: row
+            .try_get("display_name")
+            .map_err(|e| corrupt("tenant", e))?,
+        created_at: row
+            .try_get("created_at")
+            .map_err(|e| corrupt("tenant", e))?,
+    })
+}
+
+fn credential_row(row: &SqliteRow) -> Result<Credential, Error> {
+    let get = |name: &str| {
+        row.try_get::<Option<String>, _>(name)
+            .map_err(|e| corrupt("credential", e))
+    };
+    let kind: String = row.try_get("kind").map_err(|e| corrupt("credential", e))?;
+    let kind = match kind.as_str() {
+        "secret" => CredentialKind::Secret {
+            digest: get("secret_digest")?.unwrap_or_default(),
+            hint: get("hint")?.unwrap_or_default(),
+        },
+        "certificate" => CredentialKind::Certificate {
+            thumbprint: get("thumbprint")?.unwrap_or_default(),
+            public_key: row
+                .try_get::<Option<Vec<u8>>, _>("public_key")
+                .map_err(|e| corrupt("credential", e))?
+                .unwrap_or_default(),
+        },
+        "federated" => CredentialKind::Federated {
+            issuer: get("issuer")?.unwrap_or_default(),
+            subject: get("subject")?.unwrap_or_default(),
+            audiences: serde_json::from_str(&get("audiences")?.unwrap_or_else(|| "[]".into()))
+                .map_err(|e| corrupt("credential", e))?,
+        },
+        other => return Err(corrupt("credential", format!("kind `{other}`"))),
+    };
+    Ok(Credential {
+        id: row.try_get("id").map_err(|e| corrupt("credential", e))?,
+        principal_id: ObjectId::parse(
+            &row.try_get::<String, _>("principal_id")
+                .map_err(|e| corrupt("credential", e))?,
+        )?,
+        display_name: row
+            .try_get("display_name")
+            .map_err(|e| corrupt("credential", e))?,
+        kind,
+        starts_at: row
+            .try_get("starts_at")
+            .map_err(|e| corrupt("credential", e))?,
+        expires_at: row
+            .try_get("expires_at")
+            .map_err(|e| corrupt("credential", e))?,
+    })
+}
+
+async fn insert_credential<'c, E: sqlx::SqliteExecutor<'c>>(
+    exec: E,
+    c: &Credential,
+) -> Result<(), Error> {
+    let (kind, digest, hint, thumbprint, public_key, issuer, subject, audiences) = match &c.kind {
+        CredentialKind::Secret { digest, hint } => (
+            "secret",
+            Some(digest.clone()),
+            Some(hint.clone()),
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+        CredentialKind::Certificate {
+            thumbprint,
+            public_key,
+        } => (
+            "certificate",
+            None,
+            None,
+            Some(thumbprint.clone()),
+            Some(public_key.clone()),
+            None,
+            None,
+            None,
+        ),
+        CredentialKind::Federated {
+            issuer,
+            subject,
+            audiences,
+        } => (
+            "federated",
+            None,
+            None,
+            None,
+            None,
+            Some(issuer.clone()),
+            Some(subject.clone()),
+            Some(serde_json::to_string(audiences).map_err(|e| Error::internal(e.to_string()))?),
+        ),
+    };
+    sqlx::query(
+        "INSERT INTO credentials (id, principal_id, kind, display_name, hint, secret_digest, thumbprint, public_key, issuer, subject, audiences, starts_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&c.id)
+    .bind(c.principal_id.to_string())
+    .bind(kind)
+    .bind(&c.display_name)
+    .bind(hint)
+    .bind(digest)
+    .bind(thumbprint)
+    .bind(public_key)
+    .bind(issuer)
+    .bind(subject)
+    .bind(audiences)
+    .bind(c.starts_at)
+    .bind(c.expires_at)
+    .execute(exec)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    async fn principal_where(
+        &self,
+        clause: &str,
+        value: String,
+    ) -> Result<Option<Principal>, Error> {
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE {clause}");
+        sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(principal_row)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    async fn tenant_create(&self, t: &Tenant) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO tenants (id, domain, display_name, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(t.id.to_string())
+        .bind(&t.domain)
+        .bind(&t.display_name)
+        .bind(t.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, Error> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(tenant_row).collect()
+    }
+
+    async fn tenant(&self, id_or_domain: &str) -> Result<Option<Tenant>, Error> {
+        sqlx::query("SELECT * FROM tenants WHERE id = lower(?1) OR domain = ?1")
+            .bind(id_or_domain)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(tenant_row)
+            .transpose()
+    }
+
+    async fn principal_create(
+        &self,
+        p: &Principal,
+        password_hash: Option<&str>,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO principals (object_id, tenant_id, kind, display_name, upn, app_id, resource_id, password_hash, enabled, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(p.object_id.to_string())
+        .bind(p.tenant_id.to_string())
+        .bind(p.kind.as_str())
+        .bind(&p.display_name)
+        .bind(&p.user_principal_name)
+        .bind(p.app_id.map(|a| a.to_string()))
+        .bind(&p.resource_id)
+        .bind(password_hash)
+        .bind(p.enabled)
+        .bind(p.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn principal(&self, object_id: ObjectId) -> Result<Option<Principal>, Error> {
+        self.principal_where("object_id = ?", object_id.to_string())
+            .await
+    }
+
+    async fn principal_by_upn(&self, upn: &str) -> Result<Option<Principal>, Error> {
+        self.principal_where("upn = ?", upn.to_owned()).await
+    }
+
+    async fn principal_by_app_id(&self, app_id: ClientId) -> Result<Option<Principal>, Error> {
+        self.principal_where("app_id = ?", app_id.to_string()).await
+    }
+
+    async fn principal_by_resource_id(
+        &self,
+        resource_id: &str,
+    ) -> Result<Option<Principal>, Error> {
+        self.principal_where("resource_id = ?", resource_id.to_owned())
+            .await
+    }
+
+    async fn principals(
+        &self,
+        tenant_id: TenantId,
+        kind: Option<PrincipalKind>,
+    ) -> Result<Vec<Principal>, Error> {
+        let sql = format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE tenant_id = ? AND (?2 IS NULL OR kind = ?2) ORDER BY created_at, display_name"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id.to_string())
+            .bind(kind.map(PrincipalKind::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(principal_row).collect()
+    }
+
+    async fn principal_set_enabled(&self, object_id: ObjectId, enabled: bool) -> Result<(), Error> {
+        let done = sqlx::query("UPDATE principals SET enabled = ? WHERE object_id = ?")
+            .bind(enabled)
+            .bind(object_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "principal `{object_id}` does not exist"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn principal_delete(&self, object_id: ObjectId) -> Result<(), Error> {
+        // Memberships, credentials, directory roles, refresh tokens and role
+        // assignments go with the principal through ON DELETE CASCADE.
+        let done = sqlx::query("DELETE FROM principals WHERE object_id = ?")
+            .bind(object_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "principal `{object_id}` does not exist"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn password_hash(&self, object_id: ObjectId) -> Result<Option<String>, Error> {
+        let row = sqlx::query("SELECT password_hash FROM principals WHERE object_id = ?")
+            .bind(object_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
+    }
+
+    async fn group_add_member(&self, group: ObjectId, member: ObjectId) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // Refuse a cycle: the group must not already be reachable from the member.
+        let cycle: Option<(i64,)> = sqlx::query_as(
+            "WITH RECURSIVE below(id) AS (SELECT ?1 UNION SELECT gm.member_id FROM group_members gm JOIN below ON gm.group_id = below.id)
+             SELECT 1 FROM below WHERE id = ?2 LIMIT 1",
+        )
+        .bind(member.to_string())
+        .bind(group.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if cycle.is_some() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("adding `{member}` to `{group}` would make the group contain itself"),
+            ));
+        }
+        sqlx::query("INSERT OR IGNORE INTO group_members (group_id, member_id) VALUES (?, ?)")
+            .bind(group.to_string())
+            .bind(member.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn group_remove_member(&self, group: ObjectId, member: ObjectId) -> Result<(), Error> {
+        let done = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND member_id = ?")
+            .bind(group.to_string())
+            .bind(member.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "`{member}` is not a member of group `{group}`"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn group_members(&self, group: ObjectId) -> Result<Vec<ObjectId>, Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT member_id FROM group_members WHERE group_id = ? ORDER BY member_id",
+        )
+        .bind(group.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(|(id,)| ObjectId::parse(id)).collect()
+    }
+
+    async fn transitive_groups(&self, member: ObjectId) -> Result<Vec<ObjectId>, Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "WITH RECURSIVE above(id) AS (SELECT group_id FROM group_members WHERE member_id = ?1
+                 UNION SELECT gm.group_id FROM group_members gm JOIN above ON gm.member_id = above.id)
+             SELECT id FROM above ORDER BY id",
+        )
+        .bind(member.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(|(id,)| ObjectId::parse(id)).collect()
+    }
+
+    async fn credential_add(&self, credential: &Credential) -> Result<(), Error> {
+        insert_credential(&self.pool, credential).await
+    }
+
+    async fn credentials(&self, principal_id: ObjectId) -> Result<Vec<Credential>, Error> {
+        let rows =
+            sqlx::query("SELECT * FROM credentials WHERE principal_id = ? ORDER BY starts_at")
+                .bind(principal_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        rows.iter().map(credential_row).collect()
+    }
+
+    async fn credential_replace_secrets(
+        &self,
+        principal_id: ObjectId,
+        replacement: &Credential,
+    ) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query("DELETE FROM credentials WHERE principal_id = ? AND kind = 'secret'")
+            .bind(principal_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_credential(&mut *tx, replacement).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn directory_role_grant(&self, principal_id: ObjectId, role: &str) -> Result<(), Error> {
+        sqlx::query("INSERT OR IGNORE INTO directory_roles (principal_id, role) VALUES (?, ?)")
+            .bind(principal_id.to_string())
+            .bind(role)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn directory_roles(&self, principal_id: ObjectId) -> Result<Vec<String>, Error> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT role FROM directory_roles WHERE principal_id = ? ORDER BY role")
+                .bind(principal_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(r,)| r).collect())
+    }
+}

@@ -1,0 +1,235 @@
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use keyless_core::{Error, ObjectId, TenantId};
+
+use super::{SqliteStore, corrupt, db_error};
+use crate::meta::{Resource, ResourceGroup, ResourceStore, StoredRoleAssignment, Subscription};
+
+fn resource_row(row: &SqliteRow) -> Result<Resource, Error> {
+    let c = |e| corrupt("resource", e);
+    Ok(Resource {
+        id: row.try_get("id").map_err(c)?,
+        subscription_id: row.try_get("subscription_id").map_err(c)?,
+        resource_group: row.try_get("resource_group").map_err(c)?,
+        kind: row.try_get("type").map_err(c)?,
+        name: row.try_get("name").map_err(c)?,
+        location: row.try_get("location").map_err(c)?,
+        body: serde_json::from_str(&row.try_get::<String, _>("body").map_err(c)?)
+            .map_err(|e| corrupt("resource", e))?,
+        created_at: row.try_get("created_at").map_err(c)?,
+    })
+}
+
+fn assignment_row(row: &SqliteRow) -> Result<StoredRoleAssignment, Error> {
+    let c = |e| corrupt("role assignment", e);
+    Ok(StoredRoleAssignment {
+        name: row.try_get("name").map_err(c)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
+        scope: row.try_get("scope").map_err(c)?,
+        role_definition_id: row.try_get("role_definition_id").map_err(c)?,
+        principal_id: ObjectId::parse(&row.try_get::<String, _>("principal_id").map_err(c)?)?,
+        created_at: row.try_get("created_at").map_err(c)?,
+    })
+}
+
+#[async_trait]
+impl ResourceStore for SqliteStore {
+    async fn subscription_create(&self, s: &Subscription) -> Result<(), Error> {
+        sqlx::query("INSERT INTO subscriptions (id, tenant_id, display_name, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&s.id)
+            .bind(s.tenant_id.to_string())
+            .bind(&s.display_name)
+            .bind(s.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, Error> {
+        let row: Option<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, tenant_id, display_name, created_at FROM subscriptions WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|(id, t, display_name, created_at)| {
+            Ok(Subscription {
+                id,
+                tenant_id: TenantId::parse(&t)?,
+                display_name,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn subscriptions(&self, tenant_id: TenantId) -> Result<Vec<Subscription>, Error> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, tenant_id, display_name, created_at FROM subscriptions WHERE tenant_id = ? ORDER BY created_at",
+        )
+        .bind(tenant_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(id, t, display_name, created_at)| {
+                Ok(Subscription {
+                    id,
+                    tenant_id: TenantId::parse(&t)?,
+                    display_name,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn resource_group_upsert(&self, g: &ResourceGroup) -> Result<ResourceGroup, Error> {
+        sqlx::query("INSERT OR IGNORE INTO resource_groups (subscription_id, name, location, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&g.subscription_id)
+            .bind(&g.name)
+            .bind(&g.location)
+            .bind(g.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        self.resource_group(&g.subscription_id, &g.name)
+            .await?
+            .ok_or_else(|| Error::internal("a resource group vanished while it was created"))
+    }
+
+    async fn resource_group(
+        &self,
+        subscription_id: &str,
+        name: &str,
+    ) -> Result<Option<ResourceGroup>, Error> {
+        let row: Option<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT subscription_id, name, location, created_at FROM resource_groups WHERE subscription_id = ? AND name = ?",
+        )
+        .bind(subscription_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(
+            |(subscription_id, name, location, created_at)| ResourceGroup {
+                subscription_id,
+                name,
+                location,
+                created_at,
+            },
+        ))
+    }
+
+    async fn resource_groups(&self, subscription_id: &str) -> Result<Vec<ResourceGroup>, Error> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT subscription_id, name, location, created_at FROM resource_groups WHERE subscription_id = ? ORDER BY name",
+        )
+        .bind(subscription_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(subscription_id, name, location, created_at)| ResourceGroup {
+                    subscription_id,
+                    name,
+                    location,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn resource_put(&self, r: &Resource) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO resources (id_key, id, subscription_id, resource_group, type, name, location, body, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id_key) DO UPDATE SET location = excluded.location, body = excluded.body",
+        )
+        .bind(r.id.to_ascii_lowercase())
+        .bind(&r.id)
+        .bind(&r.subscription_id)
+        .bind(&r.resource_group)
+        .bind(&r.kind)
+        .bind(&r.name)
+        .bind(&r.location)
+        .bind(r.body.to_string())
+        .bind(r.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn resource(&self, id: &str) -> Result<Option<Resource>, Error> {
+        sqlx::query("SELECT * FROM resources WHERE id_key = ?")
+            .bind(id.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(resource_row)
+            .transpose()
+    }
+
+    async fn resources(
+        &self,
+        subscription_id: &str,
+        resource_group: &str,
+        kind: &str,
+    ) -> Result<Vec<Resource>, Error> {
+        let rows = sqlx::query("SELECT * FROM resources WHERE subscription_id = ? AND resource_group = ? AND type = ? ORDER BY name")
+            .bind(subscription_id)
+            .bind(resource_group)
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(resource_row).collect()
+    }
+
+    async fn resource_delete(&self, id: &str) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM resources WHERE id_key = ?")
+            .bind(id.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn role_assignment_create(&self, a: &StoredRoleAssignment) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO role_assignments (name, tenant_id, scope, scope_key, role_definition_id, principal_id, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.name)
+        .bind(a.tenant_id.to_string())
+        .bind(&a.scope)
+        .bind(a.scope.to_ascii_lowercase())
+        .bind(&a.role_definition_id)
+        .bind(a.principal_id.to_string())
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn role_assignments(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<Vec<StoredRoleAssignment>, Error> {
+        let rows =
+            sqlx::query("SELECT * FROM role_assignments WHERE tenant_id = ? ORDER BY created_at")
+                .bind(tenant_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        rows.iter().map(assignment_row).collect()
+    }
+}

@@ -1,0 +1,181 @@
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use keyless_core::{Error, ObjectId, TenantId};
+
+use super::{SqliteStore, corrupt, db_error};
+use crate::meta::{DeviceCode, RefreshGrant, SealedSigningKey, TokenStore};
+
+fn device_row(row: &SqliteRow) -> Result<DeviceCode, Error> {
+    let c = |e| corrupt("device code", e);
+    Ok(DeviceCode {
+        digest: row.try_get("digest").map_err(c)?,
+        user_code: row.try_get("user_code").map_err(c)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
+        client_id: row.try_get("client_id").map_err(c)?,
+        scope: row.try_get("scope").map_err(c)?,
+        expires_at: row.try_get("expires_at").map_err(c)?,
+        approved_by: row
+            .try_get::<Option<String>, _>("approved_by")
+            .map_err(c)?
+            .map(|s| ObjectId::parse(&s))
+            .transpose()?,
+    })
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn signing_key_add(&self, key: &SealedSigningKey) -> Result<(), Error> {
+        sqlx::query("INSERT INTO signing_keys (kid, sealed, created_at) VALUES (?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.sealed)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SealedSigningKey>, Error> {
+        let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT kid, sealed, created_at FROM signing_keys ORDER BY created_at DESC, rowid DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, sealed, created_at)| SealedSigningKey {
+                kid,
+                sealed,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn signing_keys_prune(&self, created_before: i64) -> Result<(), Error> {
+        sqlx::query("DELETE FROM signing_keys WHERE created_at < ?")
+            .bind(created_before)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn refresh_token_add(&self, digest: &str, g: &RefreshGrant) -> Result<(), Error> {
+        sqlx::query("INSERT INTO refresh_tokens (digest, principal_id, tenant_id, client_id, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(digest)
+            .bind(g.principal_id.to_string())
+            .bind(g.tenant_id.to_string())
+            .bind(&g.client_id)
+            .bind(g.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn refresh_token_take(&self, digest: &str) -> Result<Option<RefreshGrant>, Error> {
+        let row: Option<(String, String, String, i64)> = sqlx::query_as(
+            "DELETE FROM refresh_tokens WHERE digest = ? RETURNING principal_id, tenant_id, client_id, expires_at",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|(p, t, client_id, expires_at)| {
+            Ok(RefreshGrant {
+                principal_id: ObjectId::parse(&p)?,
+                tenant_id: TenantId::parse(&t)?,
+                client_id,
+                expires_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn device_code_add(&self, d: &DeviceCode) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO device_codes (digest, user_code, tenant_id, client_id, scope, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.digest)
+        .bind(&d.user_code)
+        .bind(d.tenant_id.to_string())
+        .bind(&d.client_id)
+        .bind(&d.scope)
+        .bind(d.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn device_code_by_user_code(&self, user_code: &str) -> Result<Option<DeviceCode>, Error> {
+        sqlx::query("SELECT * FROM device_codes WHERE user_code = ?")
+            .bind(user_code)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(device_row)
+            .transpose()
+    }
+
+    async fn device_code_approve(&self, user_code: &str, user: ObjectId) -> Result<(), Error> {
+        let done = sqlx::query(
+            "UPDATE device_codes SET approved_by = ? WHERE user_code = ? AND approved_by IS NULL",
+        )
+        .bind(user.to_string())
+        .bind(user_code)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "no pending sign-in has the code `{user_code}`"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn device_code_poll(&self, digest: &str) -> Result<Option<DeviceCode>, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let code = sqlx::query("SELECT * FROM device_codes WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(device_row)
+            .transpose()?;
+        if code.as_ref().is_some_and(|c| c.approved_by.is_some()) {
+            sqlx::query("DELETE FROM device_codes WHERE digest = ?")
+                .bind(digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(code)
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    async fn setting_set(&self, key: &str, value: &str) -> Result<(), Error> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

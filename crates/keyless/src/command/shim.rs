@@ -1,0 +1,106 @@
+//! The `az` shim: an `az` executable that forwards the token commands Azure SDK
+//! credentials run (`az account get-access-token`, `az account show`) to keyless,
+//! so `AzureCliCredential` and `DefaultAzureCredential` work after `keyless login`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use super::account::{TokenArgs, access_token};
+use crate::output::{Format, print};
+use crate::profile::Profile;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ShimCommand {
+    /// Write `az` into DIR; put DIR first on PATH.
+    Install {
+        /// The directory to write the shim into.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AzArgs {
+    /// The az command line.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+pub(crate) fn run(cmd: ShimCommand) -> Result<()> {
+    let ShimCommand::Install { dir } = cmd;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the keyless executable")?;
+    let script = format!(
+        "#!/bin/sh\n# Forwards az's token commands to keyless.\nexec '{}' az \"$@\"\n",
+        exe.display().to_string().replace('\'', "'\\''")
+    );
+    let path = dir.join("az");
+    std::fs::write(&path, script).with_context(|| format!("cannot write `{}`", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// Runs the az command line the shim received.
+pub(crate) async fn az(args: AzArgs) -> Result<()> {
+    let words: Vec<&str> = args.args.iter().map(String::as_str).collect();
+    let (group, rest) = match words.as_slice() {
+        ["account", "get-access-token", rest @ ..] => ("get-access-token", rest),
+        ["account", "show", rest @ ..] => ("show", rest),
+        ["--version", ..] | ["version", ..] => {
+            println!(
+                "{{\"azure-cli\": \"2.99.0\", \"keyless\": \"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            );
+            return Ok(());
+        }
+        _ => bail!(
+            "this `az` is keyless's shim; it answers `az account get-access-token` and `az account show` only"
+        ),
+    };
+    let mut token = TokenArgs {
+        resource: None,
+        scope: None,
+        tenant: None,
+        subscription: None,
+    };
+    let mut format = Format::Json;
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .map(|s| (*s).to_owned())
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        match *flag {
+            "--resource" => token.resource = Some(value()?),
+            "--scope" => token.scope = Some(value()?),
+            "--tenant" | "-t" => token.tenant = Some(value()?),
+            "--subscription" => token.subscription = Some(value()?),
+            "--output" | "-o" => {
+                format = match value()?.as_str() {
+                    "table" => Format::Table,
+                    _ => Format::Json,
+                }
+            }
+            other => bail!("unrecognized argument: {other}"),
+        }
+    }
+    if group == "show" {
+        let profile = Profile::load().context("Please run 'az login' to setup account.")?;
+        print(
+            &serde_json::json!({ "id": profile.subscription, "tenantId": profile.tenant, "isDefault": true, "state": "Enabled" }),
+            format,
+        );
+        return Ok(());
+    }
+    let profile = Profile::load();
+    if profile.is_err() {
+        // AzureCliCredential recognises az's own wording for "not signed in".
+        bail!("Please run 'az login' to setup account.");
+    }
+    print(&access_token(&token).await?, format);
+    Ok(())
+}
