@@ -41,29 +41,59 @@ fn claims() -> Claims {
 fn bench(c: &mut Criterion) {
     let pair = KeyPair::generate(KeySize::Rsa2048).expect("keygen");
     let spki = pair.public_key().as_der().expect("spki");
-    let public = ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, spki.as_ref()).expect("public key");
+    let public = ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, spki.as_ref())
+        .expect("public key");
     let message = vec![7u8; 900];
     let rng = SystemRandom::new();
     let mut sig = vec![0u8; pair.public_modulus_len()];
-    pair.sign(&signature::RSA_PKCS1_SHA256, &rng, &message, &mut sig).expect("sign");
+    pair.sign(&signature::RSA_PKCS1_SHA256, &rng, &message, &mut sig)
+        .expect("sign");
 
     let mut raw = c.benchmark_group("raw_rs256");
     raw.bench_function("sign", |b| {
-        b.iter(|| pair.sign(&signature::RSA_PKCS1_SHA256, &rng, black_box(&message), &mut sig).expect("sign"))
+        b.iter(|| {
+            pair.sign(
+                &signature::RSA_PKCS1_SHA256,
+                &rng,
+                black_box(&message),
+                &mut sig,
+            )
+            .expect("sign")
+        })
     });
-    raw.bench_function("verify", |b| b.iter(|| public.verify_sig(black_box(&message), black_box(&sig)).expect("verify")));
+    raw.bench_function("verify", |b| {
+        b.iter(|| {
+            public
+                .verify_sig(black_box(&message), black_box(&sig))
+                .expect("verify")
+        })
+    });
     raw.finish();
 
     let key = Arc::new(SigningKey::generate(0).expect("keygen"));
-    let verifier = TokenVerifier::new(BASE, KeyRing::new(vec![Arc::clone(&key)]).expect("ring"), [TID.to_owned()]);
+    let verifier = TokenVerifier::new(
+        BASE,
+        KeyRing::new(vec![Arc::clone(&key)]).expect("ring"),
+        [TID.to_owned()],
+    );
     let claims = claims();
     let token = jwt::sign(&key, &claims).expect("token");
 
     let mut tokens = c.benchmark_group("token");
-    tokens.bench_function("issue", |b| b.iter(|| jwt::sign(&key, black_box(&claims)).expect("token")));
-    tokens.bench_function("verify_uncached", |b| b.iter(|| verifier.verify_uncached(black_box(&token)).expect("valid")));
+    tokens.bench_function("issue", |b| {
+        b.iter(|| jwt::sign(&key, black_box(&claims)).expect("token"))
+    });
+    tokens.bench_function("verify_uncached", |b| {
+        b.iter(|| verifier.verify_uncached(black_box(&token)).expect("valid"))
+    });
     verifier.verify(&token, &[AUD], 2_000).expect("valid");
-    tokens.bench_function("verify_cached", |b| b.iter(|| verifier.verify(black_box(&token), &[AUD], 2_000).expect("valid")));
+    tokens.bench_function("verify_cached", |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(&token), &[AUD], 2_000)
+                .expect("valid")
+        })
+    });
     tokens.finish();
 }
 

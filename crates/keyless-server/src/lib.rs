@@ -142,12 +142,29 @@ pub async fn start(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<Running, Error> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Error::invalid(format!(
-            "cannot create the data dir `{}`: {e}",
-            config.data_dir.display()
-        ))
-    })?;
+    start_with_clock(config, listeners, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with an injected clock, so tests can move time.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_clock(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> Result<Running, Error> {
+    std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| {
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|e| {
+            Error::invalid(format!(
+                "cannot create the data dir `{}`: {e}",
+                config.data_dir.display()
+            ))
+        })?;
     let lock = lock_data_dir(&config.data_dir)?;
     if config.insecure_key_file_permissions {
         tracing::warn!(
@@ -157,7 +174,6 @@ pub async fn start(
     let master = load_master_key(&config)?;
     tracing::info!(data_dir = %config.data_dir.display(), "opening the metadata store");
     let store = SqliteStore::open(&config.data_dir.join("meta.sqlite")).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     tenancy::bootstrap(&store, &config.data_dir, &config.tenant_domain, clock.now()).await?;
     let ring = signing::load_ring(&store, &master, clock.now()).await?;
     let tenants: Vec<String> = store

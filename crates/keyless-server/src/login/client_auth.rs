@@ -124,11 +124,22 @@ pub(crate) async fn authenticate(
     let claims: Value = jwt::claims(&parts).map_err(|_| {
         OAuthError::invalid_client(50027, "The client assertion's claims are malformed.")
     })?;
-    if let Some(x5t) = parts.header.x5t.as_deref() {
-        check_certificate(state, principal, &credentials, x5t, &parts, &claims, now)
-    } else {
-        check_federated(state, principal, &credentials, &parts, &claims, now)
+    // A certificate assertion is issued by the client itself (`iss` = client id);
+    // anything else is a federated assertion from a trusted issuer.
+    let self_issued = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .is_some_and(|iss| iss.eq_ignore_ascii_case(&app_id(&principal)));
+    if !self_issued {
+        return check_federated(state, principal, &credentials, &parts, &claims, now);
     }
+    let Some(x5t) = parts.header.x5t.as_deref() else {
+        return Err(OAuthError::invalid_client(
+            700027,
+            "A certificate assertion must name its certificate in the `x5t` header.",
+        ));
+    };
+    check_certificate(state, principal, &credentials, x5t, &parts, &claims, now)
 }
 
 fn check_secret(
