@@ -203,10 +203,9 @@ impl Api {
     }
 
     pub(crate) fn subscription(&self) -> Result<String> {
-        self.profile
-            .subscription
-            .clone()
-            .ok_or_else(|| anyhow!("the signed-in account has no subscription"))
+        self.profile.subscription.clone().ok_or_else(|| {
+            anyhow!("the signed-in account sees no subscription; give --subscription")
+        })
     }
 
     pub(crate) async fn call(

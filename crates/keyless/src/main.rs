@@ -40,8 +40,7 @@ enum Command {
     #[command(subcommand)]
     Ad(ad::AdCommand),
     /// User-assigned managed identities.
-    #[command(subcommand)]
-    Identity(identity::IdentityCommand),
+    Identity(identity::IdentityArgs),
     /// Server administration: tenants, signing keys.
     #[command(subcommand)]
     Admin(admin::AdminCommand),

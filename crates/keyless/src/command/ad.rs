@@ -38,7 +38,7 @@ pub(crate) enum UserCommand {
         user_principal_name: String,
         #[arg(long, env = "KEYLESS_NEW_USER_PASSWORD", hide_env_values = true)]
         password: String,
-        #[arg(long, default_value_t = true)]
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         account_enabled: bool,
     },
     /// List users.
@@ -52,7 +52,7 @@ pub(crate) enum UserCommand {
     Update {
         #[arg(long)]
         id: String,
-        #[arg(long)]
+        #[arg(long, action = clap::ArgAction::Set)]
         account_enabled: bool,
     },
     /// Delete a user.
@@ -134,7 +134,7 @@ pub(crate) enum SpCommand {
     Update {
         #[arg(long)]
         id: String,
-        #[arg(long)]
+        #[arg(long, action = clap::ArgAction::Set)]
         enabled: bool,
     },
     /// Delete one.

@@ -8,6 +8,15 @@ use crate::output::{Format, print};
 
 const API_VERSION: &str = "2023-01-31";
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct IdentityArgs {
+    /// The subscription [default: the signed-in account's].
+    #[arg(long, global = true)]
+    subscription: Option<String>,
+    #[command(subcommand)]
+    command: IdentityCommand,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum IdentityCommand {
     /// Create (or update) an identity.
@@ -40,9 +49,13 @@ pub(crate) enum IdentityCommand {
     },
 }
 
-pub(crate) async fn run(cmd: IdentityCommand, format: Format) -> Result<()> {
+pub(crate) async fn run(args: IdentityArgs, format: Format) -> Result<()> {
     let api = Api::connect().await?;
-    let sub = api.subscription()?;
+    let sub = match args.subscription {
+        Some(sub) => sub,
+        None => api.subscription()?,
+    };
+    let cmd = args.command;
     let base = |rg: &str| {
         format!(
             "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.ManagedIdentity/userAssignedIdentities",

@@ -1,0 +1,202 @@
+"""Fixtures for the real-client tests.
+
+Each test module gets a keyless server started from the built binary on
+ephemeral loopback ports in a temporary data dir, and the environment a client
+needs. A guard fails any test whose process tries to reach a non-loopback
+address: the Azure SDKs try the public cloud on their own (instance discovery,
+the IMDS address), and such a test would otherwise pass or fail by accident.
+"""
+
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+# --- the loopback guard ------------------------------------------------------
+
+_ATTEMPTS = []
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback(host):
+    if host in ("localhost", "ip6-localhost") or str(host).endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(address):
+    if isinstance(address, tuple) and address and not _loopback(address[0]):
+        _ATTEMPTS.append(address)
+        raise OSError(f"loopback guard: refused a connection to {address!r}")
+
+
+def _guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check(address)
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _loopback(host.decode() if isinstance(host, bytes) else host):
+        _ATTEMPTS.append((host, "dns"))
+        raise socket.gaierror(socket.EAI_NONAME, f"loopback guard: refused to resolve {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect = _guarded_connect
+socket.socket.connect_ex = _guarded_connect_ex
+socket.getaddrinfo = _guarded_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def loopback_only():
+    """Fails the test if anything in it tried to leave the machine."""
+    start = len(_ATTEMPTS)
+    yield
+    leaked = _ATTEMPTS[start:]
+    assert not leaked, f"the test tried to reach non-loopback addresses: {leaked}"
+
+
+# --- the server --------------------------------------------------------------
+
+
+def keyless_bin():
+    path = Path(os.environ.get("KEYLESS_BIN", ROOT / "target" / "debug" / "keyless"))
+    if not path.exists():
+        raise RuntimeError(f"{path} does not exist: build it with `cargo build -p keyless` or set KEYLESS_BIN")
+    return str(path)
+
+
+def free_ports(n):
+    sockets = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class Server:
+    """A keyless server process and what clients need to reach it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.data_dir = root / "data"
+        self.config_dir = root / "cli"
+        self.log_path = root / "serve.log"
+        self.ports = dict(zip(["storage", "login", "management", "vault", "identity"], free_ports(5)))
+        self.proc = None
+        self.logs = []
+
+    def start(self, extra=()):
+        args = [keyless_bin(), "serve", "--data-dir", str(self.data_dir)]
+        for name, port in self.ports.items():
+            args += [f"--{name}-port", str(port)]
+        args += list(extra)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, "RUST_LOG": "debug"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keyless serve exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.ports['identity']}/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("keyless serve did not become ready within 60 s")
+        info = json.loads((self.data_dir / "endpoints.json").read_text())
+        self.info = info
+        self.ca = info["ca_file"]
+        self.login = info["login"]
+        self.management = info["management"]
+        self.tenant = info["tenant"]
+        admin = json.loads((self.data_dir / "admin.json").read_text())
+        self.admin = admin
+        return self
+
+    def stop(self, kill=False):
+        if self.proc and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def env(self, **extra):
+        """The environment `keyless env` prints, plus the CLI's profile dir."""
+        out = subprocess.run([keyless_bin(), "env", "--data-dir", str(self.data_dir)], check=True,
+                             capture_output=True, text=True).stdout
+        env = {}
+        for line in out.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value.strip("'")
+        env["KEYLESS_CONFIG_DIR"] = str(self.config_dir)
+        env["KEYLESS_DATA_DIR"] = str(self.data_dir)
+        env.update(extra)
+        return env
+
+    def cli(self, *args, env=None, check=True):
+        """Runs the keyless CLI; returns its parsed JSON output (or the process when check=False)."""
+        full_env = {**os.environ, **self.env(), **(env or {})}
+        proc = subprocess.run([keyless_bin(), *args], env=full_env, capture_output=True, text=True, timeout=120)
+        if not check:
+            return proc
+        if proc.returncode != 0:
+            raise AssertionError(f"keyless {' '.join(args)} failed: {proc.stderr}")
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    def login_admin(self):
+        return self.cli("login", "-u", self.admin["username"], "-p", self.admin["password"])
+
+    def ssl_context(self):
+        return ssl.create_default_context(cafile=self.ca)
+
+    def server_log(self):
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("keyless")).start()
+    srv.login_admin()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client_env(server, monkeypatch):
+    """Exports the server's client environment into this process."""
+    env = server.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_USERNAME",
+                "AZURE_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PATH", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+    return env

@@ -1,0 +1,155 @@
+"""`keyless serve` and the CLI as an operator meets them: start, restart, refusals, secrecy."""
+
+import json
+import os
+import re
+import stat
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from azure.identity import ClientSecretCredential
+
+from conftest import Server, keyless_bin
+
+
+def test_kill_9_and_restart_keep_users_secrets_and_keys(tmp_path, monkeypatch):
+    server = Server(tmp_path).start()
+    try:
+        server.login_admin()
+        sp = server.cli("ad", "sp", "create-for-rbac", "-n", "survivor")
+        server.cli("ad", "user", "create", "--display-name", "Eve", "--user-principal-name", "eve@keyless.local",
+                   "--password", "Eve-Passw0rd-1234")
+        jwks_url = f"{server.login}/{server.tenant}/discovery/v2.0/keys"
+        keys_before = json.load(urllib.request.urlopen(jwks_url, context=server.ssl_context()))
+        server.stop(kill=True)
+
+        server.start()
+        keys_after = json.load(urllib.request.urlopen(jwks_url, context=server.ssl_context()))
+        assert keys_after == keys_before
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca)
+        credential = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                            disable_instance_discovery=True)
+        assert credential.get_token("https://storage.azure.com/.default").token
+        users = [u["userPrincipalName"] for u in server.cli("ad", "user", "list")]
+        assert "eve@keyless.local" in users
+
+        # SIGTERM, then a clean restart on the same data dir.
+        server.stop()
+        assert server.proc.returncode == 0, server.server_log()
+        server.start()
+        assert credential.get_token("https://vault.azure.net/.default").token
+    finally:
+        server.stop()
+
+
+def test_no_password_or_secret_reaches_the_logs(tmp_path):
+    server = Server(tmp_path).start()
+    try:
+        server.login_admin()
+        sp = server.cli("ad", "sp", "create-for-rbac", "-n", "quiet")
+        server.cli("ad", "user", "create", "--display-name", "Finn", "--user-principal-name", "finn@keyless.local",
+                   "--password", "Finn-Passw0rd-5678")
+        server.cli("ad", "sp", "credential", "reset", "--id", sp["appId"], "--append")
+        # A failed sign-in with the secret in the body must not be logged either.
+        server.cli("login", "--service-principal", "-u", sp["appId"], "-p", sp["password"] + "x", check=False)
+    finally:
+        server.stop()
+    logs = server.server_log()
+    assert "token" in logs.lower(), "the debug log should show the requests at all"
+    for secret in (server.admin["password"], sp["password"], "Finn-Passw0rd-5678"):
+        assert secret not in logs
+    assert stat.S_IMODE(os.stat(server.data_dir / "admin.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(server.data_dir / "master.key").st_mode) == 0o600
+    # The profile of the signed-in CLI holds a refresh token: owner only.
+    assert stat.S_IMODE(os.stat(server.config_dir / "profile.json").st_mode) == 0o600
+
+
+def test_a_second_server_on_the_same_data_dir_fails_at_once(tmp_path):
+    server = Server(tmp_path).start()
+    try:
+        other = Server(tmp_path)
+        start = time.monotonic()
+        proc = subprocess.run([keyless_bin(), "serve", "--data-dir", str(server.data_dir),
+                               *sum(([f"--{k}-port", str(v)] for k, v in other.ports.items()), [])],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode != 0
+        assert "in use by another keyless server" in proc.stderr
+        assert time.monotonic() - start < 10
+    finally:
+        server.stop()
+
+
+def test_bad_configuration_is_refused_with_the_key_and_the_reason(tmp_path):
+    config = tmp_path / "keyless.toml"
+    config.write_text('login_port = 12345\ncolour = "blue"\n')
+    proc = subprocess.run([keyless_bin(), "serve", "--data-dir", str(tmp_path / "d"), "--config", str(config)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "colour" in proc.stderr and "keyless.toml" in proc.stderr
+
+    config.write_text('login_port = "ten"\n')
+    proc = subprocess.run([keyless_bin(), "serve", "--data-dir", str(tmp_path / "d"), "--config", str(config)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "login_port" in proc.stderr
+
+    proc = subprocess.run([keyless_bin(), "serve", "--login-port", "http"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "--login-port" in proc.stderr
+
+    proc = subprocess.run([keyless_bin(), "serve", "--data-dir", str(tmp_path / "d"), "--token-lifetime-minutes", "2"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "token_lifetime_minutes" in proc.stderr
+
+
+def test_env_prints_exports_a_shell_can_eval(server):
+    out = subprocess.run(["bash", "-c", f'eval "$({keyless_bin()} env --data-dir {server.data_dir})"; '
+                          'echo "$REQUESTS_CA_BUNDLE|$SSL_CERT_FILE|$AZURE_AUTHORITY_HOST|$KEYLESS_STORAGE_URL|$KEYLESS_TENANT_ID"'],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    ca, ssl_file, authority, storage, tenant = out.split("|")
+    assert ca == ssl_file == server.ca
+    assert authority == server.login
+    assert storage == server.info["storage"]
+    assert tenant == server.tenant
+
+
+def test_device_code_login_with_the_cli(server, tmp_path):
+    env = {**os.environ, **server.env(KEYLESS_CONFIG_DIR=str(tmp_path / "device-profile"))}
+    proc = subprocess.Popen([keyless_bin(), "login", "--data-dir", str(server.data_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        message = proc.stderr.readline()
+        match = re.search(r"open the page (\S+) and enter the code (\S+)", message)
+        assert match, message
+        page, code = match.groups()
+        form = urllib.parse.urlencode({"user_code": code, "username": server.admin["username"],
+                                       "password": server.admin["password"]}).encode()
+        reply = urllib.request.urlopen(page, data=form, context=server.ssl_context())
+        assert b"Signed in" in reply.read()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    account = json.loads(out)[0]
+    assert account["user"]["name"] == server.admin["username"]
+    assert account["tenantId"] == server.tenant
+
+
+def test_directory_refusals_name_the_missing_role(server, tmp_path):
+    server.cli("ad", "user", "create", "--display-name", "Gus", "--user-principal-name", "gus@keyless.local",
+               "--password", "Gus-Passw0rd-1234")
+    gus = {"KEYLESS_CONFIG_DIR": str(tmp_path / "gus")}
+    server.cli("login", "-u", "gus@keyless.local", "-p", "Gus-Passw0rd-1234", env=gus)
+    proc = server.cli("ad", "user", "create", "--display-name", "X", "--user-principal-name", "x@keyless.local",
+                      "--password", "X-Passw0rd-123456", env=gus, check=False)
+    assert proc.returncode != 0
+    assert "Authorization_RequestDenied" in proc.stderr and "User Administrator" in proc.stderr
+    proc = server.cli("identity", "create", "-g", "default", "-n", "gus-uai", "--subscription",
+                      server.admin["subscription"], env=gus, check=False)
+    assert proc.returncode != 0
+    assert "AuthorizationFailed" in proc.stderr and "userAssignedIdentities/write" in proc.stderr
+
+    uai = server.cli("identity", "create", "-g", "default", "-n", "trainer")
+    assert uai["properties"]["clientId"]
+    assert [i["name"] for i in server.cli("identity", "list", "-g", "default")] == ["trainer"]
