@@ -7,23 +7,23 @@ use serde_json::{Value, json};
 
 use keyless_testkit::TestServer;
 
-pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
-pub const MANAGEMENT_SCOPE: &str = "https://management.azure.com/.default";
+pub(crate) const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+pub(crate) const MANAGEMENT_SCOPE: &str = "https://management.azure.com/.default";
 
 /// The decoded claims of a JWT (unchecked).
-pub fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 /// The decoded header of a JWT (unchecked).
-pub fn header(token: &str) -> Value {
+pub(crate) fn header(token: &str) -> Value {
     let h = token.split('.').next().unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
 }
 
 /// Creates a service principal with a secret; returns (app id, object id, secret).
-pub async fn service_principal(
+pub(crate) async fn service_principal(
     server: &TestServer,
     admin: &str,
     name: &str,
@@ -43,7 +43,7 @@ pub async fn service_principal(
 }
 
 /// Creates a user; returns the object id.
-pub async fn user(server: &TestServer, admin: &str, upn: &str, password: &str) -> String {
+pub(crate) async fn user(server: &TestServer, admin: &str, upn: &str, password: &str) -> String {
     let body = json!({ "displayName": upn, "userPrincipalName": upn, "password": password });
     let (status, reply) = server
         .mgmt(Method::POST, "/directory/users", Some(admin), Some(body))
@@ -54,7 +54,7 @@ pub async fn user(server: &TestServer, admin: &str, upn: &str, password: &str) -
 }
 
 /// A client-credentials token request with a secret.
-pub async fn client_credentials(
+pub(crate) async fn client_credentials(
     server: &TestServer,
     app: &str,
     secret: &str,
@@ -72,5 +72,5 @@ pub async fn client_credentials(
         .unwrap()
 }
 
-pub const ALICE: &str = "alice@keyless.local";
-pub const ALICE_PASSWORD: &str = "Alice-Passw0rd!";
+pub(crate) const ALICE: &str = "alice@keyless.local";
+pub(crate) const ALICE_PASSWORD: &str = "Alice-Passw0rd!";

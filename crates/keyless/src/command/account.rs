@@ -20,7 +20,7 @@ pub(crate) struct LoginArgs {
     /// Sign in as a service principal: --username is its app id, --password its secret.
     #[arg(long)]
     service_principal: bool,
-    /// The tenant id or domain [default: the server's bootstrap tenant].
+    /// The tenant id or domain (default: the server's bootstrap tenant).
     #[arg(long, short = 't')]
     tenant: Option<String>,
     #[command(flatten)]
@@ -37,7 +37,7 @@ pub(crate) enum AccountCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TokenArgs {
-    /// The resource [default: https://management.azure.com/].
+    /// The resource (default: `https://management.azure.com/`).
     #[arg(long)]
     pub(crate) resource: Option<String>,
     /// A scope (`<resource>/.default`), instead of --resource.

@@ -10,7 +10,7 @@ const API_VERSION: &str = "2023-01-31";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IdentityArgs {
-    /// The subscription [default: the signed-in account's].
+    /// The subscription (default: the signed-in account's).
     #[arg(long, global = true)]
     subscription: Option<String>,
     #[command(subcommand)]

@@ -13,31 +13,31 @@ use keyless_server::{Config, Listeners, ports};
 /// Flags of `keyless serve`; each has a `KEYLESS_*` variable and a config-file key.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Data dir: metadata, keys, certificates [default: ./.keyless].
+    /// Data dir: metadata, keys, certificates (default: ./.keyless).
     #[arg(long, env = "KEYLESS_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// A TOML config file whose keys are these flags' names with `_` for `-`.
     #[arg(long, env = "KEYLESS_CONFIG")]
     config: Option<PathBuf>,
-    /// The address every listener binds [default: 127.0.0.1].
+    /// The address every listener binds (default: 127.0.0.1).
     #[arg(long, env = "KEYLESS_BIND")]
     bind: Option<IpAddr>,
-    /// The host name clients use [default: the bind address, or 127.0.0.1 for 0.0.0.0].
+    /// The host name clients use (default: the bind address, or 127.0.0.1 for 0.0.0.0).
     #[arg(long, env = "KEYLESS_PUBLIC_HOST")]
     public_host: Option<String>,
-    /// Blob and DFS port [default: 10000].
+    /// Blob and DFS port (default: 10000).
     #[arg(long, env = "KEYLESS_STORAGE_PORT")]
     storage_port: Option<u16>,
-    /// Token service port [default: 10010].
+    /// Token service port (default: 10010).
     #[arg(long, env = "KEYLESS_LOGIN_PORT")]
     login_port: Option<u16>,
-    /// Management API port [default: 10011].
+    /// Management API port (default: 10011).
     #[arg(long, env = "KEYLESS_MANAGEMENT_PORT")]
     management_port: Option<u16>,
-    /// Key vault port [default: 10012].
+    /// Key vault port (default: 10012).
     #[arg(long, env = "KEYLESS_VAULT_PORT")]
     vault_port: Option<u16>,
-    /// Managed-identity endpoint port [default: 10013].
+    /// Managed-identity endpoint port (default: 10013).
     #[arg(long, env = "KEYLESS_IDENTITY_PORT")]
     identity_port: Option<u16>,
     /// An operator-supplied TLS certificate chain (PEM).
@@ -49,19 +49,19 @@ pub(crate) struct Args {
     /// More names for the generated server certificate (repeatable).
     #[arg(long = "tls-name", env = "KEYLESS_TLS_NAMES", value_delimiter = ',')]
     tls_names: Vec<String>,
-    /// Access-token lifetime in minutes [default: 60–90 at random, as Entra].
+    /// Access-token lifetime in minutes (default: 60–90 at random, as Entra).
     #[arg(long, env = "KEYLESS_TOKEN_LIFETIME_MINUTES")]
     token_lifetime_minutes: Option<u64>,
-    /// Days a signing key signs before rotation [default: 30].
+    /// Days a signing key signs before rotation (default: 30).
     #[arg(long, env = "KEYLESS_KEY_ROTATION_DAYS")]
     key_rotation_days: Option<u64>,
-    /// Domain of the bootstrap tenant's user names [default: keyless.local].
+    /// Domain of the bootstrap tenant's user names (default: keyless.local).
     #[arg(long, env = "KEYLESS_TENANT_DOMAIN")]
     tenant_domain: Option<String>,
-    /// Seconds between device-code polls [default: 5].
+    /// Seconds between device-code polls (default: 5).
     #[arg(long, env = "KEYLESS_DEVICE_CODE_INTERVAL")]
     device_code_interval: Option<u64>,
-    /// The master key file [default: <data dir>/master.key].
+    /// The master key file (default: `<data dir>/master.key`).
     #[arg(long, env = "KEYLESS_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
     /// Accept key files readable by group or others.
