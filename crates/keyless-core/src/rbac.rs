@@ -2,12 +2,20 @@
 //!
 //! Effective permissions of a role are `(actions − notActions)` for control-plane
 //! operations and `(dataActions − notDataActions)` for data operations; a role's
-//! `actions` never grant a data action. Assignments are inherited by every scope
-//! below theirs. Anything not granted is denied.
+//! `actions` never grant a data action. `*` in a pattern matches any run of
+//! characters, across `/` (so `*/read` matches every read). Assignments are
+//! inherited by every scope below theirs. Anything not granted is denied, and a
+//! principal never reaches another tenant's scopes.
+
+mod index;
+
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{ObjectId, ResourceId};
+
+pub use index::{AccessRequest, DenyReason, RbacIndex};
 
 /// A role: named sets of permitted operations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,15 +25,30 @@ pub struct RoleDefinition {
     /// The role name, e.g. `Storage Blob Data Reader`.
     pub name: String,
     /// What the role is for.
+    #[serde(default)]
     pub description: String,
     /// Control-plane operations granted (with `*` wildcards).
+    #[serde(default)]
     pub actions: Vec<String>,
     /// Control-plane operations taken away again.
+    #[serde(default)]
     pub not_actions: Vec<String>,
     /// Data-plane operations granted.
+    #[serde(default)]
     pub data_actions: Vec<String>,
     /// Data-plane operations taken away again.
+    #[serde(default)]
     pub not_data_actions: Vec<String>,
+    /// Where a custom role may be assigned (empty for built-in roles: anywhere).
+    #[serde(default)]
+    pub assignable_scopes: Vec<String>,
+    /// Whether the role is one of Azure's built-ins.
+    #[serde(default = "yes")]
+    pub builtin: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An operation to authorize.
@@ -62,7 +85,7 @@ pub struct RoleAssignment {
 /// The outcome of an authorization check, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Allowed by `assignment`, which grants role `role_name`.
+    /// Allowed by `assignment`, which grants role `role_name` to `principal_id`.
     Allow {
         /// The assignment that grants.
         assignment: String,
@@ -70,13 +93,17 @@ pub enum Decision {
         role_name: String,
         /// The scope it was made at.
         scope: String,
+        /// The principal it was made to: the caller or one of its groups.
+        principal_id: ObjectId,
     },
-    /// Denied: no assignment at the scope or above grants the permission.
+    /// Denied.
     Deny {
         /// The permission that was missing.
         missing: String,
         /// The scope it was needed at.
         scope: String,
+        /// Why nothing granted it.
+        reason: DenyReason,
     },
 }
 
@@ -84,6 +111,50 @@ impl Decision {
     /// Whether the operation may proceed.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Self::Allow { .. })
+    }
+
+    /// One sentence for people: who granted, or what was missing where and how to grant it.
+    pub fn explanation(&self) -> String {
+        match self {
+            Self::Allow {
+                assignment,
+                role_name,
+                scope,
+                principal_id,
+            } => {
+                format!(
+                    "allowed by role assignment `{assignment}` of `{role_name}` to `{principal_id}` at scope `{scope}`"
+                )
+            }
+            Self::Deny {
+                missing,
+                scope,
+                reason,
+            } => match reason {
+                DenyReason::NoAssignment { roles_that_grant } if roles_that_grant.is_empty() => {
+                    format!(
+                        "no role assignment at `{scope}` or above grants `{missing}`, and no known role grants it"
+                    )
+                }
+                DenyReason::NoAssignment { roles_that_grant } => format!(
+                    "no role assignment at `{scope}` or above grants `{missing}`; assigning one of {} at `{scope}` would",
+                    roles_that_grant
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                DenyReason::CrossTenant {
+                    principal_tenant,
+                    scope_tenant,
+                } => format!(
+                    "`{scope}` belongs to tenant `{scope_tenant}`, the principal to tenant `{principal_tenant}`; cross-tenant access is not supported"
+                ),
+                DenyReason::UnknownScope => {
+                    format!("`{scope}` lies in no subscription this server hosts")
+                }
+            },
+        }
     }
 }
 
@@ -97,44 +168,30 @@ impl RoleDefinition {
         let op = permission.as_str();
         allow.iter().any(|p| action_matches(p, op)) && !deny.iter().any(|p| action_matches(p, op))
     }
-}
 
-/// Decides whether any of `principals` (a principal and its transitive groups) may
-/// perform `permission` at `scope`, given every assignment and role definition.
-pub fn evaluate<'a>(
-    principals: &[ObjectId],
-    assignments: impl IntoIterator<Item = &'a RoleAssignment>,
-    roles: &[RoleDefinition],
-    permission: Permission<'_>,
-    scope: &ResourceId,
-) -> Decision {
-    for assignment in assignments {
-        if !principals.contains(&assignment.principal_id) || !assignment.scope.contains(scope) {
-            continue;
-        }
-        let Some(role) = roles
-            .iter()
-            .find(|r| r.id.eq_ignore_ascii_case(&assignment.role_definition_id))
-        else {
-            continue;
-        };
-        if role.grants(permission) {
-            return Decision::Allow {
-                assignment: assignment.name.clone(),
-                role_name: role.name.clone(),
-                scope: assignment.scope.to_string(),
-            };
-        }
-    }
-    Decision::Deny {
-        missing: permission.as_str().to_owned(),
-        scope: scope.to_string(),
+    /// Whether the role may be assigned at `scope`.
+    pub fn assignable_at(&self, scope: &ResourceId) -> bool {
+        self.builtin
+            || self
+                .assignable_scopes
+                .iter()
+                .any(|s| ResourceId::parse(s).is_ok_and(|allowed| allowed.contains(scope)))
     }
 }
 
 /// Matches an operation against a pattern with `*` wildcards, case-insensitively.
+///
+/// A `/*/` segment also matches a single `/`: Managed Identity Operator's
+/// `userAssignedIdentities/*/assign/action` grants `userAssignedIdentities/assign/action`,
+/// and AzureML Data Scientist needs its `workspaces/write` not-action precisely because
+/// `workspaces/*/write` would otherwise grant it.
 pub fn action_matches(pattern: &str, operation: &str) -> bool {
     glob(pattern.as_bytes(), operation.as_bytes())
+        || (pattern.contains("/*/")
+            && glob(
+                pattern.replacen("/*/", "/", 1).as_bytes(),
+                operation.as_bytes(),
+            ))
 }
 
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
@@ -166,158 +223,24 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
         .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
-fn role(
-    id: &str,
-    name: &str,
-    description: &str,
-    actions: &[&str],
-    not_actions: &[&str],
-) -> RoleDefinition {
-    RoleDefinition {
-        id: id.into(),
-        name: name.into(),
-        description: description.into(),
-        actions: actions.iter().map(|s| (*s).to_owned()).collect(),
-        not_actions: not_actions.iter().map(|s| (*s).to_owned()).collect(),
-        data_actions: Vec::new(),
-        not_data_actions: Vec::new(),
-    }
-}
-
 /// The GUID of the built-in Owner role.
 pub const OWNER_ROLE_ID: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
 
+static BUILTIN: LazyLock<Vec<RoleDefinition>> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("rbac/builtin_roles.json")).unwrap_or_default()
+});
+
 /// Azure's built-in roles that keyless knows, by their exact names, GUIDs and operations.
-pub fn builtin_roles() -> Vec<RoleDefinition> {
-    vec![
-        role(
-            OWNER_ROLE_ID,
-            "Owner",
-            "Grants full access to manage all resources, including the ability to assign roles in Azure RBAC.",
-            &["*"],
-            &[],
-        ),
-        role(
-            "b24988ac-6180-42a0-ab88-20f7382dd24c",
-            "Contributor",
-            "Grants full access to manage all resources, but does not allow you to assign roles in Azure RBAC.",
-            &["*"],
-            &[
-                "Microsoft.Authorization/*/Delete",
-                "Microsoft.Authorization/*/Write",
-                "Microsoft.Authorization/elevateAccess/Action",
-                "Microsoft.Blueprint/blueprintAssignments/write",
-                "Microsoft.Blueprint/blueprintAssignments/delete",
-                "Microsoft.Compute/galleries/share/action",
-                "Microsoft.Purview/consents/write",
-                "Microsoft.Purview/consents/delete",
-                "Microsoft.Resources/deploymentStacks/manageDenySetting/action",
-                "Microsoft.Subscription/cancel/action",
-                "Microsoft.Subscription/enable/action",
-            ],
-        ),
-        role(
-            "acdd72a7-3385-48ef-bd42-f606fba81ae7",
-            "Reader",
-            "View all resources, but does not allow you to make any changes.",
-            &["*/read"],
-            &[],
-        ),
-        role(
-            "18d7d88d-d35e-4fb5-a5c3-7773c4a72b9d",
-            "User Access Administrator",
-            "Lets you manage user access to Azure resources.",
-            &["*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"],
-            &[],
-        ),
-        role(
-            "f1a07417-d97a-45cb-824c-7a7467783830",
-            "Managed Identity Operator",
-            "Read and Assign User Assigned Identity",
-            &[
-                "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
-                "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
-                "Microsoft.Authorization/*/read",
-                "Microsoft.Insights/alertRules/*",
-                "Microsoft.Resources/subscriptions/resourceGroups/read",
-                "Microsoft.Resources/deployments/*",
-                "Microsoft.Support/*",
-            ],
-            &[],
-        ),
-    ]
+pub fn builtin_roles() -> &'static [RoleDefinition] {
+    &BUILTIN
+}
+
+/// A built-in role by name or GUID, case-insensitively.
+pub fn builtin_role(name_or_id: &str) -> Option<&'static RoleDefinition> {
+    builtin_roles()
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(name_or_id) || r.id.eq_ignore_ascii_case(name_or_id))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards_match_like_azure() {
-        assert!(action_matches(
-            "*",
-            "Microsoft.Storage/storageAccounts/read"
-        ));
-        assert!(action_matches(
-            "*/read",
-            "Microsoft.Storage/storageAccounts/read"
-        ));
-        assert!(!action_matches(
-            "*/read",
-            "Microsoft.Storage/storageAccounts/write"
-        ));
-        assert!(action_matches(
-            "Microsoft.Authorization/*/Write",
-            "microsoft.authorization/roleAssignments/write"
-        ));
-        assert!(!action_matches(
-            "Microsoft.Authorization/*/Write",
-            "Microsoft.Storage/x/write"
-        ));
-        assert!(action_matches(
-            "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
-            "Microsoft.ManagedIdentity/userAssignedIdentities/a/b/read"
-        ));
-        assert!(!action_matches("Microsoft.Storage/*", "Microsoft.Stor"));
-    }
-
-    #[test]
-    fn contributor_cannot_write_role_assignments_owner_can() {
-        let roles = builtin_roles();
-        let owner = roles.iter().find(|r| r.name == "Owner").unwrap();
-        let contributor = roles.iter().find(|r| r.name == "Contributor").unwrap();
-        let op = Permission::Action("Microsoft.Authorization/roleAssignments/write");
-        assert!(owner.grants(op));
-        assert!(!contributor.grants(op));
-        assert!(contributor.grants(Permission::Action(
-            "Microsoft.ManagedIdentity/userAssignedIdentities/write"
-        )));
-        assert!(!owner.grants(Permission::DataAction(
-            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
-        )));
-    }
-
-    #[test]
-    fn assignments_are_inherited_downwards_only() {
-        let roles = builtin_roles();
-        let p = ObjectId::new_random();
-        let rg = ResourceId::parse("/subscriptions/s1/resourceGroups/rg").unwrap();
-        let a = RoleAssignment {
-            name: "a1".into(),
-            scope: rg.clone(),
-            role_definition_id: OWNER_ROLE_ID.into(),
-            principal_id: p,
-        };
-        let below = rg
-            .child(
-                "providers/Microsoft.ManagedIdentity/userAssignedIdentities",
-                "x",
-            )
-            .unwrap();
-        let write = Permission::Action("Microsoft.ManagedIdentity/userAssignedIdentities/write");
-        assert!(evaluate(&[p], [&a], &roles, write, &below).is_allowed());
-        let sub = ResourceId::parse("/subscriptions/s1").unwrap();
-        assert!(!evaluate(&[p], [&a], &roles, write, &sub).is_allowed());
-        assert!(!evaluate(&[ObjectId::new_random()], [&a], &roles, write, &below).is_allowed());
-    }
-}
+mod tests;

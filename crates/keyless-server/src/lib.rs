@@ -211,6 +211,7 @@ pub async fn start_with_clock(
         urls.clone(),
         config.clone(),
     ));
+    state.reload_rbac().await?;
 
     let info = ServerInfo {
         login: urls.login.clone(),

@@ -3,6 +3,7 @@
 //! server's administration.
 
 mod admin;
+mod authorization;
 pub(crate) mod caller;
 pub(crate) mod directory;
 mod error;
@@ -27,20 +28,24 @@ pub(crate) fn router(state: SharedState) -> Router {
         .merge(directory::router())
         .merge(resources::router())
         .merge(admin::router())
-        .fallback(not_found)
+        .route(
+            "/access/explain",
+            axum::routing::post(authorization::explain),
+        )
+        .route("/openapi.json", axum::routing::get(openapi))
+        .fallback(authorization::dispatch)
         .with_state(state)
 }
 
-async fn not_found(request: Request) -> Response {
-    MgmtError::not_found(
-        "NotFound",
-        format!(
-            "no management operation `{} {}` exists",
-            request.method(),
-            request.uri().path()
-        ),
+/// The OpenAPI document of this API, kept in the repository beside the code.
+pub(crate) const OPENAPI: &str = include_str!("../../../docs/management-openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
     )
-    .into_response()
+        .into_response()
 }
 
 /// A JSON body whose rejections answer in ARM's error shape.

@@ -1,11 +1,13 @@
 //! The state every listener shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use moka::sync::Cache;
 
 use keyless_auth::{Clock, MasterKey, TokenVerifier};
+use keyless_core::rbac::{RbacIndex, RoleAssignment, builtin_roles};
+use keyless_core::{Error, ResourceId};
 use keyless_store::MetaStore;
 
 use crate::config::Config;
@@ -38,6 +40,10 @@ pub(crate) struct AppState {
     pub(crate) rotation: tokio::sync::Mutex<()>,
     /// Ids of client assertions already used, until they expire (replay protection).
     pub(crate) used_assertions: Cache<String, ()>,
+    /// Every role assignment, compiled; replaced whole after each change.
+    rbac: RwLock<Arc<RbacIndex>>,
+    /// Serializes rebuilds of `rbac`, so the last change always wins.
+    rbac_reload: tokio::sync::Mutex<()>,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -63,7 +69,56 @@ impl AppState {
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(3 * 3600))
                 .build(),
+            rbac: RwLock::new(Arc::new(RbacIndex::default())),
+            rbac_reload: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The current RBAC index.
+    pub(crate) fn rbac(&self) -> Arc<RbacIndex> {
+        match self.rbac.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Rebuilds the RBAC index from the store; called after every change to role
+    /// definitions, assignments, subscriptions or principals. Each server rebuilds
+    /// its own from the shared store, so several servers can share one database
+    /// once they learn of each other's changes.
+    pub(crate) async fn reload_rbac(&self) -> Result<(), Error> {
+        let _guard = self.rbac_reload.lock().await;
+        let custom = self.store.role_definitions_all().await?;
+        let roles = builtin_roles()
+            .iter()
+            .cloned()
+            .chain(custom.into_iter().map(|d| d.role));
+        let assignments: Vec<RoleAssignment> = self
+            .store
+            .role_assignments_all()
+            .await?
+            .into_iter()
+            .filter_map(|a| {
+                Some(RoleAssignment {
+                    name: a.name,
+                    scope: ResourceId::parse(&a.scope).ok()?,
+                    role_definition_id: a.role_definition_id,
+                    principal_id: a.principal_id,
+                })
+            })
+            .collect();
+        let subscriptions = self
+            .store
+            .subscriptions_all()
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.tenant_id));
+        let index = Arc::new(RbacIndex::new(roles, assignments, subscriptions));
+        match self.rbac.write() {
+            Ok(mut guard) => *guard = index,
+            Err(poisoned) => *poisoned.into_inner() = index,
+        }
+        Ok(())
     }
 
     pub(crate) fn now(&self) -> i64 {

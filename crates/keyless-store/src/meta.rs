@@ -180,6 +180,17 @@ pub struct StoredRoleAssignment {
     pub created_at: i64,
 }
 
+/// A custom role definition of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoleDefinition {
+    /// The tenant that defined it.
+    pub tenant_id: TenantId,
+    /// The definition (with `builtin` false).
+    pub role: keyless_core::rbac::RoleDefinition,
+    /// Creation time.
+    pub created_at: i64,
+}
+
 /// The directory: tenants, principals, groups, credentials and directory roles.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync + Debug + 'static {
@@ -310,6 +321,14 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
     /// Deletes a resource; `Ok(false)` when there was none.
     async fn resource_delete(&self, id: &str) -> Result<bool, Error>;
 
+    /// Every subscription of every tenant.
+    async fn subscriptions_all(&self) -> Result<Vec<Subscription>, Error>;
+    /// Deletes a resource group with everything in it: its resources, the managed
+    /// identities they are, and every role assignment at or below it. `Ok(false)`
+    /// when there was none.
+    async fn resource_group_delete(&self, subscription_id: &str, name: &str)
+    -> Result<bool, Error>;
+
     /// Creates a role assignment.
     async fn role_assignment_create(&self, assignment: &StoredRoleAssignment) -> Result<(), Error>;
     /// Every role assignment of a tenant.
@@ -317,6 +336,19 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
         &self,
         tenant_id: TenantId,
     ) -> Result<Vec<StoredRoleAssignment>, Error>;
+    /// Every role assignment of every tenant.
+    async fn role_assignments_all(&self) -> Result<Vec<StoredRoleAssignment>, Error>;
+    /// A role assignment by its GUID name.
+    async fn role_assignment(&self, name: &str) -> Result<Option<StoredRoleAssignment>, Error>;
+    /// Deletes a role assignment; `Ok(false)` when there was none.
+    async fn role_assignment_delete(&self, name: &str) -> Result<bool, Error>;
+
+    /// Creates or replaces a custom role definition (unique name per tenant).
+    async fn role_definition_put(&self, definition: &StoredRoleDefinition) -> Result<(), Error>;
+    /// Every custom role definition of every tenant.
+    async fn role_definitions_all(&self) -> Result<Vec<StoredRoleDefinition>, Error>;
+    /// Deletes a custom role definition and its assignments; `Ok(false)` when there was none.
+    async fn role_definition_delete(&self, id: &str) -> Result<bool, Error>;
 }
 
 /// The whole metadata store.

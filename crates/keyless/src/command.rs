@@ -1,9 +1,12 @@
 //! One module per command group.
 
+pub(crate) mod access;
 pub(crate) mod account;
 pub(crate) mod ad;
 pub(crate) mod admin;
 pub(crate) mod env;
+pub(crate) mod group;
 pub(crate) mod identity;
+pub(crate) mod role;
 pub(crate) mod serve;
 pub(crate) mod shim;

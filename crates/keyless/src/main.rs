@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use command::{account, ad, admin, env, identity, serve, shim};
+use command::{access, account, ad, admin, env, group, identity, role, serve, shim};
 use output::Format;
 
 /// Identity-based data access for machine-learning teams.
@@ -39,6 +39,14 @@ enum Command {
     /// The directory: users, groups, service principals, directory roles.
     #[command(subcommand)]
     Ad(ad::AdCommand),
+    /// Resource groups.
+    Group(group::GroupArgs),
+    /// Role definitions and role assignments (Azure RBAC).
+    #[command(subcommand)]
+    Role(role::RoleCommand),
+    /// Ask whether a principal may do something, and why.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// User-assigned managed identities.
     Identity(identity::IdentityArgs),
     /// Server administration: tenants, signing keys.
@@ -74,6 +82,9 @@ fn main() -> ExitCode {
             Command::Account(cmd) => account::run(cmd, format).await,
             Command::Ad(cmd) => ad::run(cmd, format).await,
             Command::Identity(cmd) => identity::run(cmd, format).await,
+            Command::Group(args) => group::run(args, format).await,
+            Command::Role(cmd) => role::run(cmd, format).await,
+            Command::Access(cmd) => access::run(cmd, format).await,
             Command::Admin(cmd) => admin::run(cmd, format).await,
             Command::AzShim(cmd) => shim::run(cmd),
             Command::Az(args) => shim::az(args).await,

@@ -74,6 +74,7 @@ async fn create_tenant(
         let plan = tenancy::plan(&domain)?;
         tenancy::create_tenant(state.store.as_ref(), &plan, &domain, state.now()).await?;
         state.verifier.add_tenant(&plan.tenant);
+        state.reload_rbac().await?;
         tracing::info!(actor = %caller.principal.object_id, tenant = %plan.tenant, "tenant created");
         Ok((StatusCode::CREATED, serde_json::to_value(&plan).map_err(|e| keyless_core::Error::internal(e.to_string()))?))
     })

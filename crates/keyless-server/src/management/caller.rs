@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 
 use keyless_auth::{Claims, VerifyError};
 use keyless_core::directory::{DirectoryOperation, DirectoryRole};
-use keyless_core::rbac::{self, Decision, Permission, RoleAssignment};
+use keyless_core::rbac::{AccessRequest, Permission};
 use keyless_core::{ObjectId, Principal, ResourceId};
 
 use super::error::MgmtError;
@@ -31,7 +31,7 @@ impl Caller {
             .unwrap_or_else(|| self.principal.object_id.to_string())
     }
 
-    fn ids(&self) -> Vec<ObjectId> {
+    pub(crate) fn ids(&self) -> Vec<ObjectId> {
         let mut ids = Vec::with_capacity(1 + self.groups.len());
         ids.push(self.principal.object_id);
         ids.extend(self.groups.iter().copied());
@@ -122,38 +122,26 @@ pub(crate) async fn authorize(
     action: &str,
     scope: &ResourceId,
 ) -> Result<(), MgmtError> {
-    let assignments: Vec<RoleAssignment> = state
-        .store
-        .role_assignments(caller.principal.tenant_id)
-        .await?
-        .into_iter()
-        .filter_map(|a| {
-            Some(RoleAssignment {
-                name: a.name,
-                scope: ResourceId::parse(&a.scope).ok()?,
-                role_definition_id: a.role_definition_id,
-                principal_id: a.principal_id,
-            })
-        })
-        .collect();
-    let decision = rbac::evaluate(
-        &caller.ids(),
-        &assignments,
-        &rbac::builtin_roles(),
-        Permission::Action(action),
+    let index = state.rbac();
+    let ids = caller.ids();
+    let request = AccessRequest {
+        tenant: caller.principal.tenant_id,
+        principals: &ids,
+        permission: Permission::Action(action),
         scope,
-    );
-    match decision {
-        Decision::Allow { .. } => Ok(()),
-        Decision::Deny { missing, scope } => Err(MgmtError::forbidden(
-            "AuthorizationFailed",
-            format!(
-                "The client '{}' with object id '{}' does not have authorization to perform action '{missing}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
-                caller.name(),
-                caller.principal.object_id
-            ),
-        )),
+    };
+    if index.check(&request).is_allowed() {
+        return Ok(());
     }
+    let explanation = index.explain(&request).explanation();
+    Err(MgmtError::forbidden(
+        "AuthorizationFailed",
+        format!(
+            "The client '{}' with object id '{}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials. ({explanation})",
+            caller.name(),
+            caller.principal.object_id
+        ),
+    ))
 }
 
 /// Checks that a subscription exists and belongs to the caller's tenant.

@@ -68,6 +68,7 @@ pub(crate) fn router() -> Router<SharedState> {
             post(federated_token),
         )
         .route("/directory/roles/{role}/members", post(grant_role))
+        .route("/directory/objects/{key}", get(show_object))
 }
 
 /// Finds a principal of the caller's tenant by object id, app id, user principal
@@ -270,6 +271,19 @@ async fn show_of_kind(
     Ok((StatusCode::OK, v))
 }
 
+async fn show_object(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        let p = resolve(&state, caller.principal.tenant_id, &key).await?;
+        Ok((StatusCode::OK, principal_json(&p)))
+    })
+    .await
+}
+
 async fn show_user(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -454,6 +468,7 @@ async fn delete_principal(
             return Err(MgmtError::bad_request("Request_BadRequest", "you cannot delete yourself"));
         }
         state.store.principal_delete(p.object_id).await?;
+        state.reload_rbac().await?;
         tracing::info!(actor = %caller.principal.object_id, principal = %p.object_id, "principal deleted");
         Ok((StatusCode::NO_CONTENT, Value::Null))
     })

@@ -24,8 +24,8 @@ pub(crate) fn router() -> Router<SharedState> {
         .route("/subscriptions/{sub}", get(show_subscription))
         .route("/subscriptions/{sub}/resourcegroups", get(list_groups))
         .route("/subscriptions/{sub}/resourceGroups", get(list_groups))
-        .route("/subscriptions/{sub}/resourcegroups/{rg}", get(show_group).put(put_group))
-        .route("/subscriptions/{sub}/resourceGroups/{rg}", get(show_group).put(put_group))
+        .route("/subscriptions/{sub}/resourcegroups/{rg}", get(show_group).put(put_group).delete(delete_group))
+        .route("/subscriptions/{sub}/resourceGroups/{rg}", get(show_group).put(put_group).delete(delete_group))
         .route(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities",
             get(list_identities),
@@ -200,6 +200,28 @@ async fn show_group(
             .await?
             .ok_or_else(|| group_not_found(&rg))?;
         Ok((StatusCode::OK, group_json(&g)))
+    })
+    .await
+}
+
+async fn delete_group(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
+        authorize(&state, &caller, "Microsoft.Resources/subscriptions/resourceGroups/delete", &scope).await?;
+        let existed = state.store.resource_group_delete(&sub, &rg).await?;
+        state.reload_rbac().await?;
+        if existed {
+            tracing::info!(actor = %caller.principal.object_id, group = %scope, "resource group deleted with its resources and role assignments");
+        }
+        Ok((if existed { StatusCode::OK } else { StatusCode::NO_CONTENT }, Value::Null))
     })
     .await
 }
@@ -474,6 +496,7 @@ async fn delete_identity(
             state.store.principal_delete(p.object_id).await?;
         }
         let existed = state.store.resource_delete(&id).await?;
+        state.reload_rbac().await?;
         Ok((
             if existed {
                 StatusCode::OK

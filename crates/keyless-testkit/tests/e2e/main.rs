@@ -10,6 +10,7 @@
 mod device;
 mod directory;
 mod lifecycle;
+mod rbac;
 mod refusals;
 mod support;
 mod tokens;

@@ -5,7 +5,10 @@ use sqlx::sqlite::SqliteRow;
 use keyless_core::{Error, ObjectId, TenantId};
 
 use super::{SqliteStore, corrupt, db_error};
-use crate::meta::{Resource, ResourceGroup, ResourceStore, StoredRoleAssignment, Subscription};
+use crate::meta::{
+    Resource, ResourceGroup, ResourceStore, StoredRoleAssignment, StoredRoleDefinition,
+    Subscription,
+};
 
 fn resource_row(row: &SqliteRow) -> Result<Resource, Error> {
     let c = |e| corrupt("resource", e);
@@ -202,6 +205,67 @@ impl ResourceStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn subscriptions_all(&self) -> Result<Vec<Subscription>, Error> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, tenant_id, display_name, created_at FROM subscriptions ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(id, t, display_name, created_at)| {
+                Ok(Subscription {
+                    id,
+                    tenant_id: TenantId::parse(&t)?,
+                    display_name,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn resource_group_delete(
+        &self,
+        subscription_id: &str,
+        name: &str,
+    ) -> Result<bool, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let scope =
+            format!("/subscriptions/{subscription_id}/resourcegroups/{name}").to_ascii_lowercase();
+        let below = format!("{scope}/%");
+        // Managed identities that are resources of the group go with it (and their
+        // memberships and assignments through ON DELETE CASCADE).
+        sqlx::query(
+            "DELETE FROM principals WHERE lower(resource_id) = ?1 OR lower(resource_id) LIKE ?2",
+        )
+        .bind(&scope)
+        .bind(&below)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM role_assignments WHERE scope_key = ?1 OR scope_key LIKE ?2")
+            .bind(&scope)
+            .bind(&below)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM resources WHERE subscription_id = ? AND resource_group = ?")
+            .bind(subscription_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let done =
+            sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name = ?")
+                .bind(subscription_id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn role_assignment_create(&self, a: &StoredRoleAssignment) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO role_assignments (name, tenant_id, scope, scope_key, role_definition_id, principal_id, created_at)
@@ -218,6 +282,85 @@ impl ResourceStore for SqliteStore {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn role_assignments_all(&self) -> Result<Vec<StoredRoleAssignment>, Error> {
+        let rows = sqlx::query("SELECT * FROM role_assignments ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(assignment_row).collect()
+    }
+
+    async fn role_assignment(&self, name: &str) -> Result<Option<StoredRoleAssignment>, Error> {
+        sqlx::query("SELECT * FROM role_assignments WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(assignment_row)
+            .transpose()
+    }
+
+    async fn role_assignment_delete(&self, name: &str) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM role_assignments WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn role_definition_put(&self, d: &StoredRoleDefinition) -> Result<(), Error> {
+        let body = serde_json::to_string(&d.role).map_err(|e| Error::internal(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO role_definitions (id, tenant_id, name, body, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, body = excluded.body",
+        )
+        .bind(&d.role.id)
+        .bind(d.tenant_id.to_string())
+        .bind(&d.role.name)
+        .bind(body)
+        .bind(d.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn role_definitions_all(&self) -> Result<Vec<StoredRoleDefinition>, Error> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, body, created_at FROM role_definitions ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(t, body, created_at)| {
+                Ok(StoredRoleDefinition {
+                    tenant_id: TenantId::parse(&t)?,
+                    role: serde_json::from_str(&body).map_err(|e| corrupt("role definition", e))?,
+                    created_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn role_definition_delete(&self, id: &str) -> Result<bool, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query("DELETE FROM role_assignments WHERE role_definition_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let done = sqlx::query("DELETE FROM role_definitions WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn role_assignments(
