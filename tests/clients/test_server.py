@@ -153,3 +153,51 @@ def test_directory_refusals_name_the_missing_role(server, tmp_path):
     uai = server.cli("identity", "create", "-g", "default", "-n", "trainer")
     assert uai["properties"]["clientId"]
     assert [i["name"] for i in server.cli("identity", "list", "-g", "default")] == ["trainer"]
+
+
+def test_every_response_carries_a_request_id_and_healthz_says_nothing_secret(server):
+    import urllib.error
+    ctx = server.ssl_context()
+    ok = urllib.request.urlopen(f"{server.login}/healthz", context=ctx)
+    assert ok.headers["x-ms-request-id"]
+    assert json.loads(ok.read()) == {"status": "ok"}
+    try:
+        urllib.request.urlopen(f"{server.management}/directory/me", context=ctx)
+        raise AssertionError("an unauthenticated call must be refused")
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 401
+        assert refused.headers["x-ms-request-id"]
+        assert json.loads(refused.read())["error"]["code"] == "AuthenticationFailed"
+
+
+def test_an_operator_supplied_certificate_is_served(tmp_path):
+    import datetime
+    import ipaddress
+    import ssl
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "operator")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "op.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "op.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    server = Server(tmp_path)
+    try:
+        server.start(extra=["--tls-cert", str(tmp_path / "op.pem"), "--tls-key", str(tmp_path / "op.key")])
+        assert server.ca is None, "keyless generates no CA when the operator gives a certificate"
+        assert not (server.data_dir / "tls").exists()
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "op.pem"))
+        reply = urllib.request.urlopen(f"{server.login}/{server.tenant}/v2.0/.well-known/openid-configuration", context=ctx)
+        assert json.loads(reply.read())["token_endpoint"].startswith(server.login)
+    finally:
+        server.stop()

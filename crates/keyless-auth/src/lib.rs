@@ -13,6 +13,7 @@ pub mod jwt;
 pub mod keys;
 pub mod seal;
 pub mod secret;
+pub mod shared_key;
 pub mod verify;
 
 pub use claims::Claims;

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use keyless_auth::{Clock, MasterKey, SystemClock, TokenVerifier};
 use keyless_core::Error;
-use keyless_store::{DirectoryStore, MetaStore, SqliteStore, TokenStore};
+use keyless_store::{DirectoryStore, MetaStore, SqliteStore, StorageStore, TokenStore};
 
 pub use config::{Config, TlsConfig};
 pub use state::Urls;
@@ -203,8 +203,19 @@ pub async fn start_with_clock(
     };
     let verifier = TokenVerifier::new(urls.login.clone(), ring, tenants);
     let store_arc: Arc<dyn MetaStore> = Arc::new(store.clone());
+    let blobs = keyless_store::LocalFiles::new(config.data_dir.join("blobs"))?;
+    let referenced = store.file_ids().await?;
+    let swept = keyless_store::BlobBackend::sweep(&blobs, &referenced).await?;
+    if swept > 0 {
+        tracing::info!(
+            files = swept,
+            "removed blob files no metadata refers to (left by an interrupted write)"
+        );
+    }
+    let blobs: Arc<dyn keyless_store::BlobBackend> = Arc::new(blobs);
     let state = Arc::new(AppState::new(
         store_arc,
+        blobs,
         verifier,
         master,
         clock,

@@ -8,6 +8,7 @@ pub(crate) mod caller;
 pub(crate) mod directory;
 mod error;
 mod resources;
+mod storage_accounts;
 
 use std::future::Future;
 
@@ -27,6 +28,7 @@ pub(crate) fn router(state: SharedState) -> Router {
     Router::new()
         .merge(directory::router())
         .merge(resources::router())
+        .merge(storage_accounts::router())
         .merge(admin::router())
         .route(
             "/access/explain",

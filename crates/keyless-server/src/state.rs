@@ -8,7 +8,7 @@ use moka::sync::Cache;
 use keyless_auth::{Clock, MasterKey, TokenVerifier};
 use keyless_core::rbac::{RbacIndex, RoleAssignment, builtin_roles};
 use keyless_core::{Error, ResourceId};
-use keyless_store::MetaStore;
+use keyless_store::{BlobBackend, MetaStore, StorageAccount};
 
 use crate::config::Config;
 
@@ -31,6 +31,9 @@ pub struct Urls {
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) store: Arc<dyn MetaStore>,
+    pub(crate) blobs: Arc<dyn BlobBackend>,
+    /// Unsealed storage account keys, by account name.
+    account_keys: Cache<String, Arc<[Vec<u8>; 2]>>,
     pub(crate) verifier: TokenVerifier,
     pub(crate) master: MasterKey,
     pub(crate) clock: Arc<dyn Clock>,
@@ -51,6 +54,7 @@ pub(crate) type SharedState = Arc<AppState>;
 impl AppState {
     pub(crate) fn new(
         store: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobBackend>,
         verifier: TokenVerifier,
         master: MasterKey,
         clock: Arc<dyn Clock>,
@@ -59,6 +63,8 @@ impl AppState {
     ) -> Self {
         Self {
             store,
+            blobs,
+            account_keys: Cache::builder().max_capacity(10_000).build(),
             verifier,
             master,
             clock,
@@ -72,6 +78,29 @@ impl AppState {
             rbac: RwLock::new(Arc::new(RbacIndex::default())),
             rbac_reload: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The decoded keys of a storage account (key1, key2), unsealed once and cached.
+    pub(crate) fn account_keys(
+        &self,
+        account: &StorageAccount,
+    ) -> Result<Arc<[Vec<u8>; 2]>, Error> {
+        if let Some(keys) = self.account_keys.get(&account.name) {
+            return Ok(keys);
+        }
+        let open = |which: &str, sealed: &[u8]| {
+            self.master
+                .open(&format!("storage-key:{}:{which}", account.name), sealed)
+        };
+        let keys = Arc::new([open("key1", &account.key1)?, open("key2", &account.key2)?]);
+        self.account_keys
+            .insert(account.name.clone(), Arc::clone(&keys));
+        Ok(keys)
+    }
+
+    /// Forgets the cached keys of an account (after regeneration or deletion).
+    pub(crate) fn forget_account_keys(&self, account: &str) {
+        self.account_keys.invalidate(account);
     }
 
     /// The current RBAC index.

@@ -1,39 +1,291 @@
-//! The storage listener (Blob and DFS REST). Until the blob engine is served here,
-//! every request is answered with Azure's error shape saying the operation is not
-//! supported, after nothing has been read or written.
+//! The storage listener: the Blob REST API, path-style (`/{account}/{container}/{blob}`).
+//!
+//! Every request takes the same path: parse it into an [`Operation`], load the
+//! account, authenticate (SharedKey now; bearer tokens and SAS slot into
+//! [`auth::authenticate`]), authorize once, run the handler, and write one log
+//! record. Nothing is read or written before authorization.
+
+mod auth;
+mod blob;
+mod conditions;
+mod container;
+mod error;
+mod operation;
+mod xml;
+
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
 
+use keyless_store::StorageAccount;
+
+pub(crate) use error::StorageError;
+use operation::{Operation, Target};
+
+use crate::http::ClientAddr;
 use crate::state::SharedState;
+
+/// The service version keyless answers with, and the newest it knows.
+pub(crate) const SERVICE_VERSION: &str = "2026-10-06";
 
 /// The router of the storage listener.
 pub(crate) fn router(state: SharedState) -> Router {
-    Router::new().fallback(unsupported).with_state(state)
+    Router::new().fallback(dispatch).with_state(state)
 }
 
-async fn unsupported(request: Request) -> Response {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>UnsupportedOperation</Code><Message>keyless does not serve `{} {}` yet: blob storage is not enabled on this server.</Message></Error>",
-        request.method(),
-        request
-            .uri()
-            .path()
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
+/// A parsed, authenticated request.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) state: SharedState,
+    pub(crate) account: StorageAccount,
+    pub(crate) container: String,
+    pub(crate) blob: String,
+    pub(crate) op: Operation,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
+}
+
+impl Ctx {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `x-ms-meta-*` headers as (name, value), names lowercase.
+    pub(crate) fn metadata(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let mut out = Vec::new();
+        for (name, value) in &self.headers {
+            if let Some(key) = name.as_str().strip_prefix("x-ms-meta-") {
+                let valid = !key.is_empty()
+                    && key
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(StorageError::bad(
+                        "InvalidMetadata",
+                        format!("the metadata name `{key}` is not a valid C# identifier"),
+                    ));
+                }
+                let value = value.to_str().map_err(|_| {
+                    StorageError::bad(
+                        "InvalidMetadata",
+                        format!("the metadata `{key}` is not ASCII"),
+                    )
+                })?;
+                out.push((key.to_owned(), value.to_owned()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+async fn dispatch(State(state): State<SharedState>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let client = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
+    let mut op_name = "Unknown";
+    let (mut response, auth_kind) = match prepare(&state, request).await {
+        Ok((ctx, body, auth_kind)) => {
+            op_name = operation_name(ctx.op);
+            let response = match run(ctx, body).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(),
+            };
+            (response, auth_kind)
+        }
+        Err(e) => (e.into_response(), "none"),
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-ms-version", HeaderValue::from_static(SERVICE_VERSION));
+    if let Some(id) = client_request_id {
+        headers.insert("x-ms-client-request-id", id);
+    }
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+    {
+        headers.insert("date", date);
+    }
+    let status = response.status().as_u16();
+    let code = response
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    tracing::info!(
+        target: "keyless::storage_log",
+        operation = op_name,
+        method = %method,
+        path = %path,
+        status,
+        error_code = %code,
+        auth = auth_kind,
+        client = %client,
+        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "storage request"
     );
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        [
-            (header::CONTENT_TYPE, "application/xml"),
-            (
-                header::HeaderName::from_static("x-ms-error-code"),
-                "UnsupportedOperation",
-            ),
-        ],
-        body,
+    response
+}
+
+/// Parses, loads the account, authenticates and authorizes.
+async fn prepare(
+    state: &SharedState,
+    request: Request,
+) -> Result<(Ctx, axum::body::Body, &'static str), StorageError> {
+    let (parts, body) = request.into_parts();
+    let raw_path = parts.uri.path().to_owned();
+    let mut segments = raw_path.trim_start_matches('/').splitn(3, '/');
+    let account_name = segments.next().unwrap_or_default().to_owned();
+    let container = decode(segments.next().unwrap_or_default())?;
+    let blob = decode(segments.next().unwrap_or_default())?;
+    let target = match (container.is_empty(), blob.is_empty()) {
+        (true, _) => Target::Account,
+        (false, true) => Target::Container,
+        (false, false) => Target::Blob,
+    };
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()).map_err(|_| {
+            StorageError::bad(
+                "InvalidQueryParameterValue",
+                "the query string is malformed",
+            )
+        })?;
+    check_version(&parts.headers)?;
+    let copy_source = parts.headers.contains_key("x-ms-copy-source");
+    let op = Operation::parse(&parts.method, &query, target, copy_source)?;
+    if account_name.is_empty() {
+        return Err(StorageError::bad(
+            "InvalidUri",
+            "the request must name an account: `/<account>/…`",
+        ));
+    }
+    let account = state.store.account(&account_name).await?.ok_or_else(|| {
+        StorageError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("The storage account `{account_name}` does not exist on this server."),
+        )
+    })?;
+    let auth_kind = auth::authenticate(
+        state,
+        &account,
+        &parts.method,
+        &raw_path,
+        &query,
+        &parts.headers,
     )
-        .into_response()
+    .await?;
+    if target != Target::Account {
+        container::validate_name(&container)?;
+    }
+    if target == Target::Blob {
+        blob::validate_name(&blob)?;
+    }
+    let ctx = Ctx {
+        state: state.clone(),
+        account,
+        container,
+        blob,
+        op,
+        query,
+        headers: parts.headers,
+    };
+    Ok((ctx, body, auth_kind))
+}
+
+async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError> {
+    use Operation as Op;
+    match ctx.op {
+        Op::ListContainers => container::list(&ctx).await,
+        Op::GetServiceProperties => Ok(container::service_properties()),
+        Op::SetServiceProperties => Ok(axum::http::StatusCode::ACCEPTED.into_response()),
+        Op::CreateContainer => container::create(&ctx).await,
+        Op::DeleteContainer => container::delete(&ctx).await,
+        Op::GetContainerProperties => container::properties(&ctx).await,
+        Op::SetContainerMetadata => container::set_metadata(&ctx).await,
+        Op::ListBlobs => blob::list(&ctx).await,
+        Op::PutBlob => blob::put(&ctx, body).await,
+        Op::PutBlock => blob::put_block(&ctx, body).await,
+        Op::PutBlockList => blob::put_block_list(&ctx, body).await,
+        Op::GetBlockList => blob::block_list(&ctx).await,
+        Op::GetBlob => blob::get(&ctx, true).await,
+        Op::GetBlobProperties => blob::get(&ctx, false).await,
+        Op::GetBlobMetadata => blob::metadata(&ctx).await,
+        Op::SetBlobMetadata => blob::set_metadata(&ctx).await,
+        Op::SetBlobProperties => blob::set_properties(&ctx).await,
+        Op::DeleteBlob => blob::delete(&ctx).await,
+    }
+}
+
+/// The operation's name as Azure's storage logs write it.
+fn operation_name(op: Operation) -> &'static str {
+    use Operation as Op;
+    match op {
+        Op::ListContainers => "ListContainers",
+        Op::GetServiceProperties => "GetBlobServiceProperties",
+        Op::SetServiceProperties => "SetBlobServiceProperties",
+        Op::CreateContainer => "CreateContainer",
+        Op::DeleteContainer => "DeleteContainer",
+        Op::GetContainerProperties => "GetContainerProperties",
+        Op::SetContainerMetadata => "SetContainerMetadata",
+        Op::ListBlobs => "ListBlobs",
+        Op::PutBlob => "PutBlob",
+        Op::PutBlock => "PutBlock",
+        Op::PutBlockList => "PutBlockList",
+        Op::GetBlockList => "GetBlockList",
+        Op::GetBlob => "GetBlob",
+        Op::GetBlobProperties => "GetBlobProperties",
+        Op::GetBlobMetadata => "GetBlobMetadata",
+        Op::SetBlobMetadata => "SetBlobMetadata",
+        Op::SetBlobProperties => "SetBlobProperties",
+        Op::DeleteBlob => "DeleteBlob",
+    }
+}
+
+fn decode(segment: &str) -> Result<String, StorageError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            StorageError::bad(
+                "InvalidUri",
+                "the request path is not valid UTF-8 once decoded",
+            )
+        })
+}
+
+fn check_version(headers: &HeaderMap) -> Result<(), StorageError> {
+    let Some(v) = headers.get("x-ms-version") else {
+        return Ok(());
+    };
+    let v = v.to_str().unwrap_or_default();
+    let well_formed =
+        v.len() == 10 && v.as_bytes().get(4) == Some(&b'-') && v.as_bytes().get(7) == Some(&b'-');
+    if !well_formed || !("2015-02-21"..="2027-12-31").contains(&v) {
+        return Err(StorageError::bad(
+            "InvalidHeaderValue",
+            format!(
+                "The value for one of the HTTP headers is not in the correct format: x-ms-version `{v}` is not a service version keyless supports (2015-02-21 to {SERVICE_VERSION})."
+            ),
+        ));
+    }
+    Ok(())
 }

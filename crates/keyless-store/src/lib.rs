@@ -10,6 +10,10 @@
 #[cfg(not(feature = "sqlite"))]
 compile_error!("keyless-store needs a metadata backend: enable the `sqlite` feature");
 
+pub mod blob;
 pub mod meta;
+pub mod storage;
 
+pub use blob::{BlobBackend, ByteStream, LocalFiles, Written};
 pub use meta::*;
+pub use storage::*;

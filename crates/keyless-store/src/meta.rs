@@ -352,6 +352,12 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
 }
 
 /// The whole metadata store.
-pub trait MetaStore: DirectoryStore + TokenStore + ResourceStore {}
+pub trait MetaStore:
+    DirectoryStore + TokenStore + ResourceStore + crate::storage::StorageStore
+{
+}
 
-impl<T: DirectoryStore + TokenStore + ResourceStore> MetaStore for T {}
+impl<T: DirectoryStore + TokenStore + ResourceStore + crate::storage::StorageStore> MetaStore
+    for T
+{
+}

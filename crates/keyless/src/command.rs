@@ -10,3 +10,4 @@ pub(crate) mod identity;
 pub(crate) mod role;
 pub(crate) mod serve;
 pub(crate) mod shim;
+pub(crate) mod storage;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use command::{access, account, ad, admin, env, group, identity, role, serve, shim};
+use command::{access, account, ad, admin, env, group, identity, role, serve, shim, storage};
 use output::Format;
 
 /// Identity-based data access for machine-learning teams.
@@ -47,6 +47,9 @@ enum Command {
     /// Ask whether a principal may do something, and why.
     #[command(subcommand)]
     Access(access::AccessCommand),
+    /// Storage accounts, containers and blobs.
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
     /// User-assigned managed identities.
     Identity(identity::IdentityArgs),
     /// Server administration: tenants, signing keys.
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             Command::Ad(cmd) => ad::run(cmd, format).await,
             Command::Identity(cmd) => identity::run(cmd, format).await,
             Command::Group(args) => group::run(args, format).await,
+            Command::Storage(cmd) => storage::run(cmd, format).await,
             Command::Role(cmd) => role::run(cmd, format).await,
             Command::Access(cmd) => access::run(cmd, format).await,
             Command::Admin(cmd) => admin::run(cmd, format).await,

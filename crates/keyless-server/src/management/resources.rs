@@ -49,7 +49,7 @@ pub(crate) struct ApiVersion {
 }
 
 impl ApiVersion {
-    fn require(&self) -> Result<(), MgmtError> {
+    pub(crate) fn require(&self) -> Result<(), MgmtError> {
         match self.api_version.as_deref() {
             Some(v) if !v.is_empty() => Ok(()),
             _ => Err(MgmtError::bad_request(

@@ -11,6 +11,7 @@ use keyless_core::{Error, ErrorKind};
 
 mod directory;
 mod resources;
+mod storage;
 mod tokens;
 
 /// The SQLite implementation of [`crate::MetaStore`].

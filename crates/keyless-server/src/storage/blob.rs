@@ -1,0 +1,789 @@
+//! Blob operations: put (whole or by blocks), get with ranges, properties,
+//! metadata, delete, and the hierarchical listing.
+
+use std::io;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt;
+
+use keyless_core::Error;
+use keyless_store::{Blob, BlobProperties, Block, ByteStream, Page};
+
+use super::Ctx;
+use super::conditions::{Conditions, Range, condition_error, new_etag};
+use super::container::max_results;
+use super::error::StorageError;
+use super::xml::{BlockRef, escape, http_date, parse_block_list};
+
+const MAX_PUT_BLOB: u64 = 5000 * 1024 * 1024;
+const MAX_BLOCK: u64 = 4000 * 1024 * 1024;
+const MAX_BLOCKS: usize = 50_000;
+const MAX_BLOCK_LIST_BODY: usize = 8 * 1024 * 1024;
+
+/// Blob names: 1–1024 characters, no control characters.
+pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
+    let chars = name.chars().count();
+    if (1..=1024).contains(&chars) && !name.chars().any(char::is_control) {
+        return Ok(());
+    }
+    Err(StorageError::bad(
+        "InvalidResourceName",
+        format!(
+            "The specified resource name contains invalid characters or is too long: a blob name has 1–1024 characters ({chars} given)"
+        ),
+    ))
+}
+
+fn stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map(|r| r.map_err(io::Error::other)))
+}
+
+async fn container_exists(ctx: &Ctx) -> Result<(), StorageError> {
+    match ctx
+        .state
+        .store
+        .container(&ctx.account.name, &ctx.container)
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(StorageError::container_not_found()),
+    }
+}
+
+fn properties_from_headers(
+    ctx: &Ctx,
+    fallback_content_type: bool,
+) -> Result<BlobProperties, StorageError> {
+    let h = |name: &str| ctx.header(name).map(str::to_owned);
+    let md5 = match ctx.header("x-ms-blob-content-md5") {
+        Some(v) => Some(STANDARD.decode(v).map_err(|_| {
+            StorageError::bad("InvalidHeaderValue", "x-ms-blob-content-md5 is not base64")
+        })?),
+        None => None,
+    };
+    Ok(BlobProperties {
+        content_type: h("x-ms-blob-content-type").or_else(|| {
+            if fallback_content_type {
+                h("content-type")
+            } else {
+                None
+            }
+        }),
+        content_encoding: h("x-ms-blob-content-encoding").or_else(|| {
+            if fallback_content_type {
+                h("content-encoding")
+            } else {
+                None
+            }
+        }),
+        content_language: h("x-ms-blob-content-language").or_else(|| {
+            if fallback_content_type {
+                h("content-language")
+            } else {
+                None
+            }
+        }),
+        content_disposition: h("x-ms-blob-content-disposition"),
+        cache_control: h("x-ms-blob-cache-control").or_else(|| {
+            if fallback_content_type {
+                h("cache-control")
+            } else {
+                None
+            }
+        }),
+        content_md5: md5,
+    })
+}
+
+fn request_md5(ctx: &Ctx) -> Result<Option<Vec<u8>>, StorageError> {
+    ctx.header("content-md5")
+        .map(|v| {
+            STANDARD
+                .decode(v)
+                .map_err(|_| StorageError::bad("InvalidHeaderValue", "Content-MD5 is not base64"))
+        })
+        .transpose()
+}
+
+fn write_headers(b: &Blob, md5: Option<&[u8]>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    insert(&mut h, header::ETAG, &b.etag);
+    insert(&mut h, header::LAST_MODIFIED, &http_date(b.last_modified));
+    if let Some(md5) = md5 {
+        insert(
+            &mut h,
+            HeaderName::from_static("content-md5"),
+            &STANDARD.encode(md5),
+        );
+    }
+    h.insert(
+        "x-ms-request-server-encrypted",
+        HeaderValue::from_static("true"),
+    );
+    h
+}
+
+fn insert(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+async fn release(ctx: &Ctx, files: Vec<String>) {
+    ctx.state.blobs.remove(&files).await;
+}
+
+/// Put Blob: the whole body becomes the blob, atomically.
+pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
+    match ctx.header("x-ms-blob-type") {
+        Some("BlockBlob") => {}
+        Some(other) => {
+            return Err(StorageError::bad(
+                "UnsupportedBlobType",
+                format!("keyless stores block blobs only, not `{other}`"),
+            ));
+        }
+        None => {
+            return Err(StorageError::bad(
+                "MissingRequiredHeader",
+                "An HTTP header that's mandatory for this request is not specified: x-ms-blob-type",
+            ));
+        }
+    }
+    container_exists(ctx).await?;
+    let conditions = Conditions::from(ctx)?;
+    let mut properties = properties_from_headers(ctx, true)?;
+    let metadata = ctx.metadata()?;
+    let sent_md5 = request_md5(ctx)?;
+    let written = ctx
+        .state
+        .blobs
+        .write(stream(body), MAX_PUT_BLOB)
+        .await
+        .map_err(too_large)?;
+    if sent_md5
+        .as_ref()
+        .is_some_and(|m| m.as_slice() != written.md5)
+    {
+        release(ctx, vec![written.file_id]).await;
+        return Err(StorageError::bad(
+            "Md5Mismatch",
+            "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
+        ));
+    }
+    properties
+        .content_md5
+        .get_or_insert_with(|| written.md5.to_vec());
+    let now = ctx.state.now();
+    let blob = Blob {
+        account: ctx.account.name.clone(),
+        container: ctx.container.clone(),
+        name: ctx.blob.clone(),
+        etag: new_etag(),
+        created_at: now,
+        last_modified: now,
+        size: written.size,
+        file_id: written.file_id.clone(),
+        properties,
+        metadata,
+        committed_blocks: Vec::new(),
+    };
+    let check = |current: Option<&Blob>| {
+        conditions.check(current.map(|c| (c.etag.as_str(), c.last_modified)), false)
+    };
+    match ctx.state.store.blob_put(&blob, &check).await {
+        Ok(released) => release(ctx, released).await,
+        Err(e) => {
+            release(ctx, vec![written.file_id]).await;
+            return Err(condition_error(e, true));
+        }
+    }
+    Ok((
+        StatusCode::CREATED,
+        write_headers(&blob, Some(&written.md5)),
+    )
+        .into_response())
+}
+
+fn too_large(e: Error) -> StorageError {
+    match e.kind() {
+        keyless_core::ErrorKind::InvalidInput => StorageError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestBodyTooLarge",
+            e.message(),
+        ),
+        _ => e.into(),
+    }
+}
+
+fn block_id(ctx: &Ctx) -> Result<String, StorageError> {
+    let id = ctx
+        .param("blockid")
+        .ok_or_else(|| StorageError::bad("MissingRequiredQueryParameter", "blockid is required"))?;
+    validate_block_id(id)?;
+    Ok(id.to_owned())
+}
+
+fn validate_block_id(id: &str) -> Result<(), StorageError> {
+    match STANDARD.decode(id) {
+        Ok(raw) if !raw.is_empty() && raw.len() <= 64 => Ok(()),
+        _ => Err(StorageError::bad(
+            "InvalidQueryParameterValue",
+            format!("The block id `{id}` must be base64 of at most 64 bytes"),
+        )),
+    }
+}
+
+/// Put Block: stages a block for a later Put Block List.
+pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
+    let id = block_id(ctx)?;
+    container_exists(ctx).await?;
+    let sent_md5 = request_md5(ctx)?;
+    let written = ctx
+        .state
+        .blobs
+        .write(stream(body), MAX_BLOCK)
+        .await
+        .map_err(too_large)?;
+    if sent_md5
+        .as_ref()
+        .is_some_and(|m| m.as_slice() != written.md5)
+    {
+        release(ctx, vec![written.file_id]).await;
+        return Err(StorageError::bad(
+            "Md5Mismatch",
+            "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
+        ));
+    }
+    let others = ctx
+        .state
+        .store
+        .blocks(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    if others.iter().any(|b| b.block_id.len() != id.len()) {
+        release(ctx, vec![written.file_id]).await;
+        return Err(StorageError::bad(
+            "InvalidBlobOrBlock",
+            "The specified blob or block content is invalid: all block ids of a blob must have the same length",
+        ));
+    }
+    let block = Block {
+        account: ctx.account.name.clone(),
+        container: ctx.container.clone(),
+        blob: ctx.blob.clone(),
+        block_id: id,
+        size: written.size,
+        file_id: written.file_id,
+        created_at: ctx.state.now(),
+    };
+    if let Some(old) = ctx.state.store.block_put(&block).await? {
+        release(ctx, vec![old]).await;
+    }
+    let mut h = HeaderMap::new();
+    insert(
+        &mut h,
+        HeaderName::from_static("content-md5"),
+        &STANDARD.encode(written.md5),
+    );
+    h.insert(
+        "x-ms-request-server-encrypted",
+        HeaderValue::from_static("true"),
+    );
+    Ok((StatusCode::CREATED, h).into_response())
+}
+
+/// Put Block List: commits staged and committed blocks, in order, as the blob.
+pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
+    container_exists(ctx).await?;
+    let bytes = axum::body::to_bytes(body, MAX_BLOCK_LIST_BODY)
+        .await
+        .map_err(|_| {
+            StorageError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestBodyTooLarge",
+                "the block list is too large",
+            )
+        })?;
+    let list = parse_block_list(&bytes)?;
+    if list.len() > MAX_BLOCKS {
+        return Err(StorageError::bad(
+            "BlockListTooLong",
+            format!("The block list may not contain more than {MAX_BLOCKS} blocks."),
+        ));
+    }
+    let conditions = Conditions::from(ctx)?;
+    let staged = ctx
+        .state
+        .store
+        .blocks(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    let current = ctx
+        .state
+        .store
+        .blob(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    // Each committed block of the current blob, with its offset in the current file.
+    let mut committed = Vec::new();
+    let mut offset = 0u64;
+    if let Some(c) = &current {
+        for (id, size) in &c.committed_blocks {
+            committed.push((id.as_str(), offset, *size));
+            offset += size;
+        }
+    }
+    let mut parts: Vec<(String, u64, u64)> = Vec::with_capacity(list.len());
+    let mut blocks: Vec<(String, u64)> = Vec::with_capacity(list.len());
+    for (kind, id) in &list {
+        validate_block_id(id).map_err(|_| invalid_block_list())?;
+        let from_staged = || {
+            staged
+                .iter()
+                .find(|b| &b.block_id == id)
+                .map(|b| (b.file_id.clone(), 0, b.size))
+        };
+        let from_committed = || {
+            let c = current.as_ref()?;
+            committed
+                .iter()
+                .find(|(cid, _, _)| cid == id)
+                .map(|(_, off, size)| (c.file_id.clone(), *off, *size))
+        };
+        let part = match kind {
+            BlockRef::Latest => from_staged().or_else(from_committed),
+            BlockRef::Uncommitted => from_staged(),
+            BlockRef::Committed => from_committed(),
+        }
+        .ok_or_else(invalid_block_list)?;
+        blocks.push((id.clone(), part.2));
+        parts.push(part);
+    }
+    let written = ctx.state.blobs.compose(&parts).await?;
+    let now = ctx.state.now();
+    let mut properties = properties_from_headers(ctx, false)?;
+    if properties.content_md5.is_none() && ctx.header("x-ms-blob-content-md5").is_none() {
+        properties.content_md5 = None;
+    }
+    let blob = Blob {
+        account: ctx.account.name.clone(),
+        container: ctx.container.clone(),
+        name: ctx.blob.clone(),
+        etag: new_etag(),
+        created_at: now,
+        last_modified: now,
+        size: written.size,
+        file_id: written.file_id.clone(),
+        properties,
+        metadata: ctx.metadata()?,
+        committed_blocks: blocks,
+    };
+    let check =
+        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    match ctx.state.store.blob_put(&blob, &check).await {
+        Ok(released) => release(ctx, released).await,
+        Err(e) => {
+            release(ctx, vec![written.file_id]).await;
+            return Err(condition_error(e, true));
+        }
+    }
+    Ok((StatusCode::CREATED, write_headers(&blob, None)).into_response())
+}
+
+fn invalid_block_list() -> StorageError {
+    StorageError::bad("InvalidBlockList", "The specified block list is invalid.")
+}
+
+/// Get Block List.
+pub(crate) async fn block_list(ctx: &Ctx) -> Result<Response, StorageError> {
+    container_exists(ctx).await?;
+    let kind = ctx
+        .param("blocklisttype")
+        .unwrap_or("committed")
+        .to_ascii_lowercase();
+    let current = ctx
+        .state
+        .store
+        .blob(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    let staged = ctx
+        .state
+        .store
+        .blocks(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    if current.is_none() && staged.is_empty() {
+        return Err(StorageError::blob_not_found());
+    }
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+    if kind == "committed" || kind == "all" {
+        xml.push_str("<CommittedBlocks>");
+        for (id, size) in current.iter().flat_map(|c| c.committed_blocks.iter()) {
+            xml.push_str(&format!(
+                "<Block><Name>{}</Name><Size>{size}</Size></Block>",
+                escape(id)
+            ));
+        }
+        xml.push_str("</CommittedBlocks>");
+    }
+    if kind == "uncommitted" || kind == "all" {
+        xml.push_str("<UncommittedBlocks>");
+        for b in &staged {
+            xml.push_str(&format!(
+                "<Block><Name>{}</Name><Size>{}</Size></Block>",
+                escape(&b.block_id),
+                b.size
+            ));
+        }
+        xml.push_str("</UncommittedBlocks>");
+    }
+    xml.push_str("</BlockList>");
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    if let Some(c) = &current {
+        insert(&mut h, header::ETAG, &c.etag);
+        insert(&mut h, header::LAST_MODIFIED, &http_date(c.last_modified));
+        insert(
+            &mut h,
+            HeaderName::from_static("x-ms-blob-content-length"),
+            &c.size.to_string(),
+        );
+    }
+    Ok((StatusCode::OK, h, xml).into_response())
+}
+
+async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
+    container_exists(ctx).await?;
+    ctx.state
+        .store
+        .blob(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?
+        .ok_or_else(StorageError::blob_not_found)
+}
+
+fn blob_headers(b: &Blob) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    insert(&mut h, header::ETAG, &b.etag);
+    insert(&mut h, header::LAST_MODIFIED, &http_date(b.last_modified));
+    insert(
+        &mut h,
+        HeaderName::from_static("x-ms-creation-time"),
+        &http_date(b.created_at),
+    );
+    h.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert("x-ms-server-encrypted", HeaderValue::from_static("true"));
+    h.insert("x-ms-lease-status", HeaderValue::from_static("unlocked"));
+    h.insert("x-ms-lease-state", HeaderValue::from_static("available"));
+    h.insert("x-ms-access-tier", HeaderValue::from_static("Hot"));
+    h.insert(
+        "x-ms-access-tier-inferred",
+        HeaderValue::from_static("true"),
+    );
+    let p = &b.properties;
+    insert(
+        &mut h,
+        header::CONTENT_TYPE,
+        p.content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
+    );
+    for (name, value) in [
+        (header::CONTENT_ENCODING, &p.content_encoding),
+        (header::CONTENT_LANGUAGE, &p.content_language),
+        (header::CONTENT_DISPOSITION, &p.content_disposition),
+        (header::CACHE_CONTROL, &p.cache_control),
+    ] {
+        if let Some(v) = value {
+            insert(&mut h, name, v);
+        }
+    }
+    for (k, v) in &b.metadata {
+        if let Ok(name) = HeaderName::from_bytes(format!("x-ms-meta-{k}").as_bytes()) {
+            insert(&mut h, name, v);
+        }
+    }
+    h
+}
+
+/// Get Blob (with `body`) or Get Blob Properties.
+pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError> {
+    let range = if body { Range::from(ctx)? } else { None };
+    let conditions = Conditions::from(ctx)?;
+    let b = load(ctx).await?;
+    conditions
+        .check(Some((b.etag.as_str(), b.last_modified)), true)
+        .map_err(|e| condition_error(e, false))?;
+    let mut headers = blob_headers(&b);
+    let (status, offset, len) = match range {
+        None => {
+            if let Some(md5) = &b.properties.content_md5 {
+                insert(
+                    &mut headers,
+                    HeaderName::from_static("content-md5"),
+                    &STANDARD.encode(md5),
+                );
+            }
+            (StatusCode::OK, 0, b.size)
+        }
+        Some(r) => {
+            let (offset, len) = r.resolve(b.size).ok_or_else(|| {
+                StorageError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "InvalidRange",
+                    "The range specified is invalid for the current size of the resource.",
+                )
+            })?;
+            insert(
+                &mut headers,
+                header::CONTENT_RANGE,
+                &format!("bytes {}-{}/{}", offset, offset + len - 1, b.size),
+            );
+            if ctx.header("x-ms-range-get-content-md5") == Some("true") {
+                if len > 4 * 1024 * 1024 {
+                    return Err(StorageError::bad(
+                        "OutOfRangeInput",
+                        "x-ms-range-get-content-md5 needs a range of at most 4 MiB",
+                    ));
+                }
+                let mut hasher = <md5::Md5 as md5::Digest>::new();
+                let mut s = ctx.state.blobs.read(&b.file_id, offset, len).await?;
+                while let Some(chunk) = s.next().await {
+                    md5::Digest::update(
+                        &mut hasher,
+                        &chunk.map_err(|e| Error::internal(e.to_string()))?,
+                    );
+                }
+                insert(
+                    &mut headers,
+                    HeaderName::from_static("content-md5"),
+                    &STANDARD.encode(md5::Digest::finalize(hasher)),
+                );
+            }
+            (StatusCode::PARTIAL_CONTENT, offset, len)
+        }
+    };
+    insert(&mut headers, header::CONTENT_LENGTH, &len.to_string());
+    if !body || len == 0 {
+        return Ok((status, headers).into_response());
+    }
+    let stream = ctx.state.blobs.read(&b.file_id, offset, len).await?;
+    Ok((status, headers, Body::from_stream(stream)).into_response())
+}
+
+/// Get Blob Metadata.
+pub(crate) async fn metadata(ctx: &Ctx) -> Result<Response, StorageError> {
+    let b = load(ctx).await?;
+    let all = blob_headers(&b);
+    let mut h = HeaderMap::new();
+    for (name, value) in &all {
+        if name.as_str().starts_with("x-ms-meta-")
+            || name == header::ETAG
+            || name == header::LAST_MODIFIED
+        {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+    Ok((StatusCode::OK, h).into_response())
+}
+
+async fn update(
+    ctx: &Ctx,
+    change: impl FnOnce(&mut Blob) -> Result<(), StorageError>,
+) -> Result<Response, StorageError> {
+    let conditions = Conditions::from(ctx)?;
+    let mut b = load(ctx).await?;
+    change(&mut b)?;
+    b.etag = new_etag();
+    b.last_modified = ctx.state.now();
+    let check =
+        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    ctx.state
+        .store
+        .blob_update(&b, &check)
+        .await
+        .map_err(|e| condition_error(e, false))?;
+    Ok((StatusCode::OK, write_headers(&b, None)).into_response())
+}
+
+/// Set Blob Metadata.
+pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
+    let metadata = ctx.metadata()?;
+    update(ctx, |b| {
+        b.metadata = metadata;
+        Ok(())
+    })
+    .await
+}
+
+/// Set Blob Properties: every `x-ms-blob-*` property is replaced (absent ones cleared).
+pub(crate) async fn set_properties(ctx: &Ctx) -> Result<Response, StorageError> {
+    let properties = properties_from_headers(ctx, false)?;
+    update(ctx, |b| {
+        b.properties = properties;
+        Ok(())
+    })
+    .await
+}
+
+/// Delete Blob.
+pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
+    if ctx.header("x-ms-delete-snapshots").is_some() {
+        return Err(StorageError::bad(
+            "UnsupportedHeader",
+            "keyless keeps no snapshots; drop x-ms-delete-snapshots",
+        ));
+    }
+    container_exists(ctx).await?;
+    let conditions = Conditions::from(ctx)?;
+    let check = |c: Option<&Blob>| match c {
+        None => Err(Error::not_found("the blob does not exist")),
+        Some(c) => conditions.check(Some((c.etag.as_str(), c.last_modified)), false),
+    };
+    let released = ctx
+        .state
+        .store
+        .blob_delete(&ctx.account.name, &ctx.container, &ctx.blob, &check)
+        .await
+        .map_err(|e| condition_error(e, false))?;
+    release(ctx, released).await;
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-ms-delete-type-permanent",
+        HeaderValue::from_static("true"),
+    );
+    Ok((StatusCode::ACCEPTED, h).into_response())
+}
+
+/// List Blobs, flat or hierarchical (`delimiter`), in pages of `maxresults`.
+pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
+    container_exists(ctx).await?;
+    let prefix = ctx.param("prefix").unwrap_or_default();
+    let delimiter = ctx.param("delimiter").filter(|d| !d.is_empty());
+    let marker = ctx.param("marker").unwrap_or_default();
+    let max = max_results(ctx)?;
+    let include = ctx.param("include").unwrap_or_default();
+    let with_metadata = include.split(',').any(|i| i == "metadata");
+
+    enum Item {
+        Blob(Box<Blob>),
+        Prefix(String),
+    }
+    let skip_past = |p: &str| format!("{p}\u{10FFFF}");
+    let mut cursor = match delimiter {
+        Some(d) if marker.ends_with(d) => skip_past(marker),
+        _ => marker.to_owned(),
+    };
+    let mut items: Vec<Item> = Vec::new();
+    let mut more = false;
+    'outer: loop {
+        let batch = ctx
+            .state
+            .store
+            .blobs(
+                &ctx.account.name,
+                &ctx.container,
+                Page {
+                    prefix,
+                    marker: &cursor,
+                    max: 1000,
+                },
+            )
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        let full = batch.len() == 1000;
+        for b in batch {
+            if items.len() == max {
+                more = true;
+                break 'outer;
+            }
+            let rest = b.name.get(prefix.len()..).unwrap_or_default();
+            if let Some(d) = delimiter
+                && let Some(at) = rest.find(d)
+            {
+                let p = format!("{prefix}{}", rest.get(..at + d.len()).unwrap_or_default());
+                cursor = skip_past(&p);
+                items.push(Item::Prefix(p));
+                continue 'outer;
+            }
+            cursor.clone_from(&b.name);
+            items.push(Item::Blob(Box::new(b)));
+        }
+        if !full {
+            break;
+        }
+    }
+    let next = if more {
+        items.last().map(|i| match i {
+            Item::Blob(b) => b.name.clone(),
+            Item::Prefix(p) => p.clone(),
+        })
+    } else {
+        None
+    };
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}/{}/\" ContainerName=\"{}\">",
+        escape(&ctx.state.urls.storage),
+        escape(&ctx.account.name),
+        escape(&ctx.container)
+    );
+    if !prefix.is_empty() {
+        xml.push_str(&format!("<Prefix>{}</Prefix>", escape(prefix)));
+    }
+    if !marker.is_empty() {
+        xml.push_str(&format!("<Marker>{}</Marker>", escape(marker)));
+    }
+    if ctx.param("maxresults").is_some() {
+        xml.push_str(&format!("<MaxResults>{max}</MaxResults>"));
+    }
+    if let Some(d) = delimiter {
+        xml.push_str(&format!("<Delimiter>{}</Delimiter>", escape(d)));
+    }
+    xml.push_str("<Blobs>");
+    for item in &items {
+        match item {
+            Item::Prefix(p) => xml.push_str(&format!(
+                "<BlobPrefix><Name>{}</Name></BlobPrefix>",
+                escape(p)
+            )),
+            Item::Blob(b) => {
+                let p = &b.properties;
+                let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
+                xml.push_str(&format!(
+                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties>",
+                    escape(&b.name),
+                    http_date(b.created_at),
+                    http_date(b.last_modified),
+                    escape(&b.etag),
+                    b.size,
+                    p.content_type.as_deref().map(escape).unwrap_or_else(|| "application/octet-stream".into()),
+                    opt(&p.content_encoding),
+                    opt(&p.content_language),
+                    p.content_md5.as_ref().map(|m| STANDARD.encode(m)).unwrap_or_default(),
+                    opt(&p.cache_control),
+                    opt(&p.content_disposition),
+                ));
+                if with_metadata {
+                    xml.push_str("<Metadata>");
+                    for (k, v) in &b.metadata {
+                        xml.push_str(&format!("<{k}>{}</{k}>", escape(v)));
+                    }
+                    xml.push_str("</Metadata>");
+                }
+                xml.push_str("</Blob>");
+            }
+        }
+    }
+    xml.push_str("</Blobs>");
+    xml.push_str(&format!(
+        "<NextMarker>{}</NextMarker></EnumerationResults>",
+        next.as_deref().map(escape).unwrap_or_default()
+    ));
+    Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
+}

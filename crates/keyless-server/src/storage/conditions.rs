@@ -1,0 +1,250 @@
+//! Conditional headers, ETags and ranges.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::StatusCode;
+
+use keyless_core::{Error, ErrorKind};
+
+use super::Ctx;
+use super::error::StorageError;
+use super::xml::parse_http_date;
+
+/// A fresh strong ETag, quoted, in Azure's `"0x…"` style.
+pub(crate) fn new_etag() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = (nanos as u64) ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(48);
+    format!("\"0x{n:016X}\"")
+}
+
+/// The four conditional headers of a request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Conditions {
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+    if_modified_since: Option<i64>,
+    if_unmodified_since: Option<i64>,
+}
+
+/// What failed, as the store carries it through its precondition callback.
+const NOT_MODIFIED: &str = "not modified";
+const EXISTS: &str = "the blob exists";
+
+impl Conditions {
+    pub(crate) fn from(ctx: &Ctx) -> Result<Self, StorageError> {
+        let date = |name: &str| -> Result<Option<i64>, StorageError> {
+            ctx.header(name)
+                .map(|v| {
+                    parse_http_date(v).ok_or_else(|| {
+                        StorageError::bad(
+                            "InvalidHeaderValue",
+                            format!("`{name}` is not an RFC 1123 date"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            if_match: ctx.header("if-match").map(str::to_owned),
+            if_none_match: ctx.header("if-none-match").map(str::to_owned),
+            if_modified_since: date("if-modified-since")?,
+            if_unmodified_since: date("if-unmodified-since")?,
+        })
+    }
+
+    /// Checks the conditions against the current state (`None`: nothing exists).
+    /// For reads a failed `If-None-Match`/`If-Modified-Since` is "not modified".
+    pub(crate) fn check(&self, current: Option<(&str, i64)>, read: bool) -> Result<(), Error> {
+        let failed = || Error::new(ErrorKind::PreconditionFailed, "condition not met");
+        let matches = |list: &str, etag: &str| {
+            list.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t == etag)
+        };
+        if let Some(list) = &self.if_match {
+            match current {
+                Some((etag, _)) if matches(list, etag) => {}
+                _ => return Err(failed()),
+            }
+        }
+        if let Some(list) = &self.if_none_match {
+            match current {
+                None => {}
+                Some(_) if list.trim() == "*" && !read => {
+                    return Err(Error::new(ErrorKind::AlreadyExists, EXISTS));
+                }
+                Some((etag, _)) if matches(list, etag) => {
+                    return Err(if read {
+                        Error::new(ErrorKind::PreconditionFailed, NOT_MODIFIED)
+                    } else {
+                        failed()
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(since), Some((_, modified))) = (self.if_modified_since, current)
+            && modified <= since
+        {
+            return Err(if read {
+                Error::new(ErrorKind::PreconditionFailed, NOT_MODIFIED)
+            } else {
+                failed()
+            });
+        }
+        if let (Some(since), Some((_, modified))) = (self.if_unmodified_since, current)
+            && modified > since
+        {
+            return Err(failed());
+        }
+        Ok(())
+    }
+}
+
+/// Maps a failed condition to the reply Azure gives.
+pub(crate) fn condition_error(e: Error, blob_write: bool) -> StorageError {
+    match (e.kind(), e.message()) {
+        (ErrorKind::PreconditionFailed, NOT_MODIFIED) => {
+            StorageError::new(StatusCode::NOT_MODIFIED, "ConditionNotMet", "not modified")
+        }
+        (ErrorKind::PreconditionFailed, _) => StorageError::condition_not_met(),
+        (ErrorKind::AlreadyExists, EXISTS) if blob_write => StorageError::new(
+            StatusCode::CONFLICT,
+            "BlobAlreadyExists",
+            "The specified blob already exists.",
+        ),
+        (ErrorKind::NotFound, _) => StorageError::blob_not_found(),
+        _ => e.into(),
+    }
+}
+
+/// A byte range `bytes=start-end` (inclusive) or `bytes=start-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub(crate) start: u64,
+    pub(crate) end: Option<u64>,
+}
+
+impl Range {
+    /// Parses `x-ms-range` (preferred) or `Range`.
+    pub(crate) fn from(ctx: &Ctx) -> Result<Option<Self>, StorageError> {
+        let Some(text) = ctx.header("x-ms-range").or_else(|| ctx.header("range")) else {
+            return Ok(None);
+        };
+        Self::parse(text).map(Some).ok_or_else(|| {
+            StorageError::bad("InvalidHeaderValue", format!("The value for one of the HTTP headers is not in the correct format: range `{text}`"))
+        })
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let spec = text.trim().strip_prefix("bytes=")?;
+        let (start, end) = spec.split_once('-')?;
+        let start: u64 = start.trim().parse().ok()?;
+        let end = match end.trim() {
+            "" => None,
+            e => Some(e.parse::<u64>().ok()?),
+        };
+        if end.is_some_and(|e| e < start) {
+            return None;
+        }
+        Some(Self { start, end })
+    }
+
+    /// The (offset, length) this range covers of `size` bytes, or `None` when unsatisfiable.
+    pub(crate) fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        if self.start >= size {
+            return None;
+        }
+        let last = self.end.map_or(size - 1, |e| e.min(size - 1));
+        Some((self.start, last - self.start + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            Range::parse("bytes=0-99"),
+            Some(Range {
+                start: 0,
+                end: Some(99)
+            })
+        );
+        assert_eq!(
+            Range::parse("bytes=5-"),
+            Some(Range {
+                start: 5,
+                end: None
+            })
+        );
+        for bad in ["bytes=9-3", "bytes=-5", "items=0-1", "bytes=a-b", ""] {
+            assert_eq!(Range::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            Range {
+                start: 10,
+                end: Some(1000)
+            }
+            .resolve(100),
+            Some((10, 90))
+        );
+        assert_eq!(
+            Range {
+                start: 100,
+                end: None
+            }
+            .resolve(100),
+            None
+        );
+        assert_eq!(
+            Range {
+                start: 0,
+                end: None
+            }
+            .resolve(0),
+            None
+        );
+    }
+
+    #[test]
+    fn conditions_follow_http() {
+        let c = Conditions {
+            if_none_match: Some("*".into()),
+            ..Conditions::default()
+        };
+        assert!(c.check(None, false).is_ok());
+        assert_eq!(
+            c.check(Some(("\"a\"", 0)), false).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        let c = Conditions {
+            if_match: Some("\"a\"".into()),
+            ..Conditions::default()
+        };
+        assert!(c.check(Some(("\"a\"", 0)), false).is_ok());
+        assert!(c.check(Some(("\"b\"", 0)), false).is_err());
+        assert!(c.check(None, false).is_err());
+        let c = Conditions {
+            if_none_match: Some("\"a\"".into()),
+            ..Conditions::default()
+        };
+        assert_eq!(
+            c.check(Some(("\"a\"", 0)), true).unwrap_err().message(),
+            NOT_MODIFIED
+        );
+        let c = Conditions {
+            if_unmodified_since: Some(100),
+            ..Conditions::default()
+        };
+        assert!(c.check(Some(("\"a\"", 100)), false).is_ok());
+        assert!(c.check(Some(("\"a\"", 101)), false).is_err());
+        assert!(new_etag() != new_etag());
+    }
+}

@@ -1,0 +1,195 @@
+//! Container operations and the service's container listing.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use keyless_core::ErrorKind;
+use keyless_store::{Container, Page};
+
+use super::Ctx;
+use super::conditions::new_etag;
+use super::error::StorageError;
+use super::xml::{escape, http_date};
+
+/// Container names: 3–63 lowercase letters, digits and single hyphens, starting
+/// and ending with a letter or digit (`$root` and friends are not supported).
+pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if ok {
+        return Ok(());
+    }
+    Err(StorageError::bad(
+        "InvalidResourceName",
+        format!(
+            "The specified resource name contains invalid characters: container `{name}` must have 3–63 lowercase letters, digits or single hyphens"
+        ),
+    ))
+}
+
+pub(crate) fn service_properties() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><StorageServiceProperties><Logging><Version>1.0</Version><Read>false</Read><Write>false</Write><Delete>false</Delete><RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></Logging><HourMetrics><Version>1.0</Version><Enabled>false</Enabled><RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></HourMetrics><MinuteMetrics><Version>1.0</Version><Enabled>false</Enabled><RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></MinuteMetrics><Cors /><DeleteRetentionPolicy><Enabled>false</Enabled></DeleteRetentionPolicy><StaticWebsite><Enabled>false</Enabled></StaticWebsite></StorageServiceProperties>";
+    ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
+fn container_headers(c: &Container) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&c.etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(c.last_modified)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    h
+}
+
+pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
+    let container = Container {
+        account: ctx.account.name.clone(),
+        name: ctx.container.clone(),
+        etag: new_etag(),
+        last_modified: ctx.state.now(),
+        metadata: ctx.metadata()?,
+    };
+    match ctx.state.store.container_create(&container).await {
+        Ok(()) => Ok((StatusCode::CREATED, container_headers(&container)).into_response()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "ContainerAlreadyExists",
+            "The specified container already exists.",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
+    let released = ctx
+        .state
+        .store
+        .container_delete(&ctx.account.name, &ctx.container)
+        .await?
+        .ok_or_else(StorageError::container_not_found)?;
+    ctx.state.blobs.remove(&released).await;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn load(ctx: &Ctx) -> Result<Container, StorageError> {
+    ctx.state
+        .store
+        .container(&ctx.account.name, &ctx.container)
+        .await?
+        .ok_or_else(StorageError::container_not_found)
+}
+
+pub(crate) async fn properties(ctx: &Ctx) -> Result<Response, StorageError> {
+    let c = load(ctx).await?;
+    let mut headers = container_headers(&c);
+    for (k, v) in &c.metadata {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(format!("x-ms-meta-{k}").as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert("x-ms-lease-status", HeaderValue::from_static("unlocked"));
+    headers.insert("x-ms-lease-state", HeaderValue::from_static("available"));
+    headers.insert(
+        "x-ms-has-immutability-policy",
+        HeaderValue::from_static("false"),
+    );
+    headers.insert("x-ms-has-legal-hold", HeaderValue::from_static("false"));
+    Ok((StatusCode::OK, headers).into_response())
+}
+
+pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
+    let mut c = load(ctx).await?;
+    c.metadata = ctx.metadata()?;
+    c.etag = new_etag();
+    c.last_modified = ctx.state.now();
+    ctx.state.store.container_update(&c).await?;
+    Ok((StatusCode::OK, container_headers(&c)).into_response())
+}
+
+pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
+    let prefix = ctx.param("prefix").unwrap_or_default();
+    let marker = ctx.param("marker").unwrap_or_default();
+    let max = max_results(ctx)?;
+    let with_metadata = ctx
+        .param("include")
+        .is_some_and(|i| i.split(',').any(|x| x == "metadata"));
+    let mut page = ctx
+        .state
+        .store
+        .containers(
+            &ctx.account.name,
+            Page {
+                prefix,
+                marker,
+                max: max + 1,
+            },
+        )
+        .await?;
+    let next = if page.len() > max {
+        page.truncate(max);
+        page.last().map(|c| c.name.clone())
+    } else {
+        None
+    };
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults ServiceEndpoint=\"{}/{}/\">",
+        escape(&ctx.state.urls.storage),
+        escape(&ctx.account.name)
+    );
+    if !prefix.is_empty() {
+        xml.push_str(&format!("<Prefix>{}</Prefix>", escape(prefix)));
+    }
+    if !marker.is_empty() {
+        xml.push_str(&format!("<Marker>{}</Marker>", escape(marker)));
+    }
+    if ctx.param("maxresults").is_some() {
+        xml.push_str(&format!("<MaxResults>{max}</MaxResults>"));
+    }
+    xml.push_str("<Containers>");
+    for c in &page {
+        xml.push_str(&format!(
+            "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
+            escape(&c.name),
+            http_date(c.last_modified),
+            escape(&c.etag)
+        ));
+        if with_metadata {
+            xml.push_str("<Metadata>");
+            for (k, v) in &c.metadata {
+                xml.push_str(&format!("<{k}>{}</{k}>", escape(v)));
+            }
+            xml.push_str("</Metadata>");
+        }
+        xml.push_str("</Container>");
+    }
+    xml.push_str("</Containers>");
+    xml.push_str(&format!(
+        "<NextMarker>{}</NextMarker></EnumerationResults>",
+        next.as_deref().map(escape).unwrap_or_default()
+    ));
+    Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
+}
+
+/// `maxresults`: 1–5000, default 5000.
+pub(crate) fn max_results(ctx: &Ctx) -> Result<usize, StorageError> {
+    match ctx.param("maxresults") {
+        None => Ok(5000),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=5000).contains(&n) => Ok(n),
+            _ => Err(StorageError::bad(
+                "OutOfRangeQueryParameterValue",
+                format!("maxresults `{v}` must be between 1 and 5000"),
+            )),
+        },
+    }
+}

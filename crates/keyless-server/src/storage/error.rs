@@ -1,0 +1,131 @@
+//! Blob service errors: Azure's XML body and `x-ms-error-code` header.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use keyless_core::{Error, ErrorKind};
+
+use super::xml::escape;
+use crate::http::ApiError;
+
+/// A refused or failed storage request.
+#[derive(Debug, Clone)]
+pub(crate) struct StorageError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl StorageError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub(crate) fn auth(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "AuthenticationFailed",
+            format!(
+                "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature. {}",
+                message.into()
+            ),
+        )
+    }
+
+    pub(crate) fn container_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ContainerNotFound",
+            "The specified container does not exist.",
+        )
+    }
+
+    pub(crate) fn blob_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "BlobNotFound",
+            "The specified blob does not exist.",
+        )
+    }
+
+    pub(crate) fn condition_not_met() -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "ConditionNotMet",
+            "The condition specified using HTTP conditional header(s) is not met.",
+        )
+    }
+
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<Error> for StorageError {
+    fn from(e: Error) -> Self {
+        match e.kind() {
+            ErrorKind::NotFound => {
+                Self::new(StatusCode::NOT_FOUND, "ResourceNotFound", e.message())
+            }
+            ErrorKind::AlreadyExists => {
+                Self::new(StatusCode::CONFLICT, "ResourceAlreadyExists", e.message())
+            }
+            ErrorKind::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "OperationNotAllowedInCurrentState",
+                e.message(),
+            ),
+            ErrorKind::PreconditionFailed => Self::condition_not_met(),
+            ErrorKind::InvalidInput => Self::bad("InvalidInput", e.message()),
+            ErrorKind::Unauthenticated => Self::auth(e.message()),
+            ErrorKind::Forbidden => Self::new(
+                StatusCode::FORBIDDEN,
+                "AuthorizationPermissionMismatch",
+                e.message(),
+            ),
+            ErrorKind::Unavailable | ErrorKind::Internal => {
+                tracing::error!(error = %e, "storage request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "The server encountered an internal error. Please retry the request.",
+                )
+            }
+        }
+    }
+}
+
+impl ApiError for StorageError {
+    fn into_body(self) -> Response {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+            self.code,
+            escape(&self.message)
+        );
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/xml")],
+            body,
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert("x-ms-error-code", HeaderValue::from_static(self.code));
+        response
+    }
+}
+
+impl IntoResponse for StorageError {
+    fn into_response(self) -> Response {
+        self.into_body()
+    }
+}

@@ -1,0 +1,315 @@
+//! Blob bytes: [`BlobBackend`] and its local-file implementation.
+//!
+//! Every write goes to a staging file, is fsynced, then renamed into place under a
+//! fresh id, so a file id names complete bytes or nothing. Metadata decides what
+//! is visible; files no metadata row names are removed by [`BlobBackend::sweep`]
+//! at start-up. Reads open the file by id: a reader keeps its open file even when
+//! an overwrite or a delete removes the name.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use keyless_core::{Error, ErrorKind};
+
+/// A stream of bytes going in or out.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// What a write produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The new file's id.
+    pub file_id: String,
+    /// Its length.
+    pub size: u64,
+    /// MD5 of its bytes.
+    pub md5: [u8; 16],
+}
+
+/// Where blob bytes live.
+#[async_trait]
+pub trait BlobBackend: Send + Sync + Debug + 'static {
+    /// Writes `body` to a new file; fails with `InvalidInput` past `limit` bytes,
+    /// leaving nothing behind. The file is durable when this returns.
+    async fn write(&self, body: ByteStream, limit: u64) -> Result<Written, Error>;
+    /// Writes the concatenation of parts of existing files, each `(file id, offset,
+    /// length)`, to a new one.
+    async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error>;
+    /// Reads `len` bytes from `offset` of a file.
+    async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error>;
+    /// Removes files; missing ones are ignored.
+    async fn remove(&self, file_ids: &[String]);
+    /// Removes staging leftovers and every file not in `referenced`; returns how many.
+    async fn sweep(&self, referenced: &HashSet<String>) -> Result<usize, Error>;
+}
+
+/// Files under a directory: `<root>/<2 hex>/<id>`, staging in `<root>/tmp`.
+#[derive(Debug, Clone)]
+pub struct LocalFiles {
+    root: PathBuf,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl LocalFiles {
+    /// Files under `root`, created if needed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unavailable`] when the directory cannot be created.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, Error> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("tmp")).map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("blob directory `{}`: {e}", root.display()),
+            )
+        })?;
+        Ok(Self { root })
+    }
+
+    fn path(&self, file_id: &str) -> Result<PathBuf, Error> {
+        let valid = file_id.len() == 32 && file_id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid {
+            return Err(Error::internal(format!("malformed file id `{file_id}`")));
+        }
+        Ok(self
+            .root
+            .join(file_id.get(..2).unwrap_or("00"))
+            .join(file_id))
+    }
+
+    async fn stage(&self) -> Result<(String, PathBuf, tokio::fs::File), Error> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let tmp = self.root.join("tmp").join(&id);
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io_error(&tmp, e))?;
+        Ok((id, tmp, file))
+    }
+
+    async fn publish(&self, id: &str, tmp: &Path, mut file: tokio::fs::File) -> Result<(), Error> {
+        file.flush().await.map_err(|e| io_error(tmp, e))?;
+        file.sync_all().await.map_err(|e| io_error(tmp, e))?;
+        drop(file);
+        let target = self.path(id)?;
+        if let Some(dir) = target.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_error(dir, e))?;
+        }
+        tokio::fs::rename(tmp, &target)
+            .await
+            .map_err(|e| io_error(&target, e))?;
+        if let Some(dir) = target.parent() {
+            // The rename is durable once the directory is.
+            if let Ok(d) = tokio::fs::File::open(dir).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobBackend for LocalFiles {
+    async fn write(&self, mut body: ByteStream, limit: u64) -> Result<Written, Error> {
+        let (id, tmp, mut file) = self.stage().await?;
+        let mut md5 = Md5::new();
+        let mut size: u64 = 0;
+        let result: Result<(), Error> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| {
+                    Error::invalid(format!("the request body could not be read: {e}"))
+                })?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(Error::invalid(format!(
+                        "the body is larger than the {limit} bytes this operation accepts"
+                    )));
+                }
+                md5.update(&chunk);
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| io_error(&tmp, e))?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        self.publish(&id, &tmp, file).await?;
+        Ok(Written {
+            file_id: id,
+            size,
+            md5: md5.finalize().into(),
+        })
+    }
+
+    async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error> {
+        let (id, tmp, mut file) = self.stage().await?;
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        for (part, offset, len) in parts {
+            let path = self.path(part)?;
+            let mut whole = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| io_error(&path, e))?;
+            whole
+                .seek(io::SeekFrom::Start(*offset))
+                .await
+                .map_err(|e| io_error(&path, e))?;
+            let mut src = whole.take(*len);
+            loop {
+                let n = src.read(&mut buf).await.map_err(|e| io_error(&path, e))?;
+                let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+                    break;
+                };
+                md5.update(chunk);
+                file.write_all(chunk).await.map_err(|e| io_error(&tmp, e))?;
+                size += n as u64;
+            }
+        }
+        self.publish(&id, &tmp, file).await?;
+        Ok(Written {
+            file_id: id,
+            size,
+            md5: md5.finalize().into(),
+        })
+    }
+
+    async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error> {
+        let path = self.path(file_id)?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        file.seek(io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
+        Ok(Box::pin(stream))
+    }
+
+    async fn remove(&self, file_ids: &[String]) {
+        for id in file_ids {
+            if let Ok(path) = self.path(id)
+                && let Err(e) = tokio::fs::remove_file(&path).await
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %path.display(), error = %e, "could not remove a released blob file");
+            }
+        }
+    }
+
+    async fn sweep(&self, referenced: &HashSet<String>) -> Result<usize, Error> {
+        let root = self.root.clone();
+        let referenced = referenced.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            let entries = std::fs::read_dir(&root).map_err(|e| io_error(&root, e))?;
+            for dir in entries.flatten() {
+                let is_tmp = dir.file_name() == "tmp";
+                let Ok(files) = std::fs::read_dir(dir.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    if (is_tmp || !referenced.contains(&name))
+                        && std::fs::remove_file(f.path()).is_ok()
+                    {
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("sweep task failed: {e}")))?
+    }
+}
+
+fn io_error(path: &Path, e: io::Error) -> Error {
+    Error::internal(format!("blob file `{}`: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[&'static [u8]]) -> ByteStream {
+        let items: Vec<io::Result<Bytes>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    async fn read_all(files: &LocalFiles, id: &str, offset: u64, len: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut s = files.read(id, offset, len).await.unwrap();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn writes_compose_reads_and_sweeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles::new(dir.path()).unwrap();
+        let a = files
+            .write(body(&[b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(a.size, 11);
+        assert_eq!(a.md5, <[u8; 16]>::from(Md5::digest(b"hello world")));
+        assert_eq!(read_all(&files, &a.file_id, 6, 5).await, b"world");
+        let b = files.write(body(&[b"!"]), 100).await.unwrap();
+        let c = files
+            .compose(&[(a.file_id.clone(), 0, 11), (b.file_id.clone(), 0, 1)])
+            .await
+            .unwrap();
+        assert_eq!(
+            read_all(&files, &c.file_id, 0, c.size).await,
+            b"hello world!"
+        );
+        let d = files
+            .compose(&[(a.file_id.clone(), 6, 5), (a.file_id.clone(), 0, 5)])
+            .await
+            .unwrap();
+        assert_eq!(read_all(&files, &d.file_id, 0, d.size).await, b"worldhello");
+
+        // Too large: refused, nothing staged is left.
+        assert_eq!(
+            files
+                .write(body(&[b"0123456789"]), 5)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+
+        std::fs::write(dir.path().join("tmp").join("leftover"), b"x").unwrap();
+        let keep: HashSet<String> = [c.file_id.clone()].into();
+        assert_eq!(
+            files.sweep(&keep).await.unwrap(),
+            4,
+            "a, b, d and the staging leftover"
+        );
+        assert_eq!(read_all(&files, &c.file_id, 0, 12).await, b"hello world!");
+        assert!(files.read(&a.file_id, 0, 1).await.is_err());
+    }
+}

@@ -1,0 +1,540 @@
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use keyless_core::{Error, TenantId};
+
+use super::{SqliteStore, corrupt, db_error};
+use crate::storage::{
+    Blob, BlobProperties, Block, Container, Page, Precondition, StorageAccount, StorageStore,
+};
+
+fn json_pairs(text: &str) -> Result<Vec<(String, String)>, Error> {
+    serde_json::from_str(text).map_err(|e| corrupt("metadata", e))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))
+}
+
+fn like_prefix(prefix: &str) -> String {
+    let escaped = prefix
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("{escaped}%")
+}
+
+fn account_row(row: &SqliteRow) -> Result<StorageAccount, Error> {
+    let c = |e| corrupt("storage account", e);
+    Ok(StorageAccount {
+        name: row.try_get("name").map_err(c)?,
+        id: row.try_get("id").map_err(c)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
+        subscription_id: row.try_get("subscription_id").map_err(c)?,
+        resource_group: row.try_get("resource_group").map_err(c)?,
+        location: row.try_get("location").map_err(c)?,
+        hns: row.try_get("hns").map_err(c)?,
+        allow_shared_key: row.try_get("allow_shared_key").map_err(c)?,
+        body: serde_json::from_str(&row.try_get::<String, _>("body").map_err(c)?)
+            .map_err(|e| corrupt("storage account", e))?,
+        key1: row.try_get("key1").map_err(c)?,
+        key2: row.try_get("key2").map_err(c)?,
+        created_at: row.try_get("created_at").map_err(c)?,
+    })
+}
+
+fn container_row(row: &SqliteRow) -> Result<Container, Error> {
+    let c = |e| corrupt("container", e);
+    Ok(Container {
+        account: row.try_get("account").map_err(c)?,
+        name: row.try_get("name").map_err(c)?,
+        etag: row.try_get("etag").map_err(c)?,
+        last_modified: row.try_get("last_modified").map_err(c)?,
+        metadata: json_pairs(&row.try_get::<String, _>("metadata").map_err(c)?)?,
+    })
+}
+
+fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
+    let c = |e| corrupt("blob", e);
+    let size: i64 = row.try_get("size").map_err(c)?;
+    Ok(Blob {
+        account: row.try_get("account").map_err(c)?,
+        container: row.try_get("container").map_err(c)?,
+        name: row.try_get("name").map_err(c)?,
+        etag: row.try_get("etag").map_err(c)?,
+        created_at: row.try_get("created_at").map_err(c)?,
+        last_modified: row.try_get("last_modified").map_err(c)?,
+        size: u64::try_from(size).map_err(|e| corrupt("size", e))?,
+        file_id: row.try_get("file_id").map_err(c)?,
+        properties: BlobProperties {
+            content_type: row.try_get("content_type").map_err(c)?,
+            content_encoding: row.try_get("content_encoding").map_err(c)?,
+            content_language: row.try_get("content_language").map_err(c)?,
+            content_disposition: row.try_get("content_disposition").map_err(c)?,
+            cache_control: row.try_get("cache_control").map_err(c)?,
+            content_md5: row.try_get("content_md5").map_err(c)?,
+        },
+        metadata: json_pairs(&row.try_get::<String, _>("metadata").map_err(c)?)?,
+        committed_blocks: serde_json::from_str(
+            &row.try_get::<String, _>("committed_blocks").map_err(c)?,
+        )
+        .map_err(|e| corrupt("blob", e))?,
+    })
+}
+
+fn block_row(row: &SqliteRow) -> Result<Block, Error> {
+    let c = |e| corrupt("block", e);
+    let size: i64 = row.try_get("size").map_err(c)?;
+    Ok(Block {
+        account: row.try_get("account").map_err(c)?,
+        container: row.try_get("container").map_err(c)?,
+        blob: row.try_get("blob").map_err(c)?,
+        block_id: row.try_get("block_id").map_err(c)?,
+        size: u64::try_from(size).map_err(|e| corrupt("size", e))?,
+        file_id: row.try_get("file_id").map_err(c)?,
+        created_at: row.try_get("created_at").map_err(c)?,
+    })
+}
+
+fn size_i64(size: u64) -> Result<i64, Error> {
+    i64::try_from(size).map_err(|_| Error::invalid("the size is too large"))
+}
+
+async fn current_blob(
+    tx: &mut Transaction<'_, Sqlite>,
+    account: &str,
+    container: &str,
+    name: &str,
+) -> Result<Option<Blob>, Error> {
+    sqlx::query("SELECT * FROM blobs WHERE account = ? AND container = ? AND name = ?")
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(blob_row)
+        .transpose()
+}
+
+async fn released_in<'c>(
+    tx: &mut Transaction<'c, Sqlite>,
+    sql_blobs: &str,
+    sql_blocks: &str,
+    binds: &[&str],
+) -> Result<Vec<String>, Error> {
+    let mut files = Vec::new();
+    for sql in [sql_blobs, sql_blocks] {
+        let mut q = sqlx::query_as::<_, (String,)>(sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        files.extend(
+            q.fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(|(f,)| f),
+        );
+    }
+    Ok(files)
+}
+
+#[async_trait]
+impl StorageStore for SqliteStore {
+    async fn account_create(&self, a: &StorageAccount) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO storage_accounts (name, id, id_key, tenant_id, subscription_id, resource_group, location, hns, allow_shared_key, body, key1, key2, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.name)
+        .bind(&a.id)
+        .bind(a.id.to_ascii_lowercase())
+        .bind(a.tenant_id.to_string())
+        .bind(&a.subscription_id)
+        .bind(&a.resource_group)
+        .bind(&a.location)
+        .bind(a.hns)
+        .bind(a.allow_shared_key)
+        .bind(a.body.to_string())
+        .bind(&a.key1)
+        .bind(&a.key2)
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn account(&self, name: &str) -> Result<Option<StorageAccount>, Error> {
+        sqlx::query("SELECT * FROM storage_accounts WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(account_row)
+            .transpose()
+    }
+
+    async fn accounts(
+        &self,
+        subscription_id: &str,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<StorageAccount>, Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM storage_accounts WHERE subscription_id = ?1 AND (?2 IS NULL OR resource_group = ?2) ORDER BY name",
+        )
+        .bind(subscription_id)
+        .bind(resource_group)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(account_row).collect()
+    }
+
+    async fn account_update(&self, a: &StorageAccount) -> Result<(), Error> {
+        let done = sqlx::query("UPDATE storage_accounts SET allow_shared_key = ?, body = ?, key1 = ?, key2 = ? WHERE name = ?")
+            .bind(a.allow_shared_key)
+            .bind(a.body.to_string())
+            .bind(&a.key1)
+            .bind(&a.key2)
+            .bind(&a.name)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "storage account `{}` does not exist",
+                a.name
+            )));
+        }
+        Ok(())
+    }
+
+    async fn account_delete(&self, name: &str) -> Result<Option<Vec<String>>, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let files = released_in(
+            &mut tx,
+            "SELECT file_id FROM blobs WHERE account = ?",
+            "SELECT file_id FROM blocks WHERE account = ?",
+            &[name],
+        )
+        .await?;
+        sqlx::query("DELETE FROM blobs WHERE account = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM blocks WHERE account = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let done = sqlx::query("DELETE FROM storage_accounts WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok((done.rows_affected() > 0).then_some(files))
+    }
+
+    async fn container_create(&self, c: &Container) -> Result<(), Error> {
+        sqlx::query("INSERT INTO containers (account, name, etag, last_modified, metadata) VALUES (?, ?, ?, ?, ?)")
+            .bind(&c.account)
+            .bind(&c.name)
+            .bind(&c.etag)
+            .bind(c.last_modified)
+            .bind(to_json(&c.metadata)?)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn container(&self, account: &str, name: &str) -> Result<Option<Container>, Error> {
+        sqlx::query("SELECT * FROM containers WHERE account = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(container_row)
+            .transpose()
+    }
+
+    async fn containers(&self, account: &str, page: Page<'_>) -> Result<Vec<Container>, Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM containers WHERE account = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(account)
+        .bind(like_prefix(page.prefix))
+        .bind(page.marker)
+        .bind(i64::try_from(page.max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(container_row).collect()
+    }
+
+    async fn container_update(&self, c: &Container) -> Result<(), Error> {
+        let done = sqlx::query("UPDATE containers SET etag = ?, last_modified = ?, metadata = ? WHERE account = ? AND name = ?")
+            .bind(&c.etag)
+            .bind(c.last_modified)
+            .bind(to_json(&c.metadata)?)
+            .bind(&c.account)
+            .bind(&c.name)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("the container does not exist"));
+        }
+        Ok(())
+    }
+
+    async fn container_delete(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let files = released_in(
+            &mut tx,
+            "SELECT file_id FROM blobs WHERE account = ? AND container = ?",
+            "SELECT file_id FROM blocks WHERE account = ? AND container = ?",
+            &[account, name],
+        )
+        .await?;
+        let done = sqlx::query("DELETE FROM containers WHERE account = ? AND name = ?")
+            .bind(account)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok((done.rows_affected() > 0).then_some(files))
+    }
+
+    async fn blob(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+    ) -> Result<Option<Blob>, Error> {
+        sqlx::query("SELECT * FROM blobs WHERE account = ? AND container = ? AND name = ?")
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(blob_row)
+            .transpose()
+    }
+
+    async fn blobs(
+        &self,
+        account: &str,
+        container: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<Blob>, Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(like_prefix(page.prefix))
+        .bind(page.marker)
+        .bind(i64::try_from(page.max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(blob_row).collect()
+    }
+
+    async fn blob_put(&self, b: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let current = current_blob(&mut tx, &b.account, &b.container, &b.name).await?;
+        check(current.as_ref())?;
+        let mut released: Vec<String> = current
+            .iter()
+            .map(|c| c.file_id.clone())
+            .filter(|f| *f != b.file_id)
+            .collect();
+        let blocks: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM blocks WHERE account = ? AND container = ? AND blob = ? RETURNING file_id",
+        )
+        .bind(&b.account)
+        .bind(&b.container)
+        .bind(&b.name)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        released.extend(blocks.into_iter().map(|(f,)| f).filter(|f| *f != b.file_id));
+        let p = &b.properties;
+        sqlx::query(
+            "INSERT OR REPLACE INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.account)
+        .bind(&b.container)
+        .bind(&b.name)
+        .bind(&b.etag)
+        .bind(current.as_ref().map_or(b.created_at, |c| c.created_at))
+        .bind(b.last_modified)
+        .bind(size_i64(b.size)?)
+        .bind(&b.file_id)
+        .bind(&p.content_type)
+        .bind(&p.content_encoding)
+        .bind(&p.content_language)
+        .bind(&p.content_disposition)
+        .bind(&p.cache_control)
+        .bind(&p.content_md5)
+        .bind(to_json(&b.metadata)?)
+        .bind(to_json(&b.committed_blocks)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(released)
+    }
+
+    async fn blob_update(&self, b: &Blob, check: Precondition<'_>) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let current = current_blob(&mut tx, &b.account, &b.container, &b.name).await?;
+        check(current.as_ref())?;
+        if current.is_none() {
+            return Err(Error::not_found("the blob does not exist"));
+        }
+        let p = &b.properties;
+        sqlx::query(
+            "UPDATE blobs SET etag = ?, last_modified = ?, content_type = ?, content_encoding = ?, content_language = ?,
+                content_disposition = ?, cache_control = ?, content_md5 = ?, metadata = ?
+             WHERE account = ? AND container = ? AND name = ?",
+        )
+        .bind(&b.etag)
+        .bind(b.last_modified)
+        .bind(&p.content_type)
+        .bind(&p.content_encoding)
+        .bind(&p.content_language)
+        .bind(&p.content_disposition)
+        .bind(&p.cache_control)
+        .bind(&p.content_md5)
+        .bind(to_json(&b.metadata)?)
+        .bind(&b.account)
+        .bind(&b.container)
+        .bind(&b.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn blob_delete(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        check: Precondition<'_>,
+    ) -> Result<Vec<String>, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let current = current_blob(&mut tx, account, container, name).await?;
+        check(current.as_ref())?;
+        let Some(current) = current else {
+            return Err(Error::not_found("the blob does not exist"));
+        };
+        sqlx::query("DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?")
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let blocks: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM blocks WHERE account = ? AND container = ? AND blob = ? RETURNING file_id",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        let mut released = vec![current.file_id];
+        released.extend(blocks.into_iter().map(|(f,)| f));
+        Ok(released)
+    }
+
+    async fn block_put(&self, b: &Block) -> Result<Option<String>, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let old: Option<(String,)> = sqlx::query_as(
+            "SELECT file_id FROM blocks WHERE account = ? AND container = ? AND blob = ? AND block_id = ?",
+        )
+        .bind(&b.account)
+        .bind(&b.container)
+        .bind(&b.blob)
+        .bind(&b.block_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO blocks (account, container, blob, block_id, size, file_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.account)
+        .bind(&b.container)
+        .bind(&b.blob)
+        .bind(&b.block_id)
+        .bind(size_i64(b.size)?)
+        .bind(&b.file_id)
+        .bind(b.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(old.map(|(f,)| f))
+    }
+
+    async fn blocks(
+        &self,
+        account: &str,
+        container: &str,
+        blob: &str,
+    ) -> Result<Vec<Block>, Error> {
+        let rows = sqlx::query("SELECT * FROM blocks WHERE account = ? AND container = ? AND blob = ? ORDER BY created_at, rowid")
+            .bind(account)
+            .bind(container)
+            .bind(blob)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(block_row).collect()
+    }
+
+    async fn blocks_expire(&self, before: i64) -> Result<Vec<String>, Error> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("DELETE FROM blocks WHERE created_at < ? RETURNING file_id")
+                .bind(before)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(f,)| f).collect())
+    }
+
+    async fn file_ids(&self) -> Result<HashSet<String>, Error> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT file_id FROM blobs UNION SELECT file_id FROM blocks")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(f,)| f).collect())
+    }
+}

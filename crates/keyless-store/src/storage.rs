@@ -1,0 +1,204 @@
+//! Storage metadata: accounts, containers, blobs and uncommitted blocks.
+//!
+//! Rows here are the only references to the files of the [`crate::blob`] backend:
+//! a write that replaces or removes rows returns the file ids it released, for the
+//! caller to delete after the transaction committed. A crash in between leaves
+//! files no row names, which the start-up sweep removes.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use keyless_core::{Error, TenantId};
+
+/// A storage account. Its keys are sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageAccount {
+    /// The account name: 3–24 lowercase letters and digits, unique per server.
+    pub name: String,
+    /// Its ARM resource id.
+    pub id: String,
+    /// The tenant that owns it.
+    pub tenant_id: TenantId,
+    /// Its subscription.
+    pub subscription_id: String,
+    /// Its resource group.
+    pub resource_group: String,
+    /// Its location.
+    pub location: String,
+    /// Hierarchical namespace (ADLS Gen2).
+    pub hns: bool,
+    /// Whether SharedKey and account SAS are accepted.
+    pub allow_shared_key: bool,
+    /// Other properties as JSON (`tags`, `networkAcls`).
+    pub body: serde_json::Value,
+    /// `key1`, sealed.
+    pub key1: Vec<u8>,
+    /// `key2`, sealed.
+    pub key2: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// The account.
+    pub account: String,
+    /// The container name.
+    pub name: String,
+    /// Its strong ETag, quoted.
+    pub etag: String,
+    /// Last modification, seconds since the epoch.
+    pub last_modified: i64,
+    /// User metadata, names lowercase.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Standard HTTP properties stored with a blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobProperties {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Content-MD5`, raw bytes.
+    pub content_md5: Option<Vec<u8>>,
+}
+
+/// A committed block blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// The account.
+    pub account: String,
+    /// The container.
+    pub container: String,
+    /// The blob name.
+    pub name: String,
+    /// Its strong ETag, quoted.
+    pub etag: String,
+    /// Creation time (kept across overwrites).
+    pub created_at: i64,
+    /// Last modification.
+    pub last_modified: i64,
+    /// Length in bytes.
+    pub size: u64,
+    /// The file holding the bytes.
+    pub file_id: String,
+    /// HTTP properties.
+    pub properties: BlobProperties,
+    /// User metadata.
+    pub metadata: Vec<(String, String)>,
+    /// The committed block list: (block id, size).
+    pub committed_blocks: Vec<(String, u64)>,
+}
+
+/// An uncommitted block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// The account.
+    pub account: String,
+    /// The container.
+    pub container: String,
+    /// The blob the block was staged for.
+    pub blob: String,
+    /// The block id (base64, as sent).
+    pub block_id: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// The file holding the bytes.
+    pub file_id: String,
+    /// When it was staged.
+    pub created_at: i64,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page<'a> {
+    /// Only names starting with this.
+    pub prefix: &'a str,
+    /// Only names after this.
+    pub marker: &'a str,
+    /// At most this many.
+    pub max: usize,
+}
+
+/// Decides, inside the write's transaction, whether it may replace the current blob.
+pub type Precondition<'a> = &'a (dyn Fn(Option<&Blob>) -> Result<(), Error> + Send + Sync);
+
+/// Accounts, containers, blobs and blocks.
+#[async_trait]
+pub trait StorageStore: Send + Sync + Debug + 'static {
+    /// Creates an account; `AlreadyExists` when the name is taken anywhere on the server.
+    async fn account_create(&self, account: &StorageAccount) -> Result<(), Error>;
+    /// An account by name.
+    async fn account(&self, name: &str) -> Result<Option<StorageAccount>, Error>;
+    /// The accounts of a subscription, or of one of its resource groups.
+    async fn accounts(
+        &self,
+        subscription_id: &str,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<StorageAccount>, Error>;
+    /// Replaces an account's mutable fields (flags, body, keys).
+    async fn account_update(&self, account: &StorageAccount) -> Result<(), Error>;
+    /// Deletes an account with its containers, blobs and blocks; returns the files released.
+    async fn account_delete(&self, name: &str) -> Result<Option<Vec<String>>, Error>;
+
+    /// Creates a container; `AlreadyExists` when it exists.
+    async fn container_create(&self, container: &Container) -> Result<(), Error>;
+    /// A container.
+    async fn container(&self, account: &str, name: &str) -> Result<Option<Container>, Error>;
+    /// A page of containers, by name.
+    async fn containers(&self, account: &str, page: Page<'_>) -> Result<Vec<Container>, Error>;
+    /// Replaces a container's metadata and ETag; `NotFound` when it does not exist.
+    async fn container_update(&self, container: &Container) -> Result<(), Error>;
+    /// Deletes a container with its blobs and blocks; returns the files released.
+    async fn container_delete(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<Vec<String>>, Error>;
+
+    /// A blob.
+    async fn blob(&self, account: &str, container: &str, name: &str)
+    -> Result<Option<Blob>, Error>;
+    /// A page of blobs, by name.
+    async fn blobs(
+        &self,
+        account: &str,
+        container: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<Blob>, Error>;
+    /// Writes a blob if `check` accepts the current one (atomically with the check),
+    /// dropping every uncommitted block of that name. Returns the files released.
+    async fn blob_put(&self, blob: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error>;
+    /// Changes a blob's properties, metadata and ETag (not its bytes) if `check` accepts it.
+    async fn blob_update(&self, blob: &Blob, check: Precondition<'_>) -> Result<(), Error>;
+    /// Deletes a blob if `check` accepts it; returns the files released (`NotFound` when absent).
+    async fn blob_delete(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        check: Precondition<'_>,
+    ) -> Result<Vec<String>, Error>;
+
+    /// Stages a block (replacing one with the same id); returns the file released.
+    async fn block_put(&self, block: &Block) -> Result<Option<String>, Error>;
+    /// The uncommitted blocks of a blob.
+    async fn blocks(&self, account: &str, container: &str, blob: &str)
+    -> Result<Vec<Block>, Error>;
+    /// Removes uncommitted blocks staged before `before`; returns the files released.
+    async fn blocks_expire(&self, before: i64) -> Result<Vec<String>, Error>;
+
+    /// Every file id a row refers to (for the start-up sweep).
+    async fn file_ids(&self) -> Result<HashSet<String>, Error>;
+}

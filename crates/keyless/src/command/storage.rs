@@ -1,0 +1,685 @@
+//! `keyless storage …`: accounts (management API) and containers and blobs (Blob
+//! REST with the account key), shaped like `az storage`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use keyless_auth::shared_key::{SignedRequest, sign, string_to_sign};
+
+use crate::client::{Api, segment, values};
+use crate::output::{Format, print};
+
+const API_VERSION: &str = "2023-05-01";
+const SERVICE_VERSION: &str = "2026-10-06";
+const BLOCK: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum StorageCommand {
+    /// Storage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Blobs.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Create a storage account.
+    Create {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+        /// Hierarchical namespace (ADLS Gen2).
+        #[arg(long)]
+        hns: bool,
+        #[arg(long, action = clap::ArgAction::Set)]
+        allow_shared_key_access: Option<bool>,
+    },
+    /// Show one.
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+    },
+    /// List the accounts of the subscription or of a resource group.
+    List {
+        #[arg(long, short = 'g')]
+        resource_group: Option<String>,
+    },
+    /// Change flags.
+    Update {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+        #[arg(long, action = clap::ArgAction::Set)]
+        allow_shared_key_access: Option<bool>,
+    },
+    /// Delete an account with all its data.
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+    },
+    /// The account keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// A connection string with the account key.
+    ShowConnectionString {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum KeysCommand {
+    /// List both keys.
+    List {
+        #[arg(long = "account-name", short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+    },
+    /// Replace one key.
+    Renew {
+        #[arg(long = "account-name", short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+        #[arg(long, value_parser = ["key1", "key2"])]
+        key: String,
+    },
+}
+
+/// How the data commands find the account key.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DataArgs {
+    #[arg(long)]
+    account_name: String,
+    /// The account key (default: listed through the management API).
+    #[arg(long, env = "AZURE_STORAGE_KEY", hide_env_values = true)]
+    account_key: Option<String>,
+    /// The resource group of the account, to list its key.
+    #[arg(long, short = 'g', default_value = "default")]
+    resource_group: String,
+    /// `key` signs with the account key; `login` (bearer tokens) arrives with identity-based access.
+    #[arg(long, default_value = "key", value_parser = ["key", "login"])]
+    auth_mode: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ContainerCommand {
+    /// Create a container.
+    Create {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List containers.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Delete a container and its blobs.
+    Delete {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BlobCommand {
+    /// Upload a file in 4 MiB blocks.
+    Upload {
+        #[arg(long, short = 'c')]
+        container_name: String,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Download a blob to a file.
+    Download {
+        #[arg(long, short = 'c')]
+        container_name: String,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List blobs.
+    List {
+        #[arg(long, short = 'c')]
+        container_name: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Delete a blob.
+    Delete {
+        #[arg(long, short = 'c')]
+        container_name: String,
+        #[arg(long, short = 'n')]
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+pub(crate) async fn run(cmd: StorageCommand, format: Format) -> Result<()> {
+    let api = Api::connect().await?;
+    let value = match cmd {
+        StorageCommand::Account(cmd) => account(&api, cmd).await?,
+        StorageCommand::Container(cmd) => container(&api, cmd).await?,
+        StorageCommand::Blob(cmd) => blob(&api, cmd).await?,
+    };
+    if !value.is_null() {
+        print(&value, format);
+    }
+    Ok(())
+}
+
+fn account_path(api: &Api, rg: &str, name: &str) -> Result<String> {
+    Ok(format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}",
+        api.subscription()?,
+        segment(rg),
+        segment(name)
+    ))
+}
+
+async fn account(api: &Api, cmd: AccountCommand) -> Result<Value> {
+    Ok(match cmd {
+        AccountCommand::Create {
+            name,
+            resource_group,
+            hns,
+            allow_shared_key_access,
+        } => {
+            let mut properties = json!({ "isHnsEnabled": hns });
+            if let (Some(allow), Some(map)) = (allow_shared_key_access, properties.as_object_mut())
+            {
+                map.insert("allowSharedKeyAccess".into(), json!(allow));
+            }
+            let body = json!({ "location": "local", "kind": "StorageV2", "sku": { "name": "Standard_LRS" }, "properties": properties });
+            api.put(
+                &format!(
+                    "{}?api-version={API_VERSION}",
+                    account_path(api, &resource_group, &name)?
+                ),
+                &body,
+            )
+            .await?
+        }
+        AccountCommand::Show {
+            name,
+            resource_group,
+        } => {
+            api.get(&format!(
+                "{}?api-version={API_VERSION}",
+                account_path(api, &resource_group, &name)?
+            ))
+            .await?
+        }
+        AccountCommand::List { resource_group } => {
+            let sub = api.subscription()?;
+            let path = match resource_group {
+                Some(rg) => format!(
+                    "/subscriptions/{sub}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts",
+                    segment(&rg)
+                ),
+                None => format!("/subscriptions/{sub}/providers/Microsoft.Storage/storageAccounts"),
+            };
+            api.get(&format!("{path}?api-version={API_VERSION}"))
+                .await
+                .map(values)?
+        }
+        AccountCommand::Update {
+            name,
+            resource_group,
+            allow_shared_key_access,
+        } => {
+            let mut properties = json!({});
+            if let (Some(allow), Some(map)) = (allow_shared_key_access, properties.as_object_mut())
+            {
+                map.insert("allowSharedKeyAccess".into(), json!(allow));
+            }
+            api.patch(
+                &format!(
+                    "{}?api-version={API_VERSION}",
+                    account_path(api, &resource_group, &name)?
+                ),
+                &json!({ "properties": properties }),
+            )
+            .await?
+        }
+        AccountCommand::Delete {
+            name,
+            resource_group,
+        } => {
+            api.delete(&format!(
+                "{}?api-version={API_VERSION}",
+                account_path(api, &resource_group, &name)?
+            ))
+            .await?
+        }
+        AccountCommand::Keys(KeysCommand::List {
+            name,
+            resource_group,
+        }) => {
+            let keys = api
+                .post(
+                    &format!(
+                        "{}/listKeys?api-version={API_VERSION}",
+                        account_path(api, &resource_group, &name)?
+                    ),
+                    &json!({}),
+                )
+                .await?;
+            keys.get("keys").cloned().unwrap_or(Value::Null)
+        }
+        AccountCommand::Keys(KeysCommand::Renew {
+            name,
+            resource_group,
+            key,
+        }) => {
+            let keys = api
+                .post(
+                    &format!(
+                        "{}/regenerateKey?api-version={API_VERSION}",
+                        account_path(api, &resource_group, &name)?
+                    ),
+                    &json!({ "keyName": key }),
+                )
+                .await?;
+            keys.get("keys").cloned().unwrap_or(Value::Null)
+        }
+        AccountCommand::ShowConnectionString {
+            name,
+            resource_group,
+        } => {
+            let key = list_key(api, &resource_group, &name).await?;
+            let endpoint = storage_url(api, &resource_group, &name).await?;
+            json!({ "connectionString": format!("DefaultEndpointsProtocol=https;AccountName={name};AccountKey={key};BlobEndpoint={endpoint};") })
+        }
+    })
+}
+
+async fn list_key(api: &Api, rg: &str, name: &str) -> Result<String> {
+    let keys = api
+        .post(
+            &format!(
+                "{}/listKeys?api-version={API_VERSION}",
+                account_path(api, rg, name)?
+            ),
+            &json!({}),
+        )
+        .await?;
+    keys.pointer("/keys/0/value")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("no key in the reply")
+}
+
+async fn storage_url(api: &Api, rg: &str, name: &str) -> Result<String> {
+    let account = api
+        .get(&format!(
+            "{}?api-version={API_VERSION}",
+            account_path(api, rg, name)?
+        ))
+        .await?;
+    account
+        .pointer("/properties/primaryEndpoints/blob")
+        .and_then(Value::as_str)
+        .map(|s| s.trim_end_matches('/').to_owned())
+        .context("the account has no blob endpoint")
+}
+
+/// A Blob REST client signing with SharedKey.
+struct Blobs {
+    http: reqwest::Client,
+    endpoint: String,
+    account: String,
+    key: Vec<u8>,
+}
+
+impl Blobs {
+    async fn connect(api: &Api, data: &DataArgs) -> Result<Self> {
+        if data.auth_mode == "login" {
+            bail!(
+                "--auth-mode login arrives with identity-based storage access; use --auth-mode key"
+            );
+        }
+        let key = match &data.account_key {
+            Some(k) => k.clone(),
+            None => list_key(api, &data.resource_group, &data.account_name).await?,
+        };
+        Ok(Self {
+            http: crate::client::http(api.profile.ca_file.as_deref())?,
+            endpoint: storage_url(api, &data.resource_group, &data.account_name).await?,
+            account: data.account_name.clone(),
+            key: STANDARD
+                .decode(key.trim())
+                .context("the account key is not base64")?,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response> {
+        let raw_path = format!("/{}{}", self.account, path);
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let mut all: Vec<(String, String)> = vec![
+            ("x-ms-date".into(), date),
+            ("x-ms-version".into(), SERVICE_VERSION.into()),
+        ];
+        all.extend(headers.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        if !body.is_empty() || method == Method::PUT {
+            all.push(("content-length".into(), body.len().to_string()));
+        }
+        let q: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let text = string_to_sign(&SignedRequest {
+            method: method.as_str(),
+            account: &self.account,
+            path: &raw_path,
+            query: &q,
+            headers: &all,
+        });
+        let url = format!(
+            "{}{}",
+            self.endpoint
+                .trim_end_matches(&format!("/{}", self.account)),
+            raw_path
+        );
+        let mut request = self.http.request(method, url).query(query).body(body);
+        for (k, v) in &all {
+            if k != "content-length" {
+                request = request.header(k.as_str(), v.as_str());
+            }
+        }
+        request = request.header(
+            "authorization",
+            format!("SharedKey {}:{}", self.account, sign(&self.key, &text)),
+        );
+        let response = request
+            .send()
+            .await
+            .context("cannot reach the storage endpoint")?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let code = response
+                .headers()
+                .get("x-ms-error-code")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let text = response.text().await.unwrap_or_default();
+            let message = text
+                .split("<Message>")
+                .nth(1)
+                .and_then(|m| m.split("</Message>").next())
+                .unwrap_or(&text)
+                .to_owned();
+            bail!("({code}) {message} [{status}]");
+        }
+        Ok(response)
+    }
+}
+
+fn encode_path(container: &str, blob: Option<&str>) -> String {
+    let mut p = format!("/{}", segment(container));
+    if let Some(b) = blob {
+        p.push('/');
+        p.push_str(&b.split('/').map(segment).collect::<Vec<_>>().join("/"));
+    }
+    p
+}
+
+fn xml_values(text: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    text.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split(&close).next())
+        .map(unescape)
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+async fn container(api: &Api, cmd: ContainerCommand) -> Result<Value> {
+    Ok(match cmd {
+        ContainerCommand::Create { name, data } => {
+            let blobs = Blobs::connect(api, &data).await?;
+            blobs
+                .send(
+                    Method::PUT,
+                    &encode_path(&name, None),
+                    &[("restype", "container")],
+                    &[],
+                    Vec::new(),
+                )
+                .await?;
+            json!({ "created": true })
+        }
+        ContainerCommand::List { data } => {
+            let blobs = Blobs::connect(api, &data).await?;
+            let text = blobs
+                .send(Method::GET, "/", &[("comp", "list")], &[], Vec::new())
+                .await?
+                .text()
+                .await?;
+            Value::Array(
+                xml_values(&text, "Name")
+                    .into_iter()
+                    .map(|n| json!({ "name": n }))
+                    .collect(),
+            )
+        }
+        ContainerCommand::Delete { name, data } => {
+            let blobs = Blobs::connect(api, &data).await?;
+            blobs
+                .send(
+                    Method::DELETE,
+                    &encode_path(&name, None),
+                    &[("restype", "container")],
+                    &[],
+                    Vec::new(),
+                )
+                .await?;
+            json!({ "deleted": true })
+        }
+    })
+}
+
+async fn blob(api: &Api, cmd: BlobCommand) -> Result<Value> {
+    Ok(match cmd {
+        BlobCommand::Upload {
+            container_name,
+            name,
+            file,
+            overwrite,
+            data,
+        } => {
+            let blobs = Blobs::connect(api, &data).await?;
+            let path = encode_path(&container_name, Some(&name));
+            let mut f = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot open `{}`", file.display()))?;
+            let total = f.metadata().await?.len();
+            let mut ids = Vec::new();
+            let mut sent = 0u64;
+            loop {
+                let mut chunk = Vec::with_capacity(BLOCK);
+                (&mut f).take(BLOCK as u64).read_to_end(&mut chunk).await?;
+                if chunk.is_empty() && !ids.is_empty() {
+                    break;
+                }
+                let id = STANDARD.encode(format!("{:08}", ids.len()));
+                let n = chunk.len();
+                blobs
+                    .send(
+                        Method::PUT,
+                        &path,
+                        &[("comp", "block"), ("blockid", &id)],
+                        &[],
+                        chunk,
+                    )
+                    .await?;
+                ids.push(id);
+                sent += n as u64;
+                eprint!("\r{} / {} bytes", sent, total);
+                if n < BLOCK {
+                    break;
+                }
+            }
+            eprintln!();
+            let list: String = ids
+                .iter()
+                .map(|i| format!("<Latest>{i}</Latest>"))
+                .collect();
+            let body =
+                format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>")
+                    .into_bytes();
+            let mut headers = vec![("content-type", "application/xml".to_owned())];
+            if !overwrite {
+                headers.push(("if-none-match", "*".to_owned()));
+            }
+            let reply = blobs
+                .send(Method::PUT, &path, &[("comp", "blocklist")], &headers, body)
+                .await?;
+            let etag = reply
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            json!({ "name": name, "container": container_name, "size": total, "etag": etag })
+        }
+        BlobCommand::Download {
+            container_name,
+            name,
+            file,
+            data,
+        } => {
+            let blobs = Blobs::connect(api, &data).await?;
+            let mut response = blobs
+                .send(
+                    Method::GET,
+                    &encode_path(&container_name, Some(&name)),
+                    &[],
+                    &[],
+                    Vec::new(),
+                )
+                .await?;
+            let mut out = tokio::fs::File::create(&file)
+                .await
+                .with_context(|| format!("cannot create `{}`", file.display()))?;
+            let mut size = 0u64;
+            while let Some(chunk) = response.chunk().await? {
+                out.write_all(&chunk).await?;
+                size += chunk.len() as u64;
+            }
+            out.flush().await?;
+            json!({ "name": name, "file": file, "size": size })
+        }
+        BlobCommand::List {
+            container_name,
+            prefix,
+            data,
+        } => {
+            let blobs = Blobs::connect(api, &data).await?;
+            let mut out = Vec::new();
+            let mut marker = String::new();
+            loop {
+                let mut query = vec![("restype", "container"), ("comp", "list")];
+                if let Some(p) = prefix.as_deref() {
+                    query.push(("prefix", p));
+                }
+                if !marker.is_empty() {
+                    query.push(("marker", marker.as_str()));
+                }
+                let text = blobs
+                    .send(
+                        Method::GET,
+                        &encode_path(&container_name, None),
+                        &query,
+                        &[],
+                        Vec::new(),
+                    )
+                    .await?
+                    .text()
+                    .await?;
+                let names = xml_values(&text, "Name");
+                let sizes = xml_values(&text, "Content-Length");
+                for (n, s) in names.iter().zip(sizes.iter()) {
+                    out.push(json!({ "name": n, "size": s.parse::<u64>().unwrap_or(0) }));
+                }
+                marker = xml_values(&text, "NextMarker")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                if marker.is_empty() {
+                    break;
+                }
+            }
+            Value::Array(out)
+        }
+        BlobCommand::Delete {
+            container_name,
+            name,
+            data,
+        } => {
+            let blobs = Blobs::connect(api, &data).await?;
+            blobs
+                .send(
+                    Method::DELETE,
+                    &encode_path(&container_name, Some(&name)),
+                    &[],
+                    &[],
+                    Vec::new(),
+                )
+                .await?;
+            json!({ "deleted": true })
+        }
+    })
+}

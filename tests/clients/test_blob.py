@@ -1,0 +1,172 @@
+"""Unmodified azure-storage-blob against keyless with an account key."""
+
+import hashlib
+import os
+
+import pytest
+from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceExistsError,
+                                   ResourceModifiedError, ResourceNotFoundError)
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+
+@pytest.fixture(scope="module")
+def account(server):
+    server.cli("storage", "account", "create", "-n", "blobtests", "-g", "default")
+    keys = server.cli("storage", "account", "keys", "list", "-n", "blobtests", "-g", "default")
+    key = keys[0]["value"]
+    return {"name": "blobtests", "key": key, "url": f"{server.info['storage']}/blobtests"}
+
+
+@pytest.fixture
+def service(account, client_env):
+    return BlobServiceClient(account["url"], credential={"account_name": account["name"], "account_key": account["key"]})
+
+
+def test_containers_round_trip(service):
+    container = service.create_container("round-trip", metadata={"team": "ml"})
+    with pytest.raises(ResourceExistsError):
+        service.create_container("round-trip")
+    assert container.get_container_properties().metadata == {"team": "ml"}
+    names = [c.name for c in service.list_containers(name_starts_with="round")]
+    assert names == ["round-trip"]
+    service.delete_container("round-trip")
+    with pytest.raises(ResourceNotFoundError):
+        service.get_container_client("round-trip").get_container_properties()
+    assert not service.get_container_client("round-trip").exists()
+
+
+def test_upload_small_and_chunked_and_download_whole_and_ranged(service):
+    container = service.create_container("data")
+    small = container.upload_blob("small.txt", b"hello keyless", content_settings=ContentSettings(content_type="text/plain"),
+                                  metadata={"source": "test"})
+    assert small.get_blob_properties().etag.startswith('"0x')
+    payload = os.urandom(3 * 1024 * 1024 + 12345)
+    chunked = container.get_blob_client("dir/big.bin")
+    # A small single-put limit forces Put Block + Put Block List.
+    chunked_client = service.get_blob_client("data", "dir/big.bin")
+    chunked_client._config.max_single_put_size = 1024 * 1024
+    chunked_client._config.max_block_size = 1024 * 1024
+    chunked_client.upload_blob(payload, max_concurrency=4)
+    committed, uncommitted = chunked.get_block_list("all")
+    assert len(committed) == 4 and not uncommitted
+
+    assert container.download_blob("small.txt").readall() == b"hello keyless"
+    props = container.get_blob_client("small.txt").get_blob_properties()
+    assert props.size == 13
+    assert props.content_settings.content_type == "text/plain"
+    assert props.metadata == {"source": "test"}
+    assert props.content_settings.content_md5 == hashlib.md5(b"hello keyless").digest()
+
+    downloader = service.get_blob_client("data", "dir/big.bin")
+    downloader._config.max_single_get_size = 1024 * 1024
+    downloader._config.max_chunk_get_size = 512 * 1024
+    assert downloader.download_blob(max_concurrency=4).readall() == payload
+    assert downloader.download_blob(offset=1000, length=5000).readall() == payload[1000:6000]
+    assert downloader.download_blob(offset=len(payload) - 10).readall() == payload[-10:]
+
+    empty = container.upload_blob("empty", b"")
+    assert empty.get_blob_properties().size == 0
+    assert container.download_blob("empty").readall() == b""
+
+
+def test_listing_flat_and_hierarchical_with_pages(service):
+    container = service.create_container("listing")
+    names = ["a.txt", "dir/one.txt", "dir/two.txt", "dir/sub/three.txt", "z.txt"]
+    for n in names:
+        container.upload_blob(n, n.encode(), metadata={"name": n.replace("/", "_").replace(".", "_")})
+    assert [b.name for b in container.list_blobs()] == sorted(names)
+    assert [b.name for b in container.list_blobs(name_starts_with="dir/")] == ["dir/one.txt", "dir/sub/three.txt", "dir/two.txt"]
+    # The SDK yields a page's prefixes before its blobs.
+    top = [b.name for b in container.walk_blobs(delimiter="/")]
+    assert top == ["dir/", "a.txt", "z.txt"]
+    below = [b.name for b in container.walk_blobs(name_starts_with="dir/", delimiter="/")]
+    assert below == ["dir/sub/", "dir/one.txt", "dir/two.txt"]
+    pages = container.list_blobs(results_per_page=2, include=["metadata"]).by_page()
+    seen = []
+    for page in pages:
+        items = list(page)
+        assert len(items) <= 2
+        seen.extend(items)
+    assert [b.name for b in seen] == sorted(names)
+    assert seen[0].metadata == {"name": "a_txt"}
+    assert seen[0].size == len("a.txt")
+
+
+def test_metadata_properties_conditions_and_delete(service):
+    container = service.create_container("conditions")
+    blob = container.get_blob_client("doc.json")
+    first = blob.upload_blob(b"{}")
+    with pytest.raises(ResourceExistsError):
+        blob.upload_blob(b"{}")  # If-None-Match: * without overwrite
+    second = blob.upload_blob(b'{"v": 2}', overwrite=True)
+    assert second["etag"] != first["etag"]
+    blob.set_blob_metadata({"stage": "raw"})
+    assert blob.get_blob_properties().metadata == {"stage": "raw"}
+    blob.set_http_headers(ContentSettings(content_type="application/json", cache_control="no-cache"))
+    props = blob.get_blob_properties()
+    assert props.content_settings.content_type == "application/json"
+    assert props.content_settings.cache_control == "no-cache"
+    from azure.core import MatchConditions
+    with pytest.raises(ResourceModifiedError):
+        blob.upload_blob(b"stale", overwrite=True, etag=first["etag"], match_condition=MatchConditions.IfNotModified)
+    blob.upload_blob(b"fresh", overwrite=True, etag=props.etag, match_condition=MatchConditions.IfNotModified)
+    assert blob.download_blob().readall() == b"fresh"
+    blob.delete_blob()
+    with pytest.raises(ResourceNotFoundError):
+        blob.download_blob()
+    with pytest.raises(ResourceNotFoundError):
+        blob.delete_blob()
+
+
+def signed(account, method, path, query, body=b"", headers=None):
+    """A raw request signed with SharedKey by this file's own implementation."""
+    import base64
+    import hmac
+    import urllib.parse
+    from email.utils import formatdate
+
+    import requests
+
+    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2026-10-06", **(headers or {})}
+    if body:
+        headers["Content-Length"] = str(len(body))
+    raw_path = f"/{account['name']}" + urllib.parse.quote(path)
+    lower = {k.lower(): v for k, v in headers.items()}
+    standard = ["content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
+                "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range"]
+    text = method + "\n" + "\n".join(lower.get(h, "") for h in standard) + "\n"
+    text += "".join(f"{k}:{v}\n" for k, v in sorted((k, v) for k, v in lower.items() if k.startswith("x-ms-")))
+    text += f"/{account['name']}{raw_path}" + "".join(f"\n{k}:{v}" for k, v in sorted(query.items()))
+    sig = base64.b64encode(hmac.new(base64.b64decode(account["key"]), text.encode(), "sha256").digest()).decode()
+    headers["Authorization"] = f"SharedKey {account['name']}:{sig}"
+    url = account["url"].rsplit("/", 1)[0] + raw_path
+    return requests.request(method, url, params=query, data=body, headers=headers, verify=os.environ["REQUESTS_CA_BUNDLE"])
+
+
+def test_refusals_are_the_typed_errors(service, account, client_env):
+    with pytest.raises(ResourceNotFoundError):
+        service.get_container_client("no-such-container").upload_blob("x", b"x")
+    wrong = BlobServiceClient(account["url"], credential={"account_name": account["name"],
+                                                           "account_key": "d3Jvbmcta2V5LXdyb25nLWtleQ=="})
+    with pytest.raises(ClientAuthenticationError):
+        wrong.create_container("nope")
+    container = service.create_container("bad-input")
+    container.upload_blob("small", b"0123456789")
+    with pytest.raises(HttpResponseError) as too_long:
+        container.upload_blob("n" * 1025, b"x")
+    assert too_long.value.error_code == "InvalidResourceName"
+    # The SDK base64-encodes block ids itself, so a malformed one goes out raw.
+    reply = signed(account, "PUT", "/bad-input/b", {"comp": "block", "blockid": "not base64!"}, b"x")
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "InvalidQueryParameterValue"
+    reply = signed(account, "GET", "/bad-input/small", {}, headers={"x-ms-range": "bytes=9-3"})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "InvalidHeaderValue"
+    reply = signed(account, "PUT", "/bad-input", {"restype": "container", "comp": "lease"})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "UnsupportedOperation"
+    assert b"comp=lease" in reply.content
+    container.get_blob_client("b").stage_block("QUFB", b"abc")
+    with pytest.raises(HttpResponseError) as bad_list:
+        container.get_blob_client("b").commit_block_list(["QUFB", "QkJC"])
+    assert bad_list.value.error_code == "InvalidBlockList"
+    with pytest.raises(HttpResponseError) as bad_name:
+        service.create_container("Bad_Name")
+    assert bad_name.value.error_code == "InvalidResourceName"
