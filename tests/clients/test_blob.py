@@ -170,3 +170,90 @@ def test_refusals_are_the_typed_errors(service, account, client_env):
     with pytest.raises(HttpResponseError) as bad_name:
         service.create_container("Bad_Name")
     assert bad_name.value.error_code == "InvalidResourceName"
+
+
+def test_sdk_generated_sas_account_container_and_blob(service, account):
+    import datetime
+
+    from azure.storage.blob import (AccountSasPermissions, BlobClient, BlobSasPermissions, ContainerClient,
+                                    ResourceTypes, generate_account_sas, generate_blob_sas, generate_container_sas)
+
+    container = service.create_container("sas")
+    container.upload_blob("report.csv", b"a,b\n1,2\n")
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+
+    # Account SAS: read and list on containers and objects.
+    sas = generate_account_sas(account["name"], account["key"], ResourceTypes(container=True, object=True),
+                               AccountSasPermissions(read=True, list=True), expiry=soon)
+    reader = ContainerClient(account["url"], "sas", credential=sas)
+    assert [b.name for b in reader.list_blobs()] == ["report.csv"]
+    assert reader.download_blob("report.csv").readall() == b"a,b\n1,2\n"
+    with pytest.raises(HttpResponseError) as refused:
+        reader.upload_blob("new.csv", b"x")
+    assert refused.value.error_code == "AuthorizationPermissionMismatch"
+
+    # Container SAS with write: may add blobs to this container only.
+    writer_sas = generate_container_sas(account["name"], "sas", account_key=account["key"],
+                                        permission="rcw", expiry=soon)
+    writer = ContainerClient(account["url"], "sas", credential=writer_sas)
+    writer.upload_blob("new.csv", b"x")
+    other = ContainerClient(account["url"], "data", credential=writer_sas)
+    with pytest.raises(ClientAuthenticationError):
+        list(other.list_blobs())
+
+    # Blob SAS with a content-type override.
+    blob_sas = generate_blob_sas(account["name"], "sas", "report.csv", account_key=account["key"],
+                                 permission=BlobSasPermissions(read=True), expiry=soon, content_type="text/csv")
+    blob = BlobClient(account["url"], "sas", "report.csv", credential=blob_sas)
+    props = blob.get_blob_properties()
+    assert props.content_settings.content_type == "text/csv"
+    with pytest.raises(ClientAuthenticationError):
+        BlobClient(account["url"], "sas", "new.csv", credential=blob_sas).download_blob()
+
+    # Expired, and tampered.
+    expired = generate_blob_sas(account["name"], "sas", "report.csv", account_key=account["key"],
+                                permission="r", expiry=past)
+    with pytest.raises(ClientAuthenticationError) as old:
+        BlobClient(account["url"], "sas", "report.csv", credential=expired).download_blob()
+    assert "expired" in str(old.value)
+    tampered = blob_sas.replace("sp=r", "sp=rwd")
+    with pytest.raises(ClientAuthenticationError):
+        BlobClient(account["url"], "sas", "report.csv", credential=tampered).delete_blob()
+    assert container.get_blob_client("report.csv").exists()
+
+
+def test_shared_key_can_be_turned_off(server, client_env):
+    server.cli("storage", "account", "create", "-n", "nokeys", "-g", "default")
+    key = server.cli("storage", "account", "keys", "list", "-n", "nokeys", "-g", "default")[0]["value"]
+    url = f"{server.info['storage']}/nokeys"
+    svc = BlobServiceClient(url, credential={"account_name": "nokeys", "account_key": key})
+    svc.create_container("before")
+    server.cli("storage", "account", "update", "-n", "nokeys", "-g", "default", "--allow-shared-key-access", "false")
+    with pytest.raises(HttpResponseError) as refused:
+        svc.create_container("after")
+    assert refused.value.error_code == "KeyBasedAuthenticationNotPermitted"
+    renewed = server.cli("storage", "account", "keys", "renew", "-n", "nokeys", "-g", "default", "--key", "key1")
+    assert renewed[0]["value"] != key
+
+
+def test_the_cli_uploads_downloads_lists_and_deletes(server, tmp_path):
+    server.cli("storage", "account", "create", "-n", "clidata", "-g", "default")
+    server.cli("storage", "container", "create", "-n", "files", "--account-name", "clidata")
+    src = tmp_path / "in.bin"
+    payload = os.urandom(9 * 1024 * 1024 + 7)
+    src.write_bytes(payload)
+    up = server.cli("storage", "blob", "upload", "-c", "files", "-n", "nested/in.bin", "-f", str(src), "--account-name", "clidata")
+    assert up["size"] == len(payload)
+    listed = server.cli("storage", "blob", "list", "-c", "files", "--account-name", "clidata")
+    assert listed == [{"name": "nested/in.bin", "size": len(payload)}]
+    out = tmp_path / "out.bin"
+    server.cli("storage", "blob", "download", "-c", "files", "-n", "nested/in.bin", "-f", str(out), "--account-name", "clidata")
+    assert out.read_bytes() == payload
+    again = server.cli("storage", "blob", "upload", "-c", "files", "-n", "nested/in.bin", "-f", str(src),
+                       "--account-name", "clidata", check=False)
+    assert again.returncode != 0 and "BlobAlreadyExists" in again.stderr
+    server.cli("storage", "blob", "delete", "-c", "files", "-n", "nested/in.bin", "--account-name", "clidata")
+    assert server.cli("storage", "blob", "list", "-c", "files", "--account-name", "clidata") == []
+    conn = server.cli("storage", "account", "show-connection-string", "-n", "clidata", "-g", "default")
+    assert "AccountName=clidata;" in conn["connectionString"]

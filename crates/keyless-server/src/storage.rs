@@ -11,6 +11,7 @@ mod conditions;
 mod container;
 mod error;
 mod operation;
+mod sas;
 mod xml;
 
 use std::time::Instant;
@@ -47,6 +48,8 @@ pub(crate) struct Ctx {
     pub(crate) op: Operation,
     pub(crate) query: Vec<(String, String)>,
     pub(crate) headers: HeaderMap,
+    /// Response headers a SAS overrides (`rsct` and friends).
+    pub(crate) overrides: Vec<(&'static str, String)>,
 }
 
 impl Ctx {
@@ -96,14 +99,11 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let client = request
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
+    let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+    let client = peer.map(|ip| ip.to_string()).unwrap_or_default();
     let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
     let mut op_name = "Unknown";
-    let (mut response, auth_kind) = match prepare(&state, request).await {
+    let (mut response, auth_kind) = match prepare(&state, request, peer).await {
         Ok((ctx, body, auth_kind)) => {
             op_name = operation_name(ctx.op);
             let response = match run(ctx, body).await {
@@ -149,6 +149,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
 async fn prepare(
     state: &SharedState,
     request: Request,
+    client: Option<std::net::IpAddr>,
 ) -> Result<(Ctx, axum::body::Body, &'static str), StorageError> {
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path().to_owned();
@@ -184,21 +185,31 @@ async fn prepare(
             format!("The storage account `{account_name}` does not exist on this server."),
         )
     })?;
-    let auth_kind = auth::authenticate(
-        state,
-        &account,
-        &parts.method,
-        &raw_path,
-        &query,
-        &parts.headers,
-    )
-    .await?;
+    let presented = auth::Presented {
+        method: &parts.method,
+        raw_path: &raw_path,
+        container: &container,
+        blob: &blob,
+        query: &query,
+        headers: &parts.headers,
+        client,
+    };
+    let auth = auth::authenticate(state, &account, presented).await?;
+    // The one authorization decision of the request.
+    let overrides = match &auth {
+        auth::Auth::SharedKey => Vec::new(),
+        auth::Auth::Sas(sas) => {
+            sas.authorize(op, &container, &blob)?;
+            sas.overrides.clone()
+        }
+    };
     if target != Target::Account {
         container::validate_name(&container)?;
     }
     if target == Target::Blob {
         blob::validate_name(&blob)?;
     }
+    let kind = auth.kind();
     let ctx = Ctx {
         state: state.clone(),
         account,
@@ -207,8 +218,9 @@ async fn prepare(
         op,
         query,
         headers: parts.headers,
+        overrides,
     };
-    Ok((ctx, body, auth_kind))
+    Ok((ctx, body, kind))
 }
 
 async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError> {

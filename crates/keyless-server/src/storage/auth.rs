@@ -1,33 +1,75 @@
 //! Authenticating a storage request: SharedKey now; the one place bearer tokens
 //! and SAS join.
 
+use std::net::IpAddr;
+
 use axum::http::{HeaderMap, Method, StatusCode};
 
 use keyless_auth::shared_key::{SignedRequest, string_to_sign, verify};
 use keyless_store::StorageAccount;
 
 use super::error::StorageError;
+use super::sas::{Sas, verify_sas};
 use super::xml::parse_http_date;
 use crate::state::SharedState;
 
 /// How far `x-ms-date` may be from the server's clock.
 const SKEW_SECONDS: i64 = 15 * 60;
 
-/// Authenticates a request to `account`; returns the kind of authentication used.
+/// How a request authenticated.
+#[derive(Debug, Clone)]
+pub(crate) enum Auth {
+    /// Signed with an account key: full access to the account.
+    SharedKey,
+    /// A shared access signature, which limits what the request may do.
+    Sas(Sas),
+}
+
+impl Auth {
+    /// The name the storage log uses.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::SharedKey => "SharedKey",
+            Self::Sas(_) => "SAS",
+        }
+    }
+}
+
+/// The parts of a request authentication looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Presented<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) raw_path: &'a str,
+    pub(crate) container: &'a str,
+    pub(crate) blob: &'a str,
+    pub(crate) query: &'a [(String, String)],
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) client: Option<IpAddr>,
+}
+
+/// Authenticates a request to `account`.
 pub(crate) async fn authenticate(
     state: &SharedState,
     account: &StorageAccount,
-    method: &Method,
-    raw_path: &str,
-    query: &[(String, String)],
-    headers: &HeaderMap,
-) -> Result<&'static str, StorageError> {
+    req: Presented<'_>,
+) -> Result<Auth, StorageError> {
+    let (method, raw_path, query, headers) = (req.method, req.raw_path, req.query, req.headers);
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     let Some(authorization) = authorization else {
         if query.iter().any(|(k, _)| k == "sig") {
-            return Err(StorageError::auth(
-                "Shared access signatures are not accepted by this server yet; use the account key.",
-            ));
+            if !account.allow_shared_key {
+                return Err(key_based_refused());
+            }
+            let keys = state.account_keys(account)?;
+            return verify_sas(
+                &account.name,
+                (req.container, req.blob),
+                &keys,
+                query,
+                state.now(),
+                req.client,
+            )
+            .map(Auth::Sas);
         }
         return Err(StorageError::new(
             StatusCode::UNAUTHORIZED,
@@ -50,11 +92,7 @@ pub(crate) async fn authenticate(
         }
     }
     if !account.allow_shared_key {
-        return Err(StorageError::new(
-            StatusCode::FORBIDDEN,
-            "KeyBasedAuthenticationNotPermitted",
-            "Key based authentication is not permitted on this storage account.",
-        ));
+        return Err(key_based_refused());
     }
     let (named, signature) = credential.trim().split_once(':').ok_or_else(|| {
         StorageError::auth("The SharedKey credential must be `<account>:<signature>`.")
@@ -97,11 +135,19 @@ pub(crate) async fn authenticate(
             headers: &list,
         });
         if keys.iter().any(|k| verify(k, &text, signature)) {
-            return Ok("SharedKey");
+            return Ok(Auth::SharedKey);
         }
         tracing::debug!(string_to_sign = ?text, "SharedKey signature did not match");
     }
     Err(StorageError::auth(
         "The MAC signature found in the HTTP request is not the same as any computed signature.",
     ))
+}
+
+fn key_based_refused() -> StorageError {
+    StorageError::new(
+        StatusCode::FORBIDDEN,
+        "KeyBasedAuthenticationNotPermitted",
+        "Key based authentication is not permitted on this storage account.",
+    )
 }

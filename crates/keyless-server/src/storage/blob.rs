@@ -568,6 +568,9 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
         }
     };
     insert(&mut headers, header::CONTENT_LENGTH, &len.to_string());
+    for (name, value) in &ctx.overrides {
+        insert(&mut headers, HeaderName::from_static(name), value);
+    }
     if !body || len == 0 {
         return Ok((status, headers).into_response());
     }

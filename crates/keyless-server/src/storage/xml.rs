@@ -107,6 +107,23 @@ pub(crate) fn parse_block_list(body: &[u8]) -> Result<Vec<(BlockRef, String)>, S
     Ok(out)
 }
 
+/// Parses an ISO 8601 UTC time as SAS fields carry it (`2026-11-22T15:00:00Z`,
+/// `2026-11-22T15:00Z` or `2026-11-22`).
+pub(crate) fn parse_iso8601(text: &str) -> Option<i64> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Some(t.as_second());
+    }
+    if let Some(short) = text.strip_suffix('Z').filter(|s| s.len() == 16)
+        && let Ok(t) = format!("{short}:00Z").parse::<jiff::Timestamp>()
+    {
+        return Some(t.as_second());
+    }
+    let date = text.parse::<jiff::civil::Date>().ok()?;
+    date.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp().as_second())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +148,15 @@ mod tests {
         let d = http_date(1_795_000_000);
         assert_eq!(parse_http_date(&d), Some(1_795_000_000));
         assert!(parse_http_date("yesterday").is_none());
+        assert_eq!(
+            parse_iso8601("2026-11-22T15:00:00Z"),
+            parse_iso8601("2026-11-22T15:00Z")
+        );
+        assert_eq!(
+            parse_iso8601("2026-11-22").unwrap() + 15 * 3600,
+            parse_iso8601("2026-11-22T15:00:00Z").unwrap()
+        );
+        assert!(parse_iso8601("soon").is_none());
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
     }
 }

@@ -1,0 +1,267 @@
+//! Shared access signatures signed with an account key: account SAS and service
+//! SAS (container and blob), service versions 2020-12-06 and later.
+
+use std::net::IpAddr;
+
+use axum::http::StatusCode;
+
+use keyless_auth::shared_key::verify;
+
+use super::error::StorageError;
+use super::operation::Operation;
+use super::xml::parse_iso8601;
+
+/// What a verified SAS allows.
+#[derive(Debug, Clone)]
+pub(crate) struct Sas {
+    permissions: String,
+    scope: Scope,
+    /// Response header overrides (`rscc`, `rscd`, `rsce`, `rscl`, `rsct`).
+    pub(crate) overrides: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug, Clone)]
+enum Scope {
+    Account {
+        services: String,
+        resource_types: String,
+    },
+    Container(String),
+    Blob(String, String),
+}
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn mismatch(code: &'static str, message: &str) -> StorageError {
+    StorageError::new(StatusCode::FORBIDDEN, code, message)
+}
+
+/// Verifies the SAS in `query` for `account` with its keys; checks its window,
+/// protocol and address.
+pub(crate) fn verify_sas(
+    account: &str,
+    (container, blob): (&str, &str),
+    keys: &[Vec<u8>; 2],
+    query: &[(String, String)],
+    now: i64,
+    client: Option<IpAddr>,
+) -> Result<Sas, StorageError> {
+    let get = |n: &str| param(query, n).unwrap_or("");
+    let version = get("sv");
+    if version < "2020-12-06" {
+        return Err(StorageError::auth(format!(
+            "Signed version `{version}` is not supported; keyless accepts SAS of version 2020-12-06 and later."
+        )));
+    }
+    if !get("si").is_empty() {
+        return Err(StorageError::auth(
+            "Stored access policies (si) are not supported by keyless.",
+        ));
+    }
+    if !get("skoid").is_empty() {
+        return Err(StorageError::auth(
+            "User delegation SAS arrives with identity-based access; sign with the account key.",
+        ));
+    }
+    let (text, scope) = if !get("ss").is_empty() || !get("srt").is_empty() {
+        let text = [
+            account,
+            get("sp"),
+            get("ss"),
+            get("srt"),
+            get("st"),
+            get("se"),
+            get("sip"),
+            get("spr"),
+            version,
+            get("ses"),
+            "",
+        ]
+        .join("\n");
+        (
+            text,
+            Scope::Account {
+                services: get("ss").to_owned(),
+                resource_types: get("srt").to_owned(),
+            },
+        )
+    } else {
+        // A service SAS signs the resource it is for; the request's resource is
+        // used, so a SAS for another container or blob does not verify.
+        let (canonical, scope) = match get("sr") {
+            "c" => (
+                format!("/blob/{account}/{container}"),
+                Scope::Container(container.to_owned()),
+            ),
+            "b" => (
+                format!("/blob/{account}/{container}/{blob}"),
+                Scope::Blob(container.to_owned(), blob.to_owned()),
+            ),
+            other => {
+                return Err(StorageError::auth(format!(
+                    "Signed resource `{other}` is not supported; use sr=c or sr=b."
+                )));
+            }
+        };
+        let text = [
+            get("sp"),
+            get("st"),
+            get("se"),
+            canonical.as_str(),
+            get("si"),
+            get("sip"),
+            get("spr"),
+            version,
+            get("sr"),
+            get("sst"),
+            get("ses"),
+            get("rscc"),
+            get("rscd"),
+            get("rsce"),
+            get("rscl"),
+            get("rsct"),
+        ]
+        .join("\n");
+        (text, scope)
+    };
+    let sig = get("sig");
+    if !keys.iter().any(|k| verify(k, &text, sig)) {
+        return Err(StorageError::auth(
+            "Signature did not match. String to sign used was the one of the SAS fields of this request; check the key and the fields.",
+        ));
+    }
+    let expiry = parse_iso8601(get("se"))
+        .ok_or_else(|| StorageError::auth("The SAS must carry an expiry (se) in ISO 8601."))?;
+    if now >= expiry {
+        return Err(StorageError::auth(
+            "Signed expiry time has passed: the SAS expired; create a new one.",
+        ));
+    }
+    if let Some(start) = param(query, "st").filter(|s| !s.is_empty()) {
+        let start = parse_iso8601(start)
+            .ok_or_else(|| StorageError::auth("The SAS start (st) is not ISO 8601."))?;
+        if now + 300 < start {
+            return Err(StorageError::auth(
+                "The SAS is not valid yet (st lies in the future).",
+            ));
+        }
+    }
+    if let Some(range) = param(query, "sip").filter(|s| !s.is_empty()) {
+        let allowed = client.is_some_and(|ip| ip_in(range, ip));
+        if !allowed {
+            return Err(mismatch(
+                "AuthorizationSourceIPMismatch",
+                "This request is not authorized to perform this operation using this source IP.",
+            ));
+        }
+    }
+    let mut overrides = Vec::new();
+    for (q, h) in [
+        ("rscc", "cache-control"),
+        ("rscd", "content-disposition"),
+        ("rsce", "content-encoding"),
+        ("rscl", "content-language"),
+        ("rsct", "content-type"),
+    ] {
+        if let Some(v) = param(query, q).filter(|v| !v.is_empty()) {
+            overrides.push((h, v.to_owned()));
+        }
+    }
+    Ok(Sas {
+        permissions: get("sp").to_owned(),
+        scope,
+        overrides,
+    })
+}
+
+fn ip_in(range: &str, ip: IpAddr) -> bool {
+    match range.split_once('-') {
+        Some((lo, hi)) => match (lo.parse::<IpAddr>(), hi.parse::<IpAddr>()) {
+            (Ok(lo), Ok(hi)) => lo <= ip && ip <= hi,
+            _ => false,
+        },
+        None => range.parse::<IpAddr>().is_ok_and(|one| one == ip),
+    }
+}
+
+impl Sas {
+    /// Whether the SAS covers `op` on `container`/`blob`.
+    pub(crate) fn authorize(
+        &self,
+        op: Operation,
+        container: &str,
+        blob: &str,
+    ) -> Result<(), StorageError> {
+        use Operation as Op;
+        let (kind, needed): (char, &str) = match op {
+            Op::ListContainers => ('s', "l"),
+            Op::GetServiceProperties => ('s', "r"),
+            Op::SetServiceProperties => ('s', "w"),
+            Op::CreateContainer => ('c', "cw"),
+            Op::DeleteContainer => ('c', "d"),
+            Op::GetContainerProperties => ('c', "r"),
+            Op::SetContainerMetadata => ('c', "w"),
+            Op::ListBlobs => ('c', "l"),
+            Op::PutBlob | Op::PutBlock | Op::PutBlockList => ('o', "cw"),
+            Op::GetBlockList | Op::GetBlob | Op::GetBlobProperties | Op::GetBlobMetadata => {
+                ('o', "r")
+            }
+            Op::SetBlobMetadata | Op::SetBlobProperties => ('o', "w"),
+            Op::DeleteBlob => ('o', "d"),
+        };
+        match &self.scope {
+            Scope::Account {
+                services,
+                resource_types,
+            } => {
+                if !services.contains('b') {
+                    return Err(mismatch(
+                        "AuthorizationServiceMismatch",
+                        "This request is not authorized to perform this operation using this service (ss lacks b).",
+                    ));
+                }
+                if !resource_types.contains(kind) {
+                    return Err(mismatch(
+                        "AuthorizationResourceTypeMismatch",
+                        "This request is not authorized to perform this operation using this resource type.",
+                    ));
+                }
+            }
+            Scope::Container(c) => {
+                if kind == 's'
+                    || c != container
+                    || op == Op::CreateContainer
+                    || op == Op::DeleteContainer
+                {
+                    return Err(mismatch(
+                        "AuthorizationResourceTypeMismatch",
+                        "The service SAS is for another resource than this request's.",
+                    ));
+                }
+            }
+            Scope::Blob(c, b) => {
+                if kind != 'o' || c != container || b != blob {
+                    return Err(mismatch(
+                        "AuthorizationResourceTypeMismatch",
+                        "The service SAS is for another resource than this request's.",
+                    ));
+                }
+            }
+        }
+        if !needed.chars().any(|p| self.permissions.contains(p)) {
+            return Err(mismatch(
+                "AuthorizationPermissionMismatch",
+                &format!(
+                    "This request is not authorized to perform this operation using this permission: it needs `{needed}`, the SAS grants `{}`.",
+                    self.permissions
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
