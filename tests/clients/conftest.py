@@ -7,7 +7,6 @@ address: the Azure SDKs try the public cloud on their own (instance discovery,
 the IMDS address), and such a test would otherwise pass or fail by accident.
 """
 
-import ipaddress
 import json
 import os
 import socket
@@ -24,49 +23,7 @@ CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
 # --- the loopback guard ------------------------------------------------------
 
-_ATTEMPTS = []
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-_real_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback(host):
-    if host in ("localhost", "ip6-localhost") or str(host).endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _check(address):
-    if isinstance(address, tuple) and address and not _loopback(address[0]):
-        _ATTEMPTS.append(address)
-        raise OSError(f"loopback guard: refused a connection to {address!r}")
-
-
-def _guarded_connect(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        _check(address)
-    return _real_connect(self, address)
-
-
-def _guarded_connect_ex(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        _check(address)
-    return _real_connect_ex(self, address)
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):
-    if host is not None and not _loopback(host.decode() if isinstance(host, bytes) else host):
-        _ATTEMPTS.append((host, "dns"))
-        raise socket.gaierror(socket.EAI_NONAME, f"loopback guard: refused to resolve {host!r}")
-    return _real_getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = _guarded_connect
-socket.socket.connect_ex = _guarded_connect_ex
-socket.getaddrinfo = _guarded_getaddrinfo
+from loopback_guard import ATTEMPTS as _ATTEMPTS  # noqa: E402  (installs the guard on import)
 
 
 @pytest.fixture(autouse=True)

@@ -128,7 +128,7 @@ def signed(account, method, path, query, body=b"", headers=None):
     import requests
 
     headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2026-10-06", **(headers or {})}
-    if body:
+    if isinstance(body, bytes) and body:
         headers["Content-Length"] = str(len(body))
     raw_path = f"/{account['name']}" + urllib.parse.quote(path)
     lower = {k.lower(): v for k, v in headers.items()}
@@ -257,3 +257,84 @@ def test_the_cli_uploads_downloads_lists_and_deletes(server, tmp_path):
     assert server.cli("storage", "blob", "list", "-c", "files", "--account-name", "clidata") == []
     conn = server.cli("storage", "account", "show-connection-string", "-n", "clidata", "-g", "default")
     assert "AccountName=clidata;" in conn["connectionString"]
+
+
+def test_kill_9_during_a_large_upload_keeps_the_three_promises(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from conftest import Server
+
+    server = Server(tmp_path).start()
+    try:
+        server.login_admin()
+        server.cli("storage", "account", "create", "-n", "crashy", "-g", "default")
+        key = server.cli("storage", "account", "keys", "list", "-n", "crashy", "-g", "default")[0]["value"]
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca)
+        svc = BlobServiceClient(f"{server.info['storage']}/crashy", credential={"account_name": "crashy", "account_key": key})
+        container = svc.create_container("crash")
+        committed = {f"kept-{i}": os.urandom(100_000 + i) for i in range(5)}
+        for name, data in committed.items():
+            container.upload_blob(name, data)
+        # An overwrite in flight must leave the old version whole.
+        container.upload_blob("overwritten", b"old version")
+
+        account = {"name": "crashy", "key": key, "url": f"{server.info['storage']}/crashy"}
+        sent = threading.Event()
+        errors = []
+
+        class Body:
+            """400 MiB, read in pieces; says when 20 MiB have gone out."""
+
+            size = 400 * 1024 * 1024
+
+            def __init__(self):
+                self.sent = 0
+                self.chunk = os.urandom(64 * 1024)
+
+            def __len__(self):
+                return self.size
+
+            def read(self, n=-1):
+                if self.sent >= self.size:
+                    return b""
+                if self.sent >= 20 * 1024 * 1024:
+                    sent.set()
+                self.sent += len(self.chunk)
+                return self.chunk
+
+        def upload(name):
+            try:
+                reply = signed(account, "PUT", f"/crash/{name}", {}, Body(),
+                               headers={"x-ms-blob-type": "BlockBlob", "Content-Length": str(Body.size)})
+                errors.append(reply.status_code)
+            except Exception as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=upload, args=(n,), daemon=True) for n in ("partial", "overwritten")]
+        for t in threads:
+            t.start()
+        assert sent.wait(60), errors
+        time.sleep(0.2)
+        server.stop(kill=True)
+        for t in threads:
+            t.join(30)
+        staged = list((server.data_dir / "blobs" / "tmp").iterdir())
+        assert len(staged) == 2, "both uploads were cut off mid-body"
+
+        server.start()
+        svc = BlobServiceClient(f"{server.info['storage']}/crashy", credential={"account_name": "crashy", "account_key": key})
+        container = svc.get_container_client("crash")
+        for name, data in committed.items():
+            assert container.download_blob(name).readall() == data
+        assert container.download_blob("overwritten").readall() == b"old version"
+        names = sorted(b.name for b in container.list_blobs())
+        assert "partial" not in names
+        assert names == sorted([*committed, "overwritten"])
+        # No orphan bytes: one file per committed blob, nothing staged.
+        blobs_dir = server.data_dir / "blobs"
+        files = [p for p in blobs_dir.rglob("*") if p.is_file()]
+        assert not [p for p in files if p.parent.name == "tmp"]
+        assert len(files) == len(names), files
+    finally:
+        server.stop()
