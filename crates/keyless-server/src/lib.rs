@@ -289,6 +289,7 @@ pub async fn start_with_clock(
         ));
     }
     tasks.spawn(signing::rotation_task(Arc::clone(&state), shutdown.clone()));
+    tasks.spawn(expire_blocks(Arc::clone(&state), shutdown.clone()));
     Ok(Running {
         info,
         shutdown,
@@ -296,6 +297,26 @@ pub async fn start_with_clock(
         store,
         _lock: lock,
     })
+}
+
+/// Uncommitted blocks live seven days, as in Azure; then their bytes are freed.
+async fn expire_blocks(state: state::SharedState, shutdown: CancellationToken) {
+    const LIFETIME: i64 = 7 * 24 * 3600;
+    loop {
+        let now = state.now();
+        match state.store.blocks_expire(now - LIFETIME).await {
+            Ok(files) if !files.is_empty() => {
+                tracing::info!(blocks = files.len(), "uncommitted blocks expired");
+                state.blobs.remove(&files).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not expire uncommitted blocks"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 fn lock_data_dir(dir: &Path) -> Result<File, Error> {

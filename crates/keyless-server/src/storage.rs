@@ -6,6 +6,7 @@
 //! record. Nothing is read or written before authorization.
 
 mod auth;
+mod batch;
 mod blob;
 mod conditions;
 mod container;
@@ -198,6 +199,12 @@ async fn prepare(
     // The one authorization decision of the request.
     let overrides = match &auth {
         auth::Auth::SharedKey => Vec::new(),
+        auth::Auth::Sas(_) if op == Operation::BlobBatch => {
+            return Err(StorageError::bad(
+                "UnsupportedOperation",
+                "keyless accepts blob batches signed with the account key only",
+            ));
+        }
         auth::Auth::Sas(sas) => {
             sas.authorize(op, &container, &blob)?;
             sas.overrides.clone()
@@ -244,6 +251,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::SetBlobMetadata => blob::set_metadata(&ctx).await,
         Op::SetBlobProperties => blob::set_properties(&ctx).await,
         Op::DeleteBlob => blob::delete(&ctx).await,
+        Op::BlobBatch => batch::run(&ctx, body).await,
     }
 }
 
@@ -269,6 +277,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::SetBlobMetadata => "SetBlobMetadata",
         Op::SetBlobProperties => "SetBlobProperties",
         Op::DeleteBlob => "DeleteBlob",
+        Op::BlobBatch => "BlobBatch",
     }
 }
 

@@ -643,6 +643,22 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
     }
     container_exists(ctx).await?;
     let conditions = Conditions::from(ctx)?;
+    delete_blob(ctx, &ctx.container, &ctx.blob, &conditions).await?;
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-ms-delete-type-permanent",
+        HeaderValue::from_static("true"),
+    );
+    Ok((StatusCode::ACCEPTED, h).into_response())
+}
+
+/// Deletes one blob of the request's account under `conditions`.
+pub(crate) async fn delete_blob(
+    ctx: &Ctx,
+    container: &str,
+    name: &str,
+    conditions: &Conditions,
+) -> Result<(), StorageError> {
     let check = |c: Option<&Blob>| match c {
         None => Err(Error::not_found("the blob does not exist")),
         Some(c) => conditions.check(Some((c.etag.as_str(), c.last_modified)), false),
@@ -650,16 +666,11 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
     let released = ctx
         .state
         .store
-        .blob_delete(&ctx.account.name, &ctx.container, &ctx.blob, &check)
+        .blob_delete(&ctx.account.name, container, name, &check)
         .await
         .map_err(|e| condition_error(e, false))?;
     release(ctx, released).await;
-    let mut h = HeaderMap::new();
-    h.insert(
-        "x-ms-delete-type-permanent",
-        HeaderValue::from_static("true"),
-    );
-    Ok((StatusCode::ACCEPTED, h).into_response())
+    Ok(())
 }
 
 /// List Blobs, flat or hierarchical (`delimiter`), in pages of `maxresults`.

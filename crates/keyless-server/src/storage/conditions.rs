@@ -21,7 +21,7 @@ pub(crate) fn new_etag() -> String {
     format!("\"0x{n:016X}\"")
 }
 
-/// The four conditional headers of a request.
+/// The four conditional headers of a request (none by default).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Conditions {
     if_match: Option<String>,

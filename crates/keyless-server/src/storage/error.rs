@@ -64,7 +64,10 @@ impl StorageError {
         )
     }
 
-    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub(crate) fn code(&self) -> &'static str {
         self.code
     }

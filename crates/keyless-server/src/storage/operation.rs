@@ -43,6 +43,8 @@ pub(crate) enum Operation {
     SetBlobProperties,
     /// `DELETE /{account}/{container}/{blob}`
     DeleteBlob,
+    /// `POST /{account}/{container}?restype=container&comp=batch` (deletes only)
+    BlobBatch,
 }
 
 /// Where a request points.
@@ -86,6 +88,7 @@ impl Operation {
                 Self::SetContainerMetadata
             }
             (Target::Container, "GET", Some("container"), Some("list")) => Self::ListBlobs,
+            (Target::Container, "POST", Some("container"), Some("batch")) => Self::BlobBatch,
             (Target::Blob, "PUT", None, None) if !copy_source => Self::PutBlob,
             (Target::Blob, "PUT", None, Some("block")) if !copy_source => Self::PutBlock,
             (Target::Blob, "PUT", None, Some("blocklist")) => Self::PutBlockList,

@@ -212,7 +212,7 @@ impl Sas {
                 ('o', "r")
             }
             Op::SetBlobMetadata | Op::SetBlobProperties => ('o', "w"),
-            Op::DeleteBlob => ('o', "d"),
+            Op::DeleteBlob | Op::BlobBatch => ('o', "d"),
         };
         match &self.scope {
             Scope::Account {

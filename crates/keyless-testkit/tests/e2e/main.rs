@@ -12,5 +12,6 @@ mod directory;
 mod lifecycle;
 mod rbac;
 mod refusals;
+mod storage;
 mod support;
 mod tokens;

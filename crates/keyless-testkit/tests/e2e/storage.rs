@@ -1,0 +1,153 @@
+//! The Blob API through an independent client: Rust's `object_store`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::TryStreamExt;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use reqwest::Method;
+use serde_json::json;
+
+use keyless_auth::shared_key::{SignedRequest, sign, string_to_sign};
+use keyless_testkit::TestServer;
+
+async fn account(server: &TestServer) -> (String, String) {
+    let admin = server.admin_token().await.unwrap();
+    let path = format!(
+        "/subscriptions/{}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/objects?api-version=2023-05-01",
+        server.admin.subscription
+    );
+    let (status, body) = server
+        .mgmt(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({ "location": "local" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let keys_path = path.replace("?api-version", "/listKeys?api-version");
+    let (_, keys) = server
+        .mgmt(Method::POST, &keys_path, Some(&admin), Some(json!({})))
+        .await
+        .unwrap();
+    (
+        "objects".to_owned(),
+        keys["keys"][0]["value"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Creates a container with a SharedKey request (object_store does not create containers).
+async fn create_container(server: &TestServer, account: &str, key: &str, name: &str) {
+    let path = format!("/{account}/{name}");
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let headers = vec![
+        ("x-ms-date".to_owned(), date.clone()),
+        ("x-ms-version".to_owned(), "2026-10-06".to_owned()),
+    ];
+    let query = vec![("restype".to_owned(), "container".to_owned())];
+    let text = string_to_sign(&SignedRequest {
+        method: "PUT",
+        account,
+        path: &path,
+        query: &query,
+        headers: &headers,
+    });
+    let sig = sign(&STANDARD.decode(key).unwrap(), &text);
+    let reply = server
+        .http
+        .put(format!("{}{path}?restype=container", server.info.storage))
+        .header("x-ms-date", date)
+        .header("x-ms-version", "2026-10-06")
+        .header("content-length", "0")
+        .header("authorization", format!("SharedKey {account}:{sig}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn object_store_puts_gets_lists_and_deletes() {
+    let server = TestServer::start().await.unwrap();
+    let (account, key) = account(&server).await;
+    create_container(&server, &account, &key, "datasets").await;
+    let ca = std::fs::read(server.info.ca_file.as_ref().unwrap()).unwrap();
+    let store = MicrosoftAzureBuilder::new()
+        .with_account(&account)
+        .with_access_key(&key)
+        .with_container_name("datasets")
+        .with_endpoint(format!("{}/{account}", server.info.storage))
+        .with_client_options(
+            ClientOptions::new()
+                .with_root_certificate(object_store::Certificate::from_pem(&ca).unwrap()),
+        )
+        .build()
+        .unwrap();
+
+    let small = Path::from("train/part-0.csv");
+    store
+        .put(&small, PutPayload::from_static(b"x,y\n1,2\n"))
+        .await
+        .unwrap();
+    let big: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i| (i % 251) as u8).collect();
+    let large = Path::from("train/part-1.bin");
+    let mut upload = store.put_multipart(&large).await.unwrap();
+    for chunk in big.chunks(5 * 1024 * 1024) {
+        upload
+            .put_part(PutPayload::from(chunk.to_vec()))
+            .await
+            .unwrap();
+    }
+    upload.complete().await.unwrap();
+
+    assert_eq!(
+        store
+            .get(&small)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"x,y\n1,2\n"
+    );
+    let got = store.get(&large).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.len(), big.len());
+    assert!(got.as_ref() == big.as_slice());
+    let range = store.get_range(&large, 1000..2000).await.unwrap();
+    assert_eq!(range.as_ref(), &big[1000..2000]);
+    let head = store.head(&large).await.unwrap();
+    assert_eq!(head.size, big.len() as u64);
+
+    let listed: Vec<_> = store
+        .list(Some(&Path::from("train")))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listed.iter().map(|m| m.location.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["train/part-0.csv", "train/part-1.bin"]);
+    let with_delimiter = store.list_with_delimiter(None).await.unwrap();
+    assert_eq!(with_delimiter.common_prefixes, [Path::from("train")]);
+
+    store.delete(&small).await.unwrap();
+    let err = store.get(&small).await.unwrap_err();
+    assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
+
+    // A wrong key is refused.
+    let wrong = MicrosoftAzureBuilder::new()
+        .with_account(&account)
+        .with_access_key(STANDARD.encode([7u8; 64]))
+        .with_container_name("datasets")
+        .with_endpoint(format!("{}/{account}", server.info.storage))
+        .with_client_options(
+            ClientOptions::new()
+                .with_root_certificate(object_store::Certificate::from_pem(&ca).unwrap()),
+        )
+        .build()
+        .unwrap();
+    assert!(wrong.get(&large).await.is_err());
+}
