@@ -73,6 +73,13 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// Begins a transaction that will write. `BEGIN IMMEDIATE` takes SQLite's write
+    /// lock up front, waiting (busy timeout) for other writers, instead of failing
+    /// with "database is locked" when a read transaction later tries to write.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -320,7 +320,7 @@ impl DirectoryStore for SqliteStore {
     }
 
     async fn group_add_member(&self, group: ObjectId, member: ObjectId) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         // Refuse a cycle: the group must not already be reachable from the member.
         let cycle: Option<(i64,)> = sqlx::query_as(
             "WITH RECURSIVE below(id) AS (SELECT ?1 UNION SELECT gm.member_id FROM group_members gm JOIN below ON gm.group_id = below.id)
@@ -404,7 +404,7 @@ impl DirectoryStore for SqliteStore {
         principal_id: ObjectId,
         replacement: &Credential,
     ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         sqlx::query("DELETE FROM credentials WHERE principal_id = ? AND kind = 'secret'")
             .bind(principal_id.to_string())
             .execute(&mut *tx)

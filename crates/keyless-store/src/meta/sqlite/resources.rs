@@ -229,7 +229,7 @@ impl ResourceStore for SqliteStore {
         subscription_id: &str,
         name: &str,
     ) -> Result<bool, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let scope =
             format!("/subscriptions/{subscription_id}/resourcegroups/{name}").to_ascii_lowercase();
         let below = format!("{scope}/%");
@@ -348,7 +348,7 @@ impl ResourceStore for SqliteStore {
     }
 
     async fn role_definition_delete(&self, id: &str) -> Result<bool, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         sqlx::query("DELETE FROM role_assignments WHERE role_definition_id = ?")
             .bind(id)
             .execute(&mut *tx)

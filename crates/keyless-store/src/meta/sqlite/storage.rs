@@ -217,7 +217,7 @@ impl StorageStore for SqliteStore {
     }
 
     async fn account_delete(&self, name: &str) -> Result<Option<Vec<String>>, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let files = released_in(
             &mut tx,
             "SELECT file_id FROM blobs WHERE account = ?",
@@ -304,7 +304,7 @@ impl StorageStore for SqliteStore {
         account: &str,
         name: &str,
     ) -> Result<Option<Vec<String>>, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let files = released_in(
             &mut tx,
             "SELECT file_id FROM blobs WHERE account = ? AND container = ?",
@@ -361,7 +361,7 @@ impl StorageStore for SqliteStore {
     }
 
     async fn blob_put(&self, b: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let current = current_blob(&mut tx, &b.account, &b.container, &b.name).await?;
         check(current.as_ref())?;
         let mut released: Vec<String> = current
@@ -409,7 +409,7 @@ impl StorageStore for SqliteStore {
     }
 
     async fn blob_update(&self, b: &Blob, check: Precondition<'_>) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let current = current_blob(&mut tx, &b.account, &b.container, &b.name).await?;
         check(current.as_ref())?;
         if current.is_none() {
@@ -446,7 +446,7 @@ impl StorageStore for SqliteStore {
         name: &str,
         check: Precondition<'_>,
     ) -> Result<Vec<String>, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let current = current_blob(&mut tx, account, container, name).await?;
         check(current.as_ref())?;
         let Some(current) = current else {
@@ -475,7 +475,7 @@ impl StorageStore for SqliteStore {
     }
 
     async fn block_put(&self, b: &Block) -> Result<Option<String>, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let old: Option<(String,)> = sqlx::query_as(
             "SELECT file_id FROM blocks WHERE account = ? AND container = ? AND blob = ? AND block_id = ?",
         )

@@ -140,7 +140,7 @@ impl TokenStore for SqliteStore {
     }
 
     async fn device_code_poll(&self, digest: &str) -> Result<Option<DeviceCode>, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.write_tx().await.map_err(db_error)?;
         let code = sqlx::query("SELECT * FROM device_codes WHERE digest = ?")
             .bind(digest)
             .fetch_optional(&mut *tx)

@@ -1,0 +1,18 @@
+-- wrk: PUT 4 KiB blobs under unique names with a SAS; each acknowledged PUT is durable.
+local base = os.getenv("BENCH_BASE")
+local sas = os.getenv("BENCH_SAS")
+local body = string.rep("k", 4096)
+local counter = 0
+local tag = 0
+setup = function(thread)
+  tag = tag + 1
+  thread:set("tag", tag)
+end
+request = function()
+  counter = counter + 1
+  return wrk.format("PUT", base .. "/put-" .. tag .. "-" .. counter .. "?" .. sas,
+    { ["x-ms-blob-type"] = "BlockBlob", ["x-ms-version"] = "2025-01-05", ["Content-Type"] = "application/octet-stream" }, body)
+end
+local failures = 0
+response = function(status) if status ~= 201 then failures = failures + 1 end end
+done = function(summary) io.write(string.format("non-201 replies: %d\n", failures + summary.errors.status)) end

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The Blob data plane side by side, in one run, over TLS on loopback: keyless,
+# Azurite (from npm; in memory and on disk) and nginx serving the same bytes (the
+# ceiling). 4 KiB GET and PUT at 16 connections (wrk, p50/p99), and a 256 MiB upload
+# and download (curl). Every load is bounded in time.
+#   bench/storage.sh [seconds]     (needs wrk, nginx, curl: apt-get install wrk nginx curl)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+for tool in wrk nginx curl node npm; do command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }; done
+root=$PWD
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release --locked -p keyless >/dev/null
+bin=$root/target/release/keyless
+venv=$root/.venv
+[ -x "$venv/bin/python" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q -r tests/clients/requirements.txt; }
+if [ ! -x bench/.cache/node_modules/.bin/azurite-blob ]; then
+  mkdir -p bench/.cache && npm install --silent --no-audit --no-fund --prefix bench/.cache azurite@3 >/dev/null
+fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 200); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+# keyless
+ports=(); for _ in 1 2 3 4 5; do ports+=("$(free_port)"); done
+"$bin" serve --data-dir "$work/keyless" --storage-port "${ports[0]}" --login-port "${ports[1]}" --management-port "${ports[2]}" \
+  --vault-port "${ports[3]}" --identity-port "${ports[4]}" >"$work/keyless.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:${ports[4]}/healthz"
+export KEYLESS_CONFIG_DIR=$work/cli
+ca=$work/keyless/tls/ca.pem
+admin_password=$(python3 -c "import json;print(json.load(open('$work/keyless/admin.json'))['password'])")
+"$bin" login --data-dir "$work/keyless" -u admin@keyless.local -p "$admin_password" >/dev/null
+"$bin" storage account create -n bench -g default >/dev/null
+key=$("$bin" storage account keys list -n bench -g default | python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["value"])')
+targets=("keyless|https://127.0.0.1:${ports[0]}/bench|bench|$key")
+
+# Azurite, TLS, with keyless's certificate; telemetry off (no traffic leaves the machine).
+azkey="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+for mode in memory disk; do
+  port=$(free_port)
+  extra=(--inMemoryPersistence); [ "$mode" = disk ] && extra=(--location "$work/azurite-disk")
+  bench/.cache/node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --cert "$work/keyless/tls/server.pem" \
+    --key "$work/keyless/tls/server.key" --disableTelemetry --skipApiVersionCheck --loose --silent "${extra[@]}" >"$work/azurite-$mode.log" 2>&1 &
+  pids+=($!)
+  wait_for "https://127.0.0.1:$port/devstoreaccount1?comp=list"
+  targets+=("azurite-$mode|https://127.0.0.1:$port/devstoreaccount1|devstoreaccount1|$azkey")
+done
+
+# nginx over TLS serving the same 4 KiB and 256 MiB files.
+mkdir -p "$work/www/bench"
+head -c 4096 /dev/urandom >"$work/www/small"
+for i in $(seq 0 999); do ln -s "$work/www/small" "$work/www/bench/small-$i"; done
+head -c $((256 * 1024 * 1024)) /dev/urandom >"$work/big.bin"
+ln -s "$work/big.bin" "$work/www/bench/big"
+nginx_port=$(free_port)
+cat >"$work/nginx.conf" <<NGINX
+user root;
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  server {
+    listen 127.0.0.1:$nginx_port ssl;
+    ssl_certificate $work/keyless/tls/server.pem;
+    ssl_certificate_key $work/keyless/tls/server.key;
+    root $work/www;
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+wait_for "https://127.0.0.1:$nginx_port/bench/small-0"
+
+results=$work/results.txt
+: >"$results"
+measure() { # name get_rps get_p50 get_p99 put_rps put_p50 put_p99 up_MBps down_MBps
+  printf '%-16s %9s %8s %8s %9s %8s %8s %9s %9s\n' "$@" | tee -a "$results"
+}
+wrk_run() { # script url -> "rps p50 p99"
+  local out; out=$(wrk -t2 -c16 -d"${seconds}s" --latency -s "$1" "$2")
+  echo "$out" >&2
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
+  p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
+  echo "$rps $p50 $p99"
+}
+mbps() { python3 -c "print(f'{256/$1:.0f}')"; }
+
+printf '%-16s %9s %8s %8s %9s %8s %8s %9s %9s\n' target "GET/s" p50 p99 "PUT/s" p50 p99 "up MB/s" "down MB/s" | tee "$results"
+for t in "${targets[@]}"; do
+  IFS='|' read -r name url account k <<<"$t"
+  read -r base sas < <("$venv/bin/python" bench/storage.py "$url" "$account" "$k" "$ca")
+  origin=${url%/*}
+  export BENCH_BASE=$base BENCH_SAS=$sas BENCH_COUNT=1000
+  read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "$origin")
+  read -r prps pp50 pp99 < <(wrk_run bench/blob_put.lua "$origin")
+  up=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" -X PUT -H "x-ms-blob-type: BlockBlob" \
+        -H "x-ms-version: 2025-01-05" -T "$work/big.bin" "$origin$base/big?$sas"; } 2>&1 | tail -1)
+  down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "$origin$base/big?$sas"; } 2>&1 | tail -1)
+  measure "$name" "$grps" "$gp50" "$gp99" "$prps" "$pp50" "$pp99" "$(mbps "$up")" "$(mbps "$down")"
+done
+export BENCH_BASE=/bench BENCH_SAS=x=1 BENCH_COUNT=1000
+read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port")
+down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
+measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$down")"
+
+echo
+python3 - "$results" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]).read().splitlines()[1:]:
+    f = line.split()
+    rows[f[0]] = f
+k = rows.get("keyless")
+def ratio(a, b):
+    try:
+        return f"{float(a) / float(b):.1f}x"
+    except (ValueError, ZeroDivisionError):
+        return "-"
+for other in ("azurite-memory", "azurite-disk"):
+    o = rows.get(other)
+    if k and o:
+        print(f"keyless / {other}: GET {ratio(k[1], o[1])}, PUT {ratio(k[4], o[4])}, upload {ratio(k[7], o[7])}, download {ratio(k[8], o[8])}")
+n = rows.get("nginx")
+if k and n:
+    print(f"keyless / nginx: GET {ratio(k[1], n[1])}, download {ratio(k[8], n[8])}")
+PY
