@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     pub(crate) blobs: Arc<dyn BlobBackend>,
     /// Unsealed storage account keys, by account name.
     account_keys: Cache<String, Arc<[Vec<u8>; 2]>>,
+    /// Storage accounts by name, briefly: every data request needs its account.
+    accounts: Cache<String, Arc<StorageAccount>>,
     pub(crate) verifier: TokenVerifier,
     pub(crate) master: MasterKey,
     pub(crate) clock: Arc<dyn Clock>,
@@ -65,6 +67,10 @@ impl AppState {
             store,
             blobs,
             account_keys: Cache::builder().max_capacity(10_000).build(),
+            accounts: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(2))
+                .build(),
             verifier,
             master,
             clock,
@@ -98,9 +104,24 @@ impl AppState {
         Ok(keys)
     }
 
-    /// Forgets the cached keys of an account (after regeneration or deletion).
+    /// Forgets the cached keys and record of an account (after a change). Other
+    /// servers sharing the store see a change within the record's two-second life.
     pub(crate) fn forget_account_keys(&self, account: &str) {
         self.account_keys.invalidate(account);
+        self.accounts.invalidate(account);
+    }
+
+    /// A storage account by name, from a short-lived cache.
+    pub(crate) async fn account(&self, name: &str) -> Result<Option<Arc<StorageAccount>>, Error> {
+        if let Some(a) = self.accounts.get(name) {
+            return Ok(Some(a));
+        }
+        let Some(a) = self.store.account(name).await? else {
+            return Ok(None);
+        };
+        let a = Arc::new(a);
+        self.accounts.insert(name.to_owned(), Arc::clone(&a));
+        Ok(Some(a))
     }
 
     /// The current RBAC index.

@@ -43,7 +43,7 @@ pub(crate) fn router(state: SharedState) -> Router {
 #[derive(Debug)]
 pub(crate) struct Ctx {
     pub(crate) state: SharedState,
-    pub(crate) account: StorageAccount,
+    pub(crate) account: std::sync::Arc<StorageAccount>,
     pub(crate) container: String,
     pub(crate) blob: String,
     pub(crate) op: Operation,
@@ -179,7 +179,7 @@ async fn prepare(
             "the request must name an account: `/<account>/…`",
         ));
     }
-    let account = state.store.account(&account_name).await?.ok_or_else(|| {
+    let account = state.account(&account_name).await?.ok_or_else(|| {
         StorageError::new(
             axum::http::StatusCode::NOT_FOUND,
             "ResourceNotFound",

@@ -121,7 +121,8 @@ impl LocalFiles {
 #[async_trait]
 impl BlobBackend for LocalFiles {
     async fn write(&self, mut body: ByteStream, limit: u64) -> Result<Written, Error> {
-        let (id, tmp, mut file) = self.stage().await?;
+        let (id, tmp, file) = self.stage().await?;
+        let mut file = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
         let mut md5 = Md5::new();
         let mut size: u64 = 0;
         let result: Result<(), Error> = async {
@@ -148,7 +149,8 @@ impl BlobBackend for LocalFiles {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
-        self.publish(&id, &tmp, file).await?;
+        file.flush().await.map_err(|e| io_error(&tmp, e))?;
+        self.publish(&id, &tmp, file.into_inner()).await?;
         Ok(Written {
             file_id: id,
             size,

@@ -195,6 +195,7 @@ async fn put(
             }
             merge_body(&mut current.body, &body);
             state.store.account_update(&current).await?;
+            state.forget_account_keys(&name);
             return Ok((StatusCode::OK, account_json(&state, &current)));
         }
         let mut stored = json!({});
@@ -260,6 +261,7 @@ async fn patch(
         }
         merge_body(&mut current.body, &body);
         state.store.account_update(&current).await?;
+        state.forget_account_keys(&name);
         Ok((StatusCode::OK, account_json(&state, &current)))
     })
     .await

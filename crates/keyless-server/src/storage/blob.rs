@@ -456,13 +456,21 @@ pub(crate) async fn block_list(ctx: &Ctx) -> Result<Response, StorageError> {
     Ok((StatusCode::OK, h, xml).into_response())
 }
 
+/// The blob of the request; a blob implies its container, which is looked up only
+/// to tell a missing container from a missing blob.
 async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
-    container_exists(ctx).await?;
-    ctx.state
+    match ctx
+        .state
         .store
         .blob(&ctx.account.name, &ctx.container, &ctx.blob)
         .await?
-        .ok_or_else(StorageError::blob_not_found)
+    {
+        Some(b) => Ok(b),
+        None => {
+            container_exists(ctx).await?;
+            Err(StorageError::blob_not_found())
+        }
+    }
 }
 
 fn blob_headers(b: &Blob) -> HeaderMap {
