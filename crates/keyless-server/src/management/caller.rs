@@ -167,3 +167,18 @@ pub(crate) async fn subscription_of_caller(
     }
     Ok(())
 }
+
+/// Authenticates the caller, checks the subscription is of its tenant, and
+/// requires `action` at `scope`: the common opening of ARM handlers.
+pub(crate) async fn authorized(
+    state: &SharedState,
+    headers: &HeaderMap,
+    subscription_id: &str,
+    action: &str,
+    scope: &ResourceId,
+) -> Result<Caller, MgmtError> {
+    let caller = authenticate(state, headers).await?;
+    subscription_of_caller(state, &caller, subscription_id).await?;
+    authorize(state, &caller, action, scope).await?;
+    Ok(caller)
+}

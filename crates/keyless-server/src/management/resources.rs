@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use keyless_core::{ClientId, ObjectId, Principal, PrincipalKind, ResourceId};
 use keyless_store::{Resource, ResourceGroup};
 
-use super::caller::{authenticate, authorize, subscription_of_caller};
+use super::caller::{authenticate, authorize, authorized, subscription_of_caller};
 use super::error::MgmtError;
 use super::{Body, respond};
 use crate::state::SharedState;
@@ -184,12 +184,11 @@ async fn show_group(
 ) -> Response {
     respond(async {
         v.require()?;
-        let caller = authenticate(&state, &headers).await?;
-        subscription_of_caller(&state, &caller, &sub).await?;
         let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
-        authorize(
+        authorized(
             &state,
-            &caller,
+            &headers,
+            &sub,
             "Microsoft.Resources/subscriptions/resourceGroups/read",
             &scope,
         )
@@ -326,10 +325,8 @@ async fn identity_scope(
     name: &str,
     action: &str,
 ) -> Result<super::caller::Caller, MgmtError> {
-    let caller = authenticate(state, headers).await?;
-    subscription_of_caller(state, &caller, sub).await?;
     let scope = ResourceId::parse(&identity_id(sub, rg, name))?;
-    authorize(state, &caller, action, &scope).await?;
+    let caller = authorized(state, headers, sub, action, &scope).await?;
     if state.store.resource_group(sub, rg).await?.is_none() {
         return Err(group_not_found(rg));
     }
@@ -389,12 +386,11 @@ async fn list_identities(
 ) -> Response {
     respond(async {
         v.require()?;
-        let caller = authenticate(&state, &headers).await?;
-        subscription_of_caller(&state, &caller, &sub).await?;
         let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
-        authorize(
+        authorized(
             &state,
-            &caller,
+            &headers,
+            &sub,
             "Microsoft.ManagedIdentity/userAssignedIdentities/read",
             &scope,
         )

@@ -14,7 +14,7 @@ use keyless_auth::secret;
 use keyless_core::{ErrorKind, ResourceId};
 use keyless_store::StorageAccount;
 
-use super::caller::{Caller, authenticate, authorize, subscription_of_caller};
+use super::caller::{Caller, authenticate, authorize, authorized, subscription_of_caller};
 use super::error::MgmtError;
 use super::resources::ApiVersion;
 use super::{Body, respond};
@@ -93,11 +93,10 @@ async fn scope(
     name: &str,
     action: &str,
 ) -> Result<Caller, MgmtError> {
-    let caller = authenticate(state, headers).await?;
-    subscription_of_caller(state, &caller, sub).await?;
-    authorize(
+    let caller = authorized(
         state,
-        &caller,
+        headers,
+        sub,
         action,
         &ResourceId::parse(&account_id(sub, rg, name))?,
     )
@@ -327,12 +326,11 @@ async fn list_group(
 ) -> Response {
     respond(async {
         v.require()?;
-        let caller = authenticate(&state, &headers).await?;
-        subscription_of_caller(&state, &caller, &sub).await?;
         let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
-        authorize(
+        authorized(
             &state,
-            &caller,
+            &headers,
+            &sub,
             "Microsoft.Storage/storageAccounts/read",
             &scope,
         )
