@@ -338,3 +338,31 @@ def test_kill_9_during_a_large_upload_keeps_the_three_promises(tmp_path, monkeyp
         assert len(files) == len(names), files
     finally:
         server.stop()
+
+
+def test_copy_blob_within_the_account_and_from_another_with_a_sas(server, service, account):
+    import datetime
+
+    from azure.storage.blob import generate_blob_sas
+
+    container = service.create_container("copies")
+    container.upload_blob("original.csv", b"id,v\n1,2\n", metadata={"origin": "lab"})
+    source = container.get_blob_client("original.csv")
+    copy = container.get_blob_client("copy.csv")
+    result = copy.start_copy_from_url(source.url)
+    assert result["copy_status"] == "success"
+    assert copy.download_blob().readall() == b"id,v\n1,2\n"
+    assert copy.get_blob_properties().metadata == {"origin": "lab"}
+
+    server.cli("storage", "account", "create", "-n", "copysrc", "-g", "default")
+    other_key = server.cli("storage", "account", "keys", "list", "-n", "copysrc", "-g", "default")[0]["value"]
+    other = BlobServiceClient(f"{server.info['storage']}/copysrc", credential={"account_name": "copysrc", "account_key": other_key})
+    other.create_container("shared").upload_blob("data.bin", b"\x00\x01\x02")
+    foreign = other.get_blob_client("shared", "data.bin")
+    with pytest.raises(HttpResponseError) as refused:
+        container.get_blob_client("foreign.bin").start_copy_from_url(foreign.url)
+    assert refused.value.error_code == "CannotVerifyCopySource"
+    sas = generate_blob_sas("copysrc", "shared", "data.bin", account_key=other_key, permission="r",
+                            expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=10))
+    container.get_blob_client("foreign.bin").start_copy_from_url(f"{foreign.url}?{sas}")
+    assert container.download_blob("foreign.bin").readall() == b"\x00\x01\x02"

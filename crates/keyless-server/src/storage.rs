@@ -10,6 +10,7 @@ mod batch;
 mod blob;
 mod conditions;
 mod container;
+mod copy;
 mod error;
 mod operation;
 mod sas;
@@ -51,6 +52,10 @@ pub(crate) struct Ctx {
     pub(crate) headers: HeaderMap,
     /// Response headers a SAS overrides (`rsct` and friends).
     pub(crate) overrides: Vec<(&'static str, String)>,
+    /// How the request authenticated.
+    pub(crate) auth: auth::Auth,
+    /// The client's address.
+    pub(crate) client: Option<std::net::IpAddr>,
 }
 
 impl Ctx {
@@ -226,6 +231,8 @@ async fn prepare(
         query,
         headers: parts.headers,
         overrides,
+        auth,
+        client,
     };
     Ok((ctx, body, kind))
 }
@@ -252,6 +259,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::SetBlobProperties => blob::set_properties(&ctx).await,
         Op::DeleteBlob => blob::delete(&ctx).await,
         Op::BlobBatch => batch::run(&ctx, body).await,
+        Op::CopyBlob => copy::run(&ctx).await,
     }
 }
 
@@ -278,6 +286,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::SetBlobProperties => "SetBlobProperties",
         Op::DeleteBlob => "DeleteBlob",
         Op::BlobBatch => "BlobBatch",
+        Op::CopyBlob => "CopyBlob",
     }
 }
 

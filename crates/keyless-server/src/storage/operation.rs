@@ -45,6 +45,8 @@ pub(crate) enum Operation {
     DeleteBlob,
     /// `POST /{account}/{container}?restype=container&comp=batch` (deletes only)
     BlobBatch,
+    /// `PUT /{account}/{container}/{blob}` with `x-ms-copy-source` (same server)
+    CopyBlob,
 }
 
 /// Where a request points.
@@ -90,6 +92,7 @@ impl Operation {
             (Target::Container, "GET", Some("container"), Some("list")) => Self::ListBlobs,
             (Target::Container, "POST", Some("container"), Some("batch")) => Self::BlobBatch,
             (Target::Blob, "PUT", None, None) if !copy_source => Self::PutBlob,
+            (Target::Blob, "PUT", None, None) => Self::CopyBlob,
             (Target::Blob, "PUT", None, Some("block")) if !copy_source => Self::PutBlock,
             (Target::Blob, "PUT", None, Some("blocklist")) => Self::PutBlockList,
             (Target::Blob, "GET", None, Some("blocklist")) => Self::GetBlockList,
@@ -222,7 +225,12 @@ mod tests {
         let err = Operation::parse(&Method::PUT, &q(&[("comp", "lease")]), Target::Blob, false)
             .unwrap_err();
         assert_eq!(err.code(), "UnsupportedOperation");
-        let err = Operation::parse(&Method::PUT, &q(&[]), Target::Blob, true).unwrap_err();
+        let err = Operation::parse(&Method::PUT, &q(&[("comp", "block")]), Target::Blob, true)
+            .unwrap_err();
         assert_eq!(err.code(), "UnsupportedOperation");
+        assert_eq!(
+            Operation::parse(&Method::PUT, &q(&[]), Target::Blob, true).unwrap(),
+            Operation::CopyBlob
+        );
     }
 }

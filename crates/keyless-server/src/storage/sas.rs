@@ -207,7 +207,7 @@ impl Sas {
             Op::GetContainerProperties => ('c', "r"),
             Op::SetContainerMetadata => ('c', "w"),
             Op::ListBlobs => ('c', "l"),
-            Op::PutBlob | Op::PutBlock | Op::PutBlockList => ('o', "cw"),
+            Op::PutBlob | Op::PutBlock | Op::PutBlockList | Op::CopyBlob => ('o', "cw"),
             Op::GetBlockList | Op::GetBlob | Op::GetBlobProperties | Op::GetBlobMetadata => {
                 ('o', "r")
             }

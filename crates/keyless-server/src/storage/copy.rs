@@ -1,0 +1,155 @@
+//! Copy Blob from a URL on this server: synchronous, whole-blob.
+//!
+//! The source is readable when it lies in the request's own account and the
+//! request is signed with the account key, or when its URL carries a SAS that
+//! grants read on it.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+
+use keyless_store::Blob;
+
+use super::Ctx;
+use super::auth::Auth;
+use super::conditions::{Conditions, condition_error, new_etag};
+use super::error::StorageError;
+use super::operation::Operation;
+use super::sas::verify_sas;
+use super::xml::http_date;
+
+pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
+    let source = ctx
+        .header("x-ms-copy-source")
+        .unwrap_or_default()
+        .to_owned();
+    let cannot = |why: &str| {
+        StorageError::new(
+            StatusCode::FORBIDDEN,
+            "CannotVerifyCopySource",
+            format!("Cannot verify the copy source: {why}"),
+        )
+    };
+    let storage = ctx.state.urls.storage.trim_end_matches('/');
+    let rest = source.strip_prefix(storage).ok_or_else(|| {
+        StorageError::bad(
+            "CannotVerifyCopySource",
+            format!("keyless copies only from URLs on this server ({storage}/…)"),
+        )
+    })?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut parts = path.trim_start_matches('/').splitn(3, '/');
+    let (Some(account), Some(container), Some(blob)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(StorageError::bad(
+            "InvalidHeaderValue",
+            "x-ms-copy-source must name a blob",
+        ));
+    };
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let (container, blob) = (decode(container), decode(blob));
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let same_account = account == ctx.account.name;
+    let readable = match (&ctx.auth, same_account) {
+        (Auth::SharedKey, true) => true,
+        _ if query.iter().any(|(k, _)| k == "sig") => {
+            let source_account = ctx
+                .state
+                .account(account)
+                .await?
+                .ok_or_else(|| cannot("the source account does not exist"))?;
+            let keys = ctx.state.account_keys(&source_account)?;
+            let sas = verify_sas(
+                account,
+                (&container, &blob),
+                &keys,
+                &query,
+                ctx.state.now(),
+                ctx.client,
+            )
+            .map_err(|_| cannot("the source SAS is not valid"))?;
+            sas.authorize(Operation::GetBlob, &container, &blob)
+                .map_err(|_| cannot("the source SAS does not grant read"))?;
+            true
+        }
+        _ => false,
+    };
+    if !readable {
+        return Err(cannot(
+            "sign the source URL with a SAS that grants read, or copy within the account with its key",
+        ));
+    }
+    let src = ctx
+        .state
+        .store
+        .blob(account, &container, &blob)
+        .await?
+        .ok_or_else(|| {
+            StorageError::new(
+                StatusCode::NOT_FOUND,
+                "CannotVerifyCopySource",
+                "The specified blob does not exist.",
+            )
+        })?;
+    if ctx
+        .state
+        .store
+        .container(&ctx.account.name, &ctx.container)
+        .await?
+        .is_none()
+    {
+        return Err(StorageError::container_not_found());
+    }
+    let written = ctx
+        .state
+        .blobs
+        .compose(&[(src.file_id.clone(), 0, src.size)])
+        .await?;
+    let metadata = ctx.metadata()?;
+    let now = ctx.state.now();
+    let copy = Blob {
+        account: ctx.account.name.clone(),
+        container: ctx.container.clone(),
+        name: ctx.blob.clone(),
+        etag: new_etag(),
+        created_at: now,
+        last_modified: now,
+        size: written.size,
+        file_id: written.file_id.clone(),
+        properties: src.properties.clone(),
+        metadata: if metadata.is_empty() {
+            src.metadata.clone()
+        } else {
+            metadata
+        },
+        committed_blocks: src.committed_blocks.clone(),
+    };
+    let conditions = Conditions::from(ctx)?;
+    let check =
+        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    match ctx.state.store.blob_put(&copy, &check).await {
+        Ok(released) => ctx.state.blobs.remove(&released).await,
+        Err(e) => {
+            ctx.state.blobs.remove(&[written.file_id]).await;
+            return Err(condition_error(e, true));
+        }
+    }
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        (header::ETAG.as_str(), copy.etag.clone()),
+        (
+            header::LAST_MODIFIED.as_str(),
+            http_date(copy.last_modified),
+        ),
+        ("x-ms-copy-id", uuid::Uuid::new_v4().to_string()),
+        ("x-ms-copy-status", "success".to_owned()),
+    ] {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    Ok((StatusCode::ACCEPTED, h).into_response())
+}
