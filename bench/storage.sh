@@ -113,6 +113,14 @@ down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "https://127.0
 measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$down")"
 
 echo
+echo "== 10,000 PUTs (first and last thousand), listing them, 1,000 random 64 KiB range reads (Python SDK, 16 threads)"
+printf '%-16s %12s %12s %10s %12s\n' target "first 1k/s" "last 1k/s" "list 10k" "ranges/s" | tee "$work/scale.txt"
+for t in "${targets[@]}"; do
+  IFS='|' read -r name url account k <<<"$t"
+  read -r first last listing ranges < <("$venv/bin/python" bench/storage_scale.py "$url" "$account" "$k" "$ca")
+  printf '%-16s %12s %12s %9ss %12s\n' "$name" "$first" "$last" "$listing" "$ranges" | tee -a "$work/scale.txt"
+done
+echo
 python3 - "$results" <<'PY'
 import sys
 rows = {}
