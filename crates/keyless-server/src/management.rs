@@ -3,6 +3,7 @@
 //! server's administration.
 
 mod admin;
+mod applications;
 mod authorization;
 pub(crate) mod caller;
 pub(crate) mod directory;
@@ -27,6 +28,7 @@ use crate::state::SharedState;
 pub(crate) fn router(state: SharedState) -> Router {
     Router::new()
         .merge(directory::router())
+        .merge(applications::router())
         .merge(resources::router())
         .merge(storage_accounts::router())
         .merge(admin::router())
