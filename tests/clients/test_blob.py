@@ -280,7 +280,7 @@ def test_kill_9_during_a_large_upload_keeps_the_three_promises(tmp_path, monkeyp
         container.upload_blob("overwritten", b"old version")
 
         account = {"name": "crashy", "key": key, "url": f"{server.info['storage']}/crashy"}
-        sent = threading.Event()
+        started = {"partial": threading.Event(), "overwritten": threading.Event()}
         errors = []
 
         class Body:
@@ -288,7 +288,8 @@ def test_kill_9_during_a_large_upload_keeps_the_three_promises(tmp_path, monkeyp
 
             size = 400 * 1024 * 1024
 
-            def __init__(self):
+            def __init__(self, sent):
+                self.sent_event = sent
                 self.sent = 0
                 self.chunk = os.urandom(64 * 1024)
 
@@ -299,13 +300,13 @@ def test_kill_9_during_a_large_upload_keeps_the_three_promises(tmp_path, monkeyp
                 if self.sent >= self.size:
                     return b""
                 if self.sent >= 20 * 1024 * 1024:
-                    sent.set()
+                    self.sent_event.set()
                 self.sent += len(self.chunk)
                 return self.chunk
 
         def upload(name):
             try:
-                reply = signed(account, "PUT", f"/crash/{name}", {}, Body(),
+                reply = signed(account, "PUT", f"/crash/{name}", {}, Body(started[name]),
                                headers={"x-ms-blob-type": "BlockBlob", "Content-Length": str(Body.size)})
                 errors.append(reply.status_code)
             except Exception as e:
@@ -314,7 +315,8 @@ def test_kill_9_during_a_large_upload_keeps_the_three_promises(tmp_path, monkeyp
         threads = [threading.Thread(target=upload, args=(n,), daemon=True) for n in ("partial", "overwritten")]
         for t in threads:
             t.start()
-        assert sent.wait(60), errors
+        for event in started.values():
+            assert event.wait(60), errors
         time.sleep(0.2)
         server.stop(kill=True)
         for t in threads:
