@@ -59,6 +59,9 @@ pub struct LocalFiles {
 
 const CHUNK: usize = 256 * 1024;
 
+/// Reads up to this size are served from one buffer.
+const SMALL_READ: u64 = 256 * 1024;
+
 impl LocalFiles {
     /// Files under `root`, created if needed.
     ///
@@ -193,6 +196,23 @@ impl BlobBackend for LocalFiles {
 
     async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error> {
         let path = self.path(file_id)?;
+        if len <= SMALL_READ {
+            // One blocking hop for open, seek and read instead of one each.
+            let bytes = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Seek};
+                let mut file = std::fs::File::open(&path).map_err(|e| io_error(&path, e))?;
+                file.seek(io::SeekFrom::Start(offset))
+                    .map_err(|e| io_error(&path, e))?;
+                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+                file.read_exact(&mut buf).map_err(|e| io_error(&path, e))?;
+                Ok::<_, Error>(Bytes::from(buf))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("read task failed: {e}")))??;
+            return Ok(Box::pin(futures_util::stream::once(
+                async move { Ok(bytes) },
+            )));
+        }
         let mut file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| io_error(&path, e))?;
