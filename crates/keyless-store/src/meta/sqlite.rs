@@ -4,8 +4,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use keyless_core::{Error, ErrorKind};
 
@@ -33,7 +33,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::connect(options, 8).await
+        Self::connect(options, 8, true).await
     }
 
     /// A private in-memory database, for tests.
@@ -44,10 +44,29 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(|e| Error::new(ErrorKind::Unavailable, format!("sqlite: {e}")))?
             .foreign_keys(true);
-        Self::connect(options, 1).await
+        Self::connect(options, 1, false).await
     }
 
-    async fn connect(options: SqliteConnectOptions, max: u32) -> Result<Self, Error> {
+    async fn connect(options: SqliteConnectOptions, max: u32, file: bool) -> Result<Self, Error> {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot {what} the metadata database: {e}"),
+            )
+        };
+        // One connection first: it switches the file to WAL and migrates it alone.
+        // Several connections opening a new file at once race for the journal-mode
+        // change, and SQLite answers the loser "database is locked" without waiting.
+        if file {
+            let mut first = SqliteConnection::connect_with(&options)
+                .await
+                .map_err(|e| unavailable("open", &e))?;
+            sqlx::migrate!("migrations/sqlite")
+                .run(&mut first)
+                .await
+                .map_err(|e| unavailable("migrate", &e))?;
+            first.close().await.map_err(|e| unavailable("open", &e))?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .min_connections(1)
@@ -55,21 +74,14 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("cannot open the metadata database: {e}"),
-                )
-            })?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("cannot migrate the metadata database: {e}"),
-                )
-            })?;
+            .map_err(|e| unavailable("open", &e))?;
+        if !file {
+            // A private in-memory database lives in the pool's one connection.
+            sqlx::migrate!("migrations/sqlite")
+                .run(&pool)
+                .await
+                .map_err(|e| unavailable("migrate", &e))?;
+        }
         Ok(Self { pool })
     }
 
@@ -102,4 +114,25 @@ fn db_error(err: sqlx::Error) -> Error {
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::internal(format!("metadata store holds a malformed {what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::TokenStore;
+
+    #[tokio::test]
+    async fn new_files_open_and_migrate_every_time() {
+        // Opening a new file used to race pool connections for the WAL switch.
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("meta.sqlite")).await.unwrap();
+            store.setting_set("k", "v").await.unwrap();
+            assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
+            store.close().await;
+        }
+        let memory = SqliteStore::open_in_memory().await.unwrap();
+        memory.setting_set("k", "w").await.unwrap();
+        assert_eq!(memory.setting("k").await.unwrap().as_deref(), Some("w"));
+    }
 }
