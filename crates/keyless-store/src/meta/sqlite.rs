@@ -126,7 +126,9 @@ mod tests {
         // Opening a new file used to race pool connections for the WAL switch.
         for _ in 0..10 {
             let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStore::open(&dir.path().join("meta.sqlite")).await.unwrap();
+            let store = SqliteStore::open(&dir.path().join("meta.sqlite"))
+                .await
+                .unwrap();
             store.setting_set("k", "v").await.unwrap();
             assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
             store.close().await;
