@@ -164,6 +164,9 @@ def test_refusals_are_the_typed_errors(service, account, client_env):
     assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "UnsupportedOperation"
     assert b"comp=lease" in reply.content
     container.get_blob_client("b").stage_block("QUFB", b"abc")
+    with pytest.raises(HttpResponseError) as uneven:
+        container.get_blob_client("b").stage_block("a-longer-block-id", b"x")
+    assert uneven.value.error_code == "InvalidBlobOrBlock"
     with pytest.raises(HttpResponseError) as bad_list:
         container.get_blob_client("b").commit_block_list(["QUFB", "QkJC"])
     assert bad_list.value.error_code == "InvalidBlockList"

@@ -193,6 +193,14 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
 
     /// Stages a block (replacing one with the same id); returns the file released.
     async fn block_put(&self, block: &Block) -> Result<Option<String>, Error>;
+    /// The length of the ids of a blob's staged blocks (all have the same length),
+    /// or `None` when it has none.
+    async fn block_id_length(
+        &self,
+        account: &str,
+        container: &str,
+        blob: &str,
+    ) -> Result<Option<usize>, Error>;
     /// The uncommitted blocks of a blob.
     async fn blocks(&self, account: &str, container: &str, blob: &str)
     -> Result<Vec<Block>, Error>;

@@ -186,16 +186,7 @@ async fn put(
             if !ours {
                 return Err(MgmtError::new(StatusCode::CONFLICT, "StorageAccountAlreadyTaken", format!("The storage account named {name} is already taken.")));
             }
-            if body.properties.is_hns_enabled.is_some_and(|h| h != current.hns) {
-                return Err(MgmtError::bad_request("HnsNotChangeable", "isHnsEnabled cannot be changed after the account is created"));
-            }
-            if let Some(allow) = body.properties.allow_shared_key_access {
-                current.allow_shared_key = allow;
-            }
-            merge_body(&mut current.body, &body);
-            state.store.account_update(&current).await?;
-            state.forget_account_keys(&name);
-            return Ok((StatusCode::OK, account_json(&state, &current)));
+            return update(&state, &mut current, &body).await;
         }
         let mut stored = json!({});
         merge_body(&mut stored, &body);
@@ -226,6 +217,32 @@ async fn put(
     .await
 }
 
+/// Applies an update (PUT on an existing account, or PATCH): the flags and the
+/// stored properties change; the hierarchical namespace cannot.
+async fn update(
+    state: &SharedState,
+    current: &mut StorageAccount,
+    body: &AccountBody,
+) -> Result<(StatusCode, Value), MgmtError> {
+    if body
+        .properties
+        .is_hns_enabled
+        .is_some_and(|h| h != current.hns)
+    {
+        return Err(MgmtError::bad_request(
+            "HnsNotChangeable",
+            "isHnsEnabled cannot be changed after the account is created",
+        ));
+    }
+    if let Some(allow) = body.properties.allow_shared_key_access {
+        current.allow_shared_key = allow;
+    }
+    merge_body(&mut current.body, body);
+    state.store.account_update(current).await?;
+    state.forget_account_keys(&current.name);
+    Ok((StatusCode::OK, account_json(state, current)))
+}
+
 async fn patch(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -245,23 +262,7 @@ async fn patch(
         )
         .await?;
         let mut current = existing(&state, &sub, &rg, &name).await?;
-        if body
-            .properties
-            .is_hns_enabled
-            .is_some_and(|h| h != current.hns)
-        {
-            return Err(MgmtError::bad_request(
-                "HnsNotChangeable",
-                "isHnsEnabled cannot be changed after the account is created",
-            ));
-        }
-        if let Some(allow) = body.properties.allow_shared_key_access {
-            current.allow_shared_key = allow;
-        }
-        merge_body(&mut current.body, &body);
-        state.store.account_update(&current).await?;
-        state.forget_account_keys(&name);
-        Ok((StatusCode::OK, account_json(&state, &current)))
+        update(&state, &mut current, &body).await
     })
     .await
 }

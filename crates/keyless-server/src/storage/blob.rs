@@ -243,6 +243,18 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
     let id = block_id(ctx)?;
     container_exists(ctx).await?;
     let sent_md5 = request_md5(ctx)?;
+    // Every block id of a blob has the same length; checked before the body is read.
+    let staged_len = ctx
+        .state
+        .store
+        .block_id_length(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    if staged_len.is_some_and(|n| n != id.len()) {
+        return Err(StorageError::bad(
+            "InvalidBlobOrBlock",
+            "The specified blob or block content is invalid: all block ids of a blob must have the same length",
+        ));
+    }
     let written = ctx
         .state
         .blobs
@@ -257,18 +269,6 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
         return Err(StorageError::bad(
             "Md5Mismatch",
             "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
-        ));
-    }
-    let others = ctx
-        .state
-        .store
-        .blocks(&ctx.account.name, &ctx.container, &ctx.blob)
-        .await?;
-    if others.iter().any(|b| b.block_id.len() != id.len()) {
-        release(ctx, vec![written.file_id]).await;
-        return Err(StorageError::bad(
-            "InvalidBlobOrBlock",
-            "The specified blob or block content is invalid: all block ids of a blob must have the same length",
         ));
     }
     let block = Block {

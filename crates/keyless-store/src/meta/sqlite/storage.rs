@@ -503,6 +503,23 @@ impl StorageStore for SqliteStore {
         Ok(old.map(|(f,)| f))
     }
 
+    async fn block_id_length(
+        &self,
+        account: &str,
+        container: &str,
+        blob: &str,
+    ) -> Result<Option<usize>, Error> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT length(block_id) FROM blocks WHERE account = ? AND container = ? AND blob = ? LIMIT 1")
+                .bind(account)
+                .bind(container)
+                .bind(blob)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(row.and_then(|(n,)| usize::try_from(n).ok()))
+    }
+
     async fn blocks(
         &self,
         account: &str,
