@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use keyless_core::{Error, TenantId};
@@ -74,6 +75,26 @@ pub struct BlobProperties {
     pub content_md5: Option<Vec<u8>>,
 }
 
+/// Where a blob's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// In a file of the [`crate::blob`] backend.
+    File(String),
+    /// In the row itself (small blobs): committed with the metadata.
+    Inline(Bytes),
+}
+
+impl Content {
+    /// The backend file, when there is one.
+    #[must_use]
+    pub fn file_id(&self) -> Option<&str> {
+        match self {
+            Self::File(id) => Some(id),
+            Self::Inline(_) => None,
+        }
+    }
+}
+
 /// A committed block blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
@@ -91,8 +112,8 @@ pub struct Blob {
     pub last_modified: i64,
     /// Length in bytes.
     pub size: u64,
-    /// The file holding the bytes.
-    pub file_id: String,
+    /// Where the bytes are.
+    pub content: Content,
     /// HTTP properties.
     pub properties: BlobProperties,
     /// User metadata.
@@ -170,7 +191,7 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
     /// A blob.
     async fn blob(&self, account: &str, container: &str, name: &str)
     -> Result<Option<Blob>, Error>;
-    /// A page of blobs, by name.
+    /// A page of blobs, by name, without their bytes (inline content comes back empty).
     async fn blobs(
         &self,
         account: &str,

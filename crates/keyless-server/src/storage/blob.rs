@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 
 use keyless_core::Error;
-use keyless_store::{Blob, BlobProperties, Block, ByteStream, Page};
+use keyless_store::{Blob, BlobProperties, Block, ByteStream, Content, Page};
 
 use super::Ctx;
 use super::conditions::{Conditions, Range, condition_error, new_etag};
@@ -23,6 +23,9 @@ const MAX_PUT_BLOB: u64 = 5000 * 1024 * 1024;
 const MAX_BLOCK: u64 = 4000 * 1024 * 1024;
 const MAX_BLOCKS: usize = 50_000;
 const MAX_BLOCK_LIST_BODY: usize = 8 * 1024 * 1024;
+/// Put Blob bodies up to this size keep their bytes in the metadata row: one
+/// commit makes them durable, with no file to write, sync and rename.
+const INLINE_MAX: usize = 64 * 1024;
 
 /// Blob names: 1–1024 characters, no control characters.
 pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
@@ -36,6 +39,39 @@ pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
             "The specified resource name contains invalid characters or is too long: a blob name has 1–1024 characters ({chars} given)"
         ),
     ))
+}
+
+/// The files a blob's content holds (none when inline), for releasing.
+pub(crate) fn files(content: &Content) -> Vec<String> {
+    content.file_id().map(str::to_owned).into_iter().collect()
+}
+
+/// Reads `len` bytes of a blob from `offset` (a range already checked against its size).
+pub(crate) async fn read(ctx: &Ctx, b: &Blob, offset: u64, len: u64) -> Result<ByteStream, Error> {
+    match &b.content {
+        Content::File(id) => ctx.state.blobs.read(id, offset, len).await,
+        Content::Inline(bytes) => {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+            let part = bytes
+                .get(start..end)
+                .map(|_| bytes.slice(start..end))
+                .ok_or_else(|| Error::internal("a range beyond an inline blob"))?;
+            Ok(Box::pin(futures_util::stream::once(
+                async move { Ok(part) },
+            )))
+        }
+    }
+}
+
+/// The body of a small Put Blob, whole, with its MD5.
+async fn small_body(body: Body) -> Result<(Content, u64, [u8; 16]), Error> {
+    let bytes = axum::body::to_bytes(body, INLINE_MAX)
+        .await
+        .map_err(|e| Error::invalid(format!("the request body could not be read: {e}")))?;
+    let md5: [u8; 16] =
+        md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&bytes)).into();
+    Ok((Content::Inline(bytes.clone()), bytes.len() as u64, md5))
 }
 
 fn stream(body: Body) -> ByteStream {
@@ -159,25 +195,29 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     let mut properties = properties_from_headers(ctx, true)?;
     let metadata = ctx.metadata()?;
     let sent_md5 = request_md5(ctx)?;
-    let written = ctx
-        .state
-        .blobs
-        .write(stream(body), MAX_PUT_BLOB)
-        .await
-        .map_err(too_large)?;
-    if sent_md5
-        .as_ref()
-        .is_some_and(|m| m.as_slice() != written.md5)
-    {
-        release(ctx, vec![written.file_id]).await;
+    let small = ctx
+        .header("content-length")
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n <= INLINE_MAX);
+    let (content, size, md5) = if small {
+        small_body(body).await?
+    } else {
+        let w = ctx
+            .state
+            .blobs
+            .write(stream(body), MAX_PUT_BLOB)
+            .await
+            .map_err(too_large)?;
+        (Content::File(w.file_id), w.size, w.md5)
+    };
+    if sent_md5.as_ref().is_some_and(|m| m.as_slice() != md5) {
+        release(ctx, files(&content)).await;
         return Err(StorageError::bad(
             "Md5Mismatch",
             "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
         ));
     }
-    properties
-        .content_md5
-        .get_or_insert_with(|| written.md5.to_vec());
+    properties.content_md5.get_or_insert_with(|| md5.to_vec());
     let now = ctx.state.now();
     let blob = Blob {
         account: ctx.account.name.clone(),
@@ -186,8 +226,8 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         etag: new_etag(),
         created_at: now,
         last_modified: now,
-        size: written.size,
-        file_id: written.file_id.clone(),
+        size,
+        content,
         properties,
         metadata,
         committed_blocks: Vec::new(),
@@ -198,15 +238,11 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     match ctx.state.store.blob_put(&blob, &check).await {
         Ok(released) => release(ctx, released).await,
         Err(e) => {
-            release(ctx, vec![written.file_id]).await;
+            release(ctx, files(&blob.content)).await;
             return Err(condition_error(e, true));
         }
     }
-    Ok((
-        StatusCode::CREATED,
-        write_headers(&blob, Some(&written.md5)),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, write_headers(&blob, Some(&md5))).into_response())
 }
 
 fn too_large(e: Error) -> StorageError {
@@ -350,7 +386,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
             committed
                 .iter()
                 .find(|(cid, _, _)| cid == id)
-                .map(|(_, off, size)| (c.file_id.clone(), *off, *size))
+                .map(|(_, off, size)| Some((c.content.file_id()?.to_owned(), *off, *size)))?
         };
         let part = match kind {
             BlockRef::Latest => from_staged().or_else(from_committed),
@@ -375,7 +411,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
         created_at: now,
         last_modified: now,
         size: written.size,
-        file_id: written.file_id.clone(),
+        content: Content::File(written.file_id.clone()),
         properties,
         metadata: ctx.metadata()?,
         committed_blocks: blocks,
@@ -559,7 +595,7 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
                     ));
                 }
                 let mut hasher = <md5::Md5 as md5::Digest>::new();
-                let mut s = ctx.state.blobs.read(&b.file_id, offset, len).await?;
+                let mut s = read(ctx, &b, offset, len).await?;
                 while let Some(chunk) = s.next().await {
                     md5::Digest::update(
                         &mut hasher,
@@ -582,7 +618,7 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
     if !body || len == 0 {
         return Ok((status, headers).into_response());
     }
-    let stream = ctx.state.blobs.read(&b.file_id, offset, len).await?;
+    let stream = read(ctx, &b, offset, len).await?;
     Ok((status, headers, Body::from_stream(stream)).into_response())
 }
 

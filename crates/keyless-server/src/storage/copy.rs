@@ -8,10 +8,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
-use keyless_store::Blob;
+use keyless_store::{Blob, Content};
 
 use super::Ctx;
 use super::auth::Auth;
+use super::blob::files;
 use super::conditions::{Conditions, condition_error, new_etag};
 use super::error::StorageError;
 use super::operation::Operation;
@@ -100,11 +101,16 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
     {
         return Err(StorageError::container_not_found());
     }
-    let written = ctx
-        .state
-        .blobs
-        .compose(&[(src.file_id.clone(), 0, src.size)])
-        .await?;
+    let content = match &src.content {
+        Content::File(id) => Content::File(
+            ctx.state
+                .blobs
+                .compose(&[(id.clone(), 0, src.size)])
+                .await?
+                .file_id,
+        ),
+        Content::Inline(bytes) => Content::Inline(bytes.clone()),
+    };
     let metadata = ctx.metadata()?;
     let now = ctx.state.now();
     let copy = Blob {
@@ -114,8 +120,8 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         etag: new_etag(),
         created_at: now,
         last_modified: now,
-        size: written.size,
-        file_id: written.file_id.clone(),
+        size: src.size,
+        content,
         properties: src.properties.clone(),
         metadata: if metadata.is_empty() {
             src.metadata.clone()
@@ -130,7 +136,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
     match ctx.state.store.blob_put(&copy, &check).await {
         Ok(released) => ctx.state.blobs.remove(&released).await,
         Err(e) => {
-            ctx.state.blobs.remove(&[written.file_id]).await;
+            ctx.state.blobs.remove(&files(&copy.content)).await;
             return Err(condition_error(e, true));
         }
     }

@@ -1,7 +1,6 @@
 //! The embedded SQLite metadata store (WAL mode, foreign keys on).
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -9,15 +8,22 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use keyless_core::{Error, ErrorKind};
 
+mod cache;
 mod directory;
 mod resources;
 mod storage;
 mod tokens;
+mod writer;
+
+use cache::RowCache;
+use writer::Writer;
 
 /// The SQLite implementation of [`crate::MetaStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: std::sync::Arc<Writer>,
+    cache: std::sync::Arc<RowCache>,
 }
 
 impl SqliteStore {
@@ -33,56 +39,40 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::connect(options, 8, true).await
+        Self::connect(options, 8).await
     }
 
-    /// A private in-memory database, for tests.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Unavailable`] when SQLite cannot start.
-    pub async fn open_in_memory() -> Result<Self, Error> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("sqlite: {e}")))?
-            .foreign_keys(true);
-        Self::connect(options, 1, false).await
-    }
-
-    async fn connect(options: SqliteConnectOptions, max: u32, file: bool) -> Result<Self, Error> {
+    async fn connect(options: SqliteConnectOptions, readers: u32) -> Result<Self, Error> {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
             Error::new(
                 ErrorKind::Unavailable,
                 format!("cannot {what} the metadata database: {e}"),
             )
         };
-        // One connection first: it switches the file to WAL and migrates it alone.
-        // Several connections opening a new file at once race for the journal-mode
-        // change, and SQLite answers the loser "database is locked" without waiting.
-        if file {
-            let mut first = SqliteConnection::connect_with(&options)
-                .await
-                .map_err(|e| unavailable("open", &e))?;
-            sqlx::migrate!("migrations/sqlite")
-                .run(&mut first)
-                .await
-                .map_err(|e| unavailable("migrate", &e))?;
-            first.close().await.map_err(|e| unavailable("open", &e))?;
-        }
+        // The writing connection first: it switches the file to WAL and migrates it
+        // alone. Several connections opening a new file at once race for the
+        // journal-mode change, and SQLite answers the loser "database is locked"
+        // without waiting.
+        let mut first = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|e| unavailable("open", &e))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&mut first)
+            .await
+            .map_err(|e| unavailable("migrate", &e))?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(max)
+            .max_connections(readers)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(|e| unavailable("open", &e))?;
-        if !file {
-            // A private in-memory database lives in the pool's one connection.
-            sqlx::migrate!("migrations/sqlite")
-                .run(&pool)
-                .await
-                .map_err(|e| unavailable("migrate", &e))?;
-        }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: std::sync::Arc::new(Writer::new(first)),
+            cache: std::sync::Arc::new(RowCache::new()),
+        })
     }
 
     /// Begins a transaction that will write. `BEGIN IMMEDIATE` takes SQLite's write
@@ -92,8 +82,9 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Commits what is pending and closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.writer.flush().await;
         self.pool.close().await;
     }
 }
@@ -117,24 +108,4 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::meta::TokenStore;
-
-    #[tokio::test]
-    async fn new_files_open_and_migrate_every_time() {
-        // Opening a new file used to race pool connections for the WAL switch.
-        for _ in 0..10 {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStore::open(&dir.path().join("meta.sqlite"))
-                .await
-                .unwrap();
-            store.setting_set("k", "v").await.unwrap();
-            assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
-            store.close().await;
-        }
-        let memory = SqliteStore::open_in_memory().await.unwrap();
-        memory.setting_set("k", "w").await.unwrap();
-        assert_eq!(memory.setting("k").await.unwrap().as_deref(), Some("w"));
-    }
-}
+mod tests;

@@ -1,14 +1,16 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, SqliteConnection};
 
 use keyless_core::{Error, TenantId};
 
 use super::{SqliteStore, corrupt, db_error};
 use crate::storage::{
-    Blob, BlobProperties, Block, Container, Page, Precondition, StorageAccount, StorageStore,
+    Blob, BlobProperties, Block, Container, Content, Page, Precondition, StorageAccount,
+    StorageStore,
 };
 
 fn json_pairs(text: &str) -> Result<Vec<(String, String)>, Error> {
@@ -68,7 +70,10 @@ fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
         created_at: row.try_get("created_at").map_err(c)?,
         last_modified: row.try_get("last_modified").map_err(c)?,
         size: u64::try_from(size).map_err(|e| corrupt("size", e))?,
-        file_id: row.try_get("file_id").map_err(c)?,
+        content: match row.try_get::<Option<Vec<u8>>, _>("content").map_err(c)? {
+            Some(bytes) => Content::Inline(Bytes::from(bytes)),
+            None => Content::File(row.try_get("file_id").map_err(c)?),
+        },
         properties: BlobProperties {
             content_type: row.try_get("content_type").map_err(c)?,
             content_encoding: row.try_get("content_encoding").map_err(c)?,
@@ -104,7 +109,7 @@ fn size_i64(size: u64) -> Result<i64, Error> {
 }
 
 async fn current_blob(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     account: &str,
     container: &str,
     name: &str,
@@ -113,7 +118,7 @@ async fn current_blob(
         .bind(account)
         .bind(container)
         .bind(name)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?
         .as_ref()
@@ -121,8 +126,8 @@ async fn current_blob(
         .transpose()
 }
 
-async fn released_in<'c>(
-    tx: &mut Transaction<'c, Sqlite>,
+async fn released_in(
+    tx: &mut SqliteConnection,
     sql_blobs: &str,
     sql_blocks: &str,
     binds: &[&str],
@@ -134,7 +139,7 @@ async fn released_in<'c>(
             q = q.bind(*b);
         }
         files.extend(
-            q.fetch_all(&mut **tx)
+            q.fetch_all(&mut *tx)
                 .await
                 .map_err(db_error)?
                 .into_iter()
@@ -217,31 +222,36 @@ impl StorageStore for SqliteStore {
     }
 
     async fn account_delete(&self, name: &str) -> Result<Option<Vec<String>>, Error> {
-        let mut tx = self.write_tx().await.map_err(db_error)?;
-        let files = released_in(
-            &mut tx,
-            "SELECT file_id FROM blobs WHERE account = ?",
-            "SELECT file_id FROM blocks WHERE account = ?",
-            &[name],
-        )
-        .await?;
-        sqlx::query("DELETE FROM blobs WHERE account = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        sqlx::query("DELETE FROM blocks WHERE account = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let done = sqlx::query("DELETE FROM storage_accounts WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok((done.rows_affected() > 0).then_some(files))
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let files = released_in(
+                &mut tx,
+                "SELECT file_id FROM blobs WHERE account = ? AND file_id != ''",
+                "SELECT file_id FROM blocks WHERE account = ?",
+                &[name],
+            )
+            .await?;
+            sqlx::query("DELETE FROM blobs WHERE account = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            sqlx::query("DELETE FROM blocks WHERE account = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            let done = sqlx::query("DELETE FROM storage_accounts WHERE name = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            Ok((done.rows_affected() > 0).then_some(files))
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_all();
+        result
     }
 
     async fn container_create(&self, c: &Container) -> Result<(), Error> {
@@ -258,7 +268,11 @@ impl StorageStore for SqliteStore {
     }
 
     async fn container(&self, account: &str, name: &str) -> Result<Option<Container>, Error> {
-        sqlx::query("SELECT * FROM containers WHERE account = ? AND name = ?")
+        if let Some(c) = self.cache.container(account, name) {
+            return Ok(Some(c));
+        }
+        let ticket = self.cache.ticket();
+        let found = sqlx::query("SELECT * FROM containers WHERE account = ? AND name = ?")
             .bind(account)
             .bind(name)
             .fetch_optional(&self.pool)
@@ -266,7 +280,11 @@ impl StorageStore for SqliteStore {
             .map_err(db_error)?
             .as_ref()
             .map(container_row)
-            .transpose()
+            .transpose()?;
+        if let Some(c) = &found {
+            self.cache.put_container(ticket, c);
+        }
+        Ok(found)
     }
 
     async fn containers(&self, account: &str, page: Page<'_>) -> Result<Vec<Container>, Error> {
@@ -292,8 +310,9 @@ impl StorageStore for SqliteStore {
             .bind(&c.name)
             .execute(&self.pool)
             .await
-            .map_err(db_error)?;
-        if done.rows_affected() == 0 {
+            .map_err(db_error);
+        self.cache.forget_container(&c.account, &c.name);
+        if done?.rows_affected() == 0 {
             return Err(Error::not_found("the container does not exist"));
         }
         Ok(())
@@ -304,22 +323,27 @@ impl StorageStore for SqliteStore {
         account: &str,
         name: &str,
     ) -> Result<Option<Vec<String>>, Error> {
-        let mut tx = self.write_tx().await.map_err(db_error)?;
-        let files = released_in(
-            &mut tx,
-            "SELECT file_id FROM blobs WHERE account = ? AND container = ?",
-            "SELECT file_id FROM blocks WHERE account = ? AND container = ?",
-            &[account, name],
-        )
-        .await?;
-        let done = sqlx::query("DELETE FROM containers WHERE account = ? AND name = ?")
-            .bind(account)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok((done.rows_affected() > 0).then_some(files))
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let files = released_in(
+                &mut tx,
+                "SELECT file_id FROM blobs WHERE account = ? AND container = ? AND file_id != ''",
+                "SELECT file_id FROM blocks WHERE account = ? AND container = ?",
+                &[account, name],
+            )
+            .await?;
+            let done = sqlx::query("DELETE FROM containers WHERE account = ? AND name = ?")
+                .bind(account)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            Ok((done.rows_affected() > 0).then_some(files))
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_all();
+        result
     }
 
     async fn blob(
@@ -328,16 +352,25 @@ impl StorageStore for SqliteStore {
         container: &str,
         name: &str,
     ) -> Result<Option<Blob>, Error> {
-        sqlx::query("SELECT * FROM blobs WHERE account = ? AND container = ? AND name = ?")
-            .bind(account)
-            .bind(container)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(blob_row)
-            .transpose()
+        if let Some(b) = self.cache.blob(account, container, name) {
+            return Ok(Some(b));
+        }
+        let ticket = self.cache.ticket();
+        let found =
+            sqlx::query("SELECT * FROM blobs WHERE account = ? AND container = ? AND name = ?")
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?
+                .as_ref()
+                .map(blob_row)
+                .transpose()?;
+        if let Some(b) = &found {
+            self.cache.put_blob(ticket, b);
+        }
+        Ok(found)
     }
 
     async fn blobs(
@@ -347,7 +380,9 @@ impl StorageStore for SqliteStore {
         page: Page<'_>,
     ) -> Result<Vec<Blob>, Error> {
         let rows = sqlx::query(
-            "SELECT * FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
+            "SELECT account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content
+             FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
         )
         .bind(account)
         .bind(container)
@@ -361,13 +396,16 @@ impl StorageStore for SqliteStore {
     }
 
     async fn blob_put(&self, b: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error> {
-        let mut tx = self.write_tx().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await?;
+        let result = async {
         let current = current_blob(&mut tx, &b.account, &b.container, &b.name).await?;
         check(current.as_ref())?;
+        let new_file = b.content.file_id();
         let mut released: Vec<String> = current
             .iter()
-            .map(|c| c.file_id.clone())
-            .filter(|f| *f != b.file_id)
+            .filter_map(|c| c.content.file_id())
+            .filter(|f| Some(*f) != new_file)
+            .map(str::to_owned)
             .collect();
         let blocks: Vec<(String,)> = sqlx::query_as(
             "DELETE FROM blocks WHERE account = ? AND container = ? AND blob = ? RETURNING file_id",
@@ -378,12 +416,17 @@ impl StorageStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
-        released.extend(blocks.into_iter().map(|(f,)| f).filter(|f| *f != b.file_id));
+        released.extend(
+            blocks
+                .into_iter()
+                .map(|(f,)| f)
+                .filter(|f| Some(f.as_str()) != new_file),
+        );
         let p = &b.properties;
         sqlx::query(
             "INSERT OR REPLACE INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
-                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, content)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.account)
         .bind(&b.container)
@@ -392,7 +435,7 @@ impl StorageStore for SqliteStore {
         .bind(current.as_ref().map_or(b.created_at, |c| c.created_at))
         .bind(b.last_modified)
         .bind(size_i64(b.size)?)
-        .bind(&b.file_id)
+        .bind(new_file.unwrap_or(""))
         .bind(&p.content_type)
         .bind(&p.content_encoding)
         .bind(&p.content_language)
@@ -401,15 +444,24 @@ impl StorageStore for SqliteStore {
         .bind(&p.content_md5)
         .bind(to_json(&b.metadata)?)
         .bind(to_json(&b.committed_blocks)?)
+        .bind(match &b.content {
+            Content::Inline(bytes) => Some(bytes.as_ref()),
+            Content::File(_) => None,
+        })
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         Ok(released)
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_blob(&b.account, &b.container, &b.name);
+        result
     }
 
     async fn blob_update(&self, b: &Blob, check: Precondition<'_>) -> Result<(), Error> {
-        let mut tx = self.write_tx().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await?;
+        let result = async {
         let current = current_blob(&mut tx, &b.account, &b.container, &b.name).await?;
         check(current.as_ref())?;
         if current.is_none() {
@@ -436,7 +488,12 @@ impl StorageStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        Ok(())
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_blob(&b.account, &b.container, &b.name);
+        result
     }
 
     async fn blob_delete(
@@ -446,20 +503,21 @@ impl StorageStore for SqliteStore {
         name: &str,
         check: Precondition<'_>,
     ) -> Result<Vec<String>, Error> {
-        let mut tx = self.write_tx().await.map_err(db_error)?;
-        let current = current_blob(&mut tx, account, container, name).await?;
-        check(current.as_ref())?;
-        let Some(current) = current else {
-            return Err(Error::not_found("the blob does not exist"));
-        };
-        sqlx::query("DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?")
-            .bind(account)
-            .bind(container)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let blocks: Vec<(String,)> = sqlx::query_as(
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let current = current_blob(&mut tx, account, container, name).await?;
+            check(current.as_ref())?;
+            let Some(current) = current else {
+                return Err(Error::not_found("the blob does not exist"));
+            };
+            sqlx::query("DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?")
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            let blocks: Vec<(String,)> = sqlx::query_as(
             "DELETE FROM blocks WHERE account = ? AND container = ? AND blob = ? RETURNING file_id",
         )
         .bind(account)
@@ -468,14 +526,24 @@ impl StorageStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        let mut released = vec![current.file_id];
-        released.extend(blocks.into_iter().map(|(f,)| f));
-        Ok(released)
+            let mut released: Vec<String> = current
+                .content
+                .file_id()
+                .map(str::to_owned)
+                .into_iter()
+                .collect();
+            released.extend(blocks.into_iter().map(|(f,)| f));
+            Ok(released)
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_blob(account, container, name);
+        result
     }
 
     async fn block_put(&self, b: &Block) -> Result<Option<String>, Error> {
-        let mut tx = self.write_tx().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await?;
+        let result = async {
         let old: Option<(String,)> = sqlx::query_as(
             "SELECT file_id FROM blocks WHERE account = ? AND container = ? AND blob = ? AND block_id = ?",
         )
@@ -499,8 +567,10 @@ impl StorageStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
         Ok(old.map(|(f,)| f))
+        }
+        .await;
+        tx.finish(result).await
     }
 
     async fn block_id_length(
@@ -547,11 +617,12 @@ impl StorageStore for SqliteStore {
     }
 
     async fn file_ids(&self) -> Result<HashSet<String>, Error> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT file_id FROM blobs UNION SELECT file_id FROM blocks")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT file_id FROM blobs WHERE file_id != '' UNION SELECT file_id FROM blocks",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
         Ok(rows.into_iter().map(|(f,)| f).collect())
     }
 }

@@ -1,0 +1,139 @@
+//! Recently read containers and blobs (with the bytes of small blobs), so that a
+//! read of a hot blob costs no database round trip.
+//!
+//! Only this process writes the database (the data dir is locked), and every
+//! write invalidates what it changed after its commit. A reader that raced a write
+//! must not put the old row back: each reader notes the generation before its
+//! query and inserts only if no invalidation happened since.
+
+use std::sync::Mutex;
+
+use moka::sync::Cache;
+
+use crate::storage::{Blob, Container, Content};
+
+/// Weight budget: roughly the bytes the cached rows hold.
+const CAPACITY: u64 = 64 * 1024 * 1024;
+
+#[derive(Clone)]
+enum Row {
+    Container(Container),
+    Blob(Box<Blob>),
+}
+
+pub(super) struct RowCache {
+    rows: Cache<String, Row>,
+    generation: Mutex<u64>,
+}
+
+impl std::fmt::Debug for RowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowCache")
+            .field("entries", &self.rows.entry_count())
+            .finish()
+    }
+}
+
+/// The generation a reader noted before its query.
+#[derive(Clone, Copy)]
+pub(super) struct Ticket(u64);
+
+fn weight(row: &Row) -> u32 {
+    let size = match row {
+        Row::Container(c) => 128 + c.metadata.len() * 64,
+        Row::Blob(b) => {
+            let inline = match &b.content {
+                Content::Inline(bytes) => bytes.len(),
+                Content::File(_) => 0,
+            };
+            256 + b.name.len() + inline + b.metadata.len() * 64 + b.committed_blocks.len() * 80
+        }
+    };
+    u32::try_from(size).unwrap_or(u32::MAX)
+}
+
+fn container_key(account: &str, name: &str) -> String {
+    format!("c/{account}/{name}")
+}
+
+fn blob_key(account: &str, container: &str, name: &str) -> String {
+    format!("b/{account}/{container}/{name}")
+}
+
+impl RowCache {
+    pub(super) fn new() -> Self {
+        Self {
+            rows: Cache::builder()
+                .max_capacity(CAPACITY)
+                .weigher(|_, row| weight(row))
+                .build(),
+            generation: Mutex::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn ticket(&self) -> Ticket {
+        Ticket(*self.lock())
+    }
+
+    fn insert(&self, ticket: Ticket, key: String, row: Row) {
+        let generation = self.lock();
+        if *generation == ticket.0 {
+            self.rows.insert(key, row);
+        }
+    }
+
+    pub(super) fn container(&self, account: &str, name: &str) -> Option<Container> {
+        match self.rows.get(&container_key(account, name)) {
+            Some(Row::Container(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub(super) fn put_container(&self, ticket: Ticket, c: &Container) {
+        self.insert(
+            ticket,
+            container_key(&c.account, &c.name),
+            Row::Container(c.clone()),
+        );
+    }
+
+    pub(super) fn blob(&self, account: &str, container: &str, name: &str) -> Option<Blob> {
+        match self.rows.get(&blob_key(account, container, name)) {
+            Some(Row::Blob(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub(super) fn put_blob(&self, ticket: Ticket, b: &Blob) {
+        self.insert(
+            ticket,
+            blob_key(&b.account, &b.container, &b.name),
+            Row::Blob(Box::new(b.clone())),
+        );
+    }
+
+    pub(super) fn forget_container(&self, account: &str, name: &str) {
+        let mut generation = self.lock();
+        *generation += 1;
+        self.rows.invalidate(&container_key(account, name));
+    }
+
+    pub(super) fn forget_blob(&self, account: &str, container: &str, name: &str) {
+        let mut generation = self.lock();
+        *generation += 1;
+        self.rows.invalidate(&blob_key(account, container, name));
+    }
+
+    /// After a change to many rows (a container or an account deleted).
+    pub(super) fn forget_all(&self) {
+        let mut generation = self.lock();
+        *generation += 1;
+        self.rows.invalidate_all();
+    }
+}

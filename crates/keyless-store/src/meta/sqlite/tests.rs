@@ -1,0 +1,243 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sqlx::Executor;
+
+use super::*;
+use crate::meta::{DirectoryStore, Tenant, TokenStore};
+use crate::storage::{Blob, Container, Content, Page, Precondition, StorageAccount, StorageStore};
+use keyless_core::TenantId;
+
+async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("meta.sqlite"))
+        .await
+        .unwrap()
+}
+
+/// A store with account `acct` and container `c`.
+async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
+    let store = store(dir).await;
+    let tenant = TenantId::new_random();
+    store
+        .tenant_create(&Tenant {
+            id: tenant,
+            domain: "t.local".into(),
+            display_name: "t".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    store
+        .account_create(&StorageAccount {
+            name: "acct".into(),
+            id:
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/acct"
+                    .into(),
+            tenant_id: tenant,
+            subscription_id: "s".into(),
+            resource_group: "g".into(),
+            location: "local".into(),
+            hns: false,
+            allow_shared_key: true,
+            body: serde_json::json!({}),
+            key1: vec![1],
+            key2: vec![2],
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    store
+        .container_create(&Container {
+            account: "acct".into(),
+            name: "c".into(),
+            etag: "\"0\"".into(),
+            last_modified: 0,
+            metadata: Vec::new(),
+        })
+        .await
+        .unwrap();
+    store
+}
+
+fn blob(name: &str, bytes: &'static [u8]) -> Blob {
+    Blob {
+        account: "acct".into(),
+        container: "c".into(),
+        name: name.into(),
+        etag: format!("\"{name}\""),
+        created_at: 1,
+        last_modified: 1,
+        size: bytes.len() as u64,
+        content: Content::Inline(Bytes::from_static(bytes)),
+        properties: Default::default(),
+        metadata: Vec::new(),
+        committed_blocks: Vec::new(),
+    }
+}
+
+fn accept(_: Option<&Blob>) -> Result<(), Error> {
+    Ok(())
+}
+
+fn refuse(_: Option<&Blob>) -> Result<(), Error> {
+    Err(Error::invalid("condition not met"))
+}
+
+#[tokio::test]
+async fn new_files_open_and_migrate_every_time() {
+    // Opening a new file used to race pool connections for the WAL switch.
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        store.setting_set("k", "v").await.unwrap();
+        assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_a_failure_stays_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(with_container(&dir).await);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let b = blob(&format!("b{i}"), b"bytes");
+            let check: Precondition<'_> = if i % 3 == 0 { &refuse } else { &accept };
+            store.blob_put(&b, check).await.map(|_| ())
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        let stored = store.blob("acct", "c", &format!("b{i}")).await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(result.unwrap_err().message(), "condition not met");
+            assert!(stored.is_none(), "b{i} was refused and must not exist");
+        } else {
+            result.unwrap();
+            assert_eq!(
+                stored.unwrap().content,
+                Content::Inline(Bytes::from_static(b"bytes"))
+            );
+        }
+    }
+    // Everything acknowledged is on disk: a new process sees it.
+    store.close().await;
+    drop(store);
+    let reopened = SqliteStore::open(&dir.path().join("meta.sqlite"))
+        .await
+        .unwrap();
+    let listed = reopened
+        .blobs(
+            "acct",
+            "c",
+            Page {
+                prefix: "",
+                marker: "",
+                max: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 42);
+}
+
+#[tokio::test]
+async fn an_interrupted_write_rolls_back_and_later_writes_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    {
+        // A write whose task stops midway (its future dropped).
+        let mut write = store.writer.begin().await.unwrap();
+        write
+            .execute("INSERT INTO settings (key, value) VALUES ('half', 'done')")
+            .await
+            .unwrap();
+    }
+    store.blob_put(&blob("after", b"x"), &accept).await.unwrap();
+    assert!(store.blob("acct", "c", "after").await.unwrap().is_some());
+    assert_eq!(store.setting("half").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn cached_reads_follow_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    store.blob_put(&blob("x", b"one"), &accept).await.unwrap();
+    assert_eq!(
+        store.blob("acct", "c", "x").await.unwrap().unwrap().etag,
+        "\"x\""
+    );
+    let mut changed = blob("x", b"one");
+    changed.etag = "\"changed\"".into();
+    changed.metadata = vec![("k".into(), "v".into())];
+    store.blob_update(&changed, &accept).await.unwrap();
+    let read = store.blob("acct", "c", "x").await.unwrap().unwrap();
+    assert_eq!(
+        (read.etag.as_str(), read.metadata.len()),
+        ("\"changed\"", 1)
+    );
+    let mut replaced = blob("x", b"two!");
+    replaced.etag = "\"two\"".into();
+    store.blob_put(&replaced, &accept).await.unwrap();
+    let read = store.blob("acct", "c", "x").await.unwrap().unwrap();
+    assert_eq!(read.content, Content::Inline(Bytes::from_static(b"two!")));
+    store.blob_delete("acct", "c", "x", &accept).await.unwrap();
+    assert!(store.blob("acct", "c", "x").await.unwrap().is_none());
+
+    store.blob_put(&blob("y", b"y"), &accept).await.unwrap();
+    assert!(store.blob("acct", "c", "y").await.unwrap().is_some());
+    assert!(store.container("acct", "c").await.unwrap().is_some());
+    store.container_delete("acct", "c").await.unwrap();
+    assert!(store.container("acct", "c").await.unwrap().is_none());
+    assert!(store.blob("acct", "c", "y").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn inline_blobs_hold_no_file_and_listings_skip_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    store
+        .blob_put(&blob("small", b"0123456789"), &accept)
+        .await
+        .unwrap();
+    let mut in_file = blob("big", b"");
+    in_file.content = Content::File("0123456789abcdef0123456789abcdef".into());
+    store.blob_put(&in_file, &accept).await.unwrap();
+    let ids = store.file_ids().await.unwrap();
+    assert_eq!(ids.len(), 1);
+    assert!(ids.contains("0123456789abcdef0123456789abcdef"));
+    let listed = store
+        .blobs(
+            "acct",
+            "c",
+            Page {
+                prefix: "",
+                marker: "",
+                max: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let small = listed.iter().find(|b| b.name == "small").unwrap();
+    assert_eq!(
+        (small.size, &small.content),
+        (10, &Content::Inline(Bytes::new()))
+    );
+    // Replacing the inline blob releases no file; deleting the file blob releases its file.
+    assert!(
+        store
+            .blob_put(&blob("small", b"new"), &accept)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .blob_delete("acct", "c", "big", &accept)
+            .await
+            .unwrap(),
+        vec!["0123456789abcdef0123456789abcdef".to_owned()]
+    );
+}
