@@ -1,6 +1,12 @@
 -- wrk: PUT 4 KiB blobs under unique names with a SAS; each acknowledged PUT is durable.
 local base = os.getenv("BENCH_BASE")
 local sas = os.getenv("BENCH_SAS")
+local token = os.getenv("BENCH_TOKEN") or ""
+local headers = { ["x-ms-blob-type"] = "BlockBlob", ["x-ms-version"] = "2025-01-05", ["Content-Type"] = "application/octet-stream" }
+if token ~= "" then
+  headers["Authorization"] = "Bearer " .. token
+  sas = "t=1"
+end
 local body = string.rep("k", 4096)
 local counter = 0
 local tag = 0
@@ -10,8 +16,7 @@ setup = function(thread)
 end
 request = function()
   counter = counter + 1
-  return wrk.format("PUT", base .. "/put-" .. tag .. "-" .. counter .. "?" .. sas,
-    { ["x-ms-blob-type"] = "BlockBlob", ["x-ms-version"] = "2025-01-05", ["Content-Type"] = "application/octet-stream" }, body)
+  return wrk.format("PUT", base .. "/put-" .. tag .. "-" .. counter .. "?" .. sas, headers, body)
 end
 local failures = 0
 response = function(status) if status ~= 201 then failures = failures + 1 end end

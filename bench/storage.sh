@@ -36,7 +36,17 @@ admin_password=$(python3 -c "import json;print(json.load(open('$work/keyless/adm
 "$bin" login --data-dir "$work/keyless" -u admin@keyless.local -p "$admin_password" >/dev/null
 "$bin" storage account create -n bench -g default >/dev/null
 key=$("$bin" storage account keys list -n bench -g default | python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["value"])')
-targets=("keyless|https://127.0.0.1:${ports[0]}/bench|bench|$key")
+targets=("keyless|https://127.0.0.1:${ports[0]}/bench|bench|$key|")
+# The same account as an identity: a service principal with Storage Blob Data
+# Contributor, sending bearer tokens (verification + RBAC + storage log per request).
+sp=$("$bin" ad sp create-for-rbac -n bench-writer)
+sp_field() { python3 -c "import json,sys;print(json.loads(sys.argv[1])[sys.argv[2]])" "$sp" "$1"; }
+sub=$("$bin" account show | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+"$bin" role assignment create --assignee "$(sp_field objectId)" --role "Storage Blob Data Contributor" \
+  --scope "/subscriptions/$sub/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/bench" >/dev/null
+token=$(KEYLESS_CONFIG_DIR=$work/cli-sp bash -c '"$0" login --data-dir "$1" --service-principal -u "$2" -p "$3" >/dev/null && "$0" account get-access-token --resource https://storage.azure.com' \
+  "$bin" "$work/keyless" "$(sp_field appId)" "$(sp_field password)" | python3 -c 'import json,sys;print(json.load(sys.stdin)["accessToken"])')
+targets+=("keyless-bearer|https://127.0.0.1:${ports[0]}/bench|bench|$key|$token")
 
 # Azurite, TLS, with keyless's certificate; telemetry off (no traffic leaves the machine).
 azkey="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -47,7 +57,7 @@ for mode in memory disk; do
     --key "$work/keyless/tls/server.key" --disableTelemetry --skipApiVersionCheck --loose --silent "${extra[@]}" >"$work/azurite-$mode.log" 2>&1 &
   pids+=($!)
   wait_for "https://127.0.0.1:$port/devstoreaccount1?comp=list"
-  targets+=("azurite-$mode|https://127.0.0.1:$port/devstoreaccount1|devstoreaccount1|$azkey")
+  targets+=("azurite-$mode|https://127.0.0.1:$port/devstoreaccount1|devstoreaccount1|$azkey|")
 done
 
 # nginx over TLS serving the same 4 KiB and 256 MiB files.
@@ -96,18 +106,19 @@ mbps() { python3 -c "print(f'{256/$1:.0f}')"; }
 
 printf '%-16s %9s %8s %8s %9s %8s %8s %9s %9s\n' target "GET/s" p50 p99 "PUT/s" p50 p99 "up MB/s" "down MB/s" | tee "$results"
 for t in "${targets[@]}"; do
-  IFS='|' read -r name url account k <<<"$t"
+  IFS='|' read -r name url account k token <<<"$t"
   read -r base sas < <("$venv/bin/python" bench/storage.py "$url" "$account" "$k" "$ca")
   origin=${url%/*}
-  export BENCH_BASE=$base BENCH_SAS=$sas BENCH_COUNT=1000
+  export BENCH_BASE=$base BENCH_SAS=$sas BENCH_COUNT=1000 BENCH_TOKEN=$token
+  bearer=(); [ -n "$token" ] && bearer=(-H "Authorization: Bearer $token")
   read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "$origin")
   read -r prps pp50 pp99 < <(wrk_run bench/blob_put.lua "$origin")
-  up=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" -X PUT -H "x-ms-blob-type: BlockBlob" \
+  up=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "${bearer[@]}" -X PUT -H "x-ms-blob-type: BlockBlob" \
         -H "x-ms-version: 2025-01-05" -T "$work/big.bin" "$origin$base/big?$sas"; } 2>&1 | tail -1)
-  down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "$origin$base/big?$sas"; } 2>&1 | tail -1)
+  down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "${bearer[@]}" -H "x-ms-version: 2025-01-05" "$origin$base/big?$sas"; } 2>&1 | tail -1)
   measure "$name" "$grps" "$gp50" "$gp99" "$prps" "$pp50" "$pp99" "$(mbps "$up")" "$(mbps "$down")"
 done
-export BENCH_BASE=/bench BENCH_SAS=x=1 BENCH_COUNT=1000
+export BENCH_BASE=/bench BENCH_SAS=x=1 BENCH_COUNT=1000 BENCH_TOKEN=
 read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port")
 down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
 measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$down")"
@@ -116,7 +127,8 @@ echo
 echo "== 10,000 PUTs (first and last thousand), listing them, 1,000 random 64 KiB range reads (Python SDK, 16 threads)"
 printf '%-16s %12s %12s %10s %12s\n' target "first 1k/s" "last 1k/s" "list 10k" "ranges/s" | tee "$work/scale.txt"
 for t in "${targets[@]}"; do
-  IFS='|' read -r name url account k <<<"$t"
+  IFS='|' read -r name url account k token <<<"$t"
+  [ -n "$token" ] && continue
   read -r first last listing ranges < <("$venv/bin/python" bench/storage_scale.py "$url" "$account" "$k" "$ca")
   printf '%-16s %12s %12s %9ss %12s\n' "$name" "$first" "$last" "$listing" "$ranges" | tee -a "$work/scale.txt"
 done
@@ -137,6 +149,9 @@ for other in ("azurite-memory", "azurite-disk"):
     o = rows.get(other)
     if k and o:
         print(f"keyless / {other}: GET {ratio(k[1], o[1])}, PUT {ratio(k[4], o[4])}, upload {ratio(k[7], o[7])}, download {ratio(k[8], o[8])}")
+b = rows.get("keyless-bearer")
+if k and b:
+    print(f"keyless bearer / keyless SAS: GET {ratio(b[1], k[1])}, PUT {ratio(b[4], k[4])} (identity costs the difference)")
 n = rows.get("nginx")
 if k and n:
     print(f"keyless / nginx: GET {ratio(k[1], n[1])}, download {ratio(k[8], n[8])}")

@@ -14,6 +14,7 @@ mod management;
 mod signing;
 mod state;
 mod storage;
+pub mod storage_log;
 pub mod tenancy;
 pub mod tls;
 mod vault;
@@ -221,7 +222,7 @@ pub async fn start_with_clock(
         clock,
         urls.clone(),
         config.clone(),
-    ));
+    )?);
     state.reload_rbac().await?;
 
     let info = ServerInfo {

@@ -49,6 +49,8 @@ pub(crate) struct AppState {
     rbac: RwLock<Arc<RbacIndex>>,
     /// Serializes rebuilds of `rbac`, so the last change always wins.
     rbac_reload: tokio::sync::Mutex<()>,
+    /// One record per data-plane request.
+    pub(crate) storage_log: crate::storage_log::StorageLog,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -62,8 +64,11 @@ impl AppState {
         clock: Arc<dyn Clock>,
         urls: Urls,
         config: Config,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, Error> {
+        let storage_log =
+            crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("storage"))?;
+        Ok(Self {
+            storage_log,
             store,
             blobs,
             account_keys: Cache::builder().max_capacity(10_000).build(),
@@ -83,7 +88,7 @@ impl AppState {
                 .build(),
             rbac: RwLock::new(Arc::new(RbacIndex::default())),
             rbac_reload: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The decoded keys of a storage account (key1, key2), unsealed once and cached.

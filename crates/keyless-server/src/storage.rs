@@ -5,6 +5,7 @@
 //! [`auth::authenticate`]), authorize once, run the handler, and write one log
 //! record. Nothing is read or written before authorization.
 
+mod access;
 mod auth;
 mod batch;
 mod blob;
@@ -101,24 +102,52 @@ impl Ctx {
     }
 }
 
+/// Who made a request, as far as it got: filled in by [`prepare`] for the log.
+#[derive(Debug, Default)]
+struct Requester {
+    account: String,
+    auth: &'static str,
+    identity: Option<auth::Identity>,
+}
+
 async fn dispatch(State(state): State<SharedState>, request: Request) -> Response {
     let started = Instant::now();
+    let time_generated = jiff::Timestamp::from_second(state.now())
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
-    let client = peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let (request_id, bytes_in) = {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header(crate::http::REQUEST_ID.as_str()).unwrap_or_default(),
+            header("content-length")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        )
+    };
     let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
     let mut op_name = "Unknown";
-    let (mut response, auth_kind) = match prepare(&state, request, peer).await {
-        Ok((ctx, body, auth_kind)) => {
+    let mut requester = Requester {
+        auth: "Anonymous",
+        ..Requester::default()
+    };
+    let mut response = match prepare(&state, request, peer, &mut requester).await {
+        Ok((ctx, body)) => {
             op_name = operation_name(ctx.op);
-            let response = match run(ctx, body).await {
+            match run(ctx, body).await {
                 Ok(r) => r,
                 Err(e) => e.into_response(),
-            };
-            (response, auth_kind)
+            }
         }
-        Err(e) => (e.into_response(), "none"),
+        Err(e) => e.into_response(),
     };
     let headers = response.headers_mut();
     headers.insert("x-ms-version", HeaderValue::from_static(SERVICE_VERSION));
@@ -129,25 +158,60 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
     {
         headers.insert("date", date);
     }
-    let status = response.status().as_u16();
-    let code = response
-        .headers()
-        .get("x-ms-error-code")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    let (status_text, explanation, bytes_out) = {
+        let text = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            text("x-ms-error-code").unwrap_or_else(|| "Success".to_owned()),
+            text("x-keyless-explanation"),
+            text("content-length")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        )
+    };
+    let decoded = percent_decode_str(&path).decode_utf8_lossy();
+    let resource = decoded
+        .trim_start_matches('/')
+        .split_once('/')
+        .map_or("", |(_, rest)| rest)
         .to_owned();
-    tracing::info!(
+    let identity = requester.identity.as_ref();
+    let claims = identity.map(|i| &i.claims);
+    let record = crate::storage_log::Record {
+        time_generated,
+        account_name: requester.account,
+        operation_name: op_name.to_owned(),
+        method: method.to_string(),
+        path: resource,
+        status_code: response.status().as_u16(),
+        status_text,
+        authentication_type: requester.auth.to_owned(),
+        requester_object_id: claims.map(|c| c.oid.clone()),
+        requester_tenant_id: claims.map(|c| c.tid.clone()),
+        requester_app_id: claims.and_then(|c| c.appid.clone().or_else(|| c.azp.clone())),
+        requester_upn: claims.and_then(|c| c.upn.clone()),
+        requester_principal_type: identity.map(|i| i.principal_type().to_owned()),
+        job_id: None,
+        caller_ip_address: peer.map(|ip| ip.to_string()).unwrap_or_default(),
+        request_body_size: bytes_in,
+        response_body_size: bytes_out,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        correlation_id: request_id,
+        explanation,
+    };
+    tracing::debug!(
         target: "keyless::storage_log",
         operation = op_name,
-        method = %method,
-        path = %path,
-        status,
-        error_code = %code,
-        auth = auth_kind,
-        client = %client,
-        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        status = record.status_code,
+        auth = requester.auth,
         "storage request"
     );
+    state.storage_log.append(record).await;
     response
 }
 
@@ -156,7 +220,8 @@ async fn prepare(
     state: &SharedState,
     request: Request,
     client: Option<std::net::IpAddr>,
-) -> Result<(Ctx, axum::body::Body, &'static str), StorageError> {
+    requester: &mut Requester,
+) -> Result<(Ctx, axum::body::Body), StorageError> {
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path().to_owned();
     let mut segments = raw_path.trim_start_matches('/').splitn(3, '/');
@@ -184,6 +249,8 @@ async fn prepare(
             "the request must name an account: `/<account>/…`",
         ));
     }
+    requester.account.clone_from(&account_name);
+    requester.auth = auth::presented_kind(&parts.headers, &query);
     let account = state.account(&account_name).await?.ok_or_else(|| {
         StorageError::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -201,6 +268,7 @@ async fn prepare(
         client,
     };
     let auth = auth::authenticate(state, &account, presented).await?;
+    requester.identity = auth.identity().cloned();
     // The one authorization decision of the request.
     let overrides = match &auth {
         auth::Auth::SharedKey => Vec::new(),
@@ -214,6 +282,10 @@ async fn prepare(
             sas.authorize(op, &container, &blob)?;
             sas.overrides.clone()
         }
+        auth::Auth::Bearer(identity) => {
+            access::authorize(state, &account, identity, op.permission(), &container)?;
+            Vec::new()
+        }
     };
     if target != Target::Account {
         container::validate_name(&container)?;
@@ -221,7 +293,6 @@ async fn prepare(
     if target == Target::Blob {
         blob::validate_name(&blob)?;
     }
-    let kind = auth.kind();
     let ctx = Ctx {
         state: state.clone(),
         account,
@@ -234,7 +305,7 @@ async fn prepare(
         auth,
         client,
     };
-    Ok((ctx, body, kind))
+    Ok((ctx, body))
 }
 
 async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError> {

@@ -29,6 +29,9 @@ pub(crate) struct ServerArgs {
     /// The management API URL.
     #[arg(long, env = "KEYLESS_MANAGEMENT_URL")]
     pub(crate) management_url: Option<String>,
+    /// The storage (Blob and DFS) URL.
+    #[arg(long, env = "KEYLESS_STORAGE_URL")]
+    pub(crate) storage_url: Option<String>,
     /// The CA bundle to trust.
     #[arg(long, env = "KEYLESS_CA_FILE")]
     pub(crate) ca_file: Option<PathBuf>,
@@ -39,6 +42,7 @@ pub(crate) struct ServerArgs {
 pub(crate) struct Endpoints {
     pub(crate) login: String,
     pub(crate) management: String,
+    pub(crate) storage: Option<String>,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) tenant: Option<String>,
 }
@@ -64,9 +68,14 @@ impl ServerArgs {
             .clone()
             .or_else(|| info.as_ref().and_then(|i| i.ca_file.clone()))
             .or_else(|| std::env::var_os("REQUESTS_CA_BUNDLE").map(PathBuf::from));
+        let storage = self
+            .storage_url
+            .clone()
+            .or_else(|| info.as_ref().map(|i| i.storage.clone()));
         Ok(Endpoints {
             login,
             management,
+            storage,
             ca_file,
             tenant: info.map(|i| i.tenant),
         })

@@ -31,6 +31,9 @@ pub(crate) enum Credential {
 pub(crate) struct Profile {
     pub(crate) login_url: String,
     pub(crate) management_url: String,
+    /// The storage URL (older profiles lack it).
+    #[serde(default)]
+    pub(crate) storage_url: Option<String>,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) tenant: String,
     pub(crate) client_id: String,

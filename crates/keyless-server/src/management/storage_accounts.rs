@@ -36,6 +36,7 @@ pub(crate) fn router() -> Router<SharedState> {
                 get(show).put(put).patch(patch).delete(delete),
             )
             .route(&format!("{base}/{{name}}/listKeys"), post(list_keys))
+            .route(&format!("{base}/{{name}}/logs"), get(logs))
             .route(
                 &format!("{base}/{{name}}/regenerateKey"),
                 post(regenerate_key),
@@ -398,6 +399,52 @@ async fn list_keys(
         let a = existing(&state, &sub, &rg, &name).await?;
         tracing::info!(actor = %caller.principal.object_id, account = %name, "storage account keys listed");
         Ok((StatusCode::OK, keys_json(&state, &a)?))
+    })
+    .await
+}
+
+/// The query of the storage-log endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogQuery {
+    since: Option<String>,
+    principal: Option<String>,
+    path_prefix: Option<String>,
+    status: Option<u16>,
+    top: Option<usize>,
+}
+
+/// The storage log of an account: who touched which data. Reading it needs
+/// `Microsoft.Insights/logs/read` on the account (Reader has it).
+async fn logs(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    respond(async {
+        scope(
+            &state,
+            &headers,
+            &sub,
+            &rg,
+            &name,
+            "Microsoft.Insights/logs/read",
+        )
+        .await?;
+        existing(&state, &sub, &rg, &name).await?;
+        let filter = crate::storage_log::Filter {
+            account: name,
+            since: q.since,
+            principal: q.principal,
+            path_prefix: q.path_prefix,
+            status: q.status,
+        };
+        let records = state
+            .storage_log
+            .query(filter, q.top.unwrap_or(10_000).min(100_000))
+            .await?;
+        Ok((StatusCode::OK, json!({ "value": records })))
     })
     .await
 }

@@ -1,16 +1,19 @@
-//! Authenticating a storage request: SharedKey now; the one place bearer tokens
-//! and SAS join.
+//! Authenticating a storage request: bearer tokens, SharedKey and SAS, in one place.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, StatusCode};
 
 use keyless_auth::shared_key::{SignedRequest, string_to_sign, verify};
+use keyless_auth::{Claims, VerifyError};
+use keyless_core::{ObjectId, TenantId};
 use keyless_store::StorageAccount;
 
 use super::error::StorageError;
 use super::sas::{Sas, verify_sas};
 use super::xml::parse_http_date;
+use crate::login::resource::STORAGE;
 use crate::state::SharedState;
 
 /// How far `x-ms-date` may be from the server's clock.
@@ -23,16 +26,130 @@ pub(crate) enum Auth {
     SharedKey,
     /// A shared access signature, which limits what the request may do.
     Sas(Sas),
+    /// A bearer token: RBAC decides what the identity may do.
+    Bearer(Identity),
+}
+
+/// How a request tries to authenticate, as the storage log names it: `OAuth`,
+/// `AccountKey`, `SAS`, `UserDelegationSAS` or `Anonymous`.
+pub(crate) fn presented_kind(headers: &HeaderMap, query: &[(String, String)]) -> &'static str {
+    let scheme = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next());
+    match scheme {
+        Some(s) if s.eq_ignore_ascii_case("bearer") => "OAuth",
+        Some(_) => "AccountKey",
+        None if query.iter().any(|(k, _)| k == "skoid") => "UserDelegationSAS",
+        None if query.iter().any(|(k, _)| k == "sig") => "SAS",
+        None => "Anonymous",
+    }
 }
 
 impl Auth {
-    /// The name the storage log uses.
-    pub(crate) fn kind(&self) -> &'static str {
+    /// The identity behind the request, when it came with a token.
+    pub(crate) fn identity(&self) -> Option<&Identity> {
         match self {
-            Self::SharedKey => "SharedKey",
-            Self::Sas(_) => "SAS",
+            Self::Bearer(identity) => Some(identity),
+            Self::SharedKey | Self::Sas(_) => None,
         }
     }
+}
+
+/// Who a bearer token speaks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) claims: Arc<Claims>,
+    pub(crate) tenant: TenantId,
+    /// The caller's object id, then the groups the token lists (transitive).
+    pub(crate) principals: Vec<ObjectId>,
+}
+
+impl Identity {
+    pub(crate) fn object_id(&self) -> &str {
+        &self.claims.oid
+    }
+
+    /// A user's UPN, or the object id.
+    pub(crate) fn name(&self) -> &str {
+        self.claims.upn.as_deref().unwrap_or(&self.claims.oid)
+    }
+
+    /// `User`, `ServicePrincipal` or `ManagedIdentity`, as storage logs name them.
+    pub(crate) fn principal_type(&self) -> &'static str {
+        match (self.claims.idtyp.as_deref(), &self.claims.xms_mirid) {
+            (Some("user"), _) => "User",
+            (_, Some(_)) => "ManagedIdentity",
+            _ => "ServicePrincipal",
+        }
+    }
+}
+
+/// The audiences a storage token may carry for `account`.
+fn audiences(account: &str) -> [String; 4] {
+    let own = format!("https://{account}.blob.core.windows.net");
+    [
+        STORAGE.to_owned(),
+        format!("{STORAGE}/"),
+        format!("{own}/"),
+        own,
+    ]
+}
+
+/// The challenge that sends a token client to the account's tenant for a storage token.
+pub(crate) fn challenge(state: &SharedState, account: &StorageAccount) -> String {
+    format!(
+        "Bearer authorization_uri={}/{}/oauth2/authorize resource_id={STORAGE}",
+        state.urls.login, account.tenant_id
+    )
+}
+
+fn bearer(
+    state: &SharedState,
+    account: &StorageAccount,
+    token: &str,
+) -> Result<Identity, StorageError> {
+    let audiences = audiences(&account.name);
+    let accepted: Vec<&str> = audiences.iter().map(String::as_str).collect();
+    let unauthenticated = |message: String| {
+        StorageError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationInfo",
+            message,
+        )
+        .with_challenge(challenge(state, account))
+    };
+    let claims = state
+        .verifier
+        .verify(token, &accepted, state.now())
+        .map_err(|e| match e {
+            VerifyError::Expired(_) => {
+                unauthenticated(format!("Lifetime validation failed. The token is expired: {e}."))
+            }
+            VerifyError::Audience { .. } => unauthenticated(format!(
+                "Audience validation failed: {e}; ask for a token for {STORAGE}/.default."
+            )),
+            other => unauthenticated(format!(
+                "Server failed to authenticate the request: the bearer token is not valid ({other})."
+            )),
+        })?;
+    let malformed =
+        || unauthenticated("The bearer token has a malformed 'tid' or 'oid'.".to_owned());
+    let tenant = TenantId::parse(&claims.tid).map_err(|_| malformed())?;
+    if tenant != account.tenant_id {
+        // No challenge: it would send the client to a tenant it has no identity in.
+        return Err(StorageError::auth(format!(
+            "The token is issued by tenant {tenant}, but account `{}` belongs to tenant {}; cross-tenant access is not supported.",
+            account.name, account.tenant_id
+        )));
+    }
+    let mut principals = vec![ObjectId::parse(&claims.oid).map_err(|_| malformed())?];
+    principals.extend(claims.groups.iter().filter_map(|g| ObjectId::parse(g).ok()));
+    Ok(Identity {
+        claims,
+        tenant,
+        principals,
+    })
 }
 
 /// The parts of a request authentication looks at.
@@ -74,20 +191,17 @@ pub(crate) async fn authenticate(
         return Err(StorageError::new(
             StatusCode::UNAUTHORIZED,
             "NoAuthenticationInformation",
-            "Server failed to authenticate the request. Anonymous access is not allowed: sign the request with the account key.",
-        ));
+            "Server failed to authenticate the request. Anonymous access is not allowed: send a bearer token for https://storage.azure.com, or sign the request.",
+        )
+        .with_challenge(challenge(state, account)));
     };
     let (scheme, credential) = authorization.split_once(' ').unwrap_or((authorization, ""));
     match scheme {
         "SharedKey" => {}
-        "Bearer" => {
-            return Err(StorageError::auth(
-                "Bearer tokens are not accepted by this storage endpoint yet; use the account key.",
-            ));
-        }
+        "Bearer" => return bearer(state, account, credential.trim()).map(Auth::Bearer),
         other => {
             return Err(StorageError::auth(format!(
-                "The authorization scheme `{other}` is not supported; use SharedKey."
+                "The authorization scheme `{other}` is not supported; use Bearer or SharedKey."
             )));
         }
     }

@@ -8,9 +8,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
+use keyless_core::rbac::Permission;
 use keyless_store::{Blob, Content};
 
 use super::Ctx;
+use super::access;
 use super::auth::Auth;
 use super::blob::files;
 use super::conditions::{Conditions, condition_error, new_etag};
@@ -71,6 +73,25 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             .map_err(|_| cannot("the source SAS is not valid"))?;
             sas.authorize(Operation::GetBlob, &container, &blob)
                 .map_err(|_| cannot("the source SAS does not grant read"))?;
+            true
+        }
+        (Auth::Bearer(identity), _) => {
+            // The caller's own read permission on the source, as Azure checks it.
+            let source_account = ctx
+                .state
+                .account(account)
+                .await?
+                .ok_or_else(|| cannot("the source account does not exist"))?;
+            if source_account.tenant_id != identity.tenant {
+                return Err(cannot("the source account belongs to another tenant"));
+            }
+            access::authorize(
+                &ctx.state,
+                &source_account,
+                identity,
+                Permission::DataAction(access::BLOB_READ),
+                &container,
+            )?;
             true
         }
         _ => false,

@@ -14,6 +14,10 @@ pub(crate) struct StorageError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Why an authorization failed: the identity, the missing permission, the scope.
+    explanation: Option<String>,
+    /// A `WWW-Authenticate` challenge, on 401s a token client can answer.
+    challenge: Option<String>,
 }
 
 impl StorageError {
@@ -22,7 +26,22 @@ impl StorageError {
             status,
             code,
             message: message.into(),
+            explanation: None,
+            challenge: None,
         }
+    }
+
+    /// A refusal by authorization, explained: sent as the `x-keyless-explanation`
+    /// header and a `KeylessExplanation` element.
+    pub(crate) fn explained(mut self, explanation: impl Into<String>) -> Self {
+        self.explanation = Some(explanation.into());
+        self
+    }
+
+    /// Adds a bearer challenge.
+    pub(crate) fn with_challenge(mut self, challenge: String) -> Self {
+        self.challenge = Some(challenge);
+        self
     }
 
     pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Self {
@@ -109,8 +128,13 @@ impl From<Error> for StorageError {
 
 impl ApiError for StorageError {
     fn into_body(self) -> Response {
+        let detail = self
+            .explanation
+            .as_deref()
+            .map(|e| format!("<KeylessExplanation>{}</KeylessExplanation>", escape(e)))
+            .unwrap_or_default();
         let body = format!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message>{detail}</Error>",
             self.code,
             escape(&self.message)
         );
@@ -123,6 +147,16 @@ impl ApiError for StorageError {
         response
             .headers_mut()
             .insert("x-ms-error-code", HeaderValue::from_static(self.code));
+        if let Some(value) = self.explanation.as_deref().map(ascii_header) {
+            response
+                .headers_mut()
+                .insert("x-keyless-explanation", value);
+        }
+        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
         response
     }
 }
@@ -131,4 +165,19 @@ impl IntoResponse for StorageError {
     fn into_response(self) -> Response {
         self.into_body()
     }
+}
+
+/// A header value from any text: characters outside visible ASCII become `?`.
+fn ascii_header(text: &str) -> HeaderValue {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("?"))
 }

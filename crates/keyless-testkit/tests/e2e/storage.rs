@@ -151,3 +151,105 @@ async fn object_store_puts_gets_lists_and_deletes() {
         .unwrap();
     assert!(wrong.get(&large).await.is_err());
 }
+
+/// A storage token of the admin of a new tenant, and the admin of the first.
+async fn storage_tokens(server: &TestServer) -> (String, String) {
+    let admin = server.admin_token().await.unwrap();
+    let (status, b) = server
+        .mgmt(
+            Method::POST,
+            "/admin/tenants",
+            Some(&admin),
+            Some(json!({ "domain": "fabrikam.local" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{b}");
+    let storage_token = |tenant: String, username: String, password: String| async move {
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", "04b07795-8ddb-461a-bbee-02f9e1bf7b46"),
+            ("username", username.as_str()),
+            ("password", password.as_str()),
+            ("scope", "https://storage.azure.com/.default"),
+        ];
+        let (status, reply) = server.token_request(&tenant, &form).await.unwrap();
+        assert_eq!(status, 200, "{reply}");
+        reply["access_token"].as_str().unwrap().to_owned()
+    };
+    let own = storage_token(
+        server.admin.tenant.clone(),
+        server.admin.username.clone(),
+        server.admin.password.clone(),
+    )
+    .await;
+    let foreign = storage_token(
+        b["tenant"].as_str().unwrap().to_owned(),
+        b["username"].as_str().unwrap().to_owned(),
+        b["password"].as_str().unwrap().to_owned(),
+    )
+    .await;
+    (own, foreign)
+}
+
+#[tokio::test]
+async fn bearer_tokens_of_another_tenant_or_past_their_expiry_are_refused() {
+    let server = TestServer::start().await.unwrap();
+    let (account, key) = account(&server).await;
+    create_container(&server, &account, &key, "data").await;
+    let (own, foreign) = storage_tokens(&server).await;
+    let list = format!(
+        "{}/{account}/data?restype=container&comp=list",
+        server.info.storage
+    );
+    let get = |token: String| {
+        let request = server
+            .http
+            .get(&list)
+            .header("x-ms-version", "2026-10-06")
+            .header("authorization", format!("Bearer {token}"));
+        async move { request.send().await.unwrap() }
+    };
+
+    // The admin is Owner of the subscription, which grants no data action.
+    let reply = get(own.clone()).await;
+    assert_eq!(reply.status(), 403);
+    assert_eq!(
+        reply.headers()["x-ms-error-code"],
+        "AuthorizationPermissionMismatch"
+    );
+    let why = reply.headers()["x-keyless-explanation"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        why.contains("blobs/read") && why.contains("Storage Blob Data Reader"),
+        "{why}"
+    );
+
+    let reply = get(foreign).await;
+    assert_eq!(reply.status(), 403);
+    assert_eq!(reply.headers()["x-ms-error-code"], "AuthenticationFailed");
+    assert!(!reply.headers().contains_key("www-authenticate"));
+    assert!(reply.text().await.unwrap().contains("cross-tenant"));
+
+    server.clock.advance(2 * 3600);
+    let reply = get(own).await;
+    assert_eq!(reply.status(), 401);
+    assert_eq!(
+        reply.headers()["x-ms-error-code"],
+        "InvalidAuthenticationInfo"
+    );
+    let challenge = reply.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer authorization_uri={}/{}/oauth2/authorize resource_id=https://storage.azure.com",
+            server.info.login, server.admin.tenant
+        )
+    );
+    assert!(reply.text().await.unwrap().contains("expired"));
+}

@@ -102,6 +102,7 @@ pub(crate) async fn login(args: LoginArgs, format: Format) -> Result<()> {
     let mut profile = Profile {
         login_url: endpoints.login.clone(),
         management_url: endpoints.management.clone(),
+        storage_url: endpoints.storage.clone(),
         ca_file: endpoints.ca_file.clone(),
         tenant: tenant.clone(),
         client_id: CLI_CLIENT_ID.into(),

@@ -18,6 +18,7 @@ use crate::output::{Format, print};
 const API_VERSION: &str = "2023-05-01";
 const SERVICE_VERSION: &str = "2026-10-06";
 const BLOCK: usize = 4 * 1024 * 1024;
+const STORAGE_RESOURCE: &str = "https://storage.azure.com";
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum StorageCommand {
@@ -30,6 +31,26 @@ pub(crate) enum StorageCommand {
     /// Blobs.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// The storage log of an account: who touched which data, as JSON lines.
+    Logs {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        #[arg(long, short = 'g', default_value = "default")]
+        resource_group: String,
+        /// From this time on: RFC 3339, or an age such as `15m`, `2h`, `1d`.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this requester: object id or UPN.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only paths starting with this (`container/dir/`).
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// Only this HTTP status.
+        #[arg(long)]
+        status: Option<u16>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -117,7 +138,8 @@ pub(crate) struct DataArgs {
     /// The resource group of the account, to list its key.
     #[arg(long, short = 'g', default_value = "default")]
     resource_group: String,
-    /// `key` signs with the account key; `login` (bearer tokens) arrives with identity-based access.
+    /// `key` signs with the account key; `login` sends a storage token of the
+    /// signed-in identity, whose role assignments then decide.
     #[arg(long, default_value = "key", value_parser = ["key", "login"])]
     auth_mode: String,
 }
@@ -197,11 +219,70 @@ pub(crate) async fn run(cmd: StorageCommand, format: Format) -> Result<()> {
         StorageCommand::Account(cmd) => account(&api, cmd).await?,
         StorageCommand::Container(cmd) => container(&api, cmd).await?,
         StorageCommand::Blob(cmd) => blob(&api, cmd).await?,
+        StorageCommand::Logs {
+            account,
+            resource_group,
+            since,
+            principal,
+            path_prefix,
+            status,
+        } => {
+            let mut query = vec![("api-version", API_VERSION.to_owned())];
+            if let Some(since) = since {
+                query.push(("since", absolute_time(&since)?));
+            }
+            query.extend(principal.map(|p| ("principal", p)));
+            query.extend(path_prefix.map(|p| ("pathPrefix", p)));
+            query.extend(status.map(|s| ("status", s.to_string())));
+            let encoded = serde_urlencoded::to_string(&query)?;
+            let reply = api
+                .get(&format!(
+                    "{}/logs?{encoded}",
+                    account_path(&api, &resource_group, &account)?
+                ))
+                .await?;
+            for record in reply
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                println!("{record}");
+            }
+            Value::Null
+        }
     };
     if !value.is_null() {
         print(&value, format);
     }
     Ok(())
+}
+
+/// An RFC 3339 time from itself or from an age (`90s`, `15m`, `2h`, `1d`).
+fn absolute_time(text: &str) -> Result<String> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t.to_string());
+    }
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = (
+        text.get(..split).unwrap_or(""),
+        text.get(split..).unwrap_or(""),
+    );
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    let Ok(n) = number.parse::<i64>() else {
+        bail!("--since takes an RFC 3339 time or an age such as 15m, 2h or 1d, not `{text}`");
+    };
+    if seconds == 0 {
+        bail!("--since takes an RFC 3339 time or an age such as 15m, 2h or 1d, not `{text}`");
+    }
+    let then = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(n.saturating_mul(seconds));
+    Ok(then.to_string())
 }
 
 fn account_path(api: &Api, rg: &str, name: &str) -> Result<String> {
@@ -360,32 +441,53 @@ async fn storage_url(api: &Api, rg: &str, name: &str) -> Result<String> {
         .context("the account has no blob endpoint")
 }
 
-/// A Blob REST client signing with SharedKey.
+/// How the Blob REST client authenticates.
+enum Credential {
+    /// Signs every request with the account key.
+    Key(Vec<u8>),
+    /// Sends the signed-in identity's storage token.
+    Token(String),
+}
+
+/// A Blob REST client, with the account key or as the signed-in identity.
 struct Blobs {
     http: reqwest::Client,
     endpoint: String,
     account: String,
-    key: Vec<u8>,
+    credential: Credential,
 }
 
 impl Blobs {
     async fn connect(api: &Api, data: &DataArgs) -> Result<Self> {
+        let http = crate::client::http(api.profile.ca_file.as_deref())?;
         if data.auth_mode == "login" {
-            bail!(
-                "--auth-mode login arrives with identity-based storage access; use --auth-mode key"
-            );
+            let mut profile = api.profile.clone();
+            let token = crate::client::token(&mut profile, STORAGE_RESOURCE).await?;
+            // A data-only identity may not read the account's ARM resource.
+            let endpoint = match &profile.storage_url {
+                Some(url) => format!("{}/{}", url.trim_end_matches('/'), data.account_name),
+                None => storage_url(api, &data.resource_group, &data.account_name).await?,
+            };
+            return Ok(Self {
+                http,
+                endpoint,
+                account: data.account_name.clone(),
+                credential: Credential::Token(token.access_token),
+            });
         }
         let key = match &data.account_key {
             Some(k) => k.clone(),
             None => list_key(api, &data.resource_group, &data.account_name).await?,
         };
         Ok(Self {
-            http: crate::client::http(api.profile.ca_file.as_deref())?,
+            http,
             endpoint: storage_url(api, &data.resource_group, &data.account_name).await?,
             account: data.account_name.clone(),
-            key: STANDARD
-                .decode(key.trim())
-                .context("the account key is not base64")?,
+            credential: Credential::Key(
+                STANDARD
+                    .decode(key.trim())
+                    .context("the account key is not base64")?,
+            ),
         })
     }
 
@@ -411,13 +513,19 @@ impl Blobs {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let text = string_to_sign(&SignedRequest {
-            method: method.as_str(),
-            account: &self.account,
-            path: &raw_path,
-            query: &q,
-            headers: &all,
-        });
+        let authorization = match &self.credential {
+            Credential::Key(key) => {
+                let text = string_to_sign(&SignedRequest {
+                    method: method.as_str(),
+                    account: &self.account,
+                    path: &raw_path,
+                    query: &q,
+                    headers: &all,
+                });
+                format!("SharedKey {}:{}", self.account, sign(key, &text))
+            }
+            Credential::Token(token) => format!("Bearer {token}"),
+        };
         let url = format!(
             "{}{}",
             self.endpoint
@@ -430,10 +538,7 @@ impl Blobs {
                 request = request.header(k.as_str(), v.as_str());
             }
         }
-        request = request.header(
-            "authorization",
-            format!("SharedKey {}:{}", self.account, sign(&self.key, &text)),
-        );
+        request = request.header("authorization", authorization);
         let response = request
             .send()
             .await
@@ -446,6 +551,12 @@ impl Blobs {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
+            let explanation = response
+                .headers()
+                .get("x-keyless-explanation")
+                .and_then(|v| v.to_str().ok())
+                .map(|e| format!("\n{e}"))
+                .unwrap_or_default();
             let text = response.text().await.unwrap_or_default();
             let message = text
                 .split("<Message>")
@@ -453,7 +564,7 @@ impl Blobs {
                 .and_then(|m| m.split("</Message>").next())
                 .unwrap_or(&text)
                 .to_owned();
-            bail!("({code}) {message} [{status}]");
+            bail!("({code}) {message} [{status}]{explanation}");
         }
         Ok(response)
     }

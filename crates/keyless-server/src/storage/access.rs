@@ -1,0 +1,99 @@
+//! Authorizing a bearer caller: one RBAC decision per request, at the container
+//! (or, for account-level operations, the account) scope.
+
+use axum::http::StatusCode;
+
+use keyless_core::ResourceId;
+use keyless_core::rbac::{AccessRequest, Permission};
+use keyless_store::StorageAccount;
+
+use super::auth::Identity;
+use super::error::StorageError;
+use super::operation::Operation;
+use crate::state::SharedState;
+
+const CONTAINER_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/read";
+const CONTAINER_WRITE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/write";
+const CONTAINER_DELETE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/delete";
+/// Reading blobs, also what a copy needs of its source.
+pub(crate) const BLOB_READ: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
+const BLOB_WRITE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write";
+const BLOB_DELETE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete";
+
+impl Operation {
+    /// What RBAC must grant a bearer caller, as Azure's permission table for blob
+    /// operations names it: container operations need an action, blob operations a
+    /// data action.
+    pub(crate) fn permission(self) -> Permission<'static> {
+        use Operation as Op;
+        match self {
+            Op::ListContainers | Op::GetContainerProperties => Permission::Action(CONTAINER_READ),
+            Op::CreateContainer | Op::SetContainerMetadata => Permission::Action(CONTAINER_WRITE),
+            Op::DeleteContainer => Permission::Action(CONTAINER_DELETE),
+            Op::GetServiceProperties => {
+                Permission::Action("Microsoft.Storage/storageAccounts/blobServices/read")
+            }
+            Op::SetServiceProperties => {
+                Permission::Action("Microsoft.Storage/storageAccounts/blobServices/write")
+            }
+            Op::ListBlobs
+            | Op::GetBlob
+            | Op::GetBlobProperties
+            | Op::GetBlobMetadata
+            | Op::GetBlockList => Permission::DataAction(BLOB_READ),
+            Op::PutBlob
+            | Op::PutBlock
+            | Op::PutBlockList
+            | Op::SetBlobMetadata
+            | Op::SetBlobProperties
+            | Op::CopyBlob => Permission::DataAction(BLOB_WRITE),
+            Op::DeleteBlob | Op::BlobBatch => Permission::DataAction(BLOB_DELETE),
+        }
+    }
+}
+
+/// The RBAC scope of a request: the container, or the account.
+pub(crate) fn scope(account: &StorageAccount, container: &str) -> Result<ResourceId, StorageError> {
+    let text = if container.is_empty() {
+        account.id.clone()
+    } else {
+        format!("{}/blobServices/default/containers/{container}", account.id)
+    };
+    ResourceId::parse(&text)
+        .map_err(|e| StorageError::from(keyless_core::Error::internal(e.to_string())))
+}
+
+/// Allows the request if RBAC grants `permission` to the identity at the
+/// container; otherwise a 403 that names the identity, the permission and the scope.
+pub(crate) fn authorize(
+    state: &SharedState,
+    account: &StorageAccount,
+    identity: &Identity,
+    permission: Permission<'_>,
+    container: &str,
+) -> Result<(), StorageError> {
+    let scope = scope(account, container)?;
+    let index = state.rbac();
+    let request = AccessRequest {
+        tenant: identity.tenant,
+        principals: &identity.principals,
+        permission,
+        scope: &scope,
+    };
+    if index.check(&request).is_allowed() {
+        return Ok(());
+    }
+    let why = index.explain(&request).explanation();
+    Err(StorageError::new(
+        StatusCode::FORBIDDEN,
+        "AuthorizationPermissionMismatch",
+        "This request is not authorized to perform this operation using this permission.",
+    )
+    .explained(format!(
+        "identity {} (object id {}) lacks {} at {scope}: {why}",
+        identity.name(),
+        identity.object_id(),
+        permission.as_str(),
+    )))
+}

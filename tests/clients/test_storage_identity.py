@@ -1,0 +1,149 @@
+"""Identity-based access to blobs: azure-identity tokens, RBAC on data, the storage log."""
+
+import json
+
+import pytest
+import requests
+from azure.core.exceptions import HttpResponseError
+from azure.identity import ClientSecretCredential
+from azure.storage.blob import BlobServiceClient
+
+READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+
+
+@pytest.fixture(scope="module")
+def world(server):
+    """Account `idacct` with container `data` holding census.csv, and three service principals:
+    a Storage Blob Data Reader on the container, a Contributor on the account, and one with no role."""
+    sub = server.admin["subscription"]
+    server.cli("storage", "account", "create", "-n", "idacct", "-g", "default")
+    key = server.cli("storage", "account", "keys", "list", "-n", "idacct", "-g", "default")[0]["value"]
+    account_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/idacct"
+    sps = {name: server.cli("ad", "sp", "create-for-rbac", "-n", f"storage-{name}")
+           for name in ("reader", "writer", "nobody")}
+    server.cli("role", "assignment", "create", "--assignee", sps["reader"]["objectId"],
+               "--role", "Storage Blob Data Reader", "--scope", f"{account_id}/blobServices/default/containers/data")
+    server.cli("role", "assignment", "create", "--assignee", sps["writer"]["objectId"],
+               "--role", "Storage Blob Data Contributor", "--scope", account_id)
+    return {"url": f"{server.info['storage']}/idacct", "key": key, "sps": sps}
+
+
+def service_as(server, world, who):
+    sp = world["sps"][who]
+    credential = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                        disable_instance_discovery=True)
+    return BlobServiceClient(world["url"], credential=credential)
+
+
+def test_roles_decide_what_each_identity_may_do(server, world, client_env):
+    keyed = BlobServiceClient(world["url"], credential={"account_name": "idacct", "account_key": world["key"]})
+    keyed.create_container("data").upload_blob("census.csv", b"age,income\n39,77516\n")
+    keyed.create_container("private").upload_blob("secret.csv", b"x")
+
+    reader = service_as(server, world, "reader").get_container_client("data")
+    assert reader.download_blob("census.csv").readall() == b"age,income\n39,77516\n"
+    assert [b.name for b in reader.list_blobs()] == ["census.csv"]
+    with pytest.raises(HttpResponseError) as denied:
+        reader.upload_blob("new.csv", b"1")
+    assert denied.value.status_code == 403
+    assert denied.value.error_code == "AuthorizationPermissionMismatch"
+    explanation = denied.value.response.headers["x-keyless-explanation"]
+    assert world["sps"]["reader"]["objectId"] in explanation
+    assert WRITE in explanation and "containers/data" in explanation
+    assert "Storage Blob Data Contributor" in explanation
+    assert "<KeylessExplanation>" in denied.value.response.text()
+    # The reader's role is on `data` only.
+    with pytest.raises(HttpResponseError) as elsewhere:
+        service_as(server, world, "reader").get_container_client("private").download_blob("secret.csv").readall()
+    assert elsewhere.value.status_code == 403
+
+    writer = service_as(server, world, "writer")
+    writer.get_container_client("data").upload_blob("by-writer.csv", b"2")
+    writer.create_container("made-by-writer")
+    writer.get_container_client("data").delete_blob("by-writer.csv")
+
+    nobody = service_as(server, world, "nobody")
+    for attempt in (lambda: nobody.get_container_client("data").download_blob("census.csv").readall(),
+                    lambda: list(nobody.get_container_client("data").list_blobs()),
+                    lambda: nobody.get_container_client("data").upload_blob("n.csv", b"3"),
+                    lambda: nobody.create_container("nope")):
+        with pytest.raises(HttpResponseError) as refused:
+            attempt()
+        assert refused.value.status_code == 403
+
+
+def test_tokens_for_another_audience_are_refused(server, world, client_env):
+    sp = world["sps"]["writer"]
+    credential = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                        disable_instance_discovery=True)
+    management_token = credential.get_token("https://management.azure.com/.default").token
+    reply = requests.get(f"{world['url']}/data/census.csv",
+                         headers={"Authorization": f"Bearer {management_token}", "x-ms-version": "2026-10-06"},
+                         verify=server.ca, timeout=30)
+    assert reply.status_code == 401
+    assert reply.headers["x-ms-error-code"] == "InvalidAuthenticationInfo"
+    assert "Audience validation failed" in reply.text
+    assert reply.headers["WWW-Authenticate"].startswith(f"Bearer authorization_uri={server.login}/")
+    storage_token = credential.get_token("https://storage.azure.com/.default").token
+    tampered = storage_token[:-4] + ("AAAA" if not storage_token.endswith("AAAA") else "BBBB")
+    reply = requests.get(f"{world['url']}/data/census.csv", headers={"Authorization": f"Bearer {tampered}"},
+                         verify=server.ca, timeout=30)
+    assert reply.status_code == 401
+    assert "signature" in reply.text
+
+
+def test_the_storage_log_names_who_read_what(server, world, client_env):
+    reader = service_as(server, world, "reader").get_container_client("data")
+    reader.download_blob("census.csv").readall()
+    with pytest.raises(HttpResponseError):
+        reader.upload_blob("denied.csv", b"1")
+
+    out = server.cli("storage", "logs", "--account", "idacct", "--since", "1h", check=False)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    oid = world["sps"]["reader"]["objectId"]
+    mine = [r for r in records if r["RequesterObjectId"] == oid]
+    reads = [r for r in mine if r["OperationName"] == "GetBlob" and r["Path"] == "data/census.csv"]
+    assert reads and reads[-1]["StatusCode"] in (200, 206)
+    assert reads[-1]["AuthenticationType"] == "OAuth"
+    assert reads[-1]["RequesterPrincipalType"] == "ServicePrincipal"
+    assert reads[-1]["RequesterAppId"] == world["sps"]["reader"]["appId"]
+    assert reads[-1]["RequesterTenantId"] == server.tenant
+    assert reads[-1]["ResponseBodySize"] == len(b"age,income\n39,77516\n")
+    assert reads[-1]["CallerIpAddress"] == "127.0.0.1"
+    keyed = [r for r in records if r["AuthenticationType"] == "AccountKey"]
+    assert keyed and all(r["RequesterObjectId"] is None for r in keyed)
+
+    denied = server.cli("storage", "logs", "--account", "idacct", "--status", "403", "--principal", oid,
+                        "--path-prefix", "data/", check=False)
+    rows = [json.loads(line) for line in denied.stdout.splitlines()]
+    assert [r["Path"] for r in rows] == ["data/new.csv", "data/denied.csv"]
+    assert all(r["StatusText"] == "AuthorizationPermissionMismatch" and WRITE in r["Explanation"] for r in rows)
+
+    # Reading the log is itself an authorized act: an identity without a role on the account gets nothing.
+    sp = world["sps"]["nobody"]
+    token = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                   disable_instance_discovery=True).get_token("https://management.azure.com/.default")
+    sub = server.admin["subscription"]
+    reply = requests.get(f"{server.info['management']}/subscriptions/{sub}/resourceGroups/default/providers/"
+                         "Microsoft.Storage/storageAccounts/idacct/logs?api-version=2023-05-01",
+                         headers={"Authorization": f"Bearer {token.token}"}, verify=server.ca, timeout=30)
+    assert reply.status_code == 403
+    assert reply.json()["error"]["code"] == "AuthorizationFailed"
+
+
+def test_the_cli_reads_and_writes_as_the_signed_in_identity(server, world, tmp_path):
+    sp = world["sps"]["reader"]
+    server.cli("login", "--service-principal", "-u", sp["appId"], "-p", sp["password"])
+    try:
+        out = tmp_path / "census.csv"
+        server.cli("storage", "blob", "download", "-c", "data", "-n", "census.csv", "-f", str(out),
+                   "--account-name", "idacct", "--auth-mode", "login")
+        assert out.read_bytes().startswith(b"age,income")
+        refused = server.cli("storage", "blob", "upload", "-c", "data", "-n", "x.csv", "-f", str(out),
+                             "--account-name", "idacct", "--auth-mode", "login", check=False)
+        assert refused.returncode != 0
+        assert "AuthorizationPermissionMismatch" in refused.stderr and WRITE in refused.stderr
+    finally:
+        server.login_admin()
