@@ -5,6 +5,7 @@
 //! Nothing here performs I/O or depends on async runtimes, HTTP or SQL; the other
 //! crates build on these types.
 
+pub mod acl;
 pub mod directory;
 pub mod error;
 pub mod id;
