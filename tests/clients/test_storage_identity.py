@@ -147,3 +147,109 @@ def test_the_cli_reads_and_writes_as_the_signed_in_identity(server, world, tmp_p
         assert "AuthorizationPermissionMismatch" in refused.stderr and WRITE in refused.stderr
     finally:
         server.login_admin()
+
+
+def test_a_user_delegation_sas_acts_as_the_user_while_the_user_may(server, world, client_env):
+    import datetime
+
+    from azure.storage.blob import BlobClient, generate_blob_sas
+
+    sub = server.admin["subscription"]
+    server.cli("ad", "user", "create", "--display-name", "Dele", "--user-principal-name", "dele@keyless.local",
+               "--password", "Dele-Passw0rd!")
+    dele = server.cli("ad", "user", "show", "--id", "dele@keyless.local")
+    scope = (f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/idacct"
+             "/blobServices/default/containers/data")
+    server.cli("role", "assignment", "create", "--assignee", dele["id"], "--role", "Storage Blob Data Reader",
+               "--scope", scope)
+    # Asking for a key is an account-level action.
+    server.cli("role", "assignment", "create", "--assignee", dele["id"], "--role", "Storage Blob Delegator",
+               "--scope", scope.split("/blobServices/")[0])
+    from azure.identity import UsernamePasswordCredential
+    credential = UsernamePasswordCredential("04b07795-8ddb-461a-bbee-02f9e1bf7b46", "dele@keyless.local",
+                                            "Dele-Passw0rd!", tenant_id="adfs", authority=server.login,
+                                            disable_instance_discovery=True)
+    svc = BlobServiceClient(world["url"], credential=credential)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = svc.get_user_delegation_key(now - datetime.timedelta(minutes=1), now + datetime.timedelta(hours=1))
+    assert key.signed_oid == dele["id"] and key.signed_tid == server.tenant
+    sas = generate_blob_sas("idacct", "data", "census.csv", user_delegation_key=key, permission="r",
+                            expiry=now + datetime.timedelta(minutes=30))
+    blob = BlobClient(world["url"], "data", "census.csv", credential=sas)
+    assert blob.download_blob().readall().startswith(b"age,income")
+
+    # The SAS grants no more than it says, and no more than the user may.
+    write_sas = generate_blob_sas("idacct", "data", "census.csv", user_delegation_key=key, permission="rw",
+                                  expiry=now + datetime.timedelta(minutes=30))
+    with pytest.raises(HttpResponseError) as beyond:
+        BlobClient(world["url"], "data", "census.csv", credential=write_sas).upload_blob(b"x", overwrite=True)
+    assert beyond.value.status_code == 403 and WRITE in beyond.value.response.headers["x-keyless-explanation"]
+
+    records = [json.loads(line) for line in server.cli(
+        "storage", "logs", "--account", "idacct", "--principal", dele["id"], check=False).stdout.splitlines()]
+    assert any(r["AuthenticationType"] == "UserDelegationSAS" and r["OperationName"] == "GetBlob" for r in records)
+
+    # When the user loses the role, the SAS stops working.
+    server.cli("role", "assignment", "delete", "--assignee", dele["id"], "--role", "Storage Blob Data Reader",
+               "--scope", scope)
+    with pytest.raises(HttpResponseError) as revoked:
+        blob.download_blob().readall()
+    assert revoked.value.status_code == 403
+
+    # A tampered SAS does not verify.
+    tampered = sas.replace("sp=r", "sp=rw")
+    with pytest.raises(HttpResponseError) as forged:
+        BlobClient(world["url"], "data", "census.csv", credential=tampered).download_blob()
+    assert forged.value.status_code == 403
+
+
+def test_network_rules_refuse_an_address_and_admit_listed_ranges(server, world, client_env):
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    class From(HTTPAdapter):
+        """Connects from a chosen loopback address."""
+
+        def __init__(self, source):
+            self.source = source
+            super().__init__()
+
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = (self.source, 0)
+            return super().init_poolmanager(*args, **kwargs)
+
+    def census_from(address):
+        session = requests.Session()
+        session.mount("https://", From(address))
+        svc = BlobServiceClient(world["url"], credential={"account_name": "idacct", "account_key": world["key"]},
+                                transport=RequestsTransport(session=session, session_owner=False))
+        return svc.get_container_client("data").download_blob("census.csv").readall()
+
+    account = ("-n", "idacct", "-g", "default")
+    assert census_from("127.0.0.2").startswith(b"age")
+    server.cli("storage", "account", "update", *account, "--default-action", "Deny")
+    try:
+        with pytest.raises(HttpResponseError) as refused:
+            census_from("127.0.0.2")
+        assert refused.value.status_code == 403
+        assert refused.value.error_code == "AuthorizationFailure"
+        assert "network rules refuse client address 127.0.0.2" in refused.value.response.headers["x-keyless-explanation"]
+
+        server.cli("storage", "account", "network-rule", "add", *account, "--ip-address", "127.0.0.2")
+        assert census_from("127.0.0.2").startswith(b"age")
+        with pytest.raises(HttpResponseError):
+            census_from("127.0.0.3")
+        server.cli("storage", "account", "network-rule", "add", *account, "--vnet-name", "training",
+                   "--address-prefix", "127.0.1.0/24")
+        assert census_from("127.0.1.7").startswith(b"age")
+        rules = server.cli("storage", "account", "network-rule", "list", *account)
+        assert [r["value"] for r in rules["ipRules"]] == ["127.0.0.2"]
+        bad = server.cli("storage", "account", "network-rule", "add", *account, "--ip-address", "not-an-ip",
+                         check=False)
+        assert bad.returncode != 0 and "InvalidNetworkAcls" in bad.stderr
+
+        denied = server.cli("storage", "logs", "--account", "idacct", "--status", "403", check=False).stdout
+        assert any(json.loads(line)["StatusText"] == "AuthorizationFailure" for line in denied.splitlines())
+    finally:
+        server.cli("storage", "account", "update", *account, "--default-action", "Allow")

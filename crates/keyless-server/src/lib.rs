@@ -11,6 +11,7 @@ mod http;
 mod identity;
 mod login;
 mod management;
+mod network;
 mod signing;
 mod state;
 mod storage;

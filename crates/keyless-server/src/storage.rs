@@ -12,7 +12,10 @@ mod blob;
 mod conditions;
 mod container;
 mod copy;
+mod delegation;
+mod dfs;
 mod error;
+mod hns;
 mod operation;
 mod sas;
 mod xml;
@@ -108,6 +111,48 @@ struct Requester {
     account: String,
     auth: &'static str,
     identity: Option<auth::Identity>,
+    /// A DFS request: errors go out as JSON.
+    dfs: bool,
+    /// The identity behind a user delegation SAS.
+    delegator: Option<String>,
+}
+
+/// Whether the identity that signed a user delegation SAS may, at the time of
+/// use, do what the request does (its role assignments, through its groups).
+async fn delegator_may(
+    state: &SharedState,
+    account: &StorageAccount,
+    oid: &str,
+    tid: &str,
+    op: Operation,
+    container: &str,
+) -> Result<(), StorageError> {
+    let refused =
+        |why: &str| StorageError::auth(format!("The user delegation SAS is not valid: {why}."));
+    let tenant = keyless_core::TenantId::parse(tid).map_err(|_| refused("sktid is malformed"))?;
+    if tenant != account.tenant_id {
+        return Err(refused("the delegating identity belongs to another tenant"));
+    }
+    let object = keyless_core::ObjectId::parse(oid).map_err(|_| refused("skoid is malformed"))?;
+    let principal = state
+        .store
+        .principal(object)
+        .await?
+        .filter(|p| p.enabled)
+        .ok_or_else(|| refused("the delegating identity no longer exists or is disabled"))?;
+    let mut principals = vec![object];
+    principals.extend(state.store.transitive_groups(object).await?);
+    let name = principal
+        .user_principal_name
+        .clone()
+        .unwrap_or_else(|| oid.to_owned());
+    let who = access::Who {
+        tenant,
+        principals: &principals,
+        name: &name,
+        object_id: oid,
+    };
+    access::authorize_principals(state, account, who, op.permission(), container)
 }
 
 async fn dispatch(State(state): State<SharedState>, request: Request) -> Response {
@@ -144,9 +189,11 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
             op_name = operation_name(ctx.op);
             match run(ctx, body).await {
                 Ok(r) => r,
+                Err(e) if requester.dfs => e.into_json_response(),
                 Err(e) => e.into_response(),
             }
         }
+        Err(e) if requester.dfs => e.into_json_response(),
         Err(e) => e.into_response(),
     };
     let headers = response.headers_mut();
@@ -191,7 +238,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         status_code: response.status().as_u16(),
         status_text,
         authentication_type: requester.auth.to_owned(),
-        requester_object_id: claims.map(|c| c.oid.clone()),
+        requester_object_id: claims.map(|c| c.oid.clone()).or(requester.delegator),
         requester_tenant_id: claims.map(|c| c.tid.clone()),
         requester_app_id: claims.and_then(|c| c.appid.clone().or_else(|| c.azp.clone())),
         requester_upn: claims.and_then(|c| c.upn.clone()),
@@ -227,7 +274,11 @@ async fn prepare(
     let mut segments = raw_path.trim_start_matches('/').splitn(3, '/');
     let account_name = segments.next().unwrap_or_default().to_owned();
     let container = decode(segments.next().unwrap_or_default())?;
-    let blob = decode(segments.next().unwrap_or_default())?;
+    let mut blob = decode(segments.next().unwrap_or_default())?;
+    if blob.bytes().all(|b| b == b'/') {
+        // `/{filesystem}//` is how DFS clients name the root directory.
+        blob.clear();
+    }
     let target = match (container.is_empty(), blob.is_empty()) {
         (true, _) => Target::Account,
         (false, true) => Target::Container,
@@ -242,7 +293,12 @@ async fn prepare(
         })?;
     check_version(&parts.headers)?;
     let copy_source = parts.headers.contains_key("x-ms-copy-source");
-    let op = Operation::parse(&parts.method, &query, target, copy_source)?;
+    let rename_source = parts.headers.contains_key("x-ms-rename-source");
+    let op = Operation::parse(&parts.method, &query, target, copy_source, rename_source)?;
+    requester.dfs = op.is_dfs();
+    if requester.dfs {
+        blob.truncate(blob.trim_end_matches('/').len());
+    }
     if account_name.is_empty() {
         return Err(StorageError::bad(
             "InvalidUri",
@@ -269,6 +325,20 @@ async fn prepare(
     };
     let auth = auth::authenticate(state, &account, presented).await?;
     requester.identity = auth.identity().cloned();
+    // Network rules come before any permission: a refused address gets nowhere.
+    let trusted = auth
+        .identity()
+        .is_some_and(|i| i.principal_type() == "ManagedIdentity");
+    if let Err(why) =
+        crate::network::Rules::from_acls(account.body.get("networkAcls"))?.admit(client, trusted)
+    {
+        return Err(StorageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "AuthorizationFailure",
+            "This request is not authorized to perform this operation.",
+        )
+        .explained(why));
+    }
     // The one authorization decision of the request.
     let overrides = match &auth {
         auth::Auth::SharedKey => Vec::new(),
@@ -280,10 +350,47 @@ async fn prepare(
         }
         auth::Auth::Sas(sas) => {
             sas.authorize(op, &container, &blob)?;
+            if let Some((oid, tid)) = &sas.delegator {
+                // The delegating identity must still hold the permission, now.
+                delegator_may(state, &account, oid, tid, op, &container).await?;
+                requester.delegator = Some(oid.clone());
+            }
             sas.overrides.clone()
         }
         auth::Auth::Bearer(identity) => {
-            access::authorize(state, &account, identity, op.permission(), &container)?;
+            if let Err(denied) =
+                access::authorize(state, &account, identity, op.permission(), &container)
+            {
+                // RBAC first; on a hierarchical namespace, ACLs may still allow.
+                let source = rename_source
+                    .then(|| {
+                        parts
+                            .headers
+                            .get("x-ms-rename-source")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.split('?').next())
+                            .and_then(|v| v.trim_start_matches('/').split_once('/'))
+                            .map(|(_, p)| percent_decode_str(p).decode_utf8_lossy().into_owned())
+                    })
+                    .flatten();
+                let by_acl = if account.hns {
+                    let request = hns::AclRequest {
+                        op,
+                        container: &container,
+                        blob: &blob,
+                        query: &query,
+                        rename_source: source.as_deref(),
+                    };
+                    hns::authorize_by_acl(state, &account.name, identity, request).await?
+                } else {
+                    None
+                };
+                match by_acl {
+                    Some(keyless_core::acl::AclDecision::Allow) => {}
+                    Some(refused) => return Err(denied.also(&refused.explanation())),
+                    None => return Err(denied),
+                }
+            }
             Vec::new()
         }
     };
@@ -314,6 +421,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::ListContainers => container::list(&ctx).await,
         Op::GetServiceProperties => Ok(container::service_properties()),
         Op::SetServiceProperties => Ok(axum::http::StatusCode::ACCEPTED.into_response()),
+        Op::GetUserDelegationKey => delegation::get_key(&ctx, body).await,
         Op::CreateContainer => container::create(&ctx).await,
         Op::DeleteContainer => container::delete(&ctx).await,
         Op::GetContainerProperties => container::properties(&ctx).await,
@@ -331,6 +439,18 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::DeleteBlob => blob::delete(&ctx).await,
         Op::BlobBatch => batch::run(&ctx, body).await,
         Op::CopyBlob => copy::run(&ctx).await,
+        Op::CreateFilesystem => container::create(&ctx).await,
+        Op::DeleteFilesystem => container::delete(&ctx).await,
+        Op::GetFilesystemProperties => container::properties(&ctx).await,
+        Op::ListPaths => dfs::list(&ctx).await,
+        Op::CreatePath => dfs::create(&ctx).await,
+        Op::RenamePath => dfs::rename(&ctx).await,
+        Op::AppendData => dfs::append(&ctx, body).await,
+        Op::FlushData => dfs::flush(&ctx).await,
+        Op::GetAccessControl | Op::GetPathStatus => dfs::status(&ctx).await,
+        Op::SetAccessControl => dfs::set_access(&ctx).await,
+        Op::SetAccessControlRecursive => dfs::set_access_recursive(&ctx).await,
+        Op::DeletePath => dfs::delete(&ctx).await,
     }
 }
 
@@ -341,6 +461,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::ListContainers => "ListContainers",
         Op::GetServiceProperties => "GetBlobServiceProperties",
         Op::SetServiceProperties => "SetBlobServiceProperties",
+        Op::GetUserDelegationKey => "GetUserDelegationKey",
         Op::CreateContainer => "CreateContainer",
         Op::DeleteContainer => "DeleteContainer",
         Op::GetContainerProperties => "GetContainerProperties",
@@ -358,6 +479,19 @@ fn operation_name(op: Operation) -> &'static str {
         Op::DeleteBlob => "DeleteBlob",
         Op::BlobBatch => "BlobBatch",
         Op::CopyBlob => "CopyBlob",
+        Op::CreateFilesystem => "CreateFilesystem",
+        Op::DeleteFilesystem => "DeleteFilesystem",
+        Op::GetFilesystemProperties => "GetFilesystemProperties",
+        Op::ListPaths => "ListFilesystemDir",
+        Op::CreatePath => "CreatePath",
+        Op::RenamePath => "RenamePath",
+        Op::AppendData => "AppendFile",
+        Op::FlushData => "FlushFile",
+        Op::GetAccessControl => "GetPathAccessControl",
+        Op::GetPathStatus => "GetPathStatus",
+        Op::SetAccessControl => "SetPathAccessControl",
+        Op::SetAccessControlRecursive => "SetPathAccessControlRecursive",
+        Op::DeletePath => "DeletePath",
     }
 }
 

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use keyless_core::acl::PathAcl;
 use keyless_core::{Error, TenantId};
 
 /// A storage account. Its keys are sealed under the master key.
@@ -56,6 +57,8 @@ pub struct Container {
     pub last_modified: i64,
     /// User metadata, names lowercase.
     pub metadata: Vec<(String, String)>,
+    /// The root directory's access control (hierarchical-namespace accounts).
+    pub acl: Option<PathAcl>,
 }
 
 /// Standard HTTP properties stored with a blob.
@@ -120,6 +123,10 @@ pub struct Blob {
     pub metadata: Vec<(String, String)>,
     /// The committed block list: (block id, size).
     pub committed_blocks: Vec<(String, u64)>,
+    /// A directory of a hierarchical namespace (empty, `hdi_isfolder=true`).
+    pub is_dir: bool,
+    /// Its access control (hierarchical-namespace accounts).
+    pub acl: Option<PathAcl>,
 }
 
 /// An uncommitted block.
@@ -211,6 +218,35 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
         name: &str,
         check: Precondition<'_>,
     ) -> Result<Vec<String>, Error>;
+
+    /// Renames a path of a hierarchical namespace and, for a directory, everything
+    /// under it, in one transaction. A file may replace a file (its bytes are
+    /// released); nothing replaces a directory. `NotFound` when `from` is absent.
+    async fn path_rename(
+        &self,
+        account: &str,
+        container: &str,
+        from: &str,
+        to: &str,
+        check: Precondition<'_>,
+    ) -> Result<Vec<String>, Error>;
+    /// Deletes a path and, with `recursive`, everything under it; a directory with
+    /// children and no `recursive` is a `Conflict`. Returns the files released.
+    async fn path_delete(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        recursive: bool,
+        check: Precondition<'_>,
+    ) -> Result<Vec<String>, Error>;
+    /// Replaces the access control of many paths at once (recursive ACL changes).
+    async fn acl_update(
+        &self,
+        account: &str,
+        container: &str,
+        acls: &[(String, PathAcl)],
+    ) -> Result<(), Error>;
 
     /// Stages a block (replacing one with the same id); returns the file released.
     async fn block_put(&self, block: &Block) -> Result<Option<String>, Error>;

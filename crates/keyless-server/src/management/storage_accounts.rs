@@ -158,6 +158,13 @@ struct AccountProperties {
     network_acls: Option<Value>,
 }
 
+/// Refuses malformed network rules before they are stored.
+fn check_network_acls(update: &AccountBody) -> Result<(), MgmtError> {
+    crate::network::Rules::from_acls(update.properties.network_acls.as_ref())
+        .map(|_| ())
+        .map_err(|e| MgmtError::bad_request("InvalidNetworkAcls", e.message()))
+}
+
 fn merge_body(body: &mut Value, update: &AccountBody) {
     for (key, value) in [
         ("kind", update.kind.clone().map(Value::String)),
@@ -181,6 +188,7 @@ async fn put(
     respond(async {
         v.require()?;
         validate_name(&name)?;
+        check_network_acls(&body)?;
         let caller = scope(&state, &headers, &sub, &rg, &name, "Microsoft.Storage/storageAccounts/write").await?;
         if let Some(mut current) = state.store.account(&name).await? {
             let ours = current.subscription_id.eq_ignore_ascii_case(&sub) && current.resource_group.eq_ignore_ascii_case(&rg);
@@ -235,6 +243,7 @@ async fn update(
             "isHnsEnabled cannot be changed after the account is created",
         ));
     }
+    check_network_acls(body)?;
     if let Some(allow) = body.properties.allow_shared_key_access {
         current.allow_shared_key = allow;
     }

@@ -20,6 +20,11 @@ pub(crate) const BLOB_READ: &str =
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
 const BLOB_WRITE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write";
 const BLOB_DELETE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete";
+const BLOB_MOVE: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action";
+/// Changing owners and ACLs of a hierarchical namespace (Storage Blob Data Owner).
+pub(crate) const MODIFY_PERMISSIONS: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/modifyPermissions/action";
 
 impl Operation {
     /// What RBAC must grant a bearer caller, as Azure's permission table for blob
@@ -28,15 +33,31 @@ impl Operation {
     pub(crate) fn permission(self) -> Permission<'static> {
         use Operation as Op;
         match self {
-            Op::ListContainers | Op::GetContainerProperties => Permission::Action(CONTAINER_READ),
-            Op::CreateContainer | Op::SetContainerMetadata => Permission::Action(CONTAINER_WRITE),
-            Op::DeleteContainer => Permission::Action(CONTAINER_DELETE),
+            Op::ListContainers | Op::GetContainerProperties | Op::GetFilesystemProperties => {
+                Permission::Action(CONTAINER_READ)
+            }
+            Op::CreateContainer | Op::SetContainerMetadata | Op::CreateFilesystem => {
+                Permission::Action(CONTAINER_WRITE)
+            }
+            Op::DeleteContainer | Op::DeleteFilesystem => Permission::Action(CONTAINER_DELETE),
+            Op::ListPaths | Op::GetAccessControl | Op::GetPathStatus => {
+                Permission::DataAction(BLOB_READ)
+            }
+            Op::CreatePath | Op::AppendData | Op::FlushData => Permission::DataAction(BLOB_WRITE),
+            Op::RenamePath => Permission::DataAction(BLOB_MOVE),
+            Op::SetAccessControl | Op::SetAccessControlRecursive => {
+                Permission::DataAction(MODIFY_PERMISSIONS)
+            }
+            Op::DeletePath => Permission::DataAction(BLOB_DELETE),
             Op::GetServiceProperties => {
                 Permission::Action("Microsoft.Storage/storageAccounts/blobServices/read")
             }
             Op::SetServiceProperties => {
                 Permission::Action("Microsoft.Storage/storageAccounts/blobServices/write")
             }
+            Op::GetUserDelegationKey => Permission::Action(
+                "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+            ),
             Op::ListBlobs
             | Op::GetBlob
             | Op::GetBlobProperties
@@ -73,11 +94,38 @@ pub(crate) fn authorize(
     permission: Permission<'_>,
     container: &str,
 ) -> Result<(), StorageError> {
+    let who = Who {
+        tenant: identity.tenant,
+        principals: &identity.principals,
+        name: identity.name(),
+        object_id: identity.object_id(),
+    };
+    authorize_principals(state, account, who, permission, container)
+}
+
+/// The identity an RBAC decision is about.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Who<'a> {
+    pub(crate) tenant: keyless_core::TenantId,
+    /// The object id, then its groups.
+    pub(crate) principals: &'a [keyless_core::ObjectId],
+    pub(crate) name: &'a str,
+    pub(crate) object_id: &'a str,
+}
+
+/// [`authorize`] for any principal (the delegator of a user delegation SAS).
+pub(crate) fn authorize_principals(
+    state: &SharedState,
+    account: &StorageAccount,
+    identity: Who<'_>,
+    permission: Permission<'_>,
+    container: &str,
+) -> Result<(), StorageError> {
     let scope = scope(account, container)?;
     let index = state.rbac();
     let request = AccessRequest {
         tenant: identity.tenant,
-        principals: &identity.principals,
+        principals: identity.principals,
         permission,
         scope: &scope,
     };
@@ -92,8 +140,8 @@ pub(crate) fn authorize(
     )
     .explained(format!(
         "identity {} (object id {}) lacks {} at {scope}: {why}",
-        identity.name(),
-        identity.object_id(),
+        identity.name,
+        identity.object_id,
         permission.as_str(),
     )))
 }

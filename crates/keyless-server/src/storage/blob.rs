@@ -17,6 +17,7 @@ use super::Ctx;
 use super::conditions::{Conditions, Range, condition_error, new_etag};
 use super::container::max_results;
 use super::error::StorageError;
+use super::hns;
 use super::xml::{BlockRef, escape, http_date, parse_block_list};
 
 const MAX_PUT_BLOB: u64 = 5000 * 1024 * 1024;
@@ -192,6 +193,7 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     }
     container_exists(ctx).await?;
     let conditions = Conditions::from(ctx)?;
+    let acl = hns::acl_for_write(ctx).await?;
     let mut properties = properties_from_headers(ctx, true)?;
     let metadata = ctx.metadata()?;
     let sent_md5 = request_md5(ctx)?;
@@ -231,6 +233,8 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         properties,
         metadata,
         committed_blocks: Vec::new(),
+        is_dir: false,
+        acl,
     };
     let check = |current: Option<&Blob>| {
         conditions.check(current.map(|c| (c.etag.as_str(), c.last_modified)), false)
@@ -415,6 +419,8 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
         properties,
         metadata: ctx.metadata()?,
         committed_blocks: blocks,
+        is_dir: false,
+        acl: hns::acl_for_write(ctx).await?,
     };
     let check =
         |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
@@ -707,12 +713,27 @@ pub(crate) async fn delete_blob(
         None => Err(Error::not_found("the blob does not exist")),
         Some(c) => conditions.check(Some((c.etag.as_str(), c.last_modified)), false),
     };
-    let released = ctx
-        .state
-        .store
-        .blob_delete(&ctx.account.name, container, name, &check)
-        .await
-        .map_err(|e| condition_error(e, false))?;
+    let released = if ctx.account.hns {
+        // A directory goes only when empty, and takes nothing else with it.
+        ctx.state
+            .store
+            .path_delete(&ctx.account.name, container, name, false, &check)
+            .await
+            .map_err(|e| match e.kind() {
+                keyless_core::ErrorKind::Conflict => StorageError::new(
+                    StatusCode::CONFLICT,
+                    "DirectoryIsNotEmpty",
+                    "The directory is not empty.",
+                ),
+                _ => condition_error(e, false),
+            })?
+    } else {
+        ctx.state
+            .store
+            .blob_delete(&ctx.account.name, container, name, &check)
+            .await
+            .map_err(|e| condition_error(e, false))?
+    };
     release(ctx, released).await;
     Ok(())
 }

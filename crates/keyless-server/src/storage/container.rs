@@ -55,6 +55,10 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
         etag: new_etag(),
         last_modified: ctx.state.now(),
         metadata: ctx.metadata()?,
+        acl: ctx
+            .account
+            .hns
+            .then(|| keyless_core::acl::PathAcl::root(&super::hns::creator(&ctx.auth))),
     };
     match ctx.state.store.container_create(&container).await {
         Ok(()) => Ok((StatusCode::CREATED, container_headers(&container)).into_response()),

@@ -150,6 +150,8 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             metadata
         },
         committed_blocks: src.committed_blocks.clone(),
+        is_dir: false,
+        acl: super::hns::acl_for_write(ctx).await?,
     };
     let conditions = Conditions::from(ctx)?;
     let check =

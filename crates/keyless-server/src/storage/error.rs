@@ -161,6 +161,49 @@ impl ApiError for StorageError {
     }
 }
 
+impl StorageError {
+    /// The DFS API's shape: `{"error":{"code","message"}}`, Blob codes renamed
+    /// as DFS names them.
+    pub(crate) fn into_json_response(self) -> Response {
+        let code = match self.code {
+            "ContainerNotFound" => "FilesystemNotFound",
+            "ContainerAlreadyExists" => "FilesystemAlreadyExists",
+            "BlobNotFound" => "PathNotFound",
+            other => other,
+        };
+        let error = match &self.explanation {
+            Some(e) => {
+                serde_json::json!({ "code": code, "message": self.message, "keylessExplanation": e })
+            }
+            None => serde_json::json!({ "code": code, "message": self.message }),
+        };
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": error }).to_string(),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert("x-ms-error-code", HeaderValue::from_static(code));
+        if let Some(value) = self.explanation.as_deref().map(ascii_header) {
+            headers.insert("x-keyless-explanation", value);
+        }
+        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
+    /// Adds to the explanation (the ACL half after the RBAC half).
+    pub(crate) fn also(mut self, more: &str) -> Self {
+        self.explanation = Some(match self.explanation {
+            Some(e) => format!("{e}; and {more}"),
+            None => more.to_owned(),
+        });
+        self
+    }
+}
+
 impl IntoResponse for StorageError {
     fn into_response(self) -> Response {
         self.into_body()

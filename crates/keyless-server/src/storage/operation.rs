@@ -13,6 +13,8 @@ pub(crate) enum Operation {
     GetServiceProperties,
     /// `PUT /{account}?restype=service&comp=properties`
     SetServiceProperties,
+    /// `POST /{account}?restype=service&comp=userdelegationkey` (bearer only)
+    GetUserDelegationKey,
     /// `PUT /{account}/{container}?restype=container`
     CreateContainer,
     /// `DELETE /{account}/{container}?restype=container`
@@ -47,6 +49,54 @@ pub(crate) enum Operation {
     BlobBatch,
     /// `PUT /{account}/{container}/{blob}` with `x-ms-copy-source` (same server)
     CopyBlob,
+    /// DFS `PUT /{account}/{filesystem}?resource=filesystem`
+    CreateFilesystem,
+    /// DFS `DELETE /{account}/{filesystem}?resource=filesystem`
+    DeleteFilesystem,
+    /// DFS `HEAD|GET /{account}/{filesystem}?resource=filesystem` without listing
+    GetFilesystemProperties,
+    /// DFS `GET /{account}/{filesystem}?resource=filesystem&recursive=…`
+    ListPaths,
+    /// DFS `PUT …?resource=file|directory`
+    CreatePath,
+    /// DFS `PUT …` with `x-ms-rename-source`
+    RenamePath,
+    /// DFS `PATCH …?action=append&position=…`
+    AppendData,
+    /// DFS `PATCH …?action=flush&position=…`
+    FlushData,
+    /// DFS `HEAD …?action=getAccessControl` (also on the root: `/{filesystem}/`)
+    GetAccessControl,
+    /// DFS `HEAD …?action=getStatus`
+    GetPathStatus,
+    /// DFS `PATCH …?action=setAccessControl`
+    SetAccessControl,
+    /// DFS `PATCH …?action=setAccessControlRecursive&mode=set|modify|remove`
+    SetAccessControlRecursive,
+    /// DFS `DELETE …?recursive=true|false`
+    DeletePath,
+}
+
+impl Operation {
+    /// Whether the operation belongs to the DFS API (errors as JSON).
+    pub(crate) fn is_dfs(self) -> bool {
+        matches!(
+            self,
+            Self::CreateFilesystem
+                | Self::DeleteFilesystem
+                | Self::GetFilesystemProperties
+                | Self::ListPaths
+                | Self::CreatePath
+                | Self::RenamePath
+                | Self::AppendData
+                | Self::FlushData
+                | Self::GetAccessControl
+                | Self::GetPathStatus
+                | Self::SetAccessControl
+                | Self::SetAccessControlRecursive
+                | Self::DeletePath
+        )
+    }
 }
 
 /// Where a request points.
@@ -64,6 +114,7 @@ impl Operation {
         query: &[(String, String)],
         target: Target,
         copy_source: bool,
+        rename_source: bool,
     ) -> Result<Self, StorageError> {
         let q = |name: &str| {
             query
@@ -73,6 +124,14 @@ impl Operation {
         };
         let (restype, comp) = (q("restype"), q("comp"));
         let m = method.as_str();
+        if let Some(op) = Self::parse_dfs(m, target, q("resource"), q("action"), rename_source)
+            .or_else(|| {
+                (target == Target::Blob && m == "DELETE" && q("recursive").is_some())
+                    .then_some(Self::DeletePath)
+            })
+        {
+            return Ok(op);
+        }
         let op = match (target, m, restype, comp) {
             (Target::Account, "GET", None, Some("list")) => Self::ListContainers,
             (Target::Account, "GET", Some("service"), Some("properties")) => {
@@ -80,6 +139,9 @@ impl Operation {
             }
             (Target::Account, "PUT", Some("service"), Some("properties")) => {
                 Self::SetServiceProperties
+            }
+            (Target::Account, "POST", Some("service"), Some("userdelegationkey")) => {
+                Self::GetUserDelegationKey
             }
             (Target::Container, "PUT", Some("container"), None) => Self::CreateContainer,
             (Target::Container, "DELETE", Some("container"), None) => Self::DeleteContainer,
@@ -118,6 +180,35 @@ impl Operation {
             }
         };
         Ok(op)
+    }
+}
+
+impl Operation {
+    fn parse_dfs(
+        method: &str,
+        target: Target,
+        resource: Option<&str>,
+        action: Option<&str>,
+        rename_source: bool,
+    ) -> Option<Self> {
+        use Target::{Blob, Container};
+        Some(match (target, method, resource, action) {
+            (Container, "PUT", Some("filesystem"), None) => Self::CreateFilesystem,
+            (Container, "DELETE", Some("filesystem"), None) => Self::DeleteFilesystem,
+            (Container, "HEAD", Some("filesystem"), None) => Self::GetFilesystemProperties,
+            (Container, "GET", Some("filesystem"), None) => Self::ListPaths,
+            (Blob, "PUT", Some("file" | "directory"), None) if !rename_source => Self::CreatePath,
+            (Blob, "PUT", _, None) if rename_source => Self::RenamePath,
+            (Blob, "PATCH", None, Some("append")) => Self::AppendData,
+            (Blob, "PATCH", None, Some("flush")) => Self::FlushData,
+            (Blob | Container, "HEAD", None, Some("getAccessControl")) => Self::GetAccessControl,
+            (Blob, "HEAD", None, Some("getStatus")) => Self::GetPathStatus,
+            (Blob | Container, "PATCH", None, Some("setAccessControl")) => Self::SetAccessControl,
+            (Blob | Container, "PATCH", None, Some("setAccessControlRecursive")) => {
+                Self::SetAccessControlRecursive
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -213,7 +304,7 @@ mod tests {
         ];
         for (method, query, target, expected) in cases {
             assert_eq!(
-                Operation::parse(&method, &query, target, false).unwrap(),
+                Operation::parse(&method, &query, target, false, false).unwrap(),
                 expected,
                 "{method} {query:?}"
             );
@@ -222,14 +313,26 @@ mod tests {
 
     #[test]
     fn unsupported_requests_name_what_is_missing() {
-        let err = Operation::parse(&Method::PUT, &q(&[("comp", "lease")]), Target::Blob, false)
-            .unwrap_err();
+        let err = Operation::parse(
+            &Method::PUT,
+            &q(&[("comp", "lease")]),
+            Target::Blob,
+            false,
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "UnsupportedOperation");
-        let err = Operation::parse(&Method::PUT, &q(&[("comp", "block")]), Target::Blob, true)
-            .unwrap_err();
+        let err = Operation::parse(
+            &Method::PUT,
+            &q(&[("comp", "block")]),
+            Target::Blob,
+            true,
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "UnsupportedOperation");
         assert_eq!(
-            Operation::parse(&Method::PUT, &q(&[]), Target::Blob, true).unwrap(),
+            Operation::parse(&Method::PUT, &q(&[]), Target::Blob, true, false).unwrap(),
             Operation::CopyBlob
         );
     }

@@ -1,5 +1,6 @@
-//! Shared access signatures signed with an account key: account SAS and service
-//! SAS (container and blob), service versions 2020-12-06 and later.
+//! Shared access signatures: account SAS and service SAS (container and blob)
+//! signed with an account key, and user delegation SAS signed with a user
+//! delegation key; service versions 2020-12-06 and later.
 
 use std::net::IpAddr;
 
@@ -7,6 +8,7 @@ use axum::http::StatusCode;
 
 use keyless_auth::shared_key::verify;
 
+use super::delegation::{KeyFields, key_value};
 use super::error::StorageError;
 use super::operation::Operation;
 use super::xml::parse_iso8601;
@@ -18,6 +20,9 @@ pub(crate) struct Sas {
     scope: Scope,
     /// Response header overrides (`rscc`, `rscd`, `rsce`, `rscl`, `rsct`).
     pub(crate) overrides: Vec<(&'static str, String)>,
+    /// For a user delegation SAS, the identity that delegated (object id, tenant id):
+    /// its role assignments at the time of use limit the request too.
+    pub(crate) delegator: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,12 +68,100 @@ pub(crate) fn verify_sas(
             "Stored access policies (si) are not supported by keyless.",
         ));
     }
-    if !get("skoid").is_empty() {
-        return Err(StorageError::auth(
-            "User delegation SAS arrives with identity-based access; sign with the account key.",
-        ));
-    }
-    let (text, scope) = if !get("ss").is_empty() || !get("srt").is_empty() {
+    let delegated = !get("skoid").is_empty();
+    let (text, scope) = if delegated {
+        let (canonical, scope) = service_resource(account, container, blob, get("sr"))?;
+        // The layout of the service versions since 2025 (28 lines), then the older one (24).
+        let long = [
+            get("sp"),
+            get("st"),
+            get("se"),
+            canonical.as_str(),
+            get("skoid"),
+            get("sktid"),
+            get("skt"),
+            get("ske"),
+            get("sks"),
+            get("skv"),
+            get("saoid"),
+            get("suoid"),
+            get("scid"),
+            get("skdutid"),
+            get("sduoid"),
+            get("sip"),
+            get("spr"),
+            version,
+            get("sr"),
+            get("sst"),
+            get("ses"),
+            get("srh"),
+            get("srq"),
+            get("rscc"),
+            get("rscd"),
+            get("rsce"),
+            get("rscl"),
+            get("rsct"),
+        ]
+        .join("\n");
+        let short = [
+            get("sp"),
+            get("st"),
+            get("se"),
+            canonical.as_str(),
+            get("skoid"),
+            get("sktid"),
+            get("skt"),
+            get("ske"),
+            get("sks"),
+            get("skv"),
+            get("saoid"),
+            get("suoid"),
+            get("scid"),
+            get("sip"),
+            get("spr"),
+            version,
+            get("sr"),
+            get("sst"),
+            get("ses"),
+            get("rscc"),
+            get("rscd"),
+            get("rsce"),
+            get("rscl"),
+            get("rsct"),
+        ]
+        .join("\n");
+        let [key1, _] = keys;
+        let value = key_value(
+            key1,
+            KeyFields {
+                oid: get("skoid"),
+                tid: get("sktid"),
+                start: get("skt"),
+                expiry: get("ske"),
+                service: get("sks"),
+                version: get("skv"),
+            },
+        );
+        let text = if verify(&value, &long, get("sig")) {
+            long
+        } else {
+            short
+        };
+        let key_expiry = parse_iso8601(get("ske")).ok_or_else(|| {
+            StorageError::auth("The user delegation SAS must carry the key expiry (ske).")
+        })?;
+        if now >= key_expiry {
+            return Err(StorageError::auth(
+                "The user delegation key has expired: ask for a new key and sign a new SAS.",
+            ));
+        }
+        if !verify(&value, &text, get("sig")) {
+            return Err(StorageError::auth(
+                "Signature did not match: the user delegation SAS does not verify with the key its fields name.",
+            ));
+        }
+        (text, scope)
+    } else if !get("ss").is_empty() || !get("srt").is_empty() {
         let text = [
             account,
             get("sp"),
@@ -91,23 +184,7 @@ pub(crate) fn verify_sas(
             },
         )
     } else {
-        // A service SAS signs the resource it is for; the request's resource is
-        // used, so a SAS for another container or blob does not verify.
-        let (canonical, scope) = match get("sr") {
-            "c" => (
-                format!("/blob/{account}/{container}"),
-                Scope::Container(container.to_owned()),
-            ),
-            "b" => (
-                format!("/blob/{account}/{container}/{blob}"),
-                Scope::Blob(container.to_owned(), blob.to_owned()),
-            ),
-            other => {
-                return Err(StorageError::auth(format!(
-                    "Signed resource `{other}` is not supported; use sr=c or sr=b."
-                )));
-            }
-        };
+        let (canonical, scope) = service_resource(account, container, blob, get("sr"))?;
         let text = [
             get("sp"),
             get("st"),
@@ -130,7 +207,7 @@ pub(crate) fn verify_sas(
         (text, scope)
     };
     let sig = get("sig");
-    if !keys.iter().any(|k| verify(k, &text, sig)) {
+    if !delegated && !keys.iter().any(|k| verify(k, &text, sig)) {
         return Err(StorageError::auth(
             "Signature did not match. String to sign used was the one of the SAS fields of this request; check the key and the fields.",
         ));
@@ -176,7 +253,31 @@ pub(crate) fn verify_sas(
         permissions: get("sp").to_owned(),
         scope,
         overrides,
+        delegator: delegated.then(|| (get("skoid").to_owned(), get("sktid").to_owned())),
     })
+}
+
+/// The resource a service SAS signs, and its scope. The request's own resource is
+/// used, so a SAS for another container or blob does not verify.
+fn service_resource(
+    account: &str,
+    container: &str,
+    blob: &str,
+    sr: &str,
+) -> Result<(String, Scope), StorageError> {
+    match sr {
+        "c" => Ok((
+            format!("/blob/{account}/{container}"),
+            Scope::Container(container.to_owned()),
+        )),
+        "b" => Ok((
+            format!("/blob/{account}/{container}/{blob}"),
+            Scope::Blob(container.to_owned(), blob.to_owned()),
+        )),
+        other => Err(StorageError::auth(format!(
+            "Signed resource `{other}` is not supported; use sr=c or sr=b."
+        ))),
+    }
 }
 
 fn ip_in(range: &str, ip: IpAddr) -> bool {
@@ -201,6 +302,11 @@ impl Sas {
         let (kind, needed): (char, &str) = match op {
             Op::ListContainers => ('s', "l"),
             Op::GetServiceProperties => ('s', "r"),
+            Op::GetUserDelegationKey => {
+                return Err(StorageError::auth(
+                    "A user delegation key is issued to a bearer token's identity only.",
+                ));
+            }
             Op::SetServiceProperties => ('s', "w"),
             Op::CreateContainer => ('c', "cw"),
             Op::DeleteContainer => ('c', "d"),
@@ -212,7 +318,16 @@ impl Sas {
                 ('o', "r")
             }
             Op::SetBlobMetadata | Op::SetBlobProperties => ('o', "w"),
-            Op::DeleteBlob | Op::BlobBatch => ('o', "d"),
+            Op::DeleteBlob | Op::BlobBatch | Op::DeletePath => ('o', "d"),
+            Op::CreateFilesystem => ('c', "cw"),
+            Op::DeleteFilesystem => ('c', "d"),
+            Op::GetFilesystemProperties => ('c', "r"),
+            Op::ListPaths => ('c', "l"),
+            Op::CreatePath | Op::AppendData | Op::FlushData => ('o', "cw"),
+            Op::GetPathStatus | Op::GetAccessControl => ('o', "r"),
+            // Renames need delete on the source and create on the target; ACL changes need ownership.
+            Op::RenamePath => ('o', "cwd"),
+            Op::SetAccessControl | Op::SetAccessControlRecursive => ('o', "w"),
         };
         match &self.scope {
             Scope::Account {

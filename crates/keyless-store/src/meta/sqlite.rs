@@ -38,6 +38,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Prefix listings use LIKE, which must not fold `A` into `a`.
+            .pragma("case_sensitive_like", "ON")
             .busy_timeout(Duration::from_secs(10));
         Self::connect(options, 8).await
     }

@@ -87,7 +87,16 @@ pub(crate) enum AccountCommand {
         resource_group: String,
         #[arg(long, action = clap::ArgAction::Set)]
         allow_shared_key_access: Option<bool>,
+        /// What the network rules do with addresses no rule names.
+        #[arg(long, value_parser = ["Allow", "Deny"])]
+        default_action: Option<String>,
+        /// `AzureServices` lets keyless's trusted services (managed identities) through; `None` does not.
+        #[arg(long, value_parser = ["AzureServices", "None"])]
+        bypass: Option<String>,
     },
+    /// Network rules: the addresses that may reach the account's data.
+    #[command(subcommand)]
+    NetworkRule(NetworkRuleCommand),
     /// Delete an account with all its data.
     Delete {
         #[arg(long, short = 'n')]
@@ -105,6 +114,49 @@ pub(crate) enum AccountCommand {
         #[arg(long, short = 'g')]
         resource_group: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum NetworkRuleCommand {
+    /// Allow an address or CIDR range, or a named virtual network (an address range).
+    Add {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// Remove a rule.
+    Remove {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// Show the rules.
+    List {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'g')]
+        resource_group: String,
+    },
+}
+
+/// One network rule.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RuleArgs {
+    /// An address or CIDR range.
+    #[arg(long, conflicts_with = "vnet_name")]
+    ip_address: Option<String>,
+    /// A virtual network's name…
+    #[arg(long, requires = "address_prefix")]
+    vnet_name: Option<String>,
+    /// …and its address range.
+    #[arg(long)]
+    address_prefix: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -258,6 +310,78 @@ pub(crate) async fn run(cmd: StorageCommand, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// The account's current `networkAcls`.
+async fn network_acls(api: &Api, rg: &str, name: &str) -> Result<Value> {
+    let account = api
+        .get(&format!(
+            "{}?api-version={API_VERSION}",
+            account_path(api, rg, name)?
+        ))
+        .await?;
+    Ok(account
+        .pointer("/properties/networkAcls")
+        .cloned()
+        .unwrap_or_else(|| json!({ "defaultAction": "Allow", "bypass": "AzureServices" })))
+}
+
+async fn network_rule(api: &Api, cmd: NetworkRuleCommand) -> Result<Value> {
+    let (name, rg, rule, add) = match cmd {
+        NetworkRuleCommand::List {
+            name,
+            resource_group,
+        } => return network_acls(api, &resource_group, &name).await,
+        NetworkRuleCommand::Add {
+            name,
+            resource_group,
+            rule,
+        } => (name, resource_group, rule, true),
+        NetworkRuleCommand::Remove {
+            name,
+            resource_group,
+            rule,
+        } => (name, resource_group, rule, false),
+    };
+    let mut acls = network_acls(api, &rg, &name).await?;
+    // The list a rule lives in, the rule, and the field that names it.
+    let (key, entry, id_field) = match (rule.ip_address, rule.vnet_name, rule.address_prefix) {
+        (Some(ip), _, _) => (
+            "ipRules",
+            json!({ "value": ip, "action": "Allow" }),
+            "value",
+        ),
+        (None, Some(vnet), Some(prefix)) => (
+            "virtualNetworkRules",
+            json!({ "id": vnet, "addressPrefix": prefix, "action": "Allow" }),
+            "id",
+        ),
+        _ => bail!("give --ip-address, or --vnet-name with --address-prefix"),
+    };
+    let wanted = entry.get(id_field).cloned();
+    let matches = |v: &Value| v.get(id_field).cloned() == wanted;
+    if let Some(map) = acls.as_object_mut() {
+        let list = map.entry(key).or_insert_with(|| json!([]));
+        if let Some(items) = list.as_array_mut() {
+            items.retain(|v| !matches(v));
+            if add {
+                items.push(entry);
+            }
+        }
+    }
+    let updated = api
+        .patch(
+            &format!(
+                "{}?api-version={API_VERSION}",
+                account_path(api, &rg, &name)?
+            ),
+            &json!({ "properties": { "networkAcls": acls } }),
+        )
+        .await?;
+    Ok(updated
+        .pointer("/properties/networkAcls")
+        .cloned()
+        .unwrap_or(Value::Null))
+}
+
 /// An RFC 3339 time from itself or from an age (`90s`, `15m`, `2h`, `1d`).
 fn absolute_time(text: &str) -> Result<String> {
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
@@ -344,11 +468,27 @@ async fn account(api: &Api, cmd: AccountCommand) -> Result<Value> {
             name,
             resource_group,
             allow_shared_key_access,
+            default_action,
+            bypass,
         } => {
             let mut properties = json!({});
             if let (Some(allow), Some(map)) = (allow_shared_key_access, properties.as_object_mut())
             {
                 map.insert("allowSharedKeyAccess".into(), json!(allow));
+            }
+            if default_action.is_some() || bypass.is_some() {
+                let mut acls = network_acls(api, &resource_group, &name).await?;
+                if let Some(map) = acls.as_object_mut() {
+                    if let Some(a) = default_action {
+                        map.insert("defaultAction".into(), json!(a));
+                    }
+                    if let Some(b) = bypass {
+                        map.insert("bypass".into(), json!(b));
+                    }
+                }
+                if let Some(map) = properties.as_object_mut() {
+                    map.insert("networkAcls".into(), acls);
+                }
             }
             api.patch(
                 &format!(
@@ -359,6 +499,7 @@ async fn account(api: &Api, cmd: AccountCommand) -> Result<Value> {
             )
             .await?
         }
+        AccountCommand::NetworkRule(cmd) => network_rule(api, cmd).await?,
         AccountCommand::Delete {
             name,
             resource_group,

@@ -17,7 +17,7 @@ const CAPACITY: u64 = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 enum Row {
-    Container(Container),
+    Container(Box<Container>),
     Blob(Box<Blob>),
 }
 
@@ -90,7 +90,7 @@ impl RowCache {
 
     pub(super) fn container(&self, account: &str, name: &str) -> Option<Container> {
         match self.rows.get(&container_key(account, name)) {
-            Some(Row::Container(c)) => Some(c),
+            Some(Row::Container(c)) => Some(*c),
             _ => None,
         }
     }
@@ -99,7 +99,7 @@ impl RowCache {
         self.insert(
             ticket,
             container_key(&c.account, &c.name),
-            Row::Container(c.clone()),
+            Row::Container(Box::new(c.clone())),
         );
     }
 

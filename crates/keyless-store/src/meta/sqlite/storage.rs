@@ -5,6 +5,7 @@ use bytes::Bytes;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use keyless_core::acl::PathAcl;
 use keyless_core::{Error, TenantId};
 
 use super::{SqliteStore, corrupt, db_error};
@@ -56,7 +57,19 @@ fn container_row(row: &SqliteRow) -> Result<Container, Error> {
         etag: row.try_get("etag").map_err(c)?,
         last_modified: row.try_get("last_modified").map_err(c)?,
         metadata: json_pairs(&row.try_get::<String, _>("metadata").map_err(c)?)?,
+        acl: acl_column(row, "container")?,
     })
+}
+
+fn acl_column(row: &SqliteRow, what: &str) -> Result<Option<PathAcl>, Error> {
+    row.try_get::<Option<String>, _>("acl")
+        .map_err(|e| corrupt(what, e))?
+        .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(what, e)))
+        .transpose()
+}
+
+fn acl_json(acl: Option<&PathAcl>) -> Result<Option<String>, Error> {
+    acl.map(to_json).transpose()
 }
 
 fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
@@ -87,6 +100,8 @@ fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
             &row.try_get::<String, _>("committed_blocks").map_err(c)?,
         )
         .map_err(|e| corrupt("blob", e))?,
+        is_dir: row.try_get("is_dir").map_err(c)?,
+        acl: acl_column(row, "blob")?,
     })
 }
 
@@ -255,12 +270,13 @@ impl StorageStore for SqliteStore {
     }
 
     async fn container_create(&self, c: &Container) -> Result<(), Error> {
-        sqlx::query("INSERT INTO containers (account, name, etag, last_modified, metadata) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO containers (account, name, etag, last_modified, metadata, acl) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&c.account)
             .bind(&c.name)
             .bind(&c.etag)
             .bind(c.last_modified)
             .bind(to_json(&c.metadata)?)
+            .bind(acl_json(c.acl.as_ref())?)
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
@@ -302,10 +318,11 @@ impl StorageStore for SqliteStore {
     }
 
     async fn container_update(&self, c: &Container) -> Result<(), Error> {
-        let done = sqlx::query("UPDATE containers SET etag = ?, last_modified = ?, metadata = ? WHERE account = ? AND name = ?")
+        let done = sqlx::query("UPDATE containers SET etag = ?, last_modified = ?, metadata = ?, acl = ? WHERE account = ? AND name = ?")
             .bind(&c.etag)
             .bind(c.last_modified)
             .bind(to_json(&c.metadata)?)
+            .bind(acl_json(c.acl.as_ref())?)
             .bind(&c.account)
             .bind(&c.name)
             .execute(&self.pool)
@@ -381,7 +398,7 @@ impl StorageStore for SqliteStore {
     ) -> Result<Vec<Blob>, Error> {
         let rows = sqlx::query(
             "SELECT account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
-                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content, is_dir, acl
              FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
         )
         .bind(account)
@@ -425,8 +442,8 @@ impl StorageStore for SqliteStore {
         let p = &b.properties;
         sqlx::query(
             "INSERT OR REPLACE INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
-                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, content)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, content, is_dir, acl)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.account)
         .bind(&b.container)
@@ -448,6 +465,8 @@ impl StorageStore for SqliteStore {
             Content::Inline(bytes) => Some(bytes.as_ref()),
             Content::File(_) => None,
         })
+        .bind(b.is_dir)
+        .bind(acl_json(b.acl.as_ref())?)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -470,7 +489,7 @@ impl StorageStore for SqliteStore {
         let p = &b.properties;
         sqlx::query(
             "UPDATE blobs SET etag = ?, last_modified = ?, content_type = ?, content_encoding = ?, content_language = ?,
-                content_disposition = ?, cache_control = ?, content_md5 = ?, metadata = ?
+                content_disposition = ?, cache_control = ?, content_md5 = ?, metadata = ?, acl = ?
              WHERE account = ? AND container = ? AND name = ?",
         )
         .bind(&b.etag)
@@ -482,6 +501,7 @@ impl StorageStore for SqliteStore {
         .bind(&p.cache_control)
         .bind(&p.content_md5)
         .bind(to_json(&b.metadata)?)
+        .bind(acl_json(b.acl.as_ref())?)
         .bind(&b.account)
         .bind(&b.container)
         .bind(&b.name)
@@ -538,6 +558,177 @@ impl StorageStore for SqliteStore {
         .await;
         let result = tx.finish(result).await;
         self.cache.forget_blob(account, container, name);
+        result
+    }
+
+    async fn path_rename(
+        &self,
+        account: &str,
+        container: &str,
+        from: &str,
+        to: &str,
+        check: Precondition<'_>,
+    ) -> Result<Vec<String>, Error> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let source = current_blob(&mut tx, account, container, from)
+                .await?
+                .ok_or_else(|| Error::not_found("the source path does not exist"))?;
+            let dest = current_blob(&mut tx, account, container, to).await?;
+            check(dest.as_ref())?;
+            let mut released = Vec::new();
+            if let Some(d) = dest {
+                if d.is_dir || source.is_dir {
+                    return Err(Error::exists("the destination path already exists"));
+                }
+                released.extend(d.content.file_id().map(str::to_owned));
+                sqlx::query("DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?")
+                    .bind(account)
+                    .bind(container)
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            if source.is_dir {
+                let under = format!("{from}/");
+                // Everything under the directory moves with it: `to/` + the rest of the name.
+                sqlx::query(
+                    "UPDATE blobs SET name = ? || substr(name, ?) WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\'",
+                )
+                .bind(format!("{to}/"))
+                .bind(i64::try_from(under.chars().count() + 1).unwrap_or(i64::MAX))
+                .bind(account)
+                .bind(container)
+                .bind(like_prefix(&under))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
+            sqlx::query("UPDATE blobs SET name = ? WHERE account = ? AND container = ? AND name = ?")
+                .bind(to)
+                .bind(account)
+                .bind(container)
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            let blocks: Vec<(String,)> = sqlx::query_as(
+                "DELETE FROM blocks WHERE account = ? AND container = ? AND (blob = ? OR blob = ?) RETURNING file_id",
+            )
+            .bind(account)
+            .bind(container)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            released.extend(blocks.into_iter().map(|(f,)| f));
+            Ok(released)
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_all();
+        result
+    }
+
+    async fn path_delete(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        recursive: bool,
+        check: Precondition<'_>,
+    ) -> Result<Vec<String>, Error> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let current = current_blob(&mut tx, account, container, name)
+                .await?
+                .ok_or_else(|| Error::not_found("the path does not exist"))?;
+            check(Some(&current))?;
+            let under = like_prefix(&format!("{name}/"));
+            if current.is_dir && !recursive {
+                let child: Option<(String,)> = sqlx::query_as(
+                    "SELECT name FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' LIMIT 1",
+                )
+                .bind(account)
+                .bind(container)
+                .bind(&under)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if child.is_some() {
+                    return Err(Error::new(
+                        keyless_core::ErrorKind::Conflict,
+                        "the directory is not empty; delete it recursively",
+                    ));
+                }
+            }
+            let mut released: Vec<String> =
+                current.content.file_id().map(str::to_owned).into_iter().collect();
+            if current.is_dir {
+                let files: Vec<(String,)> = sqlx::query_as(
+                    "DELETE FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' RETURNING file_id",
+                )
+                .bind(account)
+                .bind(container)
+                .bind(&under)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                released.extend(files.into_iter().map(|(f,)| f).filter(|f| !f.is_empty()));
+            }
+            sqlx::query("DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?")
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            let blocks: Vec<(String,)> = sqlx::query_as(
+                "DELETE FROM blocks WHERE account = ? AND container = ? AND (blob = ? OR blob LIKE ? ESCAPE '\\') RETURNING file_id",
+            )
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .bind(&under)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            released.extend(blocks.into_iter().map(|(f,)| f));
+            Ok(released)
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_all();
+        result
+    }
+
+    async fn acl_update(
+        &self,
+        account: &str,
+        container: &str,
+        acls: &[(String, PathAcl)],
+    ) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            for (name, acl) in acls {
+                sqlx::query(
+                    "UPDATE blobs SET acl = ? WHERE account = ? AND container = ? AND name = ?",
+                )
+                .bind(to_json(acl)?)
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
+            Ok(())
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_all();
         result
     }
 

@@ -53,6 +53,7 @@ async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
             etag: "\"0\"".into(),
             last_modified: 0,
             metadata: Vec::new(),
+            acl: None,
         })
         .await
         .unwrap();
@@ -72,6 +73,8 @@ fn blob(name: &str, bytes: &'static [u8]) -> Blob {
         properties: Default::default(),
         metadata: Vec::new(),
         committed_blocks: Vec::new(),
+        is_dir: false,
+        acl: None,
     }
 }
 
@@ -240,4 +243,120 @@ async fn inline_blobs_hold_no_file_and_listings_skip_their_bytes() {
             .unwrap(),
         vec!["0123456789abcdef0123456789abcdef".to_owned()]
     );
+}
+
+#[tokio::test]
+async fn prefixes_are_case_sensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    for name in ["a/x", "A/y", "ab"] {
+        store.blob_put(&blob(name, b"1"), &accept).await.unwrap();
+    }
+    let listed = store
+        .blobs(
+            "acct",
+            "c",
+            Page {
+                prefix: "a",
+                marker: "",
+                max: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+        ["a/x", "ab"]
+    );
+}
+
+#[tokio::test]
+async fn directories_rename_and_delete_with_everything_under_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    let directory = |name: &str| Blob {
+        is_dir: true,
+        ..blob(name, b"")
+    };
+    store.blob_put(&directory("raw"), &accept).await.unwrap();
+    store
+        .blob_put(&directory("raw/2024"), &accept)
+        .await
+        .unwrap();
+    store
+        .blob_put(&blob("raw/2024/a.csv", b"a"), &accept)
+        .await
+        .unwrap();
+    store
+        .blob_put(&blob("rawish", b"not under raw"), &accept)
+        .await
+        .unwrap();
+    let mut file = blob("raw/big.bin", b"");
+    file.content = Content::File("0123456789abcdef0123456789abcdef".into());
+    store.blob_put(&file, &accept).await.unwrap();
+
+    store
+        .path_rename("acct", "c", "raw", "cooked", &accept)
+        .await
+        .unwrap();
+    let names = |store: &SqliteStore| {
+        let store = store.clone();
+        async move {
+            store
+                .blobs(
+                    "acct",
+                    "c",
+                    Page {
+                        prefix: "",
+                        marker: "",
+                        max: 100,
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|b| b.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        names(&store).await,
+        [
+            "cooked",
+            "cooked/2024",
+            "cooked/2024/a.csv",
+            "cooked/big.bin",
+            "rawish"
+        ]
+    );
+    assert!(
+        store
+            .blob("acct", "c", "raw/2024/a.csv")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .path_rename("acct", "c", "rawish", "cooked", &accept)
+            .await
+            .unwrap_err()
+            .kind(),
+        keyless_core::ErrorKind::AlreadyExists
+    );
+
+    let refused = store
+        .path_delete("acct", "c", "cooked", false, &accept)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), keyless_core::ErrorKind::Conflict);
+    let released = store
+        .path_delete("acct", "c", "cooked", true, &accept)
+        .await
+        .unwrap();
+    assert_eq!(
+        released,
+        vec!["0123456789abcdef0123456789abcdef".to_owned()]
+    );
+    assert_eq!(names(&store).await, ["rawish"]);
 }

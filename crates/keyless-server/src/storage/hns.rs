@@ -1,0 +1,331 @@
+//! The hierarchical namespace of ADLS Gen2 accounts: real directories, owners
+//! and POSIX ACLs, and the ACL half of authorization.
+//!
+//! A path's ancestors are directory rows (`is_dir`, `hdi_isfolder=true`, as blob
+//! clients see them); the root directory's ACL lives on the container. Writes
+//! through either API create missing parent directories, each inheriting from its
+//! parent.
+
+use axum::http::StatusCode;
+
+use keyless_core::acl::{self, AclDecision, Caller, Need, PathAcl, Perm, Step};
+use keyless_store::{Blob, BlobProperties, Content};
+
+use super::Ctx;
+use super::auth::{Auth, Identity};
+use super::conditions::new_etag;
+use super::error::StorageError;
+use super::operation::Operation;
+use crate::state::SharedState;
+
+/// Metadata that marks a directory for blob clients.
+pub(crate) const FOLDER: (&str, &str) = ("hdi_isfolder", "true");
+
+/// The owner of what a request creates: the caller, or `$superuser` for keys and SAS.
+pub(crate) fn creator(auth: &Auth) -> String {
+    match auth {
+        Auth::Bearer(identity) => identity.object_id().to_owned(),
+        Auth::SharedKey | Auth::Sas(_) => acl::SUPERUSER.to_owned(),
+    }
+}
+
+/// `a/b/c` → `["a", "a/b"]`.
+pub(crate) fn ancestors(name: &str) -> Vec<&str> {
+    name.match_indices('/')
+        .map(|(i, _)| name.get(..i).unwrap_or_default())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+pub(crate) fn parent(name: &str) -> &str {
+    name.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn path_not_found(what: &str) -> StorageError {
+    StorageError::new(StatusCode::NOT_FOUND, "PathNotFound", what.to_owned())
+}
+
+/// The root directory's ACL: the container's, or the default one for a
+/// container made before the account had a namespace.
+pub(crate) async fn root_acl(
+    state: &SharedState,
+    account: &str,
+    container: &str,
+) -> Result<PathAcl, StorageError> {
+    let c = state
+        .store
+        .container(account, container)
+        .await?
+        .ok_or_else(StorageError::container_not_found)?;
+    Ok(c.acl.unwrap_or_else(|| PathAcl::root(acl::SUPERUSER)))
+}
+
+/// A directory row as both APIs see it.
+pub(crate) fn directory(ctx: &Ctx, name: &str, acl: PathAcl) -> Blob {
+    let now = ctx.state.now();
+    Blob {
+        account: ctx.account.name.clone(),
+        container: ctx.container.clone(),
+        name: name.to_owned(),
+        etag: new_etag(),
+        created_at: now,
+        last_modified: now,
+        size: 0,
+        content: Content::Inline(bytes::Bytes::new()),
+        properties: BlobProperties::default(),
+        metadata: vec![(FOLDER.0.to_owned(), FOLDER.1.to_owned())],
+        committed_blocks: Vec::new(),
+        is_dir: true,
+        acl: Some(acl),
+    }
+}
+
+/// Makes sure every directory above `name` exists (creating the missing ones as
+/// the caller) and returns the ACL of its parent. A file in the way is a conflict.
+pub(crate) async fn ensure_parents(ctx: &Ctx, name: &str) -> Result<PathAcl, StorageError> {
+    let mut parent_acl = root_acl(&ctx.state, &ctx.account.name, &ctx.container).await?;
+    let owner = creator(&ctx.auth);
+    for dir in ancestors(name) {
+        match ctx
+            .state
+            .store
+            .blob(&ctx.account.name, &ctx.container, dir)
+            .await?
+        {
+            Some(existing) if existing.is_dir => {
+                parent_acl = existing
+                    .acl
+                    .unwrap_or_else(|| PathAcl::root(acl::SUPERUSER));
+            }
+            Some(_) => {
+                return Err(StorageError::new(
+                    StatusCode::CONFLICT,
+                    "PathConflict",
+                    format!("`{dir}` is a file, so it cannot hold `{name}`."),
+                ));
+            }
+            None => {
+                let acl = PathAcl::child(&parent_acl, &owner, true, None, None);
+                let row = directory(ctx, dir, acl.clone());
+                // Another request may create it at the same time: either is fine.
+                let absent = |c: Option<&Blob>| match c {
+                    None => Ok(()),
+                    Some(_) => Err(keyless_core::Error::exists("exists")),
+                };
+                match ctx.state.store.blob_put(&row, &absent).await {
+                    Ok(_) => parent_acl = acl,
+                    Err(e) if e.kind() == keyless_core::ErrorKind::AlreadyExists => {
+                        if let Some(now) = ctx
+                            .state
+                            .store
+                            .blob(&ctx.account.name, &ctx.container, dir)
+                            .await?
+                        {
+                            parent_acl = now.acl.unwrap_or_else(|| PathAcl::root(acl::SUPERUSER));
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(parent_acl)
+}
+
+/// The ACL a path written through the blob API gets on an HNS account: an
+/// existing file keeps its own; a new one inherits from its parent. `None` on
+/// accounts without a namespace.
+pub(crate) async fn acl_for_write(ctx: &Ctx) -> Result<Option<PathAcl>, StorageError> {
+    if !ctx.account.hns {
+        return Ok(None);
+    }
+    if let Some(existing) = ctx
+        .state
+        .store
+        .blob(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?
+    {
+        if existing.is_dir {
+            return Err(StorageError::new(
+                StatusCode::CONFLICT,
+                "PathConflict",
+                "The path is a directory; a blob cannot replace it.",
+            ));
+        }
+        if existing.acl.is_some() {
+            return Ok(existing.acl);
+        }
+    }
+    let parent = ensure_parents(ctx, &ctx.blob).await?;
+    Ok(Some(PathAcl::child(
+        &parent,
+        &creator(&ctx.auth),
+        false,
+        None,
+        None,
+    )))
+}
+
+/// The ACL check of a bearer request RBAC did not allow: walks the root and every
+/// directory above `name`, then `name` itself if it exists.
+pub(crate) async fn check_acl(
+    state: &SharedState,
+    account: &str,
+    container: &str,
+    identity: &Identity,
+    name: &str,
+    (exists, missing): (Need, Need),
+) -> Result<AclDecision, StorageError> {
+    let root = root_acl(state, account, container).await?;
+    let mut chain: Vec<(String, PathAcl)> = vec![("/".to_owned(), root)];
+    let names = if name.is_empty() {
+        Vec::new()
+    } else {
+        let mut all = ancestors(name);
+        all.push(name);
+        all
+    };
+    let mut target = None;
+    for (i, n) in names.iter().enumerate() {
+        let Some(row) = state.store.blob(account, container, n).await? else {
+            if i + 1 == names.len() {
+                break; // the target does not exist yet
+            }
+            return Err(path_not_found("The parent directory does not exist."));
+        };
+        let acl = row.acl.unwrap_or_else(|| PathAcl::root(acl::SUPERUSER));
+        if i + 1 == names.len() {
+            target = Some((format!("/{n}"), acl));
+        } else {
+            chain.push((format!("/{n}"), acl));
+        }
+    }
+    if name.is_empty() {
+        // The root itself is the target.
+        target = chain.pop();
+    }
+    let groups: Vec<String> = identity
+        .principals
+        .iter()
+        .skip(1)
+        .map(ToString::to_string)
+        .collect();
+    let caller = Caller {
+        object_id: identity.object_id(),
+        groups: &groups,
+    };
+    let steps: Vec<Step<'_>> = chain.iter().map(|(path, acl)| Step { path, acl }).collect();
+    let need = if target.is_some() { exists } else { missing };
+    let target = target.as_ref().map(|(path, acl)| Step { path, acl });
+    Ok(acl::check(&steps, target, caller, need))
+}
+
+/// The parts of a request the ACL check looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AclRequest<'a> {
+    pub(crate) op: Operation,
+    pub(crate) container: &'a str,
+    pub(crate) blob: &'a str,
+    pub(crate) query: &'a [(String, String)],
+    /// The source path of a rename.
+    pub(crate) rename_source: Option<&'a str>,
+}
+
+/// The ACL half of authorizing a bearer request on an HNS account, when RBAC
+/// did not allow it: `None` when ACLs have no say (filesystem operations).
+pub(crate) async fn authorize_by_acl(
+    state: &SharedState,
+    account: &str,
+    identity: &Identity,
+    request: AclRequest<'_>,
+) -> Result<Option<AclDecision>, StorageError> {
+    use Operation as Op;
+    let AclRequest {
+        op,
+        container,
+        blob,
+        query,
+        rename_source,
+    } = request;
+    let nothing = Need {
+        target: Perm::NONE,
+        parent: Perm::NONE,
+    };
+    let read = Need {
+        target: Perm::READ,
+        parent: Perm::NONE,
+    };
+    let list = Need {
+        target: Perm(5),
+        parent: Perm::NONE,
+    };
+    let write = (
+        Need {
+            target: Perm::WRITE,
+            parent: Perm::NONE,
+        },
+        Need {
+            target: Perm::NONE,
+            parent: Perm::WRITE,
+        },
+    );
+    let unlink = Need {
+        target: Perm::NONE,
+        parent: Perm::WRITE,
+    };
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let (name, needs): (String, (Need, Need)) = match op {
+        Op::GetBlob | Op::GetBlobMetadata | Op::GetBlockList => (blob.to_owned(), (read, nothing)),
+        Op::GetBlobProperties | Op::GetPathStatus | Op::GetAccessControl => {
+            (blob.to_owned(), (nothing, nothing))
+        }
+        Op::SetAccessControl | Op::SetAccessControlRecursive => {
+            (blob.to_owned(), (nothing, nothing))
+        }
+        Op::ListBlobs => {
+            let prefix = param("prefix").unwrap_or_default();
+            let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+            (dir.to_owned(), (list, list))
+        }
+        Op::ListPaths => {
+            let dir = param("directory").unwrap_or_default().trim_matches('/');
+            (dir.to_owned(), (list, list))
+        }
+        Op::PutBlob
+        | Op::PutBlock
+        | Op::PutBlockList
+        | Op::SetBlobMetadata
+        | Op::SetBlobProperties
+        | Op::CopyBlob
+        | Op::CreatePath
+        | Op::AppendData
+        | Op::FlushData => (blob.to_owned(), write),
+        Op::DeleteBlob | Op::DeletePath => (blob.to_owned(), (unlink, unlink)),
+        Op::RenamePath => {
+            if let Some(source) = rename_source {
+                let decision = check_acl(
+                    state,
+                    account,
+                    container,
+                    identity,
+                    source,
+                    (unlink, unlink),
+                )
+                .await?;
+                if decision != AclDecision::Allow {
+                    return Ok(Some(decision));
+                }
+            }
+            (blob.to_owned(), (unlink, unlink))
+        }
+        _ => return Ok(None),
+    };
+    check_acl(state, account, container, identity, &name, needs)
+        .await
+        .map(Some)
+}

@@ -1,0 +1,137 @@
+"""ADLS Gen2 through azure-storage-file-datalake: directories, appends, renames, and
+POSIX ACLs deciding for identities that hold no RBAC role."""
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.identity import ClientSecretCredential
+from azure.storage.blob import BlobServiceClient
+from azure.storage.filedatalake import DataLakeServiceClient
+
+
+@pytest.fixture(scope="module")
+def lake(server):
+    """HNS account `lake`; an owner SP (Storage Blob Data Owner), a user with no role,
+    and a group (nested in another) the second user reaches ACLs through."""
+    sub = server.admin["subscription"]
+    server.cli("storage", "account", "create", "-n", "lake", "-g", "default", "--hns")
+    account_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/lake"
+    owner = server.cli("ad", "sp", "create-for-rbac", "-n", "lake-owner")
+    server.cli("role", "assignment", "create", "--assignee", owner["objectId"],
+               "--role", "Storage Blob Data Owner", "--scope", account_id)
+    analyst = server.cli("ad", "sp", "create-for-rbac", "-n", "lake-analyst")
+    member = server.cli("ad", "sp", "create-for-rbac", "-n", "lake-member")
+    outer = server.cli("ad", "group", "create", "--display-name", "lake-readers")
+    inner = server.cli("ad", "group", "create", "--display-name", "lake-team")
+    server.cli("ad", "group", "member", "add", "-g", inner["id"], "--member-id", member["objectId"])
+    server.cli("ad", "group", "member", "add", "-g", outer["id"], "--member-id", inner["id"])
+    return {"url": f"{server.info['storage']}/lake", "owner": owner, "analyst": analyst, "member": member,
+            "readers": outer}
+
+
+def client(server, lake, who):
+    sp = lake[who]
+    credential = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                        disable_instance_discovery=True)
+    return DataLakeServiceClient(lake["url"], credential=credential)
+
+
+def test_directories_files_renames_and_recursive_delete(server, lake, client_env):
+    fs = client(server, lake, "owner").create_file_system("work")
+    d = fs.create_directory("raw/2024")
+    f = d.get_file_client("census.csv")
+    f.upload_data(b"age,income\n39,77516\n", overwrite=True)
+    assert f.download_file().readall() == b"age,income\n39,77516\n"
+    # Appends stay invisible until the flush; the ETag holds until then.
+    log = fs.create_file("logs/run.txt")
+    before = log.get_file_properties().etag
+    log.append_data(b"one ", offset=0, length=4)
+    log.append_data(b"two", offset=4, length=3)
+    assert log.get_file_properties().etag == before
+    log.flush_data(7)
+    assert log.download_file().readall() == b"one two"
+    with pytest.raises(HttpResponseError) as gap:
+        log.append_data(b"!", offset=9, length=1)
+        log.flush_data(10)
+    assert gap.value.error_code == "InvalidFlushPosition"
+
+    names = sorted(p.name for p in fs.get_paths(recursive=True))
+    assert names == ["logs", "logs/run.txt", "raw", "raw/2024", "raw/2024/census.csv"]
+    top = {p.name: p.is_directory for p in fs.get_paths(recursive=False)}
+    assert top == {"logs": True, "raw": True}
+
+    # Renaming a directory moves the whole tree, metadata only.
+    fs.get_directory_client("raw").rename_directory("work/cooked")
+    assert fs.get_file_client("cooked/2024/census.csv").download_file().readall().startswith(b"age")
+    with pytest.raises(ResourceNotFoundError):
+        fs.get_file_client("raw/2024/census.csv").get_file_properties()
+
+    # Blob clients see directories as empty blobs marked hdi_isfolder.
+    blobs = BlobServiceClient(lake["url"], credential=fs.credential).get_container_client("work")
+    folder = blobs.get_blob_client("cooked").get_blob_properties()
+    assert folder.metadata.get("hdi_isfolder") == "true" and folder.size == 0
+
+    unicode = fs.create_file("cooked/ünï cöde/a b%2Fc.txt")
+    unicode.upload_data(b"x", overwrite=True)
+    assert [p.name for p in fs.get_paths(path="cooked/ünï cöde")] == ["cooked/ünï cöde/a b%2Fc.txt"]
+
+    fs.get_directory_client("cooked").delete_directory()
+    assert sorted(p.name for p in fs.get_paths(recursive=True)) == ["logs", "logs/run.txt"]
+
+
+def test_acls_decide_for_identities_without_a_role(server, lake, client_env):
+    owner = client(server, lake, "owner")
+    fs = owner.create_file_system("shared")
+    fs.create_directory("raw/team-a").get_file_client("data.csv").upload_data(b"a,b\n1,2\n", overwrite=True)
+    fs.create_directory("raw/team-b").get_file_client("other.csv").upload_data(b"secret", overwrite=True)
+    analyst = lake["analyst"]["objectId"]
+
+    # Execute on / and /raw, read+execute on /raw/team-a and read on the file.
+    fs._get_root_directory_client().set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:--x")
+    fs.get_directory_client("raw").set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:--x")
+    changed = fs.get_directory_client("raw/team-a").update_access_control_recursive(acl=f"user:{analyst}:r-x")
+    assert (changed.counters.directories_successful, changed.counters.files_successful) == (1, 1)
+    assert changed.counters.failure_count == 0
+    # `set` replaces whole ACLs, so entries without the base ones fail, and are counted.
+    refused = fs.get_directory_client("raw/team-a").set_access_control_recursive(acl=f"user:{analyst}:r-x")
+    assert refused.counters.failure_count == 2
+    acl = fs.get_directory_client("raw/team-a").get_access_control()
+    assert f"user:{analyst}:r-x" in acl["acl"]
+    assert acl["permissions"].endswith("+")
+
+    mine = client(server, lake, "analyst").get_file_system_client("shared")
+    assert mine.get_file_client("raw/team-a/data.csv").download_file().readall() == b"a,b\n1,2\n"
+    assert [p.name for p in mine.get_paths(path="raw/team-a")] == ["raw/team-a/data.csv"]
+    with pytest.raises(HttpResponseError) as elsewhere:
+        mine.get_file_client("raw/team-b/other.csv").download_file().readall()
+    assert elsewhere.value.status_code == 403
+    explanation = elsewhere.value.response.headers["x-keyless-explanation"]
+    assert "/raw/team-b" in explanation and "blobs/read" in explanation
+    with pytest.raises(HttpResponseError) as write:
+        mine.get_file_client("raw/team-a/new.csv").upload_data(b"x", overwrite=True)
+    assert write.value.status_code == 403
+
+    # Without execute on /raw the same read is refused, naming /raw.
+    fs.get_directory_client("raw").set_access_control(acl="user::rwx,group::r-x,other::---")
+    with pytest.raises(HttpResponseError) as cut:
+        mine.get_file_client("raw/team-a/data.csv").download_file().readall()
+    assert cut.value.status_code == 403
+    assert "`/raw`" in cut.value.response.headers["x-keyless-explanation"]
+
+
+def test_default_acls_reach_new_children_and_groups_work_through_nesting(server, lake, client_env):
+    owner = client(server, lake, "owner")
+    fs = owner.create_file_system("inherit")
+    readers = lake["readers"]["id"]
+    fs._get_root_directory_client().set_access_control(acl=f"user::rwx,group::r-x,other::---,group:{readers}:--x")
+    d = fs.create_directory("reports")
+    d.set_access_control(acl=f"user::rwx,group::r-x,other::---,group:{readers}:r-x,default:user::rwx,"
+                             f"default:group::r-x,default:other::---,default:group:{readers}:r-x")
+    child = d.get_file_client("q1.csv")
+    child.upload_data(b"q1", overwrite=True)
+    assert f"group:{readers}:r-x" in child.get_access_control()["acl"]
+    # The member is in lake-team, which is in lake-readers.
+    member = client(server, lake, "member").get_file_system_client("inherit")
+    assert member.get_file_client("reports/q1.csv").download_file().readall() == b"q1"
+    # Changing the default ACL does not touch existing children.
+    d.set_access_control(acl="user::rwx,group::r-x,other::---,default:user::rwx,default:group::---,default:other::---")
+    assert f"group:{readers}:r-x" in child.get_access_control()["acl"]
