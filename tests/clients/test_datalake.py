@@ -135,3 +135,19 @@ def test_default_acls_reach_new_children_and_groups_work_through_nesting(server,
     # Changing the default ACL does not touch existing children.
     d.set_access_control(acl="user::rwx,group::r-x,other::---,default:user::rwx,default:group::---,default:other::---")
     assert f"group:{readers}:r-x" in child.get_access_control()["acl"]
+
+
+def test_access_explain_walks_rbac_then_the_acls_of_a_path(server, lake, client_env):
+    analyst = lake["analyst"]["objectId"]
+    read = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+    # `shared` was set up above: the analyst reads /raw/team-a through ACLs only, once /raw has execute again.
+    fs = client(server, lake, "owner").get_file_system_client("shared")
+    fs.get_directory_client("raw").set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:--x")
+    allowed = server.cli("access", "explain", "--as", analyst, "--data-action", read,
+                         "--path", "abfss://shared@lake.dfs.core.windows.net/raw/team-a/data.csv")
+    assert allowed["allowed"] is True and allowed["acl"]["allowed"] is True
+    assert "no role assignment" in allowed["explanation"]
+    denied = server.cli("access", "explain", "--as", analyst, "--data-action", read,
+                        "--path", f"{server.info['storage']}/lake/shared/raw/team-b/other.csv")
+    assert denied["allowed"] is False
+    assert "/raw/team-b" in denied["acl"]["explanation"] and "`--x`" in denied["acl"]["explanation"]

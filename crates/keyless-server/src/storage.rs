@@ -15,7 +15,7 @@ mod copy;
 mod delegation;
 mod dfs;
 mod error;
-mod hns;
+pub(crate) mod hns;
 mod operation;
 mod sas;
 mod xml;

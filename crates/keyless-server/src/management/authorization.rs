@@ -720,7 +720,43 @@ pub(crate) struct ExplainBody {
     action: Option<String>,
     #[serde(default)]
     data_action: Option<String>,
-    scope: String,
+    /// An RBAC scope; or, instead, a data path below.
+    #[serde(default)]
+    scope: Option<String>,
+    /// `abfss://fs@account.dfs.core.windows.net/dir/file`, `abfss://fs@account/dir/file`
+    /// or `https://host/account/fs/dir/file`: the container is the scope, and on an
+    /// HNS account the ACLs of the path are evaluated too.
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// Splits a data path into (account, container, path inside).
+fn data_path(text: &str) -> Option<(String, String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    if let Some(rest) = text
+        .strip_prefix("abfss://")
+        .or_else(|| text.strip_prefix("abfs://"))
+    {
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (fs, host) = authority.split_once('@')?;
+        let account = host.split('.').next()?;
+        return Some((
+            account.to_owned(),
+            fs.to_owned(),
+            decode(path.trim_matches('/')),
+        ));
+    }
+    let rest = text.strip_prefix("https://")?;
+    let (_, path) = rest.split_once('/')?;
+    let mut parts = path.splitn(3, '/');
+    let account = parts.next()?.to_owned();
+    let container = parts.next()?.to_owned();
+    let inside = decode(parts.next().unwrap_or_default().trim_matches('/'));
+    Some((account, container, inside))
 }
 
 /// `POST /access/explain`: the decision the server would make, and why.
@@ -732,7 +768,24 @@ pub(crate) async fn explain(
     let (State(state), super::Body(body)) = (state, body);
     respond(async {
         let caller = authenticate(&state, &headers).await?;
-        let scope = ResourceId::parse(&body.scope).map_err(|e| MgmtError::bad_request("InvalidScope", e.message()))?;
+        let target = match &body.path {
+            Some(p) => Some(data_path(p).ok_or_else(|| {
+                MgmtError::bad_request("InvalidPath", format!("`{p}` is not abfss://fs@account/path or https://host/account/fs/path"))
+            })?),
+            None => None,
+        };
+        let account = match &target {
+            Some((name, _, _)) => Some(state.account(name).await?.ok_or_else(|| {
+                MgmtError::not_found("ResourceNotFound", format!("The storage account `{name}` does not exist on this server."))
+            })?),
+            None => None,
+        };
+        let scope_text = match (&body.scope, &account, &target) {
+            (_, Some(a), Some((_, container, _))) => format!("{}/blobServices/default/containers/{container}", a.id),
+            (Some(s), _, _) => s.clone(),
+            _ => return Err(MgmtError::bad_request("InvalidRequestContent", "give `scope` or `path`")),
+        };
+        let scope = ResourceId::parse(&scope_text).map_err(|e| MgmtError::bad_request("InvalidScope", e.message()))?;
         let principal = resolve(&state, caller.principal.tenant_id, &body.principal).await?;
         if principal.object_id != caller.principal.object_id {
             authorize(&state, &caller, "Microsoft.Authorization/roleAssignments/read", &scope).await?;
@@ -760,6 +813,23 @@ pub(crate) async fn explain(
                 "grantedBy".into(),
                 json!({ "roleAssignment": assignment, "role": role_name, "scope": scope, "principalId": principal_id.to_string() }),
             );
+        }
+        // RBAC first; on a hierarchical namespace, the path's ACLs may still allow.
+        if let (false, Some(a), Some((_, container, inside)), Some(action)) = (decision.is_allowed(), &account, &target, &body.data_action)
+            && a.hns
+        {
+            let groups: Vec<String> = ids.iter().skip(1).map(ToString::to_string).collect();
+            let oid = principal.object_id.to_string();
+            let who = keyless_core::acl::Caller { object_id: &oid, groups: &groups };
+            let acl = crate::storage::hns::check_acl_for(&state, &a.name, container, who, inside, crate::storage::hns::needs_of(action))
+                .await
+                .map_err(|e| MgmtError::bad_request("InvalidPath", format!("the path cannot be evaluated: {}", e.code())))?;
+            let allowed = acl == keyless_core::acl::AclDecision::Allow;
+            if let Some(map) = out.as_object_mut() {
+                map.insert("allowed".into(), json!(allowed));
+                map.insert("acl".into(), json!({ "allowed": allowed, "path": format!("/{inside}"), "explanation": acl.explanation() }));
+                map.insert("explanation".into(), json!(format!("{}; {}", decision.explanation(), acl.explanation())));
+            }
         }
         Ok((StatusCode::OK, out))
     })

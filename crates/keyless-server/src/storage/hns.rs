@@ -174,6 +174,29 @@ pub(crate) async fn check_acl(
     container: &str,
     identity: &Identity,
     name: &str,
+    needs: (Need, Need),
+) -> Result<AclDecision, StorageError> {
+    let groups: Vec<String> = identity
+        .principals
+        .iter()
+        .skip(1)
+        .map(ToString::to_string)
+        .collect();
+    let caller = Caller {
+        object_id: identity.object_id(),
+        groups: &groups,
+    };
+    check_acl_for(state, account, container, caller, name, needs).await
+}
+
+/// [`check_acl`] for any caller (also `keyless access explain --path`): `needs`
+/// is what the operation needs when the path exists, and when it does not.
+pub(crate) async fn check_acl_for(
+    state: &SharedState,
+    account: &str,
+    container: &str,
+    caller: Caller<'_>,
+    name: &str,
     (exists, missing): (Need, Need),
 ) -> Result<AclDecision, StorageError> {
     let root = root_acl(state, account, container).await?;
@@ -204,20 +227,40 @@ pub(crate) async fn check_acl(
         // The root itself is the target.
         target = chain.pop();
     }
-    let groups: Vec<String> = identity
-        .principals
-        .iter()
-        .skip(1)
-        .map(ToString::to_string)
-        .collect();
-    let caller = Caller {
-        object_id: identity.object_id(),
-        groups: &groups,
-    };
     let steps: Vec<Step<'_>> = chain.iter().map(|(path, acl)| Step { path, acl }).collect();
     let need = if target.is_some() { exists } else { missing };
     let target = target.as_ref().map(|(path, acl)| Step { path, acl });
     Ok(acl::check(&steps, target, caller, need))
+}
+
+/// What a data action needs under ACLs, when the path exists and when it does not.
+pub(crate) fn needs_of(data_action: &str) -> (Need, Need) {
+    let none = Need {
+        target: Perm::NONE,
+        parent: Perm::NONE,
+    };
+    let unlink = Need {
+        target: Perm::NONE,
+        parent: Perm::WRITE,
+    };
+    match data_action.rsplit('/').next().unwrap_or_default() {
+        "read" => (
+            Need {
+                target: Perm::READ,
+                parent: Perm::NONE,
+            },
+            none,
+        ),
+        "write" | "add" => (
+            Need {
+                target: Perm::WRITE,
+                parent: Perm::NONE,
+            },
+            unlink,
+        ),
+        "delete" | "action" => (unlink, unlink),
+        _ => (none, none),
+    }
 }
 
 /// The parts of a request the ACL check looks at.

@@ -8,7 +8,8 @@ use crate::output::{Format, print};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum AccessCommand {
-    /// Would PRINCIPAL be allowed ACTION (or DATA-ACTION) at SCOPE?
+    /// Would PRINCIPAL be allowed ACTION (or DATA-ACTION) at SCOPE, or on a data PATH
+    /// (RBAC, then the path's ACLs on an HNS account)?
     Explain {
         /// User principal name, app id, object id or group name.
         #[arg(long = "as")]
@@ -17,8 +18,11 @@ pub(crate) enum AccessCommand {
         action: Option<String>,
         #[arg(long)]
         data_action: Option<String>,
-        #[arg(long)]
-        scope: String,
+        #[arg(long, required_unless_present = "path")]
+        scope: Option<String>,
+        /// `abfss://fs@account.dfs.core.windows.net/dir/file` or `https://host/account/fs/dir/file`.
+        #[arg(long, conflicts_with = "scope")]
+        path: Option<String>,
     },
 }
 
@@ -28,12 +32,13 @@ pub(crate) async fn run(cmd: AccessCommand, format: Format) -> Result<()> {
         action,
         data_action,
         scope,
+        path,
     } = cmd;
     if action.is_none() && data_action.is_none() {
         bail!("give --action or --data-action");
     }
     let api = Api::connect().await?;
-    let body = json!({ "principal": principal, "action": action, "dataAction": data_action, "scope": scope });
+    let body = json!({ "principal": principal, "action": action, "dataAction": data_action, "scope": scope, "path": path });
     let answer = api.post("/access/explain", &body).await?;
     print(&answer, format);
     Ok(())
