@@ -185,6 +185,19 @@ def test_a_user_delegation_sas_acts_as_the_user_while_the_user_may(server, world
         BlobClient(world["url"], "data", "census.csv", credential=write_sas).upload_blob(b"x", overwrite=True)
     assert beyond.value.status_code == 403 and WRITE in beyond.value.response.headers["x-keyless-explanation"]
 
+    # A key that expires takes its SAS with it, whatever the SAS's own expiry.
+    import time
+    brief = svc.get_user_delegation_key(now - datetime.timedelta(minutes=1),
+                                        datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3))
+    brief_sas = generate_blob_sas("idacct", "data", "census.csv", user_delegation_key=brief, permission="r",
+                                  expiry=now + datetime.timedelta(minutes=30))
+    short_lived = BlobClient(world["url"], "data", "census.csv", credential=brief_sas)
+    assert short_lived.download_blob().readall().startswith(b"age")
+    time.sleep(4)
+    with pytest.raises(HttpResponseError) as expired:
+        short_lived.download_blob().readall()
+    assert expired.value.status_code == 403 and "user delegation key has expired" in str(expired.value)
+
     records = [json.loads(line) for line in server.cli(
         "storage", "logs", "--account", "idacct", "--principal", dele["id"], check=False).stdout.splitlines()]
     assert any(r["AuthenticationType"] == "UserDelegationSAS" and r["OperationName"] == "GetBlob" for r in records)

@@ -406,6 +406,19 @@ fn changed(ctx: &Ctx, mut acl: PathAcl, directory: bool) -> Result<PathAcl, Stor
     Ok(acl)
 }
 
+/// Stores the root directory's ACL on the container.
+async fn set_root_acl(ctx: &Ctx, acl: PathAcl) -> Result<keyless_store::Container, StorageError> {
+    let mut c = ctx
+        .state
+        .store
+        .container(&ctx.account.name, &ctx.container)
+        .await?
+        .ok_or_else(StorageError::container_not_found)?;
+    c.acl = Some(acl);
+    ctx.state.store.container_update(&c).await?;
+    Ok(c)
+}
+
 fn owner_only(ctx: &Ctx, acl: &PathAcl) -> StorageError {
     StorageError::new(
         StatusCode::FORBIDDEN,
@@ -428,14 +441,7 @@ pub(crate) async fn set_access(ctx: &Ctx) -> Result<Response, StorageError> {
     let directory = row.as_ref().is_none_or(|r| r.is_dir);
     let acl = changed(ctx, acl, directory)?;
     let Some(mut row) = row else {
-        let mut c = ctx
-            .state
-            .store
-            .container(&ctx.account.name, &ctx.container)
-            .await?
-            .ok_or_else(StorageError::container_not_found)?;
-        c.acl = Some(acl);
-        ctx.state.store.container_update(&c).await?;
+        let c = set_root_acl(ctx, acl).await?;
         let mut h = HeaderMap::new();
         set(&mut h, "etag", &c.etag);
         return Ok((StatusCode::OK, h).into_response());
@@ -523,14 +529,7 @@ pub(crate) async fn set_access_recursive(ctx: &Ctx) -> Result<Response, StorageE
         if may_change(ctx, &acl) && acl.apply(change, &entries, true).is_ok() {
             dirs += 1;
             if root_row.is_none() {
-                let mut c = ctx
-                    .state
-                    .store
-                    .container(&ctx.account.name, &ctx.container)
-                    .await?
-                    .ok_or_else(StorageError::container_not_found)?;
-                c.acl = Some(acl);
-                ctx.state.store.container_update(&c).await?;
+                set_root_acl(ctx, acl).await?;
             } else {
                 updates.push((ctx.blob.clone(), acl));
             }
