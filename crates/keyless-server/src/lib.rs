@@ -11,6 +11,7 @@ mod http;
 mod identity;
 mod login;
 mod management;
+mod master;
 mod network;
 mod signing;
 mod state;

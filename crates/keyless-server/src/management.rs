@@ -10,6 +10,7 @@ pub(crate) mod directory;
 mod error;
 mod resources;
 mod storage_accounts;
+mod vaults;
 
 use std::future::Future;
 
@@ -31,6 +32,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .merge(applications::router())
         .merge(resources::router())
         .merge(storage_accounts::router())
+        .merge(vaults::router())
         .merge(admin::router())
         .route(
             "/access/explain",

@@ -13,7 +13,7 @@ use keyless_store::{MetaStore, SealedSigningKey};
 
 use crate::state::SharedState;
 
-fn context(kid: &str) -> String {
+pub(crate) fn context(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
@@ -59,8 +59,8 @@ async fn add_key(store: &dyn MetaStore, master: &MasterKey, now: i64) -> Result<
 pub(crate) async fn rotate(state: &SharedState) -> Result<String, Error> {
     let _guard = state.rotation.lock().await;
     let now = state.now();
-    let kid = add_key(state.store.as_ref(), &state.master, now).await?;
-    let ring = load_ring(state.store.as_ref(), &state.master, now).await?;
+    let kid = add_key(state.store.as_ref(), &state.master(), now).await?;
+    let ring = load_ring(state.store.as_ref(), &state.master(), now).await?;
     if let Some(oldest_kept) = state.store.signing_keys().await?.get(1) {
         state
             .store

@@ -37,7 +37,10 @@ pub(crate) struct AppState {
     /// Storage accounts by name, briefly: every data request needs its account.
     accounts: Cache<String, Arc<StorageAccount>>,
     pub(crate) verifier: TokenVerifier,
-    pub(crate) master: MasterKey,
+    /// The key-encryption key; replaced whole by a rotation.
+    master: RwLock<Arc<MasterKey>>,
+    /// Serializes master-key rotations.
+    pub(crate) master_rotation: tokio::sync::Mutex<()>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) urls: Urls,
     pub(crate) config: Config,
@@ -51,6 +54,8 @@ pub(crate) struct AppState {
     rbac_reload: tokio::sync::Mutex<()>,
     /// One record per data-plane request.
     pub(crate) storage_log: crate::storage_log::StorageLog,
+    /// One record per vault request (who read which secret version).
+    pub(crate) vault_log: crate::storage_log::StorageLog,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -67,8 +72,11 @@ impl AppState {
     ) -> Result<Self, Error> {
         let storage_log =
             crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("storage"))?;
+        let vault_log =
+            crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("vault"))?;
         Ok(Self {
             storage_log,
+            vault_log,
             store,
             blobs,
             account_keys: Cache::builder().max_capacity(10_000).build(),
@@ -77,7 +85,8 @@ impl AppState {
                 .time_to_live(Duration::from_secs(2))
                 .build(),
             verifier,
-            master,
+            master: RwLock::new(Arc::new(master)),
+            master_rotation: tokio::sync::Mutex::new(()),
             clock,
             urls,
             config,
@@ -91,6 +100,23 @@ impl AppState {
         })
     }
 
+    /// The master key in use.
+    pub(crate) fn master(&self) -> Arc<MasterKey> {
+        self.master
+            .read()
+            .map(|m| Arc::clone(&m))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Puts a new master key in use (after a rotation resealed everything).
+    pub(crate) fn set_master(&self, key: MasterKey) {
+        let mut slot = self
+            .master
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Arc::new(key);
+    }
+
     /// The decoded keys of a storage account (key1, key2), unsealed once and cached.
     pub(crate) fn account_keys(
         &self,
@@ -100,7 +126,7 @@ impl AppState {
             return Ok(keys);
         }
         let open = |which: &str, sealed: &[u8]| {
-            self.master
+            self.master()
                 .open(&format!("storage-key:{}:{which}", account.name), sealed)
         };
         let keys = Arc::new([open("key1", &account.key1)?, open("key2", &account.key2)?]);

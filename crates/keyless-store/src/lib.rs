@@ -13,7 +13,9 @@ compile_error!("keyless-store needs a metadata backend: enable the `sqlite` feat
 pub mod blob;
 pub mod meta;
 pub mod storage;
+pub mod vault;
 
 pub use blob::{BlobBackend, ByteStream, LocalFiles, Written};
 pub use meta::*;
 pub use storage::*;
+pub use vault::*;

@@ -265,6 +265,8 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     async fn signing_keys(&self) -> Result<Vec<SealedSigningKey>, Error>;
     /// Removes keys created before `created_before`.
     async fn signing_keys_prune(&self, created_before: i64) -> Result<(), Error>;
+    /// Replaces the sealed bytes of a signing key (a master-key rotation).
+    async fn signing_key_reseal(&self, kid: &str, sealed: &[u8]) -> Result<(), Error>;
 
     /// Stores a refresh token by its digest.
     async fn refresh_token_add(&self, digest: &str, grant: &RefreshGrant) -> Result<(), Error>;
@@ -353,11 +355,20 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
 
 /// The whole metadata store.
 pub trait MetaStore:
-    DirectoryStore + TokenStore + ResourceStore + crate::storage::StorageStore
+    DirectoryStore
+    + TokenStore
+    + ResourceStore
+    + crate::storage::StorageStore
+    + crate::vault::VaultStore
 {
 }
 
-impl<T: DirectoryStore + TokenStore + ResourceStore + crate::storage::StorageStore> MetaStore
-    for T
+impl<
+    T: DirectoryStore
+        + TokenStore
+        + ResourceStore
+        + crate::storage::StorageStore
+        + crate::vault::VaultStore,
+> MetaStore for T
 {
 }

@@ -7,6 +7,7 @@ pub(crate) mod admin;
 pub(crate) mod env;
 pub(crate) mod group;
 pub(crate) mod identity;
+pub(crate) mod keyvault;
 pub(crate) mod role;
 pub(crate) mod serve;
 pub(crate) mod shim;

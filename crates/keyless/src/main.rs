@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use command::{access, account, ad, admin, env, group, identity, role, serve, shim, storage};
+use command::{
+    access, account, ad, admin, env, group, identity, keyvault, role, serve, shim, storage,
+};
 use output::Format;
 
 /// Identity-based data access for machine-learning teams.
@@ -52,6 +54,9 @@ enum Command {
     Storage(storage::StorageCommand),
     /// User-assigned managed identities.
     Identity(identity::IdentityArgs),
+    /// Key vaults (secrets are served on the vault listener, for SecretClient).
+    #[command(subcommand)]
+    Keyvault(keyvault::KeyvaultCommand),
     /// Server administration: tenants, signing keys.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
             Command::Identity(cmd) => identity::run(cmd, format).await,
             Command::Group(args) => group::run(args, format).await,
             Command::Storage(cmd) => storage::run(cmd, format).await,
+            Command::Keyvault(cmd) => keyvault::run(cmd, format).await,
             Command::Role(cmd) => role::run(cmd, format).await,
             Command::Access(cmd) => access::run(cmd, format).await,
             Command::Admin(cmd) => admin::run(cmd, format).await,

@@ -21,6 +21,7 @@ pub(crate) fn router() -> Router<SharedState> {
     Router::new()
         .route("/admin/tenants", post(create_tenant))
         .route("/admin/signingKeys/rotate", post(rotate_keys))
+        .route("/admin/masterKey/rotate", post(rotate_master))
 }
 
 async fn require_server_admin(
@@ -77,6 +78,18 @@ async fn create_tenant(
         state.reload_rbac().await?;
         tracing::info!(actor = %caller.principal.object_id, tenant = %plan.tenant, "tenant created");
         Ok((StatusCode::CREATED, serde_json::to_value(&plan).map_err(|e| keyless_core::Error::internal(e.to_string()))?))
+    })
+    .await
+}
+
+/// `POST /admin/rotate-master-key`: reseals everything under a new master key.
+async fn rotate_master(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    respond(async {
+        let caller = authenticate(&state, &headers).await?;
+        require_server_admin(&state, &caller, DirectoryOperation::ManageSigningKeys).await?;
+        let resealed = crate::master::rotate(&state).await?;
+        tracing::info!(actor = %caller.principal.object_id, "master key rotated");
+        Ok((StatusCode::OK, json!({ "resealed": resealed })))
     })
     .await
 }

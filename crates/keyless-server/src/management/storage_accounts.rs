@@ -135,7 +135,7 @@ async fn existing(
 fn new_key(state: &SharedState, account: &str, which: &str) -> Result<Vec<u8>, MgmtError> {
     let raw = secret::random_bytes(64)?;
     Ok(state
-        .master
+        .master()
         .seal(&format!("storage-key:{account}:{which}"), &raw)?)
 }
 

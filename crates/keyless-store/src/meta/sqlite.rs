@@ -13,6 +13,7 @@ mod directory;
 mod resources;
 mod storage;
 mod tokens;
+mod vault;
 mod writer;
 
 use cache::RowCache;

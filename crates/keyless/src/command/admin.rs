@@ -10,6 +10,8 @@ use crate::output::{Format, print};
 pub(crate) enum AdminCommand {
     /// Make a new signing key current now (the previous one keeps verifying).
     RotateSigningKey,
+    /// Reseal everything under a new master key (secret values are not touched).
+    RotateMasterKey,
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -29,6 +31,7 @@ pub(crate) async fn run(cmd: AdminCommand, format: Format) -> Result<()> {
     let api = Api::connect().await?;
     let value = match cmd {
         AdminCommand::RotateSigningKey => api.post("/admin/signingKeys/rotate", &json!({})).await?,
+        AdminCommand::RotateMasterKey => api.post("/admin/masterKey/rotate", &json!({})).await?,
         AdminCommand::Tenant(TenantCommand::Create { domain }) => {
             api.post("/admin/tenants", &json!({ "domain": domain }))
                 .await?

@@ -63,6 +63,16 @@ impl TokenStore for SqliteStore {
         Ok(())
     }
 
+    async fn signing_key_reseal(&self, kid: &str, sealed: &[u8]) -> Result<(), Error> {
+        sqlx::query("UPDATE signing_keys SET sealed = ? WHERE kid = ?")
+            .bind(sealed)
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn refresh_token_add(&self, digest: &str, g: &RefreshGrant) -> Result<(), Error> {
         sqlx::query("INSERT INTO refresh_tokens (digest, principal_id, tenant_id, client_id, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(digest)
