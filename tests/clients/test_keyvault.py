@@ -103,6 +103,13 @@ def test_roles_decide_who_reads_values_and_who_sees_metadata(server, vault, clie
     url = f"{server.info['vault']}/kv1/secrets/shared?api-version=2026-04-01"
     wrong = requests.get(url, headers={"Authorization": f"Bearer {storage_token}"}, verify=server.ca, timeout=30)
     assert wrong.status_code == 401 and "audience" in wrong.json()["error"]["message"].lower()
+    # A token of another tenant is refused, whatever its roles there.
+    other = server.cli("admin", "tenant", "create", "--domain", "fabrikam-vault.local")
+    foreign = requests.post(f"{server.login}/{other['tenant']}/oauth2/v2.0/token", verify=server.ca, timeout=30, data={
+        "grant_type": "password", "client_id": "04b07795-8ddb-461a-bbee-02f9e1bf7b46", "username": other["username"],
+        "password": other["password"], "scope": "https://vault.azure.net/.default"}).json()["access_token"]
+    crossed = requests.get(url, headers={"Authorization": f"Bearer {foreign}"}, verify=server.ca, timeout=30)
+    assert crossed.status_code == 401 and "cross-tenant" in crossed.json()["error"]["message"]
     bare = requests.get(url, verify=server.ca, timeout=30)
     assert bare.status_code == 401
     assert bare.headers["WWW-Authenticate"] == (
