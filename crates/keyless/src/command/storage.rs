@@ -783,6 +783,21 @@ async fn container(api: &Api, cmd: ContainerCommand) -> Result<Value> {
     })
 }
 
+/// A progress bar on stderr for a transfer (drawn only on a terminal).
+fn transfer_bar(total: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
+}
+
 async fn blob(api: &Api, cmd: BlobCommand) -> Result<Value> {
     Ok(match cmd {
         BlobCommand::Upload {
@@ -798,8 +813,8 @@ async fn blob(api: &Api, cmd: BlobCommand) -> Result<Value> {
                 .await
                 .with_context(|| format!("cannot open `{}`", file.display()))?;
             let total = f.metadata().await?.len();
+            let progress = transfer_bar(Some(total), "upload");
             let mut ids = Vec::new();
-            let mut sent = 0u64;
             loop {
                 let mut chunk = Vec::with_capacity(BLOCK);
                 (&mut f).take(BLOCK as u64).read_to_end(&mut chunk).await?;
@@ -818,13 +833,12 @@ async fn blob(api: &Api, cmd: BlobCommand) -> Result<Value> {
                     )
                     .await?;
                 ids.push(id);
-                sent += n as u64;
-                eprint!("\r{} / {} bytes", sent, total);
+                progress.inc(n as u64);
                 if n < BLOCK {
                     break;
                 }
             }
-            eprintln!();
+            progress.finish_and_clear();
             let list: String = ids
                 .iter()
                 .map(|i| format!("<Latest>{i}</Latest>"))
@@ -866,12 +880,15 @@ async fn blob(api: &Api, cmd: BlobCommand) -> Result<Value> {
             let mut out = tokio::fs::File::create(&file)
                 .await
                 .with_context(|| format!("cannot create `{}`", file.display()))?;
+            let progress = transfer_bar(response.content_length(), "download");
             let mut size = 0u64;
             while let Some(chunk) = response.chunk().await? {
                 out.write_all(&chunk).await?;
                 size += chunk.len() as u64;
+                progress.inc(chunk.len() as u64);
             }
             out.flush().await?;
+            progress.finish_and_clear();
             json!({ "name": name, "file": file, "size": size })
         }
         BlobCommand::List {
