@@ -52,3 +52,15 @@ fn table(value: &Value) -> Table {
     }
     table
 }
+
+/// Prints the `value` array of a reply one JSON object per line (log exports).
+pub(crate) fn print_lines(reply: &Value) {
+    for record in reply
+        .get("value")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        println!("{record}");
+    }
+}
