@@ -56,3 +56,16 @@ pub struct Claims {
     /// The token format version.
     pub ver: String,
 }
+
+impl Claims {
+    /// `User`, `ServicePrincipal` or `ManagedIdentity`, as Azure's logs name the
+    /// kind of principal a token speaks for.
+    #[must_use]
+    pub fn principal_type(&self) -> &'static str {
+        match (self.idtyp.as_deref(), &self.xms_mirid) {
+            (Some("user"), _) => "User",
+            (_, Some(_)) => "ManagedIdentity",
+            _ => "ServicePrincipal",
+        }
+    }
+}

@@ -121,6 +121,14 @@ impl Rules {
         })
     }
 
+    /// Whether `acls` can refuse anyone at all: only with `defaultAction: Deny`.
+    /// Lets a request skip parsing the rules of an open account.
+    pub(crate) fn may_refuse(acls: Option<&Value>) -> bool {
+        acls.and_then(|a| a.get("defaultAction"))
+            .and_then(Value::as_str)
+            .is_some_and(|d| d != "Allow")
+    }
+
     /// Whether a request from `client` passes; `trusted_service` when it carries
     /// a managed identity's token. `Err` says why not.
     pub(crate) fn admit(

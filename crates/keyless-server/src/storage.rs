@@ -326,11 +326,12 @@ async fn prepare(
     let auth = auth::authenticate(state, &account, presented).await?;
     requester.identity = auth.identity().cloned();
     // Network rules come before any permission: a refused address gets nowhere.
+    let acls = account.body.get("networkAcls");
     let trusted = auth
         .identity()
         .is_some_and(|i| i.principal_type() == "ManagedIdentity");
-    if let Err(why) =
-        crate::network::Rules::from_acls(account.body.get("networkAcls"))?.admit(client, trusted)
+    if crate::network::Rules::may_refuse(acls)
+        && let Err(why) = crate::network::Rules::from_acls(acls)?.admit(client, trusted)
     {
         return Err(StorageError::new(
             axum::http::StatusCode::FORBIDDEN,

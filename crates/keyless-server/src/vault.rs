@@ -109,10 +109,10 @@ impl IntoResponse for VaultError {
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
-        if let Some(e) = self.explanation.as_deref().and_then(|e| {
-            HeaderValue::from_str(&e.replace(|c: char| !c.is_ascii_graphic() && c != ' ', "?")).ok()
-        }) {
-            response.headers_mut().insert("x-keyless-explanation", e);
+        if let Some(e) = self.explanation.as_deref() {
+            response
+                .headers_mut()
+                .insert("x-keyless-explanation", crate::http::ascii_header(e));
         }
         response
     }
@@ -256,14 +256,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         requester_tenant_id: claims.map(|c| c.tid.clone()),
         requester_app_id: claims.and_then(|c| c.appid.clone().or_else(|| c.azp.clone())),
         requester_upn: claims.and_then(|c| c.upn.clone()),
-        requester_principal_type: claims.map(|c| {
-            match (c.idtyp.as_deref(), &c.xms_mirid) {
-                (Some("user"), _) => "User",
-                (_, Some(_)) => "ManagedIdentity",
-                _ => "ServicePrincipal",
-            }
-            .to_owned()
-        }),
+        requester_principal_type: claims.map(|c| c.principal_type().to_owned()),
         job_id: None,
         caller_ip_address: peer.map(|ip| ip.to_string()).unwrap_or_default(),
         request_body_size: 0,

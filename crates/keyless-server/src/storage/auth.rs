@@ -77,11 +77,7 @@ impl Identity {
 
     /// `User`, `ServicePrincipal` or `ManagedIdentity`, as storage logs name them.
     pub(crate) fn principal_type(&self) -> &'static str {
-        match (self.claims.idtyp.as_deref(), &self.claims.xms_mirid) {
-            (Some("user"), _) => "User",
-            (_, Some(_)) => "ManagedIdentity",
-            _ => "ServicePrincipal",
-        }
+        self.claims.principal_type()
     }
 }
 

@@ -348,42 +348,48 @@ pub(crate) async fn status(ctx: &Ctx) -> Result<Response, StorageError> {
     Ok((StatusCode::OK, h).into_response())
 }
 
-/// Whether the caller may change this path's access control: a superuser
-/// (account key, SAS, or an RBAC role with `modifyPermissions`), or its owner.
-fn may_change(ctx: &Ctx, acl: &PathAcl) -> bool {
-    match &ctx.auth {
-        Auth::SharedKey | Auth::Sas(_) => true,
-        Auth::Bearer(identity) => {
-            acl.owner == identity.object_id()
-                || access::authorize(
+/// Who may change access control in this request: a superuser (account key,
+/// SAS, or an RBAC role with `modifyPermissions`, decided once per request), or
+/// the owner of each path.
+struct Changer<'a> {
+    superuser: bool,
+    object_id: Option<&'a str>,
+}
+
+impl<'a> Changer<'a> {
+    fn of(ctx: &'a Ctx) -> Self {
+        match &ctx.auth {
+            Auth::SharedKey | Auth::Sas(_) => Self {
+                superuser: true,
+                object_id: None,
+            },
+            Auth::Bearer(identity) => Self {
+                superuser: access::authorize(
                     &ctx.state,
                     &ctx.account,
                     identity,
                     Permission::DataAction(access::MODIFY_PERMISSIONS),
                     &ctx.container,
                 )
-                .is_ok()
+                .is_ok(),
+                object_id: Some(identity.object_id()),
+            },
         }
     }
-}
 
-fn superuser(ctx: &Ctx) -> bool {
-    match &ctx.auth {
-        Auth::SharedKey | Auth::Sas(_) => true,
-        Auth::Bearer(identity) => access::authorize(
-            &ctx.state,
-            &ctx.account,
-            identity,
-            Permission::DataAction(access::MODIFY_PERMISSIONS),
-            &ctx.container,
-        )
-        .is_ok(),
+    fn may_change(&self, acl: &PathAcl) -> bool {
+        self.superuser || self.object_id == Some(acl.owner.as_str())
     }
 }
 
-fn changed(ctx: &Ctx, mut acl: PathAcl, directory: bool) -> Result<PathAcl, StorageError> {
+fn changed(
+    ctx: &Ctx,
+    changer: &Changer<'_>,
+    mut acl: PathAcl,
+    directory: bool,
+) -> Result<PathAcl, StorageError> {
     if let Some(owner) = ctx.header("x-ms-owner") {
-        if !superuser(ctx) && owner != acl.owner {
+        if !changer.superuser && owner != acl.owner {
             return Err(StorageError::new(
                 StatusCode::FORBIDDEN,
                 "AuthorizationPermissionMismatch",
@@ -435,11 +441,12 @@ fn owner_only(ctx: &Ctx, acl: &PathAcl) -> StorageError {
 pub(crate) async fn set_access(ctx: &Ctx) -> Result<Response, StorageError> {
     require_hns(ctx)?;
     let (row, acl) = current_acl(ctx).await?;
-    if !may_change(ctx, &acl) {
+    let changer = Changer::of(ctx);
+    if !changer.may_change(&acl) {
         return Err(owner_only(ctx, &acl));
     }
     let directory = row.as_ref().is_none_or(|r| r.is_dir);
-    let acl = changed(ctx, acl, directory)?;
+    let acl = changed(ctx, &changer, acl, directory)?;
     let Some(mut row) = row else {
         let c = set_root_acl(ctx, acl).await?;
         let mut h = HeaderMap::new();
@@ -522,11 +529,12 @@ pub(crate) async fn set_access_recursive(ctx: &Ctx) -> Result<Response, StorageE
             }
         }
     }
+    let changer = Changer::of(ctx);
     let (mut dirs, mut files_ok, mut failures) = (0u64, 0u64, Vec::new());
     let mut updates = Vec::new();
     if directory {
         let mut acl = root_acl.clone();
-        if may_change(ctx, &acl) && acl.apply(change, &entries, true).is_ok() {
+        if changer.may_change(&acl) && acl.apply(change, &entries, true).is_ok() {
             dirs += 1;
             if root_row.is_none() {
                 set_root_acl(ctx, acl).await?;
@@ -540,7 +548,7 @@ pub(crate) async fn set_access_recursive(ctx: &Ctx) -> Result<Response, StorageE
         }
     }
     for (name, is_dir, mut acl) in targets {
-        if !may_change(ctx, &acl) {
+        if !changer.may_change(&acl) {
             failures.push(json!({"name": name, "type": if is_dir { "DIRECTORY" } else { "FILE" }, "errorMessage": "This request is not authorized to perform this operation using this permission."}));
             continue;
         }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use keyless_core::{Error, ErrorKind};
 
 use super::xml::escape;
-use crate::http::ApiError;
+use crate::http::{ApiError, ascii_header};
 
 /// A refused or failed storage request.
 #[derive(Debug, Clone)]
@@ -208,19 +208,4 @@ impl IntoResponse for StorageError {
     fn into_response(self) -> Response {
         self.into_body()
     }
-}
-
-/// A header value from any text: characters outside visible ASCII become `?`.
-fn ascii_header(text: &str) -> HeaderValue {
-    let clean: String = text
-        .chars()
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("?"))
 }

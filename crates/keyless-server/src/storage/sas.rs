@@ -142,11 +142,7 @@ pub(crate) fn verify_sas(
                 version: get("skv"),
             },
         );
-        let text = if verify(&value, &long, get("sig")) {
-            long
-        } else {
-            short
-        };
+
         let key_expiry = parse_iso8601(get("ske")).ok_or_else(|| {
             StorageError::auth("The user delegation SAS must carry the key expiry (ske).")
         })?;
@@ -155,11 +151,14 @@ pub(crate) fn verify_sas(
                 "The user delegation key has expired: ask for a new key and sign a new SAS.",
             ));
         }
-        if !verify(&value, &text, get("sig")) {
-            return Err(StorageError::auth(
-                "Signature did not match: the user delegation SAS does not verify with the key its fields name.",
-            ));
-        }
+        let text = [long, short]
+            .into_iter()
+            .find(|text| verify(&value, text, get("sig")))
+            .ok_or_else(|| {
+                StorageError::auth(
+                    "Signature did not match: the user delegation SAS does not verify with the key its fields name.",
+                )
+            })?;
         (text, scope)
     } else if !get("ss").is_empty() || !get("srt").is_empty() {
         let text = [

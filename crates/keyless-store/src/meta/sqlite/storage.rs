@@ -141,6 +141,29 @@ async fn current_blob(
         .transpose()
 }
 
+/// Drops the uncommitted blocks staged for each of `blobs`; returns their files.
+async fn drop_blocks(
+    tx: &mut SqliteConnection,
+    account: &str,
+    container: &str,
+    blobs: &[&str],
+) -> Result<Vec<String>, Error> {
+    let mut files = Vec::new();
+    for blob in blobs {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM blocks WHERE account = ? AND container = ? AND blob = ? RETURNING file_id",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(blob)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        files.extend(rows.into_iter().map(|(f,)| f));
+    }
+    Ok(files)
+}
+
 async fn released_in(
     tx: &mut SqliteConnection,
     sql_blobs: &str,
@@ -424,19 +447,10 @@ impl StorageStore for SqliteStore {
             .filter(|f| Some(*f) != new_file)
             .map(str::to_owned)
             .collect();
-        let blocks: Vec<(String,)> = sqlx::query_as(
-            "DELETE FROM blocks WHERE account = ? AND container = ? AND blob = ? RETURNING file_id",
-        )
-        .bind(&b.account)
-        .bind(&b.container)
-        .bind(&b.name)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        let blocks = drop_blocks(&mut tx, &b.account, &b.container, &[&b.name]).await?;
         released.extend(
             blocks
                 .into_iter()
-                .map(|(f,)| f)
                 .filter(|f| Some(f.as_str()) != new_file),
         );
         let p = &b.properties;
@@ -537,22 +551,14 @@ impl StorageStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            let blocks: Vec<(String,)> = sqlx::query_as(
-            "DELETE FROM blocks WHERE account = ? AND container = ? AND blob = ? RETURNING file_id",
-        )
-        .bind(account)
-        .bind(container)
-        .bind(name)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
+            let blocks = drop_blocks(&mut tx, account, container, &[name]).await?;
             let mut released: Vec<String> = current
                 .content
                 .file_id()
                 .map(str::to_owned)
                 .into_iter()
                 .collect();
-            released.extend(blocks.into_iter().map(|(f,)| f));
+            released.extend(blocks);
             Ok(released)
         }
         .await;
@@ -613,17 +619,7 @@ impl StorageStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            let blocks: Vec<(String,)> = sqlx::query_as(
-                "DELETE FROM blocks WHERE account = ? AND container = ? AND (blob = ? OR blob = ?) RETURNING file_id",
-            )
-            .bind(account)
-            .bind(container)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            released.extend(blocks.into_iter().map(|(f,)| f));
+            released.extend(drop_blocks(&mut tx, account, container, &[from, to]).await?);
             Ok(released)
         }
         .await;
