@@ -9,6 +9,7 @@ pub mod acl;
 pub mod directory;
 pub mod error;
 pub mod id;
+pub mod identity_rule;
 pub mod principal;
 pub mod rbac;
 pub mod resource_id;

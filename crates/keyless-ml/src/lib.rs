@@ -1,6 +1,9 @@
-//! Machine-learning resources of keyless: workspaces, computes, datastores, data
-//! assets, `azureml://` URI resolution, jobs and the runner.
-//!
-//! Empty for now: the crate exists so that the workspace layout is the final one.
-//! It will depend on `keyless-core`, `keyless-store` and `keyless-auth`, never on
-//! the HTTP server.
+//! Machine-learning resources of keyless: the `az ml` YAML files, datastores and
+//! their credentials, the managed identities of workspaces and computes, and data
+//! URIs. Pure: no I/O; the server stores and serves what this crate validates.
+
+pub mod datastore;
+pub mod identity;
+pub mod names;
+pub mod uri;
+pub mod yaml;
