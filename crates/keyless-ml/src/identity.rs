@@ -316,8 +316,8 @@ impl WorkspaceIdentities {
     }
 }
 
-/// The ARM `identity` object of a compute, from the YAML list form.
-pub fn compute_identity_rest(kind: Kind, resource_ids: &[String]) -> Value {
+/// The ARM `identity` object: the type and the user-assigned identities, if any.
+pub fn identity_rest(kind: Kind, resource_ids: &[String]) -> Value {
     let map: Map<String, Value> = resource_ids
         .iter()
         .map(|id| (id.clone(), json!({})))

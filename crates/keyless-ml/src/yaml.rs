@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use keyless_core::Error;
 
-use crate::identity::{Kind, compute_identity_rest};
+use crate::identity::{Kind, identity_rest};
 
 /// A file ready to send: what it is, its name, and the ARM body.
 #[derive(Debug, Clone, PartialEq)]
@@ -505,7 +505,7 @@ pub fn compute(file: &str, text: &str, sets: &[(String, String)]) -> Result<Spec
             .flatten()
             .map(|u| u.resource_id.clone())
             .collect();
-        body.insert("identity".into(), compute_identity_rest(kind, &ids));
+        body.insert("identity".into(), identity_rest(kind, &ids));
     }
     body.insert("properties".into(), Value::Object(props));
     Ok(Spec {

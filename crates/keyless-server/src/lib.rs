@@ -9,6 +9,7 @@
 pub mod config;
 mod http;
 mod identity;
+mod internal;
 mod login;
 mod management;
 mod master;

@@ -5,7 +5,7 @@ mod client_auth;
 mod device;
 mod error;
 mod grants;
-mod issue;
+pub(crate) mod issue;
 pub(crate) mod resource;
 
 use axum::extract::{Path, State};

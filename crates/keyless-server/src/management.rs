@@ -8,6 +8,7 @@ mod authorization;
 pub(crate) mod caller;
 pub(crate) mod directory;
 mod error;
+mod ml;
 mod resources;
 mod storage_accounts;
 mod vaults;
@@ -33,6 +34,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .merge(resources::router())
         .merge(storage_accounts::router())
         .merge(vaults::router())
+        .merge(ml::router())
         .merge(admin::router())
         .route(
             "/access/explain",

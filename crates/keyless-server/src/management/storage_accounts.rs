@@ -199,31 +199,66 @@ async fn put(
         }
         let mut stored = json!({});
         merge_body(&mut stored, &body);
-        let account = StorageAccount {
-            name: name.clone(),
-            id: account_id(&sub, &rg, &name),
-            tenant_id: caller.principal.tenant_id,
-            subscription_id: sub.clone(),
-            resource_group: rg.clone(),
-            location: body.location.clone().unwrap_or_else(|| "local".into()),
+        let new = NewAccount {
+            tenant: caller.principal.tenant_id,
+            subscription: &sub,
+            group: &rg,
+            name: &name,
+            location: body.location.as_deref(),
             hns: body.properties.is_hns_enabled.unwrap_or(false),
             allow_shared_key: body.properties.allow_shared_key_access.unwrap_or(true),
             body: stored,
-            key1: new_key(&state, &name, "key1")?,
-            key2: new_key(&state, &name, "key2")?,
-            created_at: state.now(),
         };
-        match state.store.account_create(&account).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(MgmtError::new(StatusCode::CONFLICT, "StorageAccountAlreadyTaken", format!("The storage account named {name} is already taken.")));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let account = create(&state, new).await?;
         tracing::info!(actor = %caller.principal.object_id, account = %name, "storage account created");
         Ok((StatusCode::OK, account_json(&state, &account)))
     })
     .await
+}
+
+/// What a new account is made of.
+#[derive(Debug)]
+pub(crate) struct NewAccount<'a> {
+    pub(crate) tenant: keyless_core::TenantId,
+    pub(crate) subscription: &'a str,
+    pub(crate) group: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) location: Option<&'a str>,
+    pub(crate) hns: bool,
+    pub(crate) allow_shared_key: bool,
+    pub(crate) body: Value,
+}
+
+/// Creates an account with two fresh keys; `409` when the name is taken.
+pub(crate) async fn create(
+    state: &SharedState,
+    new: NewAccount<'_>,
+) -> Result<StorageAccount, MgmtError> {
+    let name = new.name;
+    validate_name(name)?;
+    let account = StorageAccount {
+        name: name.to_owned(),
+        id: account_id(new.subscription, new.group, name),
+        tenant_id: new.tenant,
+        subscription_id: new.subscription.to_owned(),
+        resource_group: new.group.to_owned(),
+        location: new.location.unwrap_or("local").to_owned(),
+        hns: new.hns,
+        allow_shared_key: new.allow_shared_key,
+        body: new.body,
+        key1: new_key(state, name, "key1")?,
+        key2: new_key(state, name, "key2")?,
+        created_at: state.now(),
+    };
+    match state.store.account_create(&account).await {
+        Ok(()) => Ok(account),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(MgmtError::new(
+            StatusCode::CONFLICT,
+            "StorageAccountAlreadyTaken",
+            format!("The storage account named {name} is already taken."),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Applies an update (PUT on an existing account, or PATCH): the flags and the

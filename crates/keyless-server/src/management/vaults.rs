@@ -182,28 +182,46 @@ async fn put(
             state.store.vault_update(&current).await?;
             return Ok((StatusCode::OK, vault_json(&state, &current)));
         }
-        let vault = Vault {
-            name: name.clone(),
-            id: vault_id(&sub, &rg, &name),
-            tenant_id: caller.principal.tenant_id,
-            subscription_id: sub.clone(),
-            resource_group: rg.clone(),
-            location: body.location.clone().unwrap_or_else(|| "local".into()),
-            body: json!({ "properties": properties, "tags": body.tags.clone().unwrap_or_else(|| json!({})) }),
-            created_at: state.now(),
-            deleted_at: None,
-        };
-        match state.store.vault_create(&vault).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(MgmtError::new(StatusCode::CONFLICT, "VaultAlreadyExists", format!("The vault name '{name}' is already in use.")));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let location = body.location.clone().unwrap_or_else(|| "local".into());
+        let stored = json!({ "properties": properties, "tags": body.tags.clone().unwrap_or_else(|| json!({})) });
+        let vault = create(&state, caller.principal.tenant_id, &sub, &rg, &name, stored, location).await?;
         tracing::info!(actor = %caller.principal.object_id, vault = %name, "vault created");
         Ok((StatusCode::OK, vault_json(&state, &vault)))
     })
     .await
+}
+
+/// Creates a vault in RBAC mode; `409` when the name is taken.
+pub(crate) async fn create(
+    state: &SharedState,
+    tenant: keyless_core::TenantId,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    body: Value,
+    location: String,
+) -> Result<Vault, MgmtError> {
+    validate_name(name)?;
+    let vault = Vault {
+        name: name.to_owned(),
+        id: vault_id(sub, rg, name),
+        tenant_id: tenant,
+        subscription_id: sub.to_owned(),
+        resource_group: rg.to_owned(),
+        location,
+        body,
+        created_at: state.now(),
+        deleted_at: None,
+    };
+    match state.store.vault_create(&vault).await {
+        Ok(()) => Ok(vault),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(MgmtError::new(
+            StatusCode::CONFLICT,
+            "VaultAlreadyExists",
+            format!("The vault name '{name}' is already in use."),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn show(

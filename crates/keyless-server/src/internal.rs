@@ -1,0 +1,118 @@
+//! Requests keyless makes on someone's behalf — a workspace writing its datastore
+//! secrets, a data preview reading a file — go through the same doors as any
+//! client's: a token is issued to the acting identity, and the request runs through
+//! the storage or vault router in-process, so authentication, authorization,
+//! network rules and the access logs apply exactly as they do from outside.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, header};
+use axum::response::Response;
+use tower::ServiceExt as _;
+
+use keyless_core::{Error, Principal};
+
+use crate::login::issue::{Subject, TokenRequest, access_token};
+use crate::login::resource::{Resource, STORAGE, VAULT};
+use crate::state::SharedState;
+
+/// Which service a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// The storage listener (Blob and DFS).
+    Storage,
+    /// The key vault listener.
+    Vault,
+}
+
+/// An identity keyless acts as, with a token for one service.
+#[derive(Debug, Clone)]
+pub(crate) struct Acting {
+    token: String,
+    service: Service,
+}
+
+impl Acting {
+    /// Issues a token to `principal` for `service`, as the token endpoint would to
+    /// a managed identity.
+    pub(crate) async fn as_principal(
+        state: &SharedState,
+        principal: Principal,
+        service: Service,
+    ) -> Result<Self, Error> {
+        let audience = match service {
+            Service::Storage => STORAGE,
+            Service::Vault => VAULT,
+        };
+        let client_id = principal
+            .app_id
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| principal.object_id.to_string());
+        let subject = Subject::load(state, principal).await?;
+        let request = TokenRequest {
+            resource: Resource {
+                audience: audience.to_owned(),
+                scope: format!("{audience}/.default"),
+            },
+            client_id,
+            client_auth: "2",
+        };
+        let (token, _) = access_token(state, &subject, &request)?;
+        Ok(Self { token, service })
+    }
+
+    /// Sends a request with this identity's token; `None` sends it with no
+    /// credential at all.
+    pub(crate) async fn send(
+        acting: Option<&Self>,
+        state: &SharedState,
+        service: Service,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(Response<()>, bytes::Bytes), Error> {
+        let mut request = Request::builder().method(method).uri(path_and_query);
+        if let Some(a) = acting {
+            debug_assert_eq!(a.service, service);
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", a.token));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+            .map_err(|e| Error::internal(format!("an internal request is malformed: {e}")))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            request.headers_mut().insert(crate::http::REQUEST_ID, v);
+        }
+        let router = match service {
+            Service::Storage => crate::storage::router(state.clone()),
+            Service::Vault => crate::vault::router(state.clone()),
+        };
+        let response = router
+            .oneshot(request)
+            .await
+            .map_err(|e| Error::internal(format!("an internal request failed: {e}")))?;
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| Error::internal(format!("an internal response could not be read: {e}")))?;
+        Ok((Response::from_parts(parts, ()), bytes))
+    }
+}
+
+/// The explanation a refusal carries (`x-keyless-explanation`), else its error code.
+pub(crate) fn refusal(response: &Response<()>, body: &[u8]) -> String {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    header("x-keyless-explanation")
+        .or_else(|| header("x-ms-error-code"))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect())
+}

@@ -1,0 +1,374 @@
+//! Datastores. A stored credential goes sealed into the workspace's key vault —
+//! written there by the workspace's identity through the vault listener — and the
+//! datastore keeps only the secret's name. `show` and `list` never return it;
+//! `listSecrets` returns it to callers holding
+//! `Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action`,
+//! which Reader does not (keyless's stance where Azure's documents disagree).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use keyless_core::ResourceId;
+use keyless_ml::datastore::{Datastore, Secret};
+use keyless_store::Resource;
+
+use super::super::caller::{authenticate, authorize, subscription_of_caller};
+use super::super::error::MgmtError;
+use super::super::resources::ApiVersion;
+use super::super::{Body, respond};
+use super::workspaces::{acting_identity, vault_name};
+use super::{Child, DATASTORES, children, not_found, workspace, workspace_id};
+use crate::internal::{Acting, Service};
+use crate::state::SharedState;
+
+const SYSTEM_DATASTORES: [&str; 2] = ["workspaceblobstore", "workspaceartifactstore"];
+const VAULT_API: &str = "api-version=7.4";
+
+fn datastore_id(ws: &Resource, name: &str) -> String {
+    format!("{}/datastores/{name}", ws.id)
+}
+
+fn json_of(r: &Resource) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "type": DATASTORES,
+        "properties": r.body.get("properties").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// Loads a datastore of a workspace.
+pub(super) async fn load(
+    state: &SharedState,
+    ws: &Resource,
+    name: &str,
+) -> Result<Resource, MgmtError> {
+    state
+        .store
+        .resource(&datastore_id(ws, name))
+        .await?
+        .filter(|r| r.kind == DATASTORES)
+        .ok_or_else(|| not_found("datastore", name, &ws.name))
+}
+
+/// The datastore a stored resource describes.
+pub(super) fn parse(r: &Resource) -> Result<Datastore, MgmtError> {
+    let props = r
+        .body
+        .get("properties")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    // Stored bodies carry no secret; put a placeholder back for validation.
+    let mut with_secret = props.clone();
+    let kind = props
+        .pointer("/credentials/credentialsType")
+        .and_then(Value::as_str)
+        .unwrap_or("None");
+    let field = match kind {
+        "AccountKey" => Some("key"),
+        "Sas" => Some("sasToken"),
+        "ServicePrincipal" => Some("clientSecret"),
+        _ => None,
+    };
+    if let (Some(field), Some(creds)) = (
+        field,
+        with_secret
+            .get_mut("credentials")
+            .and_then(Value::as_object_mut),
+    ) {
+        creds.insert("secrets".into(), json!({ field: "stored" }));
+    }
+    Ok(Datastore::from_rest(&r.name, &with_secret)?.0)
+}
+
+async fn vault_request(
+    state: &SharedState,
+    ws: &Resource,
+    method: Method,
+    secret: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Value), MgmtError> {
+    let vault = vault_name(ws).ok_or_else(|| {
+        MgmtError::bad_request(
+            "WorkspaceHasNoKeyVault",
+            format!("workspace '{}' has no key vault for credentials", ws.name),
+        )
+    })?;
+    let actor = acting_identity(state, ws).await?;
+    let acting = Acting::as_principal(state, actor.clone(), Service::Vault).await?;
+    let (response, bytes) = Acting::send(
+        Some(&acting),
+        state,
+        Service::Vault,
+        method,
+        &format!("/{vault}/secrets/{secret}?{VAULT_API}"),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(MgmtError::new(
+            StatusCode::FORBIDDEN,
+            "DatastoreCredentialVaultDenied",
+            format!(
+                "the workspace identity {} could not reach secret '{secret}' in key vault '{vault}' ({status}): {} (a workspace with only user-assigned identities needs Key Vault Secrets Officer for its primary identity on the vault)",
+                actor.object_id,
+                crate::internal::refusal(&response, &bytes)
+            ),
+        ));
+    }
+    Ok((
+        status.as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// Validates and stores a datastore, sealing its secret into the workspace vault.
+pub(super) async fn store(
+    state: &SharedState,
+    ws: &Resource,
+    name: &str,
+    properties: &Value,
+    is_default: bool,
+) -> Result<Resource, MgmtError> {
+    let (datastore, secret) = Datastore::from_rest(name, properties)?;
+    let id = datastore_id(ws, name);
+    let previous = state.store.resource(&id).await?.and_then(|r| {
+        r.body
+            .get("secretName")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let secret_name = match &secret {
+        Some(s) => Some(write_secret(state, ws, name, s).await?),
+        None => None,
+    };
+    if let Some(old) = previous.filter(|old| Some(old) != secret_name.as_ref()) {
+        // The replaced credential leaves the vault (soft-deleted, as the vault keeps it).
+        if let Err(e) = vault_request(state, ws, Method::DELETE, &old, Vec::new()).await {
+            tracing::warn!(datastore = %id, "the replaced credential stays in the vault: {e:?}");
+        }
+    }
+    let mut body = json!({ "properties": datastore.to_rest(is_default) });
+    if let Some(secret_name) = secret_name {
+        crate::http::set(&mut body, "secretName", secret_name.into());
+    }
+    let resource = Resource {
+        id,
+        subscription_id: ws.subscription_id.clone(),
+        resource_group: ws.resource_group.clone(),
+        kind: DATASTORES.into(),
+        name: name.to_owned(),
+        location: ws.location.clone(),
+        body,
+        created_at: state.now(),
+    };
+    state.store.resource_put(&resource).await?;
+    Ok(resource)
+}
+
+async fn write_secret(
+    state: &SharedState,
+    ws: &Resource,
+    name: &str,
+    secret: &Secret,
+) -> Result<String, MgmtError> {
+    let stem: String = name
+        .chars()
+        .take(80)
+        .map(|c| if c == '_' { '-' } else { c })
+        .collect();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let secret_name = format!("datastore-{stem}-{}", suffix.get(..8).unwrap_or_default());
+    let body = json!({ "value": secret.to_rest().to_string(), "contentType": "application/json" });
+    vault_request(
+        state,
+        ws,
+        Method::PUT,
+        &secret_name,
+        body.to_string().into_bytes(),
+    )
+    .await?;
+    Ok(secret_name)
+}
+
+async fn open(
+    state: &SharedState,
+    headers: &HeaderMap,
+    p: &Child,
+    action: &str,
+) -> Result<Resource, MgmtError> {
+    let caller = authenticate(state, headers).await?;
+    subscription_of_caller(state, &caller, &p.sub).await?;
+    let scope = ResourceId::parse(&format!(
+        "{}/datastores/{}",
+        workspace_id(&p.sub, &p.rg, &p.ws),
+        p.name
+    ))?;
+    authorize(state, &caller, action, &scope).await?;
+    workspace(state, &p.sub, &p.rg, &p.ws).await
+}
+
+pub(crate) async fn put(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<Child>,
+    Query(v): Query<ApiVersion>,
+    Body(body): Body<Value>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let ws = open(
+            &state,
+            &headers,
+            &p,
+            "Microsoft.MachineLearningServices/workspaces/datastores/write",
+        )
+        .await?;
+        if SYSTEM_DATASTORES.contains(&p.name.as_str()) {
+            return Err(MgmtError::bad_request(
+                "SystemDatastore",
+                format!(
+                    "'{}' is a system datastore of the workspace and cannot be replaced",
+                    p.name
+                ),
+            ));
+        }
+        let existed = state
+            .store
+            .resource(&datastore_id(&ws, &p.name))
+            .await?
+            .is_some();
+        let properties = body.get("properties").cloned().unwrap_or_else(|| json!({}));
+        let r = store(&state, &ws, &p.name, &properties, false).await?;
+        Ok((
+            if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            json_of(&r),
+        ))
+    })
+    .await
+}
+
+pub(crate) async fn show(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<Child>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let ws = open(
+            &state,
+            &headers,
+            &p,
+            "Microsoft.MachineLearningServices/workspaces/datastores/read",
+        )
+        .await?;
+        Ok((StatusCode::OK, json_of(&load(&state, &ws, &p.name).await?)))
+    })
+    .await
+}
+
+pub(crate) async fn list(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, ws)): Path<(String, String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let scope = ResourceId::parse(&format!("{}/datastores", workspace_id(&sub, &rg, &ws)))?;
+        authorize(
+            &state,
+            &caller,
+            "Microsoft.MachineLearningServices/workspaces/datastores/read",
+            &scope,
+        )
+        .await?;
+        let ws = workspace(&state, &sub, &rg, &ws).await?;
+        let value: Vec<Value> = children(&state, &ws, DATASTORES)
+            .await?
+            .iter()
+            .map(json_of)
+            .collect();
+        Ok((StatusCode::OK, json!({ "value": value })))
+    })
+    .await
+}
+
+pub(crate) async fn list_secrets(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<Child>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let ws = open(
+            &state,
+            &headers,
+            &p,
+            "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
+        )
+        .await?;
+        let r = load(&state, &ws, &p.name).await?;
+        let Some(secret) = r.body.get("secretName").and_then(Value::as_str) else {
+            return Ok((StatusCode::OK, json!({ "secretsType": "None" })));
+        };
+        let (_, bundle) = vault_request(&state, &ws, Method::GET, secret, Vec::new()).await?;
+        let value = bundle
+            .get("value")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let secrets: Value = serde_json::from_str(value).map_err(|_| {
+            keyless_core::Error::internal("a stored datastore credential is not JSON")
+        })?;
+        Ok((StatusCode::OK, secrets))
+    })
+    .await
+}
+
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<Child>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let ws = open(
+            &state,
+            &headers,
+            &p,
+            "Microsoft.MachineLearningServices/workspaces/datastores/delete",
+        )
+        .await?;
+        if SYSTEM_DATASTORES.contains(&p.name.as_str()) {
+            return Err(MgmtError::bad_request(
+                "SystemDatastore",
+                format!(
+                    "'{}' is a system datastore of the workspace and goes only with it",
+                    p.name
+                ),
+            ));
+        }
+        let Ok(r) = load(&state, &ws, &p.name).await else {
+            return Ok((StatusCode::NO_CONTENT, Value::Null));
+        };
+        if let Some(secret) = r.body.get("secretName").and_then(Value::as_str) {
+            vault_request(&state, &ws, Method::DELETE, secret, Vec::new()).await?;
+        }
+        state.store.resource_delete(&r.id).await?;
+        Ok((StatusCode::OK, Value::Null))
+    })
+    .await
+}

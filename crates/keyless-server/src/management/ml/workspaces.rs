@@ -1,0 +1,686 @@
+//! Workspaces: their identities, associated storage account and key vault, and the
+//! default datastores.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use keyless_core::{Principal, ResourceId};
+use keyless_ml::identity::WorkspaceIdentities;
+use keyless_store::Resource;
+
+use super::super::caller::{Caller, authenticate, authorize, authorized, subscription_of_caller};
+use super::super::error::MgmtError;
+use super::super::resources::ApiVersion;
+use super::super::{Body, respond, storage_accounts, vaults};
+use super::{
+    COMPUTES, DATA_VERSIONS, DATASTORES, WORKSPACES, children, create_system_identity,
+    delete_system_identity, describe_uai, grant, require_assign, roles, system_identity,
+    user_assigned, workspace, workspace_id,
+};
+use crate::internal::{Acting, Service};
+use crate::state::SharedState;
+
+/// The ARM shape of a workspace.
+pub(super) async fn json_of(state: &SharedState, r: &Resource) -> Value {
+    let ids = identities(r).ok();
+    let system = system_identity(state, &r.id).await.ok().flatten();
+    let mut identity = json!({ "type": "None" });
+    if let Some(ids) = &ids {
+        let mut described = Map::new();
+        for id in &ids.ids.user_assigned {
+            described.insert(id.clone(), describe_uai(state, id).await);
+        }
+        identity = ids.ids.to_rest(
+            system
+                .as_ref()
+                .map(|p| (p.object_id.to_string(), p.tenant_id.to_string()))
+                .as_ref()
+                .map(|(a, b)| (a.as_str(), b.as_str())),
+            |id| described.get(id).cloned().unwrap_or_else(|| json!({})),
+        );
+    }
+    let mut props = r
+        .body
+        .get("properties")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(map) = props.as_object_mut() {
+        map.insert("provisioningState".into(), "Succeeded".into());
+        map.insert(
+            "creationTime".into(),
+            jiff::Timestamp::from_second(r.created_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+                .into(),
+        );
+    }
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "type": WORKSPACES,
+        "location": r.location,
+        "kind": r.body.get("kind").cloned().unwrap_or_else(|| "Default".into()),
+        "tags": r.body.get("tags").cloned().unwrap_or_else(|| json!({})),
+        "identity": identity,
+        "properties": props,
+    })
+}
+
+/// The identities a stored workspace has.
+pub(super) fn identities(r: &Resource) -> Result<WorkspaceIdentities, MgmtError> {
+    let primary = r
+        .body
+        .pointer("/properties/primaryUserAssignedIdentity")
+        .and_then(Value::as_str);
+    Ok(WorkspaceIdentities::from_rest(
+        r.body.get("identity"),
+        primary,
+    )?)
+}
+
+/// The identity the workspace acts as towards its storage and vault: its
+/// system-assigned identity, else its primary user-assigned identity.
+pub(super) async fn acting_identity(
+    state: &SharedState,
+    r: &Resource,
+) -> Result<Principal, MgmtError> {
+    if let Some(p) = system_identity(state, &r.id).await? {
+        return Ok(p);
+    }
+    let ids = identities(r)?;
+    match ids.primary {
+        Some(primary) => Ok(user_assigned(state, &primary).await?.1),
+        None => Err(MgmtError::bad_request(
+            "WorkspaceHasNoIdentity",
+            format!("workspace '{}' has no managed identity to act with", r.name),
+        )),
+    }
+}
+
+/// The vault a workspace keeps its datastore secrets in.
+pub(super) fn vault_name(r: &Resource) -> Option<String> {
+    r.body
+        .pointer("/properties/keyVault")
+        .and_then(Value::as_str)
+        .and_then(|id| id.rsplit('/').next())
+        .map(str::to_ascii_lowercase)
+}
+
+pub(crate) async fn show(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, ws)): Path<(String, String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let scope = ResourceId::parse(&workspace_id(&sub, &rg, &ws))?;
+        authorized(
+            &state,
+            &headers,
+            &sub,
+            "Microsoft.MachineLearningServices/workspaces/read",
+            &scope,
+        )
+        .await?;
+        let r = workspace(&state, &sub, &rg, &ws).await?;
+        Ok((StatusCode::OK, json_of(&state, &r).await))
+    })
+    .await
+}
+
+async fn listed(
+    state: &SharedState,
+    caller: &Caller,
+    found: Vec<Resource>,
+) -> Result<Value, MgmtError> {
+    let mut value = Vec::new();
+    for r in found {
+        let scope = ResourceId::parse(&r.id)?;
+        if authorize(
+            state,
+            caller,
+            "Microsoft.MachineLearningServices/workspaces/read",
+            &scope,
+        )
+        .await
+        .is_ok()
+        {
+            value.push(json_of(state, &r).await);
+        }
+    }
+    Ok(json!({ "value": value }))
+}
+
+pub(crate) async fn list_group(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let found = state.store.resources(&sub, &rg, WORKSPACES).await?;
+        Ok((StatusCode::OK, listed(&state, &caller, found).await?))
+    })
+    .await
+}
+
+pub(crate) async fn list_subscription(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let mut found = Vec::new();
+        for g in state.store.resource_groups(&sub).await? {
+            found.extend(state.store.resources(&sub, &g.name, WORKSPACES).await?);
+        }
+        Ok((StatusCode::OK, listed(&state, &caller, found).await?))
+    })
+    .await
+}
+
+/// A name for an associated resource: the workspace's letters and digits and a
+/// random suffix, within Azure's 24 characters.
+fn associated_name(prefix: &str, ws: &str) -> String {
+    let stem: String = ws
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(12)
+        .collect();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("{prefix}{stem}{}", suffix.get(..8).unwrap_or_default());
+    name.chars().take(24).collect()
+}
+
+pub(crate) async fn put(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, ws)): Path<(String, String, String)>,
+    Query(v): Query<ApiVersion>,
+    Body(body): Body<Value>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        keyless_ml::names::workspace(&ws)?;
+        let id = workspace_id(&sub, &rg, &ws);
+        let scope = ResourceId::parse(&id)?;
+        let caller = authorized(
+            &state,
+            &headers,
+            &sub,
+            "Microsoft.MachineLearningServices/workspaces/write",
+            &scope,
+        )
+        .await?;
+        if state.store.resource_group(&sub, &rg).await?.is_none() {
+            return Err(MgmtError::not_found(
+                "ResourceGroupNotFound",
+                format!("Resource group '{rg}' could not be found."),
+            ));
+        }
+        let existing = state
+            .store
+            .resource(&id)
+            .await?
+            .filter(|r| r.kind == WORKSPACES);
+        let props = body
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let primary = props
+            .get("primaryUserAssignedIdentity")
+            .and_then(Value::as_str);
+        match existing {
+            Some(current) => update(&state, &caller, current, &body).await,
+            None => {
+                let next = WorkspaceIdentities::from_rest(body.get("identity"), primary)?;
+                create(
+                    &state,
+                    &caller,
+                    New {
+                        sub: &sub,
+                        rg: &rg,
+                        ws: &ws,
+                        body: &body,
+                        props,
+                        ids: next,
+                    },
+                )
+                .await
+            }
+        }
+    })
+    .await
+}
+
+struct New<'a> {
+    sub: &'a str,
+    rg: &'a str,
+    ws: &'a str,
+    body: &'a Value,
+    props: Map<String, Value>,
+    ids: WorkspaceIdentities,
+}
+
+async fn check_uais(
+    state: &SharedState,
+    caller: &Caller,
+    ids: &[String],
+    before: &[String],
+) -> Result<(), MgmtError> {
+    for id in ids {
+        user_assigned(state, id).await?;
+        if !before.iter().any(|b| b.eq_ignore_ascii_case(id)) {
+            require_assign(state, caller, id).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    state: &SharedState,
+    caller: &Caller,
+    new: New<'_>,
+) -> Result<(StatusCode, Value), MgmtError> {
+    let New {
+        sub,
+        rg,
+        ws,
+        body,
+        mut props,
+        ids,
+    } = new;
+    let tenant = caller.principal.tenant_id;
+    check_uais(state, caller, &ids.ids.user_assigned, &[]).await?;
+    let id = workspace_id(sub, rg, ws);
+    let location = body
+        .get("location")
+        .and_then(Value::as_str)
+        .unwrap_or("local")
+        .to_owned();
+    let group = ResourceId::subscription(sub).child("resourceGroups", rg)?;
+
+    // The associated storage account and key vault: given, or created here.
+    let account = match props.get("storageAccount").and_then(Value::as_str) {
+        Some(given) => {
+            let name = given.rsplit('/').next().unwrap_or_default();
+            let account = state.store.account(name).await?.ok_or_else(|| {
+                MgmtError::bad_request(
+                    "StorageAccountNotFound",
+                    format!("the storage account '{given}' does not exist"),
+                )
+            })?;
+            authorize(
+                state,
+                caller,
+                "Microsoft.Storage/storageAccounts/read",
+                &ResourceId::parse(&account.id)?,
+            )
+            .await?;
+            account
+        }
+        None => {
+            authorize(
+                state,
+                caller,
+                "Microsoft.Storage/storageAccounts/write",
+                &group,
+            )
+            .await?;
+            let name = associated_name("st", ws);
+            let created = storage_accounts::create(
+                state,
+                storage_accounts::NewAccount {
+                    tenant,
+                    subscription: sub,
+                    group: rg,
+                    name: &name,
+                    location: Some(&location),
+                    hns: false,
+                    allow_shared_key: true,
+                    body: json!({ "tags": { "createdBy": id } }),
+                },
+            )
+            .await?;
+            props.insert("storageAccount".into(), created.id.clone().into());
+            created
+        }
+    };
+    let vault = match props.get("keyVault").and_then(Value::as_str) {
+        Some(given) => {
+            let name = given
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let vault = state
+                .store
+                .vault(&name)
+                .await?
+                .filter(|v| v.deleted_at.is_none())
+                .ok_or_else(|| {
+                    MgmtError::bad_request(
+                        "KeyVaultNotFound",
+                        format!("the key vault '{given}' does not exist"),
+                    )
+                })?;
+            authorize(
+                state,
+                caller,
+                "Microsoft.KeyVault/vaults/read",
+                &ResourceId::parse(&vault.id)?,
+            )
+            .await?;
+            vault
+        }
+        None => {
+            authorize(state, caller, "Microsoft.KeyVault/vaults/write", &group).await?;
+            let name = associated_name("kv", ws);
+            let created = vaults::create(
+                state,
+                tenant,
+                sub,
+                rg,
+                &name,
+                json!({ "properties": {}, "tags": { "createdBy": id } }),
+                location.clone(),
+            )
+            .await?;
+            props.insert("keyVault".into(), created.id.clone().into());
+            created
+        }
+    };
+    let workspace_guid = uuid::Uuid::new_v4().to_string();
+    props.insert("workspaceId".into(), workspace_guid.clone().into());
+    if let Some(primary) = &ids.primary {
+        props.insert("primaryUserAssignedIdentity".into(), primary.clone().into());
+    }
+    let mode = props
+        .get("systemDatastoresAuthMode")
+        .and_then(Value::as_str)
+        .unwrap_or("AccessKey")
+        .to_owned();
+    if !["AccessKey", "Identity"].contains(&mode.as_str()) {
+        return Err(MgmtError::bad_request(
+            "InvalidSystemDatastoresAuthMode",
+            format!(
+                "systemDatastoresAuthMode '{mode}' is not supported: use AccessKey or Identity"
+            ),
+        ));
+    }
+    props.insert("systemDatastoresAuthMode".into(), mode.clone().into());
+    let identity = keyless_ml::identity::identity_rest(ids.ids.kind, &ids.ids.user_assigned);
+    let resource = Resource {
+        id: id.clone(),
+        subscription_id: sub.to_owned(),
+        resource_group: rg.to_owned(),
+        kind: WORKSPACES.into(),
+        name: ws.to_owned(),
+        location,
+        body: json!({
+            "identity": identity,
+            "properties": props,
+            "tags": body.get("tags").cloned().unwrap_or_else(|| json!({})),
+            "kind": body.get("kind").cloned().unwrap_or_else(|| "Default".into()),
+        }),
+        created_at: state.now(),
+    };
+    // The system-assigned identity is born with the workspace, and the resource
+    // provider grants it what it needs on the associated resources.
+    if ids.ids.kind.has_system() {
+        let p = create_system_identity(state, tenant, &id, ws).await?;
+        grant(
+            state,
+            tenant,
+            &account.id,
+            roles::STORAGE_BLOB_DATA_CONTRIBUTOR,
+            p.object_id,
+        )
+        .await?;
+        grant(
+            state,
+            tenant,
+            &vault.id,
+            roles::KEY_VAULT_SECRETS_OFFICER,
+            p.object_id,
+        )
+        .await?;
+    }
+    state.store.resource_put(&resource).await?;
+    if let Err(e) =
+        default_datastores(state, &resource, &account.name, &workspace_guid, &mode).await
+    {
+        // Nothing half-made stays behind.
+        for kind in [DATASTORES] {
+            for child in children(state, &resource, kind).await.unwrap_or_default() {
+                let _ = state.store.resource_delete(&child.id).await;
+            }
+        }
+        let _ = state.store.resource_delete(&id).await;
+        let _ = delete_system_identity(state, &id).await;
+        return Err(e);
+    }
+    tracing::info!(actor = %caller.principal.object_id, workspace = %id, "workspace created");
+    Ok((StatusCode::CREATED, json_of(state, &resource).await))
+}
+
+/// Creates the default containers (as the workspace's identity, through the
+/// storage listener) and the datastores `workspaceblobstore` and
+/// `workspaceartifactstore`.
+async fn default_datastores(
+    state: &SharedState,
+    ws: &Resource,
+    account: &str,
+    guid: &str,
+    mode: &str,
+) -> Result<(), MgmtError> {
+    let actor = acting_identity(state, ws).await?;
+    let acting = Acting::as_principal(state, actor.clone(), Service::Storage).await?;
+    let blob_container = format!("azureml-blobstore-{guid}");
+    for container in [blob_container.as_str(), "azureml"] {
+        let (response, bytes) = Acting::send(
+            Some(&acting),
+            state,
+            Service::Storage,
+            Method::PUT,
+            &format!("/{account}/{container}?restype=container"),
+            &[("x-ms-version", crate::storage::SERVICE_VERSION)],
+            Vec::new(),
+        )
+        .await?;
+        let status = response.status();
+        if !status.is_success() && status != StatusCode::CONFLICT {
+            return Err(MgmtError::bad_request(
+                "WorkspaceStorageAccessDenied",
+                format!(
+                    "the workspace identity {} cannot create container '{container}' in storage account '{account}': {} (a workspace with only user-assigned identities needs Storage Blob Data Contributor for its primary identity on the account)",
+                    actor.object_id,
+                    crate::internal::refusal(&response, &bytes)
+                ),
+            ));
+        }
+    }
+    let credentials = if mode == "Identity" {
+        json!({ "credentialsType": "None" })
+    } else {
+        let stored = state.store.account(account).await?.ok_or_else(|| {
+            keyless_core::Error::not_found(format!("storage account {account} vanished"))
+        })?;
+        let keys = state.account_keys(&stored)?;
+        let key = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            keys.first().map(Vec::as_slice).unwrap_or_default(),
+        );
+        json!({ "credentialsType": "AccountKey", "secrets": { "secretsType": "AccountKey", "key": key } })
+    };
+    for (name, container) in [
+        ("workspaceblobstore", blob_container.as_str()),
+        ("workspaceartifactstore", "azureml"),
+    ] {
+        let properties = json!({
+            "datastoreType": "AzureBlob",
+            "accountName": account,
+            "containerName": container,
+            "credentials": credentials,
+        });
+        super::datastores::store(state, ws, name, &properties, name == "workspaceblobstore")
+            .await?;
+    }
+    Ok(())
+}
+
+async fn update(
+    state: &SharedState,
+    caller: &Caller,
+    mut current: Resource,
+    body: &Value,
+) -> Result<(StatusCode, Value), MgmtError> {
+    let before = identities(&current)?;
+    let props = body
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (key, what) in [
+        ("storageAccount", "storage account"),
+        ("keyVault", "key vault"),
+    ] {
+        let given = props.get(key).and_then(Value::as_str);
+        let stored = current
+            .body
+            .pointer(&format!("/properties/{key}"))
+            .and_then(Value::as_str);
+        if let (Some(g), Some(s)) = (given, stored)
+            && !g.eq_ignore_ascii_case(s)
+        {
+            return Err(MgmtError::bad_request(
+                "CannotChangeAssociatedResource",
+                format!("the workspace's {what} cannot be changed once set (it is {s})"),
+            ));
+        }
+    }
+    let next = match body.get("identity").filter(|v| !v.is_null()) {
+        Some(identity) => {
+            let primary = props
+                .get("primaryUserAssignedIdentity")
+                .and_then(Value::as_str);
+            WorkspaceIdentities::from_rest(Some(identity), primary)?
+        }
+        // Absent (or null) keeps the identities as they are, for PUT and PATCH alike.
+        None => before.clone(),
+    };
+    before.check_transition(&next)?;
+    check_uais(
+        state,
+        caller,
+        &next.ids.user_assigned,
+        &before.ids.user_assigned,
+    )
+    .await?;
+    let tenant = caller.principal.tenant_id;
+    if next.ids.kind.has_system() && !before.ids.kind.has_system() {
+        let p = create_system_identity(state, tenant, &current.id, &current.name).await?;
+        if let Some(account) = current
+            .body
+            .pointer("/properties/storageAccount")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        {
+            grant(
+                state,
+                tenant,
+                &account,
+                roles::STORAGE_BLOB_DATA_CONTRIBUTOR,
+                p.object_id,
+            )
+            .await?;
+        }
+        if let Some(vault) = current
+            .body
+            .pointer("/properties/keyVault")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        {
+            grant(
+                state,
+                tenant,
+                &vault,
+                roles::KEY_VAULT_SECRETS_OFFICER,
+                p.object_id,
+            )
+            .await?;
+        }
+    }
+    if let Some(map) = current.body.as_object_mut() {
+        let identity = keyless_ml::identity::identity_rest(next.ids.kind, &next.ids.user_assigned);
+        map.insert("identity".into(), identity);
+        if let Some(tags) = body.get("tags") {
+            map.insert("tags".into(), tags.clone());
+        }
+        let stored = map.entry("properties").or_insert_with(|| json!({}));
+        if let Some(stored) = stored.as_object_mut() {
+            for (k, v) in props {
+                if ![
+                    "workspaceId",
+                    "storageAccount",
+                    "keyVault",
+                    "provisioningState",
+                ]
+                .contains(&k.as_str())
+                {
+                    stored.insert(k, v);
+                }
+            }
+            match &next.primary {
+                Some(p) => stored.insert("primaryUserAssignedIdentity".into(), p.clone().into()),
+                None => stored.remove("primaryUserAssignedIdentity"),
+            };
+        }
+    }
+    state.store.resource_put(&current).await?;
+    Ok((StatusCode::OK, json_of(state, &current).await))
+}
+
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path((sub, rg, ws)): Path<(String, String, String)>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let id = workspace_id(&sub, &rg, &ws);
+        let caller = authorized(&state, &headers, &sub, "Microsoft.MachineLearningServices/workspaces/delete", &ResourceId::parse(&id)?).await?;
+        let Ok(r) = workspace(&state, &sub, &rg, &ws).await else {
+            return Ok((StatusCode::NO_CONTENT, Value::Null));
+        };
+        // Children go with it: computes (and their identities), datastores, data.
+        for compute in children(&state, &r, COMPUTES).await? {
+            delete_system_identity(&state, &compute.id).await?;
+            state.store.resource_delete(&compute.id).await?;
+        }
+        for kind in [DATASTORES, DATA_VERSIONS] {
+            for child in children(&state, &r, kind).await? {
+                state.store.resource_delete(&child.id).await?;
+            }
+        }
+        delete_system_identity(&state, &r.id).await?;
+        state.store.resource_delete(&r.id).await?;
+        state.reload_rbac().await?;
+        tracing::info!(actor = %caller.principal.object_id, workspace = %r.id, "workspace deleted with its computes, datastores and identities");
+        Ok((StatusCode::OK, Value::Null))
+    })
+    .await
+}
