@@ -8,6 +8,7 @@ pub(crate) mod env;
 pub(crate) mod group;
 pub(crate) mod identity;
 pub(crate) mod keyvault;
+pub(crate) mod ml;
 pub(crate) mod role;
 pub(crate) mod serve;
 pub(crate) mod shim;

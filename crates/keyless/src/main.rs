@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use command::{
-    access, account, ad, admin, env, group, identity, keyvault, role, serve, shim, storage,
+    access, account, ad, admin, env, group, identity, keyvault, ml, role, serve, shim, storage,
 };
 use output::Format;
 
@@ -57,6 +57,9 @@ enum Command {
     /// Key vaults (secrets are served on the vault listener, for SecretClient).
     #[command(subcommand)]
     Keyvault(keyvault::KeyvaultCommand),
+    /// Machine learning: workspaces, computes, datastores, data assets (the YAML of `az ml`).
+    #[command(subcommand)]
+    Ml(ml::MlCommand),
     /// Server administration: tenants, signing keys.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             Command::Group(args) => group::run(args, format).await,
             Command::Storage(cmd) => storage::run(cmd, format).await,
             Command::Keyvault(cmd) => keyvault::run(cmd, format).await,
+            Command::Ml(cmd) => ml::run(cmd, format).await,
             Command::Role(cmd) => role::run(cmd, format).await,
             Command::Access(cmd) => access::run(cmd, format).await,
             Command::Admin(cmd) => admin::run(cmd, format).await,

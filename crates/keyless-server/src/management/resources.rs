@@ -89,20 +89,29 @@ async fn list_subscriptions(
         v.require()?;
         let caller = authenticate(&state, &headers).await?;
         let mut value = Vec::new();
+        // As in Azure, a subscription is listed to anyone holding a role anywhere in
+        // it, not only to readers of the subscription itself.
+        let ids = caller.ids();
+        let assignments = state.store.role_assignments_all().await?;
         for s in state
             .store
             .subscriptions(caller.principal.tenant_id)
             .await?
         {
             let scope = ResourceId::subscription(&s.id);
-            if authorize(
-                &state,
-                &caller,
-                "Microsoft.Resources/subscriptions/read",
-                &scope,
-            )
-            .await
-            .is_ok()
+            let prefix = format!("/subscriptions/{}", s.id.to_ascii_lowercase());
+            let inside = assignments.iter().any(|a| {
+                ids.contains(&a.principal_id) && a.scope.to_ascii_lowercase().starts_with(&prefix)
+            });
+            if inside
+                || authorize(
+                    &state,
+                    &caller,
+                    "Microsoft.Resources/subscriptions/read",
+                    &scope,
+                )
+                .await
+                .is_ok()
             {
                 value.push(subscription_json(
                     &s.id,

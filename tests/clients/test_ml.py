@@ -1,0 +1,286 @@
+"""ML workspaces, computes, datastores and data preview from the YAML files of `az ml`,
+driven through the keyless CLI; the seed documents' examples are accepted verbatim once
+their placeholders are filled, and the refused shapes are refused with the documented reason."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ml"
+DISTINCT_KEY = "ZGlzdGluY3RpdmUta2V5LWZvci1rZXlsZXNzLXRlc3Rz"  # base64, stands out in a file dump
+UAI = "/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+
+
+def fill(server, tmp_path, name, **extra):
+    """Copies a fixture with its placeholders filled; returns the new path."""
+    values = {"<sub>": server.admin["subscription"], "<rg>": "default", "<uai1>": "ml-uai-one",
+              "<uai2>": "ml-uai-two", "<account>": "mlcensus", "<lake>": "mllake", "<tid>": server.tenant,
+              "<appid>": "22222222-2222-2222-2222-222222222222", "<secret>": "sp-secret-value",
+              "<key>": DISTINCT_KEY, **extra}
+    text = (FIXTURES / name).read_text()
+    for k, v in values.items():
+        text = text.replace(k, v)
+    out = tmp_path / name
+    out.write_text(text)
+    return str(out)
+
+
+def as_principal(server, tmp_path_factory, sp):
+    """The CLI environment of a service principal, signed in."""
+    env = {"KEYLESS_CONFIG_DIR": str(tmp_path_factory.mktemp("cli"))}
+    server.cli("login", "--service-principal", "-u", sp["appId"], "-p", sp["password"], env=env)
+    return env
+
+
+def refused(server, *args, env=None):
+    proc = server.cli(*args, env=env, check=False)
+    assert proc.returncode != 0, f"keyless {' '.join(args)} was accepted: {proc.stdout}"
+    return proc.stderr
+
+
+@pytest.fixture(scope="module")
+def ml(server, tmp_path_factory):
+    """Two user-assigned identities, the workspace `census-ws` of the seed (system- and
+    user-assigned identities), and principals with workspace roles."""
+    sub = server.admin["subscription"]
+    tmp = tmp_path_factory.mktemp("yaml")
+    uais = {n: server.cli("identity", "create", "-g", "default", "-n", n) for n in ("ml-uai-one", "ml-uai-two")}
+    ws = server.cli("ml", "workspace", "create", "-f", fill(server, tmp, "workspace-uais.yml", **{"<ws>": "census-ws"}),
+                    "-g", "default")
+    ws_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/census-ws"
+    sps = {}
+    for who, role in [("scientist", "AzureML Data Scientist"), ("reader", "Reader"), ("operator", "Contributor")]:
+        sps[who] = server.cli("ad", "sp", "create-for-rbac", "-n", f"ml-{who}")
+        server.cli("role", "assignment", "create", "--assignee", sps[who]["objectId"], "--role", role, "--scope", ws_id)
+    envs = {who: as_principal(server, tmp_path_factory, sp) for who, sp in sps.items()}
+    return {"tmp": tmp, "ws": ws, "ws_id": ws_id, "uais": uais, "sps": sps, "envs": envs, "sub": sub}
+
+
+AT = ("-w", "census-ws", "-g", "default")
+
+
+def test_the_seed_workspace_has_both_identities_and_its_associated_resources(server, ml):
+    ws = ml["ws"]
+    uai1 = UAI.format(sub=ml["sub"], name="ml-uai-one")
+    assert ws["identity"]["type"] == "SystemAssigned,UserAssigned"
+    assert ws["identity"]["principalId"]
+    listed = {k.lower(): v for k, v in ws["identity"]["userAssignedIdentities"].items()}
+    assert listed[uai1.lower()]["clientId"] == ml["uais"]["ml-uai-one"]["properties"]["clientId"]
+    assert ws["properties"]["primaryUserAssignedIdentity"].lower() == uai1.lower()
+    # Storage account and key vault were created with it, and the system datastores point there.
+    account = ws["properties"]["storageAccount"].rsplit("/", 1)[1]
+    assert server.cli("storage", "account", "show", "-n", account, "-g", "default")["name"] == account
+    vault = ws["properties"]["keyVault"].rsplit("/", 1)[1]
+    assert server.cli("keyvault", "show", "-n", vault, "-g", "default")["name"] == vault
+    stores = {d["name"]: d for d in server.cli("ml", "datastore", "list", *AT)}
+    blob = stores["workspaceblobstore"]["properties"]
+    assert blob["isDefault"] is True and blob["accountName"] == account
+    assert blob["containerName"] == f"azureml-blobstore-{ws['properties']['workspaceId']}"
+    assert stores["workspaceartifactstore"]["properties"]["containerName"] == "azureml"
+    # accesskey mode (the default): the key is held, sealed in the vault, never shown.
+    assert blob["credentials"] == {"credentialsType": "AccountKey"}
+    key = server.cli("storage", "account", "keys", "list", "-n", account, "-g", "default")[0]["value"]
+    assert key not in str(stores)
+    assert server.cli("ml", "datastore", "list-secrets", "-n", "workspaceblobstore", *AT)["key"] == key
+
+
+def test_workspace_identity_transitions(server, ml):
+    tmp = ml["tmp"]
+    ws = server.cli("ml", "workspace", "create", "-f", fill(server, tmp, "workspace-sai.yml", **{"<ws>": "trans-ws"}),
+                    "-g", "default")
+    assert ws["identity"]["type"] == "SystemAssigned"
+    sai = ws["identity"]["principalId"]
+    # identity mode: the system datastores hold no credential.
+    store = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", "-w", "trans-ws", "-g", "default")
+    assert store["properties"]["credentials"] == {"credentialsType": "None"}
+    # SAI -> SAI+UAI is allowed, and keeps the same system-assigned identity.
+    added = server.cli("ml", "workspace", "update", "-f",
+                       fill(server, tmp, "workspace-add-uai.yml", **{"<ws>": "trans-ws"}), "-g", "default")
+    assert added["identity"]["type"] == "SystemAssigned,UserAssigned"
+    assert added["identity"]["principalId"] == sai
+    # SAI+UAI -> SAI is refused, with the rule.
+    err = refused(server, "ml", "workspace", "update", "-f",
+                  fill(server, tmp, "workspace-drop-uais.yml", **{"<ws>": "trans-ws"}), "-g", "default")
+    assert "cannot change from SystemAssigned,UserAssigned to SystemAssigned" in err
+    # An update lists every UAI to keep: replacing uai-one by uai-two drops uai-one.
+    swapped = server.cli("ml", "workspace", "update", "-f",
+                         fill(server, tmp, "workspace-add-uai.yml", **{"<ws>": "trans-ws", "<uai1>": "ml-uai-two"}),
+                         "-g", "default")
+    assert [k.rsplit("/", 1)[1] for k in swapped["identity"]["userAssignedIdentities"]] == ["ml-uai-two"]
+    # The system-assigned identity goes with the workspace.
+    assert server.cli("ad", "sp", "show", "--id", sai, check=False).returncode == 0
+    server.cli("ml", "workspace", "delete", "-n", "trans-ws", "-g", "default")
+    assert server.cli("ad", "sp", "show", "--id", sai, check=False).returncode != 0
+
+
+def test_compute_identities_follow_the_documented_rules(server, ml, tmp_path_factory):
+    tmp = ml["tmp"]
+    cluster = server.cli("ml", "compute", "create", "-f", fill(server, tmp, "cluster-uai.yml"), *AT)
+    assert cluster["identity"]["type"] == "UserAssigned"
+    # Default identity = the first UAI: its client id is what jobs see as DEFAULT_IDENTITY_CLIENT_ID.
+    assert cluster["properties"]["defaultIdentity"]["clientId"] == ml["uais"]["ml-uai-one"]["properties"]["clientId"]
+    sai = server.cli("ml", "compute", "create", "-f", fill(server, tmp, "cluster-sai.yml"), *AT)
+    assert sai["identity"]["type"] == "SystemAssigned"
+    assert sai["properties"]["defaultIdentity"]["principalId"] == sai["identity"]["principalId"]
+    shown = server.cli("ad", "sp", "show", "--id", sai["identity"]["principalId"])
+    assert shown["displayName"] == "/census-ws/computes/sai-cluster"
+    err = refused(server, "ml", "compute", "create", "-f", fill(server, tmp, "cluster-both.yml"), *AT)
+    assert "one system-assigned identity or multiple user-assigned identities, not both" in err
+    # Attaching a UAI needs Managed Identity Operator on it: a workspace Contributor lacks it.
+    operator = ml["envs"]["operator"]
+    second = fill(server, tmp, "cluster-uai.yml", **{"<uai1>": "ml-uai-two"})
+    err = refused(server, "ml", "compute", "create", "-f", second, "-n", "op-cluster", *AT, env=operator)
+    assert "userAssignedIdentities/assign/action" in err
+    server.cli("role", "assignment", "create", "--assignee", ml["sps"]["operator"]["objectId"],
+               "--role", "Managed Identity Operator", "--scope", UAI.format(sub=ml["sub"], name="ml-uai-two"))
+    made = server.cli("ml", "compute", "create", "-f", second, "-n", "op-cluster", *AT, env=operator)
+    assert made["properties"]["defaultIdentity"]["clientId"] == ml["uais"]["ml-uai-two"]["properties"]["clientId"]
+    # A Data Scientist may not create computes; a Reader may list them.
+    err = refused(server, "ml", "compute", "create", "-f", fill(server, tmp, "cluster-sai.yml"), "-n", "ds-cluster",
+                  *AT, env=ml["envs"]["scientist"])
+    assert "computes/write" in err
+    names = {c["name"] for c in server.cli("ml", "compute", "list", *AT, env=ml["envs"]["reader"])}
+    assert {"cpu-cluster", "sai-cluster", "op-cluster"} <= names
+    # A compute's system-assigned identity goes with the compute.
+    server.cli("ml", "compute", "delete", "-n", "sai-cluster", *AT)
+    assert server.cli("ad", "sp", "show", "--id", sai["identity"]["principalId"], check=False).returncode != 0
+
+
+def test_compute_instance_idle_shutdown_needs_contributor(server, ml):
+    ci = server.cli("ml", "compute", "create", "-f", fill(server, ml["tmp"], "instance-sai.yml"), *AT)
+    assert ci["properties"]["idleShutdown"]["enabled"] is False
+    assert "lacks Contributor" in ci["properties"]["idleShutdown"]["reason"]
+    server.cli("role", "assignment", "create", "--assignee", ci["identity"]["principalId"], "--role", "Contributor",
+               "--scope", ml["ws_id"])
+    shown = server.cli("ml", "compute", "show", "-n", "notebook-ci", *AT)
+    assert shown["properties"]["idleShutdown"]["enabled"] is True
+
+
+def test_stored_credentials_reach_only_those_allowed_to_list_secrets(server, ml):
+    tmp = ml["tmp"]
+    server.cli("storage", "account", "create", "-n", "mlcensus", "-g", "default")
+    made = server.cli("ml", "datastore", "create", "-f", fill(server, tmp, "datastore-blob-key.yml"), *AT)
+    assert made["properties"]["credentials"] == {"credentialsType": "AccountKey"}
+    sp = server.cli("ml", "datastore", "create", "-f", fill(server, tmp, "datastore-adls-sp.yml"), *AT)
+    assert sp["properties"]["credentials"]["clientId"] == "22222222-2222-2222-2222-222222222222"
+    assert "sp-secret-value" not in str(sp)
+    reader, scientist = ml["envs"]["reader"], ml["envs"]["scientist"]
+    # The Reader sees the datastores, never a key, by any API.
+    listed = server.cli("ml", "datastore", "list", *AT, env=reader)
+    assert {"blob_key", "adls_sp"} <= {d["name"] for d in listed}
+    assert DISTINCT_KEY not in str(listed)
+    assert DISTINCT_KEY not in str(server.cli("ml", "datastore", "show", "-n", "blob_key", *AT, env=reader))
+    err = refused(server, "ml", "datastore", "list-secrets", "-n", "blob_key", *AT, env=reader)
+    assert "datastores/listsecrets/action" in err
+    # The Data Scientist holds listsecrets/action.
+    assert server.cli("ml", "datastore", "list-secrets", "-n", "blob_key", *AT, env=scientist)["key"] == DISTINCT_KEY
+    assert server.cli("ml", "datastore", "list-secrets", "-n", "adls_sp", *AT)["clientSecret"] == "sp-secret-value"
+    # The credential is sealed: it appears nowhere in the data dir in the clear.
+    for path in server.data_dir.rglob("*"):
+        if path.is_file():
+            assert DISTINCT_KEY.encode() not in path.read_bytes(), path
+
+
+def test_refused_datastore_shapes_give_the_documented_reason(server, ml):
+    tmp = ml["tmp"]
+    err = refused(server, "ml", "datastore", "create", "-f", fill(server, tmp, "datastore-gen1.yml"), *AT)
+    assert "retired on 29 February 2024" in err
+    err = refused(server, "ml", "datastore", "create", "-f", fill(server, tmp, "datastore-file-credless.yml"), *AT)
+    assert "cannot be identity-based" in err
+    bad = tmp / "bad.yml"
+    bad.write_text("name: typo\ntype: azure_blob\naccount_name: mlcensus\ncontainer_nme: data\n")
+    err = refused(server, "ml", "datastore", "create", "-f", str(bad), *AT)
+    assert str(bad) in err and "line 4" in err and "container_nme" in err
+    hyphen = tmp / "hyphen.yml"
+    hyphen.write_text("name: my-data\ntype: azure_blob\naccount_name: mlcensus\ncontainer_name: data\n")
+    assert "no hyphens" in refused(server, "ml", "datastore", "create", "-f", str(hyphen), *AT)
+
+
+@pytest.fixture(scope="module")
+def census(server, ml):
+    """census.csv in mlcensus/data, the identity-based `mydata` datastore of the seed, and a
+    twin that previews with the workspace's identity."""
+    if server.cli("storage", "account", "show", "-n", "mlcensus", "-g", "default", check=False).returncode != 0:
+        server.cli("storage", "account", "create", "-n", "mlcensus", "-g", "default")
+    key = server.cli("storage", "account", "keys", "list", "-n", "mlcensus", "-g", "default")[0]["value"]
+    svc = BlobServiceClient(f"{server.info['storage']}/mlcensus",
+                            credential={"account_name": "mlcensus", "account_key": key},
+                            connection_verify=server.ca)
+    container = svc.get_container_client("data")
+    if not container.exists():
+        container.create_container()
+    container.upload_blob("census.csv", b"age,workclass,income\n39,State-gov,77516\n50,Self-emp,83311\n",
+                          overwrite=True)
+    container.upload_blob("folder/a.csv", b"x\n1\n", overwrite=True)
+    tmp = ml["tmp"]
+    server.cli("ml", "datastore", "create", "-f", fill(server, tmp, "datastore-census.yml"), *AT)
+    server.cli("ml", "datastore", "create", "-f", fill(server, tmp, "datastore-census.yml"), *AT,
+               "-n", "mydata_ws", "--set", "service_data_access_auth_identity=workspace_system_assigned_identity")
+    account_id = f"/subscriptions/{ml['sub']}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/mlcensus"
+    server.cli("role", "assignment", "create", "--assignee", ml["sps"]["scientist"]["objectId"],
+               "--role", "Storage Blob Data Reader", "--scope", account_id)
+    return {"account_id": account_id}
+
+
+def test_data_assets_point_at_datastores(server, ml, census):
+    made = server.cli("ml", "data", "create", "-f", fill(server, ml["tmp"], "data-census.yml"), *AT)
+    assert made["properties"]["dataUri"] == "azureml://datastores/mydata/paths/census.csv"
+    assert server.cli("ml", "data", "show", "-n", "census", "-v", "1", *AT)["properties"]["dataType"] == "uri_file"
+    bad = ml["tmp"] / "nowhere.yml"
+    bad.write_text("name: nowhere\ntype: uri_file\npath: azureml://datastores/nosuch/paths/x.csv\n")
+    assert "nosuch" in refused(server, "ml", "data", "create", "-f", str(bad), *AT)
+
+
+def test_preview_reads_as_the_caller_or_the_workspace_identity(server, ml, census):
+    scientist, reader = ml["envs"]["scientist"], ml["envs"]["reader"]
+    uri = "azureml://datastores/mydata/paths/census.csv"
+    # Credential-less, workspace identity off: the caller reads, with the caller's own rights.
+    shown = server.cli("ml", "datastore", "preview", uri, *AT, env=scientist)
+    assert shown["identity"]["type"] == "Caller"
+    assert shown["identity"]["objectId"] == ml["sps"]["scientist"]["objectId"]
+    assert shown["rows"][:2] == [["age", "workclass", "income"], ["39", "State-gov", "77516"]]
+    folder = server.cli("ml", "datastore", "preview", "azureml://datastores/mydata/paths/folder/", *AT, env=scientist)
+    assert folder["kind"] == "folder" and folder["entries"] == ["folder/a.csv"]
+    assert server.cli("ml", "datastore", "preview", "azureml:census:1", *AT, env=scientist)["kind"] == "file"
+    # A workspace Reader without a storage role is refused, and told which permission is missing.
+    err = refused(server, "ml", "datastore", "preview", uri, *AT, env=reader)
+    assert "Caller" in err and "blobs/read" in err
+    # The datastore that asks for the workspace identity: refused until that identity holds a role.
+    ws_uri = "azureml://datastores/mydata_ws/paths/census.csv"
+    err = refused(server, "ml", "datastore", "preview", ws_uri, *AT, env=reader)
+    assert "WorkspaceSystemAssignedIdentity" in err
+    sai = ml["ws"]["identity"]["principalId"]
+    server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
+               "--scope", census["account_id"])
+    shown = server.cli("ml", "datastore", "preview", ws_uri, *AT, env=reader)
+    assert shown["identity"] == {"type": "WorkspaceSystemAssignedIdentity", "objectId": sai,
+                                 "reason": shown["identity"]["reason"]}
+    # The storage log names who read.
+    logs = server.cli("storage", "logs", "--account", "mlcensus", check=False).stdout
+    assert sai in logs and ml["sps"]["scientist"]["objectId"] in logs
+
+
+def test_preview_honours_network_rules_and_the_trusted_service_bypass(server, ml, census):
+    account = ("-n", "mlcensus", "-g", "default")
+    scientist = ml["envs"]["scientist"]
+    sai = ml["ws"]["identity"]["principalId"]
+    server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
+               "--scope", census["account_id"], check=False)  # also made by the test before, when run together
+    server.cli("storage", "account", "update", *account, "--default-action", "Deny", "--bypass", "AzureServices")
+    try:
+        # The caller's preview comes from inside keyless, not from the caller's address: refused.
+        err = refused(server, "ml", "datastore", "preview", "azureml://datastores/mydata/paths/census.csv", *AT,
+                      env=scientist)
+        assert "network rules" in err
+        # The workspace identity passes as a trusted service.
+        shown = server.cli("ml", "datastore", "preview", "azureml://datastores/mydata_ws/paths/census.csv", *AT,
+                           env=scientist)
+        assert shown["identity"]["type"] == "WorkspaceSystemAssignedIdentity"
+        server.cli("storage", "account", "update", *account, "--bypass", "None")
+        err = refused(server, "ml", "datastore", "preview", "azureml://datastores/mydata_ws/paths/census.csv", *AT,
+                      env=scientist)
+        assert "network rules" in err
+    finally:
+        server.cli("storage", "account", "update", *account, "--default-action", "Allow", "--bypass", "AzureServices")
