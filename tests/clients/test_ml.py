@@ -284,3 +284,23 @@ def test_preview_honours_network_rules_and_the_trusted_service_bypass(server, ml
         assert "network rules" in err
     finally:
         server.cli("storage", "account", "update", *account, "--default-action", "Allow", "--bypass", "AzureServices")
+
+
+def test_access_explain_names_the_reading_identity_in_each_context(server, ml, census):
+    scientist = ml["sps"]["scientist"]
+    answer = server.cli("access", "explain", "--as", scientist["appId"], "--read",
+                        "azureml://datastores/mydata/paths/census.csv", *AT)
+    assert answer["location"] == {"account": "mlcensus", "container": "data", "path": "census.csv"}
+    by_context = {c["context"]: c for c in answer["contexts"]}
+    user = by_context["job on cpu-cluster, identity: user_identity"]
+    assert user["principal"] == scientist["objectId"] and user["allowed"] is True
+    mi = by_context["job on cpu-cluster, identity: managed"]
+    uai = ml["uais"]["ml-uai-one"]["properties"]
+    assert uai["clientId"] in mi["reader"] and mi["principal"] == uai["principalId"]
+    assert mi["allowed"] is False and "blobs/read" in mi["explanation"]
+    assert by_context["job on cpu-cluster, identity: none"]["principal"] == uai["principalId"]
+    assert by_context["job on serverless, identity: none"]["principal"] == scientist["objectId"]
+    assert by_context["data preview"]["principal"] == scientist["objectId"]
+    keyed = server.cli("access", "explain", "--as", scientist["appId"], "--read",
+                       "azureml://datastores/blob_key/paths/census.csv", *AT)
+    assert all("stored AccountKey credential" in c["reader"] for c in keyed["contexts"] if c["context"] != "data preview")

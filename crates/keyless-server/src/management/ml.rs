@@ -9,6 +9,7 @@
 mod computes;
 mod data;
 mod datastores;
+mod explain;
 mod preview;
 mod workspaces;
 
@@ -79,7 +80,8 @@ pub(crate) fn router() -> Router<SharedState> {
                 &format!("{ws}/data/{{name}}/versions/{{version}}"),
                 get(data::show).put(data::put).delete(data::delete),
             )
-            .route(&format!("{ws}/previewData"), post(preview::preview));
+            .route(&format!("{ws}/previewData"), post(preview::preview))
+            .route(&format!("{ws}/explainRead"), post(explain::explain));
     }
     r
 }
