@@ -304,3 +304,37 @@ def test_access_explain_names_the_reading_identity_in_each_context(server, ml, c
     keyed = server.cli("access", "explain", "--as", scientist["appId"], "--read",
                        "azureml://datastores/blob_key/paths/census.csv", *AT)
     assert all("stored AccountKey credential" in c["reader"] for c in keyed["contexts"] if c["context"] != "data preview")
+
+
+def test_a_workspace_with_only_user_assigned_identities(server, ml):
+    tmp = ml["tmp"]
+    uai2 = UAI.format(sub=ml["sub"], name="ml-uai-two")
+    text = f"name: uai-ws\nidentity:\n  type: user_assigned\n  user_assigned_identities:\n    '{uai2}': {{}}\n"
+    (tmp / "uai-ws.yml").write_text(text)
+    # On resources keyless creates for it, the primary identity gets the roles it needs.
+    ws = server.cli("ml", "workspace", "create", "-f", str(tmp / "uai-ws.yml"), "-g", "default")
+    assert ws["identity"]["type"] == "UserAssigned" and "principalId" not in ws["identity"]
+    assert ws["properties"]["primaryUserAssignedIdentity"] == uai2
+    names = {d["name"] for d in server.cli("ml", "datastore", "list", "-w", "uai-ws", "-g", "default")}
+    assert names == {"workspaceblobstore", "workspaceartifactstore"}
+    # On a storage account the user brings, the user grants them; without, creation is
+    # refused with the reason and leaves nothing behind.
+    server.cli("storage", "account", "create", "-n", "mlbrought", "-g", "default")
+    account_id = f"/subscriptions/{ml['sub']}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/mlbrought"
+    (tmp / "brought.yml").write_text(text.replace("uai-ws", "brought-ws") + f"storage_account: {account_id}\n")
+    err = refused(server, "ml", "workspace", "create", "-f", str(tmp / "brought.yml"), "-g", "default")
+    assert "cannot create container" in err and "Storage Blob Data Contributor" in err
+    assert server.cli("ml", "workspace", "show", "-n", "brought-ws", "-g", "default", check=False).returncode != 0
+
+
+def test_compute_operator_manages_computes_and_nothing_else(server, ml, tmp_path_factory):
+    op = server.cli("ad", "sp", "create-for-rbac", "-n", "ml-compute-operator")
+    server.cli("role", "assignment", "create", "--assignee", op["objectId"], "--role", "AzureML Compute Operator",
+               "--scope", ml["ws_id"])
+    env = as_principal(server, tmp_path_factory, op)
+    made = server.cli("ml", "compute", "create", "-f", fill(server, ml["tmp"], "cluster-sai.yml"), "-n", "op-sai",
+                      *AT, env=env)
+    assert made["identity"]["type"] == "SystemAssigned"
+    err = refused(server, "ml", "datastore", "list", *AT, env=env)
+    assert "datastores/read" in err
+    server.cli("ml", "compute", "delete", "-n", "op-sai", *AT, env=env)

@@ -313,6 +313,8 @@ async fn create(
     let group = ResourceId::subscription(sub).child("resourceGroups", rg)?;
 
     // The associated storage account and key vault: given, or created here.
+    // What keyless creates for the workspace, and the role its identity needs there.
+    let mut made: Vec<(String, &str)> = Vec::new();
     let account = match props.get("storageAccount").and_then(Value::as_str) {
         Some(given) => {
             let name = given.rsplit('/').next().unwrap_or_default();
@@ -355,6 +357,7 @@ async fn create(
             )
             .await?;
             props.insert("storageAccount".into(), created.id.clone().into());
+            made.push((created.id.clone(), roles::STORAGE_BLOB_DATA_CONTRIBUTOR));
             created
         }
     };
@@ -399,6 +402,7 @@ async fn create(
             )
             .await?;
             props.insert("keyVault".into(), created.id.clone().into());
+            made.push((created.id.clone(), roles::KEY_VAULT_SECRETS_OFFICER));
             created
         }
     };
@@ -438,7 +442,10 @@ async fn create(
         created_at: state.now(),
     };
     // The system-assigned identity is born with the workspace, and the resource
-    // provider grants it what it needs on the associated resources.
+    // provider grants it what it needs on the associated resources. A workspace with
+    // only user-assigned identities gets the grants for its primary identity on the
+    // resources keyless made for it; on resources the user brought, the user grants
+    // them (as Azure requires).
     if ids.ids.kind.has_system() {
         let p = create_system_identity(state, tenant, &id, ws).await?;
         grant(
@@ -457,6 +464,11 @@ async fn create(
             p.object_id,
         )
         .await?;
+    } else if let Some(primary) = &ids.primary {
+        let (_, p) = user_assigned(state, primary).await?;
+        for (scope, role) in &made {
+            grant(state, tenant, scope, role, p.object_id).await?;
+        }
     }
     state.store.resource_put(&resource).await?;
     if let Err(e) =
