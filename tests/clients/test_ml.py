@@ -338,3 +338,16 @@ def test_compute_operator_manages_computes_and_nothing_else(server, ml, tmp_path
     err = refused(server, "ml", "datastore", "list", *AT, env=env)
     assert "datastores/read" in err
     server.cli("ml", "compute", "delete", "-n", "op-sai", *AT, env=env)
+
+
+def test_compute_identity_pulls_from_the_workspace_registry(server, ml):
+    registry = (f"/subscriptions/{ml['sub']}/resourceGroups/default/providers/"
+                "Microsoft.ContainerRegistry/registries/mlacr")
+    ml_tmp = ml["tmp"]
+    (ml_tmp / "acr-ws.yml").write_text(f"name: acr-ws\ncontainer_registry: {registry}\n")
+    server.cli("ml", "workspace", "create", "-f", str(ml_tmp / "acr-ws.yml"), "-g", "default")
+    made = server.cli("ml", "compute", "create", "-f", fill(server, ml_tmp, "cluster-sai.yml"),
+                      "-w", "acr-ws", "-g", "default")
+    pid = made["identity"]["principalId"]
+    held = server.cli("role", "assignment", "list", "--assignee", pid, "--all")
+    assert [(a["roleDefinitionName"], a["scope"]) for a in held] == [("AcrPull", registry)]
