@@ -153,6 +153,22 @@ impl Datastore {
     /// # Errors
     /// [`Error`] naming the rule broken.
     pub fn from_rest(name: &str, properties: &Value) -> Result<(Self, Option<Secret>), Error> {
+        Self::parse(name, properties, true)
+    }
+
+    /// Reads back a body written by [`Datastore::to_rest`], which holds no secret.
+    ///
+    /// # Errors
+    /// [`Error`] when the stored body no longer validates.
+    pub fn from_stored(name: &str, properties: &Value) -> Result<Self, Error> {
+        Self::parse(name, properties, false).map(|(store, _)| store)
+    }
+
+    fn parse(
+        name: &str,
+        properties: &Value,
+        with_secret: bool,
+    ) -> Result<(Self, Option<Secret>), Error> {
         validate_name(name)?;
         let map = properties
             .as_object()
@@ -186,7 +202,7 @@ impl Datastore {
             .get("credentials")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
-        let (credential, credential_fields, secret) = credentials(store_type, creds)?;
+        let (credential, credential_fields, secret) = credentials(store_type, creds, with_secret)?;
         let workspace_access = match text(map, "serviceDataAccessAuthIdentity").unwrap_or("None") {
             "None" => WorkspaceAccess::Off,
             "WorkspaceSystemAssignedIdentity" => WorkspaceAccess::SystemAssigned,
@@ -250,7 +266,13 @@ type Parsed = (StoredCredential, Map<String, Value>, Option<Secret>);
 
 /// Picks the credential kind by `credentialsType` (REST) and checks it against the
 /// store type.
-fn credentials(store: StoreType, creds: &Map<String, Value>) -> Result<Parsed, Error> {
+/// `with_secret`: whether the secret must be present (a new credential) or is
+/// absent by design (a stored body).
+fn credentials(
+    store: StoreType,
+    creds: &Map<String, Value>,
+    with_secret: bool,
+) -> Result<Parsed, Error> {
     let what = store.yaml_name();
     let kind = text(creds, "credentialsType").unwrap_or("None");
     let secrets = creds
@@ -258,14 +280,18 @@ fn credentials(store: StoreType, creds: &Map<String, Value>) -> Result<Parsed, E
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let secret_of = |field: &'static str, kind: &'static str| -> Result<Secret, Error> {
-        text(&secrets, field)
-            .map(|v| Secret {
+    let secret_of = |field: &'static str, kind: &'static str| -> Result<Option<Secret>, Error> {
+        match text(&secrets, field) {
+            Some(v) => Ok(Some(Secret {
                 kind,
                 field,
                 value: v.to_owned(),
-            })
-            .ok_or_else(|| Error::invalid(format!("a {kind} credential needs `secrets.{field}`")))
+            })),
+            None if with_secret => Err(Error::invalid(format!(
+                "a {kind} credential needs `secrets.{field}`"
+            ))),
+            None => Ok(None),
+        }
     };
     let mut fields = Map::new();
     let mut keep = |keys: &[&str]| {
@@ -291,9 +317,9 @@ fn credentials(store: StoreType, creds: &Map<String, Value>) -> Result<Parsed, E
         }
         "AccountKey" => (
             StoredCredential::AccountKey,
-            Some(secret_of("key", "AccountKey")?),
+            secret_of("key", "AccountKey")?,
         ),
-        "Sas" => (StoredCredential::Sas, Some(secret_of("sasToken", "Sas")?)),
+        "Sas" => (StoredCredential::Sas, secret_of("sasToken", "Sas")?),
         "ServicePrincipal" | "Certificate" if store != StoreType::DataLakeGen2 => {
             return Err(Error::invalid(format!(
                 "an {what} datastore takes account_key, sas_token or no credentials; service principal and certificate credentials are for azure_data_lake_gen2"
@@ -306,7 +332,7 @@ fn credentials(store: StoreType, creds: &Map<String, Value>) -> Result<Parsed, E
             keep(&["tenantId", "clientId", "authorityUrl", "resourceUrl"]);
             (
                 StoredCredential::ServicePrincipal,
-                Some(secret_of("clientSecret", "ServicePrincipal")?),
+                secret_of("clientSecret", "ServicePrincipal")?,
             )
         }
         "Certificate" => {

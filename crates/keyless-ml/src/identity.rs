@@ -143,24 +143,29 @@ impl Identities {
         })
     }
 
-    /// The ARM `identity` object, with each user-assigned identity's ids filled in
-    /// by `describe`.
+    /// The ARM `identity` object: the system-assigned identity's ids, if there is
+    /// one, and each user-assigned identity with what `described` says of it.
     pub fn to_rest(
         &self,
-        system_principal: Option<(&str, &str)>,
-        describe: impl Fn(&str) -> Value,
+        system: Option<&keyless_core::Principal>,
+        described: &Map<String, Value>,
     ) -> Value {
         let mut out = Map::new();
         out.insert("type".into(), self.kind.rest_name().into());
-        if let Some((principal, tenant)) = system_principal {
-            out.insert("principalId".into(), principal.into());
-            out.insert("tenantId".into(), tenant.into());
+        if let Some(p) = system {
+            out.insert("principalId".into(), p.object_id.to_string().into());
+            out.insert("tenantId".into(), p.tenant_id.to_string().into());
         }
         if !self.user_assigned.is_empty() {
             let map: Map<String, Value> = self
                 .user_assigned
                 .iter()
-                .map(|id| (id.clone(), describe(id)))
+                .map(|id| {
+                    (
+                        id.clone(),
+                        described.get(id).cloned().unwrap_or_else(|| json!({})),
+                    )
+                })
                 .collect();
             out.insert("userAssignedIdentities".into(), Value::Object(map));
         }

@@ -24,11 +24,11 @@ pub(crate) enum Service {
     Vault,
 }
 
-/// An identity keyless acts as, with a token for one service.
+/// An identity keyless acts as, with a token for one service (sent to the other
+/// service, it is refused there for its audience).
 #[derive(Debug, Clone)]
 pub(crate) struct Acting {
     token: String,
-    service: Service,
 }
 
 impl Acting {
@@ -57,7 +57,7 @@ impl Acting {
             client_auth: "2",
         };
         let (token, _) = access_token(state, &subject, &request)?;
-        Ok(Self { token, service })
+        Ok(Self { token })
     }
 
     /// Sends a request with this identity's token; `None` sends it with no
@@ -73,7 +73,6 @@ impl Acting {
     ) -> Result<(Response<()>, bytes::Bytes), Error> {
         let mut request = Request::builder().method(method).uri(path_and_query);
         if let Some(a) = acting {
-            debug_assert_eq!(a.service, service);
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", a.token));
         }
         for (name, value) in headers {

@@ -53,3 +53,17 @@ fn protocols_and_preview_identity_are_checked() {
     );
     assert!(with(json!({ "accountName": "Bad-Name" })).is_err());
 }
+
+#[test]
+fn a_stored_body_reads_back_without_its_secret() -> Result<(), Error> {
+    let props = json!({
+        "datastoreType": "AzureBlob", "accountName": "acct1", "containerName": "data",
+        "credentials": { "credentialsType": "AccountKey", "secrets": { "secretsType": "AccountKey", "key": "k" } },
+    });
+    let (store, _) = Datastore::from_rest("blob_key", &props)?;
+    let back = Datastore::from_stored("blob_key", &store.to_rest(false))?;
+    assert_eq!(back.credential, StoredCredential::AccountKey);
+    // A new credential without its secret is still refused.
+    assert!(Datastore::from_rest("blob_key", &store.to_rest(false)).is_err());
+    Ok(())
+}

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use keyless_core::rbac::{AccessRequest, Decision, Permission, RoleDefinition};
-use keyless_core::{ObjectId, PrincipalKind, ResourceId};
+use keyless_core::{ObjectId, ResourceId};
 use keyless_store::{StoredRoleAssignment, StoredRoleDefinition};
 
 use super::caller::{Caller, authenticate, authorize, subscription_of_caller};
@@ -795,10 +795,7 @@ pub(crate) async fn explain(
             (None, Some(d)) => Permission::DataAction(d),
             _ => return Err(MgmtError::bad_request("InvalidRequestContent", "give exactly one of `action` and `dataAction`")),
         };
-        let mut ids = vec![principal.object_id];
-        if principal.kind != PrincipalKind::Group {
-            ids.extend(state.store.transitive_groups(principal.object_id).await?);
-        }
+        let ids = super::caller::principal_ids(&state, &principal).await?;
         let decision = state.rbac().explain(&AccessRequest { tenant: principal.tenant_id, principals: &ids, permission, scope: &scope });
         let mut out = json!({
             "allowed": decision.is_allowed(),

@@ -115,6 +115,50 @@ pub(crate) async fn require_directory(
     ))
 }
 
+/// Whether the caller holds `action` at `scope`: the check alone, without the
+/// explanation a refusal carries, for filtering lists.
+pub(crate) fn may(state: &SharedState, caller: &Caller, action: &str, scope: &ResourceId) -> bool {
+    let ids = caller.ids();
+    state
+        .rbac()
+        .check(&AccessRequest {
+            tenant: caller.principal.tenant_id,
+            principals: &ids,
+            permission: Permission::Action(action),
+            scope,
+        })
+        .is_allowed()
+}
+
+/// The items of an ARM list the caller may read: ARM shows each resource to those
+/// holding its read action and leaves the others out.
+pub(crate) fn readable<T>(
+    state: &SharedState,
+    caller: &Caller,
+    action: &str,
+    items: impl IntoIterator<Item = T>,
+    id: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    items
+        .into_iter()
+        .filter(|item| {
+            ResourceId::parse(id(item)).is_ok_and(|scope| may(state, caller, action, &scope))
+        })
+        .collect()
+}
+
+/// A principal's object id with its groups (transitively), as RBAC matches them.
+pub(crate) async fn principal_ids(
+    state: &SharedState,
+    principal: &Principal,
+) -> Result<Vec<ObjectId>, MgmtError> {
+    let mut ids = vec![principal.object_id];
+    if principal.kind != keyless_core::PrincipalKind::Group {
+        ids.extend(state.store.transitive_groups(principal.object_id).await?);
+    }
+    Ok(ids)
+}
+
 /// Requires an Azure RBAC `action` at `scope`, which must lie in the caller's tenant.
 pub(crate) async fn authorize(
     state: &SharedState,

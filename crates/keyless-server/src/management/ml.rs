@@ -136,6 +136,26 @@ async fn workspace(
         })
 }
 
+/// The opening of every handler below a workspace: the caller must hold `action`
+/// at `<workspace>/<child>` (the workspace itself when `child` is empty), and the
+/// workspace must exist.
+async fn open(
+    state: &SharedState,
+    headers: &axum::http::HeaderMap,
+    (sub, rg, ws): (&str, &str, &str),
+    child: &str,
+    action: &str,
+) -> Result<(Caller, Resource), MgmtError> {
+    let id = workspace_id(sub, rg, ws);
+    let scope = ResourceId::parse(&if child.is_empty() {
+        id
+    } else {
+        format!("{id}/{child}")
+    })?;
+    let caller = super::caller::authorized(state, headers, sub, action, &scope).await?;
+    Ok((caller, workspace(state, sub, rg, ws).await?))
+}
+
 /// A workspace's children of one type.
 async fn children(
     state: &SharedState,
@@ -245,7 +265,7 @@ async fn grant(
     role: &str,
     principal: ObjectId,
 ) -> Result<(), MgmtError> {
-    let held = state.store.role_assignments_all().await?.iter().any(|a| {
+    let held = state.store.role_assignments(tenant).await?.iter().any(|a| {
         a.principal_id == principal
             && a.role_definition_id == role
             && a.scope.eq_ignore_ascii_case(scope)
@@ -284,15 +304,25 @@ fn holds(state: &SharedState, principal: &Principal, action: &str, scope: &str) 
         .is_allowed()
 }
 
-/// A user-assigned identity as ARM describes it inside an `identity` block.
-async fn describe_uai(state: &SharedState, id: &str) -> serde_json::Value {
-    match user_assigned(state, id).await {
-        Ok((_, p)) => serde_json::json!({
-            "principalId": p.object_id.to_string(),
-            "clientId": p.app_id.map(|a| a.to_string()),
-        }),
-        Err(_) => serde_json::json!({}),
+/// A resource's ARM `identity` block: its system-assigned identity's ids and
+/// each user-assigned identity's principal and client ids.
+async fn identity_json(
+    state: &SharedState,
+    resource_id: &str,
+    ids: &keyless_ml::identity::Identities,
+) -> Result<serde_json::Value, MgmtError> {
+    let system = system_identity(state, resource_id).await?;
+    let mut described = serde_json::Map::new();
+    for id in &ids.user_assigned {
+        if let Ok((_, p)) = user_assigned(state, id).await {
+            let ids = serde_json::json!({
+                "principalId": p.object_id.to_string(),
+                "clientId": p.app_id.map(|a| a.to_string()),
+            });
+            described.insert(id.clone(), ids);
+        }
     }
+    Ok(ids.to_rest(system.as_ref(), &described))
 }
 
 fn not_found(kind: &str, name: &str, ws: &str) -> MgmtError {

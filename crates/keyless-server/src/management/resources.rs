@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use keyless_core::{ClientId, ObjectId, Principal, PrincipalKind, ResourceId};
 use keyless_store::{Resource, ResourceGroup};
 
-use super::caller::{authenticate, authorize, authorized, subscription_of_caller};
+use super::caller::{authenticate, authorize, authorized, may, subscription_of_caller};
 use super::error::MgmtError;
 use super::{Body, respond};
 use crate::state::SharedState;
@@ -88,30 +88,30 @@ async fn list_subscriptions(
     respond(async {
         v.require()?;
         let caller = authenticate(&state, &headers).await?;
-        let mut value = Vec::new();
         // As in Azure, a subscription is listed to anyone holding a role anywhere in
         // it, not only to readers of the subscription itself.
         let ids = caller.ids();
-        let assignments = state.store.role_assignments_all().await?;
+        let assignments = state
+            .store
+            .role_assignments(caller.principal.tenant_id)
+            .await?;
+        let mut value = Vec::new();
         for s in state
             .store
             .subscriptions(caller.principal.tenant_id)
             .await?
         {
-            let scope = ResourceId::subscription(&s.id);
             let prefix = format!("/subscriptions/{}", s.id.to_ascii_lowercase());
             let inside = assignments.iter().any(|a| {
                 ids.contains(&a.principal_id) && a.scope.to_ascii_lowercase().starts_with(&prefix)
             });
             if inside
-                || authorize(
+                || may(
                     &state,
                     &caller,
                     "Microsoft.Resources/subscriptions/read",
-                    &scope,
+                    &ResourceId::subscription(&s.id),
                 )
-                .await
-                .is_ok()
             {
                 value.push(subscription_json(
                     &s.id,
@@ -165,18 +165,16 @@ async fn list_groups(
         v.require()?;
         let caller = authenticate(&state, &headers).await?;
         subscription_of_caller(&state, &caller, &sub).await?;
+        let groups = state.store.resource_groups(&sub).await?;
         let mut value = Vec::new();
-        for g in state.store.resource_groups(&sub).await? {
+        for g in groups {
             let scope = ResourceId::subscription(&sub).child("resourceGroups", &g.name)?;
-            if authorize(
+            if may(
                 &state,
                 &caller,
                 "Microsoft.Resources/subscriptions/resourceGroups/read",
                 &scope,
-            )
-            .await
-            .is_ok()
-            {
+            ) {
                 value.push(group_json(&g));
             }
         }

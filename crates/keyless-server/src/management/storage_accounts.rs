@@ -14,7 +14,7 @@ use keyless_auth::secret;
 use keyless_core::{ErrorKind, ResourceId};
 use keyless_store::StorageAccount;
 
-use super::caller::{Caller, authenticate, authorize, authorized, subscription_of_caller};
+use super::caller::{Caller, authenticate, authorized, readable, subscription_of_caller};
 use super::error::MgmtError;
 use super::resources::ApiVersion;
 use super::{Body, respond};
@@ -403,20 +403,17 @@ async fn list_subscription(
         v.require()?;
         let caller = authenticate(&state, &headers).await?;
         subscription_of_caller(&state, &caller, &sub).await?;
-        let mut value = Vec::new();
-        for a in state.store.accounts(&sub, None).await? {
-            if authorize(
-                &state,
-                &caller,
-                "Microsoft.Storage/storageAccounts/read",
-                &ResourceId::parse(&a.id)?,
-            )
-            .await
-            .is_ok()
-            {
-                value.push(account_json(&state, &a));
-            }
-        }
+        let accounts = state.store.accounts(&sub, None).await?;
+        let value: Vec<Value> = readable(
+            &state,
+            &caller,
+            "Microsoft.Storage/storageAccounts/read",
+            accounts,
+            |a| &a.id,
+        )
+        .iter()
+        .map(|a| account_json(&state, a))
+        .collect();
         Ok((StatusCode::OK, json!({ "value": value })))
     })
     .await

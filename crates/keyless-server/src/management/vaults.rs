@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use keyless_core::{ErrorKind, ResourceId};
 use keyless_store::Vault;
 
-use super::caller::{authenticate, authorize, authorized, subscription_of_caller};
+use super::caller::{authenticate, authorized, readable, subscription_of_caller};
 use super::error::MgmtError;
 use super::resources::ApiVersion;
 use super::{Body, respond};
@@ -322,20 +322,17 @@ async fn list_subscription(
         v.require()?;
         let caller = authenticate(&state, &headers).await?;
         subscription_of_caller(&state, &caller, &sub).await?;
-        let mut value = Vec::new();
-        for v in state.store.vaults(&sub, None, false).await? {
-            if authorize(
-                &state,
-                &caller,
-                "Microsoft.KeyVault/vaults/read",
-                &ResourceId::parse(&v.id)?,
-            )
-            .await
-            .is_ok()
-            {
-                value.push(vault_json(&state, &v));
-            }
-        }
+        let vaults = state.store.vaults(&sub, None, false).await?;
+        let value: Vec<Value> = readable(
+            &state,
+            &caller,
+            "Microsoft.KeyVault/vaults/read",
+            vaults,
+            |v| &v.id,
+        )
+        .iter()
+        .map(|v| vault_json(&state, v))
+        .collect();
         Ok((StatusCode::OK, json!({ "value": value })))
     })
     .await

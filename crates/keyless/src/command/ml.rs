@@ -33,6 +33,26 @@ pub(crate) struct InWorkspace {
     resource_group: String,
 }
 
+/// A file for a resource inside a workspace; `-n` overrides the file's name.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FromFile {
+    #[command(flatten)]
+    file: FileArgs,
+    #[command(flatten)]
+    at: InWorkspace,
+    #[arg(long, short = 'n')]
+    name: Option<String>,
+}
+
+/// A resource inside a workspace, by name.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Named {
+    #[arg(long, short = 'n')]
+    name: String,
+    #[command(flatten)]
+    at: InWorkspace,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum MlCommand {
     /// Workspaces.
@@ -93,90 +113,37 @@ pub(crate) enum WorkspaceCommand {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ComputeCommand {
     /// Create a compute from a YAML file.
-    Create {
-        #[command(flatten)]
-        file: FileArgs,
-        #[command(flatten)]
-        at: InWorkspace,
-        #[arg(long, short = 'n')]
-        name: Option<String>,
-    },
+    Create(FromFile),
     /// Update a compute from a YAML file.
-    Update {
-        #[command(flatten)]
-        file: FileArgs,
-        #[command(flatten)]
-        at: InWorkspace,
-        #[arg(long, short = 'n')]
-        name: Option<String>,
-    },
+    Update(FromFile),
     /// Show a compute, with its identities and (for instances) the idle-shutdown rule.
-    Show {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    Show(Named),
     /// List the computes of a workspace.
     List {
         #[command(flatten)]
         at: InWorkspace,
     },
     /// Delete a compute and its system-assigned identity.
-    Delete {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    Delete(Named),
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum DatastoreCommand {
     /// Create a datastore from a YAML file; credentials go sealed into the workspace vault.
-    Create {
-        #[command(flatten)]
-        file: FileArgs,
-        #[command(flatten)]
-        at: InWorkspace,
-        #[arg(long, short = 'n')]
-        name: Option<String>,
-    },
+    Create(FromFile),
     /// Update a datastore from a YAML file.
-    Update {
-        #[command(flatten)]
-        file: FileArgs,
-        #[command(flatten)]
-        at: InWorkspace,
-        #[arg(long, short = 'n')]
-        name: Option<String>,
-    },
+    Update(FromFile),
     /// Show a datastore (never its credentials).
-    Show {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    Show(Named),
     /// List the datastores of a workspace.
     List {
         #[command(flatten)]
         at: InWorkspace,
     },
     /// Delete a datastore (its credential leaves the vault).
-    Delete {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    Delete(Named),
     /// Print a datastore's stored credential (needs datastores/listsecrets/action).
-    ListSecrets {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    ListSecrets(Named),
     /// The first rows of a file, or a folder's entries, read as the preview rule says.
     Preview {
         /// `azureml://datastores/<d>/paths/<p>`, `azureml:<asset>:<version>` or a storage URL.
@@ -339,60 +306,50 @@ async fn workspace(api: &Api, cmd: WorkspaceCommand) -> Result<Value> {
     }
 }
 
+/// Sends a file as the body of `<kind>/<name>` in its workspace.
+async fn put_file(api: &Api, f: FromFile, kind: &str, reader: Reader) -> Result<Value> {
+    let spec = read(&f.file, reader)?;
+    let name = f.name.unwrap_or(spec.name);
+    api.put(
+        &child(api, &f.at, &format!("{kind}/{}", segment(&name)))?,
+        &spec.body,
+    )
+    .await
+}
+
+impl Named {
+    /// The path of `<kind>/<name>` (then `suffix`) in its workspace.
+    fn path(&self, api: &Api, kind: &str, suffix: &str) -> Result<String> {
+        child(
+            api,
+            &self.at,
+            &format!("{kind}/{}{suffix}", segment(&self.name)),
+        )
+    }
+}
+
 async fn compute(api: &Api, cmd: ComputeCommand) -> Result<Value> {
     match cmd {
-        ComputeCommand::Create { file, at, name } | ComputeCommand::Update { file, at, name } => {
-            let spec = read(&file, yaml::compute)?;
-            let name = name.unwrap_or(spec.name);
-            api.put(
-                &child(api, &at, &format!("computes/{}", segment(&name)))?,
-                &spec.body,
-            )
-            .await
+        ComputeCommand::Create(f) | ComputeCommand::Update(f) => {
+            put_file(api, f, "computes", yaml::compute).await
         }
-        ComputeCommand::Show { name, at } => {
-            api.get(&child(api, &at, &format!("computes/{}", segment(&name)))?)
-                .await
-        }
+        ComputeCommand::Show(n) => api.get(&n.path(api, "computes", "")?).await,
         ComputeCommand::List { at } => api.get(&child(api, &at, "computes")?).await.map(values),
-        ComputeCommand::Delete { name, at } => {
-            api.delete(&child(api, &at, &format!("computes/{}", segment(&name)))?)
-                .await
-        }
+        ComputeCommand::Delete(n) => api.delete(&n.path(api, "computes", "")?).await,
     }
 }
 
 async fn datastore(api: &Api, cmd: DatastoreCommand) -> Result<Value> {
     match cmd {
-        DatastoreCommand::Create { file, at, name }
-        | DatastoreCommand::Update { file, at, name } => {
-            let spec = read(&file, yaml::datastore)?;
-            let name = name.unwrap_or(spec.name);
-            api.put(
-                &child(api, &at, &format!("datastores/{}", segment(&name)))?,
-                &spec.body,
-            )
-            .await
+        DatastoreCommand::Create(f) | DatastoreCommand::Update(f) => {
+            put_file(api, f, "datastores", yaml::datastore).await
         }
-        DatastoreCommand::Show { name, at } => {
-            api.get(&child(api, &at, &format!("datastores/{}", segment(&name)))?)
-                .await
-        }
+        DatastoreCommand::Show(n) => api.get(&n.path(api, "datastores", "")?).await,
         DatastoreCommand::List { at } => api.get(&child(api, &at, "datastores")?).await.map(values),
-        DatastoreCommand::Delete { name, at } => {
-            api.delete(&child(api, &at, &format!("datastores/{}", segment(&name)))?)
+        DatastoreCommand::Delete(n) => api.delete(&n.path(api, "datastores", "")?).await,
+        DatastoreCommand::ListSecrets(n) => {
+            api.post(&n.path(api, "datastores", "/listSecrets")?, &json!({}))
                 .await
-        }
-        DatastoreCommand::ListSecrets { name, at } => {
-            api.post(
-                &child(
-                    api,
-                    &at,
-                    &format!("datastores/{}/listSecrets", segment(&name)),
-                )?,
-                &json!({}),
-            )
-            .await
         }
         DatastoreCommand::Preview { uri, at, rows } => {
             api.post(

@@ -5,21 +5,18 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use keyless_core::ResourceId;
 use keyless_core::identity_rule::{Compute, ManagedIdentity};
 use keyless_ml::identity::{ComputeType, Identities, Kind};
 use keyless_store::Resource;
 
-use super::super::caller::{authenticate, authorize, subscription_of_caller};
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
 use super::{
-    COMPUTES, Child, children, create_system_identity, delete_system_identity, describe_uai, grant,
-    holds, not_found, require_assign, roles, system_identity, user_assigned, workspace,
-    workspace_id,
+    COMPUTES, Child, children, create_system_identity, delete_system_identity, grant, holds,
+    identity_json, not_found, open, require_assign, roles, system_identity, user_assigned,
 };
 use crate::state::SharedState;
 
@@ -73,18 +70,7 @@ pub(super) async fn load(
 }
 
 async fn json_of(state: &SharedState, ws: &Resource, r: &Resource) -> Result<Value, MgmtError> {
-    let ids = identities(r)?;
-    let system = system_identity(state, &r.id).await?;
-    let mut described = Map::new();
-    for id in &ids.user_assigned {
-        described.insert(id.clone(), describe_uai(state, id).await);
-    }
-    let sys = system
-        .as_ref()
-        .map(|p| (p.object_id.to_string(), p.tenant_id.to_string()));
-    let identity = ids.to_rest(sys.as_ref().map(|(a, b)| (a.as_str(), b.as_str())), |id| {
-        described.get(id).cloned().unwrap_or_else(|| json!({}))
-    });
+    let identity = identity_json(state, &r.id, &identities(r)?).await?;
     let mut props = r
         .body
         .get("properties")
@@ -144,24 +130,6 @@ async fn idle_shutdown(state: &SharedState, ws: &Resource, view: &Compute) -> Va
     }
 }
 
-async fn open(
-    state: &SharedState,
-    headers: &HeaderMap,
-    p: &Child,
-    action: &str,
-) -> Result<(super::super::caller::Caller, Resource), MgmtError> {
-    let caller = authenticate(state, headers).await?;
-    subscription_of_caller(state, &caller, &p.sub).await?;
-    let scope = ResourceId::parse(&format!(
-        "{}/computes/{}",
-        workspace_id(&p.sub, &p.rg, &p.ws),
-        p.name
-    ))?;
-    authorize(state, &caller, action, &scope).await?;
-    let ws = workspace(state, &p.sub, &p.rg, &p.ws).await?;
-    Ok((caller, ws))
-}
-
 pub(crate) async fn put(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -171,7 +139,7 @@ pub(crate) async fn put(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (caller, ws) = open(&state, &headers, &p, "Microsoft.MachineLearningServices/workspaces/computes/write").await?;
+        let (caller, ws) = open(&state, &headers, (&p.sub, &p.rg, &p.ws), &format!("computes/{}", p.name), "Microsoft.MachineLearningServices/workspaces/computes/write").await?;
         let props = body.get("properties").cloned().unwrap_or_else(|| json!({}));
         let kind = ComputeType::parse(props.get("computeType").and_then(Value::as_str).unwrap_or_default())?;
         keyless_ml::names::compute(&p.name, kind.max_name())?;
@@ -240,7 +208,8 @@ pub(crate) async fn show(
         let (_, ws) = open(
             &state,
             &headers,
-            &p,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("computes/{}", p.name),
             "Microsoft.MachineLearningServices/workspaces/computes/read",
         )
         .await?;
@@ -258,17 +227,14 @@ pub(crate) async fn list(
 ) -> Response {
     respond(async {
         v.require()?;
-        let caller = authenticate(&state, &headers).await?;
-        subscription_of_caller(&state, &caller, &sub).await?;
-        let scope = ResourceId::parse(&format!("{}/computes", workspace_id(&sub, &rg, &ws)))?;
-        authorize(
+        let (_, ws) = open(
             &state,
-            &caller,
+            &headers,
+            (&sub, &rg, &ws),
+            "computes",
             "Microsoft.MachineLearningServices/workspaces/computes/read",
-            &scope,
         )
         .await?;
-        let ws = workspace(&state, &sub, &rg, &ws).await?;
         let mut value = Vec::new();
         for r in children(&state, &ws, COMPUTES).await? {
             value.push(json_of(&state, &ws, &r).await?);
@@ -289,7 +255,8 @@ pub(crate) async fn delete(
         let (_, ws) = open(
             &state,
             &headers,
-            &p,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("computes/{}", p.name),
             "Microsoft.MachineLearningServices/workspaces/computes/delete",
         )
         .await?;

@@ -6,15 +6,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use keyless_core::ResourceId;
 use keyless_ml::uri::DataUri;
 use keyless_store::Resource;
 
-use super::super::caller::{authenticate, authorize, subscription_of_caller};
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
-use super::{DATA_VERSIONS, children, not_found, workspace, workspace_id};
+use super::{DATA_VERSIONS, children, not_found, open};
 use crate::state::SharedState;
 
 #[derive(Debug, Deserialize)]
@@ -46,21 +44,6 @@ fn json_of(r: &Resource) -> Value {
     })
 }
 
-async fn open(
-    state: &SharedState,
-    headers: &HeaderMap,
-    sub: &str,
-    rg: &str,
-    ws: &str,
-    action: &str,
-) -> Result<Resource, MgmtError> {
-    let caller = authenticate(state, headers).await?;
-    subscription_of_caller(state, &caller, sub).await?;
-    let scope = ResourceId::parse(&format!("{}/data", workspace_id(sub, rg, ws)))?;
-    authorize(state, &caller, action, &scope).await?;
-    workspace(state, sub, rg, ws).await
-}
-
 pub(crate) async fn put(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -70,7 +53,7 @@ pub(crate) async fn put(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(&state, &headers, &p.sub, &p.rg, &p.ws, "Microsoft.MachineLearningServices/workspaces/data/write").await?;
+        let (_, ws) = open(&state, &headers, (&p.sub, &p.rg, &p.ws), "data", "Microsoft.MachineLearningServices/workspaces/data/write").await?;
         keyless_ml::names::asset(&p.name, "data asset name")?;
         keyless_ml::names::asset(&p.version, "data asset version")?;
         let props = body.get("properties").cloned().unwrap_or_else(|| json!({}));
@@ -132,12 +115,11 @@ pub(crate) async fn show(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(
+        let (_, ws) = open(
             &state,
             &headers,
-            &p.sub,
-            &p.rg,
-            &p.ws,
+            (&p.sub, &p.rg, &p.ws),
+            "data",
             "Microsoft.MachineLearningServices/workspaces/data/read",
         )
         .await?;
@@ -173,12 +155,11 @@ pub(crate) async fn list_versions(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(
+        let (_, ws) = open(
             &state,
             &headers,
-            &p.sub,
-            &p.rg,
-            &p.ws,
+            (&p.sub, &p.rg, &p.ws),
+            "data",
             "Microsoft.MachineLearningServices/workspaces/data/read",
         )
         .await?;
@@ -201,7 +182,7 @@ pub(crate) async fn list_names(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(&state, &headers, &sub, &rg, &ws, "Microsoft.MachineLearningServices/workspaces/data/read").await?;
+        let (_, ws) = open(&state, &headers, (&sub, &rg, &ws), "data", "Microsoft.MachineLearningServices/workspaces/data/read").await?;
         let mut names: Vec<String> = children(&state, &ws, DATA_VERSIONS).await?.into_iter().map(|r| r.name).collect();
         names.sort();
         names.dedup();
@@ -222,12 +203,11 @@ pub(crate) async fn delete(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(
+        let (_, ws) = open(
             &state,
             &headers,
-            &p.sub,
-            &p.rg,
-            &p.ws,
+            (&p.sub, &p.rg, &p.ws),
+            "data",
             "Microsoft.MachineLearningServices/workspaces/data/delete",
         )
         .await?;

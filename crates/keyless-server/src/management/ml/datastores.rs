@@ -10,16 +10,14 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use keyless_core::ResourceId;
 use keyless_ml::datastore::{Datastore, Secret};
 use keyless_store::Resource;
 
-use super::super::caller::{authenticate, authorize, subscription_of_caller};
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
 use super::workspaces::{acting_identity, vault_name};
-use super::{Child, DATASTORES, children, not_found, workspace, workspace_id};
+use super::{Child, DATASTORES, children, not_found, open};
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
 
@@ -60,27 +58,7 @@ pub(super) fn parse(r: &Resource) -> Result<Datastore, MgmtError> {
         .get("properties")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    // Stored bodies carry no secret; put a placeholder back for validation.
-    let mut with_secret = props.clone();
-    let kind = props
-        .pointer("/credentials/credentialsType")
-        .and_then(Value::as_str)
-        .unwrap_or("None");
-    let field = match kind {
-        "AccountKey" => Some("key"),
-        "Sas" => Some("sasToken"),
-        "ServicePrincipal" => Some("clientSecret"),
-        _ => None,
-    };
-    if let (Some(field), Some(creds)) = (
-        field,
-        with_secret
-            .get_mut("credentials")
-            .and_then(Value::as_object_mut),
-    ) {
-        creds.insert("secrets".into(), json!({ field: "stored" }));
-    }
-    Ok(Datastore::from_rest(&r.name, &with_secret)?.0)
+    Ok(Datastore::from_stored(&r.name, &props)?)
 }
 
 async fn vault_request(
@@ -195,23 +173,6 @@ async fn write_secret(
     Ok(secret_name)
 }
 
-async fn open(
-    state: &SharedState,
-    headers: &HeaderMap,
-    p: &Child,
-    action: &str,
-) -> Result<Resource, MgmtError> {
-    let caller = authenticate(state, headers).await?;
-    subscription_of_caller(state, &caller, &p.sub).await?;
-    let scope = ResourceId::parse(&format!(
-        "{}/datastores/{}",
-        workspace_id(&p.sub, &p.rg, &p.ws),
-        p.name
-    ))?;
-    authorize(state, &caller, action, &scope).await?;
-    workspace(state, &p.sub, &p.rg, &p.ws).await
-}
-
 pub(crate) async fn put(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -221,10 +182,11 @@ pub(crate) async fn put(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(
+        let (_, ws) = open(
             &state,
             &headers,
-            &p,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("datastores/{}", p.name),
             "Microsoft.MachineLearningServices/workspaces/datastores/write",
         )
         .await?;
@@ -264,10 +226,11 @@ pub(crate) async fn show(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(
+        let (_, ws) = open(
             &state,
             &headers,
-            &p,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("datastores/{}", p.name),
             "Microsoft.MachineLearningServices/workspaces/datastores/read",
         )
         .await?;
@@ -284,17 +247,14 @@ pub(crate) async fn list(
 ) -> Response {
     respond(async {
         v.require()?;
-        let caller = authenticate(&state, &headers).await?;
-        subscription_of_caller(&state, &caller, &sub).await?;
-        let scope = ResourceId::parse(&format!("{}/datastores", workspace_id(&sub, &rg, &ws)))?;
-        authorize(
+        let (_, ws) = open(
             &state,
-            &caller,
+            &headers,
+            (&sub, &rg, &ws),
+            "datastores",
             "Microsoft.MachineLearningServices/workspaces/datastores/read",
-            &scope,
         )
         .await?;
-        let ws = workspace(&state, &sub, &rg, &ws).await?;
         let value: Vec<Value> = children(&state, &ws, DATASTORES)
             .await?
             .iter()
@@ -313,10 +273,11 @@ pub(crate) async fn list_secrets(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(
+        let (_, ws) = open(
             &state,
             &headers,
-            &p,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("datastores/{}", p.name),
             "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
         )
         .await?;
@@ -345,10 +306,11 @@ pub(crate) async fn delete(
 ) -> Response {
     respond(async {
         v.require()?;
-        let ws = open(
+        let (_, ws) = open(
             &state,
             &headers,
-            &p,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("datastores/{}", p.name),
             "Microsoft.MachineLearningServices/workspaces/datastores/delete",
         )
         .await?;

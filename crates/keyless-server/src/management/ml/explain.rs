@@ -16,14 +16,14 @@ use keyless_core::rbac::{AccessRequest, Permission};
 use keyless_core::{ObjectId, Principal, PrincipalKind, ResourceId};
 use keyless_ml::uri::{DataUri, Location};
 
-use super::super::caller::{authenticate, authorize, subscription_of_caller};
+use super::super::caller::authorize;
 use super::super::directory::{principal_json, resolve};
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
 use super::data::storage_host;
 use super::workspaces::identities;
-use super::{COMPUTES, children, system_identity, user_assigned, workspace, workspace_id};
+use super::{COMPUTES, children, open, system_identity, user_assigned};
 use crate::state::SharedState;
 
 const BLOB_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
@@ -45,15 +45,11 @@ pub(crate) async fn explain(
 ) -> Response {
     respond(async {
         v.require()?;
-        let caller = authenticate(&state, &headers).await?;
-        subscription_of_caller(&state, &caller, &sub).await?;
-        let ws_scope = ResourceId::parse(&workspace_id(&sub, &rg, &ws))?;
-        authorize(&state, &caller, "Microsoft.MachineLearningServices/workspaces/datastores/read", &ws_scope).await?;
+        let (caller, ws) = open(&state, &headers, (&sub, &rg, &ws), "datastores", "Microsoft.MachineLearningServices/workspaces/datastores/read").await?;
         let who = resolve(&state, caller.principal.tenant_id, &body.principal).await?;
         if who.object_id != caller.principal.object_id {
-            authorize(&state, &caller, "Microsoft.Authorization/roleAssignments/read", &ws_scope).await?;
+            authorize(&state, &caller, "Microsoft.Authorization/roleAssignments/read", &ResourceId::parse(&ws.id)?).await?;
         }
-        let ws = workspace(&state, &sub, &rg, &ws).await?;
         let host = storage_host(&state);
         let (location, credential, access, datastore) = match DataUri::parse(&body.uri, &[host.as_str()])? {
             DataUri::Datastore { datastore, path, .. } => {

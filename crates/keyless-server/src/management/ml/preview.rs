@@ -12,19 +12,18 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use keyless_core::Principal;
 use keyless_core::identity_rule::{
     PreviewReader, StoredCredential, WorkspaceAccess, preview_reader,
 };
-use keyless_core::{Principal, ResourceId};
 use keyless_ml::uri::{DataUri, Location};
 
-use super::super::caller::{authenticate, authorize, subscription_of_caller};
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
 use super::data::storage_host;
 use super::workspaces::{acting_identity, identities};
-use super::{system_identity, user_assigned, workspace, workspace_id};
+use super::{open, system_identity, user_assigned};
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
 
@@ -69,11 +68,7 @@ pub(crate) async fn preview(
 ) -> Response {
     respond(async {
         v.require()?;
-        let caller = authenticate(&state, &headers).await?;
-        subscription_of_caller(&state, &caller, &sub).await?;
-        let scope = ResourceId::parse(&format!("{}/datastores", workspace_id(&sub, &rg, &ws)))?;
-        authorize(&state, &caller, "Microsoft.MachineLearningServices/workspaces/datastores/read", &scope).await?;
-        let ws = workspace(&state, &sub, &rg, &ws).await?;
+        let (caller, ws) = open(&state, &headers, (&sub, &rg, &ws), "datastores", "Microsoft.MachineLearningServices/workspaces/datastores/read").await?;
         let target = resolve(&state, &ws, &body.uri, 0).await?;
         let (reader, reason) = preview_reader(target.credential, target.access);
         let signer = match &reader {

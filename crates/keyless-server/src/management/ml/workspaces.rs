@@ -10,13 +10,15 @@ use keyless_core::{Principal, ResourceId};
 use keyless_ml::identity::WorkspaceIdentities;
 use keyless_store::Resource;
 
-use super::super::caller::{Caller, authenticate, authorize, authorized, subscription_of_caller};
+use super::super::caller::{
+    Caller, authenticate, authorize, authorized, readable, subscription_of_caller,
+};
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond, storage_accounts, vaults};
 use super::{
     COMPUTES, DATA_VERSIONS, DATASTORES, WORKSPACES, children, create_system_identity,
-    delete_system_identity, describe_uai, grant, require_assign, roles, system_identity,
+    delete_system_identity, grant, identity_json, require_assign, roles, system_identity,
     user_assigned, workspace, workspace_id,
 };
 use crate::internal::{Acting, Service};
@@ -24,23 +26,12 @@ use crate::state::SharedState;
 
 /// The ARM shape of a workspace.
 pub(super) async fn json_of(state: &SharedState, r: &Resource) -> Value {
-    let ids = identities(r).ok();
-    let system = system_identity(state, &r.id).await.ok().flatten();
-    let mut identity = json!({ "type": "None" });
-    if let Some(ids) = &ids {
-        let mut described = Map::new();
-        for id in &ids.ids.user_assigned {
-            described.insert(id.clone(), describe_uai(state, id).await);
-        }
-        identity = ids.ids.to_rest(
-            system
-                .as_ref()
-                .map(|p| (p.object_id.to_string(), p.tenant_id.to_string()))
-                .as_ref()
-                .map(|(a, b)| (a.as_str(), b.as_str())),
-            |id| described.get(id).cloned().unwrap_or_else(|| json!({})),
-        );
-    }
+    let identity = match identities(r) {
+        Ok(ids) => identity_json(state, &r.id, &ids.ids)
+            .await
+            .unwrap_or_else(|_| json!({ "type": "None" })),
+        Err(_) => json!({ "type": "None" }),
+    };
     let mut props = r
         .body
         .get("properties")
@@ -116,42 +107,31 @@ pub(crate) async fn show(
 ) -> Response {
     respond(async {
         v.require()?;
-        let scope = ResourceId::parse(&workspace_id(&sub, &rg, &ws))?;
-        authorized(
+        let (_, r) = super::open(
             &state,
             &headers,
-            &sub,
+            (&sub, &rg, &ws),
+            "",
             "Microsoft.MachineLearningServices/workspaces/read",
-            &scope,
         )
         .await?;
-        let r = workspace(&state, &sub, &rg, &ws).await?;
         Ok((StatusCode::OK, json_of(&state, &r).await))
     })
     .await
 }
 
-async fn listed(
-    state: &SharedState,
-    caller: &Caller,
-    found: Vec<Resource>,
-) -> Result<Value, MgmtError> {
+async fn listed(state: &SharedState, caller: &Caller, found: Vec<Resource>) -> Value {
     let mut value = Vec::new();
-    for r in found {
-        let scope = ResourceId::parse(&r.id)?;
-        if authorize(
-            state,
-            caller,
-            "Microsoft.MachineLearningServices/workspaces/read",
-            &scope,
-        )
-        .await
-        .is_ok()
-        {
-            value.push(json_of(state, &r).await);
-        }
+    for r in readable(
+        state,
+        caller,
+        "Microsoft.MachineLearningServices/workspaces/read",
+        found,
+        |r| &r.id,
+    ) {
+        value.push(json_of(state, &r).await);
     }
-    Ok(json!({ "value": value }))
+    json!({ "value": value })
 }
 
 pub(crate) async fn list_group(
@@ -165,7 +145,7 @@ pub(crate) async fn list_group(
         let caller = authenticate(&state, &headers).await?;
         subscription_of_caller(&state, &caller, &sub).await?;
         let found = state.store.resources(&sub, &rg, WORKSPACES).await?;
-        Ok((StatusCode::OK, listed(&state, &caller, found).await?))
+        Ok((StatusCode::OK, listed(&state, &caller, found).await))
     })
     .await
 }
@@ -184,7 +164,7 @@ pub(crate) async fn list_subscription(
         for g in state.store.resource_groups(&sub).await? {
             found.extend(state.store.resources(&sub, &g.name, WORKSPACES).await?);
         }
-        Ok((StatusCode::OK, listed(&state, &caller, found).await?))
+        Ok((StatusCode::OK, listed(&state, &caller, found).await))
     })
     .await
 }
