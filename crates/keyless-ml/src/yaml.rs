@@ -15,6 +15,9 @@ use keyless_core::Error;
 
 use crate::identity::{Kind, identity_rest};
 
+mod jobs;
+pub use jobs::job;
+
 /// A file ready to send: what it is, its name, and the ARM body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {

@@ -1,0 +1,240 @@
+//! Compute backends: where a job's command runs.
+//!
+//! The job logic (materialising inputs, the identity endpoint, uploading outputs,
+//! the lifecycle) lives in the server and hands a backend one [`Task`] at a time:
+//! a command, a working directory, an environment and a log file. A backend runs
+//! it to the end, or until it is cancelled or times out, and says how it ended.
+//! A Slurm or Kubernetes backend implements the same trait (submit, wait, cancel)
+//! without touching the job logic.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use keyless_core::Error;
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The job it belongs to, for messages.
+    pub job: String,
+    /// The command line, substituted, run by `/bin/sh -c`.
+    pub command: String,
+    /// The working directory (the code snapshot's copy).
+    pub workdir: PathBuf,
+    /// The whole environment of the command; nothing else is inherited.
+    pub env: Vec<(String, String)>,
+    /// Standard output and standard error are appended here.
+    pub log: PathBuf,
+    /// The longest the command may run.
+    pub timeout: Option<Duration>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+    /// It was cancelled and stopped.
+    Canceled,
+    /// It ran past its timeout and was stopped.
+    TimedOut,
+}
+
+impl Exit {
+    /// Whether the command succeeded.
+    #[must_use]
+    pub fn succeeded(self) -> bool {
+        self == Self::Code(0)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Code(c) => write!(f, "exit status {c}"),
+            Self::Signal(s) => write!(f, "killed by signal {s}"),
+            Self::Canceled => f.write_str("canceled"),
+            Self::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
+/// A place that runs commands.
+#[async_trait]
+pub trait ComputeBackend: Send + Sync + fmt::Debug {
+    /// Its name, as job records show it.
+    fn name(&self) -> &'static str;
+
+    /// Runs `task` to its end; `cancel` stops it.
+    ///
+    /// # Errors
+    /// When the task cannot be started at all (no shell, no working directory).
+    async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error>;
+}
+
+/// Runs each task as a child process of the keyless server, in its own process
+/// group, so that cancelling stops everything the command started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalProcess;
+
+/// How long a cancelled group gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+#[async_trait]
+impl ComputeBackend for LocalProcess {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&task.log)
+            .map_err(|e| Error::internal(format!("cannot open the job log: {e}")))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| Error::internal(format!("cannot open the job log: {e}")))?;
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&task.command)
+            .current_dir(&task.workdir)
+            .env_clear()
+            .envs(task.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Error::internal(format!(
+                    "job {}: the command could not start: {e}",
+                    task.job
+                ))
+            })?;
+        let group = child.id().and_then(|id| i32::try_from(id).ok());
+        let deadline = async {
+            match task.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stop = tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(|e| Error::internal(format!("waiting for the job: {e}")))?;
+                // Whatever the command left running in its group goes with it.
+                signal_group(group, nix::sys::signal::Signal::SIGKILL);
+                return Ok(exit_of(status));
+            }
+            () = cancel.cancelled() => Exit::Canceled,
+            () = deadline => Exit::TimedOut,
+        };
+        signal_group(group, nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+            signal_group(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait().await;
+        }
+        signal_group(group, nix::sys::signal::Signal::SIGKILL);
+        Ok(stop)
+    }
+}
+
+fn signal_group(group: Option<i32>, signal: nix::sys::signal::Signal) {
+    if let Some(pgid) = group {
+        // The group may be gone already; that is the point.
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(dir: &std::path::Path, command: &str) -> Task {
+        Task {
+            job: "t".into(),
+            command: command.into(),
+            workdir: dir.to_path_buf(),
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("GREETING".into(), "hi".into()),
+            ],
+            log: dir.join("log.txt"),
+            timeout: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn output_and_status_are_captured_and_only_the_given_environment_is_seen()
+    -> Result<(), Error> {
+        let dir = tempfile::tempdir().map_err(|e| Error::internal(e.to_string()))?;
+        let exit = LocalProcess
+            .run(
+                task(
+                    dir.path(),
+                    "echo $GREETING; echo oops >&2; echo ${HOME:-nohome}; exit 3",
+                ),
+                CancellationToken::new(),
+            )
+            .await?;
+        assert_eq!(exit, Exit::Code(3));
+        let log = std::fs::read_to_string(dir.path().join("log.txt"))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        assert_eq!(log, "hi\noops\nnohome\n");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_whole_process_group() -> Result<(), Error> {
+        let dir = tempfile::tempdir().map_err(|e| Error::internal(e.to_string()))?;
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        let marker = dir.path().join("late");
+        let command = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let started = std::time::Instant::now();
+        let run = tokio::spawn(async move {
+            LocalProcess
+                .run(task(dir.path(), &command), cancel)
+                .await
+                .map(|e| (e, dir))
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trigger.cancel();
+        let (exit, dir) = run.await.map_err(|e| Error::internal(e.to_string()))??;
+        assert_eq!(exit, Exit::Canceled);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The background child was in the group and died with it.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!dir.path().join("late").exists());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_timeout_stops_the_command() -> Result<(), Error> {
+        let dir = tempfile::tempdir().map_err(|e| Error::internal(e.to_string()))?;
+        let mut t = task(dir.path(), "sleep 30");
+        t.timeout = Some(Duration::from_millis(200));
+        assert_eq!(
+            LocalProcess.run(t, CancellationToken::new()).await?,
+            Exit::TimedOut
+        );
+        Ok(())
+    }
+}
