@@ -32,6 +32,7 @@ fn claims() -> Claims {
         azp: Some("5e0ad4c2-2222-4b4b-9c9c-0123456789ab".into()),
         appidacr: Some("1".into()),
         idtyp: Some("app".into()),
+        xms_job: None,
         uti: "bench".into(),
         ver: "2.0".into(),
         ..Claims::default()

@@ -51,6 +51,10 @@ pub struct Claims {
     /// Object ids of the groups the principal belongs to, transitively.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// keyless: the job a token was issued to (by the job's identity endpoint, or
+    /// to materialise its data). Such a token stops working when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xms_job: Option<String>,
     /// The token's unique id.
     pub uti: String,
     /// The token format version.

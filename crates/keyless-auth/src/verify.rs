@@ -48,6 +48,9 @@ pub enum VerifyError {
     /// Before `nbf`.
     #[error("the token is not valid before {0} (seconds since the epoch)")]
     NotYetValid(i64),
+    /// The token was issued to a job that has ended.
+    #[error("the token was issued to job `{0}`, which has ended")]
+    JobEnded(String),
     /// The audience is not one the resource accepts.
     #[error("the token's audience `{got}` is not valid here; expected `{expected}`")]
     Audience {
@@ -76,6 +79,9 @@ pub struct TokenVerifier {
     issuer_base: String,
     state: RwLock<Arc<State>>,
     cache: Cache<String, Arc<Claims>, foldhash::fast::RandomState>,
+    /// Jobs whose tokens are honoured: a token naming a job (`xms_job`) works
+    /// only while its job is in this set.
+    live_jobs: RwLock<HashSet<String>>,
 }
 
 impl TokenVerifier {
@@ -97,6 +103,7 @@ impl TokenVerifier {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(2 * 3600))
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            live_jobs: RwLock::new(HashSet::new()),
         }
     }
 
@@ -147,7 +154,36 @@ impl TokenVerifier {
         };
         check_window(&claims, now)?;
         check_audience(&claims.aud, audiences)?;
+        if let Some(job) = &claims.xms_job
+            && !self.job_is_live(job)
+        {
+            return Err(VerifyError::JobEnded(job.clone()));
+        }
         Ok(claims)
+    }
+
+    /// Starts honouring tokens issued to `job`.
+    pub fn open_job(&self, job: &str) {
+        match self.live_jobs.write() {
+            Ok(mut set) => set.insert(job.to_owned()),
+            Err(poisoned) => poisoned.into_inner().insert(job.to_owned()),
+        };
+    }
+
+    /// Stops honouring every token issued to `job`, at once.
+    pub fn close_job(&self, job: &str) {
+        match self.live_jobs.write() {
+            Ok(mut set) => set.remove(job),
+            Err(poisoned) => poisoned.into_inner().remove(job),
+        };
+    }
+
+    /// Whether tokens issued to `job` are honoured.
+    pub fn job_is_live(&self, job: &str) -> bool {
+        match self.live_jobs.read() {
+            Ok(set) => set.contains(job),
+            Err(poisoned) => poisoned.into_inner().contains(job),
+        }
     }
 
     /// Everything [`TokenVerifier::verify`] checks except the time window and the

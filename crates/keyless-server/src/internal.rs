@@ -28,8 +28,14 @@ pub(crate) enum Service {
 /// service, it is refused there for its audience).
 #[derive(Debug, Clone)]
 pub(crate) struct Acting {
-    token: String,
+    token: Option<String>,
+    job: Option<String>,
 }
+
+/// The job an internal request is made for; the storage log records it. It is a
+/// request extension, which no client can send.
+#[derive(Debug, Clone)]
+pub(crate) struct JobTag(pub(crate) String);
 
 impl Acting {
     /// Issues a token to `principal` for `service`, as the token endpoint would to
@@ -38,6 +44,17 @@ impl Acting {
         state: &SharedState,
         principal: Principal,
         service: Service,
+    ) -> Result<Self, Error> {
+        Self::for_job(state, principal, service, None).await
+    }
+
+    /// Like [`Acting::as_principal`], for a job: the token names the job and stops
+    /// working when the job ends.
+    pub(crate) async fn for_job(
+        state: &SharedState,
+        principal: Principal,
+        service: Service,
+        job: Option<&str>,
     ) -> Result<Self, Error> {
         let audience = match service {
             Service::Storage => STORAGE,
@@ -55,9 +72,22 @@ impl Acting {
             },
             client_id,
             client_auth: "2",
+            job: job.map(str::to_owned),
         };
         let (token, _) = access_token(state, &subject, &request)?;
-        Ok(Self { token })
+        Ok(Self {
+            token: Some(token),
+            job: job.map(str::to_owned),
+        })
+    }
+
+    /// No token (the request signs itself, with a key or a SAS), only the job it is
+    /// made for.
+    pub(crate) fn job_only(job: &str) -> Self {
+        Self {
+            token: None,
+            job: Some(job.to_owned()),
+        }
     }
 
     /// Sends a request with this identity's token; `None` sends it with no
@@ -72,8 +102,8 @@ impl Acting {
         body: Vec<u8>,
     ) -> Result<(Response<()>, bytes::Bytes), Error> {
         let mut request = Request::builder().method(method).uri(path_and_query);
-        if let Some(a) = acting {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {}", a.token));
+        if let Some(token) = acting.and_then(|a| a.token.as_ref()) {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -82,6 +112,9 @@ impl Acting {
             .header(header::CONTENT_LENGTH, body.len())
             .body(Body::from(body))
             .map_err(|e| Error::internal(format!("an internal request is malformed: {e}")))?;
+        if let Some(job) = acting.and_then(|a| a.job.clone()) {
+            request.extensions_mut().insert(JobTag(job));
+        }
         let id = uuid::Uuid::new_v4().to_string();
         if let Ok(v) = HeaderValue::from_str(&id) {
             request.headers_mut().insert(crate::http::REQUEST_ID, v);

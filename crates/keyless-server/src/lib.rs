@@ -10,6 +10,7 @@ pub mod config;
 mod http;
 mod identity;
 mod internal;
+mod jobs;
 mod login;
 mod management;
 mod master;
@@ -227,6 +228,10 @@ pub async fn start_with_clock(
         config.clone(),
     )?);
     state.reload_rbac().await?;
+    if let Some(ca) = &tls.ca_file {
+        let _ = state.jobs.ca_file.set(ca.clone());
+    }
+    management::fail_interrupted_jobs(&state).await?;
 
     let info = ServerInfo {
         login: urls.login.clone(),

@@ -96,3 +96,10 @@ pub(crate) async fn respond(
         Err(e) => e.into_response(),
     }
 }
+
+/// Marks the jobs a previous run of the server left unfinished as failed.
+pub(crate) async fn fail_interrupted_jobs(
+    state: &crate::state::SharedState,
+) -> Result<(), keyless_core::Error> {
+    ml::fail_interrupted_jobs(state).await
+}

@@ -56,6 +56,8 @@ pub(crate) struct AppState {
     pub(crate) storage_log: crate::storage_log::StorageLog,
     /// One record per vault request (who read which secret version).
     pub(crate) vault_log: crate::storage_log::StorageLog,
+    /// Running jobs: slots, cancel switches, identity endpoint grants.
+    pub(crate) jobs: crate::jobs::Runtime,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -97,6 +99,7 @@ impl AppState {
                 .build(),
             rbac: RwLock::new(Arc::new(RbacIndex::default())),
             rbac_reload: tokio::sync::Mutex::new(()),
+            jobs: crate::jobs::Runtime::default(),
         })
     }
 

@@ -179,6 +179,10 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         )
     };
     let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
+    let job_tag = request
+        .extensions()
+        .get::<crate::internal::JobTag>()
+        .map(|j| j.0.clone());
     let mut op_name = "Unknown";
     let mut requester = Requester {
         auth: "Anonymous",
@@ -243,7 +247,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         requester_app_id: claims.and_then(|c| c.appid.clone().or_else(|| c.azp.clone())),
         requester_upn: claims.and_then(|c| c.upn.clone()),
         requester_principal_type: identity.map(|i| i.principal_type().to_owned()),
-        job_id: None,
+        job_id: claims.and_then(|c| c.xms_job.clone()).or(job_tag),
         caller_ip_address: peer.map(|ip| ip.to_string()).unwrap_or_default(),
         request_body_size: bytes_in,
         response_body_size: bytes_out,

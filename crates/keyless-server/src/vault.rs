@@ -257,7 +257,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         requester_app_id: claims.and_then(|c| c.appid.clone().or_else(|| c.azp.clone())),
         requester_upn: claims.and_then(|c| c.upn.clone()),
         requester_principal_type: claims.map(|c| c.principal_type().to_owned()),
-        job_id: None,
+        job_id: claims.and_then(|c| c.xms_job.clone()),
         caller_ip_address: peer.map(|ip| ip.to_string()).unwrap_or_default(),
         request_body_size: 0,
         response_body_size: 0,

@@ -24,6 +24,7 @@ fn claims(tid: &str, aud: &str, exp: i64) -> Claims {
         tid: tid.into(),
         oid: "o".into(),
         sub: "o".into(),
+        xms_job: None,
         uti: "u".into(),
         ver: "1.0".into(),
         ..Claims::default()
@@ -134,4 +135,27 @@ fn rotation_keeps_old_tokens_valid_until_the_key_leaves_the_ring() {
         v.verify(&token, &[STORAGE], 2000).unwrap_err(),
         VerifyError::UnknownKey
     );
+}
+
+#[test]
+fn a_job_token_works_only_while_its_job_is_live() {
+    let (v, key) = setup();
+    let mut c = claims(TID, STORAGE, 5000);
+    c.xms_job = Some("job-1".into());
+    let token = jwt::sign(&key, &c).unwrap();
+    assert_eq!(
+        v.verify(&token, &[STORAGE], 2000).unwrap_err(),
+        VerifyError::JobEnded("job-1".into())
+    );
+    v.open_job("job-1");
+    v.verify(&token, &[STORAGE], 2000).unwrap();
+    // Cached claims are checked against the live set on every use.
+    v.close_job("job-1");
+    assert_eq!(
+        v.verify(&token, &[STORAGE], 2000).unwrap_err(),
+        VerifyError::JobEnded("job-1".into())
+    );
+    // Tokens without a job are not affected.
+    let plain = jwt::sign(&key, &claims(TID, STORAGE, 5000)).unwrap();
+    v.verify(&plain, &[STORAGE], 2000).unwrap();
 }

@@ -20,6 +20,11 @@ pub(crate) struct OAuthError {
 }
 
 impl OAuthError {
+    /// What went wrong, in the words the response carries.
+    pub(crate) fn description(&self) -> String {
+        self.description.clone()
+    }
+
     pub(crate) fn new(
         status: StatusCode,
         error: &'static str,

@@ -133,6 +133,7 @@ async fn grant(
                 resource,
                 client_id: app_id(&client.principal),
                 client_auth: client.acr,
+                job: None,
             };
             let subject = Subject::load(state, client.principal).await?;
             issue::respond(state, &subject, &request, shape, None).await
@@ -145,6 +146,7 @@ async fn grant(
                 resource,
                 client_id,
                 client_auth: acr,
+                job: None,
             };
             let subject = Subject::load(state, user).await?;
             issue::respond(state, &subject, &request, shape, Some(&extras)).await
@@ -157,6 +159,7 @@ async fn grant(
                 resource,
                 client_id,
                 client_auth: acr,
+                job: None,
             };
             let subject = Subject::load(state, user).await?;
             issue::respond(state, &subject, &request, shape, Some(&extras)).await
@@ -171,6 +174,7 @@ async fn grant(
                 resource,
                 client_id,
                 client_auth: acr,
+                job: None,
             };
             let subject = Subject::load(state, user).await?;
             let extras = UserExtras {
@@ -194,6 +198,7 @@ async fn grant(
                 resource,
                 client_id: app_id(&client.principal),
                 client_auth: client.acr,
+                job: None,
             };
             let subject = Subject::load(state, user).await?;
             issue::respond(

@@ -39,6 +39,8 @@ pub(crate) struct TokenRequest {
     pub(crate) client_id: String,
     /// How the client authenticated: `0` public, `1` secret, `2` certificate or assertion.
     pub(crate) client_auth: &'static str,
+    /// The job the token is issued to, if any: it stops working when the job ends.
+    pub(crate) job: Option<String>,
 }
 
 /// Signs an access token; returns it with its lifetime in seconds.
@@ -83,6 +85,7 @@ pub(crate) fn access_token(
         scp: is_user.then(|| "user_impersonation".to_owned()),
         xms_mirid: p.resource_id.clone(),
         groups: subject.groups.iter().map(ToString::to_string).collect(),
+        xms_job: request.job.clone(),
         uti: URL_SAFE_NO_PAD.encode(secret::random_bytes(16)?),
         ver: "2.0".into(),
     };

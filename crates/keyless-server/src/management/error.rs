@@ -26,6 +26,11 @@ impl MgmtError {
         }
     }
 
+    /// The message, as the caller would read it.
+    pub(crate) fn message(&self) -> String {
+        format!("{}: {}", self.code, self.message)
+    }
+
     pub(crate) fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }

@@ -6,11 +6,15 @@
 //! them, and reaches storage and vaults only through [`crate::internal`], as the
 //! identity the rules choose.
 
+mod codes;
 mod computes;
 mod data;
 mod datastores;
 mod explain;
+mod jobs;
 mod preview;
+mod reach;
+mod runner;
 mod workspaces;
 
 use axum::Router;
@@ -28,6 +32,13 @@ pub(crate) const WORKSPACES: &str = "Microsoft.MachineLearningServices/workspace
 const COMPUTES: &str = "Microsoft.MachineLearningServices/workspaces/computes";
 const DATASTORES: &str = "Microsoft.MachineLearningServices/workspaces/datastores";
 const DATA_VERSIONS: &str = "Microsoft.MachineLearningServices/workspaces/data/versions";
+const CODE_VERSIONS: &str = "Microsoft.MachineLearningServices/workspaces/codes/versions";
+const JOBS: &str = "Microsoft.MachineLearningServices/workspaces/jobs";
+
+/// Marks the jobs a previous run of the server left unfinished as failed.
+pub(crate) async fn fail_interrupted_jobs(state: &SharedState) -> Result<(), keyless_core::Error> {
+    runner::fail_interrupted(state).await
+}
 
 /// Built-in roles the resource provider grants on its own.
 pub(crate) mod roles {
@@ -80,6 +91,19 @@ pub(crate) fn router() -> Router<SharedState> {
                 &format!("{ws}/data/{{name}}/versions/{{version}}"),
                 get(data::show).put(data::put).delete(data::delete),
             )
+            .route(
+                &format!("{ws}/codes/{{name}}/versions/{{version}}"),
+                get(codes::show_version)
+                    .put(codes::put_version)
+                    .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024)),
+            )
+            .route(&format!("{ws}/jobs"), get(jobs::list))
+            .route(
+                &format!("{ws}/jobs/{{name}}"),
+                get(jobs::show).put(jobs::put),
+            )
+            .route(&format!("{ws}/jobs/{{name}}/cancel"), post(jobs::cancel))
+            .route(&format!("{ws}/jobs/{{name}}/log"), get(jobs::log))
             .route(&format!("{ws}/previewData"), post(preview::preview))
             .route(&format!("{ws}/explainRead"), post(explain::explain));
     }

@@ -45,7 +45,7 @@ pub(crate) fn router() -> Router<SharedState> {
 #[derive(Debug, Deserialize)]
 pub(crate) struct ApiVersion {
     #[serde(rename = "api-version")]
-    api_version: Option<String>,
+    pub(crate) api_version: Option<String>,
 }
 
 impl ApiVersion {

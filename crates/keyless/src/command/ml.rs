@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use keyless_ml::yaml::{self, Spec};
 
 use crate::client::{Api, segment, values};
+
+mod job;
 use crate::output::{Format, print};
 
 const API_VERSION: &str = "2024-10-01";
@@ -67,6 +69,9 @@ pub(crate) enum MlCommand {
     /// Data assets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Jobs: submit, follow, cancel, download.
+    #[command(subcommand)]
+    Job(job::JobCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -240,6 +245,7 @@ pub(crate) async fn run(cmd: MlCommand, format: Format) -> Result<()> {
         MlCommand::Compute(cmd) => compute(&api, cmd).await?,
         MlCommand::Datastore(cmd) => datastore(&api, cmd).await?,
         MlCommand::Data(cmd) => data(&api, cmd).await?,
+        MlCommand::Job(cmd) => job::run(&api, cmd).await?,
     };
     if !value.is_null() {
         print(&value, format);
