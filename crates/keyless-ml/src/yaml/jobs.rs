@@ -159,7 +159,14 @@ fn node(
     }
     if let Some(component) = map.get("component") {
         let inner = match component {
-            Value::Object(c) => node(file, text, c, &format!("{what} component"), false)?,
+            Value::Object(c) => {
+                // An inline component with `jobs` is a pipeline component.
+                let mut c = c.clone();
+                if !c.contains_key("type") && c.contains_key("jobs") {
+                    c.insert("type".into(), "pipeline".into());
+                }
+                node(file, text, &c, &format!("{what} component"), false)?
+            }
             other => other.clone(),
         };
         out.insert("component".into(), inner);

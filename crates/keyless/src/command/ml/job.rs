@@ -83,9 +83,7 @@ pub(super) async fn run(api: &Api, cmd: JobCommand) -> Result<Value> {
             if stream {
                 eprintln!("job {name} submitted");
                 follow(api, &at, &name).await?;
-                return api
-                    .get(&child(api, &at, &format!("jobs/{}", segment(&name)))?)
-                    .await;
+                return Ok(Value::Null);
             }
             Ok(job)
         }

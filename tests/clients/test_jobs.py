@@ -1,0 +1,366 @@
+"""Jobs that read data as the submitting user or as a compute's managed identity: the seed's
+hello-census job, refusals with the storage's explanation, the identity endpoint inside a job
+(unmodified azure-identity and azure-storage-blob in the job's code), pipelines, code snapshot
+checksums, cancel, and the storage log naming each job."""
+
+import base64
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "hello-census"
+AT = ("-w", "jobs-ws", "-g", "default")
+TERMINAL = {"Completed", "Failed", "Canceled"}
+
+
+def claims(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def login_user(server, tmp_path_factory, upn, password):
+    env = {"KEYLESS_CONFIG_DIR": str(tmp_path_factory.mktemp("cli"))}
+    server.cli("login", "-u", upn, "-p", password, env=env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def world(server, tmp_path_factory):
+    """The demo's world: census.csv in jobdata/data, workspace jobs-ws with the credential-less
+    datastore `mydata`, a cluster with a system-assigned identity, a cluster with a user-assigned
+    one, alice (data reader) and bob (no data role), both AzureML Data Scientists."""
+    sub = server.admin["subscription"]
+    tmp = tmp_path_factory.mktemp("jobs")
+    server.cli("storage", "account", "create", "-n", "jobdata", "-g", "default")
+    key = server.cli("storage", "account", "keys", "list", "-n", "jobdata", "-g", "default")[0]["value"]
+    svc = BlobServiceClient(f"{server.info['storage']}/jobdata",
+                            credential={"account_name": "jobdata", "account_key": key}, connection_verify=server.ca)
+    svc.create_container("data")
+    svc.get_container_client("data").upload_blob("census.csv", (EXAMPLE / "census.csv").read_bytes())
+    (tmp / "ws.yml").write_text("name: jobs-ws\nidentity:\n  type: system_assigned\n")
+    server.cli("ml", "workspace", "create", "-f", str(tmp / "ws.yml"), "-g", "default")
+    uai = server.cli("identity", "create", "-g", "default", "-n", "job-uai")
+    computes = {
+        "cpu-cluster": "type: amlcompute\nmax_instances: 2\nidentity:\n  type: system_assigned\n",
+        "uai-cluster": f"type: amlcompute\nmax_instances: 2\nidentity:\n  type: user_assigned\n"
+                       f"  user_assigned_identities:\n    - resource_id: {uai['id']}\n",
+        "one-slot": "type: amlcompute\nmax_instances: 1\nidentity:\n  type: system_assigned\n",
+    }
+    shown = {}
+    for name, body in computes.items():
+        (tmp / f"{name}.yml").write_text(f"name: {name}\n{body}")
+        server.cli("ml", "compute", "create", "-f", str(tmp / f"{name}.yml"), *AT)
+        shown[name] = server.cli("ml", "compute", "show", "-n", name, *AT)
+    (tmp / "ds.yml").write_text("name: mydata\ntype: azure_blob\naccount_name: jobdata\ncontainer_name: data\n")
+    server.cli("ml", "datastore", "create", "-f", str(tmp / "ds.yml"), *AT)
+    ws_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/jobs-ws"
+    account_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/jobdata"
+    users = {}
+    for who in ("alice", "bob"):
+        upn, password = f"{who}@keyless.local", f"{who.title()}-Passw0rd!"
+        users[who] = server.cli("ad", "user", "create", "--display-name", who.title(),
+                                "--user-principal-name", upn, "--password", password)
+        server.cli("role", "assignment", "create", "--assignee", upn, "--role", "AzureML Data Scientist",
+                   "--scope", ws_id)
+        users[who]["env"] = login_user(server, tmp_path_factory, upn, password)
+    server.cli("role", "assignment", "create", "--assignee", "alice@keyless.local",
+               "--role", "Storage Blob Data Reader", "--scope", account_id)
+    return {"tmp": tmp, "sub": sub, "ws_id": ws_id, "account_id": account_id, "users": users, "uai": uai,
+            "computes": shown, "key": key}
+
+
+def job_file(world, name, text, code=None):
+    folder = world["tmp"] / name
+    folder.mkdir(exist_ok=True)
+    if code:
+        (folder / "src").mkdir(exist_ok=True)
+        for file, content in code.items():
+            (folder / "src" / file).write_text(content)
+        shutil.copy(Path(__file__).with_name("loopback_guard.py"), folder / "src" / "loopback_guard.py")
+    (folder / "job.yml").write_text(text)
+    return str(folder / "job.yml")
+
+
+def submit(server, path, name, env=None, stream=True, check=True):
+    """Submits a job file; streaming, returns the CLI process (asserted successful when `check`)."""
+    args = ["ml", "job", "create", "-f", path, "-n", name, *AT]
+    if not stream:
+        return server.cli(*args, env=env, check=check)
+    proc = server.cli(*args, "--stream", env=env, check=False)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def wait(server, name, statuses=TERMINAL, limit=60):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        job = server.cli("ml", "job", "show", "-n", name, *AT)
+        if job["properties"]["status"] in statuses:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {name} did not reach {statuses}: {job['properties']['status']}")
+
+
+def statuses(job):
+    return [h["status"] for h in job["properties"]["statusHistory"]]
+
+
+def reads(server, job_id):
+    """The storage log records of one job on the data account."""
+    out = server.cli("storage", "logs", "--account", "jobdata", check=False).stdout
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [r for r in lines if (r.get("JobId") or "").lower() == job_id.lower()]
+
+
+def test_hello_census_runs_as_the_submitting_user_with_the_data_role(server, world):
+    alice = world["users"]["alice"]
+    proc = server.cli("ml", "job", "create", "-f", str(EXAMPLE / "job.yml"), "-n", "hello-alice", *AT, "--stream",
+                      env=alice["env"], check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "read 10 rows" in proc.stdout and "mean age: 41.9" in proc.stdout
+    job = server.cli("ml", "job", "show", "-n", "hello-alice", *AT)
+    assert statuses(job) == ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
+    assert job["properties"]["identity"] == {"identityType": "UserIdentity"}
+    assert "submitting user" in job["properties"]["dataAccess"][0]["identity"]
+    records = reads(server, job["id"])
+    assert records and all(r["RequesterObjectId"] == alice["id"] for r in records)
+    assert any(r["OperationName"] == "GetBlob" and r["Path"] == "data/census.csv" and r["StatusCode"] == 200
+               for r in records)
+
+
+def test_without_the_role_the_job_fails_in_preparing_and_never_runs_its_command(server, world):
+    bob = world["users"]["bob"]
+    marker = world["tmp"] / "bob-ran"
+    text = (EXAMPLE / "job.yml").read_text().replace("command: python3", f"command: touch {marker} && python3")
+    path = job_file(world, "bob", text)
+    shutil.copytree(EXAMPLE / "src", Path(path).parent / "src", dirs_exist_ok=True)
+    proc = submit(server, path, "hello-bob", env=bob["env"], check=False)
+    assert proc.returncode != 0
+    assert "Storage Blob Data Reader" in proc.stderr and "blobs/read" in proc.stderr, proc.stderr
+    assert "bob@keyless.local" in proc.stdout  # the explanation is in the streamed job log
+    job = server.cli("ml", "job", "show", "-n", "hello-bob", *AT)
+    assert job["properties"]["status"] == "Failed"
+    assert job["properties"]["error"]["code"] == "InputAccessDenied"
+    assert "Preparing" in statuses(job) and "Running" not in statuses(job)
+    assert not marker.exists()
+    refused = [r for r in reads(server, job["id"]) if r["StatusCode"] == 403]
+    assert refused and refused[0]["RequesterObjectId"] == bob["id"]
+
+
+def test_no_identity_reads_as_the_compute_system_assigned_identity(server, world):
+    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    text = "command: cat ${{inputs.census}}\ncompute: azureml:cpu-cluster\nenvironment: azureml:x@latest\n" \
+           "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/mydata/paths/census.csv\n"
+    path = job_file(world, "noid", text)
+    # The compute's identity holds no data role yet: refused, as that identity.
+    assert submit(server, path, "noid-refused", check=False).returncode != 0
+    refused = reads(server, wait(server, "noid-refused")["id"])
+    assert refused and refused[0]["RequesterObjectId"] == sai and refused[0]["StatusCode"] == 403
+    server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
+               "--scope", world["account_id"])
+    submit(server, path, "noid-ok")
+    job = server.cli("ml", "job", "show", "-n", "noid-ok", *AT)
+    assert job["properties"]["inputs"]["census"]["mode"] == "Download"  # the mode keyless applied
+    records = reads(server, job["id"])
+    assert records and {r["RequesterObjectId"] for r in records} == {sai}
+    assert records[0]["RequesterPrincipalType"] == "ManagedIdentity"
+
+
+def test_managed_identity_with_a_client_id_reads_as_that_user_assigned_identity(server, world):
+    uai = world["uai"]
+    server.cli("role", "assignment", "create", "--assignee", uai["properties"]["principalId"], "--role",
+               "Storage Blob Data Reader", "--scope", world["account_id"])
+    text = "command: wc -l ${{inputs.census}}\ncompute: azureml:uai-cluster\nenvironment: azureml:x@latest\n" \
+           "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/mydata/paths/census.csv\n" \
+           f"identity:\n  type: managed\n  client_id: {uai['properties']['clientId']}\n"
+    submit(server, job_file(world, "uai", text), "uai-job")
+    job = server.cli("ml", "job", "show", "-n", "uai-job", *AT)
+    assert {r["RequesterObjectId"] for r in reads(server, job["id"])} == {uai["properties"]["principalId"]}
+    # A client id of an identity not attached to the compute is refused at submission.
+    other = text.replace(uai["properties"]["clientId"], "00000000-0000-0000-0000-000000000001")
+    proc = submit(server, job_file(world, "uai-other", other), "uai-other", check=False)
+    assert proc.returncode != 0 and "not a user-assigned identity attached" in proc.stderr
+
+
+CODE_AS_MANAGED = """
+import json, os, sys
+import loopback_guard
+from azure.identity import ManagedIdentityCredential
+from azure.storage.blob import BlobServiceClient
+
+cred = ManagedIdentityCredential(client_id=os.environ["DEFAULT_IDENTITY_CLIENT_ID"])
+token = cred.get_token("https://storage.azure.com/.default").token
+svc = BlobServiceClient(os.environ["KEYLESS_STORAGE_ENDPOINT"] + "/jobdata", credential=cred,
+                        connection_verify=os.environ["REQUESTS_CA_BUNDLE"])
+data = svc.get_blob_client("data", "census.csv").download_blob().readall()
+print("blob rows:", len(data.decode().splitlines()) - 1)
+json.dump({"token": token, "endpoint": os.environ["MSI_ENDPOINT"], "secret": os.environ["MSI_SECRET"]},
+          open(os.environ["EVIDENCE"], "w"))
+assert not loopback_guard.ATTEMPTS, loopback_guard.ATTEMPTS
+"""
+
+CODE_AS_USER = """
+import json, os
+import loopback_guard
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ManagedIdentityCredential
+
+token = ManagedIdentityCredential().get_token("https://storage.azure.com/.default").token
+try:
+    ManagedIdentityCredential(client_id=os.environ["COMPUTE_CLIENT_ID"]).get_token("https://storage.azure.com/.default")
+    compute = "issued"
+except ClientAuthenticationError as e:
+    compute = "refused: " + str(e)
+json.dump({"token": token, "compute": compute, "default": os.environ.get("DEFAULT_IDENTITY_CLIENT_ID")},
+          open(os.environ["EVIDENCE"], "w"))
+assert not loopback_guard.ATTEMPTS, loopback_guard.ATTEMPTS
+"""
+
+
+def test_code_in_a_job_gets_the_compute_identity_and_its_tokens_end_with_the_job(server, world):
+    evidence = world["tmp"] / "managed.json"
+    text = f"command: {sys.executable} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
+           f"environment: azureml:x@latest\nenvironment_variables:\n  EVIDENCE: {evidence}\n"
+    proc = submit(server, job_file(world, "code-mi", text, {"main.py": CODE_AS_MANAGED}), "code-mi", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "blob rows: 10" in proc.stdout
+    got = json.loads(evidence.read_text())
+    job = server.cli("ml", "job", "show", "-n", "code-mi", *AT)
+    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    assert claims(got["token"])["oid"] == sai
+    assert {r["RequesterObjectId"] for r in reads(server, job["id"])} == {sai}
+    # After the job: the token and the endpoint's secret no longer work.
+    r = requests.get(f"{server.info['storage']}/jobdata/data/census.csv", verify=server.ca,
+                     headers={"Authorization": f"Bearer {got['token']}", "x-ms-version": "2025-01-05"})
+    assert r.status_code == 401 and "has ended" in r.text
+    r = requests.get(got["endpoint"], params={"resource": "https://storage.azure.com", "api-version": "2017-09-01"},
+                     headers={"secret": got["secret"]})
+    assert r.status_code == 400 and "closed" in r.json()["message"]
+
+
+def test_a_user_identity_job_gets_the_users_token_and_never_the_computes(server, world):
+    alice = world["users"]["alice"]
+    evidence = world["tmp"] / "user.json"
+    compute_client = world["computes"]["cpu-cluster"]["identity"].get("clientId") or \
+        world["computes"]["cpu-cluster"]["properties"]["defaultIdentity"]["clientId"]
+    text = f"command: {sys.executable} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
+           f"environment: azureml:x@latest\nidentity:\n  type: user_identity\nenvironment_variables:\n" \
+           f"  EVIDENCE: {evidence}\n  COMPUTE_CLIENT_ID: {compute_client}\n"
+    proc = submit(server, job_file(world, "code-user", text, {"main.py": CODE_AS_USER}), "code-user",
+                  env=alice["env"], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads(evidence.read_text())
+    assert claims(got["token"])["oid"] == alice["id"]
+    assert claims(got["token"])["upn"] == "alice@keyless.local"
+    assert got["compute"].startswith("refused") and "user_identity" in got["compute"]
+    assert got["default"] is None
+    r = requests.get(f"{server.info['storage']}/jobdata/data/census.csv", verify=server.ca,
+                     headers={"Authorization": f"Bearer {got['token']}", "x-ms-version": "2025-01-05"})
+    assert r.status_code == 401 and "has ended" in r.text
+
+
+def test_a_pipeline_reads_as_each_steps_identity_and_a_component_identity_has_no_effect(server, world):
+    alice = world["users"]["alice"]
+    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    census = "    inputs:\n      census:\n        type: uri_file\n        path: azureml://datastores/mydata/paths/census.csv\n"
+    text = (
+        "type: pipeline\nsettings:\n  default_compute: azureml:cpu-cluster\nidentity:\n  type: user_identity\njobs:\n"
+        "  as_root:\n    command: head -1 ${{inputs.census}} > ${{outputs.out}}/header.txt\n"
+        "    environment: azureml:x@latest\n" + census + "    outputs:\n      out:\n"
+        "  as_managed:\n    command: cat ${{inputs.prev}}/header.txt ${{inputs.census}}\n"
+        "    environment: azureml:x@latest\n    identity:\n      type: managed\n" + census +
+        "      prev: ${{parent.jobs.as_root.outputs.out}}\n"
+        "  node:\n    type: pipeline\n    identity:\n      type: user_identity\n    component:\n      jobs:\n"
+        "        leaf:\n          command: wc -l ${{inputs.census}}\n          environment: azureml:x@latest\n"
+        "          inputs:\n            census:\n              type: uri_file\n"
+        "              path: azureml://datastores/mydata/paths/census.csv\n"
+    )
+    proc = submit(server, job_file(world, "pipe", text), "pipe", env=alice["env"], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    parent = server.cli("ml", "job", "show", "-n", "pipe", *AT)
+    assert parent["properties"]["status"] == "Completed"
+    steps = {s["properties"]["stepName"]: s for s in
+             server.cli("ml", "job", "list", *AT, "--parent-job-name", "pipe")}
+    assert set(steps) == {"as_root", "as_managed", "node.leaf"}
+    readers = {name: {r["RequesterObjectId"] for r in reads(server, s["id"])} for name, s in steps.items()}
+    assert readers == {"as_root": {alice["id"]}, "as_managed": {sai}, "node.leaf": {sai}}
+    assert "pipeline component" in steps["node.leaf"]["properties"]["identityReason"]
+    assert "age,workclass" in proc.stdout  # the header the first step wrote reached the second
+
+
+def test_cancel_stops_a_running_job_and_a_tampered_snapshot_fails_with_a_checksum_error(server, world):
+    pid_file = world["tmp"] / "blocker.pid"
+    blocker = f"command: echo $$ > {pid_file}; sleep 60\ncompute: azureml:one-slot\nenvironment: azureml:x@latest\n"
+    submit(server, job_file(world, "blocker", blocker), "blocker", stream=False)
+    wait(server, "blocker", {"Running"})
+    code = {"main.py": "print('original code ran')\n"}
+    text = f"command: {sys.executable} main.py\ncode: src\ncompute: azureml:one-slot\nenvironment: azureml:x@latest\n"
+    submit(server, job_file(world, "tamper", text, code), "tampered", stream=False)
+    time.sleep(0.5)
+    # One slot: the second job waits in the queue behind the first.
+    assert server.cli("ml", "job", "show", "-n", "tampered", *AT)["properties"]["status"] == "Queued"
+    job = server.cli("ml", "job", "show", "-n", "tampered", *AT)
+    code_version = server.cli("ml", "job", "show", "-n", "tampered", *AT)["properties"]["codeId"]
+    hex_ = code_version.split("/codes/code-")[1].split("/")[0]
+    store = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]
+    ws_key = server.cli("storage", "account", "keys", "list", "-n", store["accountName"], "-g", "default")[0]["value"]
+    svc = BlobServiceClient(f"{server.info['storage']}/{store['accountName']}", connection_verify=server.ca,
+                            credential={"account_name": store["accountName"], "account_key": ws_key})
+    snapshot = [b.name for b in svc.get_container_client(store["containerName"]).list_blobs(name_starts_with="LocalUpload/")
+                if b.name.endswith("/main.py") and hex_ in b.name]
+    assert snapshot, "the snapshot was stored in the workspace's blob datastore"
+    svc.get_blob_client(store["containerName"], snapshot[0]).upload_blob(b"print('tampered')\n", overwrite=True)
+    started = time.monotonic()
+    server.cli("ml", "job", "cancel", "-n", "blocker", *AT)
+    canceled = wait(server, "blocker")
+    assert canceled["properties"]["status"] == "Canceled" and time.monotonic() - started < 15
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    failed = wait(server, "tampered")
+    assert failed["properties"]["status"] == "Failed", failed["properties"]
+    assert failed["properties"]["error"]["code"] == "CodeChecksumMismatch"
+    assert "Running" not in statuses(failed)
+    log = server.cli("ml", "job", "download", "-n", "tampered", *AT, "--download-path", str(world["tmp"] / "dl"))
+    text = (world["tmp"] / "dl" / "user_logs" / "std_log.txt").read_text()
+    assert "changed after submission" in text and "tampered" not in text.split("CodeChecksumMismatch")[0][-10:]
+    assert log["downloaded"]
+    # Canceling a finished job is refused.
+    assert server.cli("ml", "job", "cancel", "-n", "blocker", *AT, check=False).returncode != 0
+
+
+def test_outputs_are_uploaded_and_downloaded_and_unprovided_modes_are_refused_at_submission(server, world):
+    alice = world["users"]["alice"]
+    text = "command: cp ${{inputs.census}} ${{outputs.copy}}/census-copy.csv\ncompute: azureml:cpu-cluster\n" \
+           "environment: azureml:x@latest\nidentity:\n  type: user_identity\n" \
+           "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/mydata/paths/census.csv\n" \
+           "outputs:\n  copy:\n    type: uri_folder\n    mode: upload\n"
+    submit(server, job_file(world, "outputs", text), "with-output", env=alice["env"])
+    job = server.cli("ml", "job", "show", "-n", "with-output", *AT)
+    assert job["properties"]["outputs"]["copy"]["uri"] == \
+        "azureml://datastores/workspaceblobstore/paths/azureml/with-output/copy/"
+    dest = world["tmp"] / "out-dl"
+    # Outputs are read with the caller's own identity: without a data role on the
+    # workspace's storage the download is refused with the reason.
+    proc = server.cli("ml", "job", "download", "-n", "with-output", *AT, "--download-path", str(dest), check=False)
+    assert proc.returncode != 0 and "cannot be listed with your identity" in proc.stderr
+    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]["accountName"]
+    server.cli("role", "assignment", "create", "--assignee", server.admin["username"], "--role",
+               "Storage Blob Data Reader", "--scope",
+               f"/subscriptions/{world['sub']}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/{account}")
+    server.cli("ml", "job", "download", "-n", "with-output", *AT, "--download-path", str(dest))
+    assert (dest / "named-outputs" / "copy" / "census-copy.csv").read_bytes() == (EXAMPLE / "census.csv").read_bytes()
+    for mode, port in (("ro_mount", "inputs"), ("rw_mount", "outputs")):
+        bad = text.replace("    mode: upload\n", f"    mode: {mode}\n") if port == "outputs" else \
+            text.replace("census.csv\n", f"census.csv\n    mode: {mode}\n", 1)
+        proc = submit(server, job_file(world, f"bad-{mode}", bad), f"bad-{mode}", env=alice["env"], check=False)
+        assert proc.returncode != 0 and "not provided by keyless" in proc.stderr, proc.stderr
