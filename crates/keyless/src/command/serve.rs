@@ -70,6 +70,10 @@ pub(crate) struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "KEYLESS_LOG_JSON")]
     log_json: bool,
+    /// Seed the hello-census demo on first start: users alice and bob, data, a
+    /// workspace, a compute cluster and an identity-based datastore.
+    #[arg(long)]
+    demo: bool,
 }
 
 /// The config file: the same keys as the flags.
@@ -192,6 +196,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     };
 
     let shutdown = CancellationToken::new();
+    let domain = config.tenant_domain.clone();
+    let data_dir = config.data_dir.clone();
     let running = keyless_server::start(config, listeners, shutdown.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -213,6 +219,14 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     );
     for line in super::env::lines(&info) {
         println!("  {line}");
+    }
+    if args.demo {
+        if let Err(e) = super::demo::seed(&data_dir, &domain).await {
+            eprintln!("{e:#}");
+            shutdown.cancel();
+            running.wait().await;
+            bail!("the demo could not be seeded");
+        }
     }
     tokio::spawn(async move {
         wait_for_signal().await;
