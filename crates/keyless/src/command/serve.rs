@@ -220,13 +220,13 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     for line in super::env::lines(&info) {
         println!("  {line}");
     }
-    if args.demo {
-        if let Err(e) = super::demo::seed(&data_dir, &domain).await {
-            eprintln!("{e:#}");
-            shutdown.cancel();
-            running.wait().await;
-            bail!("the demo could not be seeded");
-        }
+    if args.demo
+        && let Err(e) = super::demo::seed(&data_dir, &domain).await
+    {
+        eprintln!("{e:#}");
+        shutdown.cancel();
+        running.wait().await;
+        bail!("the demo could not be seeded");
     }
     tokio::spawn(async move {
         wait_for_signal().await;
