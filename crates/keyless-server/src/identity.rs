@@ -186,9 +186,10 @@ fn matches(p: &Principal, what: &str, value: &str) -> bool {
             .app_id
             .is_some_and(|a| a.to_string().eq_ignore_ascii_case(value)),
         "object id" => p.object_id.to_string().eq_ignore_ascii_case(value),
-        _ => p.resource_id.as_deref().is_some_and(|r| {
-            r.eq_ignore_ascii_case(&value.replace("/resourceGroups/", "/resourcegroups/"))
-                || r.eq_ignore_ascii_case(value)
-        }),
+        // Resource ids compare case-insensitively, as ARM's do.
+        _ => p
+            .resource_id
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case(value)),
     }
 }

@@ -138,6 +138,27 @@ pub(crate) struct Child {
     name: String,
 }
 
+impl Child {
+    /// The opening of a handler of one child: the caller must hold `action` at
+    /// `<workspace>/<kind>/<name>`, and the workspace must exist.
+    async fn open(
+        &self,
+        state: &SharedState,
+        headers: &axum::http::HeaderMap,
+        kind: &str,
+        action: &str,
+    ) -> Result<(Caller, Resource), MgmtError> {
+        open(
+            state,
+            headers,
+            (&self.sub, &self.rg, &self.ws),
+            &format!("{kind}/{}", self.name),
+            action,
+        )
+        .await
+    }
+}
+
 /// Loads a workspace; `404` in ARM's words when there is none.
 async fn workspace(
     state: &SharedState,

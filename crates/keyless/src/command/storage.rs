@@ -12,7 +12,7 @@ use crate::client::{Api, segment};
 use crate::output::{Format, print, print_lines};
 
 pub(crate) use account::AccountCommand;
-pub(crate) use data::{BlobCommand, ContainerCommand};
+pub(crate) use data::{BlobCommand, ContainerCommand, encode_path, xml_values};
 
 const API_VERSION: &str = "2023-05-01";
 

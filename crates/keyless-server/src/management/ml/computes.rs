@@ -139,7 +139,7 @@ pub(crate) async fn put(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (caller, ws) = open(&state, &headers, (&p.sub, &p.rg, &p.ws), &format!("computes/{}", p.name), "Microsoft.MachineLearningServices/workspaces/computes/write").await?;
+        let (caller, ws) = p.open(&state, &headers, "computes", "Microsoft.MachineLearningServices/workspaces/computes/write").await?;
         let props = body.get("properties").cloned().unwrap_or_else(|| json!({}));
         let kind = ComputeType::parse(props.get("computeType").and_then(Value::as_str).unwrap_or_default())?;
         keyless_ml::names::compute(&p.name, kind.max_name())?;
@@ -205,14 +205,14 @@ pub(crate) async fn show(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("computes/{}", p.name),
-            "Microsoft.MachineLearningServices/workspaces/computes/read",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "computes",
+                "Microsoft.MachineLearningServices/workspaces/computes/read",
+            )
+            .await?;
         let r = load(&state, &ws, &p.name).await?;
         Ok((StatusCode::OK, json_of(&state, &ws, &r).await?))
     })
@@ -252,14 +252,14 @@ pub(crate) async fn delete(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("computes/{}", p.name),
-            "Microsoft.MachineLearningServices/workspaces/computes/delete",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "computes",
+                "Microsoft.MachineLearningServices/workspaces/computes/delete",
+            )
+            .await?;
         let Ok(r) = load(&state, &ws, &p.name).await else {
             return Ok((StatusCode::NO_CONTENT, Value::Null));
         };

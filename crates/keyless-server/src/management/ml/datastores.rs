@@ -182,14 +182,14 @@ pub(crate) async fn put(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("datastores/{}", p.name),
-            "Microsoft.MachineLearningServices/workspaces/datastores/write",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "datastores",
+                "Microsoft.MachineLearningServices/workspaces/datastores/write",
+            )
+            .await?;
         if SYSTEM_DATASTORES.contains(&p.name.as_str()) {
             return Err(MgmtError::bad_request(
                 "SystemDatastore",
@@ -226,14 +226,14 @@ pub(crate) async fn show(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("datastores/{}", p.name),
-            "Microsoft.MachineLearningServices/workspaces/datastores/read",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "datastores",
+                "Microsoft.MachineLearningServices/workspaces/datastores/read",
+            )
+            .await?;
         Ok((StatusCode::OK, json_of(&load(&state, &ws, &p.name).await?)))
     })
     .await
@@ -273,14 +273,14 @@ pub(crate) async fn list_secrets(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("datastores/{}", p.name),
-            "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "datastores",
+                "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
+            )
+            .await?;
         let r = load(&state, &ws, &p.name).await?;
         let Some(secret) = r.body.get("secretName").and_then(Value::as_str) else {
             return Ok((StatusCode::OK, json!({ "secretsType": "None" })));
@@ -306,14 +306,14 @@ pub(crate) async fn delete(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("datastores/{}", p.name),
-            "Microsoft.MachineLearningServices/workspaces/datastores/delete",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "datastores",
+                "Microsoft.MachineLearningServices/workspaces/datastores/delete",
+            )
+            .await?;
         if SYSTEM_DATASTORES.contains(&p.name.as_str()) {
             return Err(MgmtError::bad_request(
                 "SystemDatastore",

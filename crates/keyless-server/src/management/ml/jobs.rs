@@ -76,7 +76,7 @@ pub(crate) async fn put(
     respond(async {
         v.require()?;
         check_name(&p.name)?;
-        let (caller, ws) = open(&state, &headers, (&p.sub, &p.rg, &p.ws), &format!("jobs/{}", p.name), WRITE).await?;
+        let (caller, ws) = p.open(&state, &headers, "jobs", WRITE).await?;
         if state.store.resource(&job_id(&ws, &p.name)).await?.is_some() {
             return Err(MgmtError::new(
                 StatusCode::CONFLICT,
@@ -89,7 +89,7 @@ pub(crate) async fn put(
         let parent = match &job {
             Job::Command(c) => {
                 let props = prepare(&state, &ws, &p.name, c, &JobIdentity::Absent, &body.properties).await?;
-                let r = record(&state, &ws, &p.name, props, &caller, now);
+                let r = record(&ws, &p.name, props, &caller, now);
                 state.store.resource_put(&r).await?;
                 super::runner::start_command(state.clone(), r.id.clone());
                 r
@@ -130,14 +130,14 @@ pub(crate) async fn put(
                             }
                         }
                     }
-                    records.push(record(&state, &ws, &child, props, &caller, now));
+                    records.push(record(&ws, &child, props, &caller, now));
                     step_names.push(child);
                 }
                 let mut props = body.properties.clone();
                 crate::http::set(&mut props, "jobType", "Pipeline".into());
                 crate::http::set(&mut props, "steps", json!(step_names));
                 crate::http::set(&mut props, "identity", identity_to_rest(&pipeline.identity));
-                let parent = record(&state, &ws, &p.name, props, &caller, now);
+                let parent = record(&ws, &p.name, props, &caller, now);
                 state.store.resource_put(&parent).await?;
                 let mut ids = Vec::new();
                 for r in records {
@@ -311,14 +311,7 @@ async fn prepare(
     Ok(props)
 }
 
-fn record(
-    state: &SharedState,
-    ws: &Resource,
-    name: &str,
-    mut props: Value,
-    caller: &Caller,
-    now: i64,
-) -> Resource {
+fn record(ws: &Resource, name: &str, mut props: Value, caller: &Caller, now: i64) -> Resource {
     let time = jiff::Timestamp::from_second(now)
         .map(|t| t.to_string())
         .unwrap_or_default();
@@ -352,7 +345,7 @@ fn record(
                 "createdByType": if caller.principal.kind == keyless_core::PrincipalKind::User { "User" } else { "Application" },
             },
         }),
-        created_at: state.now(),
+        created_at: now,
     }
 }
 
@@ -364,14 +357,7 @@ pub(crate) async fn show(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("jobs/{}", p.name),
-            READ,
-        )
-        .await?;
+        let (_, ws) = p.open(&state, &headers, "jobs", READ).await?;
         Ok((StatusCode::OK, json_of(&load(&state, &ws, &p.name).await?)))
     })
     .await
@@ -420,14 +406,7 @@ pub(crate) async fn cancel(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (caller, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("jobs/{}", p.name),
-            CANCEL,
-        )
-        .await?;
+        let (caller, ws) = p.open(&state, &headers, "jobs", CANCEL).await?;
         let job = load(&state, &ws, &p.name).await?;
         let status = status_of(&job);
         if TERMINAL.contains(&status) {
@@ -476,14 +455,7 @@ pub(crate) async fn log(
             api_version: q.api_version.clone(),
         }
         .require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("jobs/{}", p.name),
-            READ,
-        )
-        .await?;
+        let (_, ws) = p.open(&state, &headers, "jobs", READ).await?;
         let job = load(&state, &ws, &p.name).await?;
         let path = super::runner::log_path(&state, &job.id);
         let offset = q.offset.unwrap_or(0);

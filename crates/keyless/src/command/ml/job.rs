@@ -13,6 +13,7 @@ use keyless_ml::{snapshot, yaml};
 
 use super::{FileArgs, InWorkspace, Named, base_dir, child, read};
 use crate::client::{Api, segment, values};
+use crate::command::storage::{encode_path, xml_values};
 
 /// Folders a snapshot leaves out.
 const SKIPPED: [&str; 4] = [".git", "__pycache__", ".ipynb_checkpoints", ".venv"];
@@ -350,26 +351,37 @@ async fn download(api: &Api, job: &Named, dest: &Path) -> Result<Value> {
                 .pointer("/properties/containerName")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let base = format!("{}/{account}/{container}", storage.trim_end_matches('/'));
-            let list = http
-                .get(&base)
-                .query(&[("restype", "container"), ("comp", "list"), ("prefix", path)])
-                .bearer_auth(&token.access_token)
-                .header("x-ms-version", "2025-01-05")
-                .send()
-                .await?;
-            let status = list.status();
-            let xml = list.text().await?;
-            if !status.is_success() {
-                bail!(
-                    "output `{port}` ({uri}) cannot be listed with your identity ({status}): {xml}"
-                );
+            let base = storage.trim_end_matches('/');
+            let mut names = Vec::new();
+            let mut marker = String::new();
+            loop {
+                let list = http
+                    .get(format!("{base}/{account}{}", encode_path(container, None)))
+                    .query(&[("restype", "container"), ("comp", "list"), ("prefix", path)])
+                    .query(
+                        &[("marker", &marker)]
+                            .iter()
+                            .filter(|(_, m)| !m.is_empty())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bearer_auth(&token.access_token)
+                    .header("x-ms-version", "2025-01-05")
+                    .send()
+                    .await?;
+                let status = list.status();
+                let xml = list.text().await?;
+                if !status.is_success() {
+                    bail!(
+                        "output `{port}` ({uri}) cannot be listed with your identity ({status}): {xml}"
+                    );
+                }
+                names.extend(xml_values(&xml, "Name"));
+                marker = xml_values(&xml, "NextMarker").pop().unwrap_or_default();
+                if marker.is_empty() {
+                    break;
+                }
             }
-            for name in xml
-                .split("<Name>")
-                .skip(1)
-                .filter_map(|s| s.split("</Name>").next())
-            {
+            for name in &names {
                 let rel = name
                     .strip_prefix(path)
                     .unwrap_or(name)
@@ -378,7 +390,10 @@ async fn download(api: &Api, job: &Named, dest: &Path) -> Result<Value> {
                     continue;
                 }
                 let bytes = http
-                    .get(format!("{base}/{name}"))
+                    .get(format!(
+                        "{base}/{account}{}",
+                        encode_path(container, Some(name))
+                    ))
                     .bearer_auth(&token.access_token)
                     .header("x-ms-version", "2025-01-05")
                     .send()

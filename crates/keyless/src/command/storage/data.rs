@@ -234,7 +234,7 @@ impl Blobs {
     }
 }
 
-fn encode_path(container: &str, blob: Option<&str>) -> String {
+pub(crate) fn encode_path(container: &str, blob: Option<&str>) -> String {
     let mut p = format!("/{}", segment(container));
     if let Some(b) = blob {
         p.push('/');
@@ -243,7 +243,7 @@ fn encode_path(container: &str, blob: Option<&str>) -> String {
     p
 }
 
-fn xml_values(text: &str, tag: &str) -> Vec<String> {
+pub(crate) fn xml_values(text: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     text.split(&open)
@@ -253,6 +253,7 @@ fn xml_values(text: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// Undoes XML's five entity escapes.
 fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")

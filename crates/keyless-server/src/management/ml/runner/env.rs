@@ -1,0 +1,154 @@
+//! The environment of a job's command, and the job's own managed-identity
+//! endpoint: which identities it may issue, under which secret.
+
+use std::collections::BTreeMap;
+
+use keyless_core::identity_rule::{Compute, JobIdentity, ManagedIdentity};
+
+use super::data::{Values, managed_principal};
+use super::{Context, Stop};
+use crate::jobs::{Grant, Issues};
+use crate::state::SharedState;
+
+/// The command's whole environment.
+pub(super) async fn environment(
+    state: &SharedState,
+    ctx: &mut Context,
+    inputs: &Values,
+    outputs: &Values,
+) -> Result<Vec<(String, String)>, Stop> {
+    let mut env: BTreeMap<String, String> = ctx
+        .command
+        .environment_variables
+        .clone()
+        .into_iter()
+        .collect();
+    let keep = |name: &str| std::env::var(name).ok();
+    env.insert(
+        "PATH".into(),
+        keep("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    );
+    env.insert("HOME".into(), ctx.workdir.display().to_string());
+    env.insert(
+        "LANG".into(),
+        keep("LANG").unwrap_or_else(|| "C.UTF-8".into()),
+    );
+    env.insert("PYTHONUNBUFFERED".into(), "1".into());
+    if let Some(ca) = state.jobs.ca_file.get() {
+        for name in ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"] {
+            env.insert(name.into(), ca.display().to_string());
+        }
+    }
+    let job_name = ctx.job.rsplit('/').next().unwrap_or(&ctx.job).to_owned();
+    let parts: Vec<&str> = ctx.ws.id.split('/').collect();
+    env.insert("AZUREML_RUN_ID".into(), job_name);
+    env.insert(
+        "AZUREML_ARM_SUBSCRIPTION".into(),
+        parts.get(2).copied().unwrap_or_default().into(),
+    );
+    env.insert(
+        "AZUREML_ARM_RESOURCEGROUP".into(),
+        ctx.ws.resource_group.clone(),
+    );
+    env.insert(
+        "AZUREML_ARM_WORKSPACE_NAME".into(),
+        ctx.ws.id.rsplit('/').next().unwrap_or_default().into(),
+    );
+    env.insert(
+        "KEYLESS_STORAGE_ENDPOINT".into(),
+        state.urls.storage.clone(),
+    );
+    env.insert("AZURE_AUTHORITY_HOST".into(), state.urls.login.clone());
+    for (k, v) in inputs {
+        env.insert(format!("AZURE_ML_INPUT_{k}"), v.clone());
+    }
+    for (k, v) in outputs {
+        env.insert(format!("AZURE_ML_OUTPUT_{k}"), v.clone());
+    }
+    // The job's identity endpoint.
+    let issues = match &ctx.command.identity {
+        JobIdentity::User => Some(Issues::User(ctx.submitter.clone())),
+        other => {
+            let mut attached = Vec::new();
+            let mis: Vec<ManagedIdentity> = match &ctx.compute {
+                Compute::Target {
+                    system_assigned,
+                    user_assigned,
+                    ..
+                } => system_assigned
+                    .iter()
+                    .chain(user_assigned)
+                    .cloned()
+                    .collect(),
+                Compute::Serverless {
+                    workspace_user_assigned,
+                } => workspace_user_assigned.clone(),
+            };
+            for mi in &mis {
+                attached.push(managed_principal(state, &mi.object_id).await?);
+            }
+            let chosen = match other {
+                JobIdentity::Managed {
+                    client_id,
+                    object_id,
+                } => mis.iter().find(|mi| {
+                    client_id
+                        .as_deref()
+                        .is_none_or(|c| mi.client_id.eq_ignore_ascii_case(c))
+                        && object_id
+                            .as_deref()
+                            .is_none_or(|o| mi.object_id.eq_ignore_ascii_case(o))
+                }),
+                _ => ctx.compute.default_identity(),
+            };
+            let default = chosen.and_then(|mi| {
+                attached
+                    .iter()
+                    .find(|p| p.object_id.to_string() == mi.object_id)
+                    .cloned()
+            });
+            default.map(|default| {
+                env.insert(
+                    "DEFAULT_IDENTITY_CLIENT_ID".into(),
+                    default.app_id.map(|a| a.to_string()).unwrap_or_default(),
+                );
+                Issues::Managed { default, attached }
+            })
+        }
+    };
+    if let Some(issues) = issues {
+        let key = keyless_auth::secret::random_token()?
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(32)
+            .collect::<String>();
+        let secret = keyless_auth::secret::random_token()?;
+        state.jobs.grant(
+            &key,
+            Grant {
+                job: ctx.job.clone(),
+                secret_digest: keyless_auth::secret::digest_secret(&secret),
+                issues,
+            },
+        );
+        let endpoint = format!("{}/jobs/{key}/token", state.urls.identity);
+        env.insert("MSI_ENDPOINT".into(), endpoint.clone());
+        env.insert("MSI_SECRET".into(), secret.clone());
+        env.insert("IDENTITY_ENDPOINT".into(), endpoint);
+        env.insert("IDENTITY_HEADER".into(), secret);
+        ctx.grant_key = Some(key);
+    }
+    let described = match &ctx.command.identity {
+        JobIdentity::User => "the submitting user's tokens".to_owned(),
+        _ if ctx.grant_key.is_some() => format!(
+            "the compute's managed identity (DEFAULT_IDENTITY_CLIENT_ID={})",
+            env.get("DEFAULT_IDENTITY_CLIENT_ID")
+                .map_or("", String::as_str)
+        ),
+        _ => "none (the compute has no managed identity)".to_owned(),
+    };
+    ctx.log
+        .line(&format!("identity endpoint: {described}"))
+        .await;
+    Ok(env.into_iter().collect())
+}
