@@ -108,11 +108,13 @@ class Server:
 
     def env(self, **extra):
         """The environment `keyless env` prints, plus the CLI's profile dir."""
-        out = subprocess.run([keyless_bin(), "env", "--data-dir", str(self.data_dir)], check=True,
+        out = subprocess.run([keyless_bin(), "env", "--no-check", "--data-dir", str(self.data_dir)], check=True,
                              capture_output=True, text=True).stdout
         env = {}
         for line in out.splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
+            if key == "PATH":
+                value = value.replace('"$PATH"', os.environ["PATH"])
             env[key] = value.strip("'")
         env["KEYLESS_CONFIG_DIR"] = str(self.config_dir)
         env["KEYLESS_DATA_DIR"] = str(self.data_dir)

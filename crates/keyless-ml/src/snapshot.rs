@@ -61,9 +61,53 @@ pub fn checksum<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Res
     Ok(format!("{ALGORITHM}:{hex}"))
 }
 
+/// The version of [`content_hash`], as azure-ai-ml sends it (`hashVersion`).
+pub const CONTENT_HASH_VERSION: &str = "202208";
+
+/// The content hash azure-ai-ml computes over a code folder before it uploads it
+/// (hash version 202208), hex: SHA-256 over the file count, then `#path#size` per
+/// file, then every file's bytes, files ordered by lower-cased path. keyless
+/// recomputes it over what was uploaded, so a hash lookup only finds code whose
+/// bytes are what the hash says.
+pub fn content_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut files: Vec<(String, &str, &[u8])> = files
+        .into_iter()
+        .map(|(p, b)| (p.to_lowercase(), p, b))
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(files.len().to_string().as_bytes());
+    for (_, path, bytes) in &files {
+        ctx.update(format!("#{path}#").as_bytes());
+        ctx.update(bytes.len().to_string().as_bytes());
+    }
+    for (_, _, bytes) in &files {
+        ctx.update(bytes);
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_content_hash_is_the_one_azure_ai_ml_computes() {
+        // Computed with the SDK's algorithm (`_get_file_list_content_hash`).
+        let hash = content_hash([("lib/B.py", &b"x"[..]), ("a.py", &b"print(1)"[..])]);
+        assert_eq!(
+            hash,
+            "bf10599ae2f44b1a25923b5e38969629e9effc22351544f25435c51550176bb0"
+        );
+        assert_ne!(
+            hash,
+            content_hash([("a.py", &b"print(2)"[..]), ("lib/B.py", &b"x"[..])])
+        );
+    }
 
     #[test]
     fn order_of_files_does_not_matter_but_content_and_names_do() -> Result<(), Error> {

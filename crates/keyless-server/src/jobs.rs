@@ -48,6 +48,8 @@ pub(crate) struct Runtime {
     grants: RwLock<HashMap<String, Grant>>,
     /// The CA bundle jobs trust (keyless's own CA, when it generated one).
     pub(crate) ca_file: std::sync::OnceLock<std::path::PathBuf>,
+    /// The key of log URLs handed to run-history clients; never leaves memory.
+    log_key: [u8; 32],
 }
 
 impl Default for Runtime {
@@ -58,11 +60,28 @@ impl Default for Runtime {
             cancels: Mutex::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),
             ca_file: std::sync::OnceLock::new(),
+            log_key: random_key(),
         }
     }
 }
 
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    if aws_lc_rs::rand::fill(&mut key).is_err() {
+        // The system's generator failed; fall back to two v4 UUIDs (also OS randomness).
+        let (a, b) = key.split_at_mut(16);
+        a.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        b.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    key
+}
+
 impl Runtime {
+    /// The key that signs log URLs.
+    pub(crate) fn log_key(&self) -> &[u8] {
+        &self.log_key
+    }
+
     /// The slot pool of a compute, sized by its `max_instances`. A resized compute
     /// gets a new pool; jobs holding slots of the old one finish in it.
     pub(crate) fn slots(&self, compute: &str, max_instances: usize) -> Arc<Semaphore> {

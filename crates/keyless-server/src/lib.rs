@@ -6,6 +6,7 @@
 //! pass port 0) and returns a [`Running`] server; [`run`] starts and waits.
 //! Depends on `keyless-core`, `keyless-store` and `keyless-auth`.
 
+pub mod cloud;
 pub mod config;
 mod http;
 mod identity;
@@ -93,6 +94,12 @@ pub struct ServerInfo {
     pub ca_file: Option<PathBuf>,
     /// Where the bootstrap administrator's credentials are.
     pub admin_file: PathBuf,
+    /// The cloud document Azure SDKs read (`ARM_CLOUD_METADATA_URL`).
+    #[serde(default)]
+    pub cloud_metadata: String,
+    /// The storage suffix of the cloud: `<account>.blob.<suffix>` names accounts.
+    #[serde(default)]
+    pub storage_suffix: String,
 }
 
 /// A server that is serving.
@@ -242,6 +249,8 @@ pub async fn start_with_clock(
         tenant: store.setting("bootstrap.tenant").await?.unwrap_or_default(),
         ca_file: tls.ca_file.clone(),
         admin_file: config.data_dir.join("admin.json"),
+        cloud_metadata: cloud::metadata_url(&urls.management),
+        storage_suffix: cloud::storage_suffix(&urls.storage),
     };
     let json = serde_json::to_vec_pretty(&info).map_err(|e| Error::internal(e.to_string()))?;
     tls::write_private(&config.data_dir.join("endpoints.json"), &json)?;

@@ -41,6 +41,11 @@ pub(crate) fn router(state: SharedState) -> Router {
             axum::routing::post(authorization::explain),
         )
         .route("/openapi.json", axum::routing::get(openapi))
+        .route(
+            "/metadata/endpoints",
+            axum::routing::get(crate::cloud::metadata),
+        )
+        .route("/discovery", axum::routing::get(crate::cloud::discovery))
         .fallback(authorization::dispatch)
         .with_state(state)
 }

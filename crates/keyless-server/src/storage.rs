@@ -17,7 +17,7 @@ mod dfs;
 mod error;
 pub(crate) mod hns;
 mod operation;
-mod sas;
+pub(crate) mod sas;
 mod xml;
 
 use std::time::Instant;
@@ -155,8 +155,38 @@ async fn delegator_may(
     access::authorize_principals(state, account, who, op.permission(), container)
 }
 
+/// The path a host-style request was signed over (`/{container}/{blob}`), kept
+/// when the request is rewritten to the path style.
+#[derive(Debug, Clone)]
+struct HostStyle(String);
+
+/// A request to `https://<account>.blob.<keyless storage zone>/…` names its
+/// account in the host; it is served as `/<account>/…`, the path style.
+fn to_path_style(mut request: Request) -> Request {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().host().map(str::to_owned));
+    let Some(account) = host.as_deref().and_then(crate::cloud::account_of_host) else {
+        return request;
+    };
+    let path = request.uri().path().to_owned();
+    let rewritten = match request.uri().query() {
+        Some(q) => format!("/{account}{path}?{q}"),
+        None => format!("/{account}{path}"),
+    };
+    if let Ok(uri) = rewritten.parse() {
+        *request.uri_mut() = uri;
+        request.extensions_mut().insert(HostStyle(path));
+    }
+    request
+}
+
 async fn dispatch(State(state): State<SharedState>, request: Request) -> Response {
     let started = Instant::now();
+    let request = to_path_style(request);
     let time_generated = jiff::Timestamp::from_second(state.now())
         .map(|t| t.to_string())
         .unwrap_or_default();
@@ -318,9 +348,14 @@ async fn prepare(
             format!("The storage account `{account_name}` does not exist on this server."),
         )
     })?;
+    // SharedKey signs `/<account>` + the path as the client sent it.
+    let signed_path = parts
+        .extensions
+        .get::<HostStyle>()
+        .map_or_else(|| raw_path.clone(), |h| h.0.clone());
     let presented = auth::Presented {
         method: &parts.method,
-        raw_path: &raw_path,
+        raw_path: &signed_path,
         container: &container,
         blob: &blob,
         query: &query,

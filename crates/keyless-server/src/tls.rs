@@ -55,6 +55,8 @@ pub fn prepare(data_dir: &Path, public_host: &str, tls: &TlsConfig) -> Result<Tl
                 "::1".to_owned(),
                 "localhost".to_owned(),
                 public_host.to_owned(),
+                format!("*.blob.{}", crate::cloud::STORAGE_ZONE),
+                format!("*.dfs.{}", crate::cloud::STORAGE_ZONE),
             ];
             names.extend(tls.extra_names.iter().cloned());
             names.sort();

@@ -31,6 +31,8 @@ enum Command {
     Serve(serve::Args),
     /// Print the environment a client needs, as `export` lines.
     Env(env::Args),
+    /// Run a command (an unmodified Azure SDK script) in that environment.
+    Run(env::RunArgs),
     /// Sign in (device code by default).
     Login(account::LoginArgs),
     /// Forget the signed-in account.
@@ -87,7 +89,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Env(args) => env::run(&args),
+            Command::Env(args) => env::run(&args).await,
+            Command::Run(args) => env::run_command(args).await,
             Command::Login(args) => account::login(args, format).await,
             Command::Logout => account::logout(),
             Command::Account(cmd) => account::run(cmd, format).await,

@@ -90,6 +90,15 @@ async fn canonical(
     if MANAGEMENT.iter().any(|m| same(m)) {
         return Ok(format!("{}/", trimmed.to_ascii_lowercase()));
     }
+    // The resource manager of the keyless cloud document is the management
+    // listener itself; its tokens are management tokens.
+    if same(state.urls.management.trim_end_matches('/')) {
+        return Ok(format!("{}/", MANAGEMENT[0]));
+    }
+    // Azure ML's audience: the SDK checks `aud` for exactly this string.
+    if same(crate::cloud::ML_AUDIENCE) {
+        return Ok(crate::cloud::ML_AUDIENCE.to_owned());
+    }
     // An application of the tenant, by `api://<appId>` or its bare app id: the
     // audience of tokens that middle-tier services exchange on behalf of users.
     let app = trimmed.strip_prefix("api://").unwrap_or(trimmed);
@@ -103,8 +112,9 @@ async fn canonical(
     Err(OAuthError::invalid_scope(
         500011,
         format!(
-            "The resource principal named {resource} was not found in the tenant. Known resources: {STORAGE}, {VAULT}, {}, and api://<appId> of the tenant's applications.",
-            MANAGEMENT[0]
+            "The resource principal named {resource} was not found in the tenant. Known resources: {STORAGE}, {VAULT}, {}, {}, and api://<appId> of the tenant's applications.",
+            MANAGEMENT[0],
+            crate::cloud::ML_AUDIENCE
         ),
     ))
 }

@@ -14,6 +14,10 @@ use crate::http::bearer;
 use crate::login::resource::MANAGEMENT;
 use crate::state::SharedState;
 
+/// The audiences the management listener accepts: ARM's two names, and Azure
+/// ML's, which the ML SDK sends to its workspace operations.
+const ACCEPTED: [&str; 3] = [MANAGEMENT[0], MANAGEMENT[1], crate::cloud::ML_AUDIENCE];
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
@@ -52,7 +56,7 @@ pub(crate) async fn authenticate(
     };
     let claims = state
         .verifier
-        .verify(token, &MANAGEMENT, state.now())
+        .verify(token, &ACCEPTED, state.now())
         .map_err(|e| match e {
             VerifyError::Expired(_) => MgmtError::unauthenticated(
                 "ExpiredAuthenticationToken",

@@ -11,6 +11,7 @@ mod computes;
 mod data;
 mod datastores;
 mod explain;
+mod history;
 mod jobs;
 mod preview;
 mod reach;
@@ -92,6 +93,14 @@ pub(crate) fn router() -> Router<SharedState> {
                 get(data::show).put(data::put).delete(data::delete),
             )
             .route(
+                &format!("{ws}/codes/{{name}}/versions"),
+                get(codes::list_versions),
+            )
+            .route(
+                &format!("{ws}/codes/{{name}}/versions/{{version}}/startPendingUpload"),
+                post(codes::start_pending_upload),
+            )
+            .route(
                 &format!("{ws}/codes/{{name}}/versions/{{version}}"),
                 get(codes::show_version)
                     .put(codes::put_version)
@@ -104,6 +113,14 @@ pub(crate) fn router() -> Router<SharedState> {
             )
             .route(&format!("{ws}/jobs/{{name}}/cancel"), post(jobs::cancel))
             .route(&format!("{ws}/jobs/{{name}}/log"), get(jobs::log))
+            .route(
+                &format!("/history/v1.0{ws}/runs/{{name}}/details"),
+                get(history::details),
+            )
+            .route(
+                &format!("/history/v1.0{ws}/runs/{{name}}/logs/user_logs/std_log.txt"),
+                get(history::log),
+            )
             .route(&format!("{ws}/previewData"), post(preview::preview))
             .route(&format!("{ws}/explainRead"), post(explain::explain));
     }

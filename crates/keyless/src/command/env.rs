@@ -1,8 +1,16 @@
-//! `keyless env`: the environment a client needs, as `export` lines.
+//! `keyless env` and `keyless run`: the environment an unmodified Azure SDK
+//! script needs to talk to keyless, as `export` lines or around one command.
+//!
+//! The environment is whole or absent. `AZUREML_CURRENT_CLOUD` names the keyless
+//! cloud, which only keyless's cloud document describes, so azure-ai-ml refuses
+//! to start rather than fall back to the public cloud when keyless is down; the
+//! credentials (`AZURE_AUTHORITY_HOST`, the `az` shim, the identity endpoint)
+//! all point at keyless, so no token for the public cloud can be minted; and
+//! both commands check that the server answers before they hand anything out.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use keyless_server::ServerInfo;
 
@@ -11,19 +19,99 @@ pub(crate) struct Args {
     /// The server's data dir.
     #[arg(long, env = "KEYLESS_DATA_DIR", default_value = ".keyless")]
     data_dir: PathBuf,
+    /// Print the lines even when the server does not answer (scripts that start
+    /// it later). Without a server the ML SDK refuses to start, it never falls
+    /// back to the public cloud.
+    #[arg(long)]
+    no_check: bool,
 }
 
-pub(crate) fn run(args: &Args) -> Result<()> {
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The server's data dir.
+    #[arg(long, env = "KEYLESS_DATA_DIR", default_value = ".keyless")]
+    data_dir: PathBuf,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `keyless env`.
+pub(crate) async fn run(args: &Args) -> Result<()> {
     let data_dir = std::path::absolute(&args.data_dir)?;
     let info = crate::client::read_info(&data_dir)?;
-    for line in lines(&info) {
-        println!("export {line}");
+    if !args.no_check {
+        check(&info).await?;
+    }
+    let shim = shim_dir(&data_dir)?;
+    for (name, value) in vars(&info) {
+        println!("export {name}={}", quote(&value));
+    }
+    println!(
+        "export PATH={}:\"$PATH\"",
+        quote(&shim.display().to_string())
+    );
+    Ok(())
+}
+
+/// `keyless run -- COMMAND…`: runs COMMAND in the environment `keyless env`
+/// prints, after checking that the server answers.
+pub(crate) async fn run_command(args: RunArgs) -> Result<()> {
+    let data_dir = std::path::absolute(&args.data_dir)?;
+    let info = crate::client::read_info(&data_dir)?;
+    check(&info).await?;
+    let shim = shim_dir(&data_dir)?;
+    let Some((program, rest)) = args.command.split_first() else {
+        bail!("name the command to run: keyless run -- python train.py");
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![shim];
+    dirs.extend(std::env::split_paths(&path));
+    let status = tokio::process::Command::new(program)
+        .args(rest)
+        .envs(vars(&info))
+        .env("PATH", std::env::join_paths(dirs)?)
+        .status()
+        .await
+        .with_context(|| format!("cannot run `{program}`"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => std::process::exit(code),
+        None => bail!("`{program}` was killed by a signal"),
+    }
+}
+
+/// Refuses unless the server serves its cloud document, with the CA clients use.
+async fn check(info: &ServerInfo) -> Result<()> {
+    let url = if info.cloud_metadata.is_empty() {
+        keyless_server::cloud::metadata_url(&info.management)
+    } else {
+        info.cloud_metadata.clone()
+    };
+    let http = crate::client::http(info.ca_file.as_deref())?;
+    let answer = http
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    if let Err(e) = answer {
+        bail!(
+            "keyless does not answer at {url} ({e}); start it with `keyless serve`. No environment was printed, so no SDK can half-connect to it."
+        );
     }
     Ok(())
 }
 
-/// `NAME=value` lines, shell-quoted.
-pub(crate) fn lines(info: &ServerInfo) -> Vec<String> {
+/// The directory holding the `az` shim of this keyless binary, written if needed.
+fn shim_dir(data_dir: &Path) -> Result<PathBuf> {
+    let dir = data_dir.join("bin");
+    super::shim::install(&dir)?;
+    Ok(dir)
+}
+
+/// The variables, unquoted.
+pub(crate) fn vars(info: &ServerInfo) -> Vec<(&'static str, String)> {
     let mut vars: Vec<(&str, String)> = Vec::new();
     if let Some(ca) = &info.ca_file {
         let ca = ca.display().to_string();
@@ -38,12 +126,30 @@ pub(crate) fn lines(info: &ServerInfo) -> Vec<String> {
     vars.push(("KEYLESS_TENANT_ID", info.tenant.clone()));
     // Managed-identity probes go to keyless's identity endpoint, never to 169.254.169.254.
     vars.push(("AZURE_POD_IDENTITY_AUTHORITY_HOST", info.identity.clone()));
+    // azure-ai-ml: the cloud document, and the cloud's name, which makes the SDK
+    // fail rather than fall back to the public cloud when the document is unreachable.
+    let metadata = if info.cloud_metadata.is_empty() {
+        keyless_server::cloud::metadata_url(&info.management)
+    } else {
+        info.cloud_metadata.clone()
+    };
+    vars.push(("ARM_CLOUD_METADATA_URL", metadata));
+    vars.push((
+        "AZUREML_CURRENT_CLOUD",
+        keyless_server::cloud::NAME.to_owned(),
+    ));
     vars.push(("KEYLESS_LOGIN_URL", info.login.clone()));
     vars.push(("KEYLESS_MANAGEMENT_URL", info.management.clone()));
     vars.push(("KEYLESS_STORAGE_URL", info.storage.clone()));
     vars.push(("KEYLESS_VAULT_URL", info.vault.clone()));
     vars.push(("KEYLESS_IDENTITY_URL", info.identity.clone()));
-    vars.into_iter()
+    vars
+}
+
+/// `NAME=value` lines, shell-quoted, without PATH.
+pub(crate) fn lines(info: &ServerInfo) -> Vec<String> {
+    vars(info)
+        .into_iter()
         .map(|(k, v)| format!("{k}={}", quote(&v)))
         .collect()
 }

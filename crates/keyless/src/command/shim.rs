@@ -30,17 +30,30 @@ pub(crate) struct AzArgs {
 
 pub(crate) fn run(cmd: ShimCommand) -> Result<()> {
     let ShimCommand::Install { dir } = cmd;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    println!("{}", install(&dir)?.display());
+    Ok(())
+}
+
+/// Writes `DIR/az` for this keyless executable, unless it is there already.
+pub(crate) fn install(dir: &std::path::Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the keyless executable")?;
     let script = format!(
         "#!/bin/sh\n# Forwards az's token commands to keyless.\nexec '{}' az \"$@\"\n",
         exe.display().to_string().replace('\'', "'\\''")
     );
     let path = dir.join("az");
-    std::fs::write(&path, script).with_context(|| format!("cannot write `{}`", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    println!("{}", path.display());
-    Ok(())
+    if std::fs::read_to_string(&path).is_ok_and(|s| s == script) {
+        return Ok(path);
+    }
+    // Written beside and renamed, so a script running `az` never sees half a file.
+    let staged = dir.join(format!(".az.{}", std::process::id()));
+    std::fs::write(&staged, script)
+        .with_context(|| format!("cannot write `{}`", staged.display()))?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&staged, &path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(path)
 }
 
 /// Runs the az command line the shim received.

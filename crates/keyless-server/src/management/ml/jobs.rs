@@ -20,7 +20,7 @@ use super::reach::resolve;
 use super::{Child, JOBS, children, open};
 use crate::state::SharedState;
 
-const READ: &str = "Microsoft.MachineLearningServices/workspaces/jobs/read";
+pub(super) const READ: &str = "Microsoft.MachineLearningServices/workspaces/jobs/read";
 const WRITE: &str = "Microsoft.MachineLearningServices/workspaces/jobs/write";
 const CANCEL: &str = "Microsoft.MachineLearningServices/workspaces/jobs/cancel/action";
 
@@ -39,11 +39,21 @@ pub(super) fn status_of(r: &Resource) -> &str {
 }
 
 pub(super) fn json_of(r: &Resource) -> Value {
+    let mut props = r
+        .body
+        .get("properties")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    // The endpoints a job offers (Azure: Studio, Tracking); keyless offers none,
+    // and clients expect the map.
+    if let Some(map) = props.as_object_mut() {
+        map.entry("services").or_insert_with(|| json!({}));
+    }
     json!({
         "id": r.id,
         "name": r.name.rsplit('/').next().unwrap_or(&r.name),
         "type": JOBS,
-        "properties": r.body.get("properties").cloned().unwrap_or_else(|| json!({})),
+        "properties": props,
         "systemData": r.body.get("systemData").cloned().unwrap_or(Value::Null),
     })
 }

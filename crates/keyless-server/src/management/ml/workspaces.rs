@@ -39,6 +39,11 @@ pub(super) async fn json_of(state: &SharedState, r: &Resource) -> Value {
         .unwrap_or_else(|| json!({}));
     if let Some(map) = props.as_object_mut() {
         map.insert("provisioningState".into(), "Succeeded".into());
+        // Where the ML SDK finds the run history (`jobs.stream`).
+        map.insert(
+            "discoveryUrl".into(),
+            format!("{}/discovery", state.urls.management.trim_end_matches('/')).into(),
+        );
         map.insert(
             "creationTime".into(),
             jiff::Timestamp::from_second(r.created_at)

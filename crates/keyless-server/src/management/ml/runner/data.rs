@@ -47,28 +47,15 @@ pub(super) async fn fetch_code(
     let actor = acting_identity(state, &ctx.ws).await?;
     let acting = Acting::for_job(state, actor.clone(), Service::Storage, Some(&ctx.job)).await?;
     let signer = Signer::Bearer(actor, "WorkspaceIdentity");
-    let at = &target.location;
-    let names = reach::list(state, &signer, Some(&acting), at, &at.path)
-        .await?
-        .map_err(|(s, why)| {
-            Stop::failed(
-                "CodeSnapshotUnreadable",
-                format!("the code snapshot could not be listed ({s}): {why}"),
-            )
-        })?;
-    let mut files = Vec::new();
-    for (name, _) in names {
-        let rel = name.strip_prefix(&at.path).unwrap_or(&name).to_owned();
-        let bytes = reach::get(state, &signer, Some(&acting), at, &name)
+    let files =
+        super::super::codes::snapshot_files(state, &signer, Some(&acting), &target.location)
             .await?
             .map_err(|(s, why)| {
                 Stop::failed(
                     "CodeSnapshotUnreadable",
-                    format!("`{rel}` could not be read ({s}): {why}"),
+                    format!("the code snapshot could not be read ({s}): {why}"),
                 )
             })?;
-        files.push((rel, bytes));
-    }
     let actual = snapshot::checksum(files.iter().map(|(p, b)| (p.as_str(), b.as_ref())))?;
     if actual != recorded {
         return Err(Stop::failed(
