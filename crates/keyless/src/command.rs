@@ -7,6 +7,7 @@ pub(crate) mod admin;
 pub(crate) mod demo;
 pub(crate) mod env;
 pub(crate) mod group;
+pub(crate) mod hosts;
 pub(crate) mod identity;
 pub(crate) mod keyvault;
 pub(crate) mod ml;

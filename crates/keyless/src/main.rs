@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use command::{
-    access, account, ad, admin, env, group, identity, keyvault, ml, role, serve, shim, storage,
+    access, account, ad, admin, env, group, hosts, identity, keyvault, ml, role, serve, shim,
+    storage,
 };
 use output::Format;
 
@@ -33,6 +34,8 @@ enum Command {
     Env(env::Args),
     /// Run a command (an unmodified Azure SDK script) in that environment.
     Run(env::RunArgs),
+    /// The /etc/hosts lines for the storage host names SDKs build (`<account>.blob.<suffix>`).
+    Hosts,
     /// Sign in (device code by default).
     Login(account::LoginArgs),
     /// Forget the signed-in account.
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Env(args) => env::run(&args).await,
             Command::Run(args) => env::run_command(args).await,
+            Command::Hosts => hosts::run().await,
             Command::Login(args) => account::login(args, format).await,
             Command::Logout => account::logout(),
             Command::Account(cmd) => account::run(cmd, format).await,

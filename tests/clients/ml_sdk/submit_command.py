@@ -28,7 +28,7 @@ ml_client.datastores.create_or_update(store)
 identity = UserIdentityConfiguration() if mode == "user" else ManagedIdentityConfiguration(client_id=client_id)
 job = command(
     code="./src",
-    command="python3 summarize.py --data ${{inputs.census}}",
+    command="python3 summarize.py --data ${{inputs.census}} --epochs 3",
     inputs={"census": Input(type="uri_file", path="azureml://datastores/mydata/paths/census.csv")},
     environment="azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest",
     compute=compute,

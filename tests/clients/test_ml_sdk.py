@@ -1,0 +1,290 @@
+"""Unmodified azure-ai-ml scripts against keyless, with nothing but the environment `keyless env`
+prints: an identity-based datastore, a command job with local code and a datastore input read as
+the submitting user, `jobs.stream`; the same from the seed's job YAML (`load_job`); a managed
+identity job on a compute with a user-assigned identity; the refusal a user without the data role
+sees; storage host names the SDK builds itself; and the SDK refusing to start when keyless is not
+there. The scripts run in their own processes, whose start-up (sitecustomize) installs the
+loopback guard: a script that tries to leave the machine exits with 97."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = HERE / "ml_sdk"
+EXAMPLE = HERE.parents[1] / "examples" / "hello-census"
+ACCOUNT = "sdkdata"
+WS = "sdk-ws"
+AT = ("-w", WS, "-g", "default")
+
+
+@pytest.fixture(scope="module")
+def world(server, tmp_path_factory):
+    """census.csv in sdkdata/data; workspace sdk-ws with cpu-cluster (system-assigned identity) and
+    uai-cluster (a user-assigned identity that may read the data); alice (AzureML Data Scientist,
+    Storage Blob Data Reader) and bob (AzureML Data Scientist only), each signed in with `keyless
+    login` in a profile of their own."""
+    sub = server.admin["subscription"]
+    tmp = tmp_path_factory.mktemp("sdk")
+    server.cli("storage", "account", "create", "-n", ACCOUNT, "-g", "default")
+    key = server.cli("storage", "account", "keys", "list", "-n", ACCOUNT, "-g", "default")[0]["value"]
+    svc = BlobServiceClient(f"{server.info['storage']}/{ACCOUNT}",
+                            credential={"account_name": ACCOUNT, "account_key": key}, connection_verify=server.ca)
+    svc.create_container("data")
+    svc.get_container_client("data").upload_blob("census.csv", (EXAMPLE / "census.csv").read_bytes())
+    # Credential-less system datastores: the SDK reaches workspaceblobstore with the user's token.
+    (tmp / "ws.yml").write_text(f"name: {WS}\nsystem_datastores_auth_mode: identity\n")
+    server.cli("ml", "workspace", "create", "-f", str(tmp / "ws.yml"), "-g", "default")
+    account_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}"
+    ws_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.MachineLearningServices/workspaces/{WS}"
+    uai = server.cli("identity", "create", "-g", "default", "-n", "sdk-uai")
+    server.cli("role", "assignment", "create", "--assignee", uai["properties"]["principalId"],
+               "--role", "Storage Blob Data Reader", "--scope", account_id)
+    computes = {
+        "cpu-cluster": "type: amlcompute\nmax_instances: 2\nidentity:\n  type: system_assigned\n",
+        "uai-cluster": f"type: amlcompute\nmax_instances: 2\nidentity:\n  type: user_assigned\n"
+                       f"  user_assigned_identities:\n    - resource_id: {uai['id']}\n",
+    }
+    for name, body in computes.items():
+        (tmp / f"{name}.yml").write_text(f"name: {name}\n{body}")
+        server.cli("ml", "compute", "create", "-f", str(tmp / f"{name}.yml"), *AT)
+    users = {}
+    for who in ("alice", "bob"):
+        upn, password = f"{who}.sdk@keyless.local", f"{who.title()}-Sdk-Passw0rd!"
+        user = server.cli("ad", "user", "create", "--display-name", who.title(), "--user-principal-name", upn,
+                          "--password", password)
+        server.cli("role", "assignment", "create", "--assignee", upn, "--role", "AzureML Data Scientist",
+                   "--scope", ws_id)
+        profile = tmp_path_factory.mktemp(f"{who}-profile")
+        server.cli("login", "-u", upn, "-p", password, env={"KEYLESS_CONFIG_DIR": str(profile)})
+        users[who] = {**user, "profile": str(profile), "upn": upn}
+    server.cli("role", "assignment", "create", "--assignee", users["alice"]["upn"],
+               "--role", "Storage Blob Data Reader", "--scope", account_id)
+    return {"sub": sub, "tmp": tmp, "uai": uai, "users": users, "ws_id": ws_id}
+
+
+def script_env(server, user, **extra):
+    """The environment of a user's shell after `eval "$(keyless env)"` and `keyless login`, and
+    nothing else of keyless: no variable names the server's ports but those `keyless env` set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "KEYLESS_", "IDENTITY_", "MSI_"))}
+    env.update(server.env())
+    env["KEYLESS_CONFIG_DIR"] = user["profile"]
+    env["PYTHONPATH"] = f"{HERE / 'guard_site'}:{HERE}"
+    env["LOOPBACK_GUARD_EXIT"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_script(server, user, name, *args, cwd=SCRIPTS, **extra):
+    proc = subprocess.run([sys.executable, str(SCRIPTS / name), *args], cwd=cwd,
+                          env=script_env(server, user, **extra), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 97, f"the script tried to leave the machine:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def submitted(proc):
+    for line in proc.stdout.splitlines():
+        if line.startswith("submitted "):
+            return line.removeprefix("submitted ").strip()
+    raise AssertionError(f"no job was submitted:\n{proc.stdout}\n{proc.stderr}")
+
+
+def reads_of(server, job_name):
+    """The storage log's reads of census.csv by one job."""
+    out = server.cli("storage", "logs", "--account", ACCOUNT, check=False).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [r for r in records if (r.get("JobId") or "").lower().endswith(f"/jobs/{job_name}")
+            and r.get("OperationName") == "GetBlob"]
+
+
+def test_a_command_job_reads_as_the_submitting_user_and_streams_its_output(server, world):
+    alice = world["users"]["alice"]
+    proc = run_script(server, alice, "submit_command.py", world["sub"], "default", WS, ACCOUNT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    # jobs.stream printed the job's own output, read from the log URL the run history handed out.
+    assert "Streaming user_logs/std_log.txt" in out, out
+    assert "census rows: 10" in out and "epoch 3/3" in out, out
+    assert "as the submitting user's identity" in out, out
+    assert "final status JobStatus.COMPLETED" in out, out
+    name = submitted(proc)
+    # The storage log names alice, not the workspace or the compute, and the job.
+    records = reads_of(server, name)
+    assert records, "the storage log has no read of the input by the job"
+    assert {r["RequesterObjectId"] for r in records} == {alice["id"]}
+    assert {r["RequesterUpn"] for r in records} == {alice["upn"]}
+    # The SDK's request went through the job API: the job records who submitted it and how it read.
+    job = server.cli("ml", "job", "show", "-n", name, *AT)
+    assert job["properties"]["identity"]["identityType"] == "UserIdentity"
+    assert job["properties"]["submittedBy"]["objectId"] == alice["id"]
+    # The code went up through a pending upload; its record carries both hashes, checked by keyless.
+    code = job["properties"]["codeId"]
+    assert "/codes/" in code
+    # Submitting the same folder again finds the code by its hash: no second upload container.
+    again = run_script(server, alice, "submit_command.py", world["sub"], "default", WS, ACCOUNT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    second = server.cli("ml", "job", "show", "-n", submitted(again), *AT)
+    assert second["properties"]["codeId"] == code
+
+
+def test_a_user_without_the_data_role_sees_the_permission_named(server, world):
+    bob = world["users"]["bob"]
+    proc = run_script(server, bob, "submit_command.py", world["sub"], "default", WS, ACCOUNT)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "InputAccessDenied" in out, out
+    assert bob["upn"] in out and "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read" in out, out
+    assert "census rows" not in out
+    job = server.cli("ml", "job", "show", "-n", submitted(proc), *AT)
+    assert job["properties"]["status"] == "Failed"
+    assert "Running" not in [h["status"] for h in job["properties"]["statusHistory"]]
+
+
+def test_a_managed_identity_job_reads_as_the_computes_user_assigned_identity(server, world):
+    alice, uai = world["users"]["alice"], world["uai"]
+    proc = run_script(server, alice, "submit_command.py", world["sub"], "default", WS, ACCOUNT,
+                      "managed", "uai-cluster", uai["properties"]["clientId"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "census rows: 10" in proc.stdout, proc.stdout
+    name = submitted(proc)
+    job = server.cli("ml", "job", "show", "-n", name, *AT)
+    assert job["properties"]["identity"] == {"identityType": "Managed",
+                                             "clientId": uai["properties"]["clientId"]}
+    records = reads_of(server, name)
+    assert records and {r["RequesterObjectId"] for r in records} == {uai["properties"]["principalId"]}
+    # An identity the compute does not have is refused at submission, before anything runs.
+    other = run_script(server, alice, "submit_command.py", world["sub"], "default", WS, ACCOUNT,
+                       "managed", "uai-cluster", "00000000-0000-0000-0000-000000000001")
+    assert other.returncode != 0
+    assert "00000000-0000-0000-0000-000000000001" in other.stderr, other.stderr
+
+
+def test_the_seed_job_yaml_through_load_job(server, world, tmp_path):
+    alice = world["users"]["alice"]
+    # The seed's datastore, as the quick start creates it, but on this test's account.
+    ds = tmp_path / "datastore.yml"
+    ds.write_text((EXAMPLE / "datastore.yml").read_text().replace("censusdata", ACCOUNT))
+    server.cli("ml", "datastore", "create", "-f", str(ds), *AT)
+    shutil.copytree(EXAMPLE, tmp_path / "hello-census")
+    proc = run_script(server, alice, "submit_yaml.py", world["sub"], "default", WS, "job.yml",
+                      cwd=tmp_path / "hello-census")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "final status JobStatus.COMPLETED" in proc.stdout, proc.stdout
+    name = submitted(proc)
+    # hello.py finishes within a moment, often before jobs.stream first polls (the SDK then
+    # prints only the summary); its output is in the log either way.
+    log = server.cli("ml", "job", "stream", "-n", name, *AT, env={"KEYLESS_CONFIG_DIR": alice["profile"]},
+                     check=False)
+    assert "read 10 rows" in log.stdout, log.stdout + log.stderr
+    assert {r["RequesterObjectId"] for r in reads_of(server, name)} == {alice["id"]}
+
+
+LOCAL_INPUT = r'''
+import sys
+from azure.ai.ml import Input, MLClient, command
+from azure.ai.ml.entities import UserIdentityConfiguration
+from azure.identity import DefaultAzureCredential
+
+ml_client = MLClient(DefaultAzureCredential(), *sys.argv[1:4])
+job = command(code="./src", command="python3 summarize.py --data ${{inputs.census}} --epochs 0",
+              inputs={"census": Input(type="uri_file", path=sys.argv[4])},
+              environment="azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest", compute="cpu-cluster",
+              identity=UserIdentityConfiguration())
+returned = ml_client.jobs.create_or_update(job)
+print(f"submitted {returned.name}", flush=True)
+print(f"input {returned.inputs['census'].path}", flush=True)
+'''
+
+
+def test_a_local_file_input_goes_up_to_the_workspace_store_under_its_storage_host_name(server, world, tmp_path):
+    # The SDK uploads a local input itself, with the user's token, to
+    # https://<account>.blob.core.keyless.localhost:<port>/…, a name it builds from the cloud document.
+    alice = world["users"]["alice"]
+    ws = server.cli("ml", "workspace", "show", "-n", WS, "-g", "default")
+    store = ws["properties"]["storageAccount"].rsplit("/", 1)[-1]
+    server.cli("role", "assignment", "create", "--assignee", alice["upn"], "--role", "Storage Blob Data Contributor",
+               "--scope", ws["properties"]["storageAccount"])
+    (tmp_path / "local.py").write_text(LOCAL_INPUT)
+    shutil.copytree(SCRIPTS / "src", tmp_path / "src")
+    (tmp_path / "census.csv").write_bytes((EXAMPLE / "census.csv").read_bytes())
+    proc = subprocess.run([sys.executable, "local.py", world["sub"], "default", WS, "./census.csv"], cwd=tmp_path,
+                          env=script_env(server, alice), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "azureml://datastores/workspaceblobstore/paths/LocalUpload/" in proc.stdout, proc.stdout
+    out = server.cli("storage", "logs", "--account", store, check=False).stdout
+    puts = [json.loads(line) for line in out.splitlines() if line.strip()]
+    puts = [r for r in puts if r.get("OperationName") == "PutBlob" and r["Path"].endswith("census.csv")]
+    assert puts and {r["RequesterObjectId"] for r in puts} == {alice["id"]}, puts
+    assert {r["StatusCode"] for r in puts} == {201}, puts
+
+
+def test_without_keyless_the_sdk_refuses_to_start_instead_of_using_the_public_cloud(server, world, tmp_path):
+    alice = world["users"]["alice"]
+    # A cloud document nobody serves: the SDK must not fall back to management.azure.com.
+    dead = "https://127.0.0.1:9/metadata/endpoints?api-version=2019-05-01"
+    proc = run_script(server, alice, "submit_command.py", world["sub"], "default", WS, ACCOUNT,
+                      ARM_CLOUD_METADATA_URL=dead)
+    assert proc.returncode != 0
+    assert 'Unknown cloud environment "keyless"' in proc.stderr, proc.stderr
+    # keyless env and keyless run refuse to hand out an environment for a server that does not answer.
+    data = tmp_path / "data"
+    data.mkdir()
+    info = json.loads((Path(server.data_dir) / "endpoints.json").read_text())
+    info["management"] = "https://127.0.0.1:9"
+    info["cloud_metadata"] = dead
+    (data / "endpoints.json").write_text(json.dumps(info))
+    from conftest import keyless_bin
+    env_out = subprocess.run([keyless_bin(), "env", "--data-dir", str(data)], capture_output=True, text=True)
+    assert env_out.returncode != 0 and env_out.stdout == ""
+    assert "does not answer" in env_out.stderr
+    run_out = subprocess.run([keyless_bin(), "run", "--data-dir", str(data), "--", "true"], capture_output=True,
+                             text=True)
+    assert run_out.returncode != 0 and "does not answer" in run_out.stderr
+
+
+HOST_STYLE = r'''
+import os, sys
+from azure.storage.blob import BlobServiceClient
+
+account, key, port = sys.argv[1:4]
+svc = BlobServiceClient(f"https://{account}.blob.core.keyless.localhost:{port}", credential=key)
+container = svc.get_container_client("data")
+container.upload_blob("host style/ü.txt", b"by name", overwrite=True)
+assert container.download_blob("host style/ü.txt").readall() == b"by name"
+assert "census.csv" in [b.name for b in container.list_blobs()]
+bad = BlobServiceClient(f"https://{account}.blob.core.keyless.localhost:{port}", credential="QUJD" * 22)
+try:
+    bad.get_container_client("data").download_blob("census.csv").readall()
+except Exception as e:
+    assert "AuthenticationFailed" in str(e), e
+else:
+    raise AssertionError("a wrong key was accepted")
+print("host style ok")
+'''
+
+
+def test_storage_host_names_of_the_keyless_cloud_reach_the_storage_listener(server, world, tmp_path):
+    # `keyless hosts` prints the lines a machine needs; the subprocess resolves those names as
+    # they would (sitecustomize), then signs with the account key over the host-style path.
+    hosts = subprocess.run([server_bin(), "hosts"], env={**os.environ, **server.env()}, capture_output=True,
+                           text=True, timeout=60)
+    assert hosts.returncode == 0, hosts.stderr
+    assert f"127.0.0.1 {ACCOUNT}.blob.core.keyless.localhost {ACCOUNT}.dfs.core.keyless.localhost" in hosts.stdout
+    key = server.cli("storage", "account", "keys", "list", "-n", ACCOUNT, "-g", "default")[0]["value"]
+    port = server.info["storage"].rsplit(":", 1)[-1]
+    (tmp_path / "host_style.py").write_text(HOST_STYLE)
+    proc = subprocess.run([sys.executable, "host_style.py", ACCOUNT, key, port], cwd=tmp_path,
+                          env=script_env(server, world["users"]["alice"]), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "host style ok" in proc.stdout
+
+
+def server_bin():
+    from conftest import keyless_bin
+    return keyless_bin()
