@@ -288,3 +288,39 @@ def test_storage_host_names_of_the_keyless_cloud_reach_the_storage_listener(serv
 def server_bin():
     from conftest import keyless_bin
     return keyless_bin()
+
+
+def test_a_service_principal_runs_the_script_by_workload_identity(server, world):
+    # `keyless env --workload-identity APPID` (run by an administrator) hands the script a
+    # federated token file; DefaultAzureCredential picks WorkloadIdentityCredential, and the job,
+    # with user_identity, reads the data as the service principal.
+    sp = server.cli("ad", "sp", "create-for-rbac", "-n", "sdk-trainer")
+    app = sp["appId"]
+    shown = server.cli("ad", "sp", "show", "--id", app)
+    server.cli("role", "assignment", "create", "--assignee", app, "--role", "AzureML Data Scientist",
+               "--scope", world["ws_id"])
+    server.cli("role", "assignment", "create", "--assignee", app, "--role", "Storage Blob Data Reader",
+               "--scope", world["ws_id"].split("/providers/")[0] + f"/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}")
+    out = subprocess.run([server_bin(), "env", "--data-dir", str(server.data_dir), "--workload-identity", app],
+                         env={**os.environ, **server.env()}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    env = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip("'")
+    assert env["AZURE_CLIENT_ID"] == app and Path(env["AZURE_FEDERATED_TOKEN_FILE"]).is_file()
+    assert oct(Path(env["AZURE_FEDERATED_TOKEN_FILE"]).stat().st_mode & 0o777) == "0o600"
+    nobody = {"profile": str(Path(server.data_dir) / "no-profile")}  # no `keyless login`: no az shim path
+    proc = run_script(server, nobody, "submit_command.py", world["sub"], "default", WS, ACCOUNT,
+                      AZURE_CLIENT_ID=app, AZURE_FEDERATED_TOKEN_FILE=env["AZURE_FEDERATED_TOKEN_FILE"],
+                      AZURE_TENANT_ID=env["AZURE_TENANT_ID"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "census rows: 10" in proc.stdout, proc.stdout
+    records = reads_of(server, submitted(proc))
+    assert records and {r["RequesterObjectId"] for r in records} == {shown["id"]}
+    # A second `keyless env` reuses the federated credential it added.
+    again = subprocess.run([server_bin(), "env", "--data-dir", str(server.data_dir), "--workload-identity", app],
+                           env={**os.environ, **server.env()}, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    creds = server.cli("ad", "app", "federated-credential", "list", "--id", app)
+    assert len(creds) == 1

@@ -24,6 +24,15 @@ pub(crate) struct Args {
     /// back to the public cloud.
     #[arg(long)]
     no_check: bool,
+    /// Sign scripts in as this service principal (app id) by workload identity: a
+    /// federated token issued by keyless goes to `<data dir>/federated/<appId>.jwt`,
+    /// and the app gets the matching federated credential if it has none.
+    /// Needs a directory role that manages applications.
+    #[arg(long, value_name = "APP_ID")]
+    workload_identity: Option<String>,
+    /// The subject of that federated token.
+    #[arg(long, default_value = "keyless-env", requires = "workload_identity")]
+    subject: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +53,12 @@ pub(crate) async fn run(args: &Args) -> Result<()> {
         check(&info).await?;
     }
     let shim = shim_dir(&data_dir)?;
-    for (name, value) in vars(&info) {
+    let mut vars = vars(&info);
+    if let Some(app) = &args.workload_identity {
+        vars.retain(|(name, _)| *name != "AZURE_TENANT_ID");
+        vars.extend(workload_identity(&data_dir, app, &args.subject).await?);
+    }
+    for (name, value) in vars {
         println!("export {name}={}", quote(&value));
     }
     println!(
@@ -79,6 +93,75 @@ pub(crate) async fn run_command(args: RunArgs) -> Result<()> {
         Some(code) => std::process::exit(code),
         None => bail!("`{program}` was killed by a signal"),
     }
+}
+
+/// The workload-identity variables of a service principal: a federated token
+/// file, and the federated credential that trusts it.
+async fn workload_identity(
+    data_dir: &Path,
+    app: &str,
+    subject: &str,
+) -> Result<Vec<(&'static str, String)>> {
+    use serde_json::{Value, json};
+    if app.is_empty() || !app.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        bail!("--workload-identity takes an application (client) id, a GUID; `{app}` is not one");
+    }
+    let api = crate::client::Api::connect().await?;
+    let base = format!(
+        "/directory/servicePrincipals/{}",
+        crate::client::segment(app)
+    );
+    let reply = api
+        .post(
+            &format!("{base}/federatedTokens"),
+            &json!({ "subject": subject }),
+        )
+        .await?;
+    let field = |name: &str| {
+        reply
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .with_context(|| format!("the federated token reply has no `{name}`"))
+    };
+    let (token, issuer) = (field("token")?, field("issuer")?);
+    let tenant = issuer
+        .trim_end_matches("/v2.0")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let existing = api
+        .get(&format!("{base}/federatedCredentials"))
+        .await
+        .map(crate::client::values)?;
+    let trusted = existing.as_array().into_iter().flatten().any(|c| {
+        c.get("issuer").and_then(Value::as_str) == Some(issuer.as_str())
+            && c.get("subject").and_then(Value::as_str) == Some(subject)
+    });
+    if !trusted {
+        api.post(
+            &format!("{base}/federatedCredentials"),
+            &json!({
+                "name": format!("keyless-env-{subject}"),
+                "issuer": issuer,
+                "subject": subject,
+                "audiences": ["api://AzureADTokenExchange"],
+            }),
+        )
+        .await?;
+    }
+    let dir = data_dir.join("federated");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let file = dir.join(format!("{app}.jwt"));
+    keyless_server::tls::write_private(&file, token.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(vec![
+        ("AZURE_CLIENT_ID", app.to_owned()),
+        ("AZURE_FEDERATED_TOKEN_FILE", file.display().to_string()),
+        // Workload identity asks the tenant's own token endpoint (no instance discovery).
+        ("AZURE_TENANT_ID", tenant),
+    ])
 }
 
 /// Refuses unless the server serves its cloud document, with the CA clients use.
