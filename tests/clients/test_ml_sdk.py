@@ -324,3 +324,46 @@ def test_a_service_principal_runs_the_script_by_workload_identity(server, world)
     assert again.returncode == 0, again.stderr
     creds = server.cli("ad", "app", "federated-credential", "list", "--id", app)
     assert len(creds) == 1
+
+
+def test_ml_and_resource_manager_audiences_are_management_tokens_and_nothing_else_is(server, world):
+    import base64
+    import requests
+    alice = world["users"]["alice"]
+    profile = {"KEYLESS_CONFIG_DIR": alice["profile"]}
+    url = f"{server.management}/subscriptions/{world['sub']}/resourceGroups/default/providers/" \
+          f"Microsoft.MachineLearningServices/workspaces/{WS}?api-version=2024-10-01-preview"
+
+    def token(scope):
+        return server.cli("account", "get-access-token", "--scope", scope, env=profile)["accessToken"]
+
+    def aud(jwt):
+        payload = jwt.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["aud"]
+
+    ml = token("https://ml.azure.keyless.localhost/.default")
+    assert aud(ml) == "https://ml.azure.keyless.localhost"  # exactly: the SDK refuses a trailing slash
+    arm = token(f"{server.management}/.default")  # the cloud document's resource manager
+    for t in (ml, arm):
+        r = requests.get(url, headers={"Authorization": f"Bearer {t}"}, verify=server.ca, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["properties"]["discoveryUrl"] == f"{server.management}/discovery"
+    storage = token("https://storage.azure.com/.default")
+    r = requests.get(url, headers={"Authorization": f"Bearer {storage}"}, verify=server.ca, timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "InvalidAuthenticationTokenAudience"
+    # The discovery document and the cloud document are public, as Azure's are.
+    assert requests.get(f"{server.management}/discovery", verify=server.ca, timeout=30).json()["api"] == server.management
+    doc = requests.get(server.info["cloud_metadata"], verify=server.ca, timeout=30).json()
+    assert doc[0]["resourceManager"] == f"{server.management}/"
+    # A log URL works only as handed out: a changed signature or another job is refused.
+    name = server.cli("ml", "job", "list", *AT)[0]["name"]
+    details_url = f"{server.management}/history/v1.0/subscriptions/{world['sub']}/resourceGroups/default/providers/" \
+                  f"Microsoft.MachineLearningServices/workspaces/{WS}/runs/{name}/details"
+    details = requests.get(details_url, headers={"Authorization": f"Bearer {arm}"}, verify=server.ca, timeout=30).json()
+    log_url = details["logFiles"]["user_logs/std_log.txt"]
+    assert requests.get(log_url, verify=server.ca, timeout=30).status_code == 200
+    tampered = log_url[:-3] + ("AAA" if not log_url.endswith("AAA") else "BBB")
+    assert requests.get(tampered, verify=server.ca, timeout=30).status_code == 403
+    assert requests.get(log_url.replace(f"/runs/{name}/", "/runs/other-job/"), verify=server.ca,
+                        timeout=30).status_code == 403
+    assert requests.get(details_url, verify=server.ca, timeout=30).status_code == 401
