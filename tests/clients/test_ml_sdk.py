@@ -54,6 +54,9 @@ def world(server, tmp_path_factory):
     for name, body in computes.items():
         (tmp / f"{name}.yml").write_text(f"name: {name}\n{body}")
         server.cli("ml", "compute", "create", "-f", str(tmp / f"{name}.yml"), *AT)
+    # The datastore the scripts name; the first script re-creates it with the SDK.
+    (tmp / "ds.yml").write_text(f"name: mydata\ntype: azure_blob\naccount_name: {ACCOUNT}\ncontainer_name: data\n")
+    server.cli("ml", "datastore", "create", "-f", str(tmp / "ds.yml"), *AT)
     users = {}
     for who in ("alice", "bob"):
         upn, password = f"{who}.sdk@keyless.local", f"{who.title()}-Sdk-Passw0rd!"
@@ -367,3 +370,39 @@ def test_ml_and_resource_manager_audiences_are_management_tokens_and_nothing_els
     assert requests.get(log_url.replace(f"/runs/{name}/", "/runs/other-job/"), verify=server.ca,
                         timeout=30).status_code == 403
     assert requests.get(details_url, verify=server.ca, timeout=30).status_code == 401
+
+
+INLINE_ENVIRONMENT = r'''
+import sys
+from azure.ai.ml import Input, MLClient, command
+from azure.ai.ml.entities import Environment, UserIdentityConfiguration
+from azure.identity import DefaultAzureCredential
+
+ml_client = MLClient(DefaultAzureCredential(), *sys.argv[1:4])
+job = command(code="./src", command="python3 summarize.py --data ${{inputs.census}} --epochs 0",
+              inputs={"census": Input(type="uri_file", path="azureml://datastores/mydata/paths/census.csv")},
+              environment=Environment(image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"),
+              compute="cpu-cluster", identity=UserIdentityConfiguration())
+returned = ml_client.jobs.create_or_update(job)
+print(f"submitted {returned.name}", flush=True)
+print(f"environment {returned.environment}", flush=True)
+'''
+
+
+def test_an_inline_environment_is_registered_and_the_job_refers_to_it(server, world, tmp_path):
+    alice = world["users"]["alice"]
+    (tmp_path / "inline.py").write_text(INLINE_ENVIRONMENT)
+    shutil.copytree(SCRIPTS / "src", tmp_path / "src")
+    proc = subprocess.run([sys.executable, "inline.py", world["sub"], "default", WS], cwd=tmp_path,
+                          env=script_env(server, alice), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CliV2AnonymousEnvironment" in proc.stdout, proc.stdout
+    job = server.cli("ml", "job", "show", "-n", submitted(proc), *AT)
+    env_id = job["properties"]["environmentId"]
+    assert "/environments/CliV2AnonymousEnvironment/versions/" in env_id
+    import requests
+    token = server.cli("account", "get-access-token", env={"KEYLESS_CONFIG_DIR": alice["profile"]})["accessToken"]
+    shown = requests.get(f"{server.management}{env_id}?api-version=2023-04-01-preview",
+                         headers={"Authorization": f"Bearer {token}"}, verify=server.ca, timeout=30)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["properties"]["image"] == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"

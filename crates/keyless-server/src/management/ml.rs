@@ -10,6 +10,7 @@ mod codes;
 mod computes;
 mod data;
 mod datastores;
+mod environments;
 mod explain;
 mod history;
 mod jobs;
@@ -35,6 +36,8 @@ const DATASTORES: &str = "Microsoft.MachineLearningServices/workspaces/datastore
 const DATA_VERSIONS: &str = "Microsoft.MachineLearningServices/workspaces/data/versions";
 const CODE_VERSIONS: &str = "Microsoft.MachineLearningServices/workspaces/codes/versions";
 const JOBS: &str = "Microsoft.MachineLearningServices/workspaces/jobs";
+const ENVIRONMENT_VERSIONS: &str =
+    "Microsoft.MachineLearningServices/workspaces/environments/versions";
 
 /// Marks the jobs a previous run of the server left unfinished as failed.
 pub(crate) async fn fail_interrupted_jobs(state: &SharedState) -> Result<(), keyless_core::Error> {
@@ -105,6 +108,10 @@ pub(crate) fn router() -> Router<SharedState> {
                 get(codes::show_version)
                     .put(codes::put_version)
                     .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024)),
+            )
+            .route(
+                &format!("{ws}/environments/{{name}}/versions/{{version}}"),
+                get(environments::show).put(environments::put),
             )
             .route(&format!("{ws}/jobs"), get(jobs::list))
             .route(

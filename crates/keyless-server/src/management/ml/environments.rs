@@ -1,0 +1,128 @@
+//! Environment versions: what a job asks to run in (an image, a conda file, a
+//! build context). keyless records them so clients that register one (azure-ai-ml
+//! registers an inline `Environment(image=…)` as `CliV2AnonymousEnvironment`)
+//! can refer to it; the local backend runs commands on the host and does not
+//! build or pull images.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use keyless_store::Resource;
+
+use super::super::error::MgmtError;
+use super::super::resources::ApiVersion;
+use super::super::{Body, respond};
+use super::{ENVIRONMENT_VERSIONS, not_found, open};
+use crate::state::SharedState;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct VersionPath {
+    sub: String,
+    rg: String,
+    ws: String,
+    name: String,
+    version: String,
+}
+
+fn json_of(r: &Resource) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.body.get("version").cloned().unwrap_or(Value::Null),
+        "type": ENVIRONMENT_VERSIONS,
+        "properties": r.body.get("properties").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// `PUT …/environments/{name}/versions/{version}`.
+pub(crate) async fn put(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<VersionPath>,
+    Query(v): Query<ApiVersion>,
+    Body(body): Body<Value>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        keyless_ml::names::asset(&p.name, "environment name")?;
+        keyless_ml::names::asset(&p.version, "environment version")?;
+        let (caller, ws) = open(
+            &state,
+            &headers,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("environments/{}/versions/{}", p.name, p.version),
+            "Microsoft.MachineLearningServices/workspaces/environments/write",
+        )
+        .await?;
+        let props = body
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let image = props.get("image").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let build = props.get("build").filter(|b| b.is_object());
+        if image.is_none() == build.is_none() {
+            return Err(MgmtError::bad_request(
+                "InvalidEnvironment",
+                "an environment version names exactly one of `properties.image` and `properties.build`",
+            ));
+        }
+        let id = format!("{}/environments/{}/versions/{}", ws.id, p.name, p.version);
+        if let Some(existing) = state.store.resource(&id).await?
+            && existing.body.get("properties") == Some(&Value::Object(props.clone()))
+        {
+            return Ok((StatusCode::OK, json_of(&existing)));
+        }
+        let resource = Resource {
+            id: id.clone(),
+            subscription_id: ws.subscription_id.clone(),
+            resource_group: ws.resource_group.clone(),
+            kind: ENVIRONMENT_VERSIONS.into(),
+            name: format!("{}/{}/{}", ws.name, p.name, p.version),
+            location: ws.location.clone(),
+            body: json!({ "version": p.version, "properties": props }),
+            created_at: state.now(),
+        };
+        state.store.resource_put(&resource).await?;
+        tracing::info!(actor = %caller.principal.object_id, environment = %id, "environment version stored");
+        Ok((StatusCode::CREATED, json_of(&resource)))
+    })
+    .await
+}
+
+/// `GET …/environments/{name}/versions/{version}`.
+pub(crate) async fn show(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<VersionPath>,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let (_, ws) = open(
+            &state,
+            &headers,
+            (&p.sub, &p.rg, &p.ws),
+            &format!("environments/{}/versions/{}", p.name, p.version),
+            "Microsoft.MachineLearningServices/workspaces/environments/read",
+        )
+        .await?;
+        let id = format!("{}/environments/{}/versions/{}", ws.id, p.name, p.version);
+        let r = state
+            .store
+            .resource(&id)
+            .await?
+            .filter(|r| r.kind == ENVIRONMENT_VERSIONS)
+            .ok_or_else(|| {
+                not_found(
+                    "environment version",
+                    &format!("{}:{}", p.name, p.version),
+                    &ws.name,
+                )
+            })?;
+        Ok((StatusCode::OK, json_of(&r)))
+    })
+    .await
+}
