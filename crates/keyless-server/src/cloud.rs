@@ -10,11 +10,12 @@
 //! `core.keyless.localhost:<storage port>`, and those names reach the storage
 //! listener through the host entries `keyless hosts` prints.
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::state::Urls;
+use crate::state::{SharedState, Urls};
 
 /// The cloud's name, as `AZUREML_CURRENT_CLOUD` names it.
 pub const NAME: &str = "keyless";
@@ -90,17 +91,13 @@ pub(crate) fn document(urls: &Urls) -> Value {
 }
 
 /// `GET /metadata/endpoints`: served without authentication, as ARM serves it.
-pub(crate) async fn metadata(
-    axum::extract::State(state): axum::extract::State<crate::state::SharedState>,
-) -> Response {
+pub(crate) async fn metadata(State(state): State<SharedState>) -> Response {
     json_response(document(&state.urls))
 }
 
 /// `GET /discovery`: where a workspace's run history is (this listener), served
 /// without authentication, as Azure ML's discovery service is.
-pub(crate) async fn discovery(
-    axum::extract::State(state): axum::extract::State<crate::state::SharedState>,
-) -> Response {
+pub(crate) async fn discovery(State(state): State<SharedState>) -> Response {
     let base = state.urls.management.trim_end_matches('/').to_owned();
     json_response(json!({
         "api": base,

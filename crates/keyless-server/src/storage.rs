@@ -167,9 +167,12 @@ fn to_path_style(mut request: Request) -> Request {
         .headers()
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().host());
+    // Path-style requests (an address or `localhost`) pass without an allocation.
+    let Some(account) = host
+        .and_then(crate::cloud::account_of_host)
         .map(str::to_owned)
-        .or_else(|| request.uri().host().map(str::to_owned));
-    let Some(account) = host.as_deref().and_then(crate::cloud::account_of_host) else {
+    else {
         return request;
     };
     let path = request.uri().path().to_owned();

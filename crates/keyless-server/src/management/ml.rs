@@ -134,6 +134,17 @@ pub(crate) fn router() -> Router<SharedState> {
     r
 }
 
+/// The ARM shape of one version of an asset (code, data, environment): the
+/// version is its name.
+fn version_json(kind: &str, r: &Resource) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "name": r.body.get("version").cloned().unwrap_or(serde_json::Value::Null),
+        "type": kind,
+        "properties": r.body.get("properties").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
+}
+
 /// The ARM id of a workspace.
 pub(crate) fn workspace_id(sub: &str, rg: &str, ws: &str) -> String {
     format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{WORKSPACES}/{ws}")

@@ -56,7 +56,8 @@ fn tag<'a>(body: &'a str, name: &str) -> Option<&'a str> {
     body.get(start..start + len).map(str::trim)
 }
 
-fn iso(seconds: i64) -> String {
+/// A time as SAS and delegation keys spell it (`2026-11-22T08:00:00Z`).
+pub(crate) fn iso(seconds: i64) -> String {
     jiff::Timestamp::from_second(seconds)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 
 use keyless_auth::shared_key::verify;
 
-use super::delegation::{KeyFields, key_value};
+use super::delegation::{KeyFields, iso, key_value};
 use super::error::StorageError;
 use super::operation::Operation;
 use super::xml::parse_iso8601;
@@ -42,6 +42,52 @@ fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The string a user delegation SAS signs: the layout of the service versions
+/// since 2025 (`long`, 28 lines) or the older one (24 lines).
+fn delegation_text<'q: 'c, 'c>(
+    get: &dyn Fn(&str) -> &'q str,
+    canonical: &'c str,
+    long: bool,
+) -> String {
+    let mut lines = vec![
+        get("sp"),
+        get("st"),
+        get("se"),
+        canonical,
+        get("skoid"),
+        get("sktid"),
+        get("skt"),
+        get("ske"),
+        get("sks"),
+        get("skv"),
+        get("saoid"),
+        get("suoid"),
+        get("scid"),
+    ];
+    if long {
+        lines.extend([get("skdutid"), get("sduoid")]);
+    }
+    lines.extend([
+        get("sip"),
+        get("spr"),
+        get("sv"),
+        get("sr"),
+        get("sst"),
+        get("ses"),
+    ]);
+    if long {
+        lines.extend([get("srh"), get("srq")]);
+    }
+    lines.extend([
+        get("rscc"),
+        get("rscd"),
+        get("rsce"),
+        get("rscl"),
+        get("rsct"),
+    ]);
+    lines.join("\n")
+}
+
 fn mismatch(code: &'static str, message: &str) -> StorageError {
     StorageError::new(StatusCode::FORBIDDEN, code, message)
 }
@@ -71,65 +117,8 @@ pub(crate) fn verify_sas(
     let delegated = !get("skoid").is_empty();
     let (text, scope) = if delegated {
         let (canonical, scope) = service_resource(account, container, blob, get("sr"))?;
-        // The layout of the service versions since 2025 (28 lines), then the older one (24).
-        let long = [
-            get("sp"),
-            get("st"),
-            get("se"),
-            canonical.as_str(),
-            get("skoid"),
-            get("sktid"),
-            get("skt"),
-            get("ske"),
-            get("sks"),
-            get("skv"),
-            get("saoid"),
-            get("suoid"),
-            get("scid"),
-            get("skdutid"),
-            get("sduoid"),
-            get("sip"),
-            get("spr"),
-            version,
-            get("sr"),
-            get("sst"),
-            get("ses"),
-            get("srh"),
-            get("srq"),
-            get("rscc"),
-            get("rscd"),
-            get("rsce"),
-            get("rscl"),
-            get("rsct"),
-        ]
-        .join("\n");
-        let short = [
-            get("sp"),
-            get("st"),
-            get("se"),
-            canonical.as_str(),
-            get("skoid"),
-            get("sktid"),
-            get("skt"),
-            get("ske"),
-            get("sks"),
-            get("skv"),
-            get("saoid"),
-            get("suoid"),
-            get("scid"),
-            get("sip"),
-            get("spr"),
-            version,
-            get("sr"),
-            get("sst"),
-            get("ses"),
-            get("rscc"),
-            get("rscd"),
-            get("rsce"),
-            get("rscl"),
-            get("rsct"),
-        ]
-        .join("\n");
+        let long = delegation_text(&get, &canonical, true);
+        let short = delegation_text(&get, &canonical, false);
         let [key1, _] = keys;
         let value = key_value(
             key1,
@@ -398,13 +387,27 @@ pub(crate) struct ContainerGrant<'a> {
 /// key), so a SAS it hands out is checked exactly like one a client signed.
 /// Returns the query string.
 pub(crate) fn sign_container_delegation(key1: &[u8], g: ContainerGrant<'_>) -> String {
-    let iso = |s: i64| {
-        jiff::Timestamp::from_second(s)
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default()
-    };
     let (start, expiry) = (iso(g.start), iso(g.expiry));
     let version = super::SERVICE_VERSION;
+    let mut fields: Vec<(String, String)> = [
+        ("sp", g.permissions),
+        ("st", &start),
+        ("se", &expiry),
+        ("skoid", g.oid),
+        ("sktid", g.tid),
+        ("skt", &start),
+        ("ske", &expiry),
+        ("sks", "b"),
+        ("skv", version),
+        ("spr", "https"),
+        ("sv", version),
+        ("sr", "c"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let get = |name: &str| param(&fields, name).unwrap_or("");
+    let canonical = format!("/blob/{}/{}", g.account, g.container);
     let key = key_value(
         key1,
         KeyFields {
@@ -416,53 +419,16 @@ pub(crate) fn sign_container_delegation(key1: &[u8], g: ContainerGrant<'_>) -> S
             version,
         },
     );
-    let canonical = format!("/blob/{}/{}", g.account, g.container);
-    let text = [
-        g.permissions,
-        &start,
-        &expiry,
-        &canonical,
-        g.oid,
-        g.tid,
-        &start,
-        &expiry,
-        "b",
-        version,
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "https",
-        version,
-        "c",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]
-    .join("\n");
-    let sig = keyless_auth::shared_key::sign(&key, &text);
-    let enc = |v: &str| {
-        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    format!(
-        "sp={}&st={}&se={}&skoid={}&sktid={}&skt={}&ske={}&sks=b&skv={version}&spr=https&sv={version}&sr=c&sig={}",
-        enc(g.permissions),
-        enc(&start),
-        enc(&expiry),
-        g.oid,
-        g.tid,
-        enc(&start),
-        enc(&expiry),
-        enc(&sig)
-    )
+    let sig = keyless_auth::shared_key::sign(&key, &delegation_text(&get, &canonical, true));
+    fields.push(("sig".into(), sig));
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]

@@ -166,11 +166,7 @@ async fn workload_identity(
 
 /// Refuses unless the server serves its cloud document, with the CA clients use.
 async fn check(info: &ServerInfo) -> Result<()> {
-    let url = if info.cloud_metadata.is_empty() {
-        keyless_server::cloud::metadata_url(&info.management)
-    } else {
-        info.cloud_metadata.clone()
-    };
+    let url = metadata_url(info);
     let http = crate::client::http(info.ca_file.as_deref())?;
     let answer = http
         .get(&url)
@@ -193,6 +189,15 @@ fn shim_dir(data_dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The cloud document's URL (derived for servers that predate the field).
+fn metadata_url(info: &ServerInfo) -> String {
+    if info.cloud_metadata.is_empty() {
+        keyless_server::cloud::metadata_url(&info.management)
+    } else {
+        info.cloud_metadata.clone()
+    }
+}
+
 /// The variables, unquoted.
 pub(crate) fn vars(info: &ServerInfo) -> Vec<(&'static str, String)> {
     let mut vars: Vec<(&str, String)> = Vec::new();
@@ -211,12 +216,7 @@ pub(crate) fn vars(info: &ServerInfo) -> Vec<(&'static str, String)> {
     vars.push(("AZURE_POD_IDENTITY_AUTHORITY_HOST", info.identity.clone()));
     // azure-ai-ml: the cloud document, and the cloud's name, which makes the SDK
     // fail rather than fall back to the public cloud when the document is unreachable.
-    let metadata = if info.cloud_metadata.is_empty() {
-        keyless_server::cloud::metadata_url(&info.management)
-    } else {
-        info.cloud_metadata.clone()
-    };
-    vars.push(("ARM_CLOUD_METADATA_URL", metadata));
+    vars.push(("ARM_CLOUD_METADATA_URL", metadata_url(info)));
     vars.push((
         "AZUREML_CURRENT_CLOUD",
         keyless_server::cloud::NAME.to_owned(),

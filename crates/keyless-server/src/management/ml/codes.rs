@@ -32,7 +32,7 @@ use super::super::{Body, respond};
 use super::data::storage_host;
 use super::reach::{Call, Refused, Signer, blob_path, put, resolve, send};
 use super::workspaces::acting_identity;
-use super::{CODE_VERSIONS, children, not_found, open};
+use super::{CODE_VERSIONS, children, not_found, open, version_json};
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
 
@@ -79,15 +79,6 @@ struct InlineFile {
 
 pub(super) fn version_id(ws: &Resource, name: &str, version: &str) -> String {
     format!("{}/codes/{name}/versions/{version}", ws.id)
-}
-
-fn json_of(r: &Resource) -> Value {
-    json!({
-        "id": r.id,
-        "name": r.body.get("version").cloned().unwrap_or(Value::Null),
-        "type": CODE_VERSIONS,
-        "properties": r.body.get("properties").cloned().unwrap_or_else(|| json!({})),
-    })
 }
 
 /// Loads a code version by its id (as a job names it) within a workspace.
@@ -146,13 +137,15 @@ pub(super) async fn snapshot_files(
     Ok(Ok(files))
 }
 
-/// The workspace identity, as a signer and with its tokens.
-async fn workspace_identity(
+/// The workspace identity, as a signer and with its tokens (tagged with `job`
+/// when a job's runner acts, for the storage log).
+pub(super) async fn workspace_identity(
     state: &SharedState,
     ws: &Resource,
+    job: Option<&str>,
 ) -> Result<(Principal, Signer, Acting), MgmtError> {
     let actor = acting_identity(state, ws).await?;
-    let acting = Acting::as_principal(state, actor.clone(), Service::Storage).await?;
+    let acting = Acting::for_job(state, actor.clone(), Service::Storage, job).await?;
     let signer = Signer::Bearer(actor.clone(), "WorkspaceIdentity");
     Ok((actor, signer, acting))
 }
@@ -200,7 +193,7 @@ pub(crate) async fn put_version(
             let same = existing.body.pointer("/properties/checksum")
                 == stored.get("checksum");
             if same {
-                return Ok((StatusCode::OK, json_of(&existing)));
+                return Ok((StatusCode::OK, version_json(CODE_VERSIONS, &existing)));
             }
             return Err(MgmtError::new(
                 StatusCode::CONFLICT,
@@ -223,31 +216,45 @@ pub(crate) async fn put_version(
         };
         state.store.resource_put(&resource).await?;
         tracing::info!(actor = %caller.principal.object_id, code = %id, "code snapshot stored");
-        Ok((StatusCode::CREATED, json_of(&resource)))
+        Ok((StatusCode::CREATED, version_json(CODE_VERSIONS, &resource)))
     })
     .await
 }
 
+/// A snapshot's two hashes: keyless's checksum and azure-ai-ml's content hash,
+/// each computed once.
+struct Hashes {
+    checksum: String,
+    content: String,
+}
+
+impl Hashes {
+    fn of(files: &[(String, Bytes)]) -> Result<Self, MgmtError> {
+        let entries = || files.iter().map(|(p, b)| (p.as_str(), b.as_ref()));
+        Ok(Self {
+            checksum: snapshot::checksum(entries())?,
+            content: snapshot::content_hash(entries()),
+        })
+    }
+}
+
 /// The properties every stored version carries: both hashes, the file count and
 /// the size, beside what the caller sent.
-fn recorded(mut props: Map<String, Value>, files: &[(String, Bytes)]) -> Result<Value, MgmtError> {
-    let checksum = snapshot::checksum(files.iter().map(|(p, b)| (p.as_str(), b.as_ref())))?;
-    let hash = snapshot::content_hash(files.iter().map(|(p, b)| (p.as_str(), b.as_ref())));
-    props.remove("files");
+fn recorded(mut props: Map<String, Value>, files: &[(String, Bytes)], hashes: Hashes) -> Value {
     let mut inner = props
         .remove("properties")
         .and_then(|v| v.as_object().cloned())
         .unwrap_or_default();
-    inner.insert("hash_sha256".into(), hash.into());
+    inner.insert("hash_sha256".into(), hashes.content.into());
     inner.insert("hash_version".into(), snapshot::CONTENT_HASH_VERSION.into());
     props.insert("properties".into(), Value::Object(inner));
-    props.insert("checksum".into(), checksum.into());
+    props.insert("checksum".into(), hashes.checksum.into());
     props.insert("fileCount".into(), files.len().into());
     props.insert(
         "size".into(),
         files.iter().map(|(_, b)| b.len()).sum::<usize>().into(),
     );
-    Ok(Value::Object(props))
+    Value::Object(props)
 }
 
 /// The CLI's door: the files are in the body with their checksum.
@@ -271,7 +278,8 @@ async fn inline_snapshot(
             })?;
         files.push((f.path.clone(), Bytes::from(bytes)));
     }
-    let computed = snapshot::checksum(files.iter().map(|(p, b)| (p.as_str(), b.as_ref())))?;
+    let hashes = Hashes::of(&files)?;
+    let computed = &hashes.checksum;
     let sent = props
         .get("checksum")
         .and_then(Value::as_str)
@@ -288,7 +296,7 @@ async fn inline_snapshot(
     let folder = format!("LocalUpload/{hex}/");
     let uri = format!("azureml://datastores/{SNAPSHOT_DATASTORE}/paths/{folder}");
     let target = resolve(state, ws, &uri).await?;
-    let (_, signer, acting) = workspace_identity(state, ws).await?;
+    let (_, signer, acting) = workspace_identity(state, ws, None).await?;
     for (path, bytes) in &files {
         let blob = format!("{}{path}", target.location.path);
         if let Err((status, why)) = put(
@@ -315,7 +323,7 @@ async fn inline_snapshot(
     if let Some(d) = props.get("description") {
         kept.insert("description".into(), d.clone());
     }
-    recorded(kept, &files)
+    Ok(recorded(kept, &files, hashes))
 }
 
 /// The SDK's door: the files were uploaded to a container keyless handed out.
@@ -357,7 +365,7 @@ async fn uploaded_snapshot(
             ),
         ));
     }
-    let (_, signer, acting) = workspace_identity(state, ws).await?;
+    let (_, signer, acting) = workspace_identity(state, ws, None).await?;
     let files = snapshot_files(state, &signer, Some(&acting), &location)
         .await?
         .map_err(|(status, why)| {
@@ -377,9 +385,10 @@ async fn uploaded_snapshot(
         .get("properties")
         .and_then(|p| p.get("hash_sha256"))
         .and_then(Value::as_str);
-    let actual = snapshot::content_hash(files.iter().map(|(p, b)| (p.as_str(), b.as_ref())));
+    let hashes = Hashes::of(&files)?;
+    let actual = &hashes.content;
     if let Some(claimed) = claimed
-        && !claimed.eq_ignore_ascii_case(&actual)
+        && !claimed.eq_ignore_ascii_case(actual)
     {
         return Err(bad(
             "CodeHashMismatch",
@@ -400,7 +409,7 @@ async fn uploaded_snapshot(
             kept.insert(key.to_owned(), v.clone());
         }
     }
-    recorded(kept, &files)
+    Ok(recorded(kept, &files, hashes))
 }
 
 pub(crate) async fn show_version(
@@ -420,7 +429,7 @@ pub(crate) async fn show_version(
         )
         .await?;
         let r = load_by_id(&state, &ws, &version_id(&ws, &p.name, &p.version)).await?;
-        Ok((StatusCode::OK, json_of(&r)))
+        Ok((StatusCode::OK, version_json(CODE_VERSIONS, &r)))
     })
     .await
 }
@@ -466,7 +475,10 @@ pub(crate) async fn list_versions(
             })
             .collect();
         found.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        let value: Vec<Value> = found.into_iter().map(json_of).collect();
+        let value: Vec<Value> = found
+            .into_iter()
+            .map(|r| version_json(CODE_VERSIONS, r))
+            .collect();
         Ok((StatusCode::OK, json!({ "value": value })))
     })
     .await
@@ -512,7 +524,7 @@ pub(crate) async fn start_pending_upload(
         .await?;
         let account_name = store.location.account.clone();
         let container = format!("code-{}", uuid::Uuid::new_v4().simple());
-        let (actor, signer, acting) = workspace_identity(&state, &ws).await?;
+        let (actor, signer, acting) = workspace_identity(&state, &ws, None).await?;
         let path = blob_path(&account_name, &container, "");
         let (response, bytes) = send(
             &state,

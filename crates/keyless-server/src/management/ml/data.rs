@@ -12,7 +12,7 @@ use keyless_store::Resource;
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
-use super::{DATA_VERSIONS, children, not_found, open};
+use super::{DATA_VERSIONS, children, not_found, open, version_json};
 use crate::state::SharedState;
 
 #[derive(Debug, Deserialize)]
@@ -33,15 +33,6 @@ pub(super) fn storage_host(state: &SharedState) -> String {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned()
-}
-
-fn json_of(r: &Resource) -> Value {
-    json!({
-        "id": r.id,
-        "name": r.body.get("version").cloned().unwrap_or(Value::Null),
-        "type": DATA_VERSIONS,
-        "properties": r.body.get("properties").cloned().unwrap_or_else(|| json!({})),
-    })
 }
 
 pub(crate) async fn put(
@@ -102,7 +93,7 @@ pub(crate) async fn put(
             created_at: existing.as_ref().map_or_else(|| state.now(), |r| r.created_at),
         };
         state.store.resource_put(&resource).await?;
-        Ok((if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED }, json_of(&resource)))
+        Ok((if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED }, version_json(DATA_VERSIONS, &resource)))
     })
     .await
 }
@@ -134,7 +125,7 @@ pub(crate) async fn show(
                     &ws.name,
                 )
             })?;
-        Ok((StatusCode::OK, json_of(&r)))
+        Ok((StatusCode::OK, version_json(DATA_VERSIONS, &r)))
     })
     .await
 }
@@ -167,7 +158,7 @@ pub(crate) async fn list_versions(
             .await?
             .iter()
             .filter(|r| r.name == p.name)
-            .map(json_of)
+            .map(|r| version_json(DATA_VERSIONS, r))
             .collect();
         Ok((StatusCode::OK, json!({ "value": value })))
     })

@@ -15,7 +15,7 @@ use keyless_store::Resource;
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
-use super::{ENVIRONMENT_VERSIONS, not_found, open};
+use super::{ENVIRONMENT_VERSIONS, not_found, open, version_json};
 use crate::state::SharedState;
 
 #[derive(Debug, Deserialize)]
@@ -25,15 +25,6 @@ pub(crate) struct VersionPath {
     ws: String,
     name: String,
     version: String,
-}
-
-fn json_of(r: &Resource) -> Value {
-    json!({
-        "id": r.id,
-        "name": r.body.get("version").cloned().unwrap_or(Value::Null),
-        "type": ENVIRONMENT_VERSIONS,
-        "properties": r.body.get("properties").cloned().unwrap_or_else(|| json!({})),
-    })
 }
 
 /// `PUT …/environments/{name}/versions/{version}`.
@@ -73,7 +64,7 @@ pub(crate) async fn put(
         if let Some(existing) = state.store.resource(&id).await?
             && existing.body.get("properties") == Some(&Value::Object(props.clone()))
         {
-            return Ok((StatusCode::OK, json_of(&existing)));
+            return Ok((StatusCode::OK, version_json(ENVIRONMENT_VERSIONS, &existing)));
         }
         let resource = Resource {
             id: id.clone(),
@@ -87,7 +78,7 @@ pub(crate) async fn put(
         };
         state.store.resource_put(&resource).await?;
         tracing::info!(actor = %caller.principal.object_id, environment = %id, "environment version stored");
-        Ok((StatusCode::CREATED, json_of(&resource)))
+        Ok((StatusCode::CREATED, version_json(ENVIRONMENT_VERSIONS, &resource)))
     })
     .await
 }
@@ -122,7 +113,7 @@ pub(crate) async fn show(
                     &ws.name,
                 )
             })?;
-        Ok((StatusCode::OK, json_of(&r)))
+        Ok((StatusCode::OK, version_json(ENVIRONMENT_VERSIONS, &r)))
     })
     .await
 }

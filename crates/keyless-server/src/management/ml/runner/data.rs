@@ -13,7 +13,6 @@ use keyless_ml::job::{DataKind, Input, InputMode};
 use keyless_ml::snapshot;
 
 use super::super::reach::{self, Signer, Target, resolve};
-use super::super::workspaces::acting_identity;
 use super::{Context, Stop, set_property};
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
@@ -44,9 +43,8 @@ pub(super) async fn fetch_code(
         .unwrap_or_default()
         .to_owned();
     let target = resolve(state, &ctx.ws, uri).await?;
-    let actor = acting_identity(state, &ctx.ws).await?;
-    let acting = Acting::for_job(state, actor.clone(), Service::Storage, Some(&ctx.job)).await?;
-    let signer = Signer::Bearer(actor, "WorkspaceIdentity");
+    let (_, signer, acting) =
+        super::super::codes::workspace_identity(state, &ctx.ws, Some(&ctx.job)).await?;
     let files =
         super::super::codes::snapshot_files(state, &signer, Some(&acting), &target.location)
             .await?
