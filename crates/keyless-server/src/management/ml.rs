@@ -194,6 +194,37 @@ impl Child {
     }
 }
 
+/// The path parameters of one version of an asset (code, data, environment).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct VersionPath {
+    sub: String,
+    rg: String,
+    ws: String,
+    name: String,
+    version: String,
+}
+
+impl VersionPath {
+    /// The opening of a handler of one version: the caller must hold `action` at
+    /// `<workspace>/<kind>/<name>/versions/<version>`, and the workspace must exist.
+    async fn open(
+        &self,
+        state: &SharedState,
+        headers: &axum::http::HeaderMap,
+        kind: &str,
+        action: &str,
+    ) -> Result<(Caller, Resource), MgmtError> {
+        open(
+            state,
+            headers,
+            (&self.sub, &self.rg, &self.ws),
+            &format!("{kind}/{}/versions/{}", self.name, self.version),
+            action,
+        )
+        .await
+    }
+}
+
 /// Loads a workspace; `404` in ARM's words when there is none.
 async fn workspace(
     state: &SharedState,

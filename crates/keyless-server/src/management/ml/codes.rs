@@ -32,7 +32,7 @@ use super::super::{Body, respond};
 use super::data::storage_host;
 use super::reach::{Call, Refused, Signer, blob_path, put, resolve, send};
 use super::workspaces::acting_identity;
-use super::{CODE_VERSIONS, children, not_found, open, version_json};
+use super::{CODE_VERSIONS, VersionPath, children, not_found, open, version_json};
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
 
@@ -44,15 +44,6 @@ const PENDING_UPLOADS: &str = "Microsoft.MachineLearningServices/workspaces/pend
 const UPLOAD_SAS_LIFETIME: i64 = 3600;
 /// What an upload SAS allows: read, add, create, write, list; never delete.
 const UPLOAD_SAS_PERMISSIONS: &str = "racwl";
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct VersionPath {
-    sub: String,
-    rg: String,
-    ws: String,
-    name: String,
-    version: String,
-}
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct NamePath {
@@ -166,14 +157,7 @@ pub(crate) async fn put_version(
         v.require()?;
         keyless_ml::names::asset(&p.name, "code name")?;
         keyless_ml::names::asset(&p.version, "code version")?;
-        let (caller, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("codes/{}/versions/{}", p.name, p.version),
-            "Microsoft.MachineLearningServices/workspaces/codes/versions/write",
-        )
-        .await?;
+        let (caller, ws) = p.open(&state, &headers, "codes", "Microsoft.MachineLearningServices/workspaces/codes/versions/write").await?;
         let props = body
             .get("properties")
             .and_then(Value::as_object)
@@ -420,14 +404,14 @@ pub(crate) async fn show_version(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("codes/{}/versions/{}", p.name, p.version),
-            "Microsoft.MachineLearningServices/workspaces/codes/versions/read",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "codes",
+                "Microsoft.MachineLearningServices/workspaces/codes/versions/read",
+            )
+            .await?;
         let r = load_by_id(&state, &ws, &version_id(&ws, &p.name, &p.version)).await?;
         Ok((StatusCode::OK, version_json(CODE_VERSIONS, &r)))
     })
@@ -499,14 +483,7 @@ pub(crate) async fn start_pending_upload(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (caller, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("codes/{}/versions/{}", p.name, p.version),
-            "Microsoft.MachineLearningServices/workspaces/codes/versions/write",
-        )
-        .await?;
+        let (caller, ws) = p.open(&state, &headers, "codes", "Microsoft.MachineLearningServices/workspaces/codes/versions/write").await?;
         match body.get("pendingUploadType").and_then(Value::as_str) {
             None | Some("TemporaryBlobReference") => {}
             Some(other) => {

@@ -12,17 +12,8 @@ use keyless_store::Resource;
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
-use super::{DATA_VERSIONS, children, not_found, open, version_json};
+use super::{DATA_VERSIONS, VersionPath, children, not_found, open, version_json};
 use crate::state::SharedState;
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct Version {
-    sub: String,
-    rg: String,
-    ws: String,
-    name: String,
-    version: String,
-}
 
 /// The `host[:port]` of keyless's own storage endpoint, whose URLs are path-style.
 pub(super) fn storage_host(state: &SharedState) -> String {
@@ -38,7 +29,7 @@ pub(super) fn storage_host(state: &SharedState) -> String {
 pub(crate) async fn put(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    Path(p): Path<Version>,
+    Path(p): Path<VersionPath>,
     Query(v): Query<ApiVersion>,
     Body(body): Body<Value>,
 ) -> Response {
@@ -101,7 +92,7 @@ pub(crate) async fn put(
 pub(crate) async fn show(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    Path(p): Path<Version>,
+    Path(p): Path<VersionPath>,
     Query(v): Query<ApiVersion>,
 ) -> Response {
     respond(async {
@@ -189,7 +180,7 @@ pub(crate) async fn list_names(
 pub(crate) async fn delete(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    Path(p): Path<Version>,
+    Path(p): Path<VersionPath>,
     Query(v): Query<ApiVersion>,
 ) -> Response {
     respond(async {

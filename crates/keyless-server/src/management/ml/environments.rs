@@ -7,7 +7,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use keyless_store::Resource;
@@ -15,17 +14,8 @@ use keyless_store::Resource;
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
-use super::{ENVIRONMENT_VERSIONS, not_found, open, version_json};
+use super::{ENVIRONMENT_VERSIONS, VersionPath, not_found, version_json};
 use crate::state::SharedState;
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct VersionPath {
-    sub: String,
-    rg: String,
-    ws: String,
-    name: String,
-    version: String,
-}
 
 /// `PUT …/environments/{name}/versions/{version}`.
 pub(crate) async fn put(
@@ -39,14 +29,7 @@ pub(crate) async fn put(
         v.require()?;
         keyless_ml::names::asset(&p.name, "environment name")?;
         keyless_ml::names::asset(&p.version, "environment version")?;
-        let (caller, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("environments/{}/versions/{}", p.name, p.version),
-            "Microsoft.MachineLearningServices/workspaces/environments/write",
-        )
-        .await?;
+        let (caller, ws) = p.open(&state, &headers, "environments", "Microsoft.MachineLearningServices/workspaces/environments/write").await?;
         let props = body
             .get("properties")
             .and_then(Value::as_object)
@@ -92,14 +75,14 @@ pub(crate) async fn show(
 ) -> Response {
     respond(async {
         v.require()?;
-        let (_, ws) = open(
-            &state,
-            &headers,
-            (&p.sub, &p.rg, &p.ws),
-            &format!("environments/{}/versions/{}", p.name, p.version),
-            "Microsoft.MachineLearningServices/workspaces/environments/read",
-        )
-        .await?;
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "environments",
+                "Microsoft.MachineLearningServices/workspaces/environments/read",
+            )
+            .await?;
         let id = format!("{}/environments/{}/versions/{}", ws.id, p.name, p.version);
         let r = state
             .store
