@@ -23,6 +23,10 @@ const QUEUE: usize = 16 * 1024;
 const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 /// …or this age.
 const ROTATE_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The least time between two syncs: under load, records gather for this long
+/// and go to disk together, instead of waking the writer and syncing per record.
+/// A lone record after a quiet spell is written at once.
+const LINGER: Duration = Duration::from_millis(5);
 const CURRENT: &str = "current.jsonl";
 
 /// One data-plane request.
@@ -281,7 +285,11 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut waiters = Vec::new();
+        let mut synced: Option<std::time::Instant> = None;
         while let Some(first) = rx.blocking_recv() {
+            if let Some(rest) = synced.and_then(|t| LINGER.checked_sub(t.elapsed())) {
+                std::thread::sleep(rest);
+            }
             let mut next = Some(first);
             // Take everything queued, up to a batch.
             while let Some(message) = next {
@@ -304,6 +312,7 @@ impl Writer {
                     tracing::error!(error = %e, "cannot write the storage log");
                 }
                 buf.clear();
+                synced = Some(std::time::Instant::now());
             }
             for done in waiters.drain(..) {
                 let _ = done.send(());
