@@ -63,6 +63,12 @@ impl SqliteStore {
             .run(&mut first)
             .await
             .map_err(|e| unavailable("migrate", &e))?;
+        // The writer syncs the WAL itself after each commit (see `writer`).
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut first)
+            .await
+            .map_err(|e| unavailable("configure", &e))?;
+        let wal = wal_file(options.get_filename()).map_err(|e| unavailable("open", &e))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(readers)
             .min_connections(1)
@@ -73,7 +79,7 @@ impl SqliteStore {
             .map_err(|e| unavailable("open", &e))?;
         Ok(Self {
             pool,
-            writer: std::sync::Arc::new(Writer::new(first)),
+            writer: std::sync::Arc::new(Writer::new(first, wal)),
             cache: std::sync::Arc::new(RowCache::new()),
         })
     }
@@ -90,6 +96,13 @@ impl SqliteStore {
         self.writer.flush().await;
         self.pool.close().await;
     }
+}
+
+/// The database's WAL file, which exists while a connection in WAL mode is open.
+fn wal_file(db: &Path) -> std::io::Result<std::fs::File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    std::fs::File::open(name)
 }
 
 /// Converts a driver error at the boundary: constraint violations keep their

@@ -187,6 +187,17 @@ async fn released_in(
     Ok(files)
 }
 
+/// Put Blob after its savepoint: the current row, the staged blocks dropped (their
+/// files returned), the new row in, keeping the creation time of the blob it replaces.
+const PUT_BLOB: &str = "SELECT * FROM blobs WHERE account = ?1 AND container = ?2 AND name = ?3;
+    DELETE FROM blocks WHERE account = ?1 AND container = ?2 AND blob = ?3 RETURNING file_id;
+    INSERT OR REPLACE INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type,
+        content_encoding, content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks,
+        content, is_dir, acl)
+    VALUES (?1, ?2, ?3, ?4,
+        COALESCE((SELECT created_at FROM blobs WHERE account = ?1 AND container = ?2 AND name = ?3), ?5),
+        ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
 #[async_trait]
 impl StorageStore for SqliteStore {
     async fn account_create(&self, a: &StorageAccount) -> Result<(), Error> {
@@ -436,55 +447,60 @@ impl StorageStore for SqliteStore {
     }
 
     async fn blob_put(&self, b: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error> {
-        let mut tx = self.writer.begin().await?;
+        let (mut tx, prelude) = self.writer.begin_deferred().await;
         let result = async {
-        let current = current_blob(&mut tx, &b.account, &b.container, &b.name).await?;
-        check(current.as_ref())?;
-        let new_file = b.content.file_id();
-        let mut released: Vec<String> = current
-            .iter()
-            .filter_map(|c| c.content.file_id())
-            .filter(|f| Some(*f) != new_file)
-            .map(str::to_owned)
-            .collect();
-        let blocks = drop_blocks(&mut tx, &b.account, &b.container, &[&b.name]).await?;
-        released.extend(
-            blocks
-                .into_iter()
-                .filter(|f| Some(f.as_str()) != new_file),
-        );
-        let p = &b.properties;
-        sqlx::query(
-            "INSERT OR REPLACE INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
-                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, content, is_dir, acl)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&b.account)
-        .bind(&b.container)
-        .bind(&b.name)
-        .bind(&b.etag)
-        .bind(current.as_ref().map_or(b.created_at, |c| c.created_at))
-        .bind(b.last_modified)
-        .bind(size_i64(b.size)?)
-        .bind(new_file.unwrap_or(""))
-        .bind(&p.content_type)
-        .bind(&p.content_encoding)
-        .bind(&p.content_language)
-        .bind(&p.content_disposition)
-        .bind(&p.cache_control)
-        .bind(&p.content_md5)
-        .bind(to_json(&b.metadata)?)
-        .bind(to_json(&b.committed_blocks)?)
-        .bind(match &b.content {
-            Content::Inline(bytes) => Some(bytes.as_ref()),
-            Content::File(_) => None,
-        })
-        .bind(b.is_dir)
-        .bind(acl_json(b.acl.as_ref())?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        Ok(released)
+            // One round trip to the writing connection: the savepoint and
+            // `PUT_BLOB`. The precondition is judged on the current row afterwards;
+            // a refusal rolls the savepoint back.
+            let p = &b.properties;
+            let new_file = b.content.file_id();
+            let sql = format!("{prelude}{PUT_BLOB}");
+            let query = sqlx::query(&sql)
+                .bind(&b.account)
+                .bind(&b.container)
+                .bind(&b.name)
+                .bind(&b.etag)
+                .bind(b.created_at)
+                .bind(b.last_modified)
+                .bind(size_i64(b.size)?)
+                .bind(new_file.unwrap_or(""))
+                .bind(&p.content_type)
+                .bind(&p.content_encoding)
+                .bind(&p.content_language)
+                .bind(&p.content_disposition)
+                .bind(&p.cache_control)
+                .bind(&p.content_md5)
+                .bind(to_json(&b.metadata)?)
+                .bind(to_json(&b.committed_blocks)?)
+                .bind(match &b.content {
+                    Content::Inline(bytes) => Some(bytes.as_ref()),
+                    Content::File(_) => None,
+                })
+                .bind(b.is_dir)
+                .bind(acl_json(b.acl.as_ref())?);
+            let rows = tx.first(query).await?;
+            // The blob's row has all its columns; a dropped block's has its file alone.
+            let mut current = None;
+            let mut released = Vec::new();
+            for row in &rows {
+                if row.columns().len() == 1 {
+                    released.push(
+                        row.try_get::<String, _>(0)
+                            .map_err(|e| corrupt("block", e))?,
+                    );
+                } else {
+                    current = Some(blob_row(row)?);
+                }
+            }
+            check(current.as_ref())?;
+            released.extend(
+                current
+                    .as_ref()
+                    .and_then(|c| c.content.file_id())
+                    .map(str::to_owned),
+            );
+            released.retain(|f| Some(f.as_str()) != new_file);
+            Ok(released)
         }
         .await;
         let result = tx.finish(result).await;

@@ -86,6 +86,67 @@ fn refuse(_: Option<&Blob>) -> Result<(), Error> {
     Err(Error::invalid("condition not met"))
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_broken_by_a_constraint_fails_alone() {
+    // Put Blob opens its savepoint in the same round trip as its statements; a
+    // constraint it breaks there (the container is gone) must not take the
+    // writes sharing its batch down with it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(with_container(&dir).await);
+    let mut tasks = Vec::new();
+    for i in 0..48 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut b = blob(&format!("b{i}"), b"bytes");
+            if i % 4 == 0 {
+                b.container = "gone".into();
+            }
+            store.blob_put(&b, &accept).await.map(|_| ())
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if i % 4 == 0 {
+            assert_eq!(
+                result.unwrap_err().kind(),
+                keyless_core::ErrorKind::NotFound
+            );
+        } else {
+            result.unwrap();
+            assert!(
+                store
+                    .blob("acct", "c", &format!("b{i}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_overwrite_keeps_the_creation_time_and_releases_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    let mut first = blob("b", b"");
+    first.content = Content::File("file-1".into());
+    first.created_at = 10;
+    assert!(store.blob_put(&first, &accept).await.unwrap().is_empty());
+    let mut second = blob("b", b"new");
+    second.created_at = 20;
+    second.last_modified = 20;
+    assert_eq!(
+        store.blob_put(&second, &accept).await.unwrap(),
+        vec!["file-1".to_owned()]
+    );
+    let stored = store.blob("acct", "c", "b").await.unwrap().unwrap();
+    assert_eq!((stored.created_at, stored.last_modified), (10, 20));
+    // A refused overwrite changes nothing and releases nothing.
+    assert!(store.blob_put(&blob("b", b"third"), &refuse).await.is_err());
+    let stored = store.blob("acct", "c", "b").await.unwrap().unwrap();
+    assert_eq!(stored.content, Content::Inline(Bytes::from_static(b"new")));
+}
+
 #[tokio::test]
 async fn new_files_open_and_migrate_every_time() {
     // Opening a new file used to race pool connections for the WAL switch.
