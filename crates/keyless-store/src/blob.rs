@@ -57,7 +57,10 @@ pub struct LocalFiles {
     root: PathBuf,
 }
 
-const CHUNK: usize = 256 * 1024;
+/// The unit of streamed reads and copies. A chunk is a fresh buffer while the
+/// one before it is still on its way out; at 1 MiB, the allocator reuses them
+/// well (at 256 KiB, mimalloc made a 256 MiB download a quarter slower).
+const CHUNK: usize = 1024 * 1024;
 
 /// Reads up to this size are served from one buffer.
 const SMALL_READ: u64 = 256 * 1024;
