@@ -151,3 +151,74 @@ def test_access_explain_walks_rbac_then_the_acls_of_a_path(server, lake, client_
                         "--path", f"{server.info['storage']}/lake/shared/raw/team-b/other.csv")
     assert denied["allowed"] is False
     assert "/raw/team-b" in denied["acl"]["explanation"] and "`--x`" in denied["acl"]["explanation"]
+
+
+def test_sticky_directories_and_changing_the_owning_group(server, lake, client_env):
+    owner = client(server, lake, "owner").create_file_system("sticky")
+    owner._get_root_directory_client().set_access_control(permissions="rwxr-x--x")
+    owner.create_directory("drop").set_access_control(permissions="rwxrwxrwt")
+    analyst = client(server, lake, "analyst").get_file_system_client("sticky")
+    member = client(server, lake, "member").get_file_system_client("sticky")
+    mine = analyst.get_file_client("drop/a.csv")
+    mine.upload_data(b"a", overwrite=True)
+    assert mine.get_access_control()["owner"] == lake["analyst"]["objectId"]
+    theirs = member.get_file_client("drop/m.csv")
+    theirs.upload_data(b"m", overwrite=True)
+
+    # Everyone may write into /drop, but only an entry's owner removes it.
+    with pytest.raises(HttpResponseError) as refused:
+        member.get_file_client("drop/a.csv").delete_file()
+    assert refused.value.status_code == 403
+    explanation = refused.value.response.headers["x-keyless-explanation"]
+    assert "sticky bit" in explanation and "/drop/a.csv" in explanation
+    with pytest.raises(HttpResponseError):
+        member.get_file_client("drop/a.csv").rename_file("sticky/drop/taken.csv")
+    mine.rename_file("sticky/drop/mine.csv")
+    analyst.get_file_client("drop/mine.csv").delete_file()
+    # The directory's owner (here a superuser anyway) may remove any entry.
+    owner.get_file_client("drop/m.csv").get_file_properties()
+
+    # An owner may hand a path only to a group it belongs to.
+    readers = lake["readers"]["id"]
+    lonely = analyst.get_file_client("drop/b.csv")
+    lonely.upload_data(b"b", overwrite=True)
+    with pytest.raises(HttpResponseError) as chgrp:
+        lonely.set_access_control(group=readers)
+    assert chgrp.value.status_code == 403
+    assert "not a member" in chgrp.value.response.headers["x-keyless-explanation"]
+    # The member reaches lake-readers through lake-team.
+    theirs.set_access_control(group=readers)
+    assert theirs.get_access_control()["group"] == readers
+
+
+def test_a_user_delegation_sas_for_an_agent_checks_the_agents_acls(server, lake, client_env):
+    import datetime
+
+    from azure.storage.filedatalake import DataLakeFileClient, generate_file_sas
+
+    service = client(server, lake, "owner")
+    fs = service.create_file_system("agents")
+    analyst = lake["analyst"]["objectId"]
+    fs._get_root_directory_client().set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:--x")
+    fs.create_directory("open").set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:--x")
+    fs.create_directory("closed")
+    fs.get_file_client("open/f.csv").upload_data(b"open", overwrite=True)
+    fs.get_file_client("open/f.csv").set_access_control(acl=f"user::rw-,group::r--,other::---,user:{analyst}:r--")
+    fs.get_file_client("closed/g.csv").upload_data(b"closed", overwrite=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = service.get_user_delegation_key(now - datetime.timedelta(minutes=1), now + datetime.timedelta(hours=1))
+
+    def read(path, **agent):
+        sas = generate_file_sas("lake", "agents", path.rsplit("/", 1)[0], path.rsplit("/", 1)[1], key,
+                                permission="r", expiry=now + datetime.timedelta(hours=1), **agent)
+        return DataLakeFileClient(lake["url"], "agents", path, credential=sas).download_file().readall()
+
+    # suoid: the delegator (a superuser here) vouches for nothing; the agent's ACLs decide.
+    assert read("open/f.csv", agent_object_id=analyst) == b"open"
+    with pytest.raises(HttpResponseError) as refused:
+        read("closed/g.csv", agent_object_id=analyst)
+    assert refused.value.status_code == 403
+    explanation = refused.value.response.headers["x-keyless-explanation"]
+    assert f"suoid {analyst}" in explanation and "/closed" in explanation
+    # saoid: the delegator vouches, so its roles alone decide.
+    assert read("closed/g.csv", preauthorized_agent_object_id=analyst) == b"closed"

@@ -185,6 +185,15 @@ def test_a_user_delegation_sas_acts_as_the_user_while_the_user_may(server, world
         BlobClient(world["url"], "data", "census.csv", credential=write_sas).upload_blob(b"x", overwrite=True)
     assert beyond.value.status_code == 403 and WRITE in beyond.value.response.headers["x-keyless-explanation"]
 
+    # Acting for another identity (saoid) needs a hierarchical namespace.
+    agent_sas = generate_blob_sas("idacct", "data", "census.csv", user_delegation_key=key, permission="r",
+                                  expiry=now + datetime.timedelta(minutes=30),
+                                  preauthorized_agent_object_id=dele["id"])
+    with pytest.raises(HttpResponseError) as flat:
+        BlobClient(world["url"], "data", "census.csv", credential=agent_sas).download_blob().readall()
+    assert flat.value.status_code == 403 and flat.value.error_code == "AuthorizationFailure"
+    assert "hierarchical namespace" in flat.value.response.headers["x-keyless-explanation"]
+
     # A key that expires takes its SAS with it, whatever the SAS's own expiry.
     import time
     brief = svc.get_user_delegation_key(now - datetime.timedelta(minutes=1),

@@ -585,6 +585,14 @@ pub enum AclDecision {
         /// The entry class that decided, in words.
         decided_by: String,
     },
+    /// `parent` has the sticky bit, and the caller owns neither it nor `path`,
+    /// which the operation would delete or rename.
+    Sticky {
+        /// The path the operation would remove from its directory.
+        path: String,
+        /// Its directory.
+        parent: String,
+    },
 }
 
 impl AclDecision {
@@ -598,6 +606,9 @@ impl AclDecision {
                 missing,
                 decided_by,
             } => format!("the ACL of `{path}` does not grant `{missing}` ({decided_by} decided)"),
+            Self::Sticky { path, parent } => format!(
+                "`{parent}` has the sticky bit: only the owner of `{path}` or of `{parent}` may delete or rename it"
+            ),
         }
     }
 }
@@ -627,6 +638,19 @@ pub fn check(
                 decided_by: class.to_string(),
             };
         }
+    }
+    // In a sticky directory, only the owner of an entry or of the directory
+    // may remove the entry from it (delete, rename away, replace by a rename).
+    if let (Some(step), Some(parent)) = (target, ancestors.last())
+        && need.parent.covers(Perm::WRITE)
+        && parent.acl.sticky
+        && caller.object_id != step.acl.owner
+        && caller.object_id != parent.acl.owner
+    {
+        return AclDecision::Sticky {
+            path: step.path.to_owned(),
+            parent: parent.path.to_owned(),
+        };
     }
     if let Some(step) = target
         && need.target != Perm::NONE

@@ -155,6 +155,66 @@ async fn delegator_may(
     access::authorize_principals(state, account, who, op.permission(), container)
 }
 
+/// The path (within its filesystem) a rename names in `x-ms-rename-source`.
+fn rename_source_path(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-ms-rename-source")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('?').next())
+        .and_then(|v| v.trim_start_matches('/').split_once('/'))
+        .map(|(_, p)| percent_decode_str(p).decode_utf8_lossy().into_owned())
+}
+
+/// A user delegation SAS acting for another identity: valid on a hierarchical
+/// namespace only, and for `suoid`, the ACLs of the path must allow that
+/// identity what the request does (the delegator's roles were checked before).
+async fn agent_may(
+    state: &SharedState,
+    account: &StorageAccount,
+    agent: &sas::Agent,
+    request: hns::AclRequest<'_>,
+) -> Result<(), StorageError> {
+    let refused = |why: String| {
+        StorageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "AuthorizationFailure",
+            "This request is not authorized to perform this operation.",
+        )
+        .explained(why)
+    };
+    if !account.hns {
+        return Err(refused(
+            "saoid and suoid are valid only on an account with a hierarchical namespace".into(),
+        ));
+    }
+    let sas::Agent::Unauthorized(oid) = agent else {
+        return Ok(());
+    };
+    let object = keyless_core::ObjectId::parse(oid).map_err(|_| {
+        StorageError::auth("The user delegation SAS is not valid: suoid is malformed.")
+    })?;
+    let groups: Vec<String> = state
+        .store
+        .transitive_groups(object)
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let caller = keyless_core::acl::Caller {
+        object_id: oid,
+        groups: &groups,
+    };
+    match hns::authorize_by_acl(state, &account.name, caller, request).await? {
+        None | Some(keyless_core::acl::AclDecision::Allow) => Ok(()),
+        Some(denied) => Err(StorageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+        )
+        .explained(format!("for suoid {oid}: {}", denied.explanation()))),
+    }
+}
+
 /// The path a host-style request was signed over (`/{container}/{blob}`), kept
 /// when the request is rewritten to the path style.
 #[derive(Debug, Clone)]
@@ -398,6 +458,17 @@ async fn prepare(
                 delegator_may(state, &account, oid, tid, op, &container).await?;
                 requester.delegator = Some(oid.clone());
             }
+            if let Some(agent) = &sas.agent {
+                let source = rename_source_path(&parts.headers);
+                let acl = hns::AclRequest {
+                    op,
+                    container: &container,
+                    blob: &blob,
+                    query: &query,
+                    rename_source: source.as_deref(),
+                };
+                agent_may(state, &account, agent, acl).await?;
+            }
             sas.overrides.clone()
         }
         auth::Auth::Bearer(identity) => {
@@ -405,17 +476,7 @@ async fn prepare(
                 access::authorize(state, &account, identity, op.permission(), &container)
             {
                 // RBAC first; on a hierarchical namespace, ACLs may still allow.
-                let source = rename_source
-                    .then(|| {
-                        parts
-                            .headers
-                            .get("x-ms-rename-source")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.split('?').next())
-                            .and_then(|v| v.trim_start_matches('/').split_once('/'))
-                            .map(|(_, p)| percent_decode_str(p).decode_utf8_lossy().into_owned())
-                    })
-                    .flatten();
+                let source = rename_source_path(&parts.headers);
                 let by_acl = if account.hns {
                     let request = hns::AclRequest {
                         op,
@@ -424,7 +485,17 @@ async fn prepare(
                         query: &query,
                         rename_source: source.as_deref(),
                     };
-                    hns::authorize_by_acl(state, &account.name, identity, request).await?
+                    let groups: Vec<String> = identity
+                        .principals
+                        .iter()
+                        .skip(1)
+                        .map(ToString::to_string)
+                        .collect();
+                    let caller = keyless_core::acl::Caller {
+                        object_id: identity.object_id(),
+                        groups: &groups,
+                    };
+                    hns::authorize_by_acl(state, &account.name, caller, request).await?
                 } else {
                     None
                 };

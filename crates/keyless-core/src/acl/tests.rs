@@ -266,3 +266,77 @@ fn changes_set_modify_and_remove_entries() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_sticky_directory_lets_only_owners_remove_its_entries() {
+    // /shared is rwxrwxrwt: everyone may create there, but an entry goes away
+    // only at the hands of its owner or the directory's owner.
+    let root = acl("user::rwx,group::r-x,other::--x");
+    let mut shared = acl("user::rwx,group::rwx,other::rwx");
+    shared.set_permissions("rwxrwxrwt").unwrap();
+    let mut anns = acl("user::rw-,group::r--,other::r--");
+    anns.owner = ANN.into();
+    let path = [
+        Step {
+            path: "/",
+            acl: &root,
+        },
+        Step {
+            path: "/shared",
+            acl: &shared,
+        },
+    ];
+    let target = Some(Step {
+        path: "/shared/ann.csv",
+        acl: &anns,
+    });
+    let unlink = Need {
+        target: Perm::NONE,
+        parent: Perm::WRITE,
+    };
+    let none: [String; 0] = [];
+    assert_eq!(
+        check(&path, target, caller(ANN, &none), unlink),
+        AclDecision::Allow
+    );
+    assert_eq!(
+        check(&path, target, caller("owner-id", &none), unlink),
+        AclDecision::Allow
+    );
+    let refused = check(&path, target, caller(BOB, &none), unlink);
+    assert_eq!(
+        refused,
+        AclDecision::Sticky {
+            path: "/shared/ann.csv".into(),
+            parent: "/shared".into()
+        }
+    );
+    assert!(refused.explanation().contains("sticky bit"));
+    // Creating and reading are untouched by the sticky bit.
+    assert_eq!(
+        check(&path, None, caller(BOB, &none), unlink),
+        AclDecision::Allow
+    );
+    let read = Need {
+        target: Perm::READ,
+        parent: Perm::NONE,
+    };
+    assert_eq!(
+        check(&path, target, caller(BOB, &none), read),
+        AclDecision::Allow
+    );
+    // Without the sticky bit, write on the directory is enough.
+    let mut open = shared.clone();
+    open.sticky = false;
+    let path = [
+        path[0],
+        Step {
+            path: "/shared",
+            acl: &open,
+        },
+    ];
+    assert_eq!(
+        check(&path, target, caller(BOB, &none), unlink),
+        AclDecision::Allow
+    );
+}

@@ -354,6 +354,8 @@ pub(crate) async fn status(ctx: &Ctx) -> Result<Response, StorageError> {
 struct Changer<'a> {
     superuser: bool,
     object_id: Option<&'a str>,
+    /// The groups the caller belongs to (transitively), for chgrp.
+    groups: Vec<String>,
 }
 
 impl<'a> Changer<'a> {
@@ -362,6 +364,7 @@ impl<'a> Changer<'a> {
             Auth::SharedKey | Auth::Sas(_) => Self {
                 superuser: true,
                 object_id: None,
+                groups: Vec::new(),
             },
             Auth::Bearer(identity) => Self {
                 superuser: access::authorize(
@@ -373,6 +376,12 @@ impl<'a> Changer<'a> {
                 )
                 .is_ok(),
                 object_id: Some(identity.object_id()),
+                groups: identity
+                    .principals
+                    .iter()
+                    .skip(1)
+                    .map(ToString::to_string)
+                    .collect(),
             },
         }
     }
@@ -399,6 +408,18 @@ fn changed(
         owner.clone_into(&mut acl.owner);
     }
     if let Some(group) = ctx.header("x-ms-group") {
+        // The owner may hand the path to a group it belongs to, nothing else.
+        if !changer.superuser && group != acl.group && !changer.groups.iter().any(|g| g == group) {
+            return Err(StorageError::new(
+                StatusCode::FORBIDDEN,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            )
+            .explained(format!(
+                "the owner may make only a group it belongs to the owning group of `/{}`; it is not a member of `{group}`",
+                ctx.blob
+            )));
+        }
         group.clone_into(&mut acl.group);
     }
     if let Some(text) = ctx.header("x-ms-permissions") {

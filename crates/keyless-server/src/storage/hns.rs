@@ -12,7 +12,7 @@ use keyless_core::acl::{self, AclDecision, Caller, Need, PathAcl, Perm, Step};
 use keyless_store::{Blob, BlobProperties, Content};
 
 use super::Ctx;
-use super::auth::{Auth, Identity};
+use super::auth::Auth;
 use super::conditions::new_etag;
 use super::error::StorageError;
 use super::operation::Operation;
@@ -166,30 +166,9 @@ pub(crate) async fn acl_for_write(ctx: &Ctx) -> Result<Option<PathAcl>, StorageE
     )))
 }
 
-/// The ACL check of a bearer request RBAC did not allow: walks the root and every
-/// directory above `name`, then `name` itself if it exists.
-pub(crate) async fn check_acl(
-    state: &SharedState,
-    account: &str,
-    container: &str,
-    identity: &Identity,
-    name: &str,
-    needs: (Need, Need),
-) -> Result<AclDecision, StorageError> {
-    let groups: Vec<String> = identity
-        .principals
-        .iter()
-        .skip(1)
-        .map(ToString::to_string)
-        .collect();
-    let caller = Caller {
-        object_id: identity.object_id(),
-        groups: &groups,
-    };
-    check_acl_for(state, account, container, caller, name, needs).await
-}
-
-/// [`check_acl`] for any caller (also `keyless access explain --path`): `needs`
+/// The ACL check of a request RBAC did not allow (and of `keyless access explain
+/// --path`): walks the root and every directory above `name`, then `name` itself
+/// if it exists, for `caller`. `needs`
 /// is what the operation needs when the path exists, and when it does not.
 pub(crate) async fn check_acl_for(
     state: &SharedState,
@@ -279,7 +258,7 @@ pub(crate) struct AclRequest<'a> {
 pub(crate) async fn authorize_by_acl(
     state: &SharedState,
     account: &str,
-    identity: &Identity,
+    caller: Caller<'_>,
     request: AclRequest<'_>,
 ) -> Result<Option<AclDecision>, StorageError> {
     use Operation as Op;
@@ -351,15 +330,9 @@ pub(crate) async fn authorize_by_acl(
         Op::DeleteBlob | Op::DeletePath => (blob.to_owned(), (unlink, unlink)),
         Op::RenamePath => {
             if let Some(source) = rename_source {
-                let decision = check_acl(
-                    state,
-                    account,
-                    container,
-                    identity,
-                    source,
-                    (unlink, unlink),
-                )
-                .await?;
+                let decision =
+                    check_acl_for(state, account, container, caller, source, (unlink, unlink))
+                        .await?;
                 if decision != AclDecision::Allow {
                     return Ok(Some(decision));
                 }
@@ -368,7 +341,7 @@ pub(crate) async fn authorize_by_acl(
         }
         _ => return Ok(None),
     };
-    check_acl(state, account, container, identity, &name, needs)
+    check_acl_for(state, account, container, caller, &name, needs)
         .await
         .map(Some)
 }

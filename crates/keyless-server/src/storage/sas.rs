@@ -23,6 +23,18 @@ pub(crate) struct Sas {
     /// For a user delegation SAS, the identity that delegated (object id, tenant id):
     /// its role assignments at the time of use limit the request too.
     pub(crate) delegator: Option<(String, String)>,
+    /// For a user delegation SAS on behalf of another identity: `saoid` (the
+    /// delegator vouches for it) or `suoid` (its ACLs are checked as well).
+    pub(crate) agent: Option<Agent>,
+}
+
+/// The identity a user delegation SAS acts for, besides its delegator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Agent {
+    /// `saoid`: authorized by the delegator; no check of its own.
+    Preauthorized(String),
+    /// `suoid`: assumed unauthorized; the path's ACLs must allow it.
+    Unauthorized(String),
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +254,17 @@ pub(crate) fn verify_sas(
         scope,
         overrides,
         delegator: delegated.then(|| (get("skoid").to_owned(), get("sktid").to_owned())),
+        agent: match (get("saoid"), get("suoid")) {
+            _ if !delegated => None,
+            ("", "") => None,
+            (saoid, "") => Some(Agent::Preauthorized(saoid.to_owned())),
+            ("", suoid) => Some(Agent::Unauthorized(suoid.to_owned())),
+            _ => {
+                return Err(StorageError::auth(
+                    "A user delegation SAS names either saoid or suoid, not both.",
+                ));
+            }
+        },
     })
 }
 
