@@ -485,12 +485,7 @@ async fn prepare(
                         query: &query,
                         rename_source: source.as_deref(),
                     };
-                    let groups: Vec<String> = identity
-                        .principals
-                        .iter()
-                        .skip(1)
-                        .map(ToString::to_string)
-                        .collect();
+                    let groups = identity.groups();
                     let caller = keyless_core::acl::Caller {
                         object_id: identity.object_id(),
                         groups: &groups,

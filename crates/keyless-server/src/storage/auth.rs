@@ -70,6 +70,15 @@ impl Identity {
         &self.claims.oid
     }
 
+    /// The groups the token lists (transitive), for ACL checks.
+    pub(crate) fn groups(&self) -> Vec<String> {
+        self.principals
+            .iter()
+            .skip(1)
+            .map(ToString::to_string)
+            .collect()
+    }
+
     /// A user's UPN, or the object id.
     pub(crate) fn name(&self) -> &str {
         self.claims.upn.as_deref().unwrap_or(&self.claims.oid)

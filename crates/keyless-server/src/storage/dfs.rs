@@ -376,12 +376,7 @@ impl<'a> Changer<'a> {
                 )
                 .is_ok(),
                 object_id: Some(identity.object_id()),
-                groups: identity
-                    .principals
-                    .iter()
-                    .skip(1)
-                    .map(ToString::to_string)
-                    .collect(),
+                groups: identity.groups(),
             },
         }
     }

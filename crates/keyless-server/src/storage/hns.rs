@@ -214,33 +214,42 @@ pub(crate) async fn check_acl_for(
 
 /// What a data action needs under ACLs, when the path exists and when it does not.
 pub(crate) fn needs_of(data_action: &str) -> (Need, Need) {
-    let none = Need {
-        target: Perm::NONE,
-        parent: Perm::NONE,
-    };
-    let unlink = Need {
-        target: Perm::NONE,
-        parent: Perm::WRITE,
-    };
     match data_action.rsplit('/').next().unwrap_or_default() {
-        "read" => (
-            Need {
-                target: Perm::READ,
-                parent: Perm::NONE,
-            },
-            none,
-        ),
-        "write" | "add" => (
-            Need {
-                target: Perm::WRITE,
-                parent: Perm::NONE,
-            },
-            unlink,
-        ),
-        "delete" | "action" => (unlink, unlink),
-        _ => (none, none),
+        "read" => (READ, NOTHING),
+        "write" | "add" => WRITE,
+        "delete" | "action" => (UNLINK, UNLINK),
+        _ => (NOTHING, NOTHING),
     }
 }
+
+/// Nothing beyond execute on the way.
+const NOTHING: Need = Need {
+    target: Perm::NONE,
+    parent: Perm::NONE,
+};
+/// Read the target.
+const READ: Need = Need {
+    target: Perm::READ,
+    parent: Perm::NONE,
+};
+/// List a directory: read and execute on it.
+const LIST: Need = Need {
+    target: Perm(5),
+    parent: Perm::NONE,
+};
+/// Remove the target from its directory (delete, rename away): write on the parent.
+const UNLINK: Need = Need {
+    target: Perm::NONE,
+    parent: Perm::WRITE,
+};
+/// Write the target when it exists; create it (write on the parent) when not.
+const WRITE: (Need, Need) = (
+    Need {
+        target: Perm::WRITE,
+        parent: Perm::NONE,
+    },
+    UNLINK,
+);
 
 /// The parts of a request the ACL check looks at.
 #[derive(Debug, Clone, Copy)]
@@ -269,32 +278,6 @@ pub(crate) async fn authorize_by_acl(
         query,
         rename_source,
     } = request;
-    let nothing = Need {
-        target: Perm::NONE,
-        parent: Perm::NONE,
-    };
-    let read = Need {
-        target: Perm::READ,
-        parent: Perm::NONE,
-    };
-    let list = Need {
-        target: Perm(5),
-        parent: Perm::NONE,
-    };
-    let write = (
-        Need {
-            target: Perm::WRITE,
-            parent: Perm::NONE,
-        },
-        Need {
-            target: Perm::NONE,
-            parent: Perm::WRITE,
-        },
-    );
-    let unlink = Need {
-        target: Perm::NONE,
-        parent: Perm::WRITE,
-    };
     let param = |name: &str| {
         query
             .iter()
@@ -302,21 +285,21 @@ pub(crate) async fn authorize_by_acl(
             .map(|(_, v)| v.as_str())
     };
     let (name, needs): (String, (Need, Need)) = match op {
-        Op::GetBlob | Op::GetBlobMetadata | Op::GetBlockList => (blob.to_owned(), (read, nothing)),
+        Op::GetBlob | Op::GetBlobMetadata | Op::GetBlockList => (blob.to_owned(), (READ, NOTHING)),
         Op::GetBlobProperties | Op::GetPathStatus | Op::GetAccessControl => {
-            (blob.to_owned(), (nothing, nothing))
+            (blob.to_owned(), (NOTHING, NOTHING))
         }
         Op::SetAccessControl | Op::SetAccessControlRecursive => {
-            (blob.to_owned(), (nothing, nothing))
+            (blob.to_owned(), (NOTHING, NOTHING))
         }
         Op::ListBlobs => {
             let prefix = param("prefix").unwrap_or_default();
             let dir = prefix.rsplit_once('/').map_or("", |(d, _)| d);
-            (dir.to_owned(), (list, list))
+            (dir.to_owned(), (LIST, LIST))
         }
         Op::ListPaths => {
             let dir = param("directory").unwrap_or_default().trim_matches('/');
-            (dir.to_owned(), (list, list))
+            (dir.to_owned(), (LIST, LIST))
         }
         Op::PutBlob
         | Op::PutBlock
@@ -326,18 +309,18 @@ pub(crate) async fn authorize_by_acl(
         | Op::CopyBlob
         | Op::CreatePath
         | Op::AppendData
-        | Op::FlushData => (blob.to_owned(), write),
-        Op::DeleteBlob | Op::DeletePath => (blob.to_owned(), (unlink, unlink)),
+        | Op::FlushData => (blob.to_owned(), WRITE),
+        Op::DeleteBlob | Op::DeletePath => (blob.to_owned(), (UNLINK, UNLINK)),
         Op::RenamePath => {
             if let Some(source) = rename_source {
                 let decision =
-                    check_acl_for(state, account, container, caller, source, (unlink, unlink))
+                    check_acl_for(state, account, container, caller, source, (UNLINK, UNLINK))
                         .await?;
                 if decision != AclDecision::Allow {
                     return Ok(Some(decision));
                 }
             }
-            (blob.to_owned(), (unlink, unlink))
+            (blob.to_owned(), (UNLINK, UNLINK))
         }
         _ => return Ok(None),
     };

@@ -119,8 +119,8 @@ impl Writer {
     }
 
     /// Begins a write whose savepoint is opened by its first query: that query
-    /// must run through [`Write::first`], and its text start with
-    /// [`Write::prelude`]. One round trip fewer than [`Writer::begin`].
+    /// must start with the returned prelude and run through [`Write::first`].
+    /// One round trip fewer than [`Writer::begin`].
     pub(super) async fn begin_deferred(&self) -> (Write<'_>, &'static str) {
         let mut state = self.inner.state.lock().await;
         if state.dirty {
@@ -210,12 +210,10 @@ impl Write<'_> {
             self.state
                 .abort("a write of the batch failed before its savepoint was known")
                 .await;
-            drop(self);
-            result?;
-            return Err(Error::new(
+            return result.and(Err(Error::new(
                 ErrorKind::Unavailable,
                 "the write was not committed",
-            ));
+            )));
         }
         if result.is_ok() {
             self.state.held = true;
@@ -254,13 +252,13 @@ impl Write<'_> {
         query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     ) -> Result<Vec<sqlx::sqlite::SqliteRow>, Error> {
         let rows = query.fetch_all(&mut self.state.conn).await;
-        if let Err(sqlx::Error::Database(db)) = &rows {
-            // A constraint is never broken by the prelude: it ran, and the
-            // savepoint is open to roll back to.
-            if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
-                self.state.prelude = None;
-            }
-        } else {
+        let savepoint_open = match &rows {
+            Ok(_) => true,
+            // A constraint is never broken by the prelude: it ran.
+            Err(sqlx::Error::Database(db)) => !matches!(db.kind(), sqlx::error::ErrorKind::Other),
+            Err(_) => false,
+        };
+        if savepoint_open {
             self.state.prelude = None;
         }
         rows.map_err(db_error)
