@@ -372,3 +372,39 @@ def test_copy_blob_within_the_account_and_from_another_with_a_sas(server, servic
                             expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=10))
     container.get_blob_client("foreign.bin").start_copy_from_url(f"{foreign.url}?{sas}")
     assert container.download_blob("foreign.bin").readall() == b"\x00\x01\x02"
+
+
+def test_crc64_is_checked_on_upload_and_framed_on_download(service):
+    import base64
+
+    from azure.storage.extensions import checksums
+
+    container = service.create_container("crc64")
+    blob = container.get_blob_client("single.bin")
+    blob.upload_blob(b"checked by crc64", validate_content="crc64")
+    # Download with validate_content="crc64" asks for a structured body, which the SDK
+    # unframes and checks segment by segment.
+    assert blob.download_blob(validate_content="crc64").readall() == b"checked by crc64"
+
+    payload = os.urandom(600 * 1024)
+    chunked = service.get_blob_client("crc64", "chunked.bin")
+    chunked._config.max_single_put_size = 256 * 1024
+    chunked._config.max_block_size = 256 * 1024
+    chunked.upload_blob(payload, validate_content="crc64", max_concurrency=2)
+    assert len(chunked.get_block_list("committed")[0]) == 3
+    assert chunked.download_blob(validate_content="crc64").readall() == payload
+    assert chunked.download_blob(offset=1000, length=70000, validate_content="crc64").readall() == payload[1000:71000]
+
+    other = base64.b64encode(checksums.crc64.compute(b"other bytes", 0).to_bytes(8, "little")).decode()
+    with pytest.raises(HttpResponseError) as mismatch:
+        blob.upload_blob(b"tampered", overwrite=True, headers={"x-ms-content-crc64": other})
+    assert mismatch.value.error_code == "Crc64Mismatch"
+    with pytest.raises(HttpResponseError) as block_mismatch:
+        chunked.stage_block("QUFB", b"tampered", headers={"x-ms-content-crc64": other})
+    assert block_mismatch.value.error_code == "Crc64Mismatch"
+    with pytest.raises(HttpResponseError) as both:
+        blob.upload_blob(b"x", overwrite=True, validate_content="md5", headers={"x-ms-content-crc64": other})
+    assert both.value.error_code == "InvalidHeaderValue"
+    # Nothing was lost: the refused writes left the blobs as they were.
+    assert blob.download_blob().readall() == b"checked by crc64"
+    assert chunked.get_block_list("uncommitted")[1] == []

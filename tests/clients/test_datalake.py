@@ -45,7 +45,11 @@ def test_directories_files_renames_and_recursive_delete(server, lake, client_env
     log = fs.create_file("logs/run.txt")
     before = log.get_file_properties().etag
     log.append_data(b"one ", offset=0, length=4)
-    log.append_data(b"two", offset=4, length=3)
+    log.append_data(b"two", offset=4, length=3, validate_content=True)
+    # A body that is not what its Content-MD5 says is refused, and stages nothing.
+    with pytest.raises(HttpResponseError) as corrupt:
+        log.append_data(b"XXX", offset=7, length=3, headers={"Content-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="})
+    assert corrupt.value.error_code == "Md5Mismatch"
     assert log.get_file_properties().etag == before
     log.flush_data(7)
     assert log.download_file().readall() == b"one two"

@@ -61,19 +61,7 @@ pub fn string_to_sign(req: &SignedRequest<'_>) -> String {
         }
     }
     out.push('\n');
-    let mut ms: Vec<(&str, &str)> = req
-        .headers
-        .iter()
-        .filter(|(n, _)| n.starts_with("x-ms-"))
-        .map(|(n, v)| (n.as_str(), v.trim()))
-        .collect();
-    ms.sort_by(|a, b| a.0.cmp(b.0));
-    for (n, v) in ms {
-        out.push_str(n);
-        out.push(':');
-        out.push_str(v);
-        out.push('\n');
-    }
+    push_ms_headers(&mut out, req.headers);
     out.push('/');
     out.push_str(req.account);
     out.push_str(req.path);
@@ -98,6 +86,57 @@ pub fn string_to_sign(req: &SignedRequest<'_>) -> String {
         out.push_str(&values.join(","));
     }
     out
+}
+
+/// The SharedKey Lite string to sign of a Blob request (versions 2009-09-19 and
+/// later): method, Content-MD5, Content-Type and Date, the `x-ms-` headers, then
+/// the resource with only its `comp` parameter.
+pub fn string_to_sign_lite(req: &SignedRequest<'_>) -> String {
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .unwrap_or("")
+    };
+    let mut out = String::with_capacity(192);
+    out.push_str(&req.method.to_ascii_uppercase());
+    for name in ["content-md5", "content-type", "date"] {
+        out.push('\n');
+        if name != "date" || header("x-ms-date").is_empty() {
+            out.push_str(header(name));
+        }
+    }
+    out.push('\n');
+    push_ms_headers(&mut out, req.headers);
+    out.push('/');
+    out.push_str(req.account);
+    out.push_str(req.path);
+    if let Some((_, comp)) = req
+        .query
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("comp"))
+    {
+        out.push_str("?comp=");
+        out.push_str(comp);
+    }
+    out
+}
+
+/// The canonicalized `x-ms-` headers: sorted by name, one `name:value\n` each.
+fn push_ms_headers(out: &mut String, headers: &[(String, String)]) {
+    let mut ms: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(n, _)| n.starts_with("x-ms-"))
+        .map(|(n, v)| (n.as_str(), v.trim()))
+        .collect();
+    ms.sort_by(|a, b| a.0.cmp(b.0));
+    for (n, v) in ms {
+        out.push_str(n);
+        out.push(':');
+        out.push_str(v);
+        out.push('\n');
+    }
 }
 
 /// HMAC-SHA256 of `text` with the decoded account key, base64.
@@ -156,6 +195,41 @@ mod tests {
         assert!(verify(b"secret", expected, &sig));
         assert!(!verify(b"other", expected, &sig));
         assert!(!verify(b"secret", "x", &sig));
+    }
+
+    #[test]
+    fn shared_key_lite_signs_the_short_form() {
+        // The documented example: Date left empty beside x-ms-date, only `comp` kept.
+        let headers = owned(&[
+            ("content-type", "text/plain; charset=UTF-8"),
+            ("content-length", "11"),
+            ("x-ms-date", "Sun, 20 Sep 2009 20:36:40 GMT"),
+            ("x-ms-meta-m2", "v2"),
+            ("x-ms-meta-m1", "v1"),
+        ]);
+        let query = owned(&[("timeout", "30")]);
+        let req = SignedRequest {
+            method: "PUT",
+            account: "testaccount1",
+            path: "/mycontainer/hello.txt",
+            query: &query,
+            headers: &headers,
+        };
+        assert_eq!(
+            string_to_sign_lite(&req),
+            "PUT\n\ntext/plain; charset=UTF-8\n\nx-ms-date:Sun, 20 Sep 2009 20:36:40 GMT\nx-ms-meta-m1:v1\nx-ms-meta-m2:v2\n/testaccount1/mycontainer/hello.txt"
+        );
+        let query = owned(&[("restype", "container"), ("comp", "metadata")]);
+        let req = SignedRequest {
+            method: "get",
+            query: &query,
+            headers: &owned(&[("date", "Sun, 20 Sep 2009 20:36:40 GMT")]),
+            ..req
+        };
+        assert_eq!(
+            string_to_sign_lite(&req),
+            "GET\n\n\nSun, 20 Sep 2009 20:36:40 GMT\n/testaccount1/mycontainer/hello.txt?comp=metadata"
+        );
     }
 
     #[test]

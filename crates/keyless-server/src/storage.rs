@@ -9,6 +9,7 @@ mod access;
 mod auth;
 mod batch;
 mod blob;
+mod checksum;
 mod conditions;
 mod container;
 mod copy;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, StatusCode};
 
-use keyless_auth::shared_key::{SignedRequest, string_to_sign, verify};
+use keyless_auth::shared_key::{SignedRequest, string_to_sign, string_to_sign_lite, verify};
 use keyless_auth::{Claims, VerifyError};
 use keyless_core::{ObjectId, TenantId};
 use keyless_store::StorageAccount;
@@ -201,15 +201,16 @@ pub(crate) async fn authenticate(
         .with_challenge(challenge(state, account)));
     };
     let (scheme, credential) = authorization.split_once(' ').unwrap_or((authorization, ""));
-    match scheme {
-        "SharedKey" => {}
+    let lite = match scheme {
+        "SharedKey" => false,
+        "SharedKeyLite" => true,
         "Bearer" => return bearer(state, account, credential.trim()).map(Auth::Bearer),
         other => {
             return Err(StorageError::auth(format!(
-                "The authorization scheme `{other}` is not supported; use Bearer or SharedKey."
+                "The authorization scheme `{other}` is not supported; use Bearer, SharedKey or SharedKeyLite."
             )));
         }
-    }
+    };
     if !account.allow_shared_key {
         return Err(key_based_refused());
     }
@@ -246,13 +247,18 @@ pub(crate) async fn authenticate(
         .decode_utf8_lossy()
         .into_owned();
     for path in [raw_path, decoded_path.as_str()] {
-        let text = string_to_sign(&SignedRequest {
+        let signed = SignedRequest {
             method: method.as_str(),
             account: &account.name,
             path,
             query,
             headers: &list,
-        });
+        };
+        let text = if lite {
+            string_to_sign_lite(&signed)
+        } else {
+            string_to_sign(&signed)
+        };
         if keys.iter().any(|k| verify(k, &text, signature)) {
             return Ok(Auth::SharedKey);
         }

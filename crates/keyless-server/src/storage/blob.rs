@@ -14,6 +14,7 @@ use keyless_core::Error;
 use keyless_store::{Blob, BlobProperties, Block, ByteStream, Content, Page};
 
 use super::Ctx;
+use super::checksum::{self, Sent};
 use super::conditions::{Conditions, Range, condition_error, new_etag};
 use super::container::max_results;
 use super::error::StorageError;
@@ -136,16 +137,6 @@ fn properties_from_headers(
     })
 }
 
-fn request_md5(ctx: &Ctx) -> Result<Option<Vec<u8>>, StorageError> {
-    ctx.header("content-md5")
-        .map(|v| {
-            STANDARD
-                .decode(v)
-                .map_err(|_| StorageError::bad("InvalidHeaderValue", "Content-MD5 is not base64"))
-        })
-        .transpose()
-}
-
 fn write_headers(b: &Blob, md5: Option<&[u8]>) -> HeaderMap {
     let mut h = HeaderMap::new();
     insert(&mut h, header::ETAG, &b.etag);
@@ -196,28 +187,32 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     let acl = hns::acl_for_write(ctx).await?;
     let mut properties = properties_from_headers(ctx, true)?;
     let metadata = ctx.metadata()?;
-    let sent_md5 = request_md5(ctx)?;
+    let sent = Sent::from(ctx)?;
     let small = ctx
         .header("content-length")
         .and_then(|n| n.parse::<usize>().ok())
         .is_some_and(|n| n <= INLINE_MAX);
-    let (content, size, md5) = if small {
-        small_body(body).await?
+    let (content, size, md5, checked) = if small {
+        let (content, size, md5) = small_body(body).await?;
+        let checked = match &content {
+            Content::Inline(bytes) => sent.check_whole(bytes, Some(&md5)),
+            Content::File(_) => Ok(()),
+        };
+        (content, size, md5, checked)
     } else {
+        let (body, tap) = sent.tap(stream(body));
         let w = ctx
             .state
             .blobs
-            .write(stream(body), MAX_PUT_BLOB)
+            .write(body, MAX_PUT_BLOB)
             .await
             .map_err(too_large)?;
-        (Content::File(w.file_id), w.size, w.md5)
+        let checked = sent.check_streamed(&w.md5, tap.as_ref());
+        (Content::File(w.file_id), w.size, w.md5, checked)
     };
-    if sent_md5.as_ref().is_some_and(|m| m.as_slice() != md5) {
+    if let Err(e) = checked {
         release(ctx, files(&content)).await;
-        return Err(StorageError::bad(
-            "Md5Mismatch",
-            "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
-        ));
+        return Err(e);
     }
     properties.content_md5.get_or_insert_with(|| md5.to_vec());
     let now = ctx.state.now();
@@ -246,7 +241,9 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
             return Err(condition_error(e, true));
         }
     }
-    Ok((StatusCode::CREATED, write_headers(&blob, Some(&md5))).into_response())
+    let mut headers = write_headers(&blob, Some(&md5));
+    sent.echo(&mut headers);
+    Ok((StatusCode::CREATED, headers).into_response())
 }
 
 fn too_large(e: Error) -> StorageError {
@@ -282,7 +279,7 @@ fn validate_block_id(id: &str) -> Result<(), StorageError> {
 pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
     let id = block_id(ctx)?;
     container_exists(ctx).await?;
-    let sent_md5 = request_md5(ctx)?;
+    let sent = Sent::from(ctx)?;
     // Every block id of a blob has the same length; checked before the body is read.
     let staged_len = ctx
         .state
@@ -295,21 +292,16 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
             "The specified blob or block content is invalid: all block ids of a blob must have the same length",
         ));
     }
+    let (body, tap) = sent.tap(stream(body));
     let written = ctx
         .state
         .blobs
-        .write(stream(body), MAX_BLOCK)
+        .write(body, MAX_BLOCK)
         .await
         .map_err(too_large)?;
-    if sent_md5
-        .as_ref()
-        .is_some_and(|m| m.as_slice() != written.md5)
-    {
+    if let Err(e) = sent.check_streamed(&written.md5, tap.as_ref()) {
         release(ctx, vec![written.file_id]).await;
-        return Err(StorageError::bad(
-            "Md5Mismatch",
-            "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
-        ));
+        return Err(e);
     }
     let block = Block {
         account: ctx.account.name.clone(),
@@ -333,6 +325,7 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
         "x-ms-request-server-encrypted",
         HeaderValue::from_static("true"),
     );
+    sent.echo(&mut h);
     Ok((StatusCode::CREATED, h).into_response())
 }
 
@@ -348,6 +341,8 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
                 "the block list is too large",
             )
         })?;
+    let sent = Sent::from(ctx)?;
+    sent.check_whole(&bytes, None)?;
     let list = parse_block_list(&bytes)?;
     if list.len() > MAX_BLOCKS {
         return Err(StorageError::bad(
@@ -617,10 +612,41 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
             (StatusCode::PARTIAL_CONTENT, offset, len)
         }
     };
-    insert(&mut headers, header::CONTENT_LENGTH, &len.to_string());
     for (name, value) in &ctx.overrides {
         insert(&mut headers, HeaderName::from_static(name), value);
     }
+    if let Some(asked) = ctx.header("x-ms-structured-body").filter(|_| body) {
+        // The content framed with CRC-64s, for the SDK's `validate_content="crc64"`.
+        let framed = checksum::structured_len(len)
+            .filter(|_| asked.eq_ignore_ascii_case(checksum::STRUCTURED_CRC64))
+            .ok_or_else(|| {
+                StorageError::bad(
+                    "InvalidHeaderValue",
+                    format!(
+                        "x-ms-structured-body must be `{}`, on a blob of fewer than 65,536 segments of 4 MiB",
+                        checksum::STRUCTURED_CRC64
+                    ),
+                )
+            })?;
+        insert(&mut headers, header::CONTENT_LENGTH, &framed.to_string());
+        insert(
+            &mut headers,
+            HeaderName::from_static("x-ms-structured-content-length"),
+            &len.to_string(),
+        );
+        headers.insert(
+            "x-ms-structured-body",
+            HeaderValue::from_static(checksum::STRUCTURED_CRC64),
+        );
+        let content: ByteStream = if len == 0 {
+            Box::pin(futures_util::stream::empty())
+        } else {
+            read(ctx, &b, offset, len).await?
+        };
+        let stream = checksum::encode_structured(content, len);
+        return Ok((status, headers, Body::from_stream(stream)).into_response());
+    }
+    insert(&mut headers, header::CONTENT_LENGTH, &len.to_string());
     if !body || len == 0 {
         return Ok((status, headers).into_response());
     }

@@ -215,10 +215,16 @@ pub(crate) async fn append(ctx: &Ctx, body: Body) -> Result<Response, StorageErr
             ),
         ));
     }
+    let sent = super::checksum::Sent::from(ctx)?;
     let stream = Box::pin(futures_util::StreamExt::map(body.into_data_stream(), |r| {
         r.map_err(std::io::Error::other)
     }));
+    let (stream, tap) = sent.tap(stream);
     let written = ctx.state.blobs.write(stream, MAX_APPEND).await?;
+    if let Err(e) = sent.check_streamed(&written.md5, tap.as_ref()) {
+        ctx.state.blobs.remove(&[written.file_id]).await;
+        return Err(e);
+    }
     let block = Block {
         account: ctx.account.name.clone(),
         container: ctx.container.clone(),

@@ -253,3 +253,62 @@ async fn bearer_tokens_of_another_tenant_or_past_their_expiry_are_refused() {
     );
     assert!(reply.text().await.unwrap().contains("expired"));
 }
+
+/// Sends a request signed with SharedKey Lite over `signed_path` (the real path
+/// unless a test tampers with it).
+async fn send_lite(
+    server: &TestServer,
+    (account, key): (&str, &str),
+    method: Method,
+    path: &str,
+    signed_path: &str,
+    body: &'static [u8],
+) -> reqwest::Response {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let mut headers = vec![
+        ("x-ms-date".to_owned(), date),
+        ("x-ms-version".to_owned(), "2026-10-06".to_owned()),
+    ];
+    if method == Method::PUT {
+        headers.push(("x-ms-blob-type".to_owned(), "BlockBlob".to_owned()));
+        headers.push(("content-type".to_owned(), "text/plain".to_owned()));
+    }
+    let text = keyless_auth::shared_key::string_to_sign_lite(&SignedRequest {
+        method: method.as_str(),
+        account,
+        path: signed_path,
+        query: &[],
+        headers: &headers,
+    });
+    let sig = sign(&STANDARD.decode(key).unwrap(), &text);
+    let mut request = server
+        .http
+        .request(method, format!("{}{path}", server.info.storage))
+        .header("authorization", format!("SharedKeyLite {account}:{sig}"))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn shared_key_lite_signs_requests_and_a_signature_for_another_path_is_refused() {
+    let server = TestServer::start().await.unwrap();
+    let (account, key) = account(&server).await;
+    create_container(&server, &account, &key, "lite").await;
+    let creds = (account.as_str(), key.as_str());
+    let path = format!("/{account}/lite/note.txt");
+
+    let put = send_lite(&server, creds, Method::PUT, &path, &path, b"light").await;
+    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    let get = send_lite(&server, creds, Method::GET, &path, &path, b"").await;
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.headers()["content-type"], "text/plain");
+    assert_eq!(get.bytes().await.unwrap().as_ref(), b"light");
+
+    let elsewhere = format!("/{account}/lite/other.txt");
+    let forged = send_lite(&server, creds, Method::GET, &path, &elsewhere, b"").await;
+    assert_eq!(forged.status(), 403);
+    assert_eq!(forged.headers()["x-ms-error-code"], "AuthenticationFailed");
+}
