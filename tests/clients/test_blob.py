@@ -395,6 +395,15 @@ def test_crc64_is_checked_on_upload_and_framed_on_download(service):
     assert chunked.download_blob(validate_content="crc64").readall() == payload
     assert chunked.download_blob(offset=1000, length=70000, validate_content="crc64").readall() == payload[1000:71000]
 
+    # A stream goes out as a structured message: framed in segments, each with its CRC-64.
+    import io
+    framed = service.get_blob_client("crc64", "framed.bin")
+    parts = [os.urandom(5000), os.urandom(70000)]
+    for i, part in enumerate(parts):
+        framed.stage_block(f"block-{i}", io.BytesIO(part), length=len(part), validate_content="crc64")
+    framed.commit_block_list([f"block-{i}" for i in range(2)], validate_content="crc64")
+    assert framed.download_blob().readall() == b"".join(parts)
+
     other = base64.b64encode(checksums.crc64.compute(b"other bytes", 0).to_bytes(8, "little")).decode()
     with pytest.raises(HttpResponseError) as mismatch:
         blob.upload_blob(b"tampered", overwrite=True, headers={"x-ms-content-crc64": other})

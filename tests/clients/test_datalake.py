@@ -226,3 +226,56 @@ def test_a_user_delegation_sas_for_an_agent_checks_the_agents_acls(server, lake,
     assert f"suoid {analyst}" in explanation and "/closed" in explanation
     # saoid: the delegator vouches, so its roles alone decide.
     assert read("closed/g.csv", preauthorized_agent_object_id=analyst) == b"closed"
+
+
+def test_a_directory_sas_reaches_the_paths_beneath_its_directory_only(server, lake, client_env):
+    import datetime
+
+    from azure.storage.filedatalake import DataLakeFileClient, generate_directory_sas
+
+    service = client(server, lake, "owner")
+    fs = service.create_file_system("dirsas")
+    fs.get_file_client("team/a/data.csv").upload_data(b"inside", overwrite=True)
+    fs.get_file_client("other/b.csv").upload_data(b"outside", overwrite=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = service.get_user_delegation_key(now - datetime.timedelta(minutes=1), now + datetime.timedelta(hours=1))
+    sas = generate_directory_sas("lake", "dirsas", "team", key, permission="rcw",
+                                 expiry=now + datetime.timedelta(hours=1))
+    assert "sr=d" in sas and "sdd=1" in sas
+
+    def at(path):
+        return DataLakeFileClient(lake["url"], "dirsas", path, credential=sas)
+
+    assert at("team/a/data.csv").download_file().readall() == b"inside"
+    at("team/new.csv").upload_data(b"new", overwrite=True)
+    assert fs.get_file_client("team/new.csv").download_file().readall() == b"new"
+    with pytest.raises(HttpResponseError) as outside:
+        at("other/b.csv").download_file()
+    assert outside.value.status_code == 403
+    with pytest.raises(HttpResponseError) as no_delete:
+        at("team/new.csv").delete_file()
+    assert no_delete.value.error_code == "AuthorizationPermissionMismatch"
+
+
+def test_a_recursive_delete_under_acls_needs_rwx_on_every_directory_it_empties(server, lake, client_env):
+    owner = client(server, lake, "owner")
+    fs = owner.create_file_system("purge")
+    analyst = lake["analyst"]["objectId"]
+    fs.get_file_client("scratch/keep/model.bin").upload_data(b"weights", overwrite=True)
+    fs.get_file_client("scratch/tmp.txt").upload_data(b"tmp", overwrite=True)
+    fs._get_root_directory_client().set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:-wx")
+    fs.get_directory_client("scratch").set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:rwx")
+    fs.get_directory_client("scratch/keep").set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:r-x")
+
+    mine = client(server, lake, "analyst").get_file_system_client("purge")
+    with pytest.raises(HttpResponseError) as refused:
+        mine.get_directory_client("scratch").delete_directory()
+    assert refused.value.status_code == 403
+    assert "/scratch/keep" in refused.value.response.headers["x-keyless-explanation"]
+    # Nothing was deleted.
+    assert fs.get_file_client("scratch/keep/model.bin").download_file().readall() == b"weights"
+    assert fs.get_file_client("scratch/tmp.txt").download_file().readall() == b"tmp"
+
+    fs.get_directory_client("scratch/keep").set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:rwx")
+    mine.get_directory_client("scratch").delete_directory()
+    assert [p.name for p in fs.get_paths(recursive=True)] == []

@@ -183,15 +183,20 @@ pub(crate) async fn authenticate(
                 return Err(key_based_refused());
             }
             let keys = state.account_keys(account)?;
-            return verify_sas(
+            let sas = verify_sas(
                 &account.name,
                 (req.container, req.blob),
                 &keys,
                 query,
                 state.now(),
                 req.client,
-            )
-            .map(Auth::Sas);
+            )?;
+            if sas.is_directory() && !account.hns {
+                return Err(StorageError::auth(
+                    "A directory SAS (sr=d) is valid only on an account with a hierarchical namespace.",
+                ));
+            }
+            return Ok(Auth::Sas(sas));
         }
         return Err(StorageError::new(
             StatusCode::UNAUTHORIZED,

@@ -14,7 +14,7 @@ use keyless_core::Error;
 use keyless_store::{Blob, BlobProperties, Block, ByteStream, Content, Page};
 
 use super::Ctx;
-use super::checksum::{self, Sent};
+use super::checksum::{self, Sent, Tap};
 use super::conditions::{Conditions, Range, condition_error, new_etag};
 use super::container::max_results;
 use super::error::StorageError;
@@ -66,14 +66,23 @@ pub(crate) async fn read(ctx: &Ctx, b: &Blob, offset: u64, len: u64) -> Result<B
     }
 }
 
-/// The body of a small Put Blob, whole, with its MD5.
-async fn small_body(body: Body) -> Result<(Content, u64, [u8; 16]), Error> {
-    let bytes = axum::body::to_bytes(body, INLINE_MAX)
+/// The content of a small Put Blob, whole (unframed, checked against what the
+/// request sent), with its MD5.
+async fn small_body(body: Body, sent: &Sent) -> Result<(bytes::Bytes, [u8; 16]), StorageError> {
+    // Room for a structured message's framing around INLINE_MAX of content.
+    let bytes = axum::body::to_bytes(body, INLINE_MAX + 64)
         .await
         .map_err(|e| Error::invalid(format!("the request body could not be read: {e}")))?;
+    let bytes = sent.content(bytes)?;
     let md5: [u8; 16] =
         md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&bytes)).into();
-    Ok((Content::Inline(bytes.clone()), bytes.len() as u64, md5))
+    sent.check_whole(&bytes, Some(&md5))?;
+    Ok((bytes, md5))
+}
+
+/// Why a streamed write failed: its framing, when the tap saw a fault, else the backend's error.
+fn write_failed(tap: Option<&Tap>, e: Error) -> StorageError {
+    tap.and_then(Tap::fault).unwrap_or_else(|| too_large(e))
 }
 
 fn stream(body: Body) -> ByteStream {
@@ -188,17 +197,13 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     let mut properties = properties_from_headers(ctx, true)?;
     let metadata = ctx.metadata()?;
     let sent = Sent::from(ctx)?;
-    let small = ctx
-        .header("content-length")
-        .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n <= INLINE_MAX);
-    let (content, size, md5, checked) = if small {
-        let (content, size, md5) = small_body(body).await?;
-        let checked = match &content {
-            Content::Inline(bytes) => sent.check_whole(bytes, Some(&md5)),
-            Content::File(_) => Ok(()),
-        };
-        (content, size, md5, checked)
+    let small = sent
+        .content_length(ctx.header("content-length").and_then(|n| n.parse().ok()))
+        .is_some_and(|n| n <= INLINE_MAX as u64);
+    let (content, size, md5) = if small {
+        let (bytes, md5) = small_body(body, &sent).await?;
+        let size = bytes.len() as u64;
+        (Content::Inline(bytes), size, md5)
     } else {
         let (body, tap) = sent.tap(stream(body));
         let w = ctx
@@ -206,14 +211,13 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
             .blobs
             .write(body, MAX_PUT_BLOB)
             .await
-            .map_err(too_large)?;
-        let checked = sent.check_streamed(&w.md5, tap.as_ref());
-        (Content::File(w.file_id), w.size, w.md5, checked)
+            .map_err(|e| write_failed(tap.as_ref(), e))?;
+        if let Err(e) = sent.check_streamed(&w.md5, tap.as_ref()) {
+            release(ctx, vec![w.file_id]).await;
+            return Err(e);
+        }
+        (Content::File(w.file_id), w.size, w.md5)
     };
-    if let Err(e) = checked {
-        release(ctx, files(&content)).await;
-        return Err(e);
-    }
     properties.content_md5.get_or_insert_with(|| md5.to_vec());
     let now = ctx.state.now();
     let blob = Blob {
@@ -298,7 +302,7 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
         .blobs
         .write(body, MAX_BLOCK)
         .await
-        .map_err(too_large)?;
+        .map_err(|e| write_failed(tap.as_ref(), e))?;
     if let Err(e) = sent.check_streamed(&written.md5, tap.as_ref()) {
         release(ctx, vec![written.file_id]).await;
         return Err(e);
@@ -342,6 +346,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
             )
         })?;
     let sent = Sent::from(ctx)?;
+    let bytes = sent.content(bytes)?;
     sent.check_whole(&bytes, None)?;
     let list = parse_block_list(&bytes)?;
     if list.len() > MAX_BLOCKS {
@@ -426,7 +431,9 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
             return Err(condition_error(e, true));
         }
     }
-    Ok((StatusCode::CREATED, write_headers(&blob, None)).into_response())
+    let mut headers = write_headers(&blob, None);
+    sent.echo(&mut headers);
+    Ok((StatusCode::CREATED, headers).into_response())
 }
 
 fn invalid_block_list() -> StorageError {

@@ -27,18 +27,39 @@ pub(crate) fn crc64(bytes: &[u8]) -> u64 {
 pub(crate) struct Sent {
     md5: Option<Vec<u8>>,
     crc64: Option<u64>,
+    /// `x-ms-structured-body`: the body is framed, around content this long.
+    structured: Option<u64>,
 }
 
-/// The CRC-64 of a body as it streams past.
-pub(crate) struct Tap(Arc<Mutex<crc::Digest<'static, u64>>>);
+/// What a body showed as it streamed past: its CRC-64, or what was wrong with
+/// its framing.
+#[derive(Clone)]
+pub(crate) struct Tap(Arc<Mutex<Seen>>);
+
+struct Seen {
+    digest: crc::Digest<'static, u64>,
+    fault: Option<StorageError>,
+}
 
 impl Tap {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(Seen {
+            digest: CRC64.digest(),
+            fault: None,
+        })))
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn value(&self) -> u64 {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .finalize()
+        self.seen().digest.clone().finalize()
+    }
+
+    /// Why a framed body was refused, if it was.
+    pub(crate) fn fault(&self) -> Option<StorageError> {
+        self.seen().fault.clone()
     }
 }
 
@@ -69,39 +90,77 @@ impl Sent {
                     .ok_or_else(|| invalid("x-ms-content-crc64 is not base64 of 8 bytes"))
             })
             .transpose()?;
-        if ctx.header("x-ms-structured-body").is_some() {
-            // Stored as sent, a framed body would become the blob's content.
-            return Err(StorageError::bad(
-                "UnsupportedHeader",
-                "keyless does not decode structured-message request bodies (x-ms-structured-body); send the body as is, with x-ms-content-crc64",
+        let structured = match ctx.header("x-ms-structured-body") {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case(STRUCTURED_CRC64) => Some(
+                ctx.header("x-ms-structured-content-length")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        invalid("a structured body needs x-ms-structured-content-length")
+                    })?,
+            ),
+            Some(_) => {
+                return Err(invalid(&format!(
+                    "x-ms-structured-body must be `{STRUCTURED_CRC64}`"
+                )));
+            }
+        };
+        if u8::from(md5.is_some()) + u8::from(crc64.is_some()) + u8::from(structured.is_some()) > 1
+        {
+            return Err(invalid(
+                "send one of Content-MD5, x-ms-content-crc64 or a structured body",
             ));
         }
-        if md5.is_some() && crc64.is_some() {
-            return Err(invalid("send Content-MD5 or x-ms-content-crc64, not both"));
-        }
-        Ok(Self { md5, crc64 })
+        Ok(Self {
+            md5,
+            crc64,
+            structured,
+        })
     }
 
-    /// Taps `body` for its CRC-64 when the request sent one.
+    /// The length of the content the body carries, which differs from the body's
+    /// own length when it is framed.
+    pub(crate) fn content_length(&self, body_length: Option<u64>) -> Option<u64> {
+        self.structured.or(body_length)
+    }
+
+    /// Taps `body` for its CRC-64 when the request sent one, or unframes it when
+    /// it is a structured message (checking each segment as it passes).
     pub(crate) fn tap(&self, body: ByteStream) -> (ByteStream, Option<Tap>) {
+        if let Some(len) = self.structured {
+            let tap = Tap::new();
+            return (unframe_stream(body, len, tap.clone()), Some(tap));
+        }
         if self.crc64.is_none() {
             return (body, None);
         }
-        let digest = Arc::new(Mutex::new(CRC64.digest()));
-        let tap = Tap(Arc::clone(&digest));
+        let tap = Tap::new();
+        let seen = tap.clone();
         let body = body.map(move |chunk| {
             if let Ok(bytes) = &chunk {
-                digest
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .update(bytes);
+                seen.seen().digest.update(bytes);
             }
             chunk
         });
         (Box::pin(body), Some(tap))
     }
 
-    /// Checks a body read whole, whose MD5 is `md5` when already known.
+    /// The content of a body read whole: unframed when it is a structured message.
+    pub(crate) fn content(&self, body: bytes::Bytes) -> Result<bytes::Bytes, StorageError> {
+        let Some(len) = self.structured else {
+            return Ok(body);
+        };
+        let mut unframer = Unframer::new(len);
+        let mut out = Vec::new();
+        unframer.feed(body, &mut out)?;
+        unframer.finish()?;
+        Ok(match out.len() {
+            1 => out.swap_remove(0),
+            _ => out.concat().into(),
+        })
+    }
+
+    /// Checks a body read whole (already unframed), whose MD5 is `md5` when known.
     pub(crate) fn check_whole(&self, bytes: &[u8], md5: Option<&[u8]>) -> Result<(), StorageError> {
         if let Some(sent) = &self.md5 {
             let computed: [u8; 16];
@@ -122,8 +181,12 @@ impl Sent {
         Ok(())
     }
 
-    /// Checks a streamed body: its MD5 as the backend computed it, its CRC-64 from the tap.
+    /// Checks a streamed body: its MD5 as the backend computed it, its CRC-64 or
+    /// its framing from the tap.
     pub(crate) fn check_streamed(&self, md5: &[u8], tap: Option<&Tap>) -> Result<(), StorageError> {
+        if let Some(fault) = tap.and_then(Tap::fault) {
+            return Err(fault);
+        }
         if let Some(sent) = &self.md5 {
             check_md5(sent, md5)?;
         }
@@ -133,14 +196,248 @@ impl Sent {
         Ok(())
     }
 
-    /// Echoes the CRC-64 the request sent (and the server matched), as Azure does.
+    /// Echoes the CRC-64 the request sent (and the server matched), or the
+    /// structured body it sent, as Azure does.
     pub(crate) fn echo(&self, headers: &mut HeaderMap) {
         if let Some(crc) = self.crc64
             && let Ok(value) = HeaderValue::from_str(&STANDARD.encode(crc.to_le_bytes()))
         {
             headers.insert(HeaderName::from_static("x-ms-content-crc64"), value);
         }
+        if self.structured.is_some() {
+            headers.insert(
+                "x-ms-structured-body",
+                HeaderValue::from_static(STRUCTURED_CRC64),
+            );
+        }
     }
+}
+
+/// Where an [`Unframer`] is in a structured message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    MessageHeader,
+    SegmentHeader,
+    SegmentData(u64),
+    SegmentFooter,
+    MessageFooter,
+    Done,
+}
+
+/// Reads a structured message (see [`encode_structured`]) back into its content,
+/// checking its lengths, its segment numbers and every CRC-64.
+struct Unframer {
+    part: Part,
+    /// The bytes of a header or footer gathered so far.
+    pending: Vec<u8>,
+    content: u64,
+    seen: u64,
+    segments: u16,
+    segment: u16,
+    segment_crc: crc::Digest<'static, u64>,
+    message_crc: crc::Digest<'static, u64>,
+}
+
+fn malformed(why: &str) -> StorageError {
+    StorageError::bad(
+        "InvalidInput",
+        format!("The structured message body is malformed: {why}."),
+    )
+}
+
+impl Unframer {
+    fn new(content: u64) -> Self {
+        Self {
+            part: Part::MessageHeader,
+            pending: Vec::new(),
+            content,
+            seen: 0,
+            segments: 0,
+            segment: 0,
+            segment_crc: CRC64.digest(),
+            message_crc: CRC64.digest(),
+        }
+    }
+
+    fn need(&self) -> usize {
+        match self.part {
+            Part::MessageHeader => 13,
+            Part::SegmentHeader => 10,
+            Part::SegmentFooter | Part::MessageFooter => 8,
+            Part::SegmentData(_) | Part::Done => 0,
+        }
+    }
+
+    /// Takes `chunk`, pushing the content it holds onto `out`.
+    fn feed(
+        &mut self,
+        mut chunk: bytes::Bytes,
+        out: &mut Vec<bytes::Bytes>,
+    ) -> Result<(), StorageError> {
+        while !chunk.is_empty() {
+            if let Part::SegmentData(left) = self.part {
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
+                let piece = chunk.split_to(take);
+                self.segment_crc.update(&piece);
+                self.message_crc.update(&piece);
+                self.seen += piece.len() as u64;
+                let left = left - piece.len() as u64;
+                self.part = if left == 0 {
+                    Part::SegmentFooter
+                } else {
+                    Part::SegmentData(left)
+                };
+                out.push(piece);
+                continue;
+            }
+            if self.part == Part::Done {
+                return Err(malformed("bytes follow the message's end"));
+            }
+            let take = (self.need() - self.pending.len()).min(chunk.len());
+            self.pending.extend_from_slice(&chunk.split_to(take));
+            if self.pending.len() == self.need() {
+                let field = std::mem::take(&mut self.pending);
+                self.part = self.parse(&field)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a complete header or footer and says what follows it.
+    fn parse(&mut self, field: &[u8]) -> Result<Part, StorageError> {
+        let u64_at = |at: usize| {
+            field
+                .get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let u16_at = |at: usize| {
+            field
+                .get(at..at + 2)
+                .and_then(|b| <[u8; 2]>::try_from(b).ok())
+                .map_or(0, u16::from_le_bytes)
+        };
+        let next_segment = |this: &Self| {
+            if this.segment == this.segments {
+                Part::MessageFooter
+            } else {
+                Part::SegmentHeader
+            }
+        };
+        match self.part {
+            Part::MessageHeader => {
+                if field.first() != Some(&1) {
+                    return Err(malformed("its version is not 1"));
+                }
+                if Some(u64_at(1)) != structured_len_of(self.content, u16_at(11)) {
+                    return Err(malformed(
+                        "its length does not match x-ms-structured-content-length and its segments",
+                    ));
+                }
+                if u16_at(9) != 1 {
+                    return Err(malformed("keyless reads messages with CRC-64s only"));
+                }
+                self.segments = u16_at(11);
+                Ok(next_segment(self))
+            }
+            Part::SegmentHeader => {
+                self.segment += 1;
+                if u16_at(0) != self.segment {
+                    return Err(malformed("its segments are out of order"));
+                }
+                let len = u64_at(2);
+                if len == 0 || self.seen + len > self.content {
+                    return Err(malformed("a segment's length does not fit the content"));
+                }
+                Ok(Part::SegmentData(len))
+            }
+            Part::SegmentFooter => {
+                let done = std::mem::replace(&mut self.segment_crc, CRC64.digest());
+                check_crc64(u64_at(0), done.finalize())?;
+                Ok(next_segment(self))
+            }
+            Part::MessageFooter => {
+                if self.seen != self.content {
+                    return Err(malformed("its segments hold less than its content length"));
+                }
+                let done = std::mem::replace(&mut self.message_crc, CRC64.digest());
+                check_crc64(u64_at(0), done.finalize())?;
+                Ok(Part::Done)
+            }
+            Part::SegmentData(_) | Part::Done => Ok(self.part),
+        }
+    }
+
+    fn finish(&self) -> Result<(), StorageError> {
+        match self.part {
+            Part::Done => Ok(()),
+            _ => Err(malformed("it ends before its last CRC-64")),
+        }
+    }
+}
+
+/// The framed length of `content` bytes in `segments` segments.
+fn structured_len_of(content: u64, segments: u16) -> Option<u64> {
+    let framing = MESSAGE_HEADER + u64::from(segments) * (SEGMENT_HEADER + CRC_LEN) + CRC_LEN;
+    content.checked_add(framing)
+}
+
+/// `body`, a structured message, as the content it frames; a fault ends the
+/// stream with an error and is kept in `tap` for the answer.
+fn unframe_stream(body: ByteStream, len: u64, tap: Tap) -> ByteStream {
+    struct State {
+        body: ByteStream,
+        unframer: Unframer,
+        ready: std::collections::VecDeque<bytes::Bytes>,
+        tap: Tap,
+        ended: bool,
+    }
+    let state = State {
+        body,
+        unframer: Unframer::new(len),
+        ready: std::collections::VecDeque::new(),
+        tap,
+        ended: false,
+    };
+    let fail = |s: &State, e: StorageError| {
+        s.tap.seen().fault = Some(e);
+        std::io::Error::other("the structured message body was refused")
+    };
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |mut s| async move {
+            loop {
+                if let Some(piece) = s.ready.pop_front() {
+                    return Some((Ok(piece), s));
+                }
+                if s.ended {
+                    return None;
+                }
+                match s.body.next().await {
+                    Some(Ok(chunk)) => {
+                        let mut out = Vec::new();
+                        if let Err(e) = s.unframer.feed(chunk, &mut out) {
+                            s.ended = true;
+                            let err = fail(&s, e);
+                            return Some((Err(err), s));
+                        }
+                        s.ready.extend(out);
+                    }
+                    Some(Err(e)) => {
+                        s.ended = true;
+                        return Some((Err(e), s));
+                    }
+                    None => {
+                        s.ended = true;
+                        if let Err(e) = s.unframer.finish() {
+                            let err = fail(&s, e);
+                            return Some((Err(err), s));
+                        }
+                    }
+                }
+            }
+        },
+    ))
 }
 
 fn check_md5(sent: &[u8], computed: &[u8]) -> Result<(), StorageError> {
@@ -347,5 +644,77 @@ mod structured_tests {
         let empty = encode(Vec::new()).await;
         assert_eq!(empty.len(), 21);
         assert_eq!(&empty[11..13], &[0, 0]);
+    }
+}
+
+#[cfg(test)]
+mod unframe_tests {
+    use super::*;
+
+    async fn framed(content: &[u8]) -> Vec<u8> {
+        let stream: ByteStream = Box::pin(futures_util::stream::once({
+            let c = bytes::Bytes::copy_from_slice(content);
+            async move { Ok(c) }
+        }));
+        let mut out = Vec::new();
+        let mut s = encode_structured(stream, content.len() as u64);
+        while let Some(piece) = s.next().await {
+            out.extend_from_slice(&piece.unwrap());
+        }
+        out
+    }
+
+    /// Unframes `message` fed in pieces of `step` bytes.
+    fn unframe(message: &[u8], len: u64, step: usize) -> Result<Vec<u8>, StorageError> {
+        let mut unframer = Unframer::new(len);
+        let mut out = Vec::new();
+        for piece in message.chunks(step) {
+            unframer.feed(bytes::Bytes::copy_from_slice(piece), &mut out)?;
+        }
+        unframer.finish()?;
+        Ok(out.concat())
+    }
+
+    fn code(r: Result<Vec<u8>, StorageError>) -> String {
+        let e = r.unwrap_err();
+        let response = axum::response::IntoResponse::into_response(e);
+        response.headers()["x-ms-error-code"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn what_is_framed_unframes_in_any_pieces() {
+        let content: Vec<u8> = (0..SEGMENT + 777).map(|i| (i % 253) as u8).collect();
+        let message = framed(&content).await;
+        let len = content.len() as u64;
+        for step in [1 << 20, 4093, usize::MAX] {
+            let step = step.min(message.len());
+            assert_eq!(unframe(&message, len, step).unwrap(), content);
+        }
+        let empty = framed(b"").await;
+        assert_eq!(unframe(&empty, 0, 5).unwrap(), b"");
+    }
+
+    #[tokio::test]
+    async fn a_flipped_bit_a_cut_or_a_wrong_length_is_refused() {
+        let content = b"the content of a block".to_vec();
+        let message = framed(&content).await;
+        let len = content.len() as u64;
+        let mut flipped = message.clone();
+        flipped[30] ^= 1;
+        assert_eq!(code(unframe(&flipped, len, 7)), "Crc64Mismatch");
+        assert_eq!(
+            code(unframe(&message[..message.len() - 3], len, 7)),
+            "InvalidInput"
+        );
+        let mut longer = message.clone();
+        longer.push(0);
+        assert_eq!(code(unframe(&longer, len, 7)), "InvalidInput");
+        assert_eq!(code(unframe(&message, len + 1, 7)), "InvalidInput");
+        let mut out_of_order = message.clone();
+        out_of_order[13] = 2;
+        assert_eq!(code(unframe(&out_of_order, len, 64)), "InvalidInput");
     }
 }

@@ -220,7 +220,16 @@ pub(crate) async fn append(ctx: &Ctx, body: Body) -> Result<Response, StorageErr
         r.map_err(std::io::Error::other)
     }));
     let (stream, tap) = sent.tap(stream);
-    let written = ctx.state.blobs.write(stream, MAX_APPEND).await?;
+    let written = ctx
+        .state
+        .blobs
+        .write(stream, MAX_APPEND)
+        .await
+        .map_err(|e| {
+            tap.as_ref()
+                .and_then(super::checksum::Tap::fault)
+                .unwrap_or_else(|| e.into())
+        })?;
     if let Err(e) = sent.check_streamed(&written.md5, tap.as_ref()) {
         ctx.state.blobs.remove(&[written.file_id]).await;
         return Err(e);
@@ -239,6 +248,7 @@ pub(crate) async fn append(ctx: &Ctx, body: Body) -> Result<Response, StorageErr
     }
     let mut h = HeaderMap::new();
     set(&mut h, "x-ms-request-server-encrypted", "true");
+    sent.echo(&mut h);
     Ok((StatusCode::ACCEPTED, h).into_response())
 }
 

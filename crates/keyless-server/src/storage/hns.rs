@@ -9,7 +9,7 @@
 use axum::http::StatusCode;
 
 use keyless_core::acl::{self, AclDecision, Caller, Need, PathAcl, Perm, Step};
-use keyless_store::{Blob, BlobProperties, Content};
+use keyless_store::{Blob, BlobProperties, Content, Page};
 
 use super::Ctx;
 use super::auth::Auth;
@@ -310,6 +310,16 @@ pub(crate) async fn authorize_by_acl(
         | Op::CreatePath
         | Op::AppendData
         | Op::FlushData => (blob.to_owned(), WRITE),
+        Op::DeletePath if param("recursive") == Some("true") => {
+            let decision =
+                check_acl_for(state, account, container, caller, blob, (UNLINK, UNLINK)).await?;
+            if decision != AclDecision::Allow {
+                return Ok(Some(decision));
+            }
+            return inner_directories_allow(state, account, container, caller, blob)
+                .await
+                .map(Some);
+        }
         Op::DeleteBlob | Op::DeletePath => (blob.to_owned(), (UNLINK, UNLINK)),
         Op::RenamePath => {
             if let Some(source) = rename_source {
@@ -327,4 +337,65 @@ pub(crate) async fn authorize_by_acl(
     check_acl_for(state, account, container, caller, &name, needs)
         .await
         .map(Some)
+}
+
+/// A recursive delete under ACLs: every directory it empties, the target
+/// included, must grant the caller `rwx`.
+async fn inner_directories_allow(
+    state: &SharedState,
+    account: &str,
+    container: &str,
+    caller: Caller<'_>,
+    dir: &str,
+) -> Result<AclDecision, StorageError> {
+    const PAGE: usize = 1000;
+    let need = Need {
+        target: Perm::ALL,
+        parent: Perm::NONE,
+    };
+    let judge = |row: &Blob| {
+        let acl = row
+            .acl
+            .clone()
+            .unwrap_or_else(|| PathAcl::root(acl::SUPERUSER));
+        let path = format!("/{}", row.name);
+        acl::check(
+            &[],
+            Some(Step {
+                path: &path,
+                acl: &acl,
+            }),
+            caller,
+            need,
+        )
+    };
+    match state.store.blob(account, container, dir).await? {
+        Some(row) if row.is_dir => {
+            let decision = judge(&row);
+            if decision != AclDecision::Allow {
+                return Ok(decision);
+            }
+        }
+        _ => return Ok(AclDecision::Allow),
+    }
+    let prefix = format!("{dir}/");
+    let mut marker = String::new();
+    loop {
+        let page = Page {
+            prefix: &prefix,
+            marker: &marker,
+            max: PAGE,
+        };
+        let rows = state.store.blobs(account, container, page).await?;
+        for row in rows.iter().filter(|r| r.is_dir) {
+            let decision = judge(row);
+            if decision != AclDecision::Allow {
+                return Ok(decision);
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == PAGE => marker.clone_from(&last.name),
+            _ => return Ok(AclDecision::Allow),
+        }
+    }
 }

@@ -45,6 +45,8 @@ enum Scope {
     },
     Container(String),
     Blob(String, String),
+    /// `sr=d`: a directory of a hierarchical namespace and every path beneath it.
+    Directory(String, String),
 }
 
 fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -128,7 +130,7 @@ pub(crate) fn verify_sas(
     }
     let delegated = !get("skoid").is_empty();
     let (text, scope) = if delegated {
-        let (canonical, scope) = service_resource(account, container, blob, get("sr"))?;
+        let (canonical, scope) = service_resource(account, container, blob, get("sr"), get("sdd"))?;
         let long = delegation_text(&get, &canonical, true);
         let short = delegation_text(&get, &canonical, false);
         let [key1, _] = keys;
@@ -184,7 +186,7 @@ pub(crate) fn verify_sas(
             },
         )
     } else {
-        let (canonical, scope) = service_resource(account, container, blob, get("sr"))?;
+        let (canonical, scope) = service_resource(account, container, blob, get("sr"), get("sdd"))?;
         let text = [
             get("sp"),
             get("st"),
@@ -275,8 +277,27 @@ fn service_resource(
     container: &str,
     blob: &str,
     sr: &str,
+    sdd: &str,
 ) -> Result<(String, Scope), StorageError> {
     match sr {
+        "d" => {
+            // The directory is the first `sdd` segments of the request's path.
+            let depth: usize = sdd.parse().map_err(|_| {
+                StorageError::auth("A directory SAS (sr=d) must carry its depth (sdd) as a number.")
+            })?;
+            let mut segments = blob.split('/');
+            let dir: Vec<&str> = segments.by_ref().take(depth).collect();
+            if depth == 0 || dir.len() < depth {
+                return Err(StorageError::auth(format!(
+                    "The request's path `{blob}` does not lie within a directory of depth {depth} (sdd)."
+                )));
+            }
+            let dir = dir.join("/");
+            Ok((
+                format!("/blob/{account}/{container}/{dir}"),
+                Scope::Directory(container.to_owned(), dir),
+            ))
+        }
         "c" => Ok((
             format!("/blob/{account}/{container}"),
             Scope::Container(container.to_owned()),
@@ -286,7 +307,7 @@ fn service_resource(
             Scope::Blob(container.to_owned(), blob.to_owned()),
         )),
         other => Err(StorageError::auth(format!(
-            "Signed resource `{other}` is not supported; use sr=c or sr=b."
+            "Signed resource `{other}` is not supported; use sr=c, sr=b or sr=d."
         ))),
     }
 }
@@ -302,6 +323,11 @@ fn ip_in(range: &str, ip: IpAddr) -> bool {
 }
 
 impl Sas {
+    /// Whether the SAS is for a directory (`sr=d`), which only a hierarchical namespace has.
+    pub(crate) fn is_directory(&self) -> bool {
+        matches!(self.scope, Scope::Directory(..))
+    }
+
     /// Whether the SAS covers `op` on `container`/`blob`.
     pub(crate) fn authorize(
         &self,
@@ -367,6 +393,18 @@ impl Sas {
                     return Err(mismatch(
                         "AuthorizationResourceTypeMismatch",
                         "The service SAS is for another resource than this request's.",
+                    ));
+                }
+            }
+            Scope::Directory(c, dir) => {
+                let within = blob == dir
+                    || blob
+                        .strip_prefix(dir.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'));
+                if kind != 'o' || c != container || !within {
+                    return Err(mismatch(
+                        "AuthorizationResourceTypeMismatch",
+                        "The directory SAS is for another directory than this request's path.",
                     ));
                 }
             }
