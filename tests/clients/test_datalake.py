@@ -279,3 +279,23 @@ def test_a_recursive_delete_under_acls_needs_rwx_on_every_directory_it_empties(s
     fs.get_directory_client("scratch/keep").set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:rwx")
     mine.get_directory_client("scratch").delete_directory()
     assert [p.name for p in fs.get_paths(recursive=True)] == []
+
+
+def test_recursive_acl_changes_and_listings_go_in_batches_with_continuation(server, lake, client_env):
+    owner = client(server, lake, "owner")
+    fs = owner.create_file_system("batches")
+    for name in ["tree/a.txt", "tree/b/d.txt", "tree/b/ü c.txt", "tree/e.txt"]:
+        fs.get_file_client(name).upload_data(b"x", overwrite=True)
+    analyst = lake["analyst"]["objectId"]
+    batches = []
+    result = fs.get_directory_client("tree").update_access_control_recursive(
+        acl=f"user:{analyst}:r-x", batch_size=2, progress_hook=batches.append)
+    assert len(batches) == 3
+    assert (result.counters.directories_successful, result.counters.files_successful) == (2, 4)
+    assert result.continuation is None
+    for path in ["tree", "tree/a.txt", "tree/b", "tree/b/d.txt", "tree/b/ü c.txt", "tree/e.txt"]:
+        acl = fs.get_file_client(path).get_access_control()["acl"]
+        assert f"user:{analyst}:r-x" in acl, path
+    # A listing a page at a time reaches every path, a non-ASCII name at a page's end included.
+    names = [p.name for p in fs.get_paths(path="tree", recursive=True, max_results=1)]
+    assert names == ["tree/a.txt", "tree/b", "tree/b/d.txt", "tree/b/ü c.txt", "tree/e.txt"]

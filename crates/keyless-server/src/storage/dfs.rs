@@ -6,8 +6,10 @@
 //! file's ETag stays the same through appends until the flush.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use keyless_core::acl::{self, Change, PathAcl, parse_entries, parse_mode};
@@ -25,6 +27,8 @@ use super::hns;
 use super::xml::http_date;
 
 const MAX_APPEND: u64 = 4000 * 1024 * 1024;
+/// The most paths one Set Access Control Recursive request changes (Azure's limit).
+const MAX_ACL_BATCH: usize = 2000;
 
 fn not_found() -> StorageError {
     StorageError::new(
@@ -54,6 +58,24 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// A continuation token: the last path a page held, opaque (base64, so that any
+/// name fits a header).
+fn continuation_token(last: &str) -> String {
+    STANDARD.encode(last)
+}
+
+/// The path a request's `continuation` resumes after (empty on a first request).
+fn continuation(ctx: &Ctx) -> Result<String, StorageError> {
+    let Some(token) = ctx.param("continuation").filter(|t| !t.is_empty()) else {
+        return Ok(String::new());
+    };
+    STANDARD
+        .decode(token)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .ok_or_else(|| bad_query("the continuation token is not one keyless issued"))
+}
+
 fn path_headers(b: &Blob) -> HeaderMap {
     let mut h = HeaderMap::new();
     set(&mut h, "etag", &b.etag);
@@ -74,6 +96,10 @@ async fn path(ctx: &Ctx, name: &str) -> Result<Option<Blob>, StorageError> {
         .store
         .blob(&ctx.account.name, &ctx.container, name)
         .await?)
+}
+
+fn bad_query(what: &str) -> StorageError {
+    StorageError::bad("InvalidQueryParameterValue", what.to_owned())
 }
 
 fn invalid(e: &Error) -> StorageError {
@@ -529,42 +555,58 @@ pub(crate) async fn set_access_recursive(ctx: &Ctx) -> Result<Response, StorageE
         targets.push((r.name.clone(), false, root_acl.clone()));
     }
     let directory = root_row.as_ref().is_none_or(|r| r.is_dir);
+    // A batch holds at most `maxRecords` paths below the directory; the directory
+    // itself is changed by the first batch, and `continuation` resumes after the
+    // last path of the batch before.
+    let max = match ctx.param("maxRecords") {
+        None => MAX_ACL_BATCH,
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_ACL_BATCH).contains(n))
+            .ok_or_else(|| bad_query(&format!("maxRecords must be 1 to {MAX_ACL_BATCH}")))?,
+    };
+    let resume = continuation(ctx)?;
+    let mut next = None;
     if directory {
         let prefix = if ctx.blob.is_empty() {
             String::new()
         } else {
             format!("{}/", ctx.blob)
         };
-        let mut marker = String::new();
-        loop {
-            let page = ctx
-                .state
-                .store
-                .blobs(
-                    &ctx.account.name,
-                    &ctx.container,
-                    Page {
-                        prefix: &prefix,
-                        marker: &marker,
-                        max: 5000,
-                    },
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            marker.clone_from(&last.name);
-            for b in page {
-                let acl = b
-                    .acl
-                    .clone()
-                    .unwrap_or_else(|| PathAcl::root(acl::SUPERUSER));
-                targets.push((b.name, b.is_dir, acl));
-            }
+        if !resume.is_empty() && !resume.starts_with(&prefix) {
+            return Err(bad_query(
+                "the continuation token is not one of this directory's",
+            ));
+        }
+        let page = ctx
+            .state
+            .store
+            .blobs(
+                &ctx.account.name,
+                &ctx.container,
+                Page {
+                    prefix: &prefix,
+                    marker: &resume,
+                    max,
+                },
+            )
+            .await?;
+        if page.len() == max {
+            next = page.last().map(|b| b.name.clone());
+        }
+        for b in page {
+            let acl = b
+                .acl
+                .clone()
+                .unwrap_or_else(|| PathAcl::root(acl::SUPERUSER));
+            targets.push((b.name, b.is_dir, acl));
         }
     }
     let changer = Changer::of(ctx);
     let (mut dirs, mut files_ok, mut failures) = (0u64, 0u64, Vec::new());
     let mut updates = Vec::new();
-    if directory {
+    if directory && resume.is_empty() {
         let mut acl = root_acl.clone();
         if changer.may_change(&acl) && acl.apply(change, &entries, true).is_ok() {
             dirs += 1;
@@ -614,12 +656,12 @@ pub(crate) async fn set_access_recursive(ctx: &Ctx) -> Result<Response, StorageE
         "failureCount": failures.len(),
         "failedEntries": failures,
     });
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response())
+    let mut h = HeaderMap::new();
+    set(&mut h, "content-type", "application/json");
+    if let Some(next) = &next {
+        set(&mut h, "x-ms-continuation", &continuation_token(next));
+    }
+    Ok((StatusCode::OK, h, body.to_string()).into_response())
 }
 
 /// Delete Path (`recursive=true|false`).
@@ -758,7 +800,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         .unwrap_or(5000)
         .clamp(1, 5000);
     let prefix = directory.map(|d| format!("{d}/")).unwrap_or_default();
-    let mut marker = ctx.param("continuation").unwrap_or_default().to_owned();
+    let mut marker = continuation(ctx)?;
     let mut paths: Vec<Value> = Vec::new();
     let mut more = false;
     'pages: loop {
@@ -817,7 +859,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
         {
-            set(&mut h, "x-ms-continuation", last);
+            set(&mut h, "x-ms-continuation", &continuation_token(last));
         }
     }
     Ok((StatusCode::OK, h, json!({ "paths": paths }).to_string()).into_response())
