@@ -118,18 +118,14 @@ def test_metadata_properties_conditions_and_delete(service):
         blob.delete_blob()
 
 
-def signed(account, method, path, query, body=b"", headers=None):
-    """A raw request signed with SharedKey by this file's own implementation."""
+def sign(account, method, path, query, headers):
+    """Headers and raw path of a request signed with SharedKey by this file's own implementation."""
     import base64
     import hmac
     import urllib.parse
     from email.utils import formatdate
 
-    import requests
-
-    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2026-10-06", **(headers or {})}
-    if isinstance(body, bytes) and body:
-        headers["Content-Length"] = str(len(body))
+    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2026-10-06", **headers}
     raw_path = f"/{account['name']}" + urllib.parse.quote(path)
     lower = {k.lower(): v for k, v in headers.items()}
     standard = ["content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
@@ -139,6 +135,17 @@ def signed(account, method, path, query, body=b"", headers=None):
     text += f"/{account['name']}{raw_path}" + "".join(f"\n{k}:{v}" for k, v in sorted(query.items()))
     sig = base64.b64encode(hmac.new(base64.b64decode(account["key"]), text.encode(), "sha256").digest()).decode()
     headers["Authorization"] = f"SharedKey {account['name']}:{sig}"
+    return headers, raw_path
+
+
+def signed(account, method, path, query, body=b"", headers=None):
+    """A raw request signed with SharedKey by this file's own implementation."""
+    import requests
+
+    headers = dict(headers or {})
+    if isinstance(body, bytes) and body:
+        headers["Content-Length"] = str(len(body))
+    headers, raw_path = sign(account, method, path, query, headers)
     url = account["url"].rsplit("/", 1)[0] + raw_path
     return requests.request(method, url, params=query, data=body, headers=headers, verify=os.environ["REQUESTS_CA_BUNDLE"])
 
@@ -417,3 +424,29 @@ def test_crc64_is_checked_on_upload_and_framed_on_download(service):
     # Nothing was lost: the refused writes left the blobs as they were.
     assert blob.download_blob().readall() == b"checked by crc64"
     assert chunked.get_block_list("uncommitted")[1] == []
+
+
+def test_an_oversized_block_or_blob_is_refused_before_its_body_is_sent(service, account):
+    """Only the headers go out: the declared length alone must get the refusal."""
+    import http.client
+    import ssl
+    import urllib.parse
+
+    service.create_container("oversized")
+    origin = urllib.parse.urlsplit(account["url"])
+    for query, length in [({"comp": "block", "blockid": "QUFB"}, 4000 * 1024 * 1024 + 1),
+                          ({}, 5000 * 1024 * 1024 + 1)]:
+        headers = {"Content-Length": str(length), "x-ms-blob-type": "BlockBlob"}
+        headers, raw_path = sign(account, "PUT", "/oversized/huge.bin", query, headers)
+        conn = http.client.HTTPSConnection(origin.hostname, origin.port, timeout=30,
+                                           context=ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"]))
+        conn.putrequest("PUT", raw_path + ("?" + urllib.parse.urlencode(query) if query else ""), skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        reply = conn.getresponse()
+        assert reply.status == 413
+        assert reply.getheader("x-ms-error-code") == "RequestBodyTooLarge"
+        assert b"at most" in reply.read()
+        conn.close()
+    assert list(service.get_container_client("oversized").list_blobs()) == []

@@ -191,6 +191,7 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
             ));
         }
     }
+    refuse_declared_above(ctx, MAX_PUT_BLOB, "a Put Blob body")?;
     container_exists(ctx).await?;
     let conditions = Conditions::from(ctx)?;
     let acl = hns::acl_for_write(ctx).await?;
@@ -250,6 +251,26 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     Ok((StatusCode::CREATED, headers).into_response())
 }
 
+/// Refuses, before reading a byte of it, a body whose declared length exceeds `max`.
+pub(crate) fn refuse_declared_above(ctx: &Ctx, max: u64, what: &str) -> Result<(), StorageError> {
+    // A structured body declares its content's length besides its own.
+    let declared = ctx
+        .header("x-ms-structured-content-length")
+        .or_else(|| ctx.header("content-length"))
+        .and_then(|n| n.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max => Err(StorageError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestBodyTooLarge",
+            format!(
+                "The request body is too large: {what} holds at most {max} bytes ({} MiB); this one declares {n}.",
+                max / (1024 * 1024)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn too_large(e: Error) -> StorageError {
     match e.kind() {
         keyless_core::ErrorKind::InvalidInput => StorageError::new(
@@ -282,6 +303,7 @@ fn validate_block_id(id: &str) -> Result<(), StorageError> {
 /// Put Block: stages a block for a later Put Block List.
 pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
     let id = block_id(ctx)?;
+    refuse_declared_above(ctx, MAX_BLOCK, "a block")?;
     container_exists(ctx).await?;
     let sent = Sent::from(ctx)?;
     // Every block id of a blob has the same length; checked before the body is read.

@@ -241,6 +241,7 @@ pub(crate) async fn append(ctx: &Ctx, body: Body) -> Result<Response, StorageErr
             ),
         ));
     }
+    super::blob::refuse_declared_above(ctx, MAX_APPEND, "an append")?;
     let sent = super::checksum::Sent::from(ctx)?;
     let stream = Box::pin(futures_util::StreamExt::map(body.into_data_stream(), |r| {
         r.map_err(std::io::Error::other)
