@@ -38,15 +38,17 @@ const STANDARD_HEADERS: [&str; 11] = [
     "range",
 ];
 
+/// A header's trimmed value, empty when the request lacks it.
+fn header_value<'a>(req: &SignedRequest<'a>, name: &str) -> &'a str {
+    req.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.trim())
+}
+
 /// The SharedKey string to sign of a request (service versions 2009-09-19 and later).
 pub fn string_to_sign(req: &SignedRequest<'_>) -> String {
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim())
-            .unwrap_or("")
-    };
+    let header = |name: &str| header_value(req, name);
     let mut out = String::with_capacity(256);
     out.push_str(&req.method.to_ascii_uppercase());
     for name in STANDARD_HEADERS {
@@ -92,13 +94,7 @@ pub fn string_to_sign(req: &SignedRequest<'_>) -> String {
 /// later): method, Content-MD5, Content-Type and Date, the `x-ms-` headers, then
 /// the resource with only its `comp` parameter.
 pub fn string_to_sign_lite(req: &SignedRequest<'_>) -> String {
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim())
-            .unwrap_or("")
-    };
+    let header = |name: &str| header_value(req, name);
     let mut out = String::with_capacity(192);
     out.push_str(&req.method.to_ascii_uppercase());
     for name in ["content-md5", "content-type", "date"] {
