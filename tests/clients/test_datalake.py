@@ -256,6 +256,17 @@ def test_a_directory_sas_reaches_the_paths_beneath_its_directory_only(server, la
         at("team/new.csv").delete_file()
     assert no_delete.value.error_code == "AuthorizationPermissionMismatch"
 
+    # The same with the account key: a service SAS for the directory, two levels deep.
+    account_key = server.cli("storage", "account", "keys", "list", "-n", "lake", "-g", "default")[0]["value"]
+    keyed = generate_directory_sas("lake", "dirsas", "team/a", account_key, permission="r",
+                                   expiry=now + datetime.timedelta(hours=1))
+    assert "sdd=2" in keyed
+    inside = DataLakeFileClient(lake["url"], "dirsas", "team/a/data.csv", credential=keyed)
+    assert inside.download_file().readall() == b"inside"
+    with pytest.raises(HttpResponseError) as above:
+        DataLakeFileClient(lake["url"], "dirsas", "team/new.csv", credential=keyed).download_file()
+    assert above.value.status_code == 403
+
 
 def test_a_recursive_delete_under_acls_needs_rwx_on_every_directory_it_empties(server, lake, client_env):
     owner = client(server, lake, "owner")
