@@ -9,6 +9,7 @@ mod access;
 mod auth;
 mod batch;
 mod blob;
+mod block;
 mod checksum;
 mod conditions;
 mod container;
@@ -538,9 +539,9 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::SetContainerMetadata => container::set_metadata(&ctx).await,
         Op::ListBlobs => blob::list(&ctx).await,
         Op::PutBlob => blob::put(&ctx, body).await,
-        Op::PutBlock => blob::put_block(&ctx, body).await,
-        Op::PutBlockList => blob::put_block_list(&ctx, body).await,
-        Op::GetBlockList => blob::block_list(&ctx).await,
+        Op::PutBlock => block::put_block(&ctx, body).await,
+        Op::PutBlockList => block::put_block_list(&ctx, body).await,
+        Op::GetBlockList => block::block_list(&ctx).await,
         Op::GetBlob => blob::get(&ctx, true).await,
         Op::GetBlobProperties => blob::get(&ctx, false).await,
         Op::GetBlobMetadata => blob::metadata(&ctx).await,
