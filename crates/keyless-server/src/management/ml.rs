@@ -436,6 +436,23 @@ async fn identity_json(
     Ok(ids.to_rest(system.as_ref(), &described))
 }
 
+/// One version of an asset of `ws`: `segment` is its path segment (`data`,
+/// `environments`), `kind` its resource type, `what` how a not-found names it.
+async fn load_version(
+    state: &SharedState,
+    ws: &Resource,
+    p: &VersionPath,
+    (segment, kind, what): (&str, &str, &str),
+) -> Result<Resource, MgmtError> {
+    let id = format!("{}/{segment}/{}/versions/{}", ws.id, p.name, p.version);
+    state
+        .store
+        .resource(&id)
+        .await?
+        .filter(|r| r.kind == kind)
+        .ok_or_else(|| not_found(what, &format!("{}:{}", p.name, p.version), &ws.name))
+}
+
 fn not_found(kind: &str, name: &str, ws: &str) -> MgmtError {
     MgmtError::not_found(
         "ResourceNotFound",

@@ -12,7 +12,7 @@ use keyless_store::Resource;
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
-use super::{DATA_VERSIONS, VersionPath, children, not_found, open, version_json};
+use super::{DATA_VERSIONS, VersionPath, children, load_version, open, version_json};
 use crate::state::SharedState;
 
 /// The `host[:port]` of keyless's own storage endpoint, whose URLs are path-style.
@@ -105,17 +105,13 @@ pub(crate) async fn show(
             "Microsoft.MachineLearningServices/workspaces/data/read",
         )
         .await?;
-        let r = state
-            .store
-            .resource(&format!("{}/data/{}/versions/{}", ws.id, p.name, p.version))
-            .await?
-            .ok_or_else(|| {
-                not_found(
-                    "data asset version",
-                    &format!("{}:{}", p.name, p.version),
-                    &ws.name,
-                )
-            })?;
+        let r = load_version(
+            &state,
+            &ws,
+            &p,
+            ("data", DATA_VERSIONS, "data asset version"),
+        )
+        .await?;
         Ok((StatusCode::OK, version_json(DATA_VERSIONS, &r)))
     })
     .await

@@ -14,7 +14,7 @@ use keyless_store::Resource;
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
 use super::super::{Body, respond};
-use super::{ENVIRONMENT_VERSIONS, VersionPath, not_found, version_json};
+use super::{ENVIRONMENT_VERSIONS, VersionPath, load_version, version_json};
 use crate::state::SharedState;
 
 /// `PUT …/environments/{name}/versions/{version}`.
@@ -83,19 +83,13 @@ pub(crate) async fn show(
                 "Microsoft.MachineLearningServices/workspaces/environments/read",
             )
             .await?;
-        let id = format!("{}/environments/{}/versions/{}", ws.id, p.name, p.version);
-        let r = state
-            .store
-            .resource(&id)
-            .await?
-            .filter(|r| r.kind == ENVIRONMENT_VERSIONS)
-            .ok_or_else(|| {
-                not_found(
-                    "environment version",
-                    &format!("{}:{}", p.name, p.version),
-                    &ws.name,
-                )
-            })?;
+        let r = load_version(
+            &state,
+            &ws,
+            &p,
+            ("environments", ENVIRONMENT_VERSIONS, "environment version"),
+        )
+        .await?;
         Ok((StatusCode::OK, version_json(ENVIRONMENT_VERSIONS, &r)))
     })
     .await
