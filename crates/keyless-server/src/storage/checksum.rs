@@ -484,9 +484,7 @@ const CRC_LEN: u64 = 8;
 
 /// The length of `len` bytes of content as a structured message with CRC-64s.
 pub(crate) fn structured_len(len: u64) -> Option<u64> {
-    let segments = len.div_ceil(SEGMENT);
-    u16::try_from(segments).ok()?;
-    Some(MESSAGE_HEADER + segments * (SEGMENT_HEADER + CRC_LEN) + len + CRC_LEN)
+    structured_len_of(len, u16::try_from(len.div_ceil(SEGMENT)).ok()?)
 }
 
 struct Encoder {
