@@ -4,11 +4,13 @@ hello-census job, refusals with the storage's explanation, the identity endpoint
 checksums, cancel, and the storage log naming each job."""
 
 import base64
+import importlib.metadata
 import json
 import os
 import shutil
-import sys
+import sysconfig
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -77,7 +79,45 @@ def world(server, tmp_path_factory):
             "computes": shown, "key": key}
 
 
-def job_file(world, name, text, code=None):
+# Jobs run as users of their own with private /tmp: they run the system's Python and
+# find the pinned client libraries on PYTHONPATH when the venv is where any user can read
+# it, or in their code snapshot otherwise.
+JOB_PYTHON = "/usr/bin/python3"
+SITE = Path(sysconfig.get_paths()["purelib"])
+
+
+def reachable_by_jobs(path):
+    if any(path.is_relative_to(p) for p in ("/tmp", "/var/tmp", "/dev/shm", "/mnt")):
+        return False
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+
+
+def bundle(dest, roots=("azure-identity", "azure-storage-blob")):
+    """Copies the installed files of `roots` and everything they depend on into `dest`."""
+    seen, pending = set(), list(roots)
+    while pending:
+        name = pending.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for req in dist.requires or []:
+            if "extra ==" not in req:
+                pending.append(req.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0]
+                               .split("!")[0].split("~")[0].strip())
+        for f in dist.files or []:
+            if f.parts[0].endswith(".dist-info") or f.parts[0] in ("..", "bin") or "__pycache__" in f.parts:
+                continue
+            src = Path(dist.locate_file(f))
+            if src.is_file():
+                (dest / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / f)
+
+
+def job_file(world, name, text, code=None, libraries=False):
     folder = world["tmp"] / name
     folder.mkdir(exist_ok=True)
     if code:
@@ -85,8 +125,31 @@ def job_file(world, name, text, code=None):
         for file, content in code.items():
             (folder / "src" / file).write_text(content)
         shutil.copy(Path(__file__).with_name("loopback_guard.py"), folder / "src" / "loopback_guard.py")
+        if libraries and not reachable_by_jobs(SITE):
+            bundle(folder / "src")
+    if libraries and reachable_by_jobs(SITE):
+        text += f"  PYTHONPATH: {SITE}\n"
     (folder / "job.yml").write_text(text)
     return str(folder / "job.yml")
+
+
+def evidence(proc):
+    """The JSON a job's code printed after `EVIDENCE `."""
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("EVIDENCE "))
+    return json.loads(line.removeprefix("EVIDENCE "))
+
+
+def host_processes(needle):
+    """This machine's processes whose command line is `needle`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmdline.strip() == needle:
+            found.append(cmdline)
+    return found
 
 
 def submit(server, path, name, env=None, stream=True, check=True):
@@ -203,8 +266,8 @@ svc = BlobServiceClient(os.environ["KEYLESS_STORAGE_ENDPOINT"] + "/jobdata", cre
                         connection_verify=os.environ["REQUESTS_CA_BUNDLE"])
 data = svc.get_blob_client("data", "census.csv").download_blob().readall()
 print("blob rows:", len(data.decode().splitlines()) - 1)
-json.dump({"token": token, "endpoint": os.environ["MSI_ENDPOINT"], "secret": os.environ["MSI_SECRET"]},
-          open(os.environ["EVIDENCE"], "w"))
+print("EVIDENCE " + json.dumps({"token": token, "endpoint": os.environ["MSI_ENDPOINT"],
+                               "secret": os.environ["MSI_SECRET"]}))
 assert not loopback_guard.ATTEMPTS, loopback_guard.ATTEMPTS
 """
 
@@ -220,20 +283,20 @@ try:
     compute = "issued"
 except ClientAuthenticationError as e:
     compute = "refused: " + str(e)
-json.dump({"token": token, "compute": compute, "default": os.environ.get("DEFAULT_IDENTITY_CLIENT_ID")},
-          open(os.environ["EVIDENCE"], "w"))
+print("EVIDENCE " + json.dumps({"token": token, "compute": compute,
+                               "default": os.environ.get("DEFAULT_IDENTITY_CLIENT_ID")}))
 assert not loopback_guard.ATTEMPTS, loopback_guard.ATTEMPTS
 """
 
 
 def test_code_in_a_job_gets_the_compute_identity_and_its_tokens_end_with_the_job(server, world):
-    evidence = world["tmp"] / "managed.json"
-    text = f"command: {sys.executable} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
-           f"environment: azureml:x@latest\nenvironment_variables:\n  EVIDENCE: {evidence}\n"
-    proc = submit(server, job_file(world, "code-mi", text, {"main.py": CODE_AS_MANAGED}), "code-mi", check=False)
+    text = f"command: {JOB_PYTHON} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
+           f"environment: azureml:x@latest\nenvironment_variables:\n  JOB_KIND: managed\n"
+    path = job_file(world, "code-mi", text, {"main.py": CODE_AS_MANAGED}, libraries=True)
+    proc = submit(server, path, "code-mi", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "blob rows: 10" in proc.stdout
-    got = json.loads(evidence.read_text())
+    got = evidence(proc)
     job = server.cli("ml", "job", "show", "-n", "code-mi", *AT)
     sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
     assert claims(got["token"])["oid"] == sai
@@ -249,16 +312,15 @@ def test_code_in_a_job_gets_the_compute_identity_and_its_tokens_end_with_the_job
 
 def test_a_user_identity_job_gets_the_users_token_and_never_the_computes(server, world):
     alice = world["users"]["alice"]
-    evidence = world["tmp"] / "user.json"
     compute_client = world["computes"]["cpu-cluster"]["identity"].get("clientId") or \
         world["computes"]["cpu-cluster"]["properties"]["defaultIdentity"]["clientId"]
-    text = f"command: {sys.executable} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
+    text = f"command: {JOB_PYTHON} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
            f"environment: azureml:x@latest\nidentity:\n  type: user_identity\nenvironment_variables:\n" \
-           f"  EVIDENCE: {evidence}\n  COMPUTE_CLIENT_ID: {compute_client}\n"
-    proc = submit(server, job_file(world, "code-user", text, {"main.py": CODE_AS_USER}), "code-user",
-                  env=alice["env"], check=False)
+           f"  COMPUTE_CLIENT_ID: {compute_client}\n"
+    path = job_file(world, "code-user", text, {"main.py": CODE_AS_USER}, libraries=True)
+    proc = submit(server, path, "code-user", env=alice["env"], check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    got = json.loads(evidence.read_text())
+    got = evidence(proc)
     assert claims(got["token"])["oid"] == alice["id"]
     assert claims(got["token"])["upn"] == "alice@keyless.local"
     assert got["compute"].startswith("refused") and "user_identity" in got["compute"]
@@ -298,12 +360,14 @@ def test_a_pipeline_reads_as_each_steps_identity_and_a_component_identity_has_no
 
 
 def test_cancel_stops_a_running_job_and_a_tampered_snapshot_fails_with_a_checksum_error(server, world):
-    pid_file = world["tmp"] / "blocker.pid"
-    blocker = f"command: echo $$ > {pid_file}; sleep 60\ncompute: azureml:one-slot\nenvironment: azureml:x@latest\n"
+    # The blocker also starts a daemon of its own session, as a job that wants to outlive
+    # itself would; cancel must end both.
+    needle = f"sleep 60.{uuid.uuid4().int % 10**6}"
+    blocker = f"command: setsid {needle} & {needle}\ncompute: azureml:one-slot\nenvironment: azureml:x@latest\n"
     submit(server, job_file(world, "blocker", blocker), "blocker", stream=False)
     wait(server, "blocker", {"Running"})
     code = {"main.py": "print('original code ran')\n"}
-    text = f"command: {sys.executable} main.py\ncode: src\ncompute: azureml:one-slot\nenvironment: azureml:x@latest\n"
+    text = f"command: {JOB_PYTHON} main.py\ncode: src\ncompute: azureml:one-slot\nenvironment: azureml:x@latest\n"
     submit(server, job_file(world, "tamper", text, code), "tampered", stream=False)
     time.sleep(0.5)
     # One slot: the second job waits in the queue behind the first.
@@ -319,13 +383,15 @@ def test_cancel_stops_a_running_job_and_a_tampered_snapshot_fails_with_a_checksu
                 if b.name.endswith("/main.py") and hex_ in b.name]
     assert snapshot, "the snapshot was stored in the workspace's blob datastore"
     svc.get_blob_client(store["containerName"], snapshot[0]).upload_blob(b"print('tampered')\n", overwrite=True)
+    deadline = time.monotonic() + 30
+    while len(host_processes(needle)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(host_processes(needle)) == 2, "the blocker and its daemon are running"
     started = time.monotonic()
     server.cli("ml", "job", "cancel", "-n", "blocker", *AT)
     canceled = wait(server, "blocker")
     assert canceled["properties"]["status"] == "Canceled" and time.monotonic() - started < 15
-    pid = int(pid_file.read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert not host_processes(needle), "a process of the canceled job is still running"
     failed = wait(server, "tampered")
     assert failed["properties"]["status"] == "Failed", failed["properties"]
     assert failed["properties"]["error"]["code"] == "CodeChecksumMismatch"
@@ -364,3 +430,47 @@ def test_outputs_are_uploaded_and_downloaded_and_unprovided_modes_are_refused_at
             text.replace("census.csv\n", f"census.csv\n    mode: {mode}\n", 1)
         proc = submit(server, job_file(world, f"bad-{mode}", bad), f"bad-{mode}", env=alice["env"], check=False)
         assert proc.returncode != 0 and "not provided by keyless" in proc.stderr, proc.stderr
+
+
+def test_a_job_reaches_neither_the_servers_files_and_processes_nor_another_running_job(server, world):
+    """What an attacker's job tried: read the data dir (admin password, master key) from its
+    working directory and by path, read the server's environment, signal it, harvest a
+    running job's identity secret from /proc, list other jobs' folders, and leave a daemon
+    behind for later jobs. Each must fail, and the job runs as an unprivileged user."""
+    alice, bob = world["users"]["alice"], world["users"]["bob"]
+    tag = uuid.uuid4().int % 10**6
+    victim = f"sleep 45.{tag}"
+    text = f"command: {victim}\ncompute: azureml:cpu-cluster\nenvironment: azureml:x@latest\n" \
+           "identity:\n  type: user_identity\n"
+    submit(server, job_file(world, "victim", text), "victim", env=alice["env"], stream=False)
+    deadline = time.monotonic() + 30
+    while not host_processes(victim) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert host_processes(victim), "alice's job is running"
+    data, pid = server.data_dir, server.proc.pid
+    daemon = f"sleep 44.{tag}"
+    attack = (
+        'echo "uid=$(id -u)"; D=$(cd ../../../.. && pwd); cat "$D/admin.json" "$D/master.key"; '
+        f"cat {data}/admin.json; od -tx1 {data}/master.key; ls {data} {data}/jobs; "
+        f"tr '\\0' '\\n' < /proc/{pid}/environ; kill -0 {pid} && echo SIGNAL-DELIVERED; "
+        "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done | grep IDENTITY_HEADER= "
+        '| grep -v "=$IDENTITY_HEADER$" | sed s/^/HARVESTED:/; '
+        f"setsid {daemon} > /dev/null 2>&1 < /dev/null & echo attack-done"
+    )
+    text = f"command: {attack}\ncompute: azureml:cpu-cluster\nenvironment: azureml:x@latest\n"
+    proc = submit(server, job_file(world, "attack", text), "attack", env=bob["env"], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "attack-done" in lines, proc.stdout
+    uid = next(line for line in lines if line.startswith("uid="))
+    assert uid != "uid=0" and int(uid.removeprefix("uid=")) >= 1_000_000, uid
+    assert server.admin["password"] not in proc.stdout
+    assert not any(line.startswith("0000000") for line in lines), "the master key was read"
+    assert not any(line.startswith("RUST_LOG=") for line in lines), "the server's environment was read"
+    assert "SIGNAL-DELIVERED" not in lines
+    assert not any(line.startswith("HARVESTED:") for line in lines), "another job's secret was read"
+    assert not any("victim-" in line for line in lines), "another job's folder was listed"
+    assert not host_processes(daemon), "the attacker's daemon outlived its job"
+    server.cli("ml", "job", "cancel", "-n", "victim", *AT, env=alice["env"])
+    assert wait(server, "victim")["properties"]["status"] == "Canceled"
+    assert not host_processes(victim)

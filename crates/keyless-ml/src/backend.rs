@@ -2,13 +2,18 @@
 //!
 //! The job logic (materialising inputs, the identity endpoint, uploading outputs,
 //! the lifecycle) lives in the server and hands a backend one [`Task`] at a time:
-//! a command, a working directory, an environment and a log file. A backend runs
+//! a command, the job's folder, an environment and a log file. A backend runs
 //! it to the end, or until it is cancelled or times out, and says how it ended.
 //! A Slurm or Kubernetes backend implements the same trait (submit, wait, cancel)
 //! without touching the job logic.
+//!
+//! [`LocalSandbox`] is the local backend: each job runs as a user of its own in
+//! namespaces of its own, made by the system's `unshare`, `prlimit` and `setpriv`.
+//! [`LocalProcess`] runs jobs as the server's own user and exists only behind
+//! the `insecure_unsandboxed_jobs` setting.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use keyless_core::Error;
 
+mod sandbox;
+
+pub use sandbox::{JOB_ROOT, LocalSandbox};
+
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -24,8 +33,11 @@ pub struct Task {
     pub job: String,
     /// The command line, substituted, run by `/bin/sh -c`.
     pub command: String,
-    /// The working directory (the code snapshot's copy).
-    pub workdir: PathBuf,
+    /// The job's folder on this machine: its code, inputs and outputs. The
+    /// command sees it at [`ComputeBackend::job_root`].
+    pub root: PathBuf,
+    /// The working directory, relative to `root` (the code snapshot's copy).
+    pub cwd: PathBuf,
     /// The whole environment of the command; nothing else is inherited.
     pub env: Vec<(String, String)>,
     /// Standard output and standard error are appended here.
@@ -72,6 +84,9 @@ pub trait ComputeBackend: Send + Sync + fmt::Debug {
     /// Its name, as job records show it.
     fn name(&self) -> &'static str;
 
+    /// Where the command sees the job's folder `root`.
+    fn job_root(&self, root: &Path) -> PathBuf;
+
     /// Runs `task` to its end; `cancel` stops it.
     ///
     /// # Errors
@@ -79,8 +94,10 @@ pub trait ComputeBackend: Send + Sync + fmt::Debug {
     async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error>;
 }
 
-/// Runs each task as a child process of the keyless server, in its own process
-/// group, so that cancelling stops everything the command started.
+/// Runs each task as a child process of the keyless server, as the server's own
+/// user, in its own process group, so that cancelling stops what the command
+/// started (unless it left the group). Nothing separates the job from the server:
+/// only for machines where the sandbox cannot run, behind an `insecure_` setting.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LocalProcess;
 
@@ -90,61 +107,78 @@ const GRACE: Duration = Duration::from_secs(3);
 #[async_trait]
 impl ComputeBackend for LocalProcess {
     fn name(&self) -> &'static str {
-        "local"
+        "local-unsandboxed"
+    }
+
+    fn job_root(&self, root: &Path) -> PathBuf {
+        root.to_path_buf()
     }
 
     async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&task.log)
-            .map_err(|e| Error::internal(format!("cannot open the job log: {e}")))?;
-        let err = log
-            .try_clone()
-            .map_err(|e| Error::internal(format!("cannot open the job log: {e}")))?;
-        let mut child = tokio::process::Command::new("/bin/sh")
+        let mut command = tokio::process::Command::new("/bin/sh");
+        command
             .arg("-c")
             .arg(&task.command)
-            .current_dir(&task.workdir)
+            .current_dir(task.root.join(&task.cwd))
             .env_clear()
-            .envs(task.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                Error::internal(format!(
-                    "job {}: the command could not start: {e}",
-                    task.job
-                ))
-            })?;
-        let group = child.id().and_then(|id| i32::try_from(id).ok());
-        let deadline = async {
-            match task.timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let stop = tokio::select! {
-            status = child.wait() => {
-                let status = status.map_err(|e| Error::internal(format!("waiting for the job: {e}")))?;
-                // Whatever the command left running in its group goes with it.
-                signal_group(group, nix::sys::signal::Signal::SIGKILL);
-                return Ok(exit_of(status));
-            }
-            () = cancel.cancelled() => Exit::Canceled,
-            () = deadline => Exit::TimedOut,
-        };
-        signal_group(group, nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-            signal_group(group, nix::sys::signal::Signal::SIGKILL);
-            let _ = child.wait().await;
-        }
-        signal_group(group, nix::sys::signal::Signal::SIGKILL);
-        Ok(stop)
+            .envs(task.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        supervise(command, &task, cancel).await
     }
+}
+
+/// Starts `command` in a process group of its own with its output appended to
+/// the task's log, and waits for it, its cancellation or its timeout. Whatever
+/// is left of the group when it ends is killed.
+async fn supervise(
+    mut command: tokio::process::Command,
+    task: &Task,
+    cancel: CancellationToken,
+) -> Result<Exit, Error> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&task.log)
+        .map_err(|e| Error::internal(format!("cannot open the job log: {e}")))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| Error::internal(format!("cannot open the job log: {e}")))?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            Error::internal(format!(
+                "job {}: the command could not start: {e}",
+                task.job
+            ))
+        })?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
+    let deadline = async {
+        match task.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stop = tokio::select! {
+        status = child.wait() => {
+            let status = status.map_err(|e| Error::internal(format!("waiting for the job: {e}")))?;
+            // Whatever the command left running in its group goes with it.
+            signal_group(group, nix::sys::signal::Signal::SIGKILL);
+            return Ok(exit_of(status));
+        }
+        () = cancel.cancelled() => Exit::Canceled,
+        () = deadline => Exit::TimedOut,
+    };
+    signal_group(group, nix::sys::signal::Signal::SIGTERM);
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        signal_group(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    signal_group(group, nix::sys::signal::Signal::SIGKILL);
+    Ok(stop)
 }
 
 fn signal_group(group: Option<i32>, signal: nix::sys::signal::Signal) {
@@ -171,7 +205,8 @@ mod tests {
         Task {
             job: "t".into(),
             command: command.into(),
-            workdir: dir.to_path_buf(),
+            root: dir.to_path_buf(),
+            cwd: PathBuf::new(),
             env: vec![
                 ("PATH".into(), "/usr/bin:/bin".into()),
                 ("GREETING".into(), "hi".into()),

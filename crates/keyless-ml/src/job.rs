@@ -641,9 +641,11 @@ pub fn substitute(
     for piece in pieces(command, true)? {
         match piece {
             Piece::Text(t) => out.push_str(&t),
-            Piece::Ref(r) => out.push_str(
-                lookup(&r).ok_or_else(|| Error::invalid(format!("command: {r:?} has no value")))?,
-            ),
+            Piece::Ref(r) => {
+                out.push_str(&shell_word(lookup(&r).ok_or_else(|| {
+                    Error::invalid(format!("command: {r:?} has no value"))
+                })?))
+            }
             Piece::Optional(inner) => {
                 let complete = inner.iter().all(|p| match p {
                     Piece::Ref(r) => lookup(r).is_some(),
@@ -653,7 +655,9 @@ pub fn substitute(
                     for p in inner {
                         match p {
                             Piece::Text(t) => out.push_str(&t),
-                            Piece::Ref(r) => out.push_str(lookup(&r).map_or("", String::as_str)),
+                            Piece::Ref(r) => {
+                                out.push_str(&shell_word(lookup(&r).map_or("", String::as_str)));
+                            }
                             Piece::Optional(_) => {}
                         }
                     }
@@ -662,6 +666,21 @@ pub fn substitute(
         }
     }
     Ok(out)
+}
+
+/// A substituted value as one shell word: as it is when it holds nothing the
+/// shell interprets, else single-quoted. The command runs through `sh -c`, and
+/// a value comes from a file or blob name someone else may have chosen.
+fn shell_word(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
+    if plain {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(format!("'{}'", value.replace('\'', r"'\''")))
+    }
 }
 
 fn pipeline(props: &Value) -> Result<Pipeline, Error> {

@@ -25,6 +25,9 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Accept key files readable by group or others (logged as a warning).
     pub insecure_key_file_permissions: bool,
+    /// Run jobs as the server's own user, outside the sandbox (logged as a
+    /// warning): a job can then read the data dir and the server's processes.
+    pub insecure_unsandboxed_jobs: bool,
 }
 
 /// Certificates for the TLS listeners.
@@ -51,6 +54,7 @@ impl Config {
             device_code_interval: 5,
             master_key_file: None,
             insecure_key_file_permissions: false,
+            insecure_unsandboxed_jobs: false,
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use keyless_core::Principal;
-use keyless_ml::backend::{ComputeBackend, LocalProcess};
+use keyless_ml::backend::{ComputeBackend, LocalProcess, LocalSandbox};
 
 /// What a job's identity endpoint may issue.
 #[derive(Debug, Clone)]
@@ -52,10 +52,24 @@ pub(crate) struct Runtime {
     log_key: [u8; 32],
 }
 
-impl Default for Runtime {
-    fn default() -> Self {
+impl Runtime {
+    /// The bookkeeping of a server whose jobs run in the local sandbox, which
+    /// hides `data_dir` from them; with `insecure_unsandboxed`, as the server's
+    /// own user instead.
+    pub(crate) fn new(data_dir: &std::path::Path, insecure_unsandboxed: bool) -> Self {
+        let backend: Arc<dyn ComputeBackend> = if insecure_unsandboxed {
+            tracing::warn!(
+                "insecure_unsandboxed_jobs is set: jobs run as the server's own user and can read its data dir, keys and processes"
+            );
+            Arc::new(LocalProcess)
+        } else {
+            if let Err(e) = LocalSandbox::check() {
+                tracing::warn!(reason = %e, "jobs cannot run on this server");
+            }
+            Arc::new(LocalSandbox::new(vec![data_dir.to_path_buf()]))
+        };
         Self {
-            backend: Arc::new(LocalProcess),
+            backend,
             slots: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),

@@ -167,10 +167,14 @@ pub async fn start_with_clock(
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, Error> {
+    // Everything the server writes is for its own user alone: files 0600, folders
+    // 0700, whatever creates them (SQLite, blob files, logs, jobs).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     std::fs::create_dir_all(&config.data_dir)
         .and_then(|()| {
             std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
         })
+        .and_then(|()| restrict(&config.data_dir))
         .map_err(|e| {
             Error::invalid(format!(
                 "cannot create the data dir `{}`: {e}",
@@ -315,6 +319,36 @@ pub async fn start_with_clock(
         store,
         _lock: lock,
     })
+}
+
+/// Makes every file under the data dir 0600 (0700 when executable, as the `az`
+/// shim) and every folder 0700, for data dirs written before the server set its
+/// umask. The blob files are left as they are: their folder is enough to close
+/// them.
+fn restrict(data_dir: &Path) -> std::io::Result<()> {
+    let mut pending = vec![data_dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            let now = entry.metadata()?.permissions().mode() & 0o7777;
+            let mode = if kind.is_dir() || (kind.is_file() && now & 0o100 != 0) {
+                0o700
+            } else if kind.is_file() {
+                0o600
+            } else {
+                continue;
+            };
+            if now != mode {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            }
+            if kind.is_dir() && path != data_dir.join("blobs") {
+                pending.push(path);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Uncommitted blocks live seven days, as in Azure; then their bytes are freed.

@@ -76,6 +76,7 @@ impl AppState {
             crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("storage"))?;
         let vault_log =
             crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("vault"))?;
+        let jobs = crate::jobs::Runtime::new(&config.data_dir, config.insecure_unsandboxed_jobs);
         Ok(Self {
             storage_log,
             vault_log,
@@ -99,7 +100,7 @@ impl AppState {
                 .build(),
             rbac: RwLock::new(Arc::new(RbacIndex::default())),
             rbac_reload: tokio::sync::Mutex::new(()),
-            jobs: crate::jobs::Runtime::default(),
+            jobs,
         })
     }
 

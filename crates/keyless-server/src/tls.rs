@@ -183,8 +183,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_atomic(path, bytes, 0o600)
 }
 
+/// Certificates: nothing secret, but under the data dir, where every file is the
+/// server user's alone (jobs get a copy of the CA certificate).
 fn write_public(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_atomic(path, bytes, 0o644)
+    write_atomic(path, bytes, 0o600)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {

@@ -172,6 +172,35 @@ fn substitution_fills_values_and_drops_optional_segments_without_them() -> Resul
     Ok(())
 }
 
+#[test]
+fn a_substituted_name_cannot_inject_shell_code() -> Result<(), Error> {
+    // A blob named by someone else, as an attacker would name it.
+    let evil = "/w/inputs/d/w;echo INJECTED-$(id -u);#.csv";
+    let inputs: BTreeMap<String, String> = [
+        ("d".to_owned(), evil.to_owned()),
+        ("q".to_owned(), "it's".to_owned()),
+    ]
+    .into();
+    let line = substitute(
+        "cat ${{inputs.d}} $[[${{inputs.q}}]]",
+        &inputs,
+        &BTreeMap::new(),
+    )?;
+    assert_eq!(
+        line,
+        "cat '/w/inputs/d/w;echo INJECTED-$(id -u);#.csv' 'it'\\''s'"
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &line.replacen("cat", "printf '%s|'", 1)])
+        .output()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{evil}|it's|")
+    );
+    Ok(())
+}
+
 fn pipeline_of(props: serde_json::Value) -> Result<Pipeline, Error> {
     match Job::from_rest(&props)? {
         Job::Pipeline(p) => Ok(p),

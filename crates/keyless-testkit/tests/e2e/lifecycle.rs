@@ -163,3 +163,52 @@ async fn a_restart_keeps_users_secrets_and_keys_and_a_second_server_is_refused()
         "admin.json still signs in"
     );
 }
+
+/// Files and folders under `dir` whose mode lets anyone but the owner in.
+fn open_to_others(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.permissions().mode() & 0o077 != 0 {
+                found.push((entry.path(), meta.permissions().mode() & 0o7777));
+            }
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn nothing_under_the_data_dir_is_open_to_other_users_even_after_an_older_server() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin_token().await.unwrap();
+    // Something in every kind of file the server writes: directory, keys,
+    // certificates, the metadata database, logs.
+    service_principal(&server, &admin, "modes").await;
+    let (status, body) = server
+        .mgmt(Method::GET, "/directory/me", Some(&admin), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let open = open_to_others(&server.data_dir());
+    assert!(open.is_empty(), "readable by others: {open:?}");
+    // A data dir left by a server that did not restrict its files is closed at start.
+    let dir = server.data_dir();
+    std::fs::set_permissions(
+        dir.join("admin.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("old")).unwrap();
+    std::fs::set_permissions(dir.join("old"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = server.restart().await.unwrap();
+    let open = open_to_others(&server.data_dir());
+    assert!(
+        open.is_empty(),
+        "readable by others after a restart: {open:?}"
+    );
+}

@@ -67,6 +67,11 @@ pub(crate) struct Args {
     /// Accept key files readable by group or others.
     #[arg(long, env = "KEYLESS_INSECURE_KEY_FILE_PERMISSIONS")]
     insecure_key_file_permissions: bool,
+    /// Run jobs as the server's own user, outside the sandbox: a job can then
+    /// read the data dir, the keys and the server's processes. Only for machines
+    /// where keyless cannot run as root.
+    #[arg(long, env = "KEYLESS_INSECURE_UNSANDBOXED_JOBS")]
+    insecure_unsandboxed_jobs: bool,
     /// Log as JSON lines.
     #[arg(long, env = "KEYLESS_LOG_JSON")]
     log_json: bool,
@@ -97,6 +102,7 @@ struct FileConfig {
     device_code_interval: Option<u64>,
     master_key_file: Option<PathBuf>,
     insecure_key_file_permissions: Option<bool>,
+    insecure_unsandboxed_jobs: Option<bool>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -162,6 +168,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     config.master_key_file = args.master_key_file.or(file.master_key_file);
     config.insecure_key_file_permissions =
         args.insecure_key_file_permissions || file.insecure_key_file_permissions.unwrap_or(false);
+    config.insecure_unsandboxed_jobs =
+        args.insecure_unsandboxed_jobs || file.insecure_unsandboxed_jobs.unwrap_or(false);
 
     let port =
         |flag: Option<u16>, file: Option<u16>, default: u16| flag.or(file).unwrap_or(default);

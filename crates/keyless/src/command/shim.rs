@@ -50,7 +50,7 @@ pub(crate) fn install(dir: &std::path::Path) -> Result<PathBuf> {
     let staged = dir.join(format!(".az.{}", std::process::id()));
     std::fs::write(&staged, script)
         .with_context(|| format!("cannot write `{}`", staged.display()))?;
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o700))?;
     std::fs::rename(&staged, &path)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(path)

@@ -248,9 +248,22 @@ struct Context {
     command: Command,
     submitter: Principal,
     compute: Compute,
+    /// The job's folder on this machine.
     workdir: PathBuf,
+    /// Where the command sees `workdir`.
+    visible: PathBuf,
     log: Log,
     grant_key: Option<String>,
+}
+
+impl Context {
+    /// How the command sees a path under the job's folder.
+    fn seen(&self, path: &std::path::Path) -> String {
+        path.strip_prefix(&self.workdir)
+            .map_or_else(|_| path.to_path_buf(), |rel| self.visible.join(rel))
+            .display()
+            .to_string()
+    }
 }
 
 /// Runs one command job to its end; returns its final status.
@@ -371,6 +384,7 @@ async fn lifecycle(
             .unwrap_or_else(|| submitter.object_id.to_string())
     ))
     .await;
+    let visible = state.jobs.backend.job_root(&workdir);
     let ctx = slot.insert(Context {
         job: job.to_owned(),
         ws,
@@ -378,6 +392,7 @@ async fn lifecycle(
         submitter,
         compute,
         workdir,
+        visible,
         log,
         grant_key: None,
     });
@@ -396,7 +411,8 @@ async fn lifecycle(
     let task = Task {
         job: job.to_owned(),
         command: line,
-        workdir: ctx.workdir.join("code"),
+        root: ctx.workdir.clone(),
+        cwd: PathBuf::from("code"),
         env,
         log: ctx.log.0.clone(),
         timeout: ctx.command.timeout.map(std::time::Duration::from_secs),

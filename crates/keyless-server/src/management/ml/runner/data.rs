@@ -163,7 +163,7 @@ pub(super) async fn materialise_inputs(
                 access.push(
                     json!({ "port": port, "uri": uri, "direction": "input", "identity": who }),
                 );
-                inputs.insert(port.clone(), path.display().to_string());
+                inputs.insert(port.clone(), ctx.seen(&path));
             }
             Input::Binding(_) => {
                 return Err(Stop::failed(
@@ -192,7 +192,7 @@ pub(super) async fn materialise_inputs(
                 folder.join(file)
             }
         };
-        outputs.insert(port.clone(), path.display().to_string());
+        outputs.insert(port.clone(), ctx.seen(&path));
     }
     set_property(state, &ctx.job, "dataAccess", Value::Array(access)).await;
     Ok((inputs, outputs))
@@ -251,7 +251,7 @@ pub(super) async fn upload_outputs(state: &SharedState, ctx: &Context) -> Result
         let target = resolve(state, &ctx.ws, &uri).await?;
         let (signer, acting, who) = reader(state, ctx, &target).await?;
         let folder = ctx.workdir.join("outputs").join(port);
-        let files = walk(&folder).await?;
+        let files = walk(&ctx.workdir, &folder).await?;
         let at = &target.location;
         let base = match output.kind {
             DataKind::File => at
@@ -294,9 +294,37 @@ pub(super) async fn upload_outputs(state: &SharedState, ctx: &Context) -> Result
     Ok(())
 }
 
-/// Every file under `root`, with its `/`-separated relative path.
-async fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>, Stop> {
+/// Every file under `root`, with its `/`-separated relative path. The job wrote
+/// `root` and could have made it, or a folder above it, a symbolic link to
+/// anything the server can read: `root` must be a real folder inside `base`, and
+/// links beneath it are skipped.
+async fn walk(base: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>, Stop> {
     let mut out = Vec::new();
+    let escaped = || {
+        Stop::failed(
+            "OutputOutsideJob",
+            format!(
+                "the output folder `{}` is a link out of the job's folder; nothing was uploaded from it",
+                root.strip_prefix(base).unwrap_or(root).display()
+            ),
+        )
+    };
+    match tokio::fs::symlink_metadata(root).await {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(escaped()),
+        Err(_) => return Ok(out),
+    }
+    let (Ok(real_base), Ok(real_root)) = (
+        tokio::fs::canonicalize(base).await,
+        tokio::fs::canonicalize(root).await,
+    ) else {
+        return Err(escaped());
+    };
+    if !real_root.starts_with(&real_base)
+        || real_root != real_base.join(root.strip_prefix(base).unwrap_or(root))
+    {
+        return Err(escaped());
+    }
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let mut entries = match tokio::fs::read_dir(&dir).await {

@@ -23,20 +23,23 @@ pub(super) async fn environment(
         .clone()
         .into_iter()
         .collect();
-    let keep = |name: &str| std::env::var(name).ok();
-    env.insert(
-        "PATH".into(),
-        keep("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-    );
-    env.insert("HOME".into(), ctx.workdir.display().to_string());
-    env.insert(
-        "LANG".into(),
-        keep("LANG").unwrap_or_else(|| "C.UTF-8".into()),
-    );
+    // A job's own PATH and LANG win; HOME is its folder.
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    env.entry("LANG".into()).or_insert_with(|| "C.UTF-8".into());
+    env.insert("HOME".into(), ctx.visible.display().to_string());
     env.insert("PYTHONUNBUFFERED".into(), "1".into());
     if let Some(ca) = state.jobs.ca_file.get() {
+        // The job cannot reach the data dir: it gets a copy of the CA certificate.
+        let copy = ctx.workdir.join("ca.pem");
+        tokio::fs::copy(ca, &copy).await.map_err(|e| {
+            Stop::failed(
+                "JobPreparationFailed",
+                format!("cannot copy the CA certificate for the job: {e}"),
+            )
+        })?;
         for name in ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"] {
-            env.insert(name.into(), ca.display().to_string());
+            env.insert(name.into(), ctx.seen(&copy));
         }
     }
     let job_name = ctx.job.rsplit('/').next().unwrap_or(&ctx.job).to_owned();

@@ -1,0 +1,225 @@
+//! The local sandbox: each job as a user of its own, in namespaces of its own.
+//!
+//! Made from the system's tools, not a runtime of keyless's own:
+//! - `unshare` gives the job a PID namespace (it sees only its own processes,
+//!   and when its first process ends the kernel kills every other one, daemons
+//!   included), a mount namespace and an IPC namespace;
+//! - in the mount namespace a small setup script, still root, gives the job
+//!   private `/tmp`, `/var/tmp`, `/dev/shm` and `/run/lock`, shows the job's
+//!   folder at [`JOB_ROOT`] and covers the server's data dir with an empty,
+//!   read-only file system;
+//! - `prlimit` bounds the job's processes, and `setpriv` drops to a uid and gid
+//!   drawn at random for this job, with no supplementary groups, no
+//!   capabilities and `no_new_privs` (set-uid programs cannot raise it again).
+//!
+//! Nothing the job controls reaches the root part: the setup runs with a fixed
+//! environment, and the job's environment is read from a file by the job's own
+//! shell after the privileges are gone, then removed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use keyless_core::Error;
+
+use super::{ComputeBackend, Exit, Task, supervise};
+
+/// Where a sandboxed job sees its folder (code, inputs, outputs).
+pub const JOB_ROOT: &str = "/mnt/azureml/job";
+
+/// The file under the job's folder that carries its environment to its shell.
+const ENV_FILE: &str = ".job-env";
+
+/// Job uids and gids are drawn from this range, far above any account's.
+const UIDS: std::ops::Range<u32> = 2_000_000_000..2_100_000_000;
+
+/// At most this many processes per job.
+const MAX_PROCESSES: u32 = 4096;
+
+/// The tools the sandbox is made of.
+const TOOLS: [&str; 4] = [
+    "/usr/bin/unshare",
+    "/usr/bin/setpriv",
+    "/usr/bin/prlimit",
+    "/bin/sh",
+];
+
+/// The sandbox's setup, run as root inside the new namespaces. Arguments: the
+/// job's folder, the uid, the working directory under [`JOB_ROOT`], the
+/// command, then the folders to hide.
+const SETUP: &str = r#"set -eu
+# The server's own umask (077) is not the job's.
+umask 022
+root=$1 id=$2 cwd=$3 command=$4
+shift 4
+# Hold the job's folder as the working directory before anything covers its path.
+cd -- "$root"
+for d in /tmp /var/tmp /dev/shm /run/lock; do
+  if [ -d "$d" ]; then mount -t tmpfs -o mode=1777,nosuid,nodev keyless-tmp "$d"; fi
+done
+if [ ! -d /mnt ]; then mkdir /mnt; fi
+mount -t tmpfs -o mode=0755,nosuid,nodev,size=64k keyless-job /mnt
+mkdir -p "@ROOT@"
+mount --no-canonicalize --bind . "@ROOT@"
+for h in "$@"; do
+  if [ -d "$h" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0000,size=4k keyless-hidden "$h"; fi
+done
+cd -- "@ROOT@/$cwd"
+exec prlimit --nproc=@NPROC@ --core=0 -- \
+  setpriv --reuid="$id" --regid="$id" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- \
+  /bin/sh -c 'set -a; . "$1"; set +a; rm -f -- "$1"; exec /bin/sh -c "$2"' keyless-job "@ROOT@/@ENV@" "$command"
+"#;
+
+/// Runs each task in a sandbox of its own (see the module's documentation).
+#[derive(Debug, Clone)]
+pub struct LocalSandbox {
+    /// Folders the job must not see, whatever their permissions: the data dir.
+    hidden: Vec<PathBuf>,
+}
+
+impl LocalSandbox {
+    /// A sandbox that hides `hidden` from every job.
+    #[must_use]
+    pub fn new(hidden: Vec<PathBuf>) -> Self {
+        Self { hidden }
+    }
+
+    /// Whether this machine can make the sandbox.
+    ///
+    /// # Errors
+    /// [`keyless_core::ErrorKind::Unavailable`] saying what is missing.
+    pub fn check() -> Result<(), Error> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::new(
+                keyless_core::ErrorKind::Unavailable,
+                "the local sandbox runs each job as a user of its own and needs keyless to run as root; run keyless as root, or set insecure_unsandboxed_jobs to run jobs as the server's own user",
+            ));
+        }
+        if let Some(missing) = TOOLS.iter().find(|t| !Path::new(t).exists()) {
+            return Err(Error::new(
+                keyless_core::ErrorKind::Unavailable,
+                format!("the local sandbox needs `{missing}` (Debian's util-linux package)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ComputeBackend for LocalSandbox {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn job_root(&self, _root: &Path) -> PathBuf {
+        PathBuf::from(JOB_ROOT)
+    }
+
+    async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error> {
+        Self::check()?;
+        let uid = job_uid()?;
+        let env = env_file(&task.env)?;
+        let root = task.root.clone();
+        tokio::task::spawn_blocking(move || hand_over(&root, &env, uid))
+            .await
+            .map_err(|e| Error::internal(format!("preparing the job's folder: {e}")))??;
+        let script = SETUP
+            .replace("@ROOT@", JOB_ROOT)
+            .replace("@ENV@", ENV_FILE)
+            .replace("@NPROC@", &MAX_PROCESSES.to_string());
+        let mut command = tokio::process::Command::new("/usr/bin/unshare");
+        command
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--mount",
+                "--ipc",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+                "keyless-sandbox",
+            ])
+            .arg(&task.root)
+            .arg(uid.to_string())
+            .arg(&task.cwd)
+            .arg(&task.command)
+            .args(&self.hidden)
+            .current_dir("/")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        supervise(command, &task, cancel).await
+    }
+}
+
+/// A uid for one job, drawn at random from [`UIDS`].
+fn job_uid() -> Result<u32, Error> {
+    let mut bytes = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| Error::internal("the system's random generator failed"))?;
+    Ok(UIDS.start + u32::from_le_bytes(bytes) % (UIDS.end - UIDS.start))
+}
+
+/// The environment as lines the job's shell reads with `set -a; . file`: each
+/// value single-quoted, so nothing in it is interpreted.
+fn env_file(env: &[(String, String)]) -> Result<String, Error> {
+    let mut out = String::new();
+    for (name, value) in env {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(Error::invalid(format!(
+                "environment variable `{name}` is not a valid name: use letters, digits and `_`, not starting with a digit"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(Error::invalid(format!(
+                "environment variable `{name}` contains a NUL character"
+            )));
+        }
+        let _ = writeln!(out, "{name}='{}'", value.replace('\'', r"'\''"));
+    }
+    Ok(out)
+}
+
+/// Writes the environment file and gives the job's folder, and everything in it,
+/// to the job's uid and gid.
+fn hand_over(root: &Path, env: &str, uid: u32) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let fail = |what: &Path, e: std::io::Error| {
+        Error::internal(format!("preparing `{}` for the job: {e}", what.display()))
+    };
+    let path = root.join(ENV_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| fail(&path, e))?;
+    file.write_all(env.as_bytes()).map_err(|e| fail(&path, e))?;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).map_err(|e| fail(&path, e))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| fail(&path, e))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| fail(&path, e))? {
+                pending.push(entry.map_err(|e| fail(&path, e))?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
