@@ -450,3 +450,53 @@ def test_an_oversized_block_or_blob_is_refused_before_its_body_is_sent(service, 
         assert b"at most" in reply.read()
         conn.close()
     assert list(service.get_container_client("oversized").list_blobs()) == []
+
+
+def test_a_sas_without_write_creates_but_never_overwrites_and_names_each_field_once(service, account):
+    """An account SAS `rdlacup` and a container SAS `rc` may create blobs but not overwrite one,
+    by Put Blob, Put Block List or Copy Blob; a SAS that names `sig` twice is refused."""
+    import datetime
+
+    import requests
+    from azure.storage.blob import (AccountSasPermissions, ContainerClient, ResourceTypes, generate_account_sas,
+                                    generate_blob_sas, generate_container_sas)
+
+    container = service.create_container("createonly")
+    container.upload_blob("existing.csv", b"original")
+    container.upload_blob("source.csv", b"copied over")
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    source_sas = generate_blob_sas(account["name"], "createonly", "source.csv", account_key=account["key"],
+                                   permission="r", expiry=soon)
+    source_url = f"{account['url']}/createonly/source.csv?{source_sas}"
+    account_sas = generate_account_sas(account["name"], account["key"], ResourceTypes(container=True, object=True),
+                                       AccountSasPermissions.from_string("rdlacup"), expiry=soon)
+    container_sas = generate_container_sas(account["name"], "createonly", account_key=account["key"],
+                                           permission="rc", expiry=soon)
+    for n, sas in enumerate((account_sas, container_sas)):
+        client = ContainerClient(account["url"], "createonly", credential=sas)
+        target = client.get_blob_client("existing.csv")
+        attacks = {
+            "put blob": lambda: target.upload_blob(b"overwritten", overwrite=True),
+            "put block list": lambda: (target.stage_block("b1", b"overwritten"), target.commit_block_list(["b1"])),
+            "copy blob": lambda: target.start_copy_from_url(source_url),
+        }
+        for name, attack in attacks.items():
+            with pytest.raises(HttpResponseError) as refused:
+                attack()
+            assert refused.value.status_code == 403, name
+            assert refused.value.error_code == "AuthorizationPermissionMismatch", name
+        # Creating is what `c` is for.
+        client.upload_blob(f"new-{n}.csv", b"fresh")
+        client.get_blob_client(f"copy-{n}.csv").start_copy_from_url(source_url)
+        assert container.download_blob(f"copy-{n}.csv").readall() == b"copied over"
+    assert container.download_blob("existing.csv").readall() == b"original"
+
+    url = f"{account['url']}/createonly/existing.csv"
+    headers = {"x-ms-version": "2025-01-05"}
+    reader = generate_blob_sas(account["name"], "createonly", "existing.csv", account_key=account["key"],
+                               permission="r", expiry=soon)
+    assert requests.get(f"{url}?{reader}", headers=headers).status_code == 200
+    twice = requests.get(f"{url}?{reader}&sig=AAAA", headers=headers)
+    assert twice.status_code == 403 and "more than once" in twice.text
+    twice = requests.get(f"{url}?sig=AAAA&{reader}", headers=headers)
+    assert twice.status_code == 403 and "more than once" in twice.text

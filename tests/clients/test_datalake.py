@@ -310,3 +310,67 @@ def test_recursive_acl_changes_and_listings_go_in_batches_with_continuation(serv
     # A listing a page at a time reaches every path, a non-ASCII name at a page's end included.
     names = [p.name for p in fs.get_paths(path="tree", recursive=True, max_results=1)]
     assert names == ["tree/a.txt", "tree/b", "tree/b/d.txt", "tree/b/ü c.txt", "tree/e.txt"]
+
+
+def test_a_sas_moves_only_what_its_scope_and_move_permission_allow_and_acl_changes_need_o_or_p(
+        server, lake, client_env):
+    """The attacks: a directory SAS on `inbox` with create pulls `secret/s.txt` in by a rename;
+    a file SAS with only delete moves it; a write-only SAS changes the owner and the ACL."""
+    import datetime
+
+    import requests
+    from azure.storage.filedatalake import generate_directory_sas, generate_file_sas
+
+    service = client(server, lake, "owner")
+    fs = service.create_file_system("moves")
+    fs.get_file_client("secret/s.txt").upload_data(b"secret", overwrite=True)
+    fs.get_file_client("inbox/mine.txt").upload_data(b"mine", overwrite=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = service.get_user_delegation_key(now - datetime.timedelta(minutes=1), now + datetime.timedelta(hours=1))
+    expiry = now + datetime.timedelta(hours=1)
+    base = f"{lake['url']}/moves"
+    version = {"x-ms-version": "2025-01-05"}
+
+    def rename(sas, dest, source):
+        return requests.put(f"{base}/{dest}?mode=legacy&{sas}",
+                            headers={**version, "x-ms-rename-source": f"/moves/{source}"})
+
+    inbox_create = generate_directory_sas("lake", "moves", "inbox", key, permission="c", expiry=expiry)
+    assert rename(inbox_create, "inbox/stolen.txt", "secret/s.txt").status_code == 403
+    inbox_all = generate_directory_sas("lake", "moves", "inbox", key, permission="racwdlm", expiry=expiry)
+    outside = rename(inbox_all, "inbox/stolen.txt", "secret/s.txt")
+    assert outside.status_code == 403 and "source of the rename" in outside.text
+    delete_only = generate_file_sas("lake", "moves", "secret", "s.txt", key, permission="d", expiry=expiry)
+    assert rename(delete_only, "secret/moved.txt", "secret/s.txt").status_code == 403
+    # A source URL carrying its own SAS decides for the source: move on it is needed there too.
+    read_source = generate_file_sas("lake", "moves", "secret", "s.txt", key, permission="r", expiry=expiry)
+    assert rename(inbox_all, "inbox/stolen.txt", f"secret/s.txt?{read_source}").status_code == 403
+    assert fs.get_file_client("secret/s.txt").download_file().readall() == b"secret"
+    assert not fs.get_file_client("inbox/stolen.txt").exists()
+    # Within its scope, with move, a SAS renames.
+    moved = rename(inbox_all, "inbox/renamed.txt", "inbox/mine.txt")
+    assert moved.status_code == 201, moved.text
+    assert fs.get_file_client("inbox/renamed.txt").download_file().readall() == b"mine"
+
+    # Ownership needs `o`, the ACL `p`; `w` gives neither.
+    def set_acl(sas, headers):
+        return requests.patch(f"{base}/inbox/renamed.txt?action=setAccessControl&{sas}",
+                              headers={**version, **headers})
+
+    write_only = generate_directory_sas("lake", "moves", "inbox", key, permission="w", expiry=expiry)
+    someone = lake["analyst"]["objectId"]
+    for headers in ({"x-ms-owner": someone}, {"x-ms-acl": "user::rwx,group::r-x,other::rwx"},
+                    {"x-ms-permissions": "rwxrwxrwx"}):
+        refused = set_acl(write_only, headers)
+        assert refused.status_code == 403 and "AuthorizationPermissionMismatch" in refused.text, headers
+    recursive = requests.patch(f"{base}/inbox?action=setAccessControlRecursive&mode=set&{write_only}",
+                               headers={**version, "x-ms-acl": "user::rwx,group::r-x,other::rwx"})
+    assert recursive.status_code == 403
+    props = fs.get_file_client("inbox/renamed.txt").get_access_control()
+    assert props["owner"] != someone and "other::rwx" not in props["acl"]
+    permissions = generate_directory_sas("lake", "moves", "inbox", key, permission="p", expiry=expiry)
+    assert set_acl(permissions, {"x-ms-acl": "user::rw-,group::r--,other::r--"}).status_code == 200
+    assert set_acl(permissions, {"x-ms-owner": someone}).status_code == 403
+    ownership = generate_directory_sas("lake", "moves", "inbox", key, permission="o", expiry=expiry)
+    assert set_acl(ownership, {"x-ms-owner": someone}).status_code == 200
+    assert fs.get_file_client("inbox/renamed.txt").get_access_control()["owner"] == someone

@@ -177,6 +177,15 @@ def test_a_user_delegation_sas_acts_as_the_user_while_the_user_may(server, world
                             expiry=now + datetime.timedelta(minutes=30))
     blob = BlobClient(world["url"], "data", "census.csv", credential=sas)
     assert blob.download_blob().readall().startswith(b"age,income")
+    # The SAS works as the source of a copy into another account, while the user may read.
+    server.cli("storage", "account", "create", "-n", "idcopy", "-g", "default")
+    copy_key = server.cli("storage", "account", "keys", "list", "-n", "idcopy", "-g", "default")[0]["value"]
+    elsewhere = BlobServiceClient(f"{server.info['storage']}/idcopy",
+                                  credential={"account_name": "idcopy", "account_key": copy_key})
+    elsewhere.create_container("stolen")
+    sas_url = f"{world['url']}/data/census.csv?{sas}"
+    elsewhere.get_blob_client("stolen", "first.csv").start_copy_from_url(sas_url)
+    assert elsewhere.get_blob_client("stolen", "first.csv").download_blob().readall().startswith(b"age")
 
     # The SAS grants no more than it says, and no more than the user may.
     write_sas = generate_blob_sas("idacct", "data", "census.csv", user_delegation_key=key, permission="rw",
@@ -217,6 +226,11 @@ def test_a_user_delegation_sas_acts_as_the_user_while_the_user_may(server, world
     with pytest.raises(HttpResponseError) as revoked:
         blob.download_blob().readall()
     assert revoked.value.status_code == 403
+    # Nor does it as the source of a copy: the copy checks the delegator's roles too.
+    with pytest.raises(HttpResponseError) as revived:
+        elsewhere.get_blob_client("stolen", "census.csv").start_copy_from_url(sas_url)
+    assert revived.value.status_code == 403 and revived.value.error_code == "CannotVerifyCopySource"
+    assert not elsewhere.get_blob_client("stolen", "census.csv").exists()
 
     # A tampered SAS does not verify.
     tampered = sas.replace("sp=r", "sp=rw")
@@ -257,6 +271,23 @@ def test_network_rules_refuse_an_address_and_admit_listed_ranges(server, world, 
         assert refused.value.status_code == 403
         assert refused.value.error_code == "AuthorizationFailure"
         assert "network rules refuse client address 127.0.0.2" in refused.value.response.headers["x-keyless-explanation"]
+        # A copy whose source is behind the firewall is refused as a read would be, whether
+        # the source URL carries a SAS or the caller signs with the destination's key.
+        import datetime
+
+        from azure.storage.blob import generate_blob_sas
+        server.cli("storage", "account", "create", "-n", "idfwcopy", "-g", "default")
+        fw_key = server.cli("storage", "account", "keys", "list", "-n", "idfwcopy", "-g", "default")[0]["value"]
+        dest = BlobServiceClient(f"{server.info['storage']}/idfwcopy",
+                                 credential={"account_name": "idfwcopy", "account_key": fw_key})
+        dest.create_container("out")
+        source_sas = generate_blob_sas("idacct", "data", "census.csv", account_key=world["key"], permission="r",
+                                       expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+        with pytest.raises(HttpResponseError) as walled:
+            dest.get_blob_client("out", "census.csv").start_copy_from_url(
+                f"{world['url']}/data/census.csv?{source_sas}")
+        assert walled.value.status_code == 403 and walled.value.error_code == "AuthorizationFailure"
+        assert not dest.get_blob_client("out", "census.csv").exists()
 
         server.cli("storage", "account", "network-rule", "add", *account, "--ip-address", "127.0.0.2")
         assert census_from("127.0.0.2").startswith(b"age")

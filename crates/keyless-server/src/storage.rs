@@ -121,7 +121,7 @@ struct Requester {
 
 /// Whether the identity that signed a user delegation SAS may, at the time of
 /// use, do what the request does (its role assignments, through its groups).
-async fn delegator_may(
+pub(crate) async fn delegator_may(
     state: &SharedState,
     account: &StorageAccount,
     oid: &str,
@@ -165,6 +165,106 @@ fn rename_source_path(headers: &axum::http::HeaderMap) -> Option<String> {
         .and_then(|v| v.split('?').next())
         .and_then(|v| v.trim_start_matches('/').split_once('/'))
         .map(|(_, p)| percent_decode_str(p).decode_utf8_lossy().into_owned())
+}
+
+/// The account's network rules for a request from `client` by `identity`: a
+/// refused address gets nowhere, on this account and as the source of a copy.
+pub(crate) fn admit(
+    account: &StorageAccount,
+    client: Option<std::net::IpAddr>,
+    identity: Option<&auth::Identity>,
+) -> Result<(), StorageError> {
+    let acls = account.body.get("networkAcls");
+    let trusted = identity.is_some_and(|i| i.principal_type() == "ManagedIdentity");
+    if crate::network::Rules::may_refuse(acls)
+        && let Err(why) = crate::network::Rules::from_acls(acls)?.admit(client, trusted)
+    {
+        return Err(StorageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "AuthorizationFailure",
+            "This request is not authorized to perform this operation.",
+        )
+        .explained(why));
+    }
+    Ok(())
+}
+
+/// What a SAS needs beyond its operation's permission, from the request itself:
+/// `w` to overwrite a blob (`c` creates new ones only); `o` to change an owner or
+/// group and `p` to change an ACL or mode; `m` on the source of a rename, which
+/// must lie inside the SAS's scope, or inside the scope of a SAS the source URL
+/// carries.
+async fn sas_details(
+    state: &SharedState,
+    account: &StorageAccount,
+    sas: &sas::Sas,
+    op: Operation,
+    (container, blob): (&str, &str),
+    headers: &axum::http::HeaderMap,
+    client: Option<std::net::IpAddr>,
+) -> Result<(), StorageError> {
+    let writes = matches!(
+        op,
+        Operation::PutBlob | Operation::PutBlockList | Operation::CopyBlob
+    );
+    if writes
+        && !sas.grants('w')
+        && state
+            .store
+            .blob(&account.name, container, blob)
+            .await?
+            .is_some()
+    {
+        return Err(StorageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission: the blob exists, and overwriting it needs `w`; `c` creates new blobs only.",
+        ));
+    }
+    match op {
+        Operation::SetAccessControl => {
+            if headers.contains_key("x-ms-owner") || headers.contains_key("x-ms-group") {
+                sas.needs("o")?;
+            }
+            if headers.contains_key("x-ms-acl") || headers.contains_key("x-ms-permissions") {
+                sas.needs("p")?;
+            }
+        }
+        Operation::RenamePath => {
+            let raw = headers
+                .get("x-ms-rename-source")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+            let decoded = percent_decode_str(path).decode_utf8_lossy();
+            let (fs, source) = decoded
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or(("", ""));
+            let source = source.trim_end_matches('/');
+            let query: Vec<(String, String)> =
+                serde_urlencoded::from_str(query).unwrap_or_default();
+            if query.iter().any(|(k, _)| k == "sig") {
+                let keys = state.account_keys(account)?;
+                let own = sas::verify_sas(
+                    &account.name,
+                    (fs, source),
+                    &keys,
+                    &query,
+                    state.now(),
+                    client,
+                )?;
+                own.authorize_move_source(fs, source)?;
+                if let Some((oid, tid)) = &own.delegator {
+                    delegator_may(state, account, oid, tid, op, fs).await?;
+                }
+            } else {
+                sas.authorize_move_source(fs, source)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A user delegation SAS acting for another identity: valid on a hierarchical
@@ -430,20 +530,7 @@ async fn prepare(
     let auth = auth::authenticate(state, &account, presented).await?;
     requester.identity = auth.identity().cloned();
     // Network rules come before any permission: a refused address gets nowhere.
-    let acls = account.body.get("networkAcls");
-    let trusted = auth
-        .identity()
-        .is_some_and(|i| i.principal_type() == "ManagedIdentity");
-    if crate::network::Rules::may_refuse(acls)
-        && let Err(why) = crate::network::Rules::from_acls(acls)?.admit(client, trusted)
-    {
-        return Err(StorageError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "AuthorizationFailure",
-            "This request is not authorized to perform this operation.",
-        )
-        .explained(why));
-    }
+    admit(&account, client, auth.identity())?;
     // The one authorization decision of the request.
     let overrides = match &auth {
         auth::Auth::SharedKey => Vec::new(),
@@ -455,6 +542,16 @@ async fn prepare(
         }
         auth::Auth::Sas(sas) => {
             sas.authorize(op, &container, &blob)?;
+            sas_details(
+                state,
+                &account,
+                sas,
+                op,
+                (&container, &blob),
+                &parts.headers,
+                client,
+            )
+            .await?;
             if let Some((oid, tid)) = &sas.delegator {
                 // The delegating identity must still hold the permission, now.
                 delegator_may(state, &account, oid, tid, op, &container).await?;

@@ -53,48 +53,62 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
     let (container, blob) = (decode(container), decode(blob));
     let query: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     let same_account = account == ctx.account.name;
-    let readable = match (&ctx.auth, same_account) {
-        (Auth::SharedKey, true) => true,
-        _ if query.iter().any(|(k, _)| k == "sig") => {
-            let source_account = ctx
-                .state
-                .account(account)
-                .await?
-                .ok_or_else(|| cannot("the source account does not exist"))?;
-            let keys = ctx.state.account_keys(&source_account)?;
-            let sas = verify_sas(
-                account,
-                (&container, &blob),
-                &keys,
-                &query,
-                ctx.state.now(),
-                ctx.client,
-            )
-            .map_err(|_| cannot("the source SAS is not valid"))?;
-            sas.authorize(Operation::GetBlob, &container, &blob)
-                .map_err(|_| cannot("the source SAS does not grant read"))?;
-            true
-        }
-        (Auth::Bearer(identity), _) => {
-            // The caller's own read permission on the source, as Azure checks it.
-            let source_account = ctx
-                .state
-                .account(account)
-                .await?
-                .ok_or_else(|| cannot("the source account does not exist"))?;
-            if source_account.tenant_id != identity.tenant {
-                return Err(cannot("the source account belongs to another tenant"));
-            }
-            access::authorize(
+    let source_account = ctx
+        .state
+        .account(account)
+        .await?
+        .ok_or_else(|| cannot("the source account does not exist"))?;
+    // The source account's firewall applies to the copy as to a read.
+    super::admit(&source_account, ctx.client, ctx.auth.identity())?;
+    let readable = if query.iter().any(|(k, _)| k == "sig") {
+        // A SAS on the source URL decides, whatever signed the request.
+        let keys = ctx.state.account_keys(&source_account)?;
+        let sas = verify_sas(
+            account,
+            (&container, &blob),
+            &keys,
+            &query,
+            ctx.state.now(),
+            ctx.client,
+        )
+        .map_err(|_| cannot("the source SAS is not valid"))?;
+        sas.authorize(Operation::GetBlob, &container, &blob)
+            .map_err(|_| cannot("the source SAS does not grant read"))?;
+        if let Some((oid, tid)) = &sas.delegator {
+            // A user delegation SAS is bounded by its delegator's roles now, here too.
+            super::delegator_may(
                 &ctx.state,
                 &source_account,
-                identity,
-                Permission::DataAction(access::BLOB_READ),
+                oid,
+                tid,
+                Operation::GetBlob,
                 &container,
-            )?;
-            true
+            )
+            .await
+            .map_err(|_| {
+                cannot("the identity that signed the source's user delegation SAS may no longer read it")
+            })?;
         }
-        _ => false,
+        true
+    } else {
+        match (&ctx.auth, same_account) {
+            (Auth::SharedKey, true) => true,
+            (Auth::Bearer(identity), _) => {
+                // The caller's own read permission on the source, as Azure checks it.
+                if source_account.tenant_id != identity.tenant {
+                    return Err(cannot("the source account belongs to another tenant"));
+                }
+                access::authorize(
+                    &ctx.state,
+                    &source_account,
+                    identity,
+                    Permission::DataAction(access::BLOB_READ),
+                    &container,
+                )?;
+                true
+            }
+            _ => false,
+        }
     };
     if !readable {
         return Err(cannot(

@@ -49,6 +49,13 @@ enum Scope {
     Directory(String, String),
 }
 
+/// The query parameters a SAS is made of.
+const SAS_FIELDS: [&str; 29] = [
+    "sv", "ss", "srt", "sp", "st", "se", "sip", "spr", "sr", "si", "sig", "sdd", "ses", "sst",
+    "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid", "scid", "sduoid", "rscc",
+    "rscd", "rsce", "rscl", "rsct",
+];
+
 fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query
         .iter()
@@ -116,6 +123,14 @@ pub(crate) fn verify_sas(
     now: i64,
     client: Option<IpAddr>,
 ) -> Result<Sas, StorageError> {
+    if let Some(twice) = SAS_FIELDS
+        .iter()
+        .find(|f| query.iter().filter(|(k, _)| k == *f).count() > 1)
+    {
+        return Err(StorageError::auth(format!(
+            "The SAS field `{twice}` appears more than once: a SAS names each field once."
+        )));
+    }
     let get = |n: &str| param(query, n).unwrap_or("");
     let version = get("sv");
     if version < "2020-12-06" {
@@ -328,6 +343,11 @@ impl Sas {
         matches!(self.scope, Scope::Directory(..))
     }
 
+    /// Whether the SAS grants permission `p` (`r`, `w`, `c`, `m`, …).
+    pub(crate) fn grants(&self, p: char) -> bool {
+        self.permissions.contains(p)
+    }
+
     /// Whether the SAS covers `op` on `container`/`blob`.
     pub(crate) fn authorize(
         &self,
@@ -350,6 +370,7 @@ impl Sas {
             Op::GetContainerProperties => ('c', "r"),
             Op::SetContainerMetadata => ('c', "w"),
             Op::ListBlobs => ('c', "l"),
+            // `c` creates new blobs only; the dispatcher refuses an overwrite without `w`.
             Op::PutBlob | Op::PutBlock | Op::PutBlockList | Op::CopyBlob => ('o', "cw"),
             Op::GetBlockList | Op::GetBlob | Op::GetBlobProperties | Op::GetBlobMetadata => {
                 ('o', "r")
@@ -362,10 +383,57 @@ impl Sas {
             Op::ListPaths => ('c', "l"),
             Op::CreatePath | Op::AppendData | Op::FlushData => ('o', "cw"),
             Op::GetPathStatus | Op::GetAccessControl => ('o', "r"),
-            // Renames need delete on the source and create on the target; ACL changes need ownership.
-            Op::RenamePath => ('o', "cwd"),
-            Op::SetAccessControl | Op::SetAccessControlRecursive => ('o', "w"),
+            // The destination of a rename; its source needs `m` ([`Self::authorize_move_source`]).
+            Op::RenamePath => ('o', "cw"),
+            // Owner and group changes need `o`, ACL and mode changes `p`: the
+            // dispatcher checks which the request makes.
+            Op::SetAccessControl => ('o', "op"),
+            Op::SetAccessControlRecursive => ('o', "p"),
         };
+        self.covers(kind, op, container, blob)?;
+        self.needs(needed)
+    }
+
+    /// Whether the SAS lets the source of a rename move: `m` on a path inside its scope.
+    pub(crate) fn authorize_move_source(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<(), StorageError> {
+        self.covers('o', Operation::RenamePath, container, path)
+            .map_err(|_| {
+                mismatch(
+                    "AuthorizationResourceTypeMismatch",
+                    "The SAS does not cover the source of the rename: a rename moves only paths inside the SAS's own scope.",
+                )
+            })?;
+        self.needs("m")
+    }
+
+    /// Refuses unless the SAS grants one of `needed`.
+    pub(crate) fn needs(&self, needed: &str) -> Result<(), StorageError> {
+        if !needed.chars().any(|p| self.permissions.contains(p)) {
+            return Err(mismatch(
+                "AuthorizationPermissionMismatch",
+                &format!(
+                    "This request is not authorized to perform this operation using this permission: it needs `{needed}`, the SAS grants `{}`.",
+                    self.permissions
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the SAS's resource covers a request of kind `kind` (`s`ervice,
+    /// `c`ontainer, `o`bject) on `container`/`blob`.
+    fn covers(
+        &self,
+        kind: char,
+        op: Operation,
+        container: &str,
+        blob: &str,
+    ) -> Result<(), StorageError> {
+        use Operation as Op;
         match &self.scope {
             Scope::Account {
                 services,
@@ -416,15 +484,6 @@ impl Sas {
                     ));
                 }
             }
-        }
-        if !needed.chars().any(|p| self.permissions.contains(p)) {
-            return Err(mismatch(
-                "AuthorizationPermissionMismatch",
-                &format!(
-                    "This request is not authorized to perform this operation using this permission: it needs `{needed}`, the SAS grants `{}`.",
-                    self.permissions
-                ),
-            ));
         }
         Ok(())
     }
