@@ -306,3 +306,44 @@ def test_network_rules_refuse_an_address_and_admit_listed_ranges(server, world, 
         assert any(json.loads(line)["StatusText"] == "AuthorizationFailure" for line in denied.splitlines())
     finally:
         server.cli("storage", "account", "update", *account, "--default-action", "Allow")
+
+
+def test_a_disabled_user_loses_storage_and_vault_at_once_with_tokens_it_already_holds(server, world, client_env):
+    """Management refused a disabled principal's tokens; storage and vault honoured them until
+    they expired. Now every listener refuses them from the moment the account is disabled, and
+    honours them again when it is enabled."""
+    from azure.identity import UsernamePasswordCredential
+
+    sub = server.admin["subscription"]
+    upn, password = "leaver@keyless.local", "Leaver-Passw0rd!"
+    leaver = server.cli("ad", "user", "create", "--display-name", "Leaver", "--user-principal-name", upn,
+                        "--password", password)
+    account_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/idacct"
+    server.cli("role", "assignment", "create", "--assignee", leaver["id"], "--role", "Storage Blob Data Reader",
+               "--scope", account_id)
+    server.cli("keyvault", "create", "-n", "kvleaver", "-g", "default")
+    server.cli("role", "assignment", "create", "--assignee", leaver["id"], "--role", "Key Vault Reader", "--scope",
+               f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.KeyVault/vaults/kvleaver")
+    credential = UsernamePasswordCredential("04b07795-8ddb-461a-bbee-02f9e1bf7b46", upn, password,
+                                            tenant_id="adfs", authority=server.login, disable_instance_discovery=True)
+    storage_token = credential.get_token("https://storage.azure.com/.default").token
+    vault_token = credential.get_token("https://vault.azure.net/.default").token
+
+    def read_blob():
+        return requests.get(f"{world['url']}/data/census.csv",
+                            headers={"Authorization": f"Bearer {storage_token}", "x-ms-version": "2025-01-05"})
+
+    def list_secrets():
+        return requests.get(f"{server.info['vault']}/kvleaver/secrets", params={"api-version": "7.4"},
+                            headers={"Authorization": f"Bearer {vault_token}"})
+
+    assert read_blob().status_code == 200
+    assert list_secrets().status_code == 200
+    server.cli("ad", "user", "update", "--id", upn, "--account-enabled", "false")
+    refused = read_blob()
+    assert refused.status_code in (401, 403) and "disabled" in refused.text, refused.text
+    refused = list_secrets()
+    assert refused.status_code == 401 and "disabled" in refused.text, refused.text
+    server.cli("ad", "user", "update", "--id", upn, "--account-enabled", "true")
+    assert read_blob().status_code == 200
+    assert list_secrets().status_code == 200

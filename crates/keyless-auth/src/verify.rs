@@ -51,6 +51,9 @@ pub enum VerifyError {
     /// The token was issued to a job that has ended.
     #[error("the token was issued to job `{0}`, which has ended")]
     JobEnded(String),
+    /// The token's principal was disabled or deleted after it was issued.
+    #[error("the token's principal `{0}` is disabled or was deleted")]
+    PrincipalDisabled(String),
     /// The audience is not one the resource accepts.
     #[error("the token's audience `{got}` is not valid here; expected `{expected}`")]
     Audience {
@@ -82,6 +85,9 @@ pub struct TokenVerifier {
     /// Jobs whose tokens are honoured: a token naming a job (`xms_job`) works
     /// only while its job is in this set.
     live_jobs: RwLock<HashSet<String>>,
+    /// Principals (object ids, lowercase) whose tokens are refused at once,
+    /// whatever their lifetime: disabled or deleted since the tokens were issued.
+    disabled: RwLock<HashSet<String>>,
 }
 
 impl TokenVerifier {
@@ -104,6 +110,7 @@ impl TokenVerifier {
                 .time_to_live(std::time::Duration::from_secs(2 * 3600))
                 .build_with_hasher(foldhash::fast::RandomState::default()),
             live_jobs: RwLock::new(HashSet::new()),
+            disabled: RwLock::new(HashSet::new()),
         }
     }
 
@@ -159,7 +166,32 @@ impl TokenVerifier {
         {
             return Err(VerifyError::JobEnded(job.clone()));
         }
+        if self.is_disabled(&claims.oid) {
+            return Err(VerifyError::PrincipalDisabled(claims.oid.clone()));
+        }
         Ok(claims)
+    }
+
+    /// Refuses (`true`) or honours again (`false`) every token of the principal
+    /// `object_id`.
+    pub fn set_disabled(&self, object_id: &str, disabled: bool) {
+        let mut set = match self.disabled.write() {
+            Ok(set) => set,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if disabled {
+            set.insert(object_id.to_ascii_lowercase());
+        } else {
+            set.remove(&object_id.to_ascii_lowercase());
+        }
+    }
+
+    fn is_disabled(&self, object_id: &str) -> bool {
+        let set = match self.disabled.read() {
+            Ok(set) => set,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        !set.is_empty() && set.contains(&object_id.to_ascii_lowercase())
     }
 
     /// Starts honouring tokens issued to `job`.

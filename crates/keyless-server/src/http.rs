@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -71,6 +71,9 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
+/// How long a client may take to send a request's header.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `router` on `listener` until `shutdown`, over TLS when `tls` is given.
 /// In-flight requests get `drain` to finish once shutdown begins.
 pub(crate) async fn serve(
@@ -82,7 +85,15 @@ pub(crate) async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let tasks = TaskTracker::new();
-    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    let mut builder = Builder::new(TokioExecutor::new());
+    // A client gets this long for a request's whole header, however slowly it
+    // trickles in; then the connection is closed (hyper needs a timer for it).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,

@@ -217,7 +217,15 @@ pub async fn start_with_clock(
         vault: format!("https://{host}:{}", port(&listeners.vault)?),
         identity: format!("http://{host}:{}", port(&listeners.identity)?),
     };
-    let verifier = TokenVerifier::new(urls.login.clone(), ring, tenants);
+    let verifier = TokenVerifier::new(urls.login.clone(), ring, tenants.clone());
+    for tenant in &tenants {
+        let tenant = keyless_core::TenantId::parse(tenant)?;
+        for p in store.principals(tenant, None).await? {
+            if !p.enabled {
+                verifier.set_disabled(&p.object_id.to_string(), true);
+            }
+        }
+    }
     let store_arc: Arc<dyn MetaStore> = Arc::new(store.clone());
     let blobs = keyless_store::LocalFiles::new(config.data_dir.join("blobs"))?;
     let referenced = store.file_ids().await?;

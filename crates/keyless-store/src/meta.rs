@@ -270,8 +270,14 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
 
     /// Stores a refresh token by its digest.
     async fn refresh_token_add(&self, digest: &str, grant: &RefreshGrant) -> Result<(), Error>;
-    /// Removes and returns a refresh token (each is used once).
-    async fn refresh_token_take(&self, digest: &str) -> Result<Option<RefreshGrant>, Error>;
+    /// Removes and returns a refresh token issued to `client_id` (each is used
+    /// once). A token issued to another client is left as it is, and `None`
+    /// returned, so presenting it with the wrong client does not spend it.
+    async fn refresh_token_take(
+        &self,
+        digest: &str,
+        client_id: &str,
+    ) -> Result<Option<RefreshGrant>, Error>;
 
     /// Stores a device code.
     async fn device_code_add(&self, code: &DeviceCode) -> Result<(), Error>;

@@ -159,3 +159,18 @@ fn a_job_token_works_only_while_its_job_is_live() {
     let plain = jwt::sign(&key, &claims(TID, STORAGE, 5000)).unwrap();
     v.verify(&plain, &[STORAGE], 2000).unwrap();
 }
+
+#[test]
+fn a_disabled_principals_tokens_are_refused_at_once_even_when_cached() {
+    let (v, key) = setup();
+    let c = claims(TID, STORAGE, 5000);
+    let token = jwt::sign(&key, &c).unwrap();
+    v.verify(&token, &[STORAGE], 2000).unwrap();
+    v.set_disabled(&c.oid.to_ascii_uppercase(), true);
+    assert_eq!(
+        v.verify(&token, &[STORAGE], 2000).unwrap_err(),
+        VerifyError::PrincipalDisabled(c.oid.clone())
+    );
+    v.set_disabled(&c.oid, false);
+    v.verify(&token, &[STORAGE], 2000).unwrap();
+}

@@ -264,6 +264,14 @@ async fn public_or_confidential_client(
         return Ok((app_id(&client.principal), client.acr));
     }
     let app = client_auth::find_app(state, tenant, presented.client_id).await?;
+    // An application with a credential is confidential: its id alone proves
+    // nothing, and would let anyone put it in `appid` of tokens and logs.
+    if !state.store.credentials(app.object_id).await?.is_empty() {
+        return Err(OAuthError::invalid_client(
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'. The application has credentials, so it must present one.",
+        ));
+    }
     Ok((app_id(&app), "0"))
 }
 
@@ -325,17 +333,14 @@ async fn refresh_user(
     };
     let grant = state
         .store
-        .refresh_token_take(&secret::digest_secret(token))
+        .refresh_token_take(&secret::digest_secret(token), client_id)
         .await?
-        .ok_or_else(|| invalid("is unknown or was already used"))?;
+        .ok_or_else(|| invalid("is unknown, was already used, or was issued to another client"))?;
     if grant.expires_at <= state.now() {
         return Err(OAuthError::invalid_grant(
             700082,
             "The refresh token has expired due to inactivity. Sign in again (`keyless login`).",
         ));
-    }
-    if !grant.client_id.eq_ignore_ascii_case(client_id) {
-        return Err(invalid("was issued to another client"));
     }
     if !tenant.admits(grant.tenant_id) {
         return Err(invalid("belongs to another tenant"));

@@ -390,6 +390,10 @@ async fn update_principal(
             .store
             .principal_set_enabled(p.object_id, enabled)
             .await?;
+        // Every listener refuses the principal's tokens at once, not at their expiry.
+        state
+            .verifier
+            .set_disabled(&p.object_id.to_string(), !enabled);
     }
     let p = state
         .store
@@ -455,6 +459,7 @@ async fn delete_principal(
             return Err(MgmtError::bad_request("Request_BadRequest", "you cannot delete yourself"));
         }
         state.store.principal_delete(p.object_id).await?;
+        state.verifier.set_disabled(&p.object_id.to_string(), true);
         state.reload_rbac().await?;
         tracing::info!(actor = %caller.principal.object_id, principal = %p.object_id, "principal deleted");
         Ok((StatusCode::NO_CONTENT, Value::Null))

@@ -364,6 +364,7 @@ async fn system_identity(
 async fn delete_system_identity(state: &SharedState, resource_id: &str) -> Result<(), MgmtError> {
     if let Some(p) = system_identity(state, resource_id).await? {
         state.store.principal_delete(p.object_id).await?;
+        state.verifier.set_disabled(&p.object_id.to_string(), true);
     }
     Ok(())
 }

@@ -497,6 +497,7 @@ async fn delete_identity(
         let id = identity_id(&sub, &rg, &name);
         if let Some(p) = state.store.principal_by_resource_id(&id).await? {
             state.store.principal_delete(p.object_id).await?;
+            state.verifier.set_disabled(&p.object_id.to_string(), true);
         }
         let existed = state.store.resource_delete(&id).await?;
         state.reload_rbac().await?;

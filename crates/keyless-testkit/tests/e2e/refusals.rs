@@ -348,3 +348,41 @@ async fn a_token_of_tenant_a_reaches_nothing_of_tenant_b() {
     ];
     assert_eq!(server.token_request(tenant_b, &form).await.unwrap().0, 400);
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_header_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start().await.unwrap();
+    let address = server
+        .info
+        .identity
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // One header line a second, as a slow-loris client would, for up to 30 s.
+    let mut closed = false;
+    for n in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let line = format!("X-Trickle-{n}: 1\r\n");
+        if stream.write_all(line.as_bytes()).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        // An answer before the header is complete (a 408), an end or an error: cut off.
+        if tokio::time::timeout(std::time::Duration::from_millis(10), stream.read(&mut buf))
+            .await
+            .is_ok()
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the connection was held for 30 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}

@@ -461,3 +461,84 @@ async fn on_behalf_of_exchanges_a_users_token_for_another_resource() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_token_shown_to_another_client_is_refused_and_not_spent() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin_token().await.unwrap();
+    user(&server, &admin, ALICE, ALICE_PASSWORD).await;
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", CLI_CLIENT_ID),
+        ("username", ALICE),
+        ("password", ALICE_PASSWORD),
+        ("scope", "https://storage.azure.com/.default offline_access"),
+    ];
+    let (status, body) = server
+        .token_request(&server.admin.tenant, &form)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap();
+    // Another public client (Azure PowerShell's id) presents alice's refresh token.
+    let stolen = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "1950a258-227b-4e31-a9cf-717495945fc2"),
+        ("refresh_token", refresh),
+        ("scope", STORAGE_SCOPE),
+    ];
+    let (status, refused) = server
+        .token_request(&server.admin.tenant, &stolen)
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "invalid_grant");
+    // The token's own client still redeems it.
+    let own = [
+        ("grant_type", "refresh_token"),
+        ("client_id", CLI_CLIENT_ID),
+        ("refresh_token", refresh),
+        ("scope", STORAGE_SCOPE),
+    ];
+    let (status, renewed) = server
+        .token_request(&server.admin.tenant, &own)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{renewed}");
+}
+
+#[tokio::test]
+async fn a_confidential_applications_id_without_its_secret_cannot_sign_a_user_in() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin_token().await.unwrap();
+    user(&server, &admin, ALICE, ALICE_PASSWORD).await;
+    let (app, _, secret) = service_principal(&server, &admin, "confidential").await;
+    let mut form = vec![
+        ("grant_type", "password"),
+        ("client_id", app.as_str()),
+        ("username", ALICE),
+        ("password", ALICE_PASSWORD),
+        ("scope", STORAGE_SCOPE),
+    ];
+    let (status, body) = server
+        .token_request(&server.admin.tenant, &form)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS7000218"),
+        "{body}"
+    );
+    // With its secret, the application signs the user in, and tokens name it.
+    form.push(("client_secret", secret.as_str()));
+    let (status, body) = server
+        .token_request(&server.admin.tenant, &form)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["appid"], app);
+}

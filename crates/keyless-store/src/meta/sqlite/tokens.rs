@@ -86,11 +86,16 @@ impl TokenStore for SqliteStore {
         Ok(())
     }
 
-    async fn refresh_token_take(&self, digest: &str) -> Result<Option<RefreshGrant>, Error> {
+    async fn refresh_token_take(
+        &self,
+        digest: &str,
+        client_id: &str,
+    ) -> Result<Option<RefreshGrant>, Error> {
         let row: Option<(String, String, String, i64)> = sqlx::query_as(
-            "DELETE FROM refresh_tokens WHERE digest = ? RETURNING principal_id, tenant_id, client_id, expires_at",
+            "DELETE FROM refresh_tokens WHERE digest = ? AND lower(client_id) = lower(?) RETURNING principal_id, tenant_id, client_id, expires_at",
         )
         .bind(digest)
+        .bind(client_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;
