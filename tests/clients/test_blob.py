@@ -500,3 +500,24 @@ def test_a_sas_without_write_creates_but_never_overwrites_and_names_each_field_o
     assert twice.status_code == 403 and "more than once" in twice.text
     twice = requests.get(f"{url}?sig=AAAA&{reader}", headers=headers)
     assert twice.status_code == 403 and "more than once" in twice.text
+
+
+def test_what_keyless_does_not_implement_is_refused_before_anything_is_written(service):
+    """A Put Blob with a customer-provided key used to be stored in plain text for anyone to
+    read; blob tags were dropped. Both are refused now, and nothing is stored."""
+    from azure.storage.blob import CustomerProvidedEncryptionKey
+
+    container = service.create_container("unsupported")
+    key = os.urandom(32)
+    import base64
+    cpk = CustomerProvidedEncryptionKey(base64.b64encode(key).decode(),
+                                        base64.b64encode(hashlib.sha256(key).digest()).decode())
+    with pytest.raises(HttpResponseError) as refused:
+        container.upload_blob("mine.bin", b"private", cpk=cpk)
+    assert refused.value.status_code == 400 and refused.value.error_code == "UnsupportedHeader"
+    assert "customer-provided keys" in str(refused.value)
+    assert not container.get_blob_client("mine.bin").exists()
+    with pytest.raises(HttpResponseError) as tags:
+        container.upload_blob("tagged.bin", b"x", tags={"project": "census"})
+    assert tags.value.error_code == "UnsupportedHeader"
+    assert not container.get_blob_client("tagged.bin").exists()

@@ -6,6 +6,7 @@ mod device;
 mod error;
 mod grants;
 pub(crate) mod issue;
+pub(crate) mod lockout;
 pub(crate) mod resource;
 
 use axum::extract::{Path, State};
@@ -28,6 +29,13 @@ pub(crate) const PUBLIC_CLIENTS: [&str; 2] = [
     "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
     "1950a258-227b-4e31-a9cf-717495945fc2",
 ];
+
+/// The longest `scope` the token and device-code endpoints take.
+pub(crate) const MAX_SCOPE: usize = 2048;
+
+/// The largest form body the login listener reads: forms are small, and a large
+/// one is refused before it is read.
+const MAX_BODY: usize = 64 * 1024;
 
 /// The router of the login listener.
 pub(crate) fn router(state: SharedState) -> Router {
@@ -52,6 +60,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         )
         .route("/{tenant}/oauth2/devicecode", post(device::device_code))
         .route("/devicelogin", get(device::page).post(device::approve))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 

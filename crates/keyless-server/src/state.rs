@@ -58,6 +58,8 @@ pub(crate) struct AppState {
     pub(crate) vault_log: crate::storage_log::StorageLog,
     /// Running jobs: slots, cancel switches, identity endpoint grants.
     pub(crate) jobs: crate::jobs::Runtime,
+    /// Password sign-ins: lockouts and the hashing pool.
+    pub(crate) sign_ins: crate::login::lockout::SignIns,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -101,6 +103,7 @@ impl AppState {
             rbac: RwLock::new(Arc::new(RbacIndex::default())),
             rbac_reload: tokio::sync::Mutex::new(()),
             jobs,
+            sign_ins: crate::login::lockout::SignIns::default(),
         })
     }
 

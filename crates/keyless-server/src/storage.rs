@@ -491,6 +491,7 @@ async fn prepare(
             )
         })?;
     check_version(&parts.headers)?;
+    refuse_unsupported(&parts.headers, &query)?;
     let copy_source = parts.headers.contains_key("x-ms-copy-source");
     let rename_source = parts.headers.contains_key("x-ms-rename-source");
     let op = Operation::parse(&parts.method, &query, target, copy_source, rename_source)?;
@@ -713,6 +714,36 @@ fn decode(segment: &str) -> Result<String, StorageError> {
                 "the request path is not valid UTF-8 once decoded",
             )
         })
+}
+
+/// Features keyless does not implement are refused before anything is done,
+/// never silently dropped: a writer that sent its own encryption key must not
+/// believe its data is protected by it, and tags or a listing's start must not
+/// be lost.
+fn refuse_unsupported(headers: &HeaderMap, query: &[(String, String)]) -> Result<(), StorageError> {
+    const HEADERS: [(&str, &str); 6] = [
+        ("x-ms-encryption-key", "customer-provided keys"),
+        ("x-ms-encryption-key-sha256", "customer-provided keys"),
+        ("x-ms-encryption-algorithm", "customer-provided keys"),
+        ("x-ms-encryption-scope", "encryption scopes"),
+        ("x-ms-tags", "blob index tags"),
+        ("x-ms-if-tags", "blob index tags"),
+    ];
+    if let Some((name, feature)) = HEADERS.iter().find(|(h, _)| headers.contains_key(*h)) {
+        return Err(StorageError::bad(
+            "UnsupportedHeader",
+            format!(
+                "One of the HTTP headers specified in the request is not supported: `{name}` ({feature}) is not implemented by keyless, and nothing was done."
+            ),
+        ));
+    }
+    if query.iter().any(|(k, _)| k == "startFrom") {
+        return Err(StorageError::bad(
+            "UnsupportedQueryParameter",
+            "One of the query parameters specified in the request URI is not supported: `startFrom` is not implemented by keyless.",
+        ));
+    }
+    Ok(())
 }
 
 fn check_version(headers: &HeaderMap) -> Result<(), StorageError> {

@@ -287,6 +287,8 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     async fn device_code_approve(&self, user_code: &str, user: ObjectId) -> Result<(), Error>;
     /// A device code by digest; removed when it is approved (each approval yields one token).
     async fn device_code_poll(&self, digest: &str) -> Result<Option<DeviceCode>, Error>;
+    /// Removes the device codes that expired before `now`; returns how many.
+    async fn device_codes_expire(&self, now: i64) -> Result<u64, Error>;
 
     /// A server setting.
     async fn setting(&self, key: &str) -> Result<Option<String>, Error>;

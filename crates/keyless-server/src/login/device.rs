@@ -78,6 +78,14 @@ async fn start(
             ));
         }
     };
+    if scope.len() > super::MAX_SCOPE {
+        return Err(OAuthError::invalid_scope(
+            70011,
+            format!("The scope is longer than {} characters.", super::MAX_SCOPE),
+        ));
+    }
+    // Codes nobody approved in time are deleted, so unanswered requests cannot pile up.
+    state.store.device_codes_expire(state.now()).await?;
     let device_code = secret::random_token()?;
     let user_code = user_code()?;
     let lifetime = i64::try_from(DEVICE_CODE_LIFETIME.as_secs()).unwrap_or(900);
@@ -187,7 +195,12 @@ struct ApproveForm {
 }
 
 /// `POST /devicelogin`: a person approves a code with their credentials.
-pub(crate) async fn approve(State(state): State<SharedState>, RawForm(body): RawForm) -> Response {
+pub(crate) async fn approve(
+    State(state): State<SharedState>,
+    client: Option<axum::Extension<crate::http::ClientAddr>>,
+    RawForm(body): RawForm,
+) -> Response {
+    let address = client.map(|axum::Extension(crate::http::ClientAddr(a))| a.ip());
     let Ok(form) = serde_urlencoded::from_bytes::<ApproveForm>(&body) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -197,7 +210,7 @@ pub(crate) async fn approve(State(state): State<SharedState>, RawForm(body): Raw
         )
             .into_response();
     };
-    match approve_code(&state, &form).await {
+    match approve_code(&state, &form, address).await {
         Ok(name) => Html(format!(
             "<!doctype html><title>keyless sign-in</title><h1>Signed in</h1><p>You have signed in as {} on the device. You may close this page.</p>",
             escape(&name)
@@ -210,6 +223,7 @@ pub(crate) async fn approve(State(state): State<SharedState>, RawForm(body): Raw
 async fn approve_code(
     state: &SharedState,
     form: &ApproveForm,
+    address: Option<std::net::IpAddr>,
 ) -> Result<String, (StatusCode, String)> {
     let internal = |e: keyless_core::Error| {
         tracing::error!(error = %e, "device approval failed");
@@ -231,31 +245,38 @@ async fn approve_code(
             "That code is unknown or has expired. Start the sign-in on your device again."
                 .to_owned(),
         ))?;
+    let username = form.username.trim();
+    if state.sign_ins.locked(username, address, state.now()) {
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            "Your account is locked because of too many sign-ins with a wrong password. Wait a minute and try again.".to_owned(),
+        ));
+    }
     let refused = (
         StatusCode::UNAUTHORIZED,
         "The user name or password is incorrect.".to_owned(),
     );
     let user = state
         .store
-        .principal_by_upn(form.username.trim())
-        .await
-        .map_err(internal)?;
-    let user = user
-        .filter(|u| u.kind == PrincipalKind::User)
-        .ok_or_else(|| refused.clone())?;
-    let hash = state
-        .store
-        .password_hash(user.object_id)
+        .principal_by_upn(username)
         .await
         .map_err(internal)?
-        .ok_or_else(|| refused.clone())?;
-    let password = form.password.clone();
-    let ok = tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !ok {
+        .filter(|u| u.kind == PrincipalKind::User);
+    let hash = match &user {
+        Some(u) => state
+            .store
+            .password_hash(u.object_id)
+            .await
+            .map_err(internal)?,
+        None => None,
+    };
+    // Hashed whether or not the user exists: the answer takes as long either way.
+    let ok = state.sign_ins.verify(&form.password, hash).await;
+    let Some(user) = user.filter(|_| ok) else {
+        state.sign_ins.failed(username, address, state.now());
         return Err(refused);
-    }
+    };
+    state.sign_ins.succeeded(username);
     if !user.enabled {
         return Err((
             StatusCode::FORBIDDEN,

@@ -1,9 +1,9 @@
 //! The token endpoints and their grants.
 
-use axum::Json;
 use axum::extract::{Path, RawForm, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use keyless_core::{ObjectId, Principal, PrincipalKind};
 use super::client_auth::{self, Presented};
 use super::issue::{self, Shape, Subject, TokenRequest, UserExtras};
 use super::{OAuthError, PUBLIC_CLIENTS, Resource, TenantRef, resolve_tenant, resource};
+use crate::http::ClientAddr;
 use crate::state::SharedState;
 
 /// The form fields of every grant; each grant reads the ones it needs.
@@ -38,28 +39,32 @@ pub(crate) struct TokenForm {
 pub(crate) async fn token_v2(
     state: State<SharedState>,
     tenant: Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     form: RawForm,
 ) -> Response {
-    token(state, tenant, headers, form, Shape::V2).await
+    token(state, tenant, client, headers, form, Shape::V2).await
 }
 
 pub(crate) async fn token_v1(
     state: State<SharedState>,
     tenant: Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     form: RawForm,
 ) -> Response {
-    token(state, tenant, headers, form, Shape::V1).await
+    token(state, tenant, client, headers, form, Shape::V1).await
 }
 
 async fn token(
     State(state): State<SharedState>,
     Path(tenant): Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     RawForm(body): RawForm,
     shape: Shape,
 ) -> Response {
+    let address = client.map(|Extension(ClientAddr(a))| a.ip());
     let result = async {
         let mut form: TokenForm = serde_urlencoded::from_bytes(&body).map_err(|e| {
             OAuthError::invalid_request(
@@ -68,8 +73,18 @@ async fn token(
             )
         })?;
         basic_client_credentials(&headers, &mut form);
+        if form
+            .scope
+            .as_ref()
+            .is_some_and(|s| s.len() > super::MAX_SCOPE)
+        {
+            return Err(OAuthError::invalid_scope(
+                70011,
+                format!("The scope is longer than {} characters.", super::MAX_SCOPE),
+            ));
+        }
         let tenant = resolve_tenant(&state, &tenant).await?;
-        grant(&state, &tenant, &form, shape).await
+        grant(&state, &tenant, &form, shape, address).await
     }
     .await;
     match result {
@@ -110,6 +125,7 @@ async fn grant(
     tenant: &TenantRef,
     form: &TokenForm,
     shape: Shape,
+    address: Option<std::net::IpAddr>,
 ) -> Result<serde_json::Value, OAuthError> {
     let presented = Presented {
         client_id: form.client_id.as_deref(),
@@ -140,7 +156,7 @@ async fn grant(
         }
         Some("password") => {
             let (client_id, acr) = public_or_confidential_client(state, tenant, presented).await?;
-            let user = password_user(state, tenant, form).await?;
+            let user = password_user(state, tenant, form, address).await?;
             let resource = requested_resource(state, user.tenant_id, form, shape).await?;
             let request = TokenRequest {
                 resource,
@@ -279,6 +295,7 @@ async fn password_user(
     state: &SharedState,
     tenant: &TenantRef,
     form: &TokenForm,
+    address: Option<std::net::IpAddr>,
 ) -> Result<Principal, OAuthError> {
     let (Some(username), Some(password)) = (form.username.as_deref(), form.password.as_deref())
     else {
@@ -287,6 +304,9 @@ async fn password_user(
             "The request body must contain the parameters 'username' and 'password'.",
         ));
     };
+    if state.sign_ins.locked(username, address, state.now()) {
+        return Err(locked_out());
+    }
     let invalid = || {
         OAuthError::invalid_grant(
             50126,
@@ -302,20 +322,26 @@ async fn password_user(
         Some(u) => state.store.password_hash(u.object_id).await?,
         None => None,
     };
-    // Hash even when the user does not exist, so timing does not reveal which names exist.
-    let password = password.to_owned();
-    let matches = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => secret::verify_password(&password, &h),
-        None => {
-            let _ = secret::hash_password(&password);
-            false
-        }
-    })
-    .await
-    .map_err(|e| keyless_core::Error::internal(format!("password check task failed: {e}")))?;
-    let user = user.filter(|_| matches).ok_or_else(invalid)?;
+    // Hashed even when the user does not exist, so timing does not reveal which names exist.
+    let matches = state.sign_ins.verify(password, hash).await;
+    let Some(user) = user.filter(|_| matches) else {
+        state.sign_ins.failed(username, address, state.now());
+        return Err(invalid());
+    };
+    state.sign_ins.succeeded(username);
     ensure_enabled(&user)?;
     Ok(user)
+}
+
+/// Entra's smart lockout answer.
+pub(super) fn locked_out() -> OAuthError {
+    OAuthError::invalid_grant(
+        50053,
+        format!(
+            "Your account is locked because you tried to sign in too many times with an incorrect user ID or password. Wait {} seconds and try again.",
+            super::lockout::LOCKOUT
+        ),
+    )
 }
 
 async fn refresh_user(

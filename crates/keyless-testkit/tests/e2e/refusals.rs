@@ -386,3 +386,81 @@ async fn a_client_that_trickles_its_header_is_cut_off() {
     assert!(closed, "the connection was held for 30 s");
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_name_out_then_it_unlocks_after_a_minute() {
+    let server = TestServer::start().await.unwrap();
+    let admin = server.admin_token().await.unwrap();
+    user(&server, &admin, ALICE, ALICE_PASSWORD).await;
+    let attempt = |password: &'static str, username: &'static str| {
+        let server = &server;
+        async move {
+            let form = [
+                ("grant_type", "password"),
+                ("client_id", keyless_testkit::CLI_CLIENT_ID),
+                ("username", username),
+                ("password", password),
+                ("scope", STORAGE_SCOPE),
+            ];
+            server
+                .token_request(&server.admin.tenant, &form)
+                .await
+                .unwrap()
+        }
+    };
+    // A guessing attack: ten wrong passwords, then the right one is refused too.
+    for _ in 0..10 {
+        let (status, body) = attempt("guess", ALICE).await;
+        assert_eq!(status, 400);
+        assert!(description(&body).starts_with("AADSTS50126"), "{body}");
+    }
+    let (status, body) = attempt(ALICE_PASSWORD, ALICE).await;
+    assert_eq!(status, 400);
+    assert!(description(&body).starts_with("AADSTS50053"), "{body}");
+    // A name that does not exist locks the same way: the lockout tells nothing.
+    for _ in 0..10 {
+        attempt("guess", "nobody@keyless.local").await;
+    }
+    let (_, body) = attempt("guess", "nobody@keyless.local").await;
+    assert!(description(&body).starts_with("AADSTS50053"), "{body}");
+    // A minute later alice signs in again.
+    server.clock.advance(61);
+    let (status, body) = attempt(ALICE_PASSWORD, ALICE).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn the_token_endpoints_refuse_oversized_scopes_and_bodies() {
+    let server = TestServer::start().await.unwrap();
+    let url = format!(
+        "{}/{}/oauth2/v2.0/devicecode",
+        server.info.login, server.admin.tenant
+    );
+    let long = "x".repeat(3000);
+    let form = [
+        ("client_id", keyless_testkit::CLI_CLIENT_ID),
+        ("scope", long.as_str()),
+    ];
+    let reply = server.http.post(&url).form(&form).send().await.unwrap();
+    assert_eq!(reply.status(), 400);
+    let huge = "x".repeat(1 << 20);
+    let form = [
+        ("client_id", keyless_testkit::CLI_CLIENT_ID),
+        ("scope", huge.as_str()),
+    ];
+    let reply = server.http.post(&url).form(&form).send().await.unwrap();
+    assert_eq!(reply.status(), 413);
+    let (status, body) = server
+        .token_request(
+            &server.admin.tenant,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "x"),
+                ("scope", long.as_str()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(description(&body).starts_with("AADSTS70011"), "{body}");
+}

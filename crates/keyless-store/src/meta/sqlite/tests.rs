@@ -421,3 +421,48 @@ async fn directories_rename_and_delete_with_everything_under_them() {
     );
     assert_eq!(names(&store).await, ["rawish"]);
 }
+
+#[tokio::test]
+async fn device_codes_nobody_approved_are_deleted_once_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let tenant = TenantId::new_random();
+    store
+        .tenant_create(&Tenant {
+            id: tenant,
+            domain: "t.local".into(),
+            display_name: "t".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    for (n, expires_at) in [(1, 100), (2, 200)] {
+        store
+            .device_code_add(&crate::meta::DeviceCode {
+                digest: format!("d{n}"),
+                user_code: format!("U{n}"),
+                tenant_id: tenant,
+                client_id: "c".into(),
+                scope: "s".into(),
+                expires_at,
+                approved_by: None,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.device_codes_expire(150).await.unwrap(), 1);
+    assert!(
+        store
+            .device_code_by_user_code("U1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .device_code_by_user_code("U2")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -175,6 +175,15 @@ impl TokenStore for SqliteStore {
         Ok(code)
     }
 
+    async fn device_codes_expire(&self, now: i64) -> Result<u64, Error> {
+        let done = sqlx::query("DELETE FROM device_codes WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
         let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = ?")
             .bind(key)
