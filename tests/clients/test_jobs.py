@@ -474,3 +474,71 @@ def test_a_job_reaches_neither_the_servers_files_and_processes_nor_another_runni
     server.cli("ml", "job", "cancel", "-n", "victim", *AT, env=alice["env"])
     assert wait(server, "victim")["properties"]["status"] == "Canceled"
     assert not host_processes(victim)
+
+
+CODE_READS_WITH_ITS_TOKEN = """
+import json, os, ssl, urllib.error, urllib.request
+req = urllib.request.Request(os.environ["IDENTITY_ENDPOINT"] + "?resource=https://storage.azure.com&api-version=2019-08-01",
+                             headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
+token = json.load(urllib.request.urlopen(req))["access_token"]
+ctx = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
+blob = urllib.request.Request(os.environ["KEYLESS_STORAGE_ENDPOINT"] + "/jobdata/data/census.csv",
+                              headers={"Authorization": "Bearer " + token, "x-ms-version": "2025-01-05"})
+try:
+    print("direct read:", urllib.request.urlopen(blob, context=ctx).status)
+except urllib.error.HTTPError as e:
+    print("direct read:", e.code, e.headers.get("x-ms-error-code"))
+"""
+
+
+def test_a_jobs_managed_identity_is_no_trusted_service_behind_a_firewall(server, world):
+    """Behind `defaultAction: Deny` with the `AzureServices` bypass, a compute's managed identity
+    used to pass from any address. It passes only with an address rule now, both for the job's
+    inputs and for its code's own requests with the identity's token."""
+    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
+               "--scope", world["account_id"], check=False)
+    account = ("-n", "jobdata", "-g", "default")
+    text = f"command: {JOB_PYTHON} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
+           "environment: azureml:x@latest\n" \
+           "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/mydata/paths/census.csv\n"
+    server.cli("storage", "account", "update", *account, "--default-action", "Deny", "--bypass", "AzureServices")
+    try:
+        path = job_file(world, "fw-input", text, {"main.py": CODE_READS_WITH_ITS_TOKEN})
+        proc = submit(server, path, "fw-refused", check=False)
+        assert proc.returncode != 0
+        job = wait(server, "fw-refused")
+        assert job["properties"]["error"]["code"] == "InputAccessDenied"
+        assert "network rules" in job["properties"]["error"]["message"]
+        # Without inputs the job runs, and its code's own read with the identity's token is
+        # refused by the firewall: a managed identity is not a trusted service.
+        bare = text.split("inputs:")[0]
+        proc = submit(server, job_file(world, "fw-direct", bare, {"main.py": CODE_READS_WITH_ITS_TOKEN}),
+                      "fw-direct", check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "direct read: 403 AuthorizationFailure" in proc.stdout, proc.stdout
+        # A resource instance rule for another compute admits nothing here; one for this
+        # compute admits its identity from any address.
+        cluster_id = world["computes"]["cpu-cluster"]["id"]
+        other = cluster_id.rsplit("/", 1)[0] + "/uai-cluster"
+        server.cli("storage", "account", "network-rule", "add", *account, "--resource-id", other,
+                   "--tenant-id", server.tenant)
+        assert "direct read: 403" in submit(server, job_file(world, "fw-direct", bare), "fw-other",
+                                            check=False).stdout
+        server.cli("storage", "account", "network-rule", "add", *account, "--resource-id", cluster_id,
+                   "--tenant-id", server.tenant)
+        proc = submit(server, job_file(world, "fw-direct", bare), "fw-instance", check=False)
+        assert "direct read: 200" in proc.stdout, proc.stdout
+        for rid in (other, cluster_id):
+            server.cli("storage", "account", "network-rule", "remove", *account, "--resource-id", rid,
+                       "--tenant-id", server.tenant)
+        # The address the compute's requests come from is allowed: the inputs pass, and so
+        # does the code's own request with the identity's token, from the same address.
+        server.cli("storage", "account", "network-rule", "add", *account, "--ip-address", "127.0.0.1")
+        proc = submit(server, path, "fw-allowed", check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "direct read: 200" in proc.stdout
+    finally:
+        server.cli("storage", "account", "update", *account, "--default-action", "Allow")
+        server.cli("storage", "account", "network-rule", "remove", *account, "--ip-address", "127.0.0.1",
+                   check=False)

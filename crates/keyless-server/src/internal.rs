@@ -30,7 +30,17 @@ pub(crate) enum Service {
 pub(crate) struct Acting {
     token: Option<String>,
     job: Option<String>,
+    /// keyless's own service acting as a workspace's identity: the trusted-service
+    /// bypass of network rules applies ([`TrustedService`]).
+    trusted: bool,
 }
+
+/// Marks an in-process request keyless makes as a workspace's identity for its
+/// own service (preview, code snapshots, datastore secrets), which network
+/// rules let through when they bypass `AzureServices`. A request extension, which
+/// no client can send.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TrustedService;
 
 /// The job an internal request is made for; the storage log records it. It is a
 /// request extension, which no client can send.
@@ -78,7 +88,15 @@ impl Acting {
         Ok(Self {
             token: Some(token),
             job: job.map(str::to_owned),
+            trusted: false,
         })
+    }
+
+    /// Makes the requests count as keyless's own trusted service (see
+    /// [`TrustedService`]): only for a workspace's identity acting for keyless.
+    pub(crate) fn trusted_service(mut self) -> Self {
+        self.trusted = true;
+        self
     }
 
     /// No token (the request signs itself, with a key or a SAS), only the job it is
@@ -87,6 +105,7 @@ impl Acting {
         Self {
             token: None,
             job: Some(job.to_owned()),
+            trusted: false,
         }
     }
 
@@ -112,6 +131,18 @@ impl Acting {
             .header(header::CONTENT_LENGTH, body.len())
             .body(Body::from(body))
             .map_err(|e| Error::internal(format!("an internal request is malformed: {e}")))?;
+        if acting.is_some_and(|a| a.trusted) {
+            request.extensions_mut().insert(TrustedService);
+        } else if acting.is_some_and(|a| a.job.is_some()) {
+            // A job's own data access comes from the compute it runs on; on the
+            // local backend that is this machine, on loopback.
+            request
+                .extensions_mut()
+                .insert(crate::http::ClientAddr(std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    0,
+                ))));
+        }
         if let Some(job) = acting.and_then(|a| a.job.clone()) {
             request.extensions_mut().insert(JobTag(job));
         }

@@ -50,12 +50,39 @@ impl Cidr {
     }
 }
 
+/// Whether the ARM id `resource` is the instance `rule` names (`*` matches
+/// any one segment; case-insensitive, as ARM ids are).
+fn resource_matches(rule: &str, resource: &str) -> bool {
+    let resource = resource.to_ascii_lowercase();
+    let (mut r, mut x) = (rule.split('/'), resource.split('/'));
+    loop {
+        match (r.next(), x.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == "*" || a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 /// The rules of one account, parsed from its `networkAcls`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Rules {
     deny_by_default: bool,
     bypass_services: bool,
     allowed: Vec<(String, Cidr)>,
+    /// `resourceAccessRules`: resource instances (ARM ids, `*` for any segment)
+    /// whose managed identities pass whatever their address.
+    resources: Vec<String>,
+}
+
+/// What a request is, besides its address, for the rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Caller<'a> {
+    /// keyless's own service acting as a workspace's identity, in process
+    /// (preview, code snapshots, datastore secrets): the `AzureServices` bypass.
+    pub(crate) trusted_service: bool,
+    /// The managed identity's resource (`xms_mirid`), for `resourceAccessRules`.
+    pub(crate) managed_resource: Option<&'a str>,
 }
 
 impl Rules {
@@ -114,10 +141,24 @@ impl Rules {
             })?;
             allowed.push((format!("virtual network {id}"), cidr));
         }
+        let mut resources = Vec::new();
+        for rule in list("resourceAccessRules") {
+            let id = rule
+                .get("resourceId")
+                .and_then(Value::as_str)
+                .filter(|id| id.starts_with("/subscriptions/"))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "networkAcls.resourceAccessRules: each rule needs a resourceId, an ARM id such as /subscriptions/…/providers/Microsoft.MachineLearningServices/workspaces/ws",
+                    )
+                })?;
+            resources.push(id.to_ascii_lowercase());
+        }
         Ok(Self {
             deny_by_default,
             bypass_services,
             allowed,
+            resources,
         })
     }
 
@@ -131,15 +172,16 @@ impl Rules {
 
     /// Whether a request from `client` passes; `trusted_service` when it carries
     /// a managed identity's token. `Err` says why not.
-    pub(crate) fn admit(
-        &self,
-        client: Option<IpAddr>,
-        trusted_service: bool,
-    ) -> Result<(), String> {
+    pub(crate) fn admit(&self, client: Option<IpAddr>, caller: Caller<'_>) -> Result<(), String> {
         if !self.deny_by_default {
             return Ok(());
         }
-        if trusted_service && self.bypass_services {
+        if caller.trusted_service && self.bypass_services {
+            return Ok(());
+        }
+        if let Some(resource) = caller.managed_resource
+            && self.resources.iter().any(|r| resource_matches(r, resource))
+        {
             return Ok(());
         }
         if let Some(ip) = client
@@ -205,16 +247,56 @@ mod tests {
             "virtualNetworkRules": [{ "id": "training", "addressPrefix": "127.0.1.0/24" }],
         })))
         .unwrap();
-        assert!(rules.admit(ip("127.0.0.1"), false).is_ok());
-        assert!(rules.admit(ip("127.0.1.9"), false).is_ok());
-        let refused = rules.admit(ip("127.0.0.2"), false).unwrap_err();
+        let anyone = Caller::default();
+        let service = Caller {
+            trusted_service: true,
+            managed_resource: None,
+        };
+        assert!(rules.admit(ip("127.0.0.1"), anyone).is_ok());
+        assert!(rules.admit(ip("127.0.1.9"), anyone).is_ok());
+        let refused = rules.admit(ip("127.0.0.2"), anyone).unwrap_err();
         assert!(refused.contains("127.0.0.2") && refused.contains("virtual network training"));
-        assert!(rules.admit(ip("127.0.0.2"), true).is_ok());
+        assert!(rules.admit(ip("127.0.0.2"), service).is_ok());
+        // A managed identity is not a trusted service by itself.
+        let compute = Caller {
+            trusted_service: false,
+            managed_resource: Some(
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/ws/computes/c",
+            ),
+        };
+        assert!(rules.admit(ip("127.0.0.2"), compute).is_err());
         let strict =
             Rules::from_acls(Some(&json!({ "defaultAction": "Deny", "bypass": "None" }))).unwrap();
-        assert!(strict.admit(ip("127.0.0.1"), true).is_err());
-        assert!(Rules::from_acls(None).unwrap().admit(None, false).is_ok());
+        assert!(strict.admit(ip("127.0.0.1"), service).is_err());
+        assert!(Rules::from_acls(None).unwrap().admit(None, anyone).is_ok());
         assert!(Rules::from_acls(Some(&json!({ "defaultAction": "Maybe" }))).is_err());
         assert!(Rules::from_acls(Some(&json!({ "ipRules": [{ "value": "nope" }] }))).is_err());
+    }
+
+    #[test]
+    fn resource_access_rules_admit_the_identities_of_the_named_instances_only() {
+        let rules = Rules::from_acls(Some(&json!({
+            "defaultAction": "Deny",
+            "bypass": "None",
+            "resourceAccessRules": [
+                { "tenantId": "t", "resourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/ws" },
+                { "tenantId": "t", "resourceId": "/subscriptions/s/resourceGroups/*/providers/Microsoft.MachineLearningServices/workspaces/*/computes/gpu" },
+            ],
+        })))
+        .unwrap();
+        let mi = |id: &'static str| Caller {
+            trusted_service: false,
+            managed_resource: Some(id),
+        };
+        assert!(rules.admit(ip("10.0.0.1"), mi("/subscriptions/S/resourceGroups/G/providers/Microsoft.MachineLearningServices/workspaces/WS")).is_ok());
+        assert!(rules.admit(ip("10.0.0.1"), mi("/subscriptions/s/resourceGroups/other/providers/Microsoft.MachineLearningServices/workspaces/w2/computes/gpu")).is_ok());
+        assert!(rules.admit(ip("10.0.0.1"), mi("/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/ws2")).is_err());
+        assert!(rules.admit(ip("10.0.0.1"), mi("/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/ws/computes/cpu")).is_err());
+        assert!(
+            Rules::from_acls(Some(
+                &json!({ "resourceAccessRules": [{ "resourceId": "ws" }] })
+            ))
+            .is_err()
+        );
     }
 }

@@ -173,11 +173,17 @@ pub(crate) fn admit(
     account: &StorageAccount,
     client: Option<std::net::IpAddr>,
     identity: Option<&auth::Identity>,
+    trusted_service: bool,
 ) -> Result<(), StorageError> {
     let acls = account.body.get("networkAcls");
-    let trusted = identity.is_some_and(|i| i.principal_type() == "ManagedIdentity");
+    let caller = crate::network::Caller {
+        trusted_service,
+        managed_resource: identity
+            .filter(|i| i.principal_type() == "ManagedIdentity")
+            .and_then(|i| i.claims.xms_mirid.as_deref()),
+    };
     if crate::network::Rules::may_refuse(acls)
-        && let Err(why) = crate::network::Rules::from_acls(acls)?.admit(client, trusted)
+        && let Err(why) = crate::network::Rules::from_acls(acls)?.admit(client, caller)
     {
         return Err(StorageError::new(
             axum::http::StatusCode::FORBIDDEN,
@@ -531,7 +537,11 @@ async fn prepare(
     let auth = auth::authenticate(state, &account, presented).await?;
     requester.identity = auth.identity().cloned();
     // Network rules come before any permission: a refused address gets nowhere.
-    admit(&account, client, auth.identity())?;
+    let trusted_service = parts
+        .extensions
+        .get::<crate::internal::TrustedService>()
+        .is_some();
+    admit(&account, client, auth.identity(), trusted_service)?;
     // The one authorization decision of the request.
     let overrides = match &auth {
         auth::Auth::SharedKey => Vec::new(),

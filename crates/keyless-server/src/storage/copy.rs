@@ -59,7 +59,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         .await?
         .ok_or_else(|| cannot("the source account does not exist"))?;
     // The source account's firewall applies to the copy as to a read.
-    super::admit(&source_account, ctx.client, ctx.auth.identity())?;
+    super::admit(&source_account, ctx.client, ctx.auth.identity(), false)?;
     let readable = if query.iter().any(|(k, _)| k == "sig") {
         // A SAS on the source URL decides, whatever signed the request.
         let keys = ctx.state.account_keys(&source_account)?;

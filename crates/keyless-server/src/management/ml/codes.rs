@@ -136,7 +136,9 @@ pub(super) async fn workspace_identity(
     job: Option<&str>,
 ) -> Result<(Principal, Signer, Acting), MgmtError> {
     let actor = acting_identity(state, ws).await?;
-    let acting = Acting::for_job(state, actor.clone(), Service::Storage, job).await?;
+    let acting = Acting::for_job(state, actor.clone(), Service::Storage, job)
+        .await?
+        .trusted_service();
     let signer = Signer::Bearer(actor.clone(), "WorkspaceIdentity");
     Ok((actor, signer, acting))
 }

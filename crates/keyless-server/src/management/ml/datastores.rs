@@ -75,7 +75,9 @@ async fn vault_request(
         )
     })?;
     let actor = acting_identity(state, ws).await?;
-    let acting = Acting::as_principal(state, actor.clone(), Service::Vault).await?;
+    let acting = Acting::as_principal(state, actor.clone(), Service::Vault)
+        .await?
+        .trusted_service();
     let (response, bytes) = Acting::send(
         Some(&acting),
         state,

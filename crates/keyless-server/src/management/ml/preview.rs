@@ -97,8 +97,15 @@ async fn read(
     rows: usize,
 ) -> Result<Outcome, MgmtError> {
     let acting = match signer {
-        Signer::Bearer(p, _) => {
-            Some(Acting::as_principal(state, p.clone(), Service::Storage).await?)
+        Signer::Bearer(p, kind) => {
+            let acting = Acting::as_principal(state, p.clone(), Service::Storage).await?;
+            // The workspace's identity previewing for keyless is the trusted
+            // service; a caller previewing as themselves is not.
+            Some(if kind.starts_with("Workspace") {
+                acting.trusted_service()
+            } else {
+                acting
+            })
         }
         _ => None,
     };

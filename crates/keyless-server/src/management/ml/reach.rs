@@ -138,7 +138,9 @@ pub(super) async fn stored_signer(
         keyless_core::Error::internal("the datastore's credential is missing from its record")
     })?;
     let actor = acting_identity(state, ws).await?;
-    let acting = Acting::for_job(state, actor, Service::Vault, job).await?;
+    let acting = Acting::for_job(state, actor, Service::Vault, job)
+        .await?
+        .trusted_service();
     let vault = super::workspaces::vault_name(ws).unwrap_or_default();
     let (response, bytes) = Acting::send(
         Some(&acting),

@@ -484,7 +484,9 @@ async fn default_datastores(
     mode: &str,
 ) -> Result<(), MgmtError> {
     let actor = acting_identity(state, ws).await?;
-    let acting = Acting::as_principal(state, actor.clone(), Service::Storage).await?;
+    let acting = Acting::as_principal(state, actor.clone(), Service::Storage)
+        .await?
+        .trusted_service();
     let blob_container = format!("azureml-blobstore-{guid}");
     for container in [blob_container.as_str(), "azureml"] {
         let (response, bytes) = Acting::send(

@@ -103,8 +103,15 @@ pub(crate) enum NetworkRuleCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RuleArgs {
     /// An address or CIDR range.
-    #[arg(long, conflicts_with = "vnet_name")]
+    #[arg(long, conflicts_with_all = ["vnet_name", "resource_id"])]
     ip_address: Option<String>,
+    /// A resource instance whose managed identities pass (a workspace's or a
+    /// compute's ARM id; `*` matches one segment), as az's `--resource-id`.
+    #[arg(long, conflicts_with = "vnet_name", requires = "tenant_id")]
+    resource_id: Option<String>,
+    /// The tenant of `--resource-id`.
+    #[arg(long)]
+    tenant_id: Option<String>,
     /// A virtual network's name…
     #[arg(long, requires = "address_prefix")]
     vnet_name: Option<String>,
@@ -167,6 +174,11 @@ async fn network_rule(api: &Api, cmd: NetworkRuleCommand) -> Result<Value> {
     let mut acls = network_acls(api, &rg, &name).await?;
     // The list a rule lives in, the rule, and the field that names it.
     let (key, entry, id_field) = match (rule.ip_address, rule.vnet_name, rule.address_prefix) {
+        _ if rule.resource_id.is_some() => (
+            "resourceAccessRules",
+            json!({ "tenantId": rule.tenant_id, "resourceId": rule.resource_id }),
+            "resourceId",
+        ),
         (Some(ip), _, _) => (
             "ipRules",
             json!({ "value": ip, "action": "Allow" }),
@@ -177,7 +189,9 @@ async fn network_rule(api: &Api, cmd: NetworkRuleCommand) -> Result<Value> {
             json!({ "id": vnet, "addressPrefix": prefix, "action": "Allow" }),
             "id",
         ),
-        _ => bail!("give --ip-address, or --vnet-name with --address-prefix"),
+        _ => bail!(
+            "give --ip-address, --vnet-name with --address-prefix, or --resource-id with --tenant-id"
+        ),
     };
     let wanted = entry.get(id_field).cloned();
     let matches = |v: &Value| v.get(id_field).cloned() == wanted;
