@@ -521,3 +521,41 @@ def test_what_keyless_does_not_implement_is_refused_before_anything_is_written(s
         container.upload_blob("tagged.bin", b"x", tags={"project": "census"})
     assert tags.value.error_code == "UnsupportedHeader"
     assert not container.get_blob_client("tagged.bin").exists()
+
+
+def test_one_sharedkey_signature_names_one_blob_whatever_its_encoding(service, account, client_env):
+    """A signature over `/c/q%41` (the blob `qA`, its `A` percent-encoded) used to be accepted for
+    `/c/q%2541` (the blob `q%41`), because the decoded request path was tried too."""
+    import base64
+    import hmac
+    import http.client
+    import ssl
+    from email.utils import formatdate
+
+    container = service.create_container("encodings")
+    container.upload_blob("qA", b"the blob qA")
+    container.upload_blob("q%41", b"the blob q%41")
+    base = account["url"].rsplit("/", 1)[0]
+
+    def get(signed_path, sent_path):
+        headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2025-01-05"}
+        text = "GET\n" + "\n" * 11 + "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+        text += f"/{account['name']}/{account['name']}{signed_path}"
+        sig = base64.b64encode(hmac.new(base64.b64decode(account["key"]), text.encode(), "sha256").digest())
+        headers["Authorization"] = f"SharedKey {account['name']}:{sig.decode()}"
+        # http.client sends the path byte for byte (requests would turn `%41` into `A`).
+        host, port = base.removeprefix("https://").rsplit(":", 1)
+        conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(
+            cafile=os.environ["REQUESTS_CA_BUNDLE"]))
+        conn.request("GET", f"/{account['name']}{sent_path}", headers=headers)
+        reply = conn.getresponse()
+        reply.content, reply.status_code = reply.read(), reply.status
+        conn.close()
+        return reply
+
+    assert get("/encodings/q%41", "/encodings/q%41").content == b"the blob qA"
+    assert get("/encodings/q%2541", "/encodings/q%2541").content == b"the blob q%41"
+    crossed = get("/encodings/q%41", "/encodings/q%2541")
+    assert crossed.status_code == 403 and crossed.getheader("x-ms-error-code") == "AuthenticationFailed"
+    # A client that signs the decoded path of an unambiguous name still works.
+    assert get("/encodings/qA", "/encodings/q%41").content == b"the blob qA"

@@ -248,10 +248,16 @@ pub(crate) async fn authenticate(
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
     let keys = state.account_keys(account)?;
+    // The path as sent, which Azure signs; some clients sign it decoded. A decoded
+    // path that still holds `%` is not taken: it is the raw path of another name
+    // (`q%2541` decodes to `q%41`, which is how `qA` may be sent), and one
+    // signature would cover two blobs.
     let decoded_path = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned();
-    for path in [raw_path, decoded_path.as_str()] {
+    let unambiguous = !decoded_path.contains('%') && decoded_path != raw_path;
+    let paths = [Some(raw_path), unambiguous.then_some(decoded_path.as_str())];
+    for path in paths.into_iter().flatten() {
         let signed = SignedRequest {
             method: method.as_str(),
             account: &account.name,
