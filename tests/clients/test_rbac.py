@@ -71,3 +71,51 @@ def test_a_user_without_the_role_is_told_which_action_is_missing(server, tmp_pat
     assert proc.returncode != 0
     assert "AuthorizationFailed" in proc.stderr
     assert "Microsoft.Authorization/roleAssignments/write" in proc.stderr
+
+
+def test_the_activity_log_says_who_gave_whom_which_role_and_when_and_who_was_refused(server, tmp_path):
+    sub = server.admin["subscription"]
+    password = "Audit-Passw0rd-" + "9" * 6
+    alice = server.cli("ad", "user", "create", "--display-name", "Audited", "--user-principal-name",
+                       "audited@keyless.local", "--password", password)
+    mallory = server.cli("ad", "user", "create", "--display-name", "Mallory", "--user-principal-name",
+                         "mallory@keyless.local", "--password", password)
+    server.cli("group", "create", "-n", "audited")
+    scope = f"/subscriptions/{sub}/resourceGroups/audited"
+    server.cli("role", "assignment", "create", "--assignee", "audited@keyless.local",
+               "--role", "Storage Blob Data Reader", "--scope", scope)
+    # Mallory, with no role, tries to give herself Owner and to list storage keys: refused, and recorded.
+    server.cli("role", "assignment", "create", "--assignee", "mallory@keyless.local", "--role", "Reader",
+               "--scope", scope)
+    mallory_env = {"KEYLESS_CONFIG_DIR": str(tmp_path / "mallory")}
+    server.cli("login", "-u", "mallory@keyless.local", "-p", password, env=mallory_env)
+    refused = server.cli("role", "assignment", "create", "--assignee", "mallory@keyless.local", "--role", "Owner",
+                         "--scope", scope, env=mallory_env, check=False)
+    assert refused.returncode != 0
+
+    events = server.cli("monitor", "activity-log", "list", "-g", "audited", "--offset", "1h")
+    writes = [e for e in events if e["operationName"]["value"] == "Microsoft.Authorization/roleAssignments/write"]
+    granted = [e for e in writes if e["properties"]["principalId"] == alice["id"]]
+    assert len(granted) == 1, writes
+    who = granted[0]
+    assert who["caller"] == server.admin["username"]
+    assert who["status"]["value"] == "Succeeded"
+    assert who["properties"]["roleDefinitionId"].endswith("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1")
+    assert who["resourceGroupName"] == "audited" and who["eventTimestamp"].startswith("20")
+    assert who["httpRequest"]["clientIpAddress"] == "127.0.0.1"
+    attempts = [e for e in writes if e["caller"] == "mallory@keyless.local"]
+    assert attempts and all(e["status"]["value"] == "Failed" for e in attempts)
+    assert attempts[0]["subStatus"]["value"] == "Forbidden"
+    # Filters narrow it as az's do; the newest event comes first.
+    mine = server.cli("monitor", "activity-log", "list", "--caller", "mallory@keyless.local", "--status", "Failed")
+    assert mine and {e["caller"] for e in mine} == {"mallory@keyless.local"}
+    times = [e["eventTimestamp"] for e in events]
+    assert times == sorted(times, reverse=True)
+    # Mallory, a Reader of the group only, may not read the subscription's log.
+    denied = server.cli("monitor", "activity-log", "list", env=mallory_env, check=False)
+    assert denied.returncode != 0 and "AuthorizationFailed" in denied.stderr
+    # Directory changes are in the directory's log, without the passwords they carried.
+    directory = server.cli("monitor", "activity-log", "list", "--directory")
+    created = [e for e in directory if e["operationName"]["value"] == "Microsoft.Directory/users/write"]
+    assert len(created) >= 2 and password not in json.dumps(directory)
+    assert password not in json.dumps(events)

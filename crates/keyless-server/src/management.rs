@@ -2,6 +2,7 @@
 //! resource groups, user-assigned identities) authorized by Azure RBAC, and the
 //! server's administration.
 
+mod activity;
 mod admin;
 mod applications;
 mod authorization;
@@ -36,6 +37,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .merge(vaults::router())
         .merge(ml::router())
         .merge(admin::router())
+        .merge(activity::router())
         .route(
             "/access/explain",
             axum::routing::post(authorization::explain),
@@ -47,6 +49,10 @@ pub(crate) fn router(state: SharedState) -> Router {
         )
         .route("/discovery", axum::routing::get(crate::cloud::discovery))
         .fallback(authorization::dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            activity::record,
+        ))
         .with_state(state)
 }
 

@@ -359,6 +359,34 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
     async fn role_definitions_all(&self) -> Result<Vec<StoredRoleDefinition>, Error>;
     /// Deletes a custom role definition and its assignments; `Ok(false)` when there was none.
     async fn role_definition_delete(&self, id: &str) -> Result<bool, Error>;
+
+    /// Appends an event to the activity log (never changed afterwards).
+    async fn activity_add(&self, event: &ActivityEvent) -> Result<(), Error>;
+    /// The events of a subscription (or, with `None`, the tenant's events that
+    /// belong to no subscription, such as directory changes) at or after
+    /// `since`, oldest first, at most `limit`.
+    async fn activity(
+        &self,
+        tenant_id: TenantId,
+        subscription_id: Option<&str>,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<ActivityEvent>, Error>;
+}
+
+/// One event of the activity log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityEvent {
+    /// A unique id (`eventDataId`).
+    pub id: String,
+    /// When it happened, seconds since the epoch.
+    pub time: i64,
+    /// The caller's tenant, when the caller was authenticated.
+    pub tenant_id: Option<TenantId>,
+    /// The subscription the scope lies in, if any.
+    pub subscription_id: Option<String>,
+    /// The event as served: caller, operation, scope, status, address.
+    pub body: serde_json::Value,
 }
 
 /// The whole metadata store.

@@ -11,6 +11,7 @@ pub(crate) mod hosts;
 pub(crate) mod identity;
 pub(crate) mod keyvault;
 pub(crate) mod ml;
+pub(crate) mod monitor;
 pub(crate) mod role;
 pub(crate) mod serve;
 pub(crate) mod shim;

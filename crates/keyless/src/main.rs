@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use command::{
-    access, account, ad, admin, env, group, hosts, identity, keyvault, ml, role, serve, shim,
-    storage,
+    access, account, ad, admin, env, group, hosts, identity, keyvault, ml, monitor, role, serve,
+    shim, storage,
 };
 use output::Format;
 
@@ -70,6 +70,9 @@ enum Command {
     /// Machine learning: workspaces, computes, datastores, data assets (the YAML of `az ml`).
     #[command(subcommand)]
     Ml(ml::MlCommand),
+    /// The activity log: who changed what, and when.
+    #[command(subcommand)]
+    Monitor(monitor::MonitorCommand),
     /// Server administration: tenants, signing keys.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
             Command::Role(cmd) => role::run(cmd, format).await,
             Command::Access(cmd) => access::run(cmd, format).await,
             Command::Admin(cmd) => admin::run(cmd, format).await,
+            Command::Monitor(cmd) => monitor::run(cmd, format).await,
             Command::AzShim(cmd) => shim::run(cmd),
             Command::Az(args) => shim::az(args).await,
         }

@@ -16,7 +16,7 @@ use crate::state::SharedState;
 
 /// The audiences the management listener accepts: ARM's two names, and Azure
 /// ML's, which the ML SDK sends to its workspace operations.
-const ACCEPTED: [&str; 3] = [MANAGEMENT[0], MANAGEMENT[1], crate::cloud::ML_AUDIENCE];
+pub(crate) const ACCEPTED: [&str; 3] = [MANAGEMENT[0], MANAGEMENT[1], crate::cloud::ML_AUDIENCE];
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

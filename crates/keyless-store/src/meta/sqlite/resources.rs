@@ -6,8 +6,8 @@ use keyless_core::{Error, ObjectId, TenantId};
 
 use super::{SqliteStore, corrupt, db_error};
 use crate::meta::{
-    Resource, ResourceGroup, ResourceStore, StoredRoleAssignment, StoredRoleDefinition,
-    Subscription,
+    ActivityEvent, Resource, ResourceGroup, ResourceStore, StoredRoleAssignment,
+    StoredRoleDefinition, Subscription,
 };
 
 fn resource_row(row: &SqliteRow) -> Result<Resource, Error> {
@@ -282,6 +282,68 @@ impl ResourceStore for SqliteStore {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn activity_add(&self, e: &ActivityEvent) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO activity_log (id, time, tenant_id, subscription_id, body) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(e.time)
+        .bind(e.tenant_id.map(|t| t.to_string()))
+        .bind(&e.subscription_id)
+        .bind(e.body.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn activity(
+        &self,
+        tenant_id: TenantId,
+        subscription_id: Option<&str>,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<ActivityEvent>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match subscription_id {
+            Some(sub) => {
+                sqlx::query(
+                    "SELECT * FROM activity_log WHERE subscription_id = ? AND time >= ? ORDER BY time, rowid LIMIT ?",
+                )
+                .bind(sub)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query(
+                    "SELECT * FROM activity_log WHERE tenant_id = ? AND subscription_id IS NULL AND time >= ? ORDER BY time, rowid LIMIT ?",
+                )
+                .bind(tenant_id.to_string())
+                .bind(since)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let c = |e| corrupt("activity event", e);
+                let tenant: Option<String> = row.try_get("tenant_id").map_err(c)?;
+                Ok(ActivityEvent {
+                    id: row.try_get("id").map_err(c)?,
+                    time: row.try_get("time").map_err(c)?,
+                    tenant_id: tenant.as_deref().map(TenantId::parse).transpose()?,
+                    subscription_id: row.try_get("subscription_id").map_err(c)?,
+                    body: serde_json::from_str(&row.try_get::<String, _>("body").map_err(c)?)
+                        .map_err(|e| corrupt("activity event", e))?,
+                })
+            })
+            .collect()
     }
 
     async fn role_assignments_all(&self) -> Result<Vec<StoredRoleAssignment>, Error> {
