@@ -7,6 +7,8 @@
 //! Depends on `keyless-core`, `keyless-store` and `keyless-auth`.
 
 pub mod cloud;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod config;
 mod http;
 mod identity;

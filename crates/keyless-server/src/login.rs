@@ -7,6 +7,15 @@ mod error;
 mod grants;
 pub(crate) mod issue;
 pub(crate) mod lockout;
+
+/// Entry points of the fuzz targets (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    /// Reads a token endpoint's form body, as the endpoint does.
+    pub(crate) fn token_form(body: &[u8]) {
+        let _ = serde_urlencoded::from_bytes::<super::grants::TokenForm>(body);
+    }
+}
 pub(crate) mod resource;
 
 use axum::extract::{Path, State};

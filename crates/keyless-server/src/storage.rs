@@ -773,3 +773,66 @@ fn check_version(headers: &HeaderMap) -> Result<(), StorageError> {
     }
     Ok(())
 }
+
+/// Entry points of the fuzz targets (feature `fuzzing`): what an unauthenticated
+/// request reaches before any check, with arbitrary input.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    use axum::http::Method;
+
+    use super::operation::{Operation, Target};
+
+    /// Parses a request's query string and operation.
+    pub(crate) fn operation(method: &[u8], query: &str, target: u8, copy: bool, rename: bool) {
+        let Ok(method) = Method::from_bytes(method) else {
+            return;
+        };
+        let Ok(query) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
+            return;
+        };
+        let target = match target % 3 {
+            0 => Target::Account,
+            1 => Target::Container,
+            _ => Target::Blob,
+        };
+        if let Ok(op) = Operation::parse(&method, &query, target, copy, rename) {
+            let _ = op.permission();
+        }
+        let _ = super::refuse_unsupported(&axum::http::HeaderMap::new(), &query);
+    }
+
+    /// Verifies a SAS query against a fixed key, then asks what it allows.
+    pub(crate) fn sas(query: &str, container: &str, blob: &str) {
+        let Ok(query) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
+            return;
+        };
+        let keys = [vec![7u8; 64], vec![9u8; 64]];
+        if let Ok(sas) = super::sas::verify_sas(
+            "account",
+            (container, blob),
+            &keys,
+            &query,
+            1_800_000_000,
+            None,
+        ) {
+            let _ = sas.authorize(Operation::GetBlob, container, blob);
+            let _ = sas.authorize_move_source(container, blob);
+        }
+    }
+
+    /// Parses a Put Block List body.
+    pub(crate) fn block_list(body: &[u8]) {
+        let _ = super::xml::parse_block_list(body);
+    }
+
+    /// Reads dates in the two formats requests carry.
+    pub(crate) fn dates(text: &str) {
+        let _ = super::xml::parse_http_date(text);
+        let _ = super::xml::parse_iso8601(text);
+    }
+
+    /// Unframes a structured message (CRC-64 segments).
+    pub(crate) fn structured(body: &[u8], content: u64, chunk: usize) {
+        let _ = super::checksum::unframe(body, content, chunk);
+    }
+}

@@ -376,6 +376,19 @@ impl Unframer {
     }
 }
 
+/// Unframes a whole structured message fed in chunks of `chunk` bytes: the fuzz
+/// target's way in (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn unframe(body: &[u8], content: u64, chunk: usize) -> Result<Vec<u8>, StorageError> {
+    let mut unframer = Unframer::new(content);
+    let mut out = Vec::new();
+    for piece in body.chunks(chunk.max(1)) {
+        unframer.feed(bytes::Bytes::copy_from_slice(piece), &mut out)?;
+    }
+    unframer.finish()?;
+    Ok(out.concat())
+}
+
 /// The framed length of `content` bytes in `segments` segments.
 fn structured_len_of(content: u64, segments: u16) -> Option<u64> {
     let framing = MESSAGE_HEADER + u64::from(segments) * (SEGMENT_HEADER + CRC_LEN) + CRC_LEN;
