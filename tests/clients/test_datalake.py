@@ -374,3 +374,32 @@ def test_a_sas_moves_only_what_its_scope_and_move_permission_allow_and_acl_chang
     ownership = generate_directory_sas("lake", "moves", "inbox", key, permission="o", expiry=expiry)
     assert set_acl(ownership, {"x-ms-owner": someone}).status_code == 200
     assert fs.get_file_client("inbox/renamed.txt").get_access_control()["owner"] == someone
+
+
+def test_a_listing_allowed_by_acls_shows_nothing_beneath_a_directory_the_caller_cannot_enter(
+        server, lake, client_env):
+    """An analyst with `r-x` on the root but `---` on `secret/` listed `secret/s.txt` through a
+    recursive List Paths and a flat List Blobs. Both now show only what `r-x` along the path allows."""
+    owner = client(server, lake, "owner")
+    fs = owner.create_file_system("listing")
+    fs.get_file_client("open/o.txt").upload_data(b"o", overwrite=True)
+    fs.get_file_client("open/deeper/d.txt").upload_data(b"d", overwrite=True)
+    fs.get_file_client("secret/s.txt").upload_data(b"s", overwrite=True)
+    fs.get_file_client("secret/inner/t.txt").upload_data(b"t", overwrite=True)
+    analyst = lake["analyst"]["objectId"]
+    fs._get_root_directory_client().set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:r-x")
+    fs.get_directory_client("open").update_access_control_recursive(acl=f"user:{analyst}:r-x")
+    fs.get_directory_client("secret").set_access_control(acl="user::rwx,group::---,other::---")
+
+    mine = client(server, lake, "analyst").get_file_system_client("listing")
+    seen = sorted(p.name for p in mine.get_paths(recursive=True))
+    assert seen == ["open", "open/deeper", "open/deeper/d.txt", "open/o.txt", "secret"], seen
+    blobs = BlobServiceClient(lake["url"], credential=mine.credential).get_container_client("listing")
+    flat = sorted(b.name for b in blobs.list_blobs())
+    assert "secret/s.txt" not in flat and "secret/inner/t.txt" not in flat and "open/o.txt" in flat, flat
+    with pytest.raises(HttpResponseError) as inside:
+        list(mine.get_paths(path="secret", recursive=True))
+    assert inside.value.status_code == 403
+    # The owner, allowed by a role, sees everything.
+    everything = sorted(p.name for p in fs.get_paths(recursive=True))
+    assert "secret/s.txt" in everything and "secret/inner/t.txt" in everything

@@ -7,9 +7,9 @@
 //! Depends on `keyless-core`, `keyless-store` and `keyless-auth`.
 
 pub mod cloud;
+pub mod config;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod config;
 mod http;
 mod identity;
 mod internal;

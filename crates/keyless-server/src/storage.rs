@@ -62,6 +62,10 @@ pub(crate) struct Ctx {
     pub(crate) auth: auth::Auth,
     /// The client's address.
     pub(crate) client: Option<std::net::IpAddr>,
+    /// For a listing that only the path's ACLs allowed, the caller (object id
+    /// and groups): the listing then shows only what POSIX `r-x` along each path
+    /// lets it see.
+    pub(crate) acl_listing: Option<(String, Vec<String>)>,
 }
 
 impl Ctx {
@@ -543,6 +547,7 @@ async fn prepare(
         .is_some();
     admit(&account, client, auth.identity(), trusted_service)?;
     // The one authorization decision of the request.
+    let mut acl_listing = None;
     let overrides = match &auth {
         auth::Auth::SharedKey => Vec::new(),
         auth::Auth::Sas(_) if op == Operation::BlobBatch => {
@@ -605,7 +610,12 @@ async fn prepare(
                     None
                 };
                 match by_acl {
-                    Some(keyless_core::acl::AclDecision::Allow) => {}
+                    Some(keyless_core::acl::AclDecision::Allow) => {
+                        if matches!(op, Operation::ListBlobs | Operation::ListPaths) {
+                            acl_listing =
+                                Some((identity.object_id().to_owned(), identity.groups()));
+                        }
+                    }
                     Some(refused) => return Err(denied.also(&refused.explanation())),
                     None => return Err(denied),
                 }
@@ -630,6 +640,7 @@ async fn prepare(
         overrides,
         auth,
         client,
+        acl_listing,
     };
     Ok((ctx, body))
 }

@@ -574,6 +574,8 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     };
     let mut items: Vec<Item> = Vec::new();
     let mut more = false;
+    let listed = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+    let mut view = super::hns::ListingView::new(ctx, listed);
     'outer: loop {
         let batch = ctx
             .state
@@ -607,6 +609,11 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                 continue 'outer;
             }
             cursor.clone_from(&b.name);
+            if let Some(v) = view.as_mut()
+                && !v.shows(&b.name).await?
+            {
+                continue;
+            }
             items.push(Item::Blob(Box::new(b)));
         }
         if !full {

@@ -800,6 +800,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         .and_then(|m| m.parse::<usize>().ok())
         .unwrap_or(5000)
         .clamp(1, 5000);
+    let mut view = hns::ListingView::new(ctx, directory.as_deref().unwrap_or_default());
     let prefix = directory.map(|d| format!("{d}/")).unwrap_or_default();
     let mut marker = continuation(ctx)?;
     let mut paths: Vec<Value> = Vec::new();
@@ -823,6 +824,11 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
             marker.clone_from(&b.name);
             let rest = b.name.get(prefix.len()..).unwrap_or_default();
             if !recursive && rest.contains('/') {
+                continue;
+            }
+            if let Some(v) = view.as_mut()
+                && !v.shows(&b.name).await?
+            {
                 continue;
             }
             if paths.len() == max {

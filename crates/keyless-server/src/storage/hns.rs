@@ -399,3 +399,75 @@ async fn inner_directories_allow(
         }
     }
 }
+
+/// What a caller that only ACLs let list may see of a listing of `listed`: an
+/// entry beneath a deeper directory shows only when the caller has `r-x` on
+/// every directory from `listed` (exclusive, already checked) down to the
+/// entry's parent, as POSIX `ls -R` would. Decisions are kept per directory.
+#[derive(Debug)]
+pub(crate) struct ListingView<'a> {
+    ctx: &'a Ctx,
+    caller: &'a (String, Vec<String>),
+    listed: String,
+    seen: std::collections::HashMap<String, bool>,
+}
+
+impl<'a> ListingView<'a> {
+    /// The view of `ctx`'s listing of the directory `listed` ("" for the root),
+    /// or `None` when the caller sees everything (RBAC, a key or a SAS allowed it).
+    pub(crate) fn new(ctx: &'a Ctx, listed: &str) -> Option<Self> {
+        ctx.acl_listing.as_ref().map(|caller| Self {
+            ctx,
+            caller,
+            listed: listed.trim_matches('/').to_owned(),
+            seen: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Whether the entry `name` may be shown.
+    pub(crate) async fn shows(&mut self, name: &str) -> Result<bool, StorageError> {
+        let under = if self.listed.is_empty() {
+            Some(name)
+        } else {
+            name.strip_prefix(&format!("{}/", self.listed))
+        };
+        let Some(rest) = under else {
+            return Ok(false);
+        };
+        let mut dir = self.listed.clone();
+        let mut parts: Vec<&str> = rest.split('/').collect();
+        parts.pop();
+        for part in parts {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(part);
+            if !self.open(&dir).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn open(&mut self, dir: &str) -> Result<bool, StorageError> {
+        if let Some(known) = self.seen.get(dir) {
+            return Ok(*known);
+        }
+        let path = self
+            .ctx
+            .state
+            .store
+            .blob(&self.ctx.account.name, &self.ctx.container, dir)
+            .await?;
+        let caller = keyless_core::acl::Caller {
+            object_id: &self.caller.0,
+            groups: &self.caller.1,
+        };
+        let needed = keyless_core::acl::Perm::READ.or(keyless_core::acl::Perm::EXECUTE);
+        let open = path
+            .and_then(|p| p.acl)
+            .is_some_and(|acl| keyless_core::acl::allows(&acl, caller, needed).is_ok());
+        self.seen.insert(dir.to_owned(), open);
+        Ok(open)
+    }
+}
