@@ -203,3 +203,27 @@ def test_kill_9_during_writes_loses_no_acknowledged_version(tmp_path):
             assert client.get_secret(name, version).value == value
     finally:
         srv.stop()
+
+
+def test_a_secret_id_leads_back_to_its_own_vault_and_no_vault_can_take_the_ids_name(server, vault, client_env):
+    """Ids used to be `https://host:port/secrets/<n>/<v>`: a client following one reached a vault
+    named `secrets`. They name their vault now, and still parse as the SDK parses ids."""
+    from azure.keyvault.secrets import KeyVaultSecretIdentifier
+
+    officer = vault_client(server, vault["officer"])
+    made = officer.set_secret("followed", "the value of kv1's secret")
+    parsed = KeyVaultSecretIdentifier(made.id)
+    assert (parsed.name, parsed.version) == ("followed", made.properties.version)
+    token = credential(server, vault["officer"]).get_token("https://vault.azure.net/.default").token
+    followed = requests.get(made.id, params={"api-version": "7.4"}, headers={"Authorization": f"Bearer {token}"},
+                            verify=server.ca, timeout=30)
+    assert followed.status_code == 200, followed.text
+    assert followed.json()["value"] == "the value of kv1's secret"
+    listed = [p.id for p in officer.list_properties_of_secrets() if p.name == "followed"]
+    assert listed and "vault=kv1" in listed[0]
+    # A vault named like the ids' first segment would catch ids without their vault: refused.
+    refused = server.cli("keyvault", "create", "-n", "secrets", "-g", "default", check=False)
+    assert refused.returncode != 0 and "reserved" in refused.stderr
+    bare = requests.get(made.id.split("?")[0], params={"api-version": "7.4"},
+                        headers={"Authorization": f"Bearer {token}"}, verify=server.ca, timeout=30)
+    assert bare.status_code == 400 and "?vault=" in bare.text

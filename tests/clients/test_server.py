@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+import requests
 from azure.identity import ClientSecretCredential
 
 from conftest import Server, keyless_bin
@@ -201,3 +202,16 @@ def test_an_operator_supplied_certificate_is_served(tmp_path):
         assert json.loads(reply.read())["token_endpoint"].startswith(server.login)
     finally:
         server.stop()
+
+
+def test_an_oversized_management_body_gets_a_413_it_can_read_not_a_reset(server):
+    """A 3 MiB JSON body used to get the connection reset while the client was still sending;
+    the client reads ARM's 413 now."""
+    token = server.cli("account", "get-access-token", "--resource", "https://management.azure.com")["accessToken"]
+    sub = server.admin["subscription"]
+    body = b'{"location": "local", "tags": {"pad": "' + b"x" * (3 * 1024 * 1024) + b'"}}'
+    reply = requests.put(f"{server.management}/subscriptions/{sub}/resourceGroups/huge?api-version=2022-09-01",
+                         data=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                         verify=server.ca, timeout=60)
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "RequestBodyTooLarge"

@@ -288,12 +288,33 @@ async fn prepare(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let Some((vault_name, rest)) = segments.split_first() else {
-        return Err(VaultError::bad(
-            "the URL must name a vault: https://<host>:<port>/<vault>/secrets/…",
-        ));
+    // An id keyless handed out (`…/secrets/<name>/<version>?vault=<vault>`) names
+    // its vault in the query, so that following it reaches the same secret.
+    let by_id = parts.uri.query().and_then(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "vault")
+            .map(|(_, v)| v)
+    });
+    let (vault_name, rest): (String, &[&str]) = match (segments.split_first(), by_id) {
+        (Some((first, _)), Some(vault))
+            if RESERVED.contains(&first.to_ascii_lowercase().as_str()) =>
+        {
+            (vault.to_ascii_lowercase(), segments.as_slice())
+        }
+        (Some((first, _)), None) if RESERVED.contains(&first.to_ascii_lowercase().as_str()) => {
+            return Err(VaultError::bad(
+                "the URL must name a vault: https://<host>:<port>/<vault>/secrets/…, or carry ?vault=<vault> as the ids keyless returns do",
+            ));
+        }
+        (Some((first, rest)), _) => (first.to_ascii_lowercase(), rest),
+        (None, _) => {
+            return Err(VaultError::bad(
+                "the URL must name a vault: https://<host>:<port>/<vault>/secrets/…",
+            ));
+        }
     };
-    let vault_name = vault_name.to_ascii_lowercase();
     seen.vault.clone_from(&vault_name);
     let vault = state
         .store
@@ -449,8 +470,17 @@ fn purge_protected(vault: &Vault) -> bool {
         .unwrap_or(false)
 }
 
-fn id_of(state: &SharedState, s: &SecretVersion) -> String {
-    format!("{}/secrets/{}/{}", state.urls.vault, s.name, s.version)
+/// The first path segments of ids, which no vault may be named.
+pub(crate) const RESERVED: [&str; 2] = ["secrets", "deletedsecrets"];
+
+/// A secret version's id: Key Vault's shape (`<vault url>/secrets/<name>/<version>`,
+/// which the SDK parses as three path segments), with the vault in the query,
+/// since keyless's vaults share one host.
+fn id_of(state: &SharedState, vault: &str, s: &SecretVersion) -> String {
+    format!(
+        "{}/secrets/{}/{}?vault={vault}",
+        state.urls.vault, s.name, s.version
+    )
 }
 
 fn attributes(vault: &Vault, s: &SecretVersion) -> Value {
@@ -483,7 +513,7 @@ fn attributes(vault: &Vault, s: &SecretVersion) -> Value {
 /// A secret's bundle: its properties, and its value when `value` is given.
 fn bundle(ctx: &Ctx, s: &SecretVersion, value: Option<&str>) -> Value {
     let mut b = json!({
-        "id": id_of(&ctx.state, s),
+        "id": id_of(&ctx.state, &ctx.vault.name, s),
         "attributes": attributes(&ctx.vault, s),
         "tags": s.tags,
     });
@@ -504,8 +534,8 @@ fn deleted_bundle(ctx: &Ctx, d: &keyless_store::DeletedSecret) -> Value {
         map.insert(
             "recoveryId".into(),
             json!(format!(
-                "{}/deletedsecrets/{}",
-                ctx.state.urls.vault, d.latest.name
+                "{}/deletedsecrets/{}?vault={}",
+                ctx.state.urls.vault, d.latest.name, ctx.vault.name
             )),
         );
         map.insert("deletedDate".into(), json!(d.deleted_at));
@@ -639,7 +669,10 @@ async fn run(ctx: &Ctx, body: Body, seen: &mut Seen) -> Result<Response, VaultEr
                     if let Some(map) = b.as_object_mut() {
                         map.insert(
                             "id".into(),
-                            json!(format!("{}/secrets/{}", ctx.state.urls.vault, s.name)),
+                            json!(format!(
+                                "{}/secrets/{}?vault={}",
+                                ctx.state.urls.vault, s.name, ctx.vault.name
+                            )),
                         );
                     }
                     b

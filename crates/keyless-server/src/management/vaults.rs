@@ -58,6 +58,12 @@ fn validate_name(name: &str) -> Result<(), MgmtError> {
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
         && !name.contains("--");
+    if crate::vault::RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(MgmtError::bad_request(
+            "VaultNameNotValid",
+            format!("The vault name '{name}' is reserved: secret ids begin with it."),
+        ));
+    }
     if valid {
         return Ok(());
     }
