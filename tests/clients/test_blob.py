@@ -490,6 +490,14 @@ def test_a_sas_without_write_creates_but_never_overwrites_and_names_each_field_o
         client.get_blob_client(f"copy-{n}.csv").start_copy_from_url(source_url)
         assert container.download_blob(f"copy-{n}.csv").readall() == b"copied over"
     assert container.download_blob("existing.csv").readall() == b"original"
+    # Within one account a source URL's SAS decides, even when the request is signed with the
+    # account key: a SAS without `r` does not make its blob a copy source.
+    write_only = generate_blob_sas(account["name"], "createonly", "source.csv", account_key=account["key"],
+                                   permission="w", expiry=soon)
+    with pytest.raises(HttpResponseError) as no_read:
+        container.get_blob_client("from-write-only.csv").start_copy_from_url(
+            f"{account['url']}/createonly/source.csv?{write_only}")
+    assert no_read.value.error_code == "CannotVerifyCopySource"
 
     url = f"{account['url']}/createonly/existing.csv"
     headers = {"x-ms-version": "2025-01-05"}
