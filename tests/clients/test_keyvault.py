@@ -219,6 +219,11 @@ def test_a_secret_id_leads_back_to_its_own_vault_and_no_vault_can_take_the_ids_n
                             verify=server.ca, timeout=30)
     assert followed.status_code == 200, followed.text
     assert followed.json()["value"] == "the value of kv1's secret"
+    # An id pointed at another vault reaches that vault's rules, not this one's secret.
+    server.cli("keyvault", "create", "-n", "kvother", "-g", "default")
+    steered = requests.get(made.id.replace("vault=kv1", "vault=kvother"), params={"api-version": "7.4"},
+                           headers={"Authorization": f"Bearer {token}"}, verify=server.ca, timeout=30)
+    assert steered.status_code == 403 and "the value of kv1" not in steered.text
     listed = [p.id for p in officer.list_properties_of_secrets() if p.name == "followed"]
     assert listed and "vault=kv1" in listed[0]
     # A vault named like the ids' first segment would catch ids without their vault: refused.

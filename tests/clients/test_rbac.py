@@ -114,6 +114,19 @@ def test_the_activity_log_says_who_gave_whom_which_role_and_when_and_who_was_ref
     # Mallory, a Reader of the group only, may not read the subscription's log.
     denied = server.cli("monitor", "activity-log", "list", env=mallory_env, check=False)
     assert denied.returncode != 0 and "AuthorizationFailed" in denied.stderr
+    # Nor the directory's, which needs Global Administrator.
+    denied = server.cli("monitor", "activity-log", "list", "--directory", env=mallory_env, check=False)
+    assert denied.returncode != 0 and "Global Administrator" in denied.stderr, denied.stderr
+    # Another tenant's administrator reads nothing of this subscription's log.
+    import requests
+    other = server.cli("admin", "tenant", "create", "--domain", "fabrikam-audit.local")
+    foreign = requests.post(f"{server.login}/{other['tenant']}/oauth2/v2.0/token", verify=server.ca, timeout=30, data={
+        "grant_type": "password", "client_id": "04b07795-8ddb-461a-bbee-02f9e1bf7b46", "username": other["username"],
+        "password": other["password"], "scope": "https://management.azure.com/.default"}).json()["access_token"]
+    crossed = requests.get(f"{server.management}/subscriptions/{sub}/providers/Microsoft.Insights/eventtypes/management/values",
+                           params={"api-version": "2015-04-01"}, headers={"Authorization": f"Bearer {foreign}"},
+                           verify=server.ca, timeout=30)
+    assert crossed.status_code == 401 and "value" not in crossed.json(), crossed.text
     # Directory changes are in the directory's log, without the passwords they carried.
     directory = server.cli("monitor", "activity-log", "list", "--directory")
     created = [e for e in directory if e["operationName"]["value"] == "Microsoft.Directory/users/write"]

@@ -163,12 +163,29 @@ pub(crate) async fn delegator_may(
 
 /// The path (within its filesystem) a rename names in `x-ms-rename-source`.
 fn rename_source_path(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get("x-ms-rename-source")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('?').next())
-        .and_then(|v| v.trim_start_matches('/').split_once('/'))
-        .map(|(_, p)| percent_decode_str(p).decode_utf8_lossy().into_owned())
+    rename_source(headers).map(|s| s.path)
+}
+
+/// What `x-ms-rename-source` names: `/{filesystem}/{path}`, decoded, optionally
+/// followed by a SAS for the source.
+pub(crate) struct RenameSource {
+    pub(crate) filesystem: String,
+    pub(crate) path: String,
+    pub(crate) query: Vec<(String, String)>,
+}
+
+/// The rename source of a request, or `None` when the header is absent or names
+/// no path.
+pub(crate) fn rename_source(headers: &axum::http::HeaderMap) -> Option<RenameSource> {
+    let raw = headers.get("x-ms-rename-source")?.to_str().ok()?;
+    let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+    let decoded = percent_decode_str(path).decode_utf8_lossy();
+    let (filesystem, path) = decoded.trim_start_matches('/').split_once('/')?;
+    Some(RenameSource {
+        filesystem: filesystem.to_owned(),
+        path: path.trim_end_matches('/').to_owned(),
+        query: serde_urlencoded::from_str(query).unwrap_or_default(),
+    })
 }
 
 /// The account's network rules for a request from `client` by `identity`: a
@@ -241,19 +258,18 @@ async fn sas_details(
             }
         }
         Operation::RenamePath => {
-            let raw = headers
-                .get("x-ms-rename-source")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
-            let decoded = percent_decode_str(path).decode_utf8_lossy();
-            let (fs, source) = decoded
-                .trim_start_matches('/')
-                .split_once('/')
-                .unwrap_or(("", ""));
-            let source = source.trim_end_matches('/');
-            let query: Vec<(String, String)> =
-                serde_urlencoded::from_str(query).unwrap_or_default();
+            let Some(RenameSource {
+                filesystem,
+                path,
+                query,
+            }) = rename_source(headers)
+            else {
+                return Err(StorageError::bad(
+                    "InvalidSourceUri",
+                    "x-ms-rename-source must be /{filesystem}/{path}",
+                ));
+            };
+            let (fs, source) = (filesystem.as_str(), path.as_str());
             if query.iter().any(|(k, _)| k == "sig") {
                 let keys = state.account_keys(account)?;
                 let own = sas::verify_sas(

@@ -290,20 +290,21 @@ async fn prepare(
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     // An id keyless handed out (`…/secrets/<name>/<version>?vault=<vault>`) names
     // its vault in the query, so that following it reaches the same secret.
-    let by_id = parts.uri.query().and_then(|q| {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == "vault")
-            .map(|(_, v)| v)
-    });
+    let is_id = segments
+        .first()
+        .is_some_and(|s| RESERVED.contains(&s.to_ascii_lowercase().as_str()));
+    let by_id = is_id
+        .then(|| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(parts.uri.query()?)
+                .ok()?
+                .into_iter()
+                .find(|(k, _)| k == "vault")
+                .map(|(_, v)| v)
+        })
+        .flatten();
     let (vault_name, rest): (String, &[&str]) = match (segments.split_first(), by_id) {
-        (Some((first, _)), Some(vault))
-            if RESERVED.contains(&first.to_ascii_lowercase().as_str()) =>
-        {
-            (vault.to_ascii_lowercase(), segments.as_slice())
-        }
-        (Some((first, _)), None) if RESERVED.contains(&first.to_ascii_lowercase().as_str()) => {
+        (Some(_), Some(vault)) => (vault.to_ascii_lowercase(), segments.as_slice()),
+        (Some(_), None) if is_id => {
             return Err(VaultError::bad(
                 "the URL must name a vault: https://<host>:<port>/<vault>/secrets/…, or carry ?vault=<vault> as the ids keyless returns do",
             ));

@@ -186,7 +186,7 @@ fn env_file(env: &[(String, String)]) -> Result<String, Error> {
                 "environment variable `{name}` contains a NUL character"
             )));
         }
-        let _ = writeln!(out, "{name}='{}'", value.replace('\'', r"'\''"));
+        let _ = writeln!(out, "{name}={}", crate::job::shell_word(value));
     }
     Ok(out)
 }

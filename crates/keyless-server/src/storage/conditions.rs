@@ -48,9 +48,22 @@ impl Conditions {
                 })
                 .transpose()
         };
+        // A SAS that may create but not write makes its writes create-only, checked
+        // inside the store's write, so a blob appearing after the dispatcher's check
+        // is not overwritten either.
+        let create_only = matches!(
+            ctx.op,
+            super::operation::Operation::PutBlob
+                | super::operation::Operation::PutBlockList
+                | super::operation::Operation::CopyBlob
+        ) && matches!(&ctx.auth, super::auth::Auth::Sas(sas) if !sas.grants('w'));
         Ok(Self {
             if_match: ctx.header("if-match").map(str::to_owned),
-            if_none_match: ctx.header("if-none-match").map(str::to_owned),
+            if_none_match: if create_only {
+                Some("*".to_owned())
+            } else {
+                ctx.header("if-none-match").map(str::to_owned)
+            },
             if_modified_since: date("if-modified-since")?,
             if_unmodified_since: date("if-unmodified-since")?,
         })

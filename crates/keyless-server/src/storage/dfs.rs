@@ -698,21 +698,14 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
 /// The path a rename names as its source: `/{filesystem}/{path}`, optionally
 /// with a SAS after `?`.
 pub(crate) fn rename_source(ctx: &Ctx) -> Result<(String, String), StorageError> {
-    let raw = ctx.header("x-ms-rename-source").unwrap_or_default();
-    let path = raw.split('?').next().unwrap_or_default();
-    let decoded = percent_encoding::percent_decode_str(path)
-        .decode_utf8_lossy()
-        .into_owned();
-    let (fs, name) = decoded
-        .trim_start_matches('/')
-        .split_once('/')
+    super::rename_source(&ctx.headers)
+        .map(|s| (s.filesystem, s.path))
         .ok_or_else(|| {
             StorageError::bad(
                 "InvalidSourceUri",
                 "x-ms-rename-source must be /{filesystem}/{path}",
             )
-        })?;
-    Ok((fs.to_owned(), name.trim_end_matches('/').to_owned()))
+        })
 }
 
 /// Rename Path: moves a file or a whole directory, metadata only, atomically.

@@ -409,6 +409,8 @@ pub(crate) struct ListingView<'a> {
     ctx: &'a Ctx,
     caller: &'a (String, Vec<String>),
     listed: String,
+    /// `listed/`, or "" for the root.
+    under: String,
     seen: std::collections::HashMap<String, bool>,
 }
 
@@ -416,22 +418,24 @@ impl<'a> ListingView<'a> {
     /// The view of `ctx`'s listing of the directory `listed` ("" for the root),
     /// or `None` when the caller sees everything (RBAC, a key or a SAS allowed it).
     pub(crate) fn new(ctx: &'a Ctx, listed: &str) -> Option<Self> {
+        let listed = listed.trim_matches('/').to_owned();
+        let under = if listed.is_empty() {
+            String::new()
+        } else {
+            format!("{listed}/")
+        };
         ctx.acl_listing.as_ref().map(|caller| Self {
             ctx,
             caller,
-            listed: listed.trim_matches('/').to_owned(),
+            listed,
+            under,
             seen: std::collections::HashMap::new(),
         })
     }
 
     /// Whether the entry `name` may be shown.
     pub(crate) async fn shows(&mut self, name: &str) -> Result<bool, StorageError> {
-        let under = if self.listed.is_empty() {
-            Some(name)
-        } else {
-            name.strip_prefix(&format!("{}/", self.listed))
-        };
-        let Some(rest) = under else {
+        let Some(rest) = name.strip_prefix(self.under.as_str()) else {
             return Ok(false);
         };
         let mut dir = self.listed.clone();

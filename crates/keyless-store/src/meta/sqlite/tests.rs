@@ -14,9 +14,8 @@ async fn store(dir: &tempfile::TempDir) -> SqliteStore {
         .unwrap()
 }
 
-/// A store with account `acct` and container `c`.
-async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
-    let store = store(dir).await;
+/// A new tenant `t.local`.
+async fn tenant(store: &SqliteStore) -> TenantId {
     let tenant = TenantId::new_random();
     store
         .tenant_create(&Tenant {
@@ -27,6 +26,13 @@ async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
         })
         .await
         .unwrap();
+    tenant
+}
+
+/// A store with account `acct` and container `c`.
+async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
+    let store = store(dir).await;
+    let tenant = tenant(&store).await;
     store
         .account_create(&StorageAccount {
             name: "acct".into(),
@@ -426,16 +432,7 @@ async fn directories_rename_and_delete_with_everything_under_them() {
 async fn device_codes_nobody_approved_are_deleted_once_expired() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
-    let tenant = TenantId::new_random();
-    store
-        .tenant_create(&Tenant {
-            id: tenant,
-            domain: "t.local".into(),
-            display_name: "t".into(),
-            created_at: 0,
-        })
-        .await
-        .unwrap();
+    let tenant = tenant(&store).await;
     for (n, expires_at) in [(1, 100), (2, 200)] {
         store
             .device_code_add(&crate::meta::DeviceCode {
