@@ -542,3 +542,21 @@ def test_a_jobs_managed_identity_is_no_trusted_service_behind_a_firewall(server,
         server.cli("storage", "account", "update", *account, "--default-action", "Allow")
         server.cli("storage", "account", "network-rule", "remove", *account, "--ip-address", "127.0.0.1",
                    check=False)
+
+
+def test_an_output_that_links_out_of_the_job_uploads_nothing(server, world):
+    """The server uploads outputs after the job, as itself: a job that turns its output folder
+    into a link to the data dir (relative, so it resolves on the host) must not get the
+    server's files uploaded for it."""
+    alice = world["users"]["alice"]
+    text = "command: rm -rf ${{outputs.stolen}} && ln -s ../../../.. ${{outputs.stolen}} && ls -la ..\n" \
+           "compute: azureml:cpu-cluster\nenvironment: azureml:x@latest\nidentity:\n  type: user_identity\n" \
+           "outputs:\n  stolen:\n    type: uri_folder\n    mode: upload\n"
+    proc = submit(server, job_file(world, "link-out", text), "link-out", env=alice["env"], check=False)
+    assert proc.returncode != 0
+    job = wait(server, "link-out")
+    assert job["properties"]["error"]["code"] == "OutputOutsideJob", job["properties"]["error"]
+    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]["accountName"]
+    logs = server.cli("storage", "logs", "--account", account, check=False).stdout
+    puts = [json.loads(line) for line in logs.splitlines() if line.strip()]
+    assert not [r for r in puts if r["OperationName"] == "PutBlob" and "link-out" in r["Path"]], puts
