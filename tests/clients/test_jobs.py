@@ -266,8 +266,23 @@ svc = BlobServiceClient(os.environ["KEYLESS_STORAGE_ENDPOINT"] + "/jobdata", cre
                         connection_verify=os.environ["REQUESTS_CA_BUNDLE"])
 data = svc.get_blob_client("data", "census.csv").download_blob().readall()
 print("blob rows:", len(data.decode().splitlines()) - 1)
+# The agent that runs this code holds the job's secret: this code runs as the
+# same user, and tries to take the secret from the agent's handle and memory.
+agents = [p for p in os.listdir("/proc") if p.isdigit()
+          and b"job-agent" in open(f"/proc/{p}/cmdline", "rb").read()]
+stolen = {}
+for pid in agents:
+    for part in ("environ", "mem", "maps"):
+        try:
+            with open(f"/proc/{pid}/{part}", "rb") as f:
+                f.read(64)
+            stolen[part] = "read"
+        except OSError as e:
+            stolen[part] = type(e).__name__
 print("EVIDENCE " + json.dumps({"token": token, "endpoint": os.environ["MSI_ENDPOINT"],
-                               "secret": os.environ["MSI_SECRET"]}))
+                               "secret": os.environ["MSI_SECRET"], "agents": len(agents),
+                               "stolen": stolen,
+                               "handle": os.path.exists("/mnt/azureml/job/.job-handle")}))
 assert not loopback_guard.ATTEMPTS, loopback_guard.ATTEMPTS
 """
 
@@ -305,9 +320,14 @@ def test_code_in_a_job_gets_the_compute_identity_and_its_tokens_end_with_the_job
     r = requests.get(f"{server.info['storage']}/jobdata/data/census.csv", verify=server.ca,
                      headers={"Authorization": f"Bearer {got['token']}", "x-ms-version": "2025-01-05"})
     assert r.status_code == 401 and "has ended" in r.text
-    r = requests.get(got["endpoint"], params={"resource": "https://storage.azure.com", "api-version": "2017-09-01"},
-                     headers={"secret": got["secret"]})
-    assert r.status_code == 400 and "closed" in r.json()["message"]
+    # The endpoint was the agent's, on the node's loopback, and went with it.
+    assert got["endpoint"].startswith("http://127.0.0.1:") and f":{server.ports['identity']}/" not in got["endpoint"]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(got["endpoint"], params={"resource": "https://storage.azure.com", "api-version": "2017-09-01"},
+                     headers={"secret": got["secret"]}, timeout=5)
+    # The job's code could take the agent's secret neither from its handle nor from its memory.
+    assert got["agents"] == 1 and not got["handle"]
+    assert set(got["stolen"].values()) == {"PermissionError"}, got["stolen"]
 
 
 def test_a_user_identity_job_gets_the_users_token_and_never_the_computes(server, world):

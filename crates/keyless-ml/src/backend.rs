@@ -24,7 +24,7 @@ use keyless_core::Error;
 
 mod sandbox;
 
-pub use sandbox::{JOB_ROOT, LocalSandbox};
+pub use sandbox::{AGENT_PATH, JOB_ROOT, LocalSandbox};
 
 /// One command to run.
 #[derive(Debug, Clone)]
@@ -86,6 +86,11 @@ pub trait ComputeBackend: Send + Sync + fmt::Debug {
 
     /// Where the command sees the job's folder `root`.
     fn job_root(&self, root: &Path) -> PathBuf;
+
+    /// How the command sees the job agent's executable `exe`.
+    fn agent_path(&self, exe: &Path) -> PathBuf {
+        exe.to_path_buf()
+    }
 
     /// Runs `task` to its end; `cancel` stops it.
     ///

@@ -671,7 +671,7 @@ pub fn substitute(
 /// A substituted value as one shell word: as it is when it holds nothing the
 /// shell interprets, else single-quoted. The command runs through `sh -c`, and
 /// a value comes from a file or blob name someone else may have chosen.
-pub(crate) fn shell_word(value: &str) -> std::borrow::Cow<'_, str> {
+pub fn shell_word(value: &str) -> std::borrow::Cow<'_, str> {
     let plain = !value.is_empty()
         && value
             .chars()

@@ -61,6 +61,65 @@ pub fn checksum<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Res
     Ok(format!("{ALGORITHM}:{hex}"))
 }
 
+/// [`checksum`] computed as the files stream in, for a reader that never holds
+/// a whole file: files must come sorted by path, each announced with its
+/// length before its bytes.
+pub struct Checksum {
+    ctx: Context,
+    previous: Option<String>,
+}
+
+impl std::fmt::Debug for Checksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checksum")
+            .field("previous", &self.previous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Self {
+            ctx: Context::new(&SHA256),
+            previous: None,
+        }
+    }
+}
+
+impl Checksum {
+    /// Starts the next file, `len` bytes long.
+    ///
+    /// # Errors
+    /// [`Error::invalid`] for an invalid path, or one not after the previous.
+    pub fn file(&mut self, path: &str, len: u64) -> Result<(), Error> {
+        check_path(path)?;
+        if self.previous.as_deref().is_some_and(|p| p >= path) {
+            return Err(Error::invalid(format!(
+                "`{path}` comes out of order or twice in the code snapshot"
+            )));
+        }
+        self.previous = Some(path.to_owned());
+        self.ctx.update(path.as_bytes());
+        self.ctx.update(b"\0");
+        self.ctx.update(len.to_string().as_bytes());
+        self.ctx.update(b"\0");
+        Ok(())
+    }
+
+    /// Adds bytes of the current file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.ctx.update(bytes);
+    }
+
+    /// The checksum, `sha256:<hex>`.
+    #[must_use]
+    pub fn finish(self) -> String {
+        let digest = self.ctx.finish();
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{ALGORITHM}:{hex}")
+    }
+}
+
 /// The version of [`content_hash`], as azure-ai-ml sends it (`hashVersion`).
 pub const CONTENT_HASH_VERSION: &str = "202208";
 
@@ -94,6 +153,24 @@ pub fn content_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_streamed_checksum_is_the_whole_one_and_refuses_disorder() -> Result<(), Error> {
+        let files: [(&str, &[u8]); 2] = [("a.py", b"print(1)\n"), ("src/b.py", b"x = 2")];
+        let mut streamed = Checksum::default();
+        for (path, bytes) in files {
+            streamed.file(path, bytes.len() as u64)?;
+            let (head, tail) = bytes.split_at(3);
+            streamed.update(head);
+            streamed.update(tail);
+        }
+        assert_eq!(streamed.finish(), checksum(files)?);
+        let mut disorder = Checksum::default();
+        disorder.file("src/b.py", 1)?;
+        assert!(disorder.file("a.py", 1).is_err());
+        assert!(Checksum::default().file("../etc/passwd", 1).is_err());
+        Ok(())
+    }
 
     #[test]
     fn the_content_hash_is_the_one_azure_ai_ml_computes() {

@@ -28,6 +28,9 @@ pub struct Config {
     /// Run jobs as the server's own user, outside the sandbox (logged as a
     /// warning): a job can then read the data dir and the server's processes.
     pub insecure_unsandboxed_jobs: bool,
+    /// The `keyless` executable compute nodes run as the job agent; default
+    /// this server's own executable.
+    pub job_agent: Option<PathBuf>,
 }
 
 /// Certificates for the TLS listeners.
@@ -55,6 +58,7 @@ impl Config {
             master_key_file: None,
             insecure_key_file_permissions: false,
             insecure_unsandboxed_jobs: false,
+            job_agent: None,
         }
     }
 }

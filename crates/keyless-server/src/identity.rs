@@ -71,7 +71,7 @@ pub(crate) struct TokenQuery {
     msi_res_id: Option<String>,
 }
 
-async fn job_token(
+pub(crate) async fn job_token(
     State(state): State<SharedState>,
     Path(key): Path<String>,
     headers: HeaderMap,
@@ -127,7 +127,12 @@ async fn issue(
                 .map(|r| ("resource id", r))
         })
         .filter(|(_, v)| !v.is_empty());
-    let principal: Principal = match (&grant.issues, named) {
+    let Some(issues) = &grant.issues else {
+        return Err(
+            "this job has no identity to issue: its compute has no managed identity and the job does not run as its submitter (identity: user_identity)".into(),
+        );
+    };
+    let principal: Principal = match (issues, named) {
         (Issues::User(user), None) => user.clone(),
         (Issues::User(_), Some((what, value))) => {
             return Err(format!(
@@ -148,7 +153,7 @@ async fn issue(
     let target = crate::login::resource::from_resource(state, principal.tenant_id, resource)
         .await
         .map_err(|e| e.description())?;
-    let is_user = matches!(grant.issues, Issues::User(_));
+    let is_user = matches!(issues, Issues::User(_));
     let client_id = if is_user {
         ML_SERVICE_APP_ID.to_owned()
     } else {

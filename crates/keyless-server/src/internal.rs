@@ -92,6 +92,11 @@ impl Acting {
         })
     }
 
+    /// The bearer token, when this identity has one.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Makes the requests count as keyless's own trusted service (see
     /// [`TrustedService`]): only for a workspace's identity acting for keyless.
     pub(crate) fn trusted_service(mut self) -> Self {

@@ -35,7 +35,26 @@ pub(crate) struct Grant {
     pub(crate) job: String,
     /// The digest of the job's secret.
     pub(crate) secret_digest: String,
-    pub(crate) issues: Issues,
+    /// What its identity endpoint issues; `None` when the job has no identity
+    /// to hand out (its compute has no managed identity).
+    pub(crate) issues: Option<Issues>,
+}
+
+/// A SAS keyless signed for a job's agent: which job it is for and until when.
+#[derive(Debug, Clone)]
+struct Minted {
+    job: String,
+    expiry: i64,
+    revoked: bool,
+}
+
+/// What keyless knows of a SAS it may have signed for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MintedSas {
+    /// Signed for this job, which is still running.
+    Live(String),
+    /// Signed for this job, which has ended: the SAS no longer works.
+    Revoked(String),
 }
 
 /// The server's job bookkeeping.
@@ -46,6 +65,12 @@ pub(crate) struct Runtime {
     cancels: Mutex<HashMap<String, CancellationToken>>,
     /// Grants by endpoint key (the path segment of the job's endpoint).
     grants: RwLock<HashMap<String, Grant>>,
+    /// The agents of running jobs, by endpoint key.
+    agents: RwLock<HashMap<String, Arc<crate::management::ml::runner::Session>>>,
+    /// The SAS signed for jobs' agents, by signature, until they expire.
+    minted: Mutex<HashMap<String, Minted>>,
+    /// The keyless executable the job agent runs from.
+    pub(crate) agent_exe: std::path::PathBuf,
     /// The CA bundle jobs trust (keyless's own CA, when it generated one).
     pub(crate) ca_file: std::sync::OnceLock<std::path::PathBuf>,
     /// The key of log URLs handed to run-history clients; never leaves memory.
@@ -56,7 +81,13 @@ impl Runtime {
     /// The bookkeeping of a server whose jobs run in the local sandbox, which
     /// hides `data_dir` from them; with `insecure_unsandboxed`, as the server's
     /// own user instead.
-    pub(crate) fn new(data_dir: &std::path::Path, insecure_unsandboxed: bool) -> Self {
+    pub(crate) fn new(
+        data_dir: &std::path::Path,
+        insecure_unsandboxed: bool,
+        agent_exe: Option<std::path::PathBuf>,
+    ) -> Self {
+        let agent_exe = agent_exe
+            .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| "keyless".into()));
         let backend: Arc<dyn ComputeBackend> = if insecure_unsandboxed {
             tracing::warn!(
                 "insecure_unsandboxed_jobs is set: jobs run as the server's own user and can read its data dir, keys and processes"
@@ -66,13 +97,16 @@ impl Runtime {
             if let Err(e) = LocalSandbox::check() {
                 tracing::warn!(reason = %e, "jobs cannot run on this server");
             }
-            Arc::new(LocalSandbox::new(vec![data_dir.to_path_buf()]))
+            Arc::new(LocalSandbox::new(vec![data_dir.to_path_buf()]).with_agent(agent_exe.clone()))
         };
         Self {
             backend,
             slots: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),
+            agents: RwLock::new(HashMap::new()),
+            minted: Mutex::new(HashMap::new()),
+            agent_exe,
             ca_file: std::sync::OnceLock::new(),
             log_key: random_key(),
         }
@@ -151,5 +185,79 @@ impl Runtime {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(key)
             .cloned()
+    }
+
+    /// Registers a running job's agent under its endpoint key.
+    pub(crate) fn attach_agent(
+        &self,
+        key: &str,
+        session: Arc<crate::management::ml::runner::Session>,
+    ) {
+        self.agents
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned(), session);
+    }
+
+    /// Forgets a job's agent.
+    pub(crate) fn detach_agent(&self, key: &str) {
+        self.agents
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// The agent session behind an endpoint key.
+    pub(crate) fn agent(&self, key: &str) -> Option<Arc<crate::management::ml::runner::Session>> {
+        self.agents
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// Records a SAS signed for `job`'s agent, by its signature; forgets the
+    /// expired ones.
+    pub(crate) fn minted(&self, sig: &str, job: &str, expiry: i64, now: i64) {
+        let mut minted = self
+            .minted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        minted.retain(|_, m| m.expiry > now);
+        minted.insert(
+            sig.to_owned(),
+            Minted {
+                job: job.to_owned(),
+                expiry,
+                revoked: false,
+            },
+        );
+    }
+
+    /// Every SAS signed for `job` stops working (the job has ended).
+    pub(crate) fn revoke_minted(&self, job: &str) {
+        let mut minted = self
+            .minted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for m in minted.values_mut().filter(|m| m.job == job) {
+            m.revoked = true;
+        }
+    }
+
+    /// Whether a SAS with this signature was signed for a job, and whether it
+    /// still works.
+    pub(crate) fn minted_sas(&self, sig: &str) -> Option<MintedSas> {
+        self.minted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(sig)
+            .map(|m| {
+                if m.revoked {
+                    MintedSas::Revoked(m.job.clone())
+                } else {
+                    MintedSas::Live(m.job.clone())
+                }
+            })
     }
 }

@@ -9,7 +9,7 @@ mod authorization;
 pub(crate) mod caller;
 pub(crate) mod directory;
 mod error;
-mod ml;
+pub(crate) mod ml;
 mod resources;
 mod storage_accounts;
 mod vaults;
@@ -54,7 +54,10 @@ pub(crate) fn router(state: SharedState) -> Router {
             activity::record,
         ))
         .layer(axum::middleware::from_fn(refuse_large_bodies))
-        .with_state(state)
+        .with_state(state.clone())
+        // Jobs' agents: authenticated by the job's secret, not recorded as
+        // changes in the activity log.
+        .merge(ml::runner::agent::router(state))
 }
 
 /// The largest JSON body the management listener reads (axum's default limit).

@@ -78,7 +78,11 @@ impl AppState {
             crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("storage"))?;
         let vault_log =
             crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("vault"))?;
-        let jobs = crate::jobs::Runtime::new(&config.data_dir, config.insecure_unsandboxed_jobs);
+        let jobs = crate::jobs::Runtime::new(
+            &config.data_dir,
+            config.insecure_unsandboxed_jobs,
+            config.job_agent.clone(),
+        );
         Ok(Self {
             storage_log,
             vault_log,

@@ -123,6 +123,17 @@ struct Requester {
     delegator: Option<String>,
 }
 
+/// The job a SAS in `query` was signed for, when keyless signed it for a job's
+/// agent: the storage log names the job as it does for the job's tokens.
+fn minted_for(state: &SharedState, query: Option<&str>) -> Option<String> {
+    let query = query.filter(|q| q.contains("sig="))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    let sig = pairs.iter().find(|(k, _)| k == "sig")?;
+    match state.jobs.minted_sas(&sig.1)? {
+        crate::jobs::MintedSas::Live(job) | crate::jobs::MintedSas::Revoked(job) => Some(job),
+    }
+}
+
 /// Whether the identity that signed a user delegation SAS may, at the time of
 /// use, do what the request does (its role assignments, through its groups).
 pub(crate) async fn delegator_may(
@@ -403,7 +414,8 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
     let job_tag = request
         .extensions()
         .get::<crate::internal::JobTag>()
-        .map(|j| j.0.clone());
+        .map(|j| j.0.clone())
+        .or_else(|| minted_for(&state, request.uri().query()));
     let mut op_name = "Unknown";
     let mut requester = Requester {
         auth: "Anonymous",

@@ -4,6 +4,7 @@ pub(crate) mod access;
 pub(crate) mod account;
 pub(crate) mod ad;
 pub(crate) mod admin;
+pub(crate) mod agent;
 pub(crate) mod demo;
 pub(crate) mod env;
 pub(crate) mod group;

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use command::{
-    access, account, ad, admin, env, group, hosts, identity, keyvault, ml, monitor, role, serve,
-    shim, storage,
+    access, account, ad, admin, agent, env, group, hosts, identity, keyvault, ml, monitor, role,
+    serve, shim, storage,
 };
 use output::Format;
 
@@ -79,6 +79,9 @@ enum Command {
     /// Install an `az` executable that forwards token requests to keyless.
     #[command(name = "az-shim", subcommand)]
     AzShim(shim::ShimCommand),
+    /// A job's agent, started on the compute by keyless (reads `KEYLESS_JOB_HANDLE`).
+    #[command(name = "job-agent", hide = true)]
+    JobAgent,
     /// The `az` commands the shim forwards (`az account get-access-token`, `az account show`).
     #[command(hide = true)]
     Az(shim::AzArgs),
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
             Command::Monitor(cmd) => monitor::run(cmd, format).await,
             Command::AzShim(cmd) => shim::run(cmd),
             Command::Az(args) => shim::az(args).await,
+            Command::JobAgent => agent::run().await,
         }
     });
     match result {

@@ -29,6 +29,9 @@ use super::{ComputeBackend, Exit, Task, supervise};
 /// Where a sandboxed job sees its folder (code, inputs, outputs).
 pub const JOB_ROOT: &str = "/mnt/azureml/job";
 
+/// Where a sandboxed job sees the job agent's executable (read-only).
+pub const AGENT_PATH: &str = "/mnt/azureml/bin/keyless";
+
 /// The file under the job's folder that carries its environment to its shell.
 const ENV_FILE: &str = ".job-env";
 
@@ -48,14 +51,16 @@ const TOOLS: [&str; 4] = [
 
 /// The sandbox's setup, run as root inside the new namespaces. Arguments: the
 /// job's folder, the uid, the working directory under [`JOB_ROOT`], the
-/// command, then the folders to hide.
+/// command, the agent's executable (or nothing), then the folders to hide.
 const SETUP: &str = r#"set -eu
 # The server's own umask (077) is not the job's.
 umask 022
-root=$1 id=$2 cwd=$3 command=$4
-shift 4
-# Hold the job's folder as the working directory before anything covers its path.
+root=$1 id=$2 cwd=$3 command=$4 agent=$5
+shift 5
+# Hold the job's folder as the working directory, and the agent's executable
+# open, before anything covers their paths.
 cd -- "$root"
+if [ -n "$agent" ]; then exec 3<"$agent"; fi
 for d in /tmp /var/tmp /dev/shm /run/lock; do
   if [ -d "$d" ]; then mount -t tmpfs -o mode=1777,nosuid,nodev keyless-tmp "$d"; fi
 done
@@ -63,6 +68,12 @@ if [ ! -d /mnt ]; then mkdir /mnt; fi
 mount -t tmpfs -o mode=0755,nosuid,nodev,size=64k keyless-job /mnt
 mkdir -p "@ROOT@"
 mount --no-canonicalize --bind . "@ROOT@"
+if [ -n "$agent" ]; then
+  mkdir -p "${AGENT%/*}"
+  : > "$AGENT"
+  mount --no-canonicalize --bind -o ro /proc/self/fd/3 "$AGENT"
+  exec 3<&-
+fi
 for h in "$@"; do
   if [ -d "$h" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0000,size=4k keyless-hidden "$h"; fi
 done
@@ -77,13 +88,26 @@ exec prlimit --nproc=@NPROC@ --core=0 -- \
 pub struct LocalSandbox {
     /// Folders the job must not see, whatever their permissions: the data dir.
     hidden: Vec<PathBuf>,
+    /// The job agent's executable, shown read-only at [`AGENT_PATH`].
+    agent: Option<PathBuf>,
 }
 
 impl LocalSandbox {
     /// A sandbox that hides `hidden` from every job.
     #[must_use]
     pub fn new(hidden: Vec<PathBuf>) -> Self {
-        Self { hidden }
+        Self {
+            hidden,
+            agent: None,
+        }
+    }
+
+    /// Shows the job agent's executable `exe` to every job, read-only, at
+    /// [`AGENT_PATH`].
+    #[must_use]
+    pub fn with_agent(mut self, exe: PathBuf) -> Self {
+        self.agent = Some(exe);
+        self
     }
 
     /// Whether this machine can make the sandbox.
@@ -115,6 +139,14 @@ impl ComputeBackend for LocalSandbox {
 
     fn job_root(&self, _root: &Path) -> PathBuf {
         PathBuf::from(JOB_ROOT)
+    }
+
+    fn agent_path(&self, exe: &Path) -> PathBuf {
+        if self.agent.is_some() {
+            PathBuf::from(AGENT_PATH)
+        } else {
+            exe.to_path_buf()
+        }
     }
 
     async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error> {
@@ -150,10 +182,12 @@ impl ComputeBackend for LocalSandbox {
             .arg(uid.to_string())
             .arg(&task.cwd)
             .arg(&task.command)
+            .arg(self.agent.as_deref().unwrap_or(Path::new("")))
             .args(&self.hidden)
             .current_dir("/")
             .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("AGENT", AGENT_PATH);
         supervise(command, &task, cancel).await
     }
 }

@@ -16,7 +16,7 @@ mod history;
 mod jobs;
 mod preview;
 mod reach;
-mod runner;
+pub(crate) mod runner;
 mod workspaces;
 
 use axum::Router;

@@ -191,6 +191,16 @@ pub(crate) async fn authenticate(
                 state.now(),
                 req.client,
             )?;
+            let sig = query
+                .iter()
+                .find(|(k, _)| k == "sig")
+                .map_or("", |(_, v)| v.as_str());
+            if let Some(crate::jobs::MintedSas::Revoked(job)) = state.jobs.minted_sas(sig) {
+                return Err(StorageError::auth(format!(
+                    "This SAS was issued to job {} for its data, and the job has ended: it no longer works.",
+                    job.rsplit('/').next().unwrap_or(&job)
+                )));
+            }
             if sas.is_directory() && !account.hns {
                 return Err(StorageError::auth(
                     "A directory SAS (sr=d) is valid only on an account with a hierarchical namespace.",

@@ -507,6 +507,15 @@ pub(crate) struct ContainerGrant<'a> {
 /// key), so a SAS it hands out is checked exactly like one a client signed.
 /// Returns the query string.
 pub(crate) fn sign_container_delegation(key1: &[u8], g: ContainerGrant<'_>) -> String {
+    sign_delegation(key1, g, None)
+}
+
+/// Like [`sign_container_delegation`], for the one blob `blob` of the container.
+pub(crate) fn sign_blob_delegation(key1: &[u8], g: ContainerGrant<'_>, blob: &str) -> String {
+    sign_delegation(key1, g, Some(blob))
+}
+
+fn sign_delegation(key1: &[u8], g: ContainerGrant<'_>, blob: Option<&str>) -> String {
     let (start, expiry) = (iso(g.start), iso(g.expiry));
     let version = super::SERVICE_VERSION;
     let mut fields: Vec<(String, String)> = [
@@ -521,13 +530,16 @@ pub(crate) fn sign_container_delegation(key1: &[u8], g: ContainerGrant<'_>) -> S
         ("skv", version),
         ("spr", "https"),
         ("sv", version),
-        ("sr", "c"),
+        ("sr", if blob.is_some() { "b" } else { "c" }),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let get = |name: &str| param(&fields, name).unwrap_or("");
-    let canonical = format!("/blob/{}/{}", g.account, g.container);
+    let canonical = match blob {
+        Some(b) => format!("/blob/{}/{}/{b}", g.account, g.container),
+        None => format!("/blob/{}/{}", g.account, g.container),
+    };
     let key = key_value(
         key1,
         KeyFields {
@@ -549,6 +561,57 @@ pub(crate) fn sign_container_delegation(key1: &[u8], g: ContainerGrant<'_>) -> S
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Signs a service SAS for one blob with an account key, as a client holding the
+/// key would; returns the query string. keyless hands such a SAS to a job's agent
+/// for exactly the blob it must read or write, never the key behind it.
+pub(crate) fn sign_blob(
+    key: &[u8],
+    (account, container, blob): (&str, &str, &str),
+    permissions: &str,
+    start: i64,
+    expiry: i64,
+) -> String {
+    let (start, expiry) = (iso(start), iso(expiry));
+    let version = super::SERVICE_VERSION;
+    let canonical = format!("/blob/{account}/{container}/{blob}");
+    let text = [
+        permissions,
+        &start,
+        &expiry,
+        &canonical,
+        "",
+        "",
+        "https",
+        version,
+        "b",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]
+    .join("\n");
+    let sig = keyless_auth::shared_key::sign(key, &text);
+    [
+        ("sp", permissions),
+        ("st", &start),
+        ("se", &expiry),
+        ("spr", "https"),
+        ("sv", version),
+        ("sr", "b"),
+        ("sig", &sig),
+    ]
+    .iter()
+    .map(|(k, v)| {
+        let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+        format!("{k}={v}")
+    })
+    .collect::<Vec<_>>()
+    .join("&")
 }
 
 #[cfg(test)]
@@ -602,5 +665,61 @@ mod signing_tests {
             None,
         );
         assert!(late.is_err(), "the SAS expires");
+    }
+
+    fn decode(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| {
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                (k.to_owned(), v.into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_server_signed_blob_sas_reaches_its_blob_alone_with_its_permissions_alone() {
+        let keys = [vec![7u8; 32], vec![9u8; 32]];
+        let query = decode(&sign_blob(
+            &keys[1],
+            ("acct", "data", "in/a b.csv"),
+            "r",
+            1_800_000_000,
+            1_800_000_900,
+        ));
+        let at =
+            |blob: &str, now: i64| verify_sas("acct", ("data", blob), &keys, &query, now, None);
+        let sas = at("in/a b.csv", 1_800_000_100);
+        assert!(sas.as_ref().is_ok_and(|s| s.grants('r') && !s.grants('w')));
+        assert!(
+            sas.is_ok_and(|s| s.needs("w").is_err()),
+            "a read SAS writes nothing"
+        );
+        assert!(at("in/other.csv", 1_800_000_100).is_err(), "another blob");
+        assert!(at("in/a b.csv", 1_800_001_000).is_err(), "past its expiry");
+        let forged: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == "sp" {
+                    "rw".to_owned()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        assert!(
+            verify_sas(
+                "acct",
+                ("data", "in/a b.csv"),
+                &keys,
+                &forged,
+                1_800_000_100,
+                None
+            )
+            .is_err(),
+            "widened permissions break the signature"
+        );
     }
 }

@@ -3,8 +3,6 @@
 //! chose: a bearer token of an identity, or the datastore's own key or SAS,
 //! fetched from the workspace's vault by the workspace's identity.
 
-use std::path::Path;
-
 use axum::http::{Method, Response, StatusCode};
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -411,6 +409,82 @@ pub(super) async fn get(
     }
 }
 
+/// The size of one blob, read with its properties (no bytes).
+pub(super) async fn head(
+    state: &SharedState,
+    signer: &Signer,
+    acting: Option<&Acting>,
+    at: &Location,
+    blob: &str,
+) -> Result<Result<u64, Refused>, MgmtError> {
+    let path = blob_path(&at.account, &at.container, blob);
+    let (response, bytes) = send(
+        state,
+        signer,
+        acting,
+        &at.account,
+        Call {
+            method: Method::HEAD,
+            path: &path,
+            query: &[],
+            headers: &[],
+            body: Vec::new(),
+        },
+    )
+    .await?;
+    if response.status().is_success() {
+        Ok(Ok(response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)))
+    } else {
+        Ok(Err((
+            response.status(),
+            crate::internal::refusal(&response, &bytes),
+        )))
+    }
+}
+
+/// Whether `signer` may write `blob`, asked without writing it: a Put Blob
+/// whose condition (`If-Match` on an entity tag no blob has) cannot hold. The
+/// storage authorizes a request before it weighs its conditions, so a refusal
+/// is a 403 and a permitted write ends in 412 (or 404 when nothing is there).
+pub(super) async fn may_write(
+    state: &SharedState,
+    signer: &Signer,
+    acting: Option<&Acting>,
+    at: &Location,
+    blob: &str,
+) -> Result<Result<(), Refused>, MgmtError> {
+    let path = blob_path(&at.account, &at.container, blob);
+    let (response, bytes) = send(
+        state,
+        signer,
+        acting,
+        &at.account,
+        Call {
+            method: Method::PUT,
+            path: &path,
+            query: &[],
+            headers: &[
+                ("x-ms-blob-type", "BlockBlob"),
+                ("if-match", "\"0x0-keyless-write-check\""),
+            ],
+            body: Vec::new(),
+        },
+    )
+    .await?;
+    match response.status() {
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Ok(Err((
+            response.status(),
+            crate::internal::refusal(&response, &bytes),
+        ))),
+        _ => Ok(Ok(())),
+    }
+}
+
 /// Writes one blob whole.
 pub(super) async fn put(
     state: &SharedState,
@@ -443,17 +517,4 @@ pub(super) async fn put(
             crate::internal::refusal(&response, &bytes),
         )))
     }
-}
-
-/// Writes `bytes` to `path`, creating its folders.
-pub(super) async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), MgmtError> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| keyless_core::Error::internal(format!("{}: {e}", parent.display())))?;
-    }
-    tokio::fs::write(path, bytes)
-        .await
-        .map_err(|e| keyless_core::Error::internal(format!("{}: {e}", path.display())))?;
-    Ok(())
 }

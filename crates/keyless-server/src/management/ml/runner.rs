@@ -1,15 +1,22 @@
 //! The job lifecycle: Queued → Preparing → Running → Finalizing → Completed |
 //! Failed | Canceled.
 //!
-//! Preparing fetches the code snapshot (and verifies its checksum), materialises
-//! every input as the identity the rule of `keyless_core::identity_rule` picks,
-//! and opens the job's identity endpoint. Running hands the command to the
-//! compute backend. Finalizing uploads the outputs with the same rule. Every read
-//! and write goes through the storage listener with a token (or a stored
-//! credential) tagged with the job, so the storage log names the job. When the
-//! job ends its endpoint closes and every token issued to it stops working.
+//! The server plans a job — where each input and output lies, who reads and
+//! writes it by the rule of `keyless_core::identity_rule`, the command line —
+//! and hands the compute backend one task: the job agent (`keyless job-agent`),
+//! started on the compute as the job's unprivileged user with a handle file
+//! that only that user can read. The agent does the data work through the
+//! storage listener and reports back over the agent API ([`agent`]): it fetches
+//! the code snapshot and checks its checksum, downloads the inputs, opens the
+//! job's identity endpoint on the node's loopback, runs the command and streams
+//! its output, and uploads the outputs. The server never touches a job's bytes;
+//! it hands out access scoped to each blob (a job-tagged token of the chosen
+//! identity, or a SAS it signs for that blob alone), and when the job ends the
+//! tokens, the SAS and the agent's secret stop working together.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -25,10 +32,11 @@ use super::user_assigned;
 use super::workspaces::identities;
 use crate::state::SharedState;
 
+pub(crate) mod agent;
 mod data;
 mod env;
 
-use data::{fetch_code, materialise_inputs, upload_outputs};
+use data::{Planned, plan_data};
 use env::environment;
 
 /// Jobs on serverless compute run this many at a time.
@@ -196,6 +204,7 @@ async fn set_property(state: &SharedState, job: &str, key: &str, value: Value) {
 }
 
 /// Appends keyless's own lines to the job log.
+#[derive(Debug)]
 struct Log(PathBuf);
 
 impl Log {
@@ -213,6 +222,7 @@ impl Log {
 }
 
 /// Why a job stops early: its final status and error.
+#[derive(Debug, Clone)]
 struct Stop {
     status: &'static str,
     code: &'static str,
@@ -242,6 +252,7 @@ impl From<keyless_core::Error> for Stop {
 }
 
 /// Everything a running job holds.
+#[derive(Debug)]
 struct Context {
     job: String,
     ws: Resource,
@@ -266,6 +277,55 @@ impl Context {
     }
 }
 
+/// A running job's agent session: what the agent API answers from, and what
+/// the agent reported.
+#[derive(Debug)]
+pub(crate) struct Session {
+    ctx: Context,
+    /// The code version the job runs, if any.
+    code_id: Option<String>,
+    /// Where each `download` input and each output lies, by port.
+    inputs: BTreeMap<String, Planned>,
+    outputs: BTreeMap<String, Planned>,
+    /// What the agent is told to do.
+    spec: Value,
+    reports: Mutex<Reports>,
+}
+
+/// What a job's agent said, and why the server stopped it.
+#[derive(Debug, Default, Clone)]
+struct Reports {
+    /// How the command ended.
+    exit: Option<Exit>,
+    /// Every output was uploaded.
+    done: bool,
+    /// The first reason the job failed, from the server or the agent.
+    stop: Option<Stop>,
+    /// Which data went where as whom (`dataAccess` on the job).
+    access: Vec<Value>,
+}
+
+impl Session {
+    fn reports(&self) -> std::sync::MutexGuard<'_, Reports> {
+        self.reports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records why the job fails; the first reason wins.
+    fn fail(&self, stop: &Stop) {
+        let mut reports = self.reports();
+        if reports.stop.is_none() {
+            reports.stop = Some(stop.clone());
+        }
+    }
+}
+
+/// The file, in the job's folder, that hands the agent its endpoint and secret.
+const HANDLE_FILE: &str = ".job-handle";
+/// The agent's own diagnostics, next to the job's folder.
+const AGENT_LOG: &str = "agent.log";
+
 /// Runs one command job to its end; returns its final status.
 async fn run_command(state: &SharedState, job: &str) -> &'static str {
     let cancel = state.jobs.cancel_token(job);
@@ -276,11 +336,13 @@ async fn run_command(state: &SharedState, job: &str) -> &'static str {
         let _ = tokio::fs::create_dir_all(parent).await;
     }
     state.verifier.open_job(job);
-    let mut ctx: Option<Context> = None;
-    let outcome = lifecycle(state, job, &cancel, &mut ctx).await;
-    if let Some(key) = ctx.as_ref().and_then(|c| c.grant_key.clone()) {
+    let mut slot: Option<std::sync::Arc<Session>> = None;
+    let outcome = lifecycle(state, job, &cancel, &mut slot).await;
+    if let Some(key) = slot.as_ref().and_then(|s| s.ctx.grant_key.clone()) {
         state.jobs.revoke(&key);
+        state.jobs.detach_agent(&key);
     }
+    state.jobs.revoke_minted(job);
     state.verifier.close_job(job);
     state.jobs.forget(job);
     let (status, err) = match outcome {
@@ -292,8 +354,8 @@ async fn run_command(state: &SharedState, job: &str) -> &'static str {
     };
     log.line(&format!("job {status}")).await;
     let _ = set_status(state, job, status, err).await;
-    if let Some(c) = ctx {
-        let _ = tokio::fs::remove_dir_all(&c.workdir).await;
+    if let Some(s) = slot {
+        let _ = tokio::fs::remove_dir_all(&s.ctx.workdir).await;
     }
     status
 }
@@ -302,7 +364,7 @@ async fn lifecycle(
     state: &SharedState,
     job: &str,
     cancel: &CancellationToken,
-    slot: &mut Option<Context>,
+    slot: &mut Option<std::sync::Arc<Session>>,
 ) -> Result<(), Stop> {
     let r = state
         .store
@@ -365,13 +427,16 @@ async fn lifecycle(
         () = cancel.cancelled() => return Err(canceled()),
     };
     set_status(state, job, "Preparing", None).await?;
-    let workdir = job_dir(state, job).join("wd");
-    tokio::fs::create_dir_all(&workdir).await.map_err(|e| {
-        Stop::failed(
-            "JobPreparationFailed",
-            format!("cannot create the working directory: {e}"),
-        )
-    })?;
+    let dir = job_dir(state, job);
+    let workdir = dir.join("wd");
+    tokio::fs::create_dir_all(workdir.join("code"))
+        .await
+        .map_err(|e| {
+            Stop::failed(
+                "JobPreparationFailed",
+                format!("cannot create the working directory: {e}"),
+            )
+        })?;
     let log = Log(log_path(state, job));
     log.line(&format!(
         "job {} on {} (backend {}), submitted by {}",
@@ -385,7 +450,7 @@ async fn lifecycle(
     ))
     .await;
     let visible = state.jobs.backend.job_root(&workdir);
-    let ctx = slot.insert(Context {
+    let mut ctx = Context {
         job: job.to_owned(),
         ws,
         command,
@@ -395,27 +460,68 @@ async fn lifecycle(
         visible,
         log,
         grant_key: None,
+    };
+    let plan = plan_data(state, &ctx).await?;
+    let prepared = environment(state, &mut ctx, &plan.inputs, &plan.outputs).await?;
+    let line = substitute(&ctx.command.command, &plan.inputs, &plan.outputs)?;
+    let key = ctx.grant_key.clone().unwrap_or_default();
+    let spec = json!({
+        "job": job.rsplit('/').next().unwrap_or(job),
+        "command": line,
+        "cwd": "code",
+        "env": prepared.env,
+        "timeout": ctx.command.timeout,
+        "code": props.get("codeId").and_then(Value::as_str).is_some(),
+        "inputs": plan.spec_inputs,
+        "outputs": plan.spec_outputs,
+        "identity": prepared.identity,
     });
-    let preparing = async {
-        fetch_code(state, ctx, &props).await?;
-        materialise_inputs(state, ctx).await
-    };
-    let (inputs, outputs) = tokio::select! {
-        r = preparing => r?,
-        () = cancel.cancelled() => return Err(canceled()),
-    };
-    let env = environment(state, ctx, &inputs, &outputs).await?;
-    let line = substitute(&ctx.command.command, &inputs, &outputs)?;
-    set_status(state, job, "Running", None).await?;
-    ctx.log.line(&format!("running: {line}")).await;
+    let ca = state
+        .jobs
+        .ca_file
+        .get()
+        .map(|_| ctx.seen(&ctx.workdir.join("ca.pem")));
+    let handle = json!({
+        "endpoint": state.urls.management,
+        "key": key,
+        "secret": prepared.secret,
+        "ca": ca,
+    });
+    write_private(&ctx.workdir.join(HANDLE_FILE), &handle.to_string()).await?;
+    let handle_seen = ctx.seen(&ctx.workdir.join(HANDLE_FILE));
+    let session = std::sync::Arc::new(Session {
+        code_id: props
+            .get("codeId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        inputs: plan.planned_inputs,
+        outputs: plan.planned_outputs,
+        spec,
+        reports: Mutex::new(Reports::default()),
+        ctx,
+    });
+    *slot = Some(std::sync::Arc::clone(&session));
+    state
+        .jobs
+        .attach_agent(&key, std::sync::Arc::clone(&session));
+    let ctx = &session.ctx;
+    let agent = state.jobs.backend.agent_path(&state.jobs.agent_exe);
     let task = Task {
         job: job.to_owned(),
-        command: line,
+        command: format!(
+            "exec {} job-agent",
+            keyless_ml::job::shell_word(&agent.display().to_string())
+        ),
         root: ctx.workdir.clone(),
-        cwd: PathBuf::from("code"),
-        env,
-        log: ctx.log.0.clone(),
-        timeout: ctx.command.timeout.map(std::time::Duration::from_secs),
+        cwd: PathBuf::new(),
+        env: vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("HOME".into(), ctx.visible.display().to_string()),
+            ("KEYLESS_JOB_HANDLE".into(), handle_seen),
+        ],
+        log: dir.join(AGENT_LOG),
+        timeout: None,
     };
     let exit = state
         .jobs
@@ -423,28 +529,77 @@ async fn lifecycle(
         .run(task, cancel.clone())
         .await
         .map_err(|e| Stop::failed("JobStartFailed", e.to_string()))?;
-    set_property(state, job, "exit", json!(exit.to_string())).await;
-    match exit {
-        Exit::Canceled => return Err(canceled()),
-        Exit::TimedOut => {
-            return Err(Stop::failed(
-                "JobTimedOut",
-                format!(
-                    "the command ran longer than limits.timeout ({}s)",
-                    ctx.command.timeout.unwrap_or(0)
-                ),
-            ));
-        }
-        e if !e.succeeded() => {
-            return Err(Stop::failed(
-                "UserError",
-                format!("the command ended with {e}"),
-            ));
-        }
-        _ => {}
+    let reports = session.reports().clone();
+    set_property(state, job, "dataAccess", Value::Array(reports.access)).await;
+    if let Some(e) = reports.exit {
+        set_property(state, job, "exit", json!(e.to_string())).await;
     }
-    set_status(state, job, "Finalizing", None).await?;
-    upload_outputs(state, ctx).await
+    if exit == Exit::Canceled {
+        return Err(canceled());
+    }
+    if let Some(stop) = reports.stop {
+        return Err(stop);
+    }
+    match reports.exit {
+        Some(Exit::TimedOut) => Err(Stop::failed(
+            "JobTimedOut",
+            format!(
+                "the command ran longer than limits.timeout ({}s)",
+                ctx.command.timeout.unwrap_or(0)
+            ),
+        )),
+        Some(e) if !e.succeeded() => Err(Stop::failed(
+            "UserError",
+            format!("the command ended with {e}"),
+        )),
+        Some(_) if reports.done => Ok(()),
+        _ => {
+            let tail = agent_log_tail(&dir.join(AGENT_LOG)).await;
+            Err(Stop::failed(
+                "AgentFailed",
+                format!("the job agent ended ({exit}) before the job finished: {tail}"),
+            ))
+        }
+    }
+}
+
+/// The last lines the agent wrote about itself.
+async fn agent_log_tail(path: &std::path::Path) -> String {
+    let text = tokio::fs::read_to_string(path).await.unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines
+        .get(lines.len().saturating_sub(5)..)
+        .unwrap_or_default()
+        .join(" | ");
+    if tail.is_empty() {
+        "it wrote nothing".into()
+    } else {
+        tail
+    }
+}
+
+/// Writes a file only its owner can read.
+async fn write_private(path: &std::path::Path, text: &str) -> Result<(), Stop> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = path.to_path_buf();
+    let text = text.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(text.as_bytes())
+    })
+    .await
+    .map_err(|e| Stop::failed("JobPreparationFailed", e.to_string()))?
+    .map_err(|e| {
+        Stop::failed(
+            "JobPreparationFailed",
+            format!("cannot write the job's handle: {e}"),
+        )
+    })
 }
 
 fn canceled() -> Stop {

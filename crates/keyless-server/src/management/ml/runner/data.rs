@@ -1,9 +1,12 @@
-//! Moving a job's data: the code snapshot (verified against its checksum), the
-//! inputs before the command, the outputs after it — each through the storage
-//! listener as the identity the rule picks, tagged with the job.
+//! Where a job's data lies and who reaches it: the plan of every input and
+//! output, and the access the agent is handed for each — never the bytes, and
+//! never a stored key or SAS. A bearer identity's access is a token of that
+//! identity tagged with the job; a datastore's stored credential is first
+//! tried here, in-process, for each blob (a listing, a read of the properties,
+//! a write that cannot succeed), and the agent gets a SAS keyless signs for
+//! that one blob, for an hour at most and only while the job runs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -12,23 +15,143 @@ use keyless_core::{ObjectId, Principal};
 use keyless_ml::job::{DataKind, Input, InputMode};
 use keyless_ml::snapshot;
 
-use super::super::reach::{self, Signer, Target, resolve};
-use super::{Context, Stop, set_property};
+use super::super::reach::{self, Signer, Target, blob_path, resolve};
+use super::{Context, Session, Stop};
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
 
-/// Downloads the code snapshot as the workspace's identity and checks it.
-pub(super) async fn fetch_code(
-    state: &SharedState,
-    ctx: &Context,
-    props: &Value,
-) -> Result<(), Stop> {
-    let code_dir = ctx.workdir.join("code");
-    tokio::fs::create_dir_all(&code_dir)
-        .await
-        .map_err(|e| Stop::failed("JobPreparationFailed", e.to_string()))?;
-    let Some(code_id) = props.get("codeId").and_then(Value::as_str) else {
-        return Ok(());
+/// How long a SAS handed to an agent is valid (and revoked earlier when the
+/// job ends).
+const SAS_LIFETIME: i64 = 3600;
+
+/// One `download` input or one output: where it lies.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    uri: String,
+    kind: DataKind,
+    target: Target,
+    /// A file input read as the one blob it names.
+    single: bool,
+}
+
+/// The plan of a job's data.
+pub(super) struct Plan {
+    /// What the command line and `AZURE_ML_INPUT_*` say for each input.
+    pub(super) inputs: Values,
+    pub(super) outputs: Values,
+    /// The folders the agent fills or empties, relative to the job's folder.
+    pub(super) spec_inputs: Vec<Value>,
+    pub(super) spec_outputs: Vec<Value>,
+    pub(super) planned_inputs: BTreeMap<String, Planned>,
+    pub(super) planned_outputs: BTreeMap<String, Planned>,
+}
+
+/// Resolves every input and output of the job.
+pub(super) async fn plan_data(state: &SharedState, ctx: &Context) -> Result<Plan, Stop> {
+    let mut plan = Plan {
+        inputs: Values::new(),
+        outputs: Values::new(),
+        spec_inputs: Vec::new(),
+        spec_outputs: Vec::new(),
+        planned_inputs: BTreeMap::new(),
+        planned_outputs: BTreeMap::new(),
+    };
+    for (port, input) in &ctx.command.inputs {
+        match input {
+            Input::Literal(v) => {
+                plan.inputs.insert(port.clone(), v.clone());
+            }
+            Input::Data {
+                uri,
+                mode: InputMode::Direct,
+                ..
+            } => {
+                plan.inputs.insert(port.clone(), uri.clone());
+            }
+            Input::Data {
+                kind,
+                uri,
+                mode: InputMode::Download,
+            } => {
+                let target = resolve(state, &ctx.ws, uri).await?;
+                let at = &target.location;
+                let single =
+                    *kind == DataKind::File && !at.path.is_empty() && !at.path.ends_with('/');
+                let dir = format!("inputs/{port}");
+                let seen = if single {
+                    let name = at.path.rsplit('/').next().unwrap_or("data");
+                    ctx.workdir.join(&dir).join(name)
+                } else {
+                    ctx.workdir.join(&dir)
+                };
+                plan.inputs.insert(port.clone(), ctx.seen(&seen));
+                plan.spec_inputs
+                    .push(json!({ "port": port, "dir": dir, "single": single }));
+                plan.planned_inputs.insert(
+                    port.clone(),
+                    Planned {
+                        uri: uri.clone(),
+                        kind: *kind,
+                        target,
+                        single,
+                    },
+                );
+            }
+            Input::Binding(_) => {
+                return Err(Stop::failed(
+                    "UnboundInput",
+                    format!("input `{port}` was never bound"),
+                ));
+            }
+        }
+    }
+    for (port, output) in &ctx.command.outputs {
+        let dir = format!("outputs/{port}");
+        let folder = ctx.workdir.join(&dir);
+        let seen = match output.kind {
+            DataKind::Folder => folder,
+            DataKind::File => folder.join(output_file_name(output.uri.as_deref(), port)),
+        };
+        plan.outputs.insert(port.clone(), ctx.seen(&seen));
+        plan.spec_outputs.push(json!({ "port": port, "dir": dir }));
+        let uri = output.uri.clone().unwrap_or_default();
+        let target = resolve(state, &ctx.ws, &uri).await?;
+        plan.planned_outputs.insert(
+            port.clone(),
+            Planned {
+                uri,
+                kind: output.kind,
+                target,
+                single: false,
+            },
+        );
+    }
+    Ok(plan)
+}
+
+/// The name of a `uri_file` output's file: the last segment of its URI.
+fn output_file_name<'a>(uri: Option<&'a str>, port: &'a str) -> &'a str {
+    uri.and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(port)
+}
+
+/// The URL of a blob on the storage listener.
+fn blob_url(state: &SharedState, account: &str, container: &str, blob: &str) -> String {
+    format!(
+        "{}{}",
+        state.urls.storage.trim_end_matches('/'),
+        blob_path(account, container, blob)
+    )
+}
+
+/// The code snapshot's files, each with a SAS for that file alone, signed on
+/// behalf of the workspace's identity (its role assignments bound the SAS at
+/// use time), and the checksum the agent must find.
+pub(super) async fn code_access(state: &SharedState, session: &Session) -> Result<Value, Stop> {
+    let ctx = &session.ctx;
+    let Some(code_id) = &session.code_id else {
+        return Ok(json!({ "checksum": null, "files": [] }));
     };
     let code = super::super::codes::load_by_id(state, &ctx.ws, code_id).await?;
     let uri = code
@@ -43,36 +166,294 @@ pub(super) async fn fetch_code(
         .unwrap_or_default()
         .to_owned();
     let target = resolve(state, &ctx.ws, uri).await?;
-    let (_, signer, acting) =
+    let at = &target.location;
+    let (actor, signer, acting) =
         super::super::codes::workspace_identity(state, &ctx.ws, Some(&ctx.job)).await?;
-    let files =
-        super::super::codes::snapshot_files(state, &signer, Some(&acting), &target.location)
+    let unreadable = |(status, why): reach::Refused| {
+        Stop::failed(
+            "CodeSnapshotUnreadable",
+            format!("the code snapshot could not be read ({status}): {why}"),
+        )
+    };
+    let folder = match at.path.trim_end_matches('/') {
+        "" => String::new(),
+        p => format!("{p}/"),
+    };
+    let mut files: Vec<(String, String, u64)> =
+        reach::list(state, &signer, Some(&acting), at, &folder)
             .await?
-            .map_err(|(s, why)| {
-                Stop::failed(
-                    "CodeSnapshotUnreadable",
-                    format!("the code snapshot could not be read ({s}): {why}"),
-                )
-            })?;
-    let actual = snapshot::checksum(files.iter().map(|(p, b)| (p.as_str(), b.as_ref())))?;
-    if actual != recorded {
-        return Err(Stop::failed(
-            "CodeChecksumMismatch",
-            format!(
-                "the code snapshot at {uri} hashes to {actual}, but {recorded} was recorded when the job was submitted: it was changed after submission, so the job does not run"
-            ),
-        ));
+            .map_err(unreadable)?
+            .into_iter()
+            .map(|(name, size)| {
+                let rel = name.strip_prefix(&folder).unwrap_or(&name).to_owned();
+                (name, rel, size)
+            })
+            .collect();
+    if files.is_empty() && !folder.is_empty() {
+        let file = folder.trim_end_matches('/').to_owned();
+        let size = reach::head(state, &signer, Some(&acting), at, &file)
+            .await?
+            .map_err(unreadable)?;
+        let rel = file.rsplit('/').next().unwrap_or(&file).to_owned();
+        files.push((file, rel, size));
     }
-    for (rel, bytes) in &files {
-        reach::write_file(&code_dir.join(rel), bytes).await?;
+    let account = state.account(&at.account).await?.ok_or_else(|| {
+        Stop::failed(
+            "CodeSnapshotUnreadable",
+            format!("storage account {} no longer exists", at.account),
+        )
+    })?;
+    let keys = state.account_keys(&account)?;
+    let [key1, _] = &*keys;
+    let now = state.now();
+    let (oid, tid) = (actor.object_id.to_string(), actor.tenant_id.to_string());
+    let mut out = Vec::with_capacity(files.len());
+    for (name, rel, size) in files {
+        let sas = crate::storage::sas::sign_blob_delegation(
+            key1,
+            crate::storage::sas::ContainerGrant {
+                account: &at.account,
+                container: &at.container,
+                oid: &oid,
+                tid: &tid,
+                permissions: "r",
+                start: now - 300,
+                expiry: now + SAS_LIFETIME,
+            },
+            &name,
+        );
+        register(state, &sas, &ctx.job, now + SAS_LIFETIME);
+        let url = blob_url(state, &at.account, &at.container, &name);
+        out.push(json!({ "path": rel, "url": format!("{url}?{sas}"), "size": size }));
     }
     ctx.log
         .line(&format!(
-            "code snapshot {recorded}: {} files, checksum verified",
-            files.len()
+            "code snapshot {recorded}: {} files, read as the workspace identity",
+            out.len()
         ))
         .await;
-    Ok(())
+    Ok(json!({ "checksum": recorded, "uri": uri, "files": out }))
+}
+
+/// Records a SAS signed for a job, so that the storage log names the job and
+/// the SAS dies with it.
+fn register(state: &SharedState, query: &str, job: &str, expiry: i64) {
+    let sig = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("sig="))
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    state.jobs.minted(&sig, job, expiry, state.now());
+}
+
+/// A service SAS for one blob, signed with its account's key.
+async fn blob_sas(
+    state: &SharedState,
+    job: &str,
+    (account, container, blob): (&str, &str, &str),
+    permissions: &str,
+) -> Result<String, Stop> {
+    let record = state.account(account).await?.ok_or_else(|| {
+        Stop::failed(
+            "JobPreparationFailed",
+            format!("storage account {account} no longer exists"),
+        )
+    })?;
+    let keys = state.account_keys(&record)?;
+    let [key1, _] = &*keys;
+    let now = state.now();
+    let sas = crate::storage::sas::sign_blob(
+        key1,
+        (account, container, blob),
+        permissions,
+        now - 300,
+        now + SAS_LIFETIME,
+    );
+    register(state, &sas, job, now + SAS_LIFETIME);
+    Ok(format!(
+        "{}?{sas}",
+        blob_url(state, account, container, blob)
+    ))
+}
+
+/// The blobs of one `download` input and how to read each.
+pub(super) async fn input_access(
+    state: &SharedState,
+    session: &Session,
+    port: &str,
+) -> Result<Value, Stop> {
+    let ctx = &session.ctx;
+    let planned = session.inputs.get(port).ok_or_else(|| {
+        Stop::failed(
+            "AgentProtocol",
+            format!("the job has no download input `{port}`"),
+        )
+    })?;
+    let target = &planned.target;
+    let at = &target.location;
+    let (signer, acting, who) = reader(state, ctx, target).await?;
+    let refused = |(status, why): reach::Refused| {
+        Stop::failed(
+            "InputAccessDenied",
+            format!(
+                "input `{port}` ({}) was refused by the storage ({status}) when read as {who}: {why}",
+                planned.uri
+            ),
+        )
+    };
+    let files: Vec<(String, String, u64)> = if planned.single {
+        let size = reach::head(state, &signer, acting.as_ref(), at, &at.path)
+            .await?
+            .map_err(refused)?;
+        let name = at.path.rsplit('/').next().unwrap_or("data").to_owned();
+        vec![(at.path.clone(), name, size)]
+    } else {
+        let prefix = if at.path.is_empty() || at.path.ends_with('/') {
+            at.path.clone()
+        } else {
+            format!("{}/", at.path)
+        };
+        reach::list(state, &signer, acting.as_ref(), at, &prefix)
+            .await?
+            .map_err(refused)?
+            .into_iter()
+            .filter_map(|(name, size)| {
+                let rel = name.strip_prefix(&prefix).unwrap_or(&name).to_owned();
+                snapshot::check_path(&rel)
+                    .is_ok()
+                    .then_some((name, rel, size))
+            })
+            .collect()
+    };
+    let (authorization, out) =
+        access(state, ctx, &signer, acting.as_ref(), target, files, "r").await?;
+    ctx.log
+        .line(&format!(
+            "input `{port}`: downloading {} ({} files) as {who}",
+            planned.uri,
+            out.len()
+        ))
+        .await;
+    session
+        .reports()
+        .access
+        .push(json!({ "port": port, "uri": planned.uri, "direction": "input", "identity": who }));
+    Ok(json!({ "authorization": authorization, "files": out }))
+}
+
+/// How to write each of the files an output's folder holds.
+pub(super) async fn output_access(
+    state: &SharedState,
+    session: &Session,
+    port: &str,
+    names: Vec<(String, u64)>,
+) -> Result<Value, Stop> {
+    let ctx = &session.ctx;
+    let planned = session
+        .outputs
+        .get(port)
+        .ok_or_else(|| Stop::failed("AgentProtocol", format!("the job has no output `{port}`")))?;
+    let target = &planned.target;
+    let at = &target.location;
+    let (signer, acting, who) = reader(state, ctx, target).await?;
+    let base = match planned.kind {
+        DataKind::File => at
+            .path
+            .rsplit_once('/')
+            .map(|(head, _)| format!("{head}/"))
+            .unwrap_or_default(),
+        DataKind::Folder if at.path.is_empty() || at.path.ends_with('/') => at.path.clone(),
+        DataKind::Folder => format!("{}/", at.path),
+    };
+    let mut files = Vec::with_capacity(names.len());
+    for (rel, size) in names {
+        snapshot::check_path(&rel).map_err(|e| {
+            Stop::failed(
+                "OutputOutsideJob",
+                format!("output `{port}` names a file `{rel}` keyless does not write: {e}"),
+            )
+        })?;
+        files.push((format!("{base}{rel}"), rel, size));
+    }
+    let (authorization, out) = access(state, ctx, &signer, acting.as_ref(), target, files, "cw")
+        .await
+        .map_err(|stop| Stop {
+            code: if stop.code == "InputAccessDenied" {
+                "OutputAccessDenied"
+            } else {
+                stop.code
+            },
+            message: format!(
+                "output `{port}` ({}) was refused by the storage when written as {who}: {}",
+                planned.uri, stop.message
+            ),
+            ..stop
+        })?;
+    ctx.log
+        .line(&format!(
+            "output `{port}`: uploading {} files to {} as {who}",
+            out.len(),
+            planned.uri
+        ))
+        .await;
+    session
+        .reports()
+        .access
+        .push(json!({ "port": port, "uri": planned.uri, "direction": "output", "identity": who }));
+    Ok(json!({ "authorization": authorization, "files": out }))
+}
+
+/// The URLs of `files` (blob name, relative path, size) and the authorization
+/// that goes with them: the identity's token, or a SAS per blob once the stored
+/// credential has been shown to reach it (`permissions` `r` reads, `cw` writes).
+async fn access(
+    state: &SharedState,
+    ctx: &Context,
+    signer: &Signer,
+    acting: Option<&Acting>,
+    target: &Target,
+    files: Vec<(String, String, u64)>,
+    permissions: &str,
+) -> Result<(Option<String>, Vec<Value>), Stop> {
+    let at = &target.location;
+    let mut out = Vec::with_capacity(files.len());
+    if let Signer::Bearer(..) = signer {
+        let token = acting.and_then(Acting::token).ok_or_else(|| {
+            Stop::failed(
+                "JobIdentityRefused",
+                "no token could be issued to the job's identity",
+            )
+        })?;
+        for (name, rel, size) in files {
+            let url = blob_url(state, &at.account, &at.container, &name);
+            out.push(json!({ "path": rel, "url": url, "size": size }));
+        }
+        return Ok((Some(format!("Bearer {token}")), out));
+    }
+    for (name, rel, size) in files {
+        if permissions != "r" {
+            // Reading was shown by the listing or the properties; writing is
+            // shown blob by blob.
+            reach::may_write(state, signer, acting, at, &name)
+                .await?
+                .map_err(|(status, why)| {
+                    Stop::failed("InputAccessDenied", format!("({status}) {why}"))
+                })?;
+        }
+        let url = blob_sas(
+            state,
+            &ctx.job,
+            (&at.account, &at.container, &name),
+            permissions,
+        )
+        .await?;
+        out.push(json!({ "path": rel, "url": url, "size": size }));
+    }
+    Ok((None, out))
 }
 
 /// Who reaches a datastore for this job, and how.
@@ -121,234 +502,3 @@ pub(super) async fn managed_principal(
 }
 
 pub(super) type Values = BTreeMap<String, String>;
-
-/// Copies every `download` input in, and makes every output's folder.
-pub(super) async fn materialise_inputs(
-    state: &SharedState,
-    ctx: &Context,
-) -> Result<(Values, Values), Stop> {
-    let mut inputs = Values::new();
-    let mut access = Vec::new();
-    for (port, input) in &ctx.command.inputs {
-        match input {
-            Input::Literal(v) => {
-                inputs.insert(port.clone(), v.clone());
-            }
-            Input::Data {
-                uri,
-                mode: InputMode::Direct,
-                ..
-            } => {
-                inputs.insert(port.clone(), uri.clone());
-            }
-            Input::Data {
-                kind,
-                uri,
-                mode: InputMode::Download,
-            } => {
-                let target = resolve(state, &ctx.ws, uri).await?;
-                let (signer, acting, who) = reader(state, ctx, &target).await?;
-                ctx.log
-                    .line(&format!("input `{port}`: downloading {uri} as {who}"))
-                    .await;
-                let dest = ctx.workdir.join("inputs").join(port);
-                let path = download(state, &signer, acting.as_ref(), &target, *kind, &dest)
-                    .await?
-                    .map_err(|(status, why)| {
-                        Stop::failed(
-                            "InputAccessDenied",
-                            format!("input `{port}` ({uri}) was refused by the storage ({status}) when read as {who}: {why}"),
-                        )
-                    })?;
-                access.push(
-                    json!({ "port": port, "uri": uri, "direction": "input", "identity": who }),
-                );
-                inputs.insert(port.clone(), ctx.seen(&path));
-            }
-            Input::Binding(_) => {
-                return Err(Stop::failed(
-                    "UnboundInput",
-                    format!("input `{port}` was never bound"),
-                ));
-            }
-        }
-    }
-    let mut outputs = Values::new();
-    for (port, output) in &ctx.command.outputs {
-        let folder = ctx.workdir.join("outputs").join(port);
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .map_err(|e| Stop::failed("JobPreparationFailed", e.to_string()))?;
-        let path = match output.kind {
-            DataKind::Folder => folder,
-            DataKind::File => {
-                let file = output
-                    .uri
-                    .as_deref()
-                    .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or(port)
-                    .to_owned();
-                folder.join(file)
-            }
-        };
-        outputs.insert(port.clone(), ctx.seen(&path));
-    }
-    set_property(state, &ctx.job, "dataAccess", Value::Array(access)).await;
-    Ok((inputs, outputs))
-}
-
-/// Downloads a file or a folder; returns the local path the command sees.
-async fn download(
-    state: &SharedState,
-    signer: &Signer,
-    acting: Option<&Acting>,
-    target: &Target,
-    kind: DataKind,
-    dest: &Path,
-) -> Result<Result<PathBuf, reach::Refused>, Stop> {
-    let at = &target.location;
-    if kind == DataKind::File && !at.path.is_empty() && !at.path.ends_with('/') {
-        let name = at.path.rsplit('/').next().unwrap_or("data");
-        let bytes = match reach::get(state, signer, acting, at, &at.path).await? {
-            Ok(b) => b,
-            Err(refused) => return Ok(Err(refused)),
-        };
-        let path = dest.join(name);
-        reach::write_file(&path, &bytes).await?;
-        return Ok(Ok(path));
-    }
-    let prefix = if at.path.is_empty() || at.path.ends_with('/') {
-        at.path.clone()
-    } else {
-        format!("{}/", at.path)
-    };
-    let names = match reach::list(state, signer, acting, at, &prefix).await? {
-        Ok(n) => n,
-        Err(refused) => return Ok(Err(refused)),
-    };
-    tokio::fs::create_dir_all(dest)
-        .await
-        .map_err(|e| Stop::failed("JobPreparationFailed", e.to_string()))?;
-    for (name, _) in names {
-        let rel = name.strip_prefix(&prefix).unwrap_or(&name);
-        if snapshot::check_path(rel).is_err() {
-            continue;
-        }
-        let bytes = match reach::get(state, signer, acting, at, &name).await? {
-            Ok(b) => b,
-            Err(refused) => return Ok(Err(refused)),
-        };
-        reach::write_file(&dest.join(rel), &bytes).await?;
-    }
-    Ok(Ok(dest.to_path_buf()))
-}
-
-/// Uploads every output folder as the identity the rule picks.
-pub(super) async fn upload_outputs(state: &SharedState, ctx: &Context) -> Result<(), Stop> {
-    for (port, output) in &ctx.command.outputs {
-        let uri = output.uri.clone().unwrap_or_default();
-        let target = resolve(state, &ctx.ws, &uri).await?;
-        let (signer, acting, who) = reader(state, ctx, &target).await?;
-        let folder = ctx.workdir.join("outputs").join(port);
-        let files = walk(&ctx.workdir, &folder).await?;
-        let at = &target.location;
-        let base = match output.kind {
-            DataKind::File => at
-                .path
-                .rsplit_once('/')
-                .map(|(head, _)| format!("{head}/"))
-                .unwrap_or_default(),
-            DataKind::Folder if at.path.is_empty() || at.path.ends_with('/') => at.path.clone(),
-            DataKind::Folder => format!("{}/", at.path),
-        };
-        for (rel, path) in &files {
-            let bytes = tokio::fs::read(path).await.map_err(|e| {
-                Stop::failed("OutputUploadFailed", format!("{}: {e}", path.display()))
-            })?;
-            if let Err((status, why)) = reach::put(
-                state,
-                &signer,
-                acting.as_ref(),
-                at,
-                &format!("{base}{rel}"),
-                bytes,
-            )
-            .await?
-            {
-                return Err(Stop::failed(
-                    "OutputAccessDenied",
-                    format!(
-                        "output `{port}` ({uri}) was refused by the storage ({status}) when written as {who}: {why}"
-                    ),
-                ));
-            }
-        }
-        ctx.log
-            .line(&format!(
-                "output `{port}`: uploaded {} files to {uri} as {who}",
-                files.len()
-            ))
-            .await;
-    }
-    Ok(())
-}
-
-/// Every file under `root`, with its `/`-separated relative path. The job wrote
-/// `root` and could have made it, or a folder above it, a symbolic link to
-/// anything the server can read: `root` must be a real folder inside `base`, and
-/// links beneath it are skipped.
-async fn walk(base: &Path, root: &Path) -> Result<Vec<(String, PathBuf)>, Stop> {
-    let mut out = Vec::new();
-    let escaped = || {
-        Stop::failed(
-            "OutputOutsideJob",
-            format!(
-                "the output folder `{}` is a link out of the job's folder; nothing was uploaded from it",
-                root.strip_prefix(base).unwrap_or(root).display()
-            ),
-        )
-    };
-    match tokio::fs::symlink_metadata(root).await {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(escaped()),
-        Err(_) => return Ok(out),
-    }
-    let (Ok(real_base), Ok(real_root)) = (
-        tokio::fs::canonicalize(base).await,
-        tokio::fs::canonicalize(root).await,
-    ) else {
-        return Err(escaped());
-    };
-    if !real_root.starts_with(&real_base)
-        || real_root != real_base.join(root.strip_prefix(base).unwrap_or(root))
-    {
-        return Err(escaped());
-    }
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(e) => e,
-            Err(_) => continue,
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type().await else {
-                continue;
-            };
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file()
-                && let Ok(rel) = path.strip_prefix(root)
-            {
-                let rel: Vec<String> = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                out.push((rel.join("/"), path));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}

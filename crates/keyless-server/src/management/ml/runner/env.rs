@@ -1,5 +1,6 @@
-//! The environment of a job's command, and the job's own managed-identity
-//! endpoint: which identities it may issue, under which secret.
+//! The environment of a job's command, and the job's own endpoint: which
+//! identities it may issue, under which secret. The secret is also the job
+//! agent's credential for the agent API.
 
 use std::collections::BTreeMap;
 
@@ -10,13 +11,24 @@ use super::{Context, Stop};
 use crate::jobs::{Grant, Issues};
 use crate::state::SharedState;
 
-/// The command's whole environment.
+/// What the job's agent is handed besides its plan.
+pub(super) struct Prepared {
+    /// The command's whole environment, but for the identity endpoint's
+    /// variables, which the agent adds for its node-local endpoint.
+    pub(super) env: BTreeMap<String, String>,
+    /// The job's secret (the agent's credential).
+    pub(super) secret: String,
+    /// Whether the job's endpoint issues any identity.
+    pub(super) identity: bool,
+}
+
+/// The command's environment, and the job's grant.
 pub(super) async fn environment(
     state: &SharedState,
     ctx: &mut Context,
     inputs: &Values,
     outputs: &Values,
-) -> Result<Vec<(String, String)>, Stop> {
+) -> Result<Prepared, Stop> {
     let mut env: BTreeMap<String, String> = ctx
         .command
         .environment_variables
@@ -119,31 +131,25 @@ pub(super) async fn environment(
             })
         }
     };
-    if let Some(issues) = issues {
-        let key = keyless_auth::secret::random_token()?
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(32)
-            .collect::<String>();
-        let secret = keyless_auth::secret::random_token()?;
-        state.jobs.grant(
-            &key,
-            Grant {
-                job: ctx.job.clone(),
-                secret_digest: keyless_auth::secret::digest_secret(&secret),
-                issues,
-            },
-        );
-        let endpoint = format!("{}/jobs/{key}/token", state.urls.identity);
-        env.insert("MSI_ENDPOINT".into(), endpoint.clone());
-        env.insert("MSI_SECRET".into(), secret.clone());
-        env.insert("IDENTITY_ENDPOINT".into(), endpoint);
-        env.insert("IDENTITY_HEADER".into(), secret);
-        ctx.grant_key = Some(key);
-    }
+    let identity = issues.is_some();
+    let key = keyless_auth::secret::random_token()?
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect::<String>();
+    let secret = keyless_auth::secret::random_token()?;
+    state.jobs.grant(
+        &key,
+        Grant {
+            job: ctx.job.clone(),
+            secret_digest: keyless_auth::secret::digest_secret(&secret),
+            issues,
+        },
+    );
+    ctx.grant_key = Some(key);
     let described = match &ctx.command.identity {
         JobIdentity::User => "the submitting user's tokens".to_owned(),
-        _ if ctx.grant_key.is_some() => format!(
+        _ if identity => format!(
             "the compute's managed identity (DEFAULT_IDENTITY_CLIENT_ID={})",
             env.get("DEFAULT_IDENTITY_CLIENT_ID")
                 .map_or("", String::as_str)
@@ -153,5 +159,9 @@ pub(super) async fn environment(
     ctx.log
         .line(&format!("identity endpoint: {described}"))
         .await;
-    Ok(env.into_iter().collect())
+    Ok(Prepared {
+        env,
+        secret,
+        identity,
+    })
 }

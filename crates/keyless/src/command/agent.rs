@@ -1,0 +1,829 @@
+//! `keyless job-agent`: a job's agent, run on the compute as the job's
+//! unprivileged user by the compute's backend.
+//!
+//! It reads its handle (the agent API's endpoint, the job's key and secret, the
+//! CA to trust) from the file `KEYLESS_JOB_HANDLE` names and removes the file,
+//! then does the job's data work itself, through the storage listener, with the
+//! access the server hands it for each blob: it downloads the code snapshot and
+//! checks its checksum, downloads the inputs, opens the job's managed-identity
+//! endpoint on the node's loopback (forwarding to keyless with the job's
+//! secret), runs the command with its output streamed to the job's log as it
+//! is printed, and uploads the outputs. Bytes stream between the storage and
+//! the disk; no file is held whole in memory.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+
+use keyless_ml::snapshot::{Checksum, check_path};
+
+/// The storage service version the agent speaks.
+const STORAGE_VERSION: &str = "2025-11-05";
+/// Files up to this size are uploaded with one Put Blob; larger ones in blocks.
+const SINGLE_PUT: u64 = 256 * 1024 * 1024;
+/// The size of an uploaded block.
+const BLOCK: u64 = 64 * 1024 * 1024;
+/// Log bytes are sent at least this often while the command prints.
+const LOG_FLUSH: Duration = Duration::from_millis(200);
+/// …or as soon as this many are waiting.
+const LOG_BATCH: usize = 64 * 1024;
+/// How long a stopped command's process group gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Deserialize)]
+struct Handle {
+    endpoint: String,
+    key: String,
+    secret: String,
+    ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Spec {
+    command: String,
+    cwd: String,
+    env: BTreeMap<String, String>,
+    timeout: Option<u64>,
+    code: bool,
+    inputs: Vec<Folder>,
+    outputs: Vec<Folder>,
+    identity: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct Folder {
+    port: String,
+    dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Access {
+    authorization: Option<String>,
+    files: Vec<FileAccess>,
+    checksum: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileAccess {
+    path: String,
+    url: String,
+}
+
+/// Why the job fails, as the agent reports it. `reported` failures were
+/// recorded by the server already (it refused the access).
+#[derive(Debug)]
+struct Failure {
+    code: &'static str,
+    message: String,
+    reported: bool,
+}
+
+impl Failure {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            reported: false,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::new("AgentFailed", format!("{e:#}"))
+    }
+}
+
+struct Agent {
+    http: reqwest::Client,
+    /// `<endpoint>/keyless/jobs/<key>`.
+    base: String,
+    secret: String,
+    /// The job's folder, as this node sees it.
+    root: PathBuf,
+}
+
+/// Runs the agent of the job whose handle `KEYLESS_JOB_HANDLE` names.
+pub(crate) async fn run() -> Result<()> {
+    // The command runs as this same user: without this it could read the
+    // agent's memory (and the job's secret) through /proc or ptrace.
+    nix::sys::prctl::set_dumpable(false).context("cannot make the agent undumpable")?;
+    let path = std::env::var_os("KEYLESS_JOB_HANDLE")
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("KEYLESS_JOB_HANDLE does not name the job's handle file"))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the job's handle {}", path.display()))?;
+    std::fs::remove_file(&path)
+        .with_context(|| format!("cannot remove the job's handle {}", path.display()))?;
+    let handle: Handle = serde_json::from_str(&text).context("the job's handle is malformed")?;
+    let root = path
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("the job's handle lies in no folder"))?;
+    let agent = Arc::new(Agent {
+        http: crate::client::http(handle.ca.as_deref())?,
+        base: format!(
+            "{}/keyless/jobs/{}",
+            handle.endpoint.trim_end_matches('/'),
+            handle.key
+        ),
+        secret: handle.secret,
+        root,
+    });
+    match Arc::clone(&agent).work().await {
+        Ok(()) => Ok(()),
+        Err(f) => {
+            eprintln!("job agent: {}: {}", f.code, f.message);
+            if !f.reported {
+                let failed = json!({ "failed": { "code": f.code, "message": f.message } });
+                if let Err(e) = agent.report(&failed).await {
+                    eprintln!("job agent: the failure could not be reported: {e:#}");
+                }
+            }
+            Err(anyhow!("{}: {}", f.code, f.message))
+        }
+    }
+}
+
+impl Agent {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .header("x-keyless-job-secret", &self.secret);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
+            .send()
+            .await
+            .with_context(|| format!("the agent API ({path}) cannot be reached"))
+    }
+
+    async fn report(&self, report: &Value) -> Result<()> {
+        let response = self
+            .call(reqwest::Method::POST, "report", Some(report))
+            .await?;
+        if !response.status().is_success() {
+            return Err(anyhow!(
+                "the server refused the report ({}): {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Asks for access to some data; a refusal was recorded by the server.
+    async fn access(&self, path: &str, body: &Value) -> Result<Access, Failure> {
+        let response = self.call(reqwest::Method::POST, path, Some(body)).await?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("refused")
+                .to_owned();
+            return Err(Failure {
+                code: "AgentFailed",
+                message,
+                reported: true,
+            });
+        }
+        serde_json::from_value(value).map_err(|e| {
+            Failure::new(
+                "AgentFailed",
+                format!("the server's answer to {path} is malformed: {e}"),
+            )
+        })
+    }
+
+    async fn work(self: Arc<Self>) -> Result<(), Failure> {
+        let response = self.call(reqwest::Method::GET, "spec", None).await?;
+        if !response.status().is_success() {
+            return Err(Failure {
+                code: "AgentFailed",
+                message: format!("the job's plan was refused ({})", response.status()),
+                reported: true,
+            });
+        }
+        let spec: Spec = response.json().await.map_err(|e| {
+            Failure::new("AgentFailed", format!("the job's plan is malformed: {e}"))
+        })?;
+        if spec.code {
+            self.fetch_code().await?;
+        }
+        for input in &spec.inputs {
+            self.fetch_input(input).await?;
+        }
+        for output in &spec.outputs {
+            let dir = self.folder(&output.dir)?;
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| Failure::new("AgentFailed", format!("{}: {e}", dir.display())))?;
+        }
+        let mut env = spec.env.clone();
+        let _endpoint = if spec.identity {
+            let (local, server) = Arc::clone(&self).identity_endpoint().await?;
+            let url = format!("http://{}/msi/token", server.0);
+            env.insert("MSI_ENDPOINT".into(), url.clone());
+            env.insert("MSI_SECRET".into(), local.clone());
+            env.insert("IDENTITY_ENDPOINT".into(), url);
+            env.insert("IDENTITY_HEADER".into(), local);
+            Some(server)
+        } else {
+            None
+        };
+        self.report(&json!({ "phase": "Running" })).await?;
+        let exit = self.run_command(&spec, &env).await?;
+        self.report(&json!({ "exit": exit })).await?;
+        if exit.get("code").and_then(Value::as_i64) != Some(0) {
+            return Ok(());
+        }
+        self.report(&json!({ "phase": "Finalizing" })).await?;
+        for output in &spec.outputs {
+            self.upload_output(output).await?;
+        }
+        self.report(&json!({ "done": true })).await?;
+        Ok(())
+    }
+
+    /// A folder of the plan, under the job's folder.
+    fn folder(&self, rel: &str) -> Result<PathBuf, Failure> {
+        check_path(rel).map(|()| self.root.join(rel)).map_err(|e| {
+            Failure::new(
+                "AgentFailed",
+                format!("the plan names a folder keyless does not use: {e}"),
+            )
+        })
+    }
+
+    async fn fetch_code(&self) -> Result<(), Failure> {
+        let access = self.access("code", &json!({})).await?;
+        let mut files = access.files;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut checksum = Checksum::default();
+        let code = self.root.join("code");
+        for f in &files {
+            let dest =
+                safe_join(&code, &f.path).map_err(|e| Failure::new("CodeSnapshotUnreadable", e))?;
+            self.download(f, None, &dest, Some((&mut checksum, f.path.as_str())))
+                .await
+                .map_err(|e| Failure::new("CodeSnapshotUnreadable", e))?;
+        }
+        let actual = checksum.finish();
+        let recorded = access.checksum.unwrap_or_default();
+        if actual != recorded {
+            return Err(Failure::new(
+                "CodeChecksumMismatch",
+                format!(
+                    "the code snapshot hashes to {actual}, but {recorded} was recorded when the job was submitted: it was changed after submission, so the job does not run"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn fetch_input(&self, input: &Folder) -> Result<(), Failure> {
+        let access = self
+            .access(&format!("inputs/{}", segment(&input.port)), &json!({}))
+            .await?;
+        let dir = self.folder(&input.dir)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Failure::new("InputDownloadFailed", format!("{}: {e}", dir.display())))?;
+        for f in &access.files {
+            let dest =
+                safe_join(&dir, &f.path).map_err(|e| Failure::new("InputDownloadFailed", e))?;
+            self.download(f, access.authorization.as_deref(), &dest, None)
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        "InputDownloadFailed",
+                        format!("input `{}`: {} could not be read: {e}", input.port, f.path),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Streams one blob to `dest`, hashing it into `checksum` on the way.
+    async fn download(
+        &self,
+        f: &FileAccess,
+        authorization: Option<&str>,
+        dest: &Path,
+        checksum: Option<(&mut Checksum, &str)>,
+    ) -> Result<(), String> {
+        let mut request = self
+            .http
+            .get(&f.url)
+            .header("x-ms-version", STORAGE_VERSION);
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        let response = request.send().await.map_err(|e| format!("{e}"))?;
+        if !response.status().is_success() {
+            return Err(refusal(&response));
+        }
+        let len = response.content_length().unwrap_or(0);
+        let mut checksum = match checksum {
+            Some((c, path)) => {
+                c.file(path, len).map_err(|e| e.to_string())?;
+                Some(c)
+            }
+            None => None,
+        };
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| format!("{}: {e}", dest.display()))?;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("the download broke off: {e}"))?;
+            if let Some(c) = checksum.as_deref_mut() {
+                c.update(&chunk);
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| format!("{}: {e}", dest.display()))?;
+        Ok(())
+    }
+
+    /// Opens the job's managed-identity endpoint on the node's loopback: the
+    /// command finds it in `IDENTITY_ENDPOINT`, with a secret of its own in
+    /// `IDENTITY_HEADER`, and the agent forwards each request to keyless with
+    /// the job's secret.
+    async fn identity_endpoint(
+        self: Arc<Self>,
+    ) -> Result<(String, (std::net::SocketAddr, tokio::task::JoinHandle<()>)), Failure> {
+        let local: String = {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes)
+                .map_err(|_| anyhow!("the system's random generator failed"))?;
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    "AgentFailed",
+                    format!("cannot open the identity endpoint: {e}"),
+                )
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::new("AgentFailed", e.to_string()))?;
+        let expected = local.clone();
+        let agent = Arc::clone(&self);
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let agent = Arc::clone(&agent);
+            let expected = expected.clone();
+            async move { agent.forward_token(request, &expected).await }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok((local, (addr, task)))
+    }
+
+    async fn forward_token(
+        &self,
+        request: axum::extract::Request,
+        expected: &str,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        let presented = ["secret", "x-identity-header"]
+            .iter()
+            .find_map(|h| request.headers().get(*h).and_then(|v| v.to_str().ok()));
+        if presented != Some(expected) {
+            let message = "the request carries no valid secret for this job's identity endpoint: send IDENTITY_HEADER in X-IDENTITY-HEADER (or MSI_SECRET in `secret`)";
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "error": "invalid_request", "error_description": message, "statusCode": 400, "message": message })),
+            )
+                .into_response();
+        }
+        let query = request.uri().query().unwrap_or("");
+        let url = format!("{}/token?{query}", self.base);
+        let answer = self
+            .http
+            .get(url)
+            .header("x-identity-header", &self.secret)
+            .send()
+            .await;
+        match answer {
+            Ok(r) => {
+                let status = axum::http::StatusCode::from_u16(r.status().as_u16())
+                    .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+                let body = r.bytes().await.unwrap_or_default();
+                (status, [("content-type", "application/json")], body).into_response()
+            }
+            Err(e) => (
+                axum::http::StatusCode::BAD_GATEWAY,
+                format!("keyless cannot be reached: {e}"),
+            )
+                .into_response(),
+        }
+    }
+
+    /// Runs the command; its output goes to the job's log as it is printed.
+    /// Returns its exit as the report carries it.
+    async fn run_command(
+        &self,
+        spec: &Spec,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Value, Failure> {
+        let (reader, writer) = std::io::pipe().map_err(|e| {
+            Failure::new(
+                "JobStartFailed",
+                format!("cannot make the output pipe: {e}"),
+            )
+        })?;
+        let err = writer
+            .try_clone()
+            .map_err(|e| Failure::new("JobStartFailed", e.to_string()))?;
+        let cwd = self.folder(&spec.cwd)?;
+        let mut command = tokio::process::Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(&spec.command)
+            .current_dir(&cwd)
+            .env_clear()
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true);
+        let spawned = command.spawn();
+        // The child holds the pipe's writing end now; the agent's copies go.
+        drop(command);
+        let mut child = spawned.map_err(|e| {
+            Failure::new(
+                "JobStartFailed",
+                format!("the command could not start: {e}"),
+            )
+        })?;
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(nix::unistd::Pid::from_raw);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let pump = std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = reader.read(&mut buf) {
+                let Some(read) = buf.get(..n).filter(|r| !r.is_empty()) else {
+                    break;
+                };
+                if tx.blocking_send(read.to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let shipper = tokio::spawn(ship_log(
+            self.http.clone(),
+            format!("{}/log", self.base),
+            self.secret.clone(),
+            rx,
+        ));
+        let limit = spec.timeout.map(Duration::from_secs);
+        let status = match limit {
+            Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
+            None => Some(child.wait().await),
+        };
+        let exit = match status {
+            Some(Ok(s)) => exit_of(s),
+            Some(Err(e)) => {
+                return Err(Failure::new(
+                    "AgentFailed",
+                    format!("waiting for the command: {e}"),
+                ));
+            }
+            None => {
+                signal_group(group, nix::sys::signal::Signal::SIGTERM);
+                if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+                    signal_group(group, nix::sys::signal::Signal::SIGKILL);
+                    let _ = child.wait().await;
+                }
+                json!({ "timedOut": true })
+            }
+        };
+        // What the command left running in its group goes with it, and with
+        // it the last writers of the pipe. A process that left the group may
+        // hold the pipe open: the log is shipped until a moment after.
+        signal_group(group, nix::sys::signal::Signal::SIGKILL);
+        match tokio::time::timeout(Duration::from_secs(2), shipper).await {
+            Ok(Ok(shipped)) => shipped?,
+            Ok(Err(e)) => {
+                return Err(Failure::new(
+                    "AgentFailed",
+                    format!("the log shipper failed: {e}"),
+                ));
+            }
+            Err(_) => eprintln!(
+                "job agent: a process the command left behind holds its output open; its later output is not in the log"
+            ),
+        }
+        drop(pump);
+        Ok(exit)
+    }
+
+    async fn upload_output(&self, output: &Folder) -> Result<(), Failure> {
+        let dir = self.folder(&output.dir)?;
+        let files = walk(&self.root, &dir).await?;
+        let listed: Vec<Value> = files
+            .iter()
+            .map(|(rel, _, size)| json!({ "path": rel, "size": size }))
+            .collect();
+        let access = self
+            .access(
+                &format!("outputs/{}", segment(&output.port)),
+                &json!({ "files": listed }),
+            )
+            .await?;
+        let by_path: BTreeMap<&str, &FileAccess> =
+            access.files.iter().map(|f| (f.path.as_str(), f)).collect();
+        for (rel, path, size) in &files {
+            let Some(f) = by_path.get(rel.as_str()) else {
+                return Err(Failure::new(
+                    "OutputUploadFailed",
+                    format!(
+                        "output `{}`: the server named no place for {rel}",
+                        output.port
+                    ),
+                ));
+            };
+            self.upload(f, access.authorization.as_deref(), path, *size)
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        "OutputUploadFailed",
+                        format!("output `{}`: {rel} could not be written: {e}", output.port),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Streams one file to its blob: one Put Blob, or blocks for a large file.
+    async fn upload(
+        &self,
+        f: &FileAccess,
+        authorization: Option<&str>,
+        path: &Path,
+        size: u64,
+    ) -> Result<(), String> {
+        let put = |url: String, len: u64, body: reqwest::Body| {
+            let mut request = self
+                .http
+                .put(url)
+                .header("x-ms-version", STORAGE_VERSION)
+                .header("content-length", len)
+                .body(body);
+            if let Some(a) = authorization {
+                request = request.header("authorization", a);
+            }
+            request
+        };
+        let open = || async {
+            tokio::fs::File::open(path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))
+        };
+        if size <= SINGLE_PUT {
+            let stream = tokio_util::io::ReaderStream::with_capacity(open().await?, 256 * 1024);
+            let response = put(f.url.clone(), size, reqwest::Body::wrap_stream(stream))
+                .header("x-ms-blob-type", "BlockBlob")
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            return if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(refusal(&response))
+            };
+        }
+        let sep = if f.url.contains('?') { '&' } else { '?' };
+        let mut ids = Vec::new();
+        let mut offset = 0u64;
+        while offset < size {
+            use base64::Engine as _;
+            use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+            let len = BLOCK.min(size - offset);
+            let id = base64::engine::general_purpose::STANDARD.encode(format!("{:010}", ids.len()));
+            let mut file = open().await?;
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| e.to_string())?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
+            let encoded: String =
+                percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            let response = put(
+                format!("{}{sep}comp=block&blockid={encoded}", f.url),
+                len,
+                reqwest::Body::wrap_stream(stream),
+            )
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(refusal(&response));
+            }
+            ids.push(id);
+            offset += len;
+        }
+        let list: String = ids
+            .iter()
+            .map(|id| format!("<Latest>{id}</Latest>"))
+            .collect();
+        let xml =
+            format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
+        let len = xml.len() as u64;
+        let response = put(
+            format!("{}{sep}comp=blocklist", f.url),
+            len,
+            reqwest::Body::from(xml),
+        )
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(refusal(&response))
+        }
+    }
+}
+
+/// Sends what the command prints to the job's log (`url`), in batches.
+async fn ship_log(
+    http: reqwest::Client,
+    url: String,
+    secret: String,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<(), Failure> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut open = true;
+    while open {
+        let deadline = tokio::time::sleep(LOG_FLUSH);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(c) => {
+                        pending.extend_from_slice(&c);
+                        if pending.len() >= LOG_BATCH {
+                            break;
+                        }
+                    }
+                    None => {
+                        open = false;
+                        break;
+                    }
+                },
+                () = &mut deadline => break,
+            }
+        }
+        if !pending.is_empty() {
+            let chunk = std::mem::take(&mut pending);
+            let response = http
+                .post(&url)
+                .header("x-keyless-job-secret", &secret)
+                .body(chunk)
+                .send()
+                .await
+                .map_err(|e| {
+                    Failure::new("AgentFailed", format!("the job log cannot be sent: {e}"))
+                })?;
+            if !response.status().is_success() {
+                return Err(Failure::new(
+                    "AgentFailed",
+                    format!("the job log was refused ({})", response.status()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A port name as one path segment of the agent API.
+fn segment(port: &str) -> String {
+    percent_encoding::utf8_percent_encode(port, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// `base/rel` for a relative path the server named, refused if it climbs out.
+fn safe_join(base: &Path, rel: &str) -> Result<PathBuf, String> {
+    check_path(rel).map_err(|e| e.to_string())?;
+    Ok(base.join(rel))
+}
+
+/// A storage refusal, with its explanation.
+fn refusal(response: &reqwest::Response) -> String {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let why = header("x-keyless-explanation")
+        .or_else(|| header("x-ms-error-code"))
+        .unwrap_or_default();
+    format!("the storage answered {}: {why}", response.status())
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Value {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => json!({ "code": c }),
+        (None, Some(s)) => json!({ "signal": s }),
+        (None, None) => json!({ "code": -1 }),
+    }
+}
+
+fn signal_group(group: Option<nix::unistd::Pid>, signal: nix::sys::signal::Signal) {
+    if let Some(pgid) = group {
+        // The group may be gone already; that is the point.
+        let _ = nix::sys::signal::killpg(pgid, signal);
+    }
+}
+
+/// Every file under an output folder: its `/`-separated path, where it is, its
+/// size. The folder must be a real folder inside the job's; links beneath it
+/// are skipped (the command made them, and could point them anywhere).
+async fn walk(base: &Path, root: &Path) -> Result<Vec<(String, PathBuf, u64)>, Failure> {
+    let escaped = || {
+        Failure::new(
+            "OutputOutsideJob",
+            format!(
+                "the output folder `{}` is a link out of the job's folder; nothing was uploaded from it",
+                root.strip_prefix(base).unwrap_or(root).display()
+            ),
+        )
+    };
+    let mut out = Vec::new();
+    match tokio::fs::symlink_metadata(root).await {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(escaped()),
+        Err(_) => return Ok(out),
+    }
+    let (Ok(real_base), Ok(real_root)) = (
+        tokio::fs::canonicalize(base).await,
+        tokio::fs::canonicalize(root).await,
+    ) else {
+        return Err(escaped());
+    };
+    if real_root != real_base.join(root.strip_prefix(base).unwrap_or(root)) {
+        return Err(escaped());
+    }
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+            continue;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let path = entry.path();
+            let Ok(meta) = tokio::fs::symlink_metadata(&path).await else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(path);
+            } else if meta.is_file()
+                && let Ok(rel) = path.strip_prefix(root)
+            {
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push((rel.join("/"), path, meta.len()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
