@@ -55,6 +55,9 @@ def world(server, tmp_path_factory):
         "uai-cluster": f"type: amlcompute\nmax_instances: 2\nidentity:\n  type: user_assigned\n"
                        f"  user_assigned_identities:\n    - resource_id: {uai['id']}\n",
         "one-slot": "type: amlcompute\nmax_instances: 1\nidentity:\n  type: system_assigned\n",
+        # Each job takes all eight CPUs of the test cluster's one node: a second one waits in Slurm's queue.
+        "slurm-cluster": "type: amlcompute\nmax_instances: 2\nidentity:\n  type: system_assigned\n"
+                         "keyless:\n  backend: slurm\n  slurm:\n    partition: debug\n    cpus_per_task: 8\n",
     }
     shown = {}
     for name, body in computes.items():

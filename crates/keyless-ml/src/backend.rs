@@ -23,8 +23,10 @@ use tokio_util::sync::CancellationToken;
 use keyless_core::Error;
 
 mod sandbox;
+mod slurm;
 
 pub use sandbox::{AGENT_PATH, JOB_ROOT, LocalSandbox};
+pub use slurm::{Slurm, SlurmSettings};
 
 /// One command to run.
 #[derive(Debug, Clone)]
@@ -44,6 +46,30 @@ pub struct Task {
     pub log: PathBuf,
     /// The longest the command may run.
     pub timeout: Option<Duration>,
+    /// Where the backend tells what happens to the task before it ends (a
+    /// scheduler's job id, its waiting); `None` when nobody listens.
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+}
+
+/// What a backend tells about a task while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A scheduler accepted the task under this id.
+    Submitted(String),
+    /// The scheduler holds the task back, for this reason.
+    Pending(String),
+    /// The scheduler started the task.
+    Started,
+}
+
+impl Task {
+    /// Tells whoever listens what happened.
+    pub fn tell(&self, event: Event) {
+        if let Some(events) = &self.events {
+            // Nobody listening any more is not the task's problem.
+            let _ = events.send(event);
+        }
+    }
 }
 
 /// How a task ended.
@@ -97,6 +123,89 @@ pub trait ComputeBackend: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the task cannot be started at all (no shell, no working directory).
     async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error>;
+
+    /// Follows a task an earlier server started, by the id the backend gave it
+    /// ([`Event::Submitted`]), to its end.
+    ///
+    /// # Errors
+    /// When the backend cannot follow tasks across restarts (the local ones:
+    /// their tasks die with the server).
+    async fn reattach(
+        &self,
+        handle: &str,
+        task: Task,
+        cancel: CancellationToken,
+    ) -> Result<Exit, Error> {
+        let _ = (task, cancel);
+        Err(Error::new(
+            keyless_core::ErrorKind::Unavailable,
+            format!(
+                "the {} backend cannot follow task {handle} of an earlier server",
+                self.name()
+            ),
+        ))
+    }
+}
+
+/// Which backend runs a compute's jobs: keyless's extension of a compute, the
+/// `keyless:` key of its YAML (`properties.properties.keyless` in REST).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// `local` (the default) or `slurm`.
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// The Slurm settings of a `slurm` compute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmSettings>,
+}
+
+/// The kinds of backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The keyless host, in the local sandbox.
+    #[default]
+    Local,
+    /// An existing Slurm cluster.
+    Slurm,
+}
+
+impl BackendSpec {
+    /// The spec a compute's REST properties (`properties` of the compute) carry.
+    ///
+    /// # Errors
+    /// [`Error::invalid`] for an unknown backend or setting, Slurm settings on
+    /// another backend, or a backend on a compute type that runs no jobs on one.
+    pub fn from_compute(props: &serde_json::Value) -> Result<Self, Error> {
+        let Some(raw) = props.pointer("/properties/keyless") else {
+            return Ok(Self::default());
+        };
+        let spec: Self = serde_json::from_value(raw.clone()).map_err(|e| {
+            Error::invalid(format!(
+                "the compute's `keyless` settings are not valid: {e} (keys: backend: local|slurm, slurm: {{partition, account, qos, time_limit, cpus_per_task, gpus_per_task}})"
+            ))
+        })?;
+        let compute_type = props
+            .get("computeType")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        match (spec.backend, &spec.slurm) {
+            (BackendKind::Local, Some(_)) => {
+                return Err(Error::invalid(
+                    "the compute's `keyless.slurm` settings need `keyless.backend: slurm`",
+                ));
+            }
+            (BackendKind::Slurm, _) if compute_type != "AmlCompute" => {
+                return Err(Error::invalid(format!(
+                    "a {compute_type} does not run jobs on Slurm: only amlcompute clusters take `keyless.backend: slurm`"
+                )));
+            }
+            (BackendKind::Slurm, Some(settings)) => settings.check()?,
+            _ => {}
+        }
+        Ok(spec)
+    }
 }
 
 /// Runs each task as a child process of the keyless server, as the server's own
@@ -218,6 +327,7 @@ mod tests {
             ],
             log: dir.join("log.txt"),
             timeout: None,
+            events: None,
         }
     }
 

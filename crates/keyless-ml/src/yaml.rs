@@ -339,6 +339,8 @@ struct ComputeYaml {
     // kubernetes
     resource_id: Option<String>,
     namespace: Option<String>,
+    // keyless's extension: the backend that runs the compute's jobs
+    keyless: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -496,7 +498,16 @@ pub fn compute(file: &str, text: &str, sets: &[(String, String)]) -> Result<Spec
     props.insert("computeType".into(), compute_type.into());
     insert_some(&mut props, "description", string(y.description.as_ref()));
     insert_some(&mut props, "resourceId", string(y.resource_id.as_ref()));
+    if let Some(k) = &y.keyless {
+        inner.insert("keyless".into(), k.clone());
+    }
     props.insert("properties".into(), Value::Object(inner));
+    let props = Value::Object(props);
+    crate::backend::BackendSpec::from_compute(&props)
+        .map_err(|e| Error::invalid(format!("{file}: {e}")))?;
+    let Value::Object(props) = props else {
+        return Err(Error::internal("the compute's properties are an object"));
+    };
     let mut body = Map::new();
     insert_some(&mut body, "location", string(y.location.as_ref()));
     insert_some(&mut body, "tags", y.tags.map(|t| json!(t)));

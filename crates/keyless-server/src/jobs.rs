@@ -12,7 +12,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use keyless_core::Principal;
-use keyless_ml::backend::{ComputeBackend, LocalProcess, LocalSandbox};
+use keyless_ml::backend::{
+    BackendKind, BackendSpec, ComputeBackend, LocalProcess, LocalSandbox, Slurm,
+};
 
 /// What a job's identity endpoint may issue.
 #[derive(Debug, Clone)]
@@ -60,7 +62,10 @@ pub(crate) enum MintedSas {
 /// The server's job bookkeeping.
 #[derive(Debug)]
 pub(crate) struct Runtime {
+    /// The backend of serverless compute and of computes on the local backend.
     pub(crate) backend: Arc<dyn ComputeBackend>,
+    /// The sandbox jobs start in on any backend; `None` when jobs run unsandboxed.
+    sandbox: Option<LocalSandbox>,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     cancels: Mutex<HashMap<String, CancellationToken>>,
     /// Grants by endpoint key (the path segment of the job's endpoint).
@@ -88,19 +93,24 @@ impl Runtime {
     ) -> Self {
         let agent_exe = agent_exe
             .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| "keyless".into()));
-        let backend: Arc<dyn ComputeBackend> = if insecure_unsandboxed {
+        let sandbox = if insecure_unsandboxed {
             tracing::warn!(
                 "insecure_unsandboxed_jobs is set: jobs run as the server's own user and can read its data dir, keys and processes"
             );
-            Arc::new(LocalProcess)
+            None
         } else {
             if let Err(e) = LocalSandbox::check() {
                 tracing::warn!(reason = %e, "jobs cannot run on this server");
             }
-            Arc::new(LocalSandbox::new(vec![data_dir.to_path_buf()]).with_agent(agent_exe.clone()))
+            Some(LocalSandbox::new(vec![data_dir.to_path_buf()]).with_agent(agent_exe.clone()))
+        };
+        let backend: Arc<dyn ComputeBackend> = match &sandbox {
+            Some(s) => Arc::new(s.clone()),
+            None => Arc::new(LocalProcess),
         };
         Self {
             backend,
+            sandbox,
             slots: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
             grants: RwLock::new(HashMap::new()),
@@ -125,6 +135,17 @@ fn random_key() -> [u8; 32] {
 }
 
 impl Runtime {
+    /// The backend a compute's jobs run on.
+    pub(crate) fn backend_for(&self, spec: &BackendSpec) -> Arc<dyn ComputeBackend> {
+        match spec.backend {
+            BackendKind::Local => Arc::clone(&self.backend),
+            BackendKind::Slurm => Arc::new(Slurm::new(
+                spec.slurm.clone().unwrap_or_default(),
+                self.sandbox.clone(),
+            )),
+        }
+    }
+
     /// The key that signs log URLs.
     pub(crate) fn log_key(&self) -> &[u8] {
         &self.log_key

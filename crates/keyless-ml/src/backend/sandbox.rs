@@ -150,6 +150,37 @@ impl ComputeBackend for LocalSandbox {
     }
 
     async fn run(&self, task: Task, cancel: CancellationToken) -> Result<Exit, Error> {
+        let line = self.prepare(&task).await?;
+        let (program, args) = line
+            .split_first()
+            .ok_or_else(|| Error::internal("an empty sandbox command"))?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .current_dir("/")
+            .env_clear()
+            .envs(SANDBOX_ENV);
+        supervise(command, &task, cancel).await
+    }
+}
+
+/// The environment of the sandbox's own setup (the job's is read from its file).
+pub(super) const SANDBOX_ENV: [(&str, &str); 2] = [
+    ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    ("AGENT", AGENT_PATH),
+];
+
+impl LocalSandbox {
+    /// Prepares `task`'s folder for a uid drawn for it (its environment file
+    /// written, everything handed to that uid) and returns the command line
+    /// that runs the task in the sandbox, to be started as root with
+    /// [`SANDBOX_ENV`] and `/` as its directory — here, or by a scheduler on
+    /// the node.
+    ///
+    /// # Errors
+    /// When this machine cannot make the sandbox, or the folder cannot be
+    /// prepared.
+    pub async fn prepare(&self, task: &Task) -> Result<Vec<std::ffi::OsString>, Error> {
         Self::check()?;
         let uid = job_uid()?;
         let env = env_file(&task.env)?;
@@ -161,34 +192,32 @@ impl ComputeBackend for LocalSandbox {
             .replace("@ROOT@", JOB_ROOT)
             .replace("@ENV@", ENV_FILE)
             .replace("@NPROC@", &MAX_PROCESSES.to_string());
-        let mut command = tokio::process::Command::new("/usr/bin/unshare");
-        command
-            .args([
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-                "--mount",
-                "--ipc",
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-                "keyless-sandbox",
-            ])
-            .arg(&task.root)
-            .arg(uid.to_string())
-            .arg(&task.cwd)
-            .arg(&task.command)
-            .arg(self.agent.as_deref().unwrap_or(Path::new("")))
-            .args(&self.hidden)
-            .current_dir("/")
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("AGENT", AGENT_PATH);
-        supervise(command, &task, cancel).await
+        let mut line: Vec<std::ffi::OsString> = [
+            "/usr/bin/unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--mount",
+            "--ipc",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+            "keyless-sandbox",
+        ]
+        .iter()
+        .map(std::ffi::OsString::from)
+        .collect();
+        line.push(task.root.clone().into_os_string());
+        line.push(uid.to_string().into());
+        line.push(task.cwd.clone().into_os_string());
+        line.push(task.command.clone().into());
+        line.push(self.agent.clone().unwrap_or_default().into_os_string());
+        line.extend(self.hidden.iter().map(|h| h.clone().into_os_string()));
+        Ok(line)
     }
 }
 

@@ -224,6 +224,7 @@ impl Agent {
         let spec: Spec = response.json().await.map_err(|e| {
             Failure::new("AgentFailed", format!("the job's plan is malformed: {e}"))
         })?;
+        self.report(&json!({ "phase": "Preparing" })).await?;
         if spec.code {
             self.fetch_code().await?;
         }

@@ -48,6 +48,7 @@ impl Fixture {
                 .collect(),
             log: self.log.clone(),
             timeout: Some(Duration::from_secs(60)),
+            events: None,
         }
     }
 

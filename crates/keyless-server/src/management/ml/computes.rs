@@ -142,6 +142,7 @@ pub(crate) async fn put(
         let (caller, ws) = p.open(&state, &headers, "computes", "Microsoft.MachineLearningServices/workspaces/computes/write").await?;
         let props = body.get("properties").cloned().unwrap_or_else(|| json!({}));
         let kind = ComputeType::parse(props.get("computeType").and_then(Value::as_str).unwrap_or_default())?;
+        keyless_ml::backend::BackendSpec::from_compute(&props)?;
         keyless_ml::names::compute(&p.name, kind.max_name())?;
         let ids = Identities::from_rest(body.get("identity"), Kind::None)?;
         kind.check(&ids)?;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use keyless_core::identity_rule::{Compute, ManagedIdentity};
 use keyless_core::{ObjectId, Principal};
-use keyless_ml::backend::{Exit, Task};
+use keyless_ml::backend::{Event, Exit, Task};
 use keyless_ml::job::{Command, Job, substitute};
 use keyless_store::Resource;
 
@@ -384,7 +384,7 @@ async fn lifecycle(
         .resource(ws_id)
         .await?
         .ok_or_else(|| Stop::failed("WorkspaceNotFound", "the job's workspace was deleted"))?;
-    let (compute, instances) = match props.get("computeId").and_then(Value::as_str) {
+    let (compute, instances, backend) = match props.get("computeId").and_then(Value::as_str) {
         Some(id) => {
             let c = state.store.resource(id).await?.ok_or_else(|| {
                 Stop::failed("ComputeNotFound", format!("compute {id} was deleted"))
@@ -394,12 +394,20 @@ async fn lifecycle(
                 .pointer("/properties/properties/scaleSettings/maxNodeCount")
                 .and_then(Value::as_u64)
                 .unwrap_or(1);
+            let spec = keyless_ml::backend::BackendSpec::from_compute(
+                c.body.get("properties").unwrap_or(&Value::Null),
+            )?;
             (
                 super::computes::rule_view(state, &c).await?,
                 usize::try_from(max).unwrap_or(1),
+                state.jobs.backend_for(&spec),
             )
         }
-        None => (serverless(state, &ws).await?, SERVERLESS_INSTANCES),
+        None => (
+            serverless(state, &ws).await?,
+            SERVERLESS_INSTANCES,
+            std::sync::Arc::clone(&state.jobs.backend),
+        ),
     };
     let submitter_id = props
         .pointer("/submittedBy/objectId")
@@ -426,7 +434,6 @@ async fn lifecycle(
         p = slots.acquire_owned() => p.map_err(|_| Stop::failed("ComputeUnavailable", "the compute's slots were closed"))?,
         () = cancel.cancelled() => return Err(canceled()),
     };
-    set_status(state, job, "Preparing", None).await?;
     let dir = job_dir(state, job);
     let workdir = dir.join("wd");
     tokio::fs::create_dir_all(workdir.join("code"))
@@ -442,14 +449,14 @@ async fn lifecycle(
         "job {} on {} (backend {}), submitted by {}",
         job.rsplit('/').next().unwrap_or(job),
         compute_label(&compute),
-        state.jobs.backend.name(),
+        backend.name(),
         submitter
             .user_principal_name
             .clone()
             .unwrap_or_else(|| submitter.object_id.to_string())
     ))
     .await;
-    let visible = state.jobs.backend.job_root(&workdir);
+    let visible = backend.job_root(&workdir);
     let mut ctx = Context {
         job: job.to_owned(),
         ws,
@@ -505,7 +512,8 @@ async fn lifecycle(
         .jobs
         .attach_agent(&key, std::sync::Arc::clone(&session));
     let ctx = &session.ctx;
-    let agent = state.jobs.backend.agent_path(&state.jobs.agent_exe);
+    let (events, follower) = follow_events(state, job);
+    let agent = backend.agent_path(&state.jobs.agent_exe);
     let task = Task {
         job: job.to_owned(),
         command: format!(
@@ -522,13 +530,14 @@ async fn lifecycle(
         ],
         log: dir.join(AGENT_LOG),
         timeout: None,
+        events: Some(events),
     };
-    let exit = state
-        .jobs
-        .backend
+    let exit = backend
         .run(task, cancel.clone())
         .await
-        .map_err(|e| Stop::failed("JobStartFailed", e.to_string()))?;
+        .map_err(|e| Stop::failed("JobStartFailed", e.to_string()));
+    follower.abort();
+    let exit = exit?;
     let reports = session.reports().clone();
     set_property(state, job, "dataAccess", Value::Array(reports.access)).await;
     if let Some(e) = reports.exit {
@@ -560,6 +569,50 @@ async fn lifecycle(
                 format!("the job agent ended ({exit}) before the job finished: {tail}"),
             ))
         }
+    }
+}
+
+/// Records what the backend tells about the job while it runs: the
+/// scheduler's id on the job (`properties.slurmJobId`), its waiting in the log.
+fn follow_events(
+    state: &SharedState,
+    job: &str,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<Event>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (state, job) = (state.clone(), job.to_owned());
+    let follower = tokio::spawn(async move {
+        let log = Log(log_path(&state, &job));
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Submitted(id) => {
+                    log.line(&format!("submitted to Slurm as job {id}")).await;
+                    set_inner_property(&state, &job, "slurmJobId", json!(id)).await;
+                }
+                Event::Pending(reason) => {
+                    log.line(&format!("waiting in the Slurm queue ({reason})"))
+                        .await;
+                }
+                Event::Started => log.line("started by Slurm").await,
+            }
+        }
+    });
+    (tx, follower)
+}
+
+/// Sets a key of the job's `properties.properties`, the bag azure-ai-ml shows
+/// as the job's properties.
+async fn set_inner_property(state: &SharedState, job: &str, key: &str, value: Value) {
+    if let Ok(Some(mut r)) = state.store.resource(job).await {
+        if let Some(props) = r.body.get_mut("properties").and_then(Value::as_object_mut) {
+            let bag = props.entry("properties").or_insert_with(|| json!({}));
+            if let Some(bag) = bag.as_object_mut() {
+                bag.insert(key.into(), value);
+            }
+        }
+        let _ = state.store.resource_put(&r).await;
     }
 }
 

@@ -11,7 +11,8 @@
 //!   → where to write each file and with what access.
 //! - `POST /keyless/jobs/{key}/log`: bytes the command printed, appended to
 //!   the job's log as they come.
-//! - `POST /keyless/jobs/{key}/report`: `{"phase": "Running" | "Finalizing"}`,
+//! - `POST /keyless/jobs/{key}/report`: `{"phase": "Preparing" | "Running" |
+//!   "Finalizing"}`,
 //!   `{"exit": {"code": n} | {"signal": n} | {"timedOut": true}}`,
 //!   `{"done": true}` or `{"failed": {"code", "message"}}`.
 //! - `GET  /keyless/jobs/{key}/token`: the job's identity endpoint, which the
@@ -267,6 +268,9 @@ async fn report(
     };
     let job = s.ctx.job.clone();
     match report.phase.as_deref() {
+        Some("Preparing") => {
+            let _ = set_status(&state, &job, "Preparing", None).await;
+        }
         Some("Running") => {
             let line = s.spec.get("command").and_then(Value::as_str).unwrap_or("");
             s.ctx.log.line(&format!("running: {line}")).await;
@@ -279,7 +283,9 @@ async fn report(
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "InvalidPhase",
-                &format!("`{other}` is not a phase an agent reports (Running, Finalizing)"),
+                &format!(
+                    "`{other}` is not a phase an agent reports (Preparing, Running, Finalizing)"
+                ),
             );
         }
         None => {}

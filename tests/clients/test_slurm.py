@@ -1,0 +1,120 @@
+"""Jobs on a Slurm compute: the agent runs as a Slurm batch job (in the job's sandbox on the
+node), reads as the submitting user or the compute's identity, serves the job's identity on
+the node's loopback, and Slurm's queue, job ids and cancellation are the truth.
+
+Needs the test cluster of `scripts/slurm up` (the README's test command starts it and sets
+KEYLESS_TEST_SLURM=1); without it these tests are skipped, with it they must pass."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from test_jobs import (AT, CODE_AS_MANAGED, EXAMPLE, JOB_PYTHON, claims, evidence, job_file, reads, statuses,
+                       submit, wait, world)  # noqa: F401 (world is a fixture)
+
+if os.environ.get("KEYLESS_TEST_SLURM") != "1":
+    pytest.skip("no test Slurm cluster (scripts/slurm up; KEYLESS_TEST_SLURM=1)", allow_module_level=True)
+
+
+def scontrol(job_id):
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return dict(w.split("=", 1) for w in out.stdout.split() if "=" in w)
+
+
+def slurm_id(server, name):
+    job = server.cli("ml", "job", "show", "-n", name, *AT)
+    return job["properties"]["properties"]["slurmJobId"]
+
+
+def on_slurm(text):
+    return text.replace("compute: azureml:cpu-cluster", "compute: azureml:slurm-cluster")
+
+
+def test_hello_census_on_slurm_runs_as_alice_and_is_refused_as_bob(server, world):
+    alice, bob = world["users"]["alice"], world["users"]["bob"]
+    text = on_slurm((EXAMPLE / "job.yml").read_text())
+    assert "slurm-cluster" in text
+    path = job_file(world, "slurm-alice", text)
+    subprocess.run(["cp", "-r", str(EXAMPLE / "src"), os.path.dirname(path)], check=True)
+    proc = submit(server, path, "slurm-alice", env=alice["env"], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "read 10 rows" in proc.stdout and "mean age: 41.9" in proc.stdout
+    job = server.cli("ml", "job", "show", "-n", "slurm-alice", *AT)
+    assert statuses(job) == ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
+    sid = job["properties"]["properties"]["slurmJobId"]
+    assert sid.isdigit()
+    fields = scontrol(sid)
+    assert fields["JobState"] == "COMPLETED" and fields["JobName"] == "keyless-slurm-alice"
+    assert f"submitted to Slurm as job {sid}" in proc.stdout
+    records = reads(server, job["id"])
+    assert records and all(r["RequesterObjectId"] == alice["id"] for r in records)
+    assert any(r["OperationName"] == "GetBlob" and r["Path"] == "data/census.csv" for r in records)
+    # Bob lacks the data role: refused with the storage's explanation, his command never runs.
+    marker = world["tmp"] / "slurm-bob-ran"
+    text = text.replace("command: python3", f"command: touch {marker} && python3")
+    path = job_file(world, "slurm-bob", text)
+    subprocess.run(["cp", "-r", str(EXAMPLE / "src"), os.path.dirname(path)], check=True)
+    proc = submit(server, path, "slurm-bob", env=bob["env"], check=False)
+    assert proc.returncode != 0
+    assert "Storage Blob Data Reader" in proc.stderr and "blobs/read" in proc.stderr, proc.stderr
+    job = server.cli("ml", "job", "show", "-n", "slurm-bob", *AT)
+    assert job["properties"]["error"]["code"] == "InputAccessDenied"
+    assert "Running" not in statuses(job) and not marker.exists()
+    assert scontrol(job["properties"]["properties"]["slurmJobId"])["JobState"] in ("COMPLETED", "FAILED")
+
+
+def test_code_on_a_slurm_node_gets_its_token_from_the_node_local_endpoint(server, world):
+    text = f"command: {JOB_PYTHON} main.py\ncode: src\ncompute: azureml:slurm-cluster\n" \
+           f"environment: azureml:x@latest\nenvironment_variables:\n  JOB_KIND: managed\n"
+    sai = world["computes"]["slurm-cluster"]["identity"]["principalId"]
+    server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
+               "--scope", world["account_id"])
+    path = job_file(world, "slurm-mi", text, {"main.py": CODE_AS_MANAGED}, libraries=True)
+    proc = submit(server, path, "slurm-mi", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = evidence(proc)
+    assert claims(got["token"])["oid"] == sai
+    assert got["endpoint"].startswith("http://127.0.0.1:")
+    assert got["agents"] == 1 and not got["handle"]
+    assert set(got["stolen"].values()) == {"PermissionError"}, got["stolen"]
+    # The token died with the job.
+    r = requests.get(f"{server.info['storage']}/jobdata/data/census.csv", verify=server.ca,
+                     headers={"Authorization": f"Bearer {got['token']}", "x-ms-version": "2025-01-05"})
+    assert r.status_code == 401 and "has ended" in r.text
+    # The batch script Slurm keeps names no secret: the handle is a file only the job's user reads.
+    sid = slurm_id(server, "slurm-mi")
+    script = subprocess.run(["scontrol", "write", "batch_script", sid, "-"], capture_output=True, text=True,
+                            timeout=30).stdout
+    assert "job-agent" in script and "KEYLESS_JOB_HANDLE" not in script and "secret" not in script.lower()
+
+
+def test_cancel_reaches_slurm_for_a_pending_and_a_running_job(server, world):
+    sleeper = "command: sleep 120\ncompute: azureml:slurm-cluster\nenvironment: azureml:x@latest\n"
+    submit(server, job_file(world, "slurm-first", sleeper), "slurm-first", stream=False)
+    wait(server, "slurm-first", {"Running"})
+    submit(server, job_file(world, "slurm-second", sleeper), "slurm-second", stream=False)
+    # The first job holds every CPU of the node: Slurm keeps the second pending, and so does keyless.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = server.cli("ml", "job", "show", "-n", "slurm-second", *AT)
+        sid = (job["properties"].get("properties") or {}).get("slurmJobId")
+        if sid and scontrol(sid)["JobState"] == "PENDING":
+            break
+        time.sleep(0.2)
+    assert sid and scontrol(sid)["JobState"] == "PENDING"
+    assert job["properties"]["status"] == "Queued"
+    server.cli("ml", "job", "cancel", "-n", "slurm-second", *AT)
+    assert wait(server, "slurm-second")["properties"]["status"] == "Canceled"
+    assert scontrol(sid)["JobState"] == "CANCELLED"
+    first = slurm_id(server, "slurm-first")
+    assert scontrol(first)["JobState"] == "RUNNING"
+    server.cli("ml", "job", "cancel", "-n", "slurm-first", *AT)
+    assert wait(server, "slurm-first")["properties"]["status"] == "Canceled"
+    assert scontrol(first)["JobState"] == "CANCELLED"
+    assert "sleep 120" not in json.dumps(subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                        text=True).stdout.splitlines())
