@@ -118,3 +118,37 @@ def test_cancel_reaches_slurm_for_a_pending_and_a_running_job(server, world):
     assert scontrol(first)["JobState"] == "CANCELLED"
     assert "sleep 120" not in json.dumps(subprocess.run(["ps", "-eo", "args"], capture_output=True,
                                                         text=True).stdout.splitlines())
+
+
+def test_a_slurm_job_outlives_a_server_restart_and_its_log_is_whole(server, world):
+    alice = world["users"]["alice"]
+    # Reads its input, prints a line every 0.3 s for about 6 s, then writes an output.
+    text = "command: >-\n  for i in $(seq 1 20); do echo tick $i; sleep 0.3; done;\n" \
+           "  cp ${{inputs.census}} ${{outputs.copy}}/census-copy.csv\n" \
+           "compute: azureml:slurm-cluster\nenvironment: azureml:x@latest\n" \
+           "identity:\n  type: user_identity\n" \
+           "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/mydata/paths/census.csv\n" \
+           "outputs:\n  copy:\n    type: uri_folder\n    path: azureml://datastores/mydata/paths/restart-out/\n"
+    server.cli("role", "assignment", "create", "--assignee", "alice@keyless.local",
+               "--role", "Storage Blob Data Contributor", "--scope", world["account_id"])
+    submit(server, job_file(world, "slurm-restart", text), "slurm-restart", env=alice["env"], stream=False)
+    wait(server, "slurm-restart", {"Running"})
+    sid = slurm_id(server, "slurm-restart")
+    time.sleep(0.5)
+    server.stop(kill=True)
+    time.sleep(2)  # the agent keeps printing, and retries what it cannot send
+    assert scontrol(sid)["JobState"] == "RUNNING"
+    server.start()
+    job = wait(server, "slurm-restart", limit=90)
+    assert job["properties"]["status"] == "Completed", job["properties"]
+    assert scontrol(sid)["JobState"] == "COMPLETED"
+    log = server.cli("ml", "job", "stream", "-n", "slurm-restart", *AT, check=False).stdout
+    ticks = [line for line in log.splitlines() if line.startswith("tick ")]
+    assert ticks == [f"tick {i}" for i in range(1, 21)], log
+    assert "following Slurm job" in log
+    key = world["key"]
+    from azure.storage.blob import BlobServiceClient
+    svc = BlobServiceClient(f"{server.info['storage']}/jobdata", connection_verify=server.ca,
+                            credential={"account_name": "jobdata", "account_key": key})
+    copied = svc.get_blob_client("data", "restart-out/census-copy.csv").download_blob().readall()
+    assert copied == (EXAMPLE / "census.csv").read_bytes()

@@ -80,6 +80,16 @@ pub(crate) async fn job_token(
     let presented = ["secret", "x-identity-header"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()));
+    if state.jobs.grant_of(&key).is_none() && state.jobs.is_resuming(&key) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the keyless server restarted and is taking this job over again; retry shortly",
+            })),
+        )
+            .into_response();
+    }
     let Some(grant) = state.jobs.grant_of(&key) else {
         return refuse(
             "this job identity endpoint is closed: the job it belonged to has ended (or never existed)",

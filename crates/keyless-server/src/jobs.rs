@@ -72,10 +72,17 @@ pub(crate) struct Runtime {
     grants: RwLock<HashMap<String, Grant>>,
     /// The agents of running jobs, by endpoint key.
     agents: RwLock<HashMap<String, Arc<crate::management::ml::runner::Session>>>,
+    /// Endpoint keys of jobs a restarted server is about to follow again: their
+    /// agents are asked to wait, not told the job ended.
+    resuming: Mutex<std::collections::HashSet<String>>,
     /// The SAS signed for jobs' agents, by signature, until they expire.
     minted: Mutex<HashMap<String, Minted>>,
     /// The keyless executable the job agent runs from.
     pub(crate) agent_exe: std::path::PathBuf,
+    /// Serializes changes to job records.
+    pub(crate) writes: tokio::sync::Mutex<()>,
+    /// This server's id in the claims of the jobs it runs.
+    pub(crate) server_id: String,
     /// The CA bundle jobs trust (keyless's own CA, when it generated one).
     pub(crate) ca_file: std::sync::OnceLock<std::path::PathBuf>,
     /// The key of log URLs handed to run-history clients; never leaves memory.
@@ -116,7 +123,10 @@ impl Runtime {
             grants: RwLock::new(HashMap::new()),
             agents: RwLock::new(HashMap::new()),
             minted: Mutex::new(HashMap::new()),
+            resuming: Mutex::new(std::collections::HashSet::new()),
             agent_exe,
+            writes: tokio::sync::Mutex::new(()),
+            server_id: uuid::Uuid::new_v4().to_string(),
             ca_file: std::sync::OnceLock::new(),
             log_key: random_key(),
         }
@@ -220,6 +230,28 @@ impl Runtime {
             .insert(key.to_owned(), session);
     }
 
+    /// Marks (or, with `on` false, unmarks) a job's endpoint key as about to be
+    /// followed again.
+    pub(crate) fn set_resuming(&self, key: &str, on: bool) {
+        let mut resuming = self
+            .resuming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            resuming.insert(key.to_owned());
+        } else {
+            resuming.remove(key);
+        }
+    }
+
+    /// Whether a job's endpoint key is about to be followed again.
+    pub(crate) fn is_resuming(&self, key: &str) -> bool {
+        self.resuming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(key)
+    }
+
     /// Forgets a job's agent.
     pub(crate) fn detach_agent(&self, key: &str) {
         self.agents
@@ -237,16 +269,17 @@ impl Runtime {
             .cloned()
     }
 
-    /// Records a SAS signed for `job`'s agent, by its signature; forgets the
+    /// Records a SAS signed for `job`'s agent, by the digest of its signature
+    /// (what [`keyless_auth::secret::digest_secret`] makes of it); forgets the
     /// expired ones.
-    pub(crate) fn minted(&self, sig: &str, job: &str, expiry: i64, now: i64) {
+    pub(crate) fn minted(&self, sig_digest: &str, job: &str, expiry: i64, now: i64) {
         let mut minted = self
             .minted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         minted.retain(|_, m| m.expiry > now);
         minted.insert(
-            sig.to_owned(),
+            sig_digest.to_owned(),
             Minted {
                 job: job.to_owned(),
                 expiry,
@@ -269,10 +302,11 @@ impl Runtime {
     /// Whether a SAS with this signature was signed for a job, and whether it
     /// still works.
     pub(crate) fn minted_sas(&self, sig: &str) -> Option<MintedSas> {
+        let digest = keyless_auth::secret::digest_secret(sig);
         self.minted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(sig)
+            .get(&digest)
             .map(|m| {
                 if m.revoked {
                     MintedSas::Revoked(m.job.clone())

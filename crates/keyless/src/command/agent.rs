@@ -35,6 +35,9 @@ const BLOCK: u64 = 64 * 1024 * 1024;
 const LOG_FLUSH: Duration = Duration::from_millis(200);
 /// …or as soon as this many are waiting.
 const LOG_BATCH: usize = 64 * 1024;
+/// How long the agent keeps retrying a call keyless does not answer (a server
+/// restarting), before it gives up.
+const RETRY_FOR: Duration = Duration::from_secs(600);
 /// How long a stopped command's process group gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -160,17 +163,19 @@ impl Agent {
         path: &str,
         body: Option<&Value>,
     ) -> Result<reqwest::Response> {
-        let mut request = self
-            .http
-            .request(method, format!("{}/{path}", self.base))
-            .header("x-keyless-job-secret", &self.secret);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        request
-            .send()
-            .await
-            .with_context(|| format!("the agent API ({path}) cannot be reached"))
+        let url = format!("{}/{path}", self.base);
+        retrying(|| {
+            let request = self
+                .http
+                .request(method.clone(), &url)
+                .header("x-keyless-job-secret", &self.secret);
+            match body {
+                Some(b) => request.json(b),
+                None => request,
+            }
+        })
+        .await
+        .with_context(|| format!("the agent API ({path}) cannot be reached"))
     }
 
     async fn report(&self, report: &Value) -> Result<()> {
@@ -429,12 +434,12 @@ impl Agent {
         }
         let query = request.uri().query().unwrap_or("");
         let url = format!("{}/token?{query}", self.base);
-        let answer = self
-            .http
-            .get(url)
-            .header("x-identity-header", &self.secret)
-            .send()
-            .await;
+        let answer = retrying(|| {
+            self.http
+                .get(&url)
+                .header("x-identity-header", &self.secret)
+        })
+        .await;
         match answer {
             Ok(r) => {
                 let status = axum::http::StatusCode::from_u16(r.status().as_u16())
@@ -712,15 +717,13 @@ async fn ship_log(
         }
         if !pending.is_empty() {
             let chunk = std::mem::take(&mut pending);
-            let response = http
-                .post(&url)
-                .header("x-keyless-job-secret", &secret)
-                .body(chunk)
-                .send()
-                .await
-                .map_err(|e| {
-                    Failure::new("AgentFailed", format!("the job log cannot be sent: {e}"))
-                })?;
+            let response = retrying(|| {
+                http.post(&url)
+                    .header("x-keyless-job-secret", &secret)
+                    .body(chunk.clone())
+            })
+            .await
+            .map_err(|e| Failure::new("AgentFailed", format!("the job log cannot be sent: {e}")))?;
             if !response.status().is_success() {
                 return Err(Failure::new(
                     "AgentFailed",
@@ -730,6 +733,28 @@ async fn ship_log(
         }
     }
     Ok(())
+}
+
+/// Sends a request, again and again while keyless cannot be reached or says
+/// it is busy (a server restarting and taking its jobs over), for at most
+/// [`RETRY_FOR`].
+async fn retrying(
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let outcome = build().send().await;
+        let transient = match &outcome {
+            Ok(r) => matches!(r.status().as_u16(), 502..=504),
+            Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+        };
+        if !transient || tokio::time::Instant::now() + pause > deadline {
+            return outcome;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// A port name as one path segment of the agent API.

@@ -92,7 +92,7 @@ pub(super) async fn serverless(state: &SharedState, ws: &Resource) -> Result<Com
 /// Starts a command job in the background.
 pub(super) fn start_command(state: SharedState, job: String) {
     tokio::spawn(async move {
-        run_command(&state, &job).await;
+        run_command(&state, &job, None).await;
     });
 }
 
@@ -117,7 +117,7 @@ pub(super) fn start_pipeline(state: SharedState, parent: String, steps: Vec<Stri
                 .await;
                 continue;
             }
-            let end = run_command(&state, step).await;
+            let end = run_command(&state, step, None).await;
             if end != "Completed" {
                 let name = step.rsplit('/').next().unwrap_or(step);
                 failed = Some(format!("step {name} ended {end}"));
@@ -140,7 +140,10 @@ fn error(code: &str, message: &str) -> Value {
     json!({ "code": code, "message": message })
 }
 
-/// Marks every job the previous server left unfinished as failed.
+/// Takes over every job the previous server left unfinished: a command job
+/// whose backend can follow it across a restart (Slurm) is followed again with
+/// the agent it already has; every other one (local jobs, which died with the
+/// server, and pipelines) is marked failed.
 pub(crate) async fn fail_interrupted(state: &SharedState) -> Result<(), keyless_core::Error> {
     for sub in state.store.subscriptions_all().await? {
         let sub_id = sub.id.to_string();
@@ -150,22 +153,107 @@ pub(crate) async fn fail_interrupted(state: &SharedState) -> Result<(), keyless_
                 .resources(&sub_id, &group.name, super::JOBS)
                 .await?
             {
-                if !super::jobs::TERMINAL.contains(&super::jobs::status_of(&job)) {
-                    let _ = set_status(
-                        state,
-                        &job.id,
-                        "Failed",
-                        Some(error(
-                            "ServerRestarted",
-                            "the keyless server stopped while the job was running",
-                        )),
-                    )
-                    .await;
+                if super::jobs::TERMINAL.contains(&super::jobs::status_of(&job)) {
+                    continue;
                 }
+                if let Some(resume) = Resume::of(&job) {
+                    tracing::info!(job = %job.id, handle = %resume.handle, "following an interrupted job again");
+                    state.jobs.set_resuming(&resume.key, true);
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        run_command(&state, &job.id, Some(resume)).await;
+                    });
+                    continue;
+                }
+                let _ = set_status(
+                    state,
+                    &job.id,
+                    "Failed",
+                    Some(error(
+                        "ServerRestarted",
+                        "the keyless server stopped while the job was running",
+                    )),
+                )
+                .await;
             }
         }
     }
     Ok(())
+}
+
+/// What a restarted server needs to follow a job its predecessor started.
+#[derive(Debug, Clone)]
+struct Resume {
+    key: String,
+    secret_digest: String,
+    /// The backend's id of the task (the Slurm job id).
+    handle: String,
+    reports: Reports,
+    /// The SAS signed for the job: digests of their signatures and expiries.
+    minted: Vec<(String, i64)>,
+}
+
+impl Resume {
+    /// The agent record of a command job that a backend can follow again.
+    fn of(job: &Resource) -> Option<Self> {
+        let agent = job.body.get("agent")?;
+        let text = |k: &str| agent.get(k).and_then(Value::as_str).map(str::to_owned);
+        let pipeline = job
+            .body
+            .pointer("/properties/jobType")
+            .and_then(Value::as_str)
+            == Some("Pipeline");
+        let step = job.body.pointer("/properties/parentJobName").is_some();
+        if pipeline || step || text("backend").as_deref() != Some("slurm") {
+            return None;
+        }
+        let reports = agent
+            .get("reports")
+            .map(Reports::from_json)
+            .unwrap_or_default();
+        let minted = agent
+            .get("minted")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m.get(0)?.as_str()?.to_owned(), m.get(1)?.as_i64()?)))
+            .collect();
+        Some(Self {
+            minted,
+            key: text("key")?,
+            secret_digest: text("secretDigest")?,
+            handle: text("handle")?,
+            reports,
+        })
+    }
+}
+
+/// How long the runner waits between two heartbeats of a job's claim.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Changes a job's record under the runtime's lock of job records, so that
+/// changes made at once (the agent's reports, the backend's events, the
+/// heartbeat) do not overwrite each other.
+async fn update_job(
+    state: &SharedState,
+    job: &str,
+    change: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Result<(), MgmtError> {
+    let _writing = state.jobs.writes.lock().await;
+    let Some(mut r) = state.store.resource(job).await? else {
+        return Ok(());
+    };
+    if let Some(body) = r.body.as_object_mut() {
+        change(body);
+    }
+    state.store.resource_put(&r).await?;
+    Ok(())
+}
+
+fn props_of(
+    body: &mut serde_json::Map<String, Value>,
+) -> Option<&mut serde_json::Map<String, Value>> {
+    body.get_mut("properties").and_then(Value::as_object_mut)
 }
 
 /// Records a status change (with its time) on a job.
@@ -175,32 +263,61 @@ async fn set_status(
     status: &str,
     err: Option<Value>,
 ) -> Result<(), MgmtError> {
-    let Some(mut r) = state.store.resource(job).await? else {
-        return Ok(());
-    };
     let time = jiff::Timestamp::from_second(state.now())
         .map(|t| t.to_string())
         .unwrap_or_default();
-    if let Some(props) = r.body.get_mut("properties").and_then(Value::as_object_mut) {
-        props.insert("status".into(), status.into());
-        if let Some(Value::Array(history)) = props.get_mut("statusHistory") {
-            history.push(json!({ "status": status, "time": time }));
+    update_job(state, job, |body| {
+        if let Some(props) = props_of(body) {
+            props.insert("status".into(), status.into());
+            if let Some(Value::Array(history)) = props.get_mut("statusHistory") {
+                history.push(json!({ "status": status, "time": time }));
+            }
+            if let Some(e) = err {
+                props.insert("error".into(), e);
+            }
         }
-        if let Some(e) = err {
-            props.insert("error".into(), e);
-        }
-    }
-    state.store.resource_put(&r).await?;
-    Ok(())
+    })
+    .await
 }
 
 async fn set_property(state: &SharedState, job: &str, key: &str, value: Value) {
-    if let Ok(Some(mut r)) = state.store.resource(job).await {
-        if let Some(props) = r.body.get_mut("properties").and_then(Value::as_object_mut) {
+    let _ = update_job(state, job, |body| {
+        if let Some(props) = props_of(body) {
             props.insert(key.into(), value);
         }
-        let _ = state.store.resource_put(&r).await;
-    }
+    })
+    .await;
+}
+
+/// Sets a key of the job's `properties.properties`, the bag azure-ai-ml shows
+/// as the job's properties.
+async fn set_inner_property(state: &SharedState, job: &str, key: &str, value: Value) {
+    let _ = update_job(state, job, |body| {
+        if let Some(bag) = props_of(body)
+            .map(|p| p.entry("properties").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+        {
+            bag.insert(key.into(), value);
+        }
+    })
+    .await;
+}
+
+/// Sets a key of the job's agent record: what a restarted server needs to
+/// follow the job (its endpoint key and secret digest, the backend's handle,
+/// the agent's reports, which server runs it and when it last said so). It
+/// lies outside `properties`, so no API returns it.
+async fn set_agent(state: &SharedState, job: &str, key: &str, value: Value) {
+    let _ = update_job(state, job, |body| {
+        if let Some(agent) = body
+            .entry("agent")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        {
+            agent.insert(key.into(), value);
+        }
+    })
+    .await;
 }
 
 /// Appends keyless's own lines to the job log.
@@ -305,7 +422,99 @@ struct Reports {
     access: Vec<Value>,
 }
 
+impl Reports {
+    fn to_json(&self) -> Value {
+        json!({
+            "exit": self.exit.map(exit_json),
+            "done": self.done,
+            "stop": self.stop.as_ref().map(|s| json!({ "status": s.status, "code": s.code, "message": s.message })),
+        })
+    }
+
+    fn from_json(v: &Value) -> Self {
+        let stop = v.get("stop").filter(|s| !s.is_null()).map(|s| {
+            let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default();
+            let status = if text("status") == "Canceled" {
+                "Canceled"
+            } else {
+                "Failed"
+            };
+            Stop {
+                status,
+                code: known_code(text("code")),
+                message: text("message").to_owned(),
+            }
+        });
+        Self {
+            exit: v.get("exit").and_then(exit_from_json),
+            done: v.get("done").and_then(Value::as_bool).unwrap_or(false),
+            stop,
+            access: Vec::new(),
+        }
+    }
+}
+
+/// An error code read back from a job's record, as one of the codes keyless
+/// uses (`AgentFailed` for any other).
+fn known_code(code: &str) -> &'static str {
+    const CODES: [&str; 14] = [
+        "Canceled",
+        "JobPreparationFailed",
+        "InputAccessDenied",
+        "OutputAccessDenied",
+        "OutputOutsideJob",
+        "OutputUploadFailed",
+        "InputDownloadFailed",
+        "CodeChecksumMismatch",
+        "CodeSnapshotUnreadable",
+        "JobIdentityRefused",
+        "JobStartFailed",
+        "JobTimedOut",
+        "UserError",
+        "AgentFailed",
+    ];
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("AgentFailed")
+}
+
+fn exit_json(e: Exit) -> Value {
+    match e {
+        Exit::Code(c) => json!({ "code": c }),
+        Exit::Signal(s) => json!({ "signal": s }),
+        Exit::TimedOut => json!({ "timedOut": true }),
+        Exit::Canceled => json!({ "canceled": true }),
+    }
+}
+
+fn exit_from_json(v: &Value) -> Option<Exit> {
+    let int = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+    };
+    if let Some(c) = int("code") {
+        Some(Exit::Code(c))
+    } else if let Some(s) = int("signal") {
+        Some(Exit::Signal(s))
+    } else if v.get("timedOut").and_then(Value::as_bool) == Some(true) {
+        Some(Exit::TimedOut)
+    } else if v.get("canceled").and_then(Value::as_bool) == Some(true) {
+        Some(Exit::Canceled)
+    } else {
+        None
+    }
+}
+
 impl Session {
+    /// Writes the agent's reports to the job's record, for a restarted server.
+    async fn persist(&self, state: &SharedState) {
+        let reports = self.reports().to_json();
+        set_agent(state, &self.ctx.job, "reports", reports).await;
+    }
+
     fn reports(&self) -> std::sync::MutexGuard<'_, Reports> {
         self.reports
             .lock()
@@ -326,21 +535,28 @@ const HANDLE_FILE: &str = ".job-handle";
 /// The agent's own diagnostics, next to the job's folder.
 const AGENT_LOG: &str = "agent.log";
 
-/// Runs one command job to its end; returns its final status.
-async fn run_command(state: &SharedState, job: &str) -> &'static str {
+/// Runs one command job to its end, or follows it again after a restart;
+/// returns its final status.
+async fn run_command(state: &SharedState, job: &str, resume: Option<Resume>) -> &'static str {
     let cancel = state.jobs.cancel_token(job);
     let dir = job_dir(state, job);
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+    if resume.is_none() {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
     let log = Log(log_path(state, job));
     if let Some(parent) = log.0.parent() {
         let _ = tokio::fs::create_dir_all(parent).await;
     }
     state.verifier.open_job(job);
     let mut slot: Option<std::sync::Arc<Session>> = None;
-    let outcome = lifecycle(state, job, &cancel, &mut slot).await;
+    let resume_key = resume.as_ref().map(|r| r.key.clone());
+    let outcome = lifecycle(state, job, &cancel, &mut slot, resume).await;
     if let Some(key) = slot.as_ref().and_then(|s| s.ctx.grant_key.clone()) {
         state.jobs.revoke(&key);
         state.jobs.detach_agent(&key);
+    }
+    if let Some(r) = &resume_key {
+        state.jobs.set_resuming(r, false);
     }
     state.jobs.revoke_minted(job);
     state.verifier.close_job(job);
@@ -365,6 +581,7 @@ async fn lifecycle(
     job: &str,
     cancel: &CancellationToken,
     slot: &mut Option<std::sync::Arc<Session>>,
+    resume: Option<Resume>,
 ) -> Result<(), Stop> {
     let r = state
         .store
@@ -469,7 +686,10 @@ async fn lifecycle(
         grant_key: None,
     };
     let plan = plan_data(state, &ctx).await?;
-    let prepared = environment(state, &mut ctx, &plan.inputs, &plan.outputs).await?;
+    let resumed = resume
+        .as_ref()
+        .map(|r| (r.key.as_str(), r.secret_digest.as_str()));
+    let prepared = environment(state, &mut ctx, &plan.inputs, &plan.outputs, resumed).await?;
     let line = substitute(&ctx.command.command, &plan.inputs, &plan.outputs)?;
     let key = ctx.grant_key.clone().unwrap_or_default();
     let spec = json!({
@@ -494,7 +714,27 @@ async fn lifecycle(
         "secret": prepared.secret,
         "ca": ca,
     });
-    write_private(&ctx.workdir.join(HANDLE_FILE), &handle.to_string()).await?;
+    if resume.is_none() {
+        write_private(&ctx.workdir.join(HANDLE_FILE), &handle.to_string()).await?;
+        let claim = json!({
+            "key": key,
+            "secretDigest": keyless_auth::secret::digest_secret(
+                handle.get("secret").and_then(Value::as_str).unwrap_or_default()
+            ),
+            "backend": backend.name(),
+            "server": state.jobs.server_id,
+            "heartbeat": state.now(),
+        });
+        let _ = update_job(state, job, |body| {
+            body.insert("agent".into(), claim);
+        })
+        .await;
+    } else {
+        set_agent(state, job, "server", json!(state.jobs.server_id)).await;
+    }
+    for (digest, expiry) in resume.iter().flat_map(|r| &r.minted) {
+        state.jobs.minted(digest, job, *expiry, state.now());
+    }
     let handle_seen = ctx.seen(&ctx.workdir.join(HANDLE_FILE));
     let session = std::sync::Arc::new(Session {
         code_id: props
@@ -504,13 +744,19 @@ async fn lifecycle(
         inputs: plan.planned_inputs,
         outputs: plan.planned_outputs,
         spec,
-        reports: Mutex::new(Reports::default()),
+        reports: Mutex::new(
+            resume
+                .as_ref()
+                .map(|r| r.reports.clone())
+                .unwrap_or_default(),
+        ),
         ctx,
     });
     *slot = Some(std::sync::Arc::clone(&session));
     state
         .jobs
         .attach_agent(&key, std::sync::Arc::clone(&session));
+    state.jobs.set_resuming(&key, false);
     let ctx = &session.ctx;
     let (events, follower) = follow_events(state, job);
     let agent = backend.agent_path(&state.jobs.agent_exe);
@@ -532,14 +778,32 @@ async fn lifecycle(
         timeout: None,
         events: Some(events),
     };
-    let exit = backend
-        .run(task, cancel.clone())
-        .await
-        .map_err(|e| Stop::failed("JobStartFailed", e.to_string()));
+    let heartbeat = {
+        let (state, job) = (state.clone(), job.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                set_agent(&state, &job, "heartbeat", json!(state.now())).await;
+            }
+        })
+    };
+    let exit = match &resume {
+        Some(r) => {
+            ctx.log
+                .line(&format!(
+                    "the keyless server restarted; following Slurm job {} again",
+                    r.handle
+                ))
+                .await;
+            backend.reattach(&r.handle, task, cancel.clone()).await
+        }
+        None => backend.run(task, cancel.clone()).await,
+    }
+    .map_err(|e| Stop::failed("JobStartFailed", e.to_string()));
+    heartbeat.abort();
     follower.abort();
     let exit = exit?;
     let reports = session.reports().clone();
-    set_property(state, job, "dataAccess", Value::Array(reports.access)).await;
     if let Some(e) = reports.exit {
         set_property(state, job, "exit", json!(e.to_string())).await;
     }
@@ -589,6 +853,7 @@ fn follow_events(
             match event {
                 Event::Submitted(id) => {
                     log.line(&format!("submitted to Slurm as job {id}")).await;
+                    set_agent(&state, &job, "handle", json!(id)).await;
                     set_inner_property(&state, &job, "slurmJobId", json!(id)).await;
                 }
                 Event::Pending(reason) => {
@@ -600,20 +865,6 @@ fn follow_events(
         }
     });
     (tx, follower)
-}
-
-/// Sets a key of the job's `properties.properties`, the bag azure-ai-ml shows
-/// as the job's properties.
-async fn set_inner_property(state: &SharedState, job: &str, key: &str, value: Value) {
-    if let Ok(Some(mut r)) = state.store.resource(job).await {
-        if let Some(props) = r.body.get_mut("properties").and_then(Value::as_object_mut) {
-            let bag = props.entry("properties").or_insert_with(|| json!({}));
-            if let Some(bag) = bag.as_object_mut() {
-                bag.insert(key.into(), value);
-            }
-        }
-        let _ = state.store.resource_put(&r).await;
-    }
 }
 
 /// The last lines the agent wrote about itself.

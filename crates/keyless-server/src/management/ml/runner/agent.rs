@@ -76,6 +76,13 @@ fn session(
             "this job's agent endpoint is closed: the job has ended (or never existed)",
         ))
     };
+    if state.jobs.grant_of(key).is_none() && state.jobs.is_resuming(key) {
+        return Err(Box::new(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "JobResuming",
+            "the keyless server restarted and is taking this job over again; retry shortly",
+        )));
+    }
     let grant = state.jobs.grant_of(key).ok_or_else(closed)?;
     let presented = headers
         .get(SECRET_HEADER)
@@ -98,11 +105,12 @@ fn session(
 }
 
 /// Answers a data-access call; a refusal fails the job with its reason.
-fn answer(session: &Session, result: Result<Value, Stop>) -> Response {
+async fn answer(state: &SharedState, session: &Session, result: Result<Value, Stop>) -> Response {
     match result {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(stop) => {
             session.fail(&stop);
+            session.persist(state).await;
             refuse(StatusCode::FORBIDDEN, stop.code, &stop.message)
         }
     }
@@ -129,7 +137,7 @@ async fn code(
         Err(r) => return *r,
     };
     let result = code_access(&state, &s).await;
-    answer(&s, result)
+    answer(&state, &s, result).await
 }
 
 async fn input(
@@ -142,7 +150,7 @@ async fn input(
         Err(r) => return *r,
     };
     let result = input_access(&state, &s, &port).await;
-    answer(&s, result)
+    answer(&state, &s, result).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,7 +183,7 @@ async fn output(
     };
     let names = files.files.into_iter().map(|f| (f.path, f.size)).collect();
     let result = output_access(&state, &s, &port, names).await;
-    answer(&s, result)
+    answer(&state, &s, result).await
 }
 
 async fn log(
@@ -319,5 +327,6 @@ async fn report(
         let message: String = f.message.chars().take(4096).collect();
         s.fail(&Stop::failed(code, message));
     }
+    s.persist(&state).await;
     StatusCode::NO_CONTENT.into_response()
 }

@@ -208,6 +208,7 @@ pub(super) async fn code_access(state: &SharedState, session: &Session) -> Resul
     let now = state.now();
     let (oid, tid) = (actor.object_id.to_string(), actor.tenant_id.to_string());
     let mut out = Vec::with_capacity(files.len());
+    let mut minted = Vec::with_capacity(files.len());
     for (name, rel, size) in files {
         let sas = crate::storage::sas::sign_blob_delegation(
             key1,
@@ -222,10 +223,11 @@ pub(super) async fn code_access(state: &SharedState, session: &Session) -> Resul
             },
             &name,
         );
-        register(state, &sas, &ctx.job, now + SAS_LIFETIME);
+        minted.push(register(state, &sas, &ctx.job, now + SAS_LIFETIME));
         let url = blob_url(state, &at.account, &at.container, &name);
         out.push(json!({ "path": rel, "url": format!("{url}?{sas}"), "size": size }));
     }
+    keep_minted(state, &ctx.job, minted).await;
     ctx.log
         .line(&format!(
             "code snapshot {recorded}: {} files, read as the workspace identity",
@@ -236,8 +238,9 @@ pub(super) async fn code_access(state: &SharedState, session: &Session) -> Resul
 }
 
 /// Records a SAS signed for a job, so that the storage log names the job and
-/// the SAS dies with it.
-fn register(state: &SharedState, query: &str, job: &str, expiry: i64) {
+/// the SAS dies with it; returns what the job's record keeps of it (the digest
+/// of its signature and its expiry), for a restarted server.
+fn register(state: &SharedState, query: &str, job: &str, expiry: i64) -> Value {
     let sig = query
         .split('&')
         .find_map(|p| p.strip_prefix("sig="))
@@ -247,7 +250,50 @@ fn register(state: &SharedState, query: &str, job: &str, expiry: i64) {
                 .into_owned()
         })
         .unwrap_or_default();
-    state.jobs.minted(&sig, job, expiry, state.now());
+    let digest = keyless_auth::secret::digest_secret(&sig);
+    state.jobs.minted(&digest, job, expiry, state.now());
+    json!([digest, expiry])
+}
+
+/// Adds the SAS signed for a job to its record.
+async fn keep_minted(state: &SharedState, job: &str, minted: Vec<Value>) {
+    if minted.is_empty() {
+        return;
+    }
+    let _ = super::update_job(state, job, |body| {
+        if let Some(list) = body
+            .entry("agent")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|a| a.entry("minted").or_insert_with(|| json!([])))
+            .and_then(Value::as_array_mut)
+        {
+            list.extend(minted);
+        }
+    })
+    .await;
+}
+
+/// Records which data the job reached, and as whom (`dataAccess` on the job).
+async fn record_access(state: &SharedState, session: &Session, entry: Value) {
+    let access = {
+        let mut reports = session.reports();
+        reports.access.push(entry);
+        reports.access.clone()
+    };
+    let _ = super::update_job(state, &session.ctx.job, |body| {
+        if let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut) {
+            let list = props.entry("dataAccess").or_insert_with(|| json!([]));
+            if let Some(list) = list.as_array_mut() {
+                for e in access {
+                    if !list.contains(&e) {
+                        list.push(e);
+                    }
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// A service SAS for one blob, signed with its account's key.
@@ -256,7 +302,7 @@ async fn blob_sas(
     job: &str,
     (account, container, blob): (&str, &str, &str),
     permissions: &str,
-) -> Result<String, Stop> {
+) -> Result<(String, Value), Stop> {
     let record = state.account(account).await?.ok_or_else(|| {
         Stop::failed(
             "JobPreparationFailed",
@@ -273,10 +319,10 @@ async fn blob_sas(
         now - 300,
         now + SAS_LIFETIME,
     );
-    register(state, &sas, job, now + SAS_LIFETIME);
-    Ok(format!(
-        "{}?{sas}",
-        blob_url(state, account, container, blob)
+    let kept = register(state, &sas, job, now + SAS_LIFETIME);
+    Ok((
+        format!("{}?{sas}", blob_url(state, account, container, blob)),
+        kept,
     ))
 }
 
@@ -338,10 +384,12 @@ pub(super) async fn input_access(
             out.len()
         ))
         .await;
-    session
-        .reports()
-        .access
-        .push(json!({ "port": port, "uri": planned.uri, "direction": "input", "identity": who }));
+    record_access(
+        state,
+        session,
+        json!({ "port": port, "uri": planned.uri, "direction": "input", "identity": who }),
+    )
+    .await;
     Ok(json!({ "authorization": authorization, "files": out }))
 }
 
@@ -400,10 +448,12 @@ pub(super) async fn output_access(
             planned.uri
         ))
         .await;
-    session
-        .reports()
-        .access
-        .push(json!({ "port": port, "uri": planned.uri, "direction": "output", "identity": who }));
+    record_access(
+        state,
+        session,
+        json!({ "port": port, "uri": planned.uri, "direction": "output", "identity": who }),
+    )
+    .await;
     Ok(json!({ "authorization": authorization, "files": out }))
 }
 
@@ -434,6 +484,7 @@ async fn access(
         }
         return Ok((Some(format!("Bearer {token}")), out));
     }
+    let mut minted = Vec::with_capacity(files.len());
     for (name, rel, size) in files {
         if permissions != "r" {
             // Reading was shown by the listing or the properties; writing is
@@ -444,15 +495,17 @@ async fn access(
                     Stop::failed("InputAccessDenied", format!("({status}) {why}"))
                 })?;
         }
-        let url = blob_sas(
+        let (url, kept) = blob_sas(
             state,
             &ctx.job,
             (&at.account, &at.container, &name),
             permissions,
         )
         .await?;
+        minted.push(kept);
         out.push(json!({ "path": rel, "url": url, "size": size }));
     }
+    keep_minted(state, &ctx.job, minted).await;
     Ok((None, out))
 }
 

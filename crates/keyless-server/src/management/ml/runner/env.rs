@@ -28,6 +28,7 @@ pub(super) async fn environment(
     ctx: &mut Context,
     inputs: &Values,
     outputs: &Values,
+    resumed: Option<(&str, &str)>,
 ) -> Result<Prepared, Stop> {
     let mut env: BTreeMap<String, String> = ctx
         .command
@@ -132,17 +133,26 @@ pub(super) async fn environment(
         }
     };
     let identity = issues.is_some();
-    let key = keyless_auth::secret::random_token()?
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(32)
-        .collect::<String>();
-    let secret = keyless_auth::secret::random_token()?;
+    // A job followed again after a restart keeps its key and secret: its agent
+    // holds them.
+    let (key, secret, secret_digest) = match resumed {
+        Some((key, digest)) => (key.to_owned(), String::new(), digest.to_owned()),
+        None => {
+            let key = keyless_auth::secret::random_token()?
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(32)
+                .collect::<String>();
+            let secret = keyless_auth::secret::random_token()?;
+            let digest = keyless_auth::secret::digest_secret(&secret);
+            (key, secret, digest)
+        }
+    };
     state.jobs.grant(
         &key,
         Grant {
             job: ctx.job.clone(),
-            secret_digest: keyless_auth::secret::digest_secret(&secret),
+            secret_digest,
             issues,
         },
     );
