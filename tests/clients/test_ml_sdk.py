@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -406,3 +407,45 @@ def test_an_inline_environment_is_registered_and_the_job_refers_to_it(server, wo
                          headers={"Authorization": f"Bearer {token}"}, verify=server.ca, timeout=30)
     assert shown.status_code == 200, shown.text
     assert shown.json()["properties"]["image"] == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+
+
+def timed_lines(args, env, cwd=None, limit=120):
+    """Runs a command and notes when each line of its output arrives."""
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1)
+    seen, deadline = [], time.monotonic() + limit
+    for line in proc.stdout:
+        seen.append((time.monotonic(), line.rstrip("\n")))
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+    proc.wait(timeout=30)
+    return proc.returncode, seen
+
+
+def arrival(seen, needle):
+    return next(t for t, line in seen if needle in line and "echo" not in line)
+
+
+def test_jobs_stream_and_the_cli_show_lines_as_the_job_prints_them(server, world, tmp_path):
+    from conftest import keyless_bin
+    alice = world["users"]["alice"]
+    pause = 6
+    code, seen = timed_lines([sys.executable, "-u", str(SCRIPTS / "stream_live.py"), world["sub"], "default", WS,
+                              str(pause)], script_env(server, alice), cwd=SCRIPTS)
+    text = "\n".join(line for _, line in seen)
+    assert code == 0 and "streamed" in text, text
+    # The first line reached the SDK while the job still slept: seconds before the second.
+    assert arrival(seen, "second-line") - arrival(seen, "first-line") >= pause - 2, text
+    # The same through the CLI, following a job from another shell.
+    text = "command: echo first-line; sleep 6; echo second-line\ncompute: azureml:cpu-cluster\n" \
+           "environment: azureml:x@latest\n"
+    path = tmp_path / "stream-live.yml"
+    path.write_text(text)
+    server.cli("ml", "job", "create", "-f", str(path), "-n", "stream-cli", *AT,
+               env={"KEYLESS_CONFIG_DIR": alice["profile"]})
+    env = {**os.environ, **server.env(), "KEYLESS_CONFIG_DIR": alice["profile"]}
+    code, seen = timed_lines([str(keyless_bin()), "ml", "job", "stream", "-n", "stream-cli", *AT], env)
+    text = "\n".join(line for _, line in seen)
+    assert code == 0, text
+    assert arrival(seen, "second-line") - arrival(seen, "first-line") >= pause - 2, text
