@@ -583,3 +583,67 @@ def test_an_output_that_links_out_of_the_job_uploads_nothing(server, world):
     logs = server.cli("storage", "logs", "--account", account, check=False).stdout
     puts = [json.loads(line) for line in logs.splitlines() if line.strip()]
     assert not [r for r in puts if r["OperationName"] == "PutBlob" and "link-out" in r["Path"]], puts
+
+
+def step_log(server, name):
+    return server.cli("ml", "job", "stream", "-n", name, *AT, check=False).stdout
+
+
+def stamps(log, word):
+    return next(float(line.split()[1]) for line in log.splitlines() if line.startswith(word + " "))
+
+
+PIPELINE_STEPS = (
+    "jobs:\n"
+    "  fails:\n    command: echo start $(date +%s.%N); sleep 1; exit 3\n    environment: azureml:x@latest\n"
+    "  slow:\n    command: echo start $(date +%s.%N); sleep 4; echo end $(date +%s.%N)\n"
+    "    environment: azureml:x@latest\n"
+)
+
+
+def test_independent_pipeline_steps_overlap_and_a_failure_stops_the_rest_unless_told_to_continue(server, world):
+    head = "type: pipeline\nsettings:\n  default_compute: azureml:cpu-cluster\n{extra}"
+    # Without continue_on_step_failure: the failure cancels the step still running.
+    submit(server, job_file(world, "pipe-stop", head.format(extra="") + PIPELINE_STEPS), "pipe-stop", stream=False)
+    parent = wait(server, "pipe-stop", limit=60)
+    assert parent["properties"]["status"] == "Failed"
+    assert "fails ended Failed" in parent["properties"]["error"]["message"]
+    slow = wait(server, "pipe-stop-slow")
+    assert slow["properties"]["status"] == "Canceled", slow["properties"]
+    # With it: the independent step runs to its end after its sibling failed, and both ran at once.
+    extra = "  continue_on_step_failure: true\n"
+    submit(server, job_file(world, "pipe-go", head.format(extra=extra) + PIPELINE_STEPS), "pipe-go", stream=False)
+    parent = wait(server, "pipe-go", limit=60)
+    assert parent["properties"]["status"] == "Failed"
+    assert wait(server, "pipe-go-fails")["properties"]["status"] == "Failed"
+    assert wait(server, "pipe-go-slow")["properties"]["status"] == "Completed"
+    fails, slow = step_log(server, "pipe-go-fails"), step_log(server, "pipe-go-slow")
+    assert stamps(fails, "start") < stamps(slow, "end") and stamps(slow, "start") < stamps(fails, "start") + 1, \
+        (fails, slow)
+
+
+def test_a_step_output_bound_to_a_pipeline_output_lands_where_the_pipeline_says(server, world):
+    alice = world["users"]["alice"]
+    where = "azureml://datastores/workspaceblobstore/paths/pipe-results/"
+    text = (
+        "type: pipeline\nsettings:\n  default_compute: azureml:cpu-cluster\nidentity:\n  type: user_identity\n"
+        f"outputs:\n  summary:\n    type: uri_folder\n    path: {where}\n"
+        "jobs:\n  make:\n    command: echo hello > ${{outputs.o}}/hello.txt\n    environment: azureml:x@latest\n"
+        "    outputs:\n      o: ${{parent.outputs.summary}}\n"
+    )
+    submit(server, job_file(world, "pipe-out", text), "pipe-out", env=alice["env"])
+    parent = server.cli("ml", "job", "show", "-n", "pipe-out", *AT)
+    assert parent["properties"]["outputs"]["summary"]["uri"] == where
+    step = server.cli("ml", "job", "show", "-n", "pipe-out-make", *AT)
+    assert step["properties"]["outputs"]["o"]["uri"] == where
+    # The workspace's blob datastore holds a key: the agent wrote with a SAS keyless signed for that one blob,
+    # and the storage log names the step.
+    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]["accountName"]
+    out = server.cli("storage", "logs", "--account", account, check=False).stdout
+    writes = [json.loads(line) for line in out.splitlines() if "pipe-results/hello.txt" in line]
+    assert any(w["OperationName"] == "PutBlob" and w["StatusCode"] == 201 and w["AuthenticationType"] == "SAS"
+               and (w.get("JobId") or "").lower() == step["id"].lower() for w in writes), writes
+    # A step bound to a pipeline output the pipeline does not declare is refused at submission.
+    bad = text.replace("${{parent.outputs.summary}}", "${{parent.outputs.nowhere}}")
+    proc = submit(server, job_file(world, "pipe-bad", bad), "pipe-bad", env=alice["env"], check=False)
+    assert proc.returncode != 0 and "does not declare" in proc.stderr, proc.stderr

@@ -120,6 +120,54 @@ def test_cancel_reaches_slurm_for_a_pending_and_a_running_job(server, world):
                                                         text=True).stdout.splitlines())
 
 
+def test_a_stolen_job_handle_reaches_one_blob_while_the_job_lives_and_nothing_after(server, world):
+    """An attacker who reads a job's handle file (here: root, while the job waits in Slurm's queue)
+    holds the job's secret. It reaches the job's own data, one blob at a time, never the datastore's
+    key, and nothing once the job has ended."""
+    (world["tmp"] / "keyed.yml").write_text(
+        f"name: keyed\ntype: azure_blob\naccount_name: jobdata\ncontainer_name: data\n"
+        f"credentials:\n  account_key: {world['key']}\n")
+    server.cli("ml", "datastore", "create", "-f", str(world["tmp"] / "keyed.yml"), *AT)
+    sleeper = "command: sleep 120\ncompute: azureml:slurm-cluster\nenvironment: azureml:x@latest\n"
+    submit(server, job_file(world, "slurm-hold", sleeper), "slurm-hold", stream=False)
+    wait(server, "slurm-hold", {"Running"})
+    victim = "command: cat ${{inputs.census}}\ncompute: azureml:slurm-cluster\nenvironment: azureml:x@latest\n" \
+             "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/keyed/paths/census.csv\n"
+    submit(server, job_file(world, "slurm-victim", victim), "slurm-victim", stream=False)
+    handles, deadline = [], time.monotonic() + 30
+    while not handles and time.monotonic() < deadline:
+        handles = list((server.data_dir / "jobs").glob("slurm-victim-*/wd/.job-handle"))
+        time.sleep(0.1)
+    assert handles, "the pending job's handle is in its folder"
+    assert handles[0].stat().st_mode & 0o077 == 0, "only the job's user may read the handle"
+    handle = json.loads(handles[0].read_text())
+    base = f"{handle['endpoint']}/keyless/jobs/{handle['key']}"
+    secret = {"x-keyless-job-secret": handle["secret"]}
+    assert requests.get(f"{base}/spec", headers={"x-keyless-job-secret": "guess"}, verify=server.ca).status_code == 403
+    access = requests.post(f"{base}/inputs/census", headers=secret, json={}, verify=server.ca)
+    assert access.status_code == 200, access.text
+    url = access.json()["files"][0]["url"]
+    assert world["key"] not in access.text and "sig=" in url and "sr=b" in url
+    blob = requests.get(url, headers={"x-ms-version": "2025-01-05"}, verify=server.ca)
+    assert blob.status_code == 200 and blob.content == (EXAMPLE / "census.csv").read_bytes()
+    # The SAS is for that blob alone, to read.
+    other = url.replace("/census.csv?", "/other.csv?")
+    assert requests.get(other, headers={"x-ms-version": "2025-01-05"}, verify=server.ca).status_code == 403
+    put = requests.put(url, data=b"x", headers={"x-ms-version": "2025-01-05", "x-ms-blob-type": "BlockBlob"},
+                       verify=server.ca)
+    assert put.status_code == 403
+    # A port the job does not have is refused.
+    assert requests.post(f"{base}/inputs/secrets", headers=secret, json={}, verify=server.ca).status_code == 403
+    server.cli("ml", "job", "cancel", "-n", "slurm-victim", *AT)
+    assert wait(server, "slurm-victim")["properties"]["status"] == "Canceled"
+    ended = requests.get(url, headers={"x-ms-version": "2025-01-05"}, verify=server.ca)
+    assert ended.status_code == 403 and "has ended" in ended.text
+    assert requests.get(f"{base}/spec", headers=secret, verify=server.ca).status_code == 403
+    assert requests.post(f"{base}/inputs/census", headers=secret, json={}, verify=server.ca).status_code == 403
+    server.cli("ml", "job", "cancel", "-n", "slurm-hold", *AT)
+    assert wait(server, "slurm-hold")["properties"]["status"] == "Canceled"
+
+
 def test_a_slurm_job_outlives_a_server_restart_and_its_log_is_whole(server, world):
     alice = world["users"]["alice"]
     # Reads its input, prints a line every 0.3 s for about 6 s, then writes an output.

@@ -151,6 +151,12 @@ pub struct Pipeline {
     /// Leaf steps, in an order that respects their bindings. Steps inside a
     /// pipeline-component node are named `<node>.<step>`.
     pub steps: Vec<Step>,
+    /// Pipeline-level outputs, which steps' outputs bind to
+    /// (`${{parent.outputs.<name>}}`).
+    pub outputs: BTreeMap<String, Output>,
+    /// `settings.continue_on_step_failure`: steps that do not depend on a
+    /// failed step still run.
+    pub continue_on_step_failure: bool,
 }
 
 /// One leaf step of a pipeline, with the identity it runs with.
@@ -748,10 +754,35 @@ fn pipeline(props: &Value) -> Result<Pipeline, Error> {
         }
     }
     let ordered = order(steps, &inputs)?;
+    let outputs = outputs(props.get("outputs"), "pipeline")?;
+    for step in &ordered {
+        for (name, output) in &step.command.outputs {
+            if let Some(parent) = &output.binds_parent
+                && !outputs.contains_key(parent)
+            {
+                return Err(Error::invalid(format!(
+                    "step `{}`: output `{name}` binds to pipeline output `{parent}`, which the pipeline does not declare",
+                    step.name
+                )));
+            }
+        }
+    }
+    let continue_on_step_failure = settings
+        .and_then(|s| {
+            s.get("continue_on_step_failure")
+                .or_else(|| s.get("continueOnStepFailure"))
+        })
+        .and_then(|v| {
+            v.as_bool()
+                .or_else(|| v.as_str().map(|t| t.eq_ignore_ascii_case("true")))
+        })
+        .unwrap_or(false);
     Ok(Pipeline {
         inputs,
         identity: root_identity,
         steps: ordered,
+        outputs,
+        continue_on_step_failure,
     })
 }
 

@@ -107,15 +107,30 @@ pub(crate) async fn put(
             Job::Pipeline(pipeline) => {
                 let mut step_names = Vec::new();
                 let mut produced: Map<String, Value> = Map::new();
+                let mut parent_outputs: Map<String, Value> = Map::new();
                 let mut records = Vec::new();
+                let child_of = |step: &str| format!("{}-{}", p.name, step.replace('.', "-"));
                 for step in &pipeline.steps {
-                    let child = format!("{}-{}", p.name, step.name.replace('.', "-"));
+                    let child = child_of(&step.name);
                     check_name(&child)?;
                     let mut command = step.command.clone();
                     command.identity = step.identity.clone();
+                    // A step output bound to a pipeline output goes where that one says.
+                    for output in command.outputs.values_mut() {
+                        if let Some(declared) = output.binds_parent.as_ref().and_then(|n| pipeline.outputs.get(n))
+                            && output.uri.is_none()
+                        {
+                            output.uri.clone_from(&declared.uri);
+                        }
+                    }
+                    let mut depends: Vec<String> = Vec::new();
                     for (input, value) in command.inputs.iter_mut() {
                         match value {
                             Input::Binding(Binding::StepOutput { step: from, output }) => {
+                                let producer = job_id(&ws, &child_of(from));
+                                if !depends.contains(&producer) {
+                                    depends.push(producer);
+                                }
                                 let uri = produced
                                     .get(&format!("{from}.{output}"))
                                     .and_then(Value::as_str)
@@ -133,10 +148,14 @@ pub(crate) async fn put(
                     crate::http::set(&mut props, "parentJobName", p.name.clone().into());
                     crate::http::set(&mut props, "stepName", step.name.clone().into());
                     crate::http::set(&mut props, "identityReason", step.identity_reason.clone().into());
+                    crate::http::set(&mut props, "dependsOn", json!(depends));
                     if let Some(outputs) = props.get("outputs").and_then(Value::as_object) {
                         for (o, spec) in outputs {
                             if let Some(uri) = spec.get("uri") {
                                 produced.insert(format!("{}.{o}", step.name), uri.clone());
+                                if let Some(parent) = step.command.outputs.get(o).and_then(|d| d.binds_parent.clone()) {
+                                    parent_outputs.insert(parent, spec.clone());
+                                }
                             }
                         }
                     }
@@ -147,14 +166,27 @@ pub(crate) async fn put(
                 crate::http::set(&mut props, "jobType", "Pipeline".into());
                 crate::http::set(&mut props, "steps", json!(step_names));
                 crate::http::set(&mut props, "identity", identity_to_rest(&pipeline.identity));
+                // The pipeline's outputs are where the steps bound to them write.
+                if !parent_outputs.is_empty() {
+                    crate::http::set(&mut props, "outputs", Value::Object(parent_outputs));
+                }
                 let parent = record(&ws, &p.name, props, &caller, now);
                 state.store.resource_put(&parent).await?;
                 let mut ids = Vec::new();
                 for r in records {
                     state.store.resource_put(&r).await?;
-                    ids.push(r.id);
+                    let depends: Vec<String> = r
+                        .body
+                        .pointer("/properties/dependsOn")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect();
+                    ids.push((r.id, depends));
                 }
-                super::runner::start_pipeline(state.clone(), parent.id.clone(), ids);
+                super::runner::start_pipeline(state.clone(), parent.id.clone(), ids, pipeline.continue_on_step_failure);
                 parent
             }
         };
