@@ -113,6 +113,12 @@ pub trait ComputeBackend: Send + Sync + fmt::Debug {
     /// Where the command sees the job's folder `root`.
     fn job_root(&self, root: &Path) -> PathBuf;
 
+    /// Whether a task goes on when the server stops, to be followed again
+    /// ([`ComputeBackend::reattach`]) by the next server.
+    fn survives_restart(&self) -> bool {
+        false
+    }
+
     /// How the command sees the job agent's executable `exe`.
     fn agent_path(&self, exe: &Path) -> PathBuf {
         exe.to_path_buf()

@@ -9,6 +9,7 @@ pub mod datastore;
 pub mod identity;
 pub mod job;
 pub mod names;
+pub mod runner;
 pub mod snapshot;
 pub mod uri;
 pub mod yaml;

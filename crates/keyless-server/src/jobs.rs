@@ -83,6 +83,12 @@ pub(crate) struct Runtime {
     pub(crate) writes: tokio::sync::Mutex<()>,
     /// This server's id in the claims of the jobs it runs.
     pub(crate) server_id: String,
+    /// Every job runner this server started; the server waits for them when
+    /// it stops.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when the server stops: runners let Slurm jobs go on and stop
+    /// the local ones.
+    pub(crate) stopping: CancellationToken,
     /// The CA bundle jobs trust (keyless's own CA, when it generated one).
     pub(crate) ca_file: std::sync::OnceLock<std::path::PathBuf>,
     /// The key of log URLs handed to run-history clients; never leaves memory.
@@ -127,6 +133,8 @@ impl Runtime {
             agent_exe,
             writes: tokio::sync::Mutex::new(()),
             server_id: uuid::Uuid::new_v4().to_string(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            stopping: CancellationToken::new(),
             ca_file: std::sync::OnceLock::new(),
             log_key: random_key(),
         }

@@ -104,12 +104,17 @@ pub struct ServerInfo {
     pub storage_suffix: String,
 }
 
+/// How long a stopping server waits for its job runners.
+const JOB_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A server that is serving.
 #[derive(Debug)]
 pub struct Running {
     info: ServerInfo,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The job runners, and their signal that the server stops.
+    jobs: (TaskTracker, CancellationToken),
     store: SqliteStore,
     _lock: File,
 }
@@ -124,6 +129,14 @@ impl Running {
     /// closes the store.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
+        // Job runners end first, while the store is open: local jobs are
+        // stopped and recorded, Slurm jobs are let go for the next server.
+        let (jobs, stopping) = &self.jobs;
+        stopping.cancel();
+        jobs.close();
+        if tokio::time::timeout(JOB_DRAIN, jobs.wait()).await.is_err() {
+            tracing::warn!("some job runners did not end in time");
+        }
         self.tasks.close();
         self.tasks.wait().await;
         self.store.close().await;
@@ -326,6 +339,7 @@ pub async fn start_with_clock(
         info,
         shutdown,
         tasks,
+        jobs: (state.jobs.tasks.clone(), state.jobs.stopping.clone()),
         store,
         _lock: lock,
     })

@@ -396,6 +396,10 @@ impl ComputeBackend for Slurm {
         "slurm"
     }
 
+    fn survives_restart(&self) -> bool {
+        true
+    }
+
     fn job_root(&self, root: &Path) -> PathBuf {
         if self.sandbox.is_some() {
             PathBuf::from(JOB_ROOT)

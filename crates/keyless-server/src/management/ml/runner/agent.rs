@@ -33,7 +33,9 @@ use serde_json::{Value, json};
 use keyless_ml::backend::Exit;
 
 use super::data::{code_access, input_access, output_access};
-use super::{Session, Stop, set_status};
+use keyless_ml::runner::{Status, Stop};
+
+use super::{Session, set_status};
 use crate::state::SharedState;
 
 /// The header that carries the job's secret on agent calls.
@@ -277,15 +279,15 @@ async fn report(
     let job = s.ctx.job.clone();
     match report.phase.as_deref() {
         Some("Preparing") => {
-            let _ = set_status(&state, &job, "Preparing", None).await;
+            let _ = set_status(&state, &job, Status::Preparing, None).await;
         }
         Some("Running") => {
             let line = s.spec.get("command").and_then(Value::as_str).unwrap_or("");
             s.ctx.log.line(&format!("running: {line}")).await;
-            let _ = set_status(&state, &job, "Running", None).await;
+            let _ = set_status(&state, &job, Status::Running, None).await;
         }
         Some("Finalizing") => {
-            let _ = set_status(&state, &job, "Finalizing", None).await;
+            let _ = set_status(&state, &job, Status::Finalizing, None).await;
         }
         Some(other) => {
             return refuse(

@@ -16,7 +16,9 @@ use keyless_ml::job::{DataKind, Input, InputMode};
 use keyless_ml::snapshot;
 
 use super::super::reach::{self, Signer, Target, blob_path, resolve};
-use super::{Context, Session, Stop};
+use keyless_ml::runner::Stop;
+
+use super::{Context, Session};
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
 
@@ -260,7 +262,7 @@ async fn keep_minted(state: &SharedState, job: &str, minted: Vec<Value>) {
     if minted.is_empty() {
         return;
     }
-    let _ = super::update_job(state, job, |body| {
+    let _ = super::record::update_job(state, job, |body| {
         if let Some(list) = body
             .entry("agent")
             .or_insert_with(|| json!({}))
@@ -277,11 +279,14 @@ async fn keep_minted(state: &SharedState, job: &str, minted: Vec<Value>) {
 /// Records which data the job reached, and as whom (`dataAccess` on the job).
 async fn record_access(state: &SharedState, session: &Session, entry: Value) {
     let access = {
-        let mut reports = session.reports();
-        reports.access.push(entry);
-        reports.access.clone()
+        let mut access = session
+            .access
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        access.push(entry);
+        access.clone()
     };
-    let _ = super::update_job(state, &session.ctx.job, |body| {
+    let _ = super::record::update_job(state, &session.ctx.job, |body| {
         if let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut) {
             let list = props.entry("dataAccess").or_insert_with(|| json!([]));
             if let Some(list) = list.as_array_mut() {

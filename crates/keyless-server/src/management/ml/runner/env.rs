@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use keyless_core::identity_rule::{Compute, JobIdentity, ManagedIdentity};
 
 use super::data::{Values, managed_principal};
-use super::{Context, Stop};
+use keyless_ml::runner::Stop;
+
+use super::Context;
 use crate::jobs::{Grant, Issues};
 use crate::state::SharedState;
 
