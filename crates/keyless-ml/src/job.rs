@@ -172,6 +172,109 @@ pub struct Step {
     pub identity_reason: String,
 }
 
+/// Resolves a pipeline's bindings step by step, as the server places each
+/// step: a step input bound to a pipeline input becomes that input, one bound
+/// to another step's output becomes a download of where that output lands;
+/// a step output bound to a pipeline output goes where the pipeline output
+/// says, and the pipeline output shows where it went.
+#[derive(Debug)]
+pub struct Binder<'p> {
+    pipeline: &'p Pipeline,
+    /// `<step>.<output>` → where it lands.
+    produced: BTreeMap<String, String>,
+    /// Pipeline output → (step, step output, where it lands).
+    parent_outputs: BTreeMap<String, (String, String, String)>,
+}
+
+impl<'p> Binder<'p> {
+    /// A binder of `pipeline`'s steps.
+    #[must_use]
+    pub fn new(pipeline: &'p Pipeline) -> Self {
+        Self {
+            pipeline,
+            produced: BTreeMap::new(),
+            parent_outputs: BTreeMap::new(),
+        }
+    }
+
+    /// The step's command with its bindings resolved, and the steps it reads
+    /// from (by name). Steps come in the pipeline's order, so a producer is
+    /// always placed before its readers.
+    ///
+    /// # Errors
+    /// [`Error::invalid`] for a binding to a pipeline input that is missing;
+    /// [`Error::internal`] for a producer not placed yet.
+    pub fn bind(&self, step: &Step) -> Result<(Command, Vec<String>), Error> {
+        let mut command = step.command.clone();
+        command.identity = step.identity.clone();
+        for output in command.outputs.values_mut() {
+            if let Some(declared) = output
+                .binds_parent
+                .as_ref()
+                .and_then(|n| self.pipeline.outputs.get(n))
+                && output.uri.is_none()
+            {
+                output.uri.clone_from(&declared.uri);
+            }
+        }
+        let mut depends = Vec::new();
+        for (input, value) in &mut command.inputs {
+            match value {
+                Input::Binding(Binding::StepOutput { step: from, output }) => {
+                    let uri = self
+                        .produced
+                        .get(&format!("{from}.{output}"))
+                        .ok_or_else(|| {
+                            Error::internal(format!(
+                                "step output {from}.{output} was not placed before input {input}"
+                            ))
+                        })?
+                        .clone();
+                    if !depends.contains(from) {
+                        depends.push(from.clone());
+                    }
+                    *value = Input::Data {
+                        kind: DataKind::Folder,
+                        uri,
+                        mode: InputMode::Download,
+                    };
+                }
+                Input::Binding(Binding::ParentInput(name)) => {
+                    *value = self.pipeline.inputs.get(name).cloned().ok_or_else(|| {
+                        Error::invalid(format!("pipeline input {name} is missing"))
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        Ok((command, depends))
+    }
+
+    /// Records where the server placed the step's outputs (output → URI).
+    pub fn placed(&mut self, step: &Step, outputs: &BTreeMap<String, String>) {
+        for (name, uri) in outputs {
+            self.produced
+                .insert(format!("{}.{name}", step.name), uri.clone());
+            if let Some(parent) = step
+                .command
+                .outputs
+                .get(name)
+                .and_then(|o| o.binds_parent.clone())
+            {
+                self.parent_outputs
+                    .insert(parent, (step.name.clone(), name.clone(), uri.clone()));
+            }
+        }
+    }
+
+    /// Each pipeline output a step filled: the step, its output, and where it
+    /// landed.
+    #[must_use]
+    pub fn parent_outputs(&self) -> &BTreeMap<String, (String, String, String)> {
+        &self.parent_outputs
+    }
+}
+
 /// A job as submitted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Job {

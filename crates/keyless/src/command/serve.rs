@@ -72,6 +72,10 @@ pub(crate) struct Args {
     /// where keyless cannot run as root.
     #[arg(long, env = "KEYLESS_INSECURE_UNSANDBOXED_JOBS")]
     insecure_unsandboxed_jobs: bool,
+    /// The `keyless` executable compute nodes run as the job agent (default:
+    /// this one). On Slurm it must be at this path on every node.
+    #[arg(long, env = "KEYLESS_JOB_AGENT")]
+    job_agent: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long, env = "KEYLESS_LOG_JSON")]
     log_json: bool,
@@ -103,6 +107,7 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     insecure_key_file_permissions: Option<bool>,
     insecure_unsandboxed_jobs: Option<bool>,
+    job_agent: Option<PathBuf>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -170,6 +175,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         args.insecure_key_file_permissions || file.insecure_key_file_permissions.unwrap_or(false);
     config.insecure_unsandboxed_jobs =
         args.insecure_unsandboxed_jobs || file.insecure_unsandboxed_jobs.unwrap_or(false);
+    config.job_agent = args.job_agent.or(file.job_agent);
 
     let port =
         |flag: Option<u16>, file: Option<u16>, default: u16| flag.or(file).unwrap_or(default);

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use keyless_core::identity_rule::{JobIdentity, job_data_reader};
-use keyless_ml::job::{Binding, Command, DataKind, Input, Job, identity_to_rest};
+use keyless_ml::job::{Command, Input, Job, identity_to_rest};
 use keyless_store::Resource;
 
 use super::super::caller::Caller;
@@ -106,67 +106,46 @@ pub(crate) async fn put(
             }
             Job::Pipeline(pipeline) => {
                 let mut step_names = Vec::new();
-                let mut produced: Map<String, Value> = Map::new();
-                let mut parent_outputs: Map<String, Value> = Map::new();
+                let mut binder = keyless_ml::job::Binder::new(pipeline);
                 let mut records = Vec::new();
+                let mut step_outputs: Map<String, Value> = Map::new();
                 let child_of = |step: &str| format!("{}-{}", p.name, step.replace('.', "-"));
                 for step in &pipeline.steps {
                     let child = child_of(&step.name);
                     check_name(&child)?;
-                    let mut command = step.command.clone();
-                    command.identity = step.identity.clone();
-                    // A step output bound to a pipeline output goes where that one says.
-                    for output in command.outputs.values_mut() {
-                        if let Some(declared) = output.binds_parent.as_ref().and_then(|n| pipeline.outputs.get(n))
-                            && output.uri.is_none()
-                        {
-                            output.uri.clone_from(&declared.uri);
-                        }
-                    }
-                    let mut depends: Vec<String> = Vec::new();
-                    for (input, value) in command.inputs.iter_mut() {
-                        match value {
-                            Input::Binding(Binding::StepOutput { step: from, output }) => {
-                                let producer = job_id(&ws, &child_of(from));
-                                if !depends.contains(&producer) {
-                                    depends.push(producer);
-                                }
-                                let uri = produced
-                                    .get(&format!("{from}.{output}"))
-                                    .and_then(Value::as_str)
-                                    .ok_or_else(|| keyless_core::Error::internal(format!("step output {from}.{output} was not placed before input {input}")))?;
-                                *value = Input::Data { kind: DataKind::Folder, uri: uri.to_owned(), mode: keyless_ml::job::InputMode::Download };
-                            }
-                            Input::Binding(Binding::ParentInput(name)) => {
-                                *value = pipeline.inputs.get(name).cloned().ok_or_else(|| keyless_core::Error::invalid(format!("pipeline input {name} is missing")))?;
-                            }
-                            _ => {}
-                        }
-                    }
+                    let (command, depends) = binder.bind(step)?;
+                    let depends: Vec<String> = depends.iter().map(|d| job_id(&ws, &child_of(d))).collect();
                     let raw = step_rest(&command);
                     let mut props = prepare(&state, &ws, &child, &command, &step.identity, &raw).await?;
                     crate::http::set(&mut props, "parentJobName", p.name.clone().into());
                     crate::http::set(&mut props, "stepName", step.name.clone().into());
                     crate::http::set(&mut props, "identityReason", step.identity_reason.clone().into());
                     crate::http::set(&mut props, "dependsOn", json!(depends));
+                    let mut placed = std::collections::BTreeMap::new();
                     if let Some(outputs) = props.get("outputs").and_then(Value::as_object) {
                         for (o, spec) in outputs {
-                            if let Some(uri) = spec.get("uri") {
-                                produced.insert(format!("{}.{o}", step.name), uri.clone());
-                                if let Some(parent) = step.command.outputs.get(o).and_then(|d| d.binds_parent.clone()) {
-                                    parent_outputs.insert(parent, spec.clone());
-                                }
+                            if let Some(uri) = spec.get("uri").and_then(Value::as_str) {
+                                placed.insert(o.clone(), uri.to_owned());
+                                step_outputs.insert(format!("{}.{o}", step.name), spec.clone());
                             }
                         }
                     }
+                    binder.placed(step, &placed);
                     records.push(record(&ws, &child, props, &caller, now));
                     step_names.push(child);
                 }
+                // The pipeline's outputs are where the steps bound to them write.
+                let parent_outputs: Map<String, Value> = binder
+                    .parent_outputs()
+                    .iter()
+                    .filter_map(|(name, (step, output, _))| {
+                        step_outputs.get(&format!("{step}.{output}")).map(|spec| (name.clone(), spec.clone()))
+                    })
+                    .collect();
                 let mut props = body.properties.clone();
                 crate::http::set(&mut props, "jobType", "Pipeline".into());
                 crate::http::set(&mut props, "steps", json!(step_names));
                 crate::http::set(&mut props, "identity", identity_to_rest(&pipeline.identity));
-                // The pipeline's outputs are where the steps bound to them write.
                 if !parent_outputs.is_empty() {
                     crate::http::set(&mut props, "outputs", Value::Object(parent_outputs));
                 }
