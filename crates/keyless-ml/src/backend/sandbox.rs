@@ -173,9 +173,9 @@ pub(super) const SANDBOX_ENV: [(&str, &str); 2] = [
 impl LocalSandbox {
     /// Prepares `task`'s folder for a uid drawn for it (its environment file
     /// written, everything handed to that uid) and returns the command line
-    /// that runs the task in the sandbox, to be started as root with
-    /// [`SANDBOX_ENV`] and `/` as its directory — here, or by a scheduler on
-    /// the node.
+    /// that runs the task in the sandbox, to be started as root with the
+    /// sandbox's fixed environment and `/` as its directory — here, or by a
+    /// scheduler on the node.
     ///
     /// # Errors
     /// When this machine cannot make the sandbox, or the folder cannot be

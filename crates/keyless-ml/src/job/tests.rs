@@ -231,6 +231,66 @@ fn pipeline_steps_run_after_the_steps_they_read_and_take_the_default_compute() -
 }
 
 #[test]
+fn the_binder_resolves_each_step_as_the_server_places_the_one_before() -> Result<(), Error> {
+    let p = pipeline_of(json!({
+        "jobType": "Pipeline",
+        "settings": { "continue_on_step_failure": true },
+        "inputs": { "raw": { "jobInputType": "uri_file", "uri": "azureml://datastores/d/paths/raw.csv" } },
+        "outputs": { "report": { "jobOutputType": "uri_folder", "uri": "azureml://datastores/d/paths/report/" } },
+        "jobs": {
+            "prep": { "command": "x", "inputs": { "r": "${{parent.inputs.raw}}" }, "outputs": { "o": null } },
+            "train": { "command": "x", "inputs": { "i": "${{parent.jobs.prep.outputs.o}}" },
+                       "outputs": { "m": "${{parent.outputs.report}}" } },
+        },
+    }))?;
+    assert!(p.continue_on_step_failure);
+    let mut binder = Binder::new(&p);
+    let (prep, deps) = binder.bind(&p.steps[0])?;
+    assert!(deps.is_empty());
+    assert!(matches!(&prep.inputs["r"], Input::Data { uri, .. } if uri.ends_with("raw.csv")));
+    // A reader cannot be bound before its producer is placed.
+    assert!(binder.bind(&p.steps[1]).is_err());
+    binder.placed(
+        &p.steps[0],
+        &BTreeMap::from([(
+            "o".to_owned(),
+            "azureml://datastores/d/paths/prep-o/".to_owned(),
+        )]),
+    );
+    let (train, deps) = binder.bind(&p.steps[1])?;
+    assert_eq!(deps, ["prep"]);
+    assert!(
+        matches!(&train.inputs["i"], Input::Data { uri, mode: InputMode::Download, .. } if uri.ends_with("prep-o/"))
+    );
+    // The output bound to the pipeline's goes where the pipeline says, and the pipeline shows it.
+    assert_eq!(
+        train.outputs["m"].uri.as_deref(),
+        Some("azureml://datastores/d/paths/report/")
+    );
+    binder.placed(
+        &p.steps[1],
+        &BTreeMap::from([(
+            "m".to_owned(),
+            "azureml://datastores/d/paths/report/".to_owned(),
+        )]),
+    );
+    assert_eq!(binder.parent_outputs()["report"].0, "train");
+    // A step output bound to a pipeline output that is not declared is refused.
+    let undeclared = pipeline_of(json!({
+        "jobType": "Pipeline",
+        "jobs": { "a": { "command": "x", "outputs": { "o": "${{parent.outputs.nowhere}}" } } },
+    }));
+    assert!(
+        undeclared
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("does not declare")
+    );
+    Ok(())
+}
+
+#[test]
 fn broken_bindings_and_cycles_are_refused() {
     let cyc = pipeline_of(json!({
         "jobType": "Pipeline",

@@ -41,6 +41,9 @@ use crate::state::SharedState;
 /// The header that carries the job's secret on agent calls.
 pub(crate) const SECRET_HEADER: &str = "x-keyless-job-secret";
 
+/// The largest listing of an output folder an agent sends (about 300,000 files).
+const MAX_OUTPUT_LISTING: usize = 64 * 1024 * 1024;
+
 /// The most log bytes one call appends.
 const MAX_LOG_CHUNK: usize = 1024 * 1024;
 
@@ -51,7 +54,11 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/keyless/jobs/{key}/spec", get(spec))
         .route("/keyless/jobs/{key}/code", post(code))
         .route("/keyless/jobs/{key}/inputs/{port}", post(input))
-        .route("/keyless/jobs/{key}/outputs/{port}", post(output))
+        .route(
+            "/keyless/jobs/{key}/outputs/{port}",
+            // A listing of every file of an output folder: large folders are large.
+            post(output).layer(axum::extract::DefaultBodyLimit::max(MAX_OUTPUT_LISTING)),
+        )
         .route("/keyless/jobs/{key}/log", post(log))
         .route("/keyless/jobs/{key}/report", post(report))
         .with_state(state)
