@@ -27,6 +27,9 @@ struct Cli {
     /// Output format of client commands.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Json)]
     output: Format,
+    /// A JMESPath query applied to the result before it is printed, as az's.
+    #[arg(long, global = true)]
+    query: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +92,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(text) = &cli.query {
+        match output::Query::compile(text) {
+            Ok(q) => output::set_query(q),
+            Err(e) => {
+                eprintln!("ERROR: argument --query: invalid jmespath_type value: '{text}': {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -132,7 +132,7 @@ pub(crate) async fn run(cmd: KeyvaultCommand, format: Format) -> Result<()> {
             let path = vault_path(&api, &resource_group, &name)?.replacen("?api-version", "/logs?api-version", 1);
             let reply = api.get(&path).await?;
             for record in reply.get("value").and_then(serde_json::Value::as_array).into_iter().flatten() {
-                println!("{record}");
+                crate::output::out(&record.to_string());
             }
             serde_json::Value::Null
         }

@@ -1,0 +1,36 @@
+"""The CLI prints as az does: `--query` (JMESPath), `-o tsv|table|yaml|none`, a malformed query
+refused as a usage error, and a closed standard output ending the command quietly."""
+
+import os
+import subprocess
+
+from conftest import keyless_bin
+
+
+def run(server, *args, shell=None):
+    env = {**os.environ, **server.env()}
+    if shell:
+        return subprocess.run(["/bin/bash", "-c", shell], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(keyless_bin()), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_query_and_output_formats_select_and_print_as_az(server):
+    count = run(server, "role", "definition", "list", "--query", "length(@)", "-o", "tsv")
+    assert count.returncode == 0, count.stderr
+    assert int(count.stdout) >= 5
+    reader = run(server, "role", "definition", "list", "--query",
+                 "[?properties.roleName=='Reader'].{n: properties.roleName, t: properties.type}", "-o", "tsv")
+    assert reader.stdout == "Reader\tBuiltInRole\n", reader.stdout
+    names = run(server, "role", "definition", "list", "--query", "[].properties.roleName", "-o", "yaml")
+    assert "- Reader" in names.stdout and "- Owner" in names.stdout
+    assert run(server, "role", "definition", "list", "-o", "none").stdout == ""
+    table = run(server, "group", "list", "-o", "table")
+    assert table.returncode == 0 and table.stdout.split()[0] == "Location", table.stdout
+
+
+def test_a_malformed_query_is_a_usage_error_and_a_closed_pipe_no_crash(server):
+    bad = run(server, "role", "definition", "list", "--query", "[?roleName==")
+    assert bad.returncode == 2 and bad.stderr.startswith("ERROR: argument --query") and bad.stdout == ""
+    piped = run(server, shell=f"'{keyless_bin()}' role definition list | head -c 10; exit ${{PIPESTATUS[0]}}")
+    assert "panicked" not in piped.stderr and "backtrace" not in piped.stderr.lower(), piped.stderr
+    assert piped.returncode in (0, 141) and len(piped.stdout) == 10
