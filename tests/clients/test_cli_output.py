@@ -19,9 +19,9 @@ def test_query_and_output_formats_select_and_print_as_az(server):
     assert count.returncode == 0, count.stderr
     assert int(count.stdout) >= 5
     reader = run(server, "role", "definition", "list", "--query",
-                 "[?properties.roleName=='Reader'].{n: properties.roleName, t: properties.type}", "-o", "tsv")
+                 "[?roleName=='Reader'].{n: roleName, t: roleType}", "-o", "tsv")
     assert reader.stdout == "Reader\tBuiltInRole\n", reader.stdout
-    names = run(server, "role", "definition", "list", "--query", "[].properties.roleName", "-o", "yaml")
+    names = run(server, "role", "definition", "list", "--query", "[].roleName", "-o", "yaml")
     assert "- Reader" in names.stdout and "- Owner" in names.stdout
     assert run(server, "role", "definition", "list", "-o", "none").stdout == ""
     table = run(server, "group", "list", "-o", "table")
@@ -34,3 +34,14 @@ def test_a_malformed_query_is_a_usage_error_and_a_closed_pipe_no_crash(server):
     piped = run(server, shell=f"'{keyless_bin()}' role definition list | head -c 10; exit ${{PIPESTATUS[0]}}")
     assert "panicked" not in piped.stderr and "backtrace" not in piped.stderr.lower(), piped.stderr
     assert piped.returncode in (0, 141) and len(piped.stdout) == 10
+
+
+def test_errors_are_reported_as_az_reports_them(server):
+    missing = run(server, "group", "show", "-n", "no-such-group", "--query", "name", "-o", "tsv")
+    assert missing.returncode == 3, (missing.returncode, missing.stderr)
+    assert missing.stdout == "" and missing.stderr.startswith("ERROR: (ResourceGroupNotFound)"), missing.stderr
+    # So a script can test for existence as the documents' scripts do.
+    check = run(server, shell=f"[ -z \"$('{keyless_bin()}' group show -n no-such-group --query name -o tsv 2>/dev/null)\" ]")
+    assert check.returncode == 0
+    usage = run(server, "group", "show")
+    assert usage.returncode == 2 and usage.stdout == ""

@@ -51,13 +51,17 @@ def test_custom_role_from_az_json(server, tmp_path):
         "AssignableScopes": [f"/subscriptions/{sub}"],
     }))
     created = server.cli("role", "definition", "create", "--role-definition", f"@{definition}")
-    assert created["properties"]["roleName"] == "Container Lister"
-    assert created["properties"]["type"] == "CustomRole"
+    # az's flattened shape: roleName, roleType, permissions beside id and name.
+    assert created["roleName"] == "Container Lister"
+    assert created["roleType"] == "CustomRole"
     listed = server.cli("role", "definition", "list", "--custom-role-only")
-    assert [d["properties"]["roleName"] for d in listed] == ["Container Lister"]
+    assert [d["roleName"] for d in listed] == ["Container Lister"]
     shown = server.cli("role", "definition", "show", "-n", "Storage Blob Data Reader")
     assert shown["name"] == "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
-    assert shown["properties"]["permissions"][0]["dataActions"] == [READ]
+    assert shown["type"] == "Microsoft.Authorization/roleDefinitions"
+    assert shown["permissions"][0]["dataActions"] == [READ]
+    readers = server.cli("role", "definition", "list", "--query", "[?roleName=='Reader'].roleType")
+    assert readers == ["BuiltInRole"]
 
 
 def test_a_user_without_the_role_is_told_which_action_is_missing(server, tmp_path):

@@ -248,7 +248,12 @@ impl Api {
                 .and_then(|e| e.get("message"))
                 .and_then(Value::as_str)
                 .unwrap_or(text.as_str());
-            bail!("({code}) {message}");
+            return Err(ApiError {
+                status,
+                code: code.to_owned(),
+                message: message.to_owned(),
+            }
+            .into());
         }
         if status == StatusCode::NO_CONTENT || text.is_empty() {
             return Ok(Value::Null);
@@ -275,6 +280,32 @@ impl Api {
     pub(crate) async fn delete(&self, path: &str) -> Result<Value> {
         self.call(Method::DELETE, path, None).await
     }
+}
+
+/// A refusal of the management API: its status, error code and message.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({}) {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The exit status az gives a failed command: 3 when what it names does not
+/// exist, 1 otherwise (usage errors, 2, end before any command runs).
+pub(crate) fn exit_status(error: &anyhow::Error) -> u8 {
+    let missing = error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<ApiError>())
+        .any(|e| e.status == StatusCode::NOT_FOUND);
+    if missing { 3 } else { 1 }
 }
 
 /// Percent-encodes one path segment.

@@ -139,8 +139,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // az's form: the reason on stderr, nothing on stdout, its exit status.
+            eprintln!("ERROR: {e:#}");
+            ExitCode::from(client::exit_status(&e))
         }
     }
 }

@@ -88,7 +88,14 @@ pub(crate) async fn run(cmd: RoleCommand, format: Format) -> Result<()> {
     let api = Api::connect().await?;
     let sub_scope = || api.subscription().map(|s| format!("/subscriptions/{s}"));
     let value = match cmd {
-        RoleCommand::Definition(cmd) => definition(&api, cmd, &sub_scope()?).await?,
+        RoleCommand::Definition(cmd) => {
+            let value = definition(&api, cmd, &sub_scope()?).await?;
+            match value {
+                Value::Array(items) => Value::Array(items.iter().map(flat_definition).collect()),
+                Value::Null => Value::Null,
+                one => flat_definition(&one),
+            }
+        }
         RoleCommand::Assignment(AssignmentCommand::Create {
             assignee,
             role,
@@ -254,6 +261,25 @@ async fn definition(api: &Api, cmd: DefinitionCommand, sub: &str) -> Result<Valu
                 .await?
         }
     })
+}
+
+/// A role definition as az prints it: ARM's `properties` lifted to the top,
+/// their `type` as `roleType`, beside `id`, `name` and `type`.
+fn flat_definition(arm: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in ["id", "name", "type"] {
+        out.insert(key.into(), arm.get(key).cloned().unwrap_or(Value::Null));
+    }
+    if let Some(props) = arm.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            let key = if k == "type" { "roleType" } else { k.as_str() };
+            out.insert(key.into(), v.clone());
+        }
+    }
+    for key in ["createdBy", "createdOn", "updatedBy", "updatedOn"] {
+        out.entry(key).or_insert(Value::Null);
+    }
+    Value::Object(out)
 }
 
 /// A role definition by name or GUID.
