@@ -1,6 +1,7 @@
 """The CLI prints as az does: `--query` (JMESPath), `-o tsv|table|yaml|none`, a malformed query
 refused as a usage error, and a closed standard output ending the command quietly."""
 
+import json
 import os
 import subprocess
 
@@ -45,3 +46,25 @@ def test_errors_are_reported_as_az_reports_them(server):
     assert check.returncode == 0
     usage = run(server, "group", "show")
     assert usage.returncode == 2 and usage.stdout == ""
+
+
+def test_configured_defaults_fill_in_the_resource_group_as_az_configure_does(server, tmp_path):
+    cfg = {"KEYLESS_CONFIG_DIR": str(server.config_dir)}
+    refused = run(server, "identity", "show", "-n", "cfg-id")
+    assert refused.returncode == 2, "without a default the group is required"
+    assert run(server, "configure", "--defaults", "colour=blue").returncode == 1
+    assert run(server, "configure", "--defaults", "group=default", "location=local").returncode == 0
+    made = run(server, "identity", "create", "-n", "cfg-id", "--query", "name", "-o", "tsv")
+    assert made.returncode == 0 and made.stdout == "cfg-id\n", made.stderr
+    listed = json.loads(run(server, "configure", "--list-defaults").stdout)
+    assert {d["name"]: d["value"] for d in listed} == {"group": "default", "location": "local"}
+    # The environment wins over the stored defaults, as in az; the command line wins over both.
+    env = {**os.environ, **server.env(), **cfg, "AZURE_DEFAULTS_GROUP": "no-such-group"}
+    other = subprocess.run([str(keyless_bin()), "identity", "show", "-n", "cfg-id"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert other.returncode == 3, other.stderr
+    explicit = subprocess.run([str(keyless_bin()), "identity", "show", "-n", "cfg-id", "-g", "default", "--query",
+                               "name", "-o", "tsv"], env=env, capture_output=True, text=True, timeout=60)
+    assert explicit.stdout == "cfg-id\n", explicit.stderr
+    assert run(server, "configure", "--defaults", "group=", "location=").returncode == 0
+    assert run(server, "identity", "show", "-n", "cfg-id").returncode == 2

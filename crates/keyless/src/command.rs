@@ -5,6 +5,7 @@ pub(crate) mod account;
 pub(crate) mod ad;
 pub(crate) mod admin;
 pub(crate) mod agent;
+pub(crate) mod configure;
 pub(crate) mod demo;
 pub(crate) mod env;
 pub(crate) mod group;

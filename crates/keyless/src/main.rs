@@ -7,11 +7,11 @@ mod profile;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use command::{
-    access, account, ad, admin, agent, env, group, hosts, identity, keyvault, ml, monitor, role,
-    serve, shim, storage,
+    access, account, ad, admin, agent, configure, env, group, hosts, identity, keyvault, ml,
+    monitor, role, serve, shim, storage,
 };
 use output::Format;
 
@@ -46,6 +46,8 @@ enum Command {
     Hosts,
     /// Sign in (device code by default).
     Login(account::LoginArgs),
+    /// Defaults for --resource-group, --workspace-name and --location, as `az configure`.
+    Configure(configure::Args),
     /// Forget the signed-in account.
     Logout,
     /// The signed-in account and its tokens.
@@ -91,7 +93,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = configure::apply(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Some(text) = &cli.query {
         match output::Query::compile(text) {
             Ok(q) => output::set_query(q),
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
             Command::Hosts => hosts::run().await,
             Command::Login(args) => account::login(args, format).await,
             Command::Logout => account::logout(),
+            Command::Configure(args) => configure::run(&args, format),
             Command::Account(cmd) => account::run(cmd, format).await,
             Command::Ad(cmd) => ad::run(cmd, format).await,
             Command::Identity(cmd) => identity::run(cmd, format).await,
