@@ -212,6 +212,9 @@ impl Api {
     }
 
     pub(crate) fn subscription(&self) -> Result<String> {
+        if let Some(chosen) = SUBSCRIPTION.get() {
+            return Ok(chosen.clone());
+        }
         self.profile.subscription.clone().ok_or_else(|| {
             anyhow!("the signed-in account sees no subscription; give --subscription")
         })
@@ -280,6 +283,14 @@ impl Api {
     pub(crate) async fn delete(&self, path: &str) -> Result<Value> {
         self.call(Method::DELETE, path, None).await
     }
+}
+
+/// The subscription `--subscription` chose for this command, over the profile's.
+static SUBSCRIPTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the subscription of this command (az's global `--subscription`).
+pub(crate) fn set_subscription(id: String) {
+    let _ = SUBSCRIPTION.set(id);
 }
 
 /// A refusal of the management API: its status, error code and message.

@@ -30,6 +30,9 @@ struct Cli {
     /// A JMESPath query applied to the result before it is printed, as az's.
     #[arg(long, global = true)]
     query: Option<String>,
+    /// The subscription of this command (default: the signed-in account's).
+    #[arg(long, global = true)]
+    subscription: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,6 +101,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Some(id) = &cli.subscription {
+        client::set_subscription(id.clone());
+    }
     if let Some(text) = &cli.query {
         match output::Query::compile(text) {
             Ok(q) => output::set_query(q),

@@ -18,12 +18,21 @@ const API_VERSION: &str = "2024-10-01";
 /// A YAML file with `--set` overrides.
 #[derive(Debug, clap::Args)]
 pub(crate) struct FileArgs {
-    /// The YAML file, as for `az ml`.
+    /// The YAML file, as for `az ml`; without one, the flags describe the resource.
     #[arg(long, short = 'f')]
-    file: PathBuf,
+    file: Option<PathBuf>,
     /// Overrides a key of the file (`--set max_instances=4`, dotted paths for nested keys).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+impl FileArgs {
+    /// The file, for the commands that take nothing but a file.
+    fn required(&self) -> Result<&Path> {
+        self.file
+            .as_deref()
+            .context("the --file (-f) argument is required")
+    }
 }
 
 /// The workspace a child resource lives in.
@@ -44,6 +53,83 @@ pub(crate) struct FromFile {
     at: InWorkspace,
     #[arg(long, short = 'n')]
     name: Option<String>,
+}
+
+/// A compute from a file or from `az ml compute create`'s flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ComputeArgs {
+    #[command(flatten)]
+    from: FromFile,
+    /// `amlcompute`, `computeinstance` or `kubernetes`.
+    #[arg(long = "type", short = 't')]
+    kind: Option<String>,
+    /// The VM size.
+    #[arg(long)]
+    size: Option<String>,
+    #[arg(long)]
+    min_instances: Option<u32>,
+    #[arg(long)]
+    max_instances: Option<u32>,
+    /// `system_assigned`, `user_assigned`, `system_assigned,user_assigned` or `none`
+    /// (az's spellings `systemassigned`, `userassigned` too).
+    #[arg(long)]
+    identity_type: Option<String>,
+    /// Resource ids of user-assigned identities (comma- or space-separated).
+    #[arg(long, num_args = 1..)]
+    user_assigned_identities: Vec<String>,
+}
+
+impl ComputeArgs {
+    /// The flags as overrides of the file's keys, which they win over.
+    fn overrides(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((k.to_owned(), v));
+            }
+        };
+        add("name", self.from.name.clone());
+        add("type", self.kind.clone());
+        add("size", self.size.clone());
+        add("min_instances", self.min_instances.map(|n| n.to_string()));
+        add("max_instances", self.max_instances.map(|n| n.to_string()));
+        add(
+            "identity.type",
+            self.identity_type.as_deref().map(identity_type),
+        );
+        let ids = self.identity_ids();
+        if !ids.is_empty() {
+            let listed: Vec<Value> = ids.iter().map(|id| json!({ "resource_id": id })).collect();
+            out.push((
+                "identity.user_assigned_identities".into(),
+                Value::Array(listed).to_string(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn identity_ids(&self) -> Vec<String> {
+        self.user_assigned_identities
+            .iter()
+            .flat_map(|s| s.split([',', ' ']))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// az's spellings of an identity type, as the YAML writes it.
+fn identity_type(text: &str) -> String {
+    text.split(',')
+        .map(
+            |part| match part.trim().to_ascii_lowercase().replace('_', "").as_str() {
+                "systemassigned" => "system_assigned".to_owned(),
+                "userassigned" => "user_assigned".to_owned(),
+                other => other.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A resource inside a workspace, by name.
@@ -76,24 +162,10 @@ pub(crate) enum MlCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum WorkspaceCommand {
-    /// Create a workspace from a YAML file.
-    Create {
-        #[command(flatten)]
-        file: FileArgs,
-        #[arg(long, short = 'g')]
-        resource_group: Option<String>,
-        #[arg(long, short = 'n')]
-        name: Option<String>,
-    },
-    /// Update a workspace from a YAML file (list every user-assigned identity to keep).
-    Update {
-        #[command(flatten)]
-        file: FileArgs,
-        #[arg(long, short = 'g')]
-        resource_group: Option<String>,
-        #[arg(long, short = 'n')]
-        name: Option<String>,
-    },
+    /// Create a workspace from a YAML file, or from flags.
+    Create(WorkspaceArgs),
+    /// Update a workspace from a YAML file, or from flags (list every user-assigned identity to keep).
+    Update(WorkspaceArgs),
     /// Show a workspace.
     Show {
         #[arg(long, short = 'n')]
@@ -115,12 +187,63 @@ pub(crate) enum WorkspaceCommand {
     },
 }
 
+/// A workspace from a file or from `az ml workspace create`'s flags; the flags
+/// win over the file.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkspaceArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    #[arg(long, short = 'g')]
+    resource_group: Option<String>,
+    #[arg(long, short = 'n')]
+    name: Option<String>,
+    #[arg(long, short = 'l')]
+    location: Option<String>,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// The resource id of the workspace's container registry.
+    #[arg(long)]
+    container_registry: Option<String>,
+    #[arg(long)]
+    storage_account: Option<String>,
+    #[arg(long)]
+    key_vault: Option<String>,
+    #[arg(long)]
+    primary_user_assigned_identity: Option<String>,
+    /// Lets an update change the workspace's associated resources (registry…).
+    #[arg(long)]
+    update_dependent_resources: bool,
+}
+
+impl WorkspaceArgs {
+    fn overrides(&self) -> Vec<(String, String)> {
+        [
+            ("name", &self.name),
+            ("location", &self.location),
+            ("display_name", &self.display_name),
+            ("description", &self.description),
+            ("container_registry", &self.container_registry),
+            ("storage_account", &self.storage_account),
+            ("key_vault", &self.key_vault),
+            (
+                "primary_user_assigned_identity",
+                &self.primary_user_assigned_identity,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
+        .collect()
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ComputeCommand {
-    /// Create a compute from a YAML file.
-    Create(FromFile),
-    /// Update a compute from a YAML file.
-    Update(FromFile),
+    /// Create a compute from a YAML file, or from flags.
+    Create(ComputeArgs),
+    /// Update a compute from a YAML file, or change its identity or scale with flags.
+    Update(ComputeArgs),
     /// Show a compute, with its identities and (for instances) the idle-shutdown rule.
     Show(Named),
     /// List the computes of a workspace.
@@ -203,10 +326,17 @@ pub(crate) enum DataCommand {
 
 type Reader = fn(&str, &str, &[(String, String)]) -> Result<Spec, keyless_core::Error>;
 
-/// Reads a YAML file into its ARM body.
-fn read(args: &FileArgs, reader: Reader) -> Result<Spec> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+/// Reads a YAML file (or, without one, the flags alone) into its ARM body;
+/// `--set` and then the command's flags (`flags`) win over the file.
+fn read(args: &FileArgs, reader: Reader, flags: Vec<(String, String)>) -> Result<Spec> {
+    let (name, text) = match &args.file {
+        Some(file) => (
+            file.display().to_string(),
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?,
+        ),
+        None => ("the command line".to_owned(), "{}".to_owned()),
+    };
     let mut sets = Vec::new();
     for s in &args.set {
         let Some((k, v)) = s.split_once('=') else {
@@ -214,7 +344,7 @@ fn read(args: &FileArgs, reader: Reader) -> Result<Spec> {
         };
         sets.push((k.trim().to_owned(), v.to_owned()));
     }
-    let name = args.file.display().to_string();
+    sets.extend(flags);
     reader(&name, &text, &sets).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -255,21 +385,20 @@ pub(crate) async fn run(cmd: MlCommand, format: Format) -> Result<()> {
 
 async fn workspace(api: &Api, cmd: WorkspaceCommand) -> Result<Value> {
     match cmd {
-        WorkspaceCommand::Create {
-            file,
-            resource_group,
-            name,
+        WorkspaceCommand::Update(args)
+            if args.container_registry.is_some() && !args.update_dependent_resources =>
+        {
+            bail!(
+                "changing a workspace's container registry changes a dependent resource: add --update-dependent-resources"
+            )
         }
-        | WorkspaceCommand::Update {
-            file,
-            resource_group,
-            name,
-        } => {
-            let spec = read(&file, yaml::workspace)?;
-            let rg = resource_group
+        WorkspaceCommand::Create(args) | WorkspaceCommand::Update(args) => {
+            let spec = read(&args.file, yaml::workspace, args.overrides())?;
+            let rg = args
+                .resource_group
                 .or(spec.resource_group.clone())
                 .context("give the resource group with -g (or resource_group in the file)")?;
-            let name = name.unwrap_or(spec.name);
+            let name = spec.name;
             let path = format!(
                 "{}/{}?api-version={API_VERSION}",
                 workspace_base(api, &rg)?,
@@ -314,8 +443,9 @@ async fn workspace(api: &Api, cmd: WorkspaceCommand) -> Result<Value> {
 
 /// Sends a file as the body of `<kind>/<name>` in its workspace.
 async fn put_file(api: &Api, f: FromFile, kind: &str, reader: Reader) -> Result<Value> {
-    let spec = read(&f.file, reader)?;
-    let name = f.name.unwrap_or(spec.name);
+    let flags: Vec<(String, String)> = f.name.iter().map(|n| ("name".into(), n.clone())).collect();
+    let spec = read(&f.file, reader, flags)?;
+    let name = spec.name;
     api.put(
         &child(api, &f.at, &format!("{kind}/{}", segment(&name)))?,
         &spec.body,
@@ -336,13 +466,65 @@ impl Named {
 
 async fn compute(api: &Api, cmd: ComputeCommand) -> Result<Value> {
     match cmd {
-        ComputeCommand::Create(f) | ComputeCommand::Update(f) => {
-            put_file(api, f, "computes", yaml::compute).await
+        ComputeCommand::Update(c) if c.from.file.file.is_none() => update_compute(api, &c).await,
+        ComputeCommand::Create(c) | ComputeCommand::Update(c) => {
+            let spec = read(&c.from.file, yaml::compute, c.overrides()?)?;
+            api.put(
+                &child(
+                    api,
+                    &c.from.at,
+                    &format!("computes/{}", segment(&spec.name)),
+                )?,
+                &spec.body,
+            )
+            .await
         }
         ComputeCommand::Show(n) => api.get(&n.path(api, "computes", "")?).await,
         ComputeCommand::List { at } => api.get(&child(api, &at, "computes")?).await.map(values),
         ComputeCommand::Delete(n) => api.delete(&n.path(api, "computes", "")?).await,
     }
+}
+
+/// `az ml compute update --name … --identity-type … [--user-assigned-identities …]
+/// [--min-instances …] [--max-instances …]`: the compute as it is, with those changed.
+async fn update_compute(api: &Api, c: &ComputeArgs) -> Result<Value> {
+    let name = c
+        .from
+        .name
+        .clone()
+        .context("give the compute with --name (or a file with --file)")?;
+    if c.kind.is_some() || c.size.is_some() {
+        bail!("a compute's --type and --size cannot change; create another compute");
+    }
+    let path = child(api, &c.from.at, &format!("computes/{}", segment(&name)))?;
+    let mut body = api.get(&path).await?;
+    if let Some(kind) = &c.identity_type {
+        let kind = keyless_ml::identity::Kind::parse(&identity_type(kind))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let identity = keyless_ml::identity::identity_rest(kind, &c.identity_ids());
+        body.as_object_mut()
+            .context("the compute's record is not an object")?
+            .insert("identity".into(), identity);
+    } else if !c.identity_ids().is_empty() {
+        bail!("--user-assigned-identities goes with --identity-type user_assigned");
+    }
+    let scale = body.pointer_mut("/properties/properties/scaleSettings");
+    match (scale, c.min_instances, c.max_instances) {
+        (_, None, None) => {}
+        (Some(scale), min, max) => {
+            let scale = scale
+                .as_object_mut()
+                .context("the compute's scale settings are not an object")?;
+            if let Some(min) = min {
+                scale.insert("minNodeCount".into(), json!(min));
+            }
+            if let Some(max) = max {
+                scale.insert("maxNodeCount".into(), json!(max));
+            }
+        }
+        (None, ..) => bail!("compute `{name}` has no scale settings to change"),
+    }
+    api.put(&path, &body).await
 }
 
 async fn datastore(api: &Api, cmd: DatastoreCommand) -> Result<Value> {
@@ -375,20 +557,21 @@ async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
             name,
             version,
         } => {
-            let spec = read(&file, yaml::data)?;
+            let path = file.required()?.to_path_buf();
+            let spec = read(&file, yaml::data, Vec::new())?;
             let name = name.unwrap_or(spec.name);
             let version = version.or(spec.version).unwrap_or_else(|| "1".into());
             // A local path is relative to the file, as az resolves it; keyless stores URIs only.
-            if let Some(path) = spec
+            if let Some(local) = spec
                 .body
                 .pointer("/properties/dataUri")
                 .and_then(Value::as_str)
-                && !path.contains(':')
+                && !local.contains(':')
             {
                 bail!(
-                    "{}: path `{path}` is local ({}); upload it to a datastore first and use its azureml:// URI",
-                    file.file.display(),
-                    base_dir(&file.file).join(path).display()
+                    "{}: path `{local}` is local ({}); upload it to a datastore first and use its azureml:// URI",
+                    path.display(),
+                    base_dir(&path).join(local).display()
                 );
             }
             api.put(

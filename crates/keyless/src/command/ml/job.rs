@@ -65,13 +65,14 @@ pub(super) async fn run(api: &Api, cmd: JobCommand) -> Result<Value> {
             name,
             stream,
         } => {
-            let spec = read(&file, yaml::job)?;
+            let path = file.required()?.to_path_buf();
+            let spec = read(&file, yaml::job, Vec::new())?;
             let name = match name.or(Some(spec.name).filter(|n| !n.is_empty())) {
                 Some(n) => n,
                 None => generated_name()?,
             };
             let mut body = spec.body;
-            let dir = base_dir(&file.file);
+            let dir = base_dir(&path);
             if let Some(props) = body.get_mut("properties") {
                 upload_code(api, &at, &dir, props).await?;
             }
