@@ -201,6 +201,8 @@ def test_hello_census_runs_as_the_submitting_user_with_the_data_role(server, wor
     assert records and all(r["RequesterObjectId"] == alice["id"] for r in records)
     assert any(r["OperationName"] == "GetBlob" and r["Path"] == "data/census.csv" and r["StatusCode"] == 200
                for r in records)
+    # Alice's token names the client acting for her (Azure ML's service), not her own object id.
+    assert {r["RequesterAppId"] for r in records} == {"0736f41a-0425-4b46-bdb5-1563eff02385"}
 
 
 def test_without_the_role_the_job_fails_in_preparing_and_never_runs_its_command(server, world):
@@ -216,6 +218,11 @@ def test_without_the_role_the_job_fails_in_preparing_and_never_runs_its_command(
     job = server.cli("ml", "job", "show", "-n", "hello-bob", *AT)
     assert job["properties"]["status"] == "Failed"
     assert job["properties"]["error"]["code"] == "InputAccessDenied"
+    # The explanation is whole and names the scope once; the log names the refused operation.
+    message = job["properties"]["error"]["message"]
+    assert message.count("/containers/data`") == 1 and message.endswith("would grant it"), message
+    refused = [r for r in reads(server, job["id"]) if r["StatusCode"] == 403]
+    assert refused and all(r["OperationName"] == "GetBlobProperties" for r in refused), refused
     assert "Preparing" in statuses(job) and "Running" not in statuses(job)
     assert not marker.exists()
     refused = [r for r in reads(server, job["id"]) if r["StatusCode"] == 403]

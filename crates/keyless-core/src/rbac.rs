@@ -137,7 +137,7 @@ impl Decision {
                     )
                 }
                 DenyReason::NoAssignment { roles_that_grant } => format!(
-                    "no role assignment at `{scope}` or above grants `{missing}`; assigning one of {} at `{scope}` would",
+                    "no role assignment at `{scope}` or above grants `{missing}`; any of {} assigned there would grant it",
                     roles_that_grant
                         .iter()
                         .map(|r| format!("`{r}`"))

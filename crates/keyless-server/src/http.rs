@@ -157,6 +157,16 @@ pub(crate) async fn serve(
     }
 }
 
+/// An identity as explanations name it: `identity <name> (object id <oid>)`,
+/// or `identity <oid>` when it has no other name.
+pub(crate) fn who(name: &str, object_id: &str) -> String {
+    if name.eq_ignore_ascii_case(object_id) {
+        format!("identity {object_id}")
+    } else {
+        format!("identity {name} (object id {object_id})")
+    }
+}
+
 /// A header value from any text: characters outside visible ASCII become `?`.
 pub(crate) fn ascii_header(text: &str) -> HeaderValue {
     let clean: String = text

@@ -30,7 +30,7 @@ use crate::state::SharedState;
 
 /// The application id tokens issued to a `user_identity` job carry: the ML
 /// service that acts on the user's behalf.
-const ML_SERVICE_APP_ID: &str = "0736f41a-0425-4b46-bdb5-1563eff02385";
+pub(crate) const ML_SERVICE_APP_ID: &str = "0736f41a-0425-4b46-bdb5-1563eff02385";
 
 /// The router of the identity listener.
 pub(crate) fn router(state: SharedState) -> Router {

@@ -70,10 +70,12 @@ impl Acting {
             Service::Storage => STORAGE,
             Service::Vault => VAULT,
         };
-        let client_id = principal
-            .app_id
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| principal.object_id.to_string());
+        // An application's token names the application; a user's names the
+        // client acting for the user, as Entra's do: here Azure ML's service.
+        let client_id = principal.app_id.map_or_else(
+            || crate::identity::ML_SERVICE_APP_ID.to_owned(),
+            |a| a.to_string(),
+        );
         let subject = Subject::load(state, principal).await?;
         let request = TokenRequest {
             resource: Resource {

@@ -121,6 +121,8 @@ struct Requester {
     dfs: bool,
     /// The identity behind a user delegation SAS.
     delegator: Option<String>,
+    /// The operation, once the request was parsed (a refused one is logged as it).
+    op: Option<Operation>,
 }
 
 /// The job a SAS in `query` was signed for, when keyless signed it for a job's
@@ -430,8 +432,16 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
                 Err(e) => e.into_response(),
             }
         }
-        Err(e) if requester.dfs => e.into_json_response(),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if let Some(op) = requester.op {
+                op_name = operation_name(op);
+            }
+            if requester.dfs {
+                e.into_json_response()
+            } else {
+                e.into_response()
+            }
+        }
     };
     let headers = response.headers_mut();
     headers.insert("x-ms-version", HeaderValue::from_static(SERVICE_VERSION));
@@ -534,6 +544,7 @@ async fn prepare(
     let rename_source = parts.headers.contains_key("x-ms-rename-source");
     let op = Operation::parse(&parts.method, &query, target, copy_source, rename_source)?;
     requester.dfs = op.is_dfs();
+    requester.op = Some(op);
     if requester.dfs {
         blob.truncate(blob.trim_end_matches('/').len());
     }

@@ -403,10 +403,8 @@ async fn prepare(
         );
         e.inner = Some("ForbiddenByRbac");
         e.explanation = Some(format!(
-            "identity {} (object id {}) lacks {} at {scope}: {why}",
-            claims.upn.as_deref().unwrap_or(&claims.oid),
-            claims.oid,
-            op.data_action()
+            "{}: {why}",
+            crate::http::who(claims.upn.as_deref().unwrap_or(&claims.oid), &claims.oid)
         ));
         return Err(e);
     }

@@ -139,9 +139,7 @@ pub(crate) fn authorize_principals(
         "This request is not authorized to perform this operation using this permission.",
     )
     .explained(format!(
-        "identity {} (object id {}) lacks {} at {scope}: {why}",
-        identity.name,
-        identity.object_id,
-        permission.as_str(),
+        "{}: {why}",
+        crate::http::who(identity.name, identity.object_id)
     )))
 }
