@@ -68,3 +68,30 @@ def test_configured_defaults_fill_in_the_resource_group_as_az_configure_does(ser
     assert explicit.stdout == "cfg-id\n", explicit.stderr
     assert run(server, "configure", "--defaults", "group=", "location=").returncode == 0
     assert run(server, "identity", "show", "-n", "cfg-id").returncode == 2
+
+
+def test_check_name_availability_answers_as_arm_for_accounts_and_vaults(server):
+    import requests
+    sub = server.admin["subscription"]
+    token = server.cli("account", "get-access-token")["accessToken"]
+    server.cli("storage", "account", "create", "-n", "namecheck", "-g", "default")
+    server.cli("keyvault", "create", "-n", "name-check-kv", "-g", "default")
+
+    def check(provider, name, kind, auth=True):
+        url = f"{server.management}/subscriptions/{sub}/providers/{provider}/checkNameAvailability?api-version=2023-01-01"
+        headers = {"Authorization": f"Bearer {token}"} if auth else {}
+        return requests.post(url, json={"name": name, "type": kind}, headers=headers, verify=server.ca)
+
+    acct = "Microsoft.Storage/storageAccounts"
+    assert check("Microsoft.Storage", "namecheck", acct).json() == {
+        "nameAvailable": False, "reason": "AlreadyExists",
+        "message": "The storage account named namecheck is already taken."}
+    assert check("Microsoft.Storage", "freename123", acct).json() == {"nameAvailable": True}
+    invalid = check("Microsoft.Storage", "Bad_Name", acct).json()
+    assert invalid["nameAvailable"] is False and invalid["reason"] == "AccountNameInvalid"
+    vault = "Microsoft.KeyVault/vaults"
+    assert check("Microsoft.KeyVault", "name-check-kv", vault).json()["reason"] == "AlreadyExists"
+    assert check("Microsoft.KeyVault", "free-kv-name", vault).json() == {"nameAvailable": True}
+    # Another type, or no token, is refused.
+    assert check("Microsoft.Storage", "x", vault).status_code == 400
+    assert check("Microsoft.Storage", "namecheck", acct, auth=False).status_code == 401

@@ -155,6 +155,44 @@ pub(crate) async fn respond(
     }
 }
 
+/// The answer of a `checkNameAvailability` call: `{"nameAvailable": true}`, or
+/// false with the reason and message `taken` gives for the name. The body names
+/// the resource type; another type than `kind` is refused.
+pub(crate) async fn name_availability<F, Fut>(
+    body: &Value,
+    kind: &str,
+    taken: F,
+) -> Result<Value, MgmtError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<(&'static str, String)>, MgmtError>>,
+{
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            MgmtError::bad_request(
+                "InvalidRequestContent",
+                "the body must name the `name` to check",
+            )
+        })?;
+    if let Some(t) = body.get("type").and_then(Value::as_str)
+        && !t.eq_ignore_ascii_case(kind)
+    {
+        return Err(MgmtError::bad_request(
+            "InvalidResourceType",
+            format!("this call checks names of {kind}, not {t}"),
+        ));
+    }
+    Ok(match taken(name.to_owned()).await? {
+        None => serde_json::json!({ "nameAvailable": true }),
+        Some((reason, message)) => {
+            serde_json::json!({ "nameAvailable": false, "reason": reason, "message": message })
+        }
+    })
+}
+
 /// Marks the jobs a previous run of the server left unfinished as failed.
 pub(crate) async fn fail_interrupted_jobs(
     state: &crate::state::SharedState,

@@ -23,10 +23,15 @@ use crate::state::SharedState;
 const TYPE: &str = "Microsoft.Storage/storageAccounts";
 
 pub(crate) fn router() -> Router<SharedState> {
-    let mut r = Router::new().route(
-        &format!("/subscriptions/{{sub}}/providers/{TYPE}"),
-        get(list_subscription),
-    );
+    let mut r = Router::new()
+        .route(
+            &format!("/subscriptions/{{sub}}/providers/{TYPE}"),
+            get(list_subscription),
+        )
+        .route(
+            "/subscriptions/{sub}/providers/Microsoft.Storage/checkNameAvailability",
+            post(check_name),
+        );
     for rg in ["resourceGroups", "resourcegroups"] {
         let base = format!("/subscriptions/{{sub}}/{rg}/{{rg}}/providers/{TYPE}");
         r = r
@@ -389,6 +394,37 @@ async fn list_group(
             .map(|a| account_json(&state, a))
             .collect();
         Ok((StatusCode::OK, json!({ "value": value })))
+    })
+    .await
+}
+
+/// `POST …/providers/Microsoft.Storage/checkNameAvailability`: whether a
+/// storage account may take a name (names are unique across the server, as
+/// across Azure).
+async fn check_name(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+    Query(v): Query<ApiVersion>,
+    Body(body): Body<Value>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let answer = super::name_availability(&body, TYPE, |name| async move {
+            if let Err(e) = validate_name(&name) {
+                return Ok(Some(("AccountNameInvalid", e.message())));
+            }
+            Ok(state.account(&name).await?.map(|_| {
+                (
+                    "AlreadyExists",
+                    format!("The storage account named {name} is already taken."),
+                )
+            }))
+        })
+        .await?;
+        Ok((StatusCode::OK, answer))
     })
     .await
 }

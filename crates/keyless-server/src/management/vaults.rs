@@ -31,6 +31,10 @@ pub(crate) fn router() -> Router<SharedState> {
             get(list_deleted),
         )
         .route(
+            "/subscriptions/{sub}/providers/Microsoft.KeyVault/checkNameAvailability",
+            post(check_name),
+        )
+        .route(
             "/subscriptions/{sub}/providers/Microsoft.KeyVault/locations/{location}/deletedVaults/{name}/purge",
             post(purge),
         );
@@ -45,6 +49,38 @@ pub(crate) fn router() -> Router<SharedState> {
             .route(&format!("{base}/{{name}}/logs"), get(logs));
     }
     r
+}
+
+/// `POST …/providers/Microsoft.KeyVault/checkNameAvailability`: whether a vault
+/// may take a name (a soft-deleted vault still holds its name).
+async fn check_name(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+    Query(v): Query<ApiVersion>,
+    Body(body): Body<Value>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let answer = super::name_availability(&body, TYPE, |name| async move {
+            if let Err(e) = validate_name(&name) {
+                return Ok(Some(("AccountNameInvalid", e.message())));
+            }
+            Ok(state.store.vault(&name).await?.map(|v| {
+                let why = if v.deleted_at.is_some() {
+                    "is in a deleted but recoverable state"
+                } else {
+                    "is already in use"
+                };
+                ("AlreadyExists", format!("The vault name '{name}' {why}."))
+            }))
+        })
+        .await?;
+        Ok((StatusCode::OK, answer))
+    })
+    .await
 }
 
 fn vault_id(sub: &str, rg: &str, name: &str) -> String {
