@@ -59,7 +59,7 @@ impl Query {
     }
 }
 
-/// Sets the `--query` every later [`print`] applies.
+/// Sets the `--query` every later [`print()`] applies.
 pub(crate) fn set_query(query: Query) {
     let _ = QUERY.set(query);
 }
