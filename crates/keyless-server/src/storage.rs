@@ -128,7 +128,7 @@ struct Requester {
 /// The job a SAS in `query` was signed for, when keyless signed it for a job's
 /// agent: the storage log names the job as it does for the job's tokens.
 fn minted_for(state: &SharedState, query: Option<&str>) -> Option<String> {
-    let query = query.filter(|q| q.contains("sig="))?;
+    let query = query.filter(|q| q.contains("sig=") && state.jobs.any_minted())?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
     let sig = pairs.iter().find(|(k, _)| k == "sig")?;
     match state.jobs.minted_sas(&sig.1)? {

@@ -553,8 +553,12 @@ fn sign_delegation(key1: &[u8], g: ContainerGrant<'_>, blob: Option<&str>) -> St
     );
     let sig = keyless_auth::shared_key::sign(&key, &delegation_text(&get, &canonical, true));
     fields.push(("sig".into(), sig));
+    query_of(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// SAS fields as a query string, each value percent-encoded.
+fn query_of<'a>(fields: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     fields
-        .iter()
         .map(|(k, v)| {
             let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
             format!("{k}={v}")
@@ -596,7 +600,7 @@ pub(crate) fn sign_blob(
     ]
     .join("\n");
     let sig = keyless_auth::shared_key::sign(key, &text);
-    [
+    let fields: [(&str, &str); 7] = [
         ("sp", permissions),
         ("st", &start),
         ("se", &expiry),
@@ -604,14 +608,8 @@ pub(crate) fn sign_blob(
         ("sv", version),
         ("sr", "b"),
         ("sig", &sig),
-    ]
-    .iter()
-    .map(|(k, v)| {
-        let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
-        format!("{k}={v}")
-    })
-    .collect::<Vec<_>>()
-    .join("&")
+    ];
+    query_of(fields.into_iter())
 }
 
 #[cfg(test)]

@@ -297,6 +297,10 @@ pub(super) async fn send(
 /// A storage refusal: its status and explanation.
 pub(super) type Refused = (StatusCode, String);
 
+fn refused(response: &Response<()>, body: &[u8]) -> Refused {
+    (response.status(), crate::internal::refusal(response, body))
+}
+
 /// Names of the blobs under `prefix` (every page).
 pub(super) async fn list(
     state: &SharedState,
@@ -333,10 +337,7 @@ pub(super) async fn list(
         )
         .await?;
         if !response.status().is_success() {
-            return Ok(Err((
-                response.status(),
-                crate::internal::refusal(&response, &bytes),
-            )));
+            return Ok(Err(refused(&response, &bytes)));
         }
         let xml = String::from_utf8_lossy(&bytes);
         for blob in xml.split("<Blob>").skip(1) {
@@ -402,10 +403,7 @@ pub(super) async fn get(
     if response.status().is_success() {
         Ok(Ok(bytes))
     } else {
-        Ok(Err((
-            response.status(),
-            crate::internal::refusal(&response, &bytes),
-        )))
+        Ok(Err(refused(&response, &bytes)))
     }
 }
 
@@ -440,10 +438,7 @@ pub(super) async fn head(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)))
     } else {
-        Ok(Err((
-            response.status(),
-            crate::internal::refusal(&response, &bytes),
-        )))
+        Ok(Err(refused(&response, &bytes)))
     }
 }
 
@@ -477,10 +472,7 @@ pub(super) async fn may_write(
     )
     .await?;
     match response.status() {
-        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Ok(Err((
-            response.status(),
-            crate::internal::refusal(&response, &bytes),
-        ))),
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Ok(Err(refused(&response, &bytes))),
         _ => Ok(Ok(())),
     }
 }
@@ -512,9 +504,6 @@ pub(super) async fn put(
     if response.status().is_success() {
         Ok(Ok(()))
     } else {
-        Ok(Err((
-            response.status(),
-            crate::internal::refusal(&response, &bytes),
-        )))
+        Ok(Err(refused(&response, &bytes)))
     }
 }
