@@ -93,6 +93,18 @@ def test_code_on_a_slurm_node_gets_its_token_from_the_node_local_endpoint(server
     assert "job-agent" in script and "KEYLESS_JOB_HANDLE" not in script and "secret" not in script.lower()
 
 
+def test_a_job_on_a_slurm_node_reads_neither_the_data_dir_nor_the_agents_files(server, world):
+    target = server.data_dir / "admin.json"
+    text = f"command: cat {target} || echo REFUSED; cat /mnt/azureml/job/.job-handle || echo NO-HANDLE; id -u\n" \
+           "compute: azureml:slurm-cluster\nenvironment: azureml:x@latest\n"
+    proc = submit(server, job_file(world, "slurm-peek", text), "slurm-peek", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert server.admin["password"] not in proc.stdout
+    assert "REFUSED" in proc.stdout and "NO-HANDLE" in proc.stdout
+    uid = next(int(line) for line in proc.stdout.splitlines() if line.strip().isdigit())
+    assert uid >= 2_000_000_000, "the job runs as a uid of its own, not as root"
+
+
 def test_cancel_reaches_slurm_for_a_pending_and_a_running_job(server, world):
     sleeper = "command: sleep 120\ncompute: azureml:slurm-cluster\nenvironment: azureml:x@latest\n"
     submit(server, job_file(world, "slurm-first", sleeper), "slurm-first", stream=False)
@@ -132,7 +144,8 @@ def test_a_stolen_job_handle_reaches_one_blob_while_the_job_lives_and_nothing_af
     submit(server, job_file(world, "slurm-hold", sleeper), "slurm-hold", stream=False)
     wait(server, "slurm-hold", {"Running"})
     victim = "command: cat ${{inputs.census}}\ncompute: azureml:slurm-cluster\nenvironment: azureml:x@latest\n" \
-             "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/keyed/paths/census.csv\n"
+             "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/keyed/paths/census.csv\n" \
+             "outputs:\n  out:\n    type: uri_folder\n    path: azureml://datastores/keyed/paths/stolen-out/\n"
     submit(server, job_file(world, "slurm-victim", victim), "slurm-victim", stream=False)
     handles, deadline = [], time.monotonic() + 30
     while not handles and time.monotonic() < deadline:
@@ -156,12 +169,27 @@ def test_a_stolen_job_handle_reaches_one_blob_while_the_job_lives_and_nothing_af
     put = requests.put(url, data=b"x", headers={"x-ms-version": "2025-01-05", "x-ms-blob-type": "BlockBlob"},
                        verify=server.ca)
     assert put.status_code == 403
-    # A port the job does not have is refused.
+    # An output's SAS writes its one blob, and reads nothing.
+    files = {"files": [{"path": "result.txt", "size": 2}]}
+    out = requests.post(f"{base}/outputs/out", headers=secret, json=files, verify=server.ca)
+    assert out.status_code == 200, out.text
+    put_url = out.json()["files"][0]["url"]
+    assert "/stolen-out/result.txt?" in put_url and "sp=cw" in put_url
+    blob_headers = {"x-ms-version": "2025-01-05", "x-ms-blob-type": "BlockBlob"}
+    assert requests.put(put_url, data=b"ok", headers=blob_headers, verify=server.ca).status_code == 201
+    assert requests.get(put_url, headers={"x-ms-version": "2025-01-05"}, verify=server.ca).status_code == 403
+    elsewhere = put_url.replace("/stolen-out/result.txt?", "/census.csv?")
+    assert requests.put(elsewhere, data=b"x", headers=blob_headers, verify=server.ca).status_code == 403
+    # A port the job does not have, or a path that climbs out of the output, is refused.
     assert requests.post(f"{base}/inputs/secrets", headers=secret, json={}, verify=server.ca).status_code == 403
+    climb = {"files": [{"path": "../census.csv", "size": 1}]}
+    assert requests.post(f"{base}/outputs/out", headers=secret, json=climb, verify=server.ca).status_code == 403
     server.cli("ml", "job", "cancel", "-n", "slurm-victim", *AT)
     assert wait(server, "slurm-victim")["properties"]["status"] == "Canceled"
     ended = requests.get(url, headers={"x-ms-version": "2025-01-05"}, verify=server.ca)
     assert ended.status_code == 403 and "has ended" in ended.text
+    late = requests.put(put_url, data=b"late", headers=blob_headers, verify=server.ca)
+    assert late.status_code == 403 and "has ended" in late.text
     assert requests.get(f"{base}/spec", headers=secret, verify=server.ca).status_code == 403
     assert requests.post(f"{base}/inputs/census", headers=secret, json={}, verify=server.ca).status_code == 403
     server.cli("ml", "job", "cancel", "-n", "slurm-hold", *AT)
