@@ -47,6 +47,13 @@ pub fn metadata_url(management_url: &str) -> String {
     )
 }
 
+/// Where Microsoft Graph is served: `/graph/` on the management listener. It is
+/// also Graph's resource id in the keyless cloud, as `https://graph.microsoft.com/`
+/// is in Azure's; tokens for either name carry Graph's audience.
+pub(crate) fn graph_url(urls: &Urls) -> String {
+    format!("{}/graph/", urls.management.trim_end_matches('/'))
+}
+
 /// The account a storage host name (`<account>.blob.<zone>[:port]`) names.
 pub(crate) fn account_of_host(host: &str) -> Option<&str> {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
@@ -80,7 +87,7 @@ pub(crate) fn document(urls: &Urls) -> Value {
         "graph": "",
         "graphAudience": "",
         "sqlManagement": "",
-        "microsoftGraphResourceId": "",
+        "microsoftGraphResourceId": graph_url(urls),
         "appInsightsResourceId": "",
         "appInsightsTelemetryChannelResourceId": "",
         "batch": "",

@@ -9,6 +9,7 @@ mod authorization;
 pub(crate) mod caller;
 pub(crate) mod directory;
 mod error;
+mod graph;
 pub(crate) mod ml;
 mod resources;
 mod storage_accounts;
@@ -31,6 +32,7 @@ use crate::state::SharedState;
 pub(crate) fn router(state: SharedState) -> Router {
     Router::new()
         .merge(directory::router())
+        .merge(graph::router())
         .merge(applications::router())
         .merge(resources::router())
         .merge(storage_accounts::router())

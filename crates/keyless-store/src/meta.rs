@@ -250,6 +250,9 @@ pub trait DirectoryStore: Send + Sync + Debug + 'static {
         replacement: &Credential,
     ) -> Result<(), Error>;
 
+    /// Removes one credential of a principal by its id; false when it has none such.
+    async fn credential_remove(&self, principal_id: ObjectId, id: &str) -> Result<bool, Error>;
+
     /// Grants a directory role (by its name).
     async fn directory_role_grant(&self, principal_id: ObjectId, role: &str) -> Result<(), Error>;
     /// The directory roles a principal holds directly.

@@ -9,6 +9,9 @@ use crate::state::SharedState;
 pub(crate) const STORAGE: &str = "https://storage.azure.com";
 /// The key vault resource.
 pub(crate) const VAULT: &str = "https://vault.azure.net";
+/// Microsoft Graph, which keyless serves on the management listener under
+/// `/graph` (the cloud document's `microsoftGraphResourceId`).
+pub(crate) const GRAPH: &str = "https://graph.microsoft.com";
 /// The management resource, under both of its names.
 pub(crate) const MANAGEMENT: [&str; 2] = [
     "https://management.azure.com",
@@ -95,6 +98,10 @@ async fn canonical(
     if same(state.urls.management.trim_end_matches('/')) {
         return Ok(format!("{}/", MANAGEMENT[0]));
     }
+    // Graph, by its public name or by the keyless cloud's, which is its URL.
+    if same(GRAPH) || same(crate::cloud::graph_url(&state.urls).trim_end_matches('/')) {
+        return Ok(GRAPH.to_owned());
+    }
     // Azure ML's audience: the SDK checks `aud` for exactly this string.
     if same(crate::cloud::ML_AUDIENCE) {
         return Ok(crate::cloud::ML_AUDIENCE.to_owned());
@@ -112,7 +119,7 @@ async fn canonical(
     Err(OAuthError::invalid_scope(
         500011,
         format!(
-            "The resource principal named {resource} was not found in the tenant. Known resources: {STORAGE}, {VAULT}, {}, {}, and api://<appId> of the tenant's applications.",
+            "The resource principal named {resource} was not found in the tenant. Known resources: {STORAGE}, {VAULT}, {}, {GRAPH}, {}, and api://<appId> of the tenant's applications.",
             MANAGEMENT[0],
             crate::cloud::ML_AUDIENCE
         ),

@@ -59,23 +59,12 @@ pub(crate) async fn create_sp(
     respond(async {
         let caller = authenticate(&state, &headers).await?;
         require_directory(&state, &caller, DirectoryOperation::ManageApplications).await?;
-        let name = body.display_name.trim();
-        if name.is_empty() || name.len() > 120 || ObjectId::parse(name).is_ok() || name.contains('@') {
-            return Err(MgmtError::bad_request("Request_BadRequest", format!("`{name}` is not a valid application name")));
-        }
-        let sp = Principal {
-            object_id: ObjectId::new_random(),
-            tenant_id: caller.principal.tenant_id,
-            kind: PrincipalKind::ServicePrincipal,
-            display_name: name.to_owned(),
-            user_principal_name: None,
-            app_id: Some(ClientId::new_random()),
-            enabled: true,
-            resource_id: None,
-            created_at: state.now(),
-        };
-        let cert = body.certificate.as_deref().map(|pem| CertificateCredential::parse(pem.as_bytes())).transpose()?;
-        state.store.principal_create(&sp, None).await?;
+        let cert = body
+            .certificate
+            .as_deref()
+            .map(|pem| CertificateCredential::parse(pem.as_bytes()))
+            .transpose()?;
+        let sp = new_application(&state, &caller, &body.display_name).await?;
         let mut out = json!({
             "appId": sp.app_id.map(|a| a.to_string()),
             "objectId": sp.object_id.to_string(),
@@ -84,21 +73,57 @@ pub(crate) async fn create_sp(
         });
         match cert {
             Some(cert) => {
-                state.store.credential_add(&certificate_credential(&sp, cert)).await?;
+                state
+                    .store
+                    .credential_add(&certificate_credential(&sp, cert))
+                    .await?;
             }
             None => {
-                let (credential, secret) = new_secret(&state, &sp, body.years.unwrap_or(1), None)?;
+                let (credential, secret) =
+                    new_secret(&state, &sp, "rbac", body.years.unwrap_or(1), None)?;
                 state.store.credential_add(&credential).await?;
                 set(&mut out, "password", json!(secret));
             }
         }
-        tracing::info!(actor = %caller.principal.object_id, sp = %sp.object_id, "service principal created");
         Ok((StatusCode::CREATED, out))
     })
     .await
 }
 
-fn certificate_credential(sp: &Principal, cert: CertificateCredential) -> Credential {
+/// Creates an application with its service principal (one principal in keyless),
+/// if a directory role lets the caller.
+pub(crate) async fn new_application(
+    state: &SharedState,
+    caller: &Caller,
+    name: &str,
+) -> Result<Principal, MgmtError> {
+    require_directory(state, caller, DirectoryOperation::ManageApplications).await?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 120 || ObjectId::parse(name).is_ok() || name.contains('@') {
+        return Err(MgmtError::bad_request(
+            "Request_BadRequest",
+            format!(
+                "`{name}` is not a valid application name (1–120 characters, not a GUID, no `@`)"
+            ),
+        ));
+    }
+    let sp = Principal {
+        object_id: ObjectId::new_random(),
+        tenant_id: caller.principal.tenant_id,
+        kind: PrincipalKind::ServicePrincipal,
+        display_name: name.to_owned(),
+        user_principal_name: None,
+        app_id: Some(ClientId::new_random()),
+        enabled: true,
+        resource_id: None,
+        created_at: state.now(),
+    };
+    state.store.principal_create(&sp, None).await?;
+    tracing::info!(actor = %caller.principal.object_id, sp = %sp.object_id, "service principal created");
+    Ok(sp)
+}
+
+pub(crate) fn certificate_credential(sp: &Principal, cert: CertificateCredential) -> Credential {
     Credential {
         id: uuid::Uuid::new_v4().to_string(),
         principal_id: sp.object_id,
@@ -112,9 +137,10 @@ fn certificate_credential(sp: &Principal, cert: CertificateCredential) -> Creden
     }
 }
 
-fn new_secret(
+pub(crate) fn new_secret(
     state: &SharedState,
     sp: &Principal,
+    display_name: &str,
     years: u32,
     end: Option<i64>,
 ) -> Result<(Credential, String), MgmtError> {
@@ -136,7 +162,7 @@ fn new_secret(
     let credential = Credential {
         id: uuid::Uuid::new_v4().to_string(),
         principal_id: sp.object_id,
-        display_name: "rbac".into(),
+        display_name: display_name.to_owned(),
         kind: CredentialKind::Secret {
             digest: secret::digest_secret(&secret),
             hint: secret.chars().take(3).collect(),
@@ -194,7 +220,7 @@ async fn reset_credentials(
             .map(|d| d.parse::<jiff::Timestamp>().map(|t| t.as_second()))
             .transpose()
             .map_err(|e| MgmtError::bad_request("Request_BadRequest", format!("`endDate` is not an RFC 3339 time: {e}")))?;
-        let (credential, secret) = new_secret(&state, &sp, body.years.unwrap_or(1), end)?;
+        let (credential, secret) = new_secret(&state, &sp, "rbac", body.years.unwrap_or(1), end)?;
         if body.append {
             state.store.credential_add(&credential).await?;
         } else {

@@ -48,15 +48,27 @@ pub(crate) async fn authenticate(
     state: &SharedState,
     headers: &HeaderMap,
 ) -> Result<Caller, MgmtError> {
+    authenticate_for(state, headers, &ACCEPTED).await
+}
+
+/// Authenticates a request by a bearer token for one of `audiences`.
+pub(crate) async fn authenticate_for(
+    state: &SharedState,
+    headers: &HeaderMap,
+    audiences: &[&str],
+) -> Result<Caller, MgmtError> {
     let Some(token) = bearer(headers) else {
         return Err(MgmtError::unauthenticated(
             "AuthenticationFailed",
-            "Authentication failed. The 'Authorization' header is missing. Sign in with `keyless login` and send a bearer token for https://management.azure.com/.",
+            format!(
+                "Authentication failed. The 'Authorization' header is missing. Sign in with `keyless login` and send a bearer token for {}.",
+                audiences.first().copied().unwrap_or_default()
+            ),
         ));
     };
     let claims = state
         .verifier
-        .verify(token, &ACCEPTED, state.now())
+        .verify(token, audiences, state.now())
         .map_err(|e| match e {
             VerifyError::Expired(_) => MgmtError::unauthenticated(
                 "ExpiredAuthenticationToken",

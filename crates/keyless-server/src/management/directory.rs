@@ -331,42 +331,60 @@ async fn create_user(
 ) -> Response {
     respond(async {
         let caller = authenticate(&state, &headers).await?;
-        require_directory(&state, &caller, DirectoryOperation::ManageUsers).await?;
-        let tenant = tenant_of(&state, &caller).await?;
-        validate_upn(&body.user_principal_name, &tenant.domain)?;
-        secret::check_password_policy(&body.password)?;
-        if state
-            .store
-            .principal_by_upn(&body.user_principal_name)
-            .await?
-            .is_some()
-        {
-            return Err(MgmtError::new(
-                StatusCode::CONFLICT,
-                "Request_BadRequest",
-                format!("a user `{}` exists already", body.user_principal_name),
-            ));
-        }
-        let password = body.password.clone();
-        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-            .await
-            .map_err(|e| keyless_core::Error::internal(format!("hashing task failed: {e}")))??;
-        let user = Principal {
-            object_id: ObjectId::new_random(),
-            tenant_id: tenant.id,
-            kind: PrincipalKind::User,
-            display_name: body.display_name,
-            user_principal_name: Some(body.user_principal_name.to_ascii_lowercase()),
-            app_id: None,
-            enabled: body.account_enabled,
-            resource_id: None,
-            created_at: state.now(),
-        };
-        state.store.principal_create(&user, Some(&hash)).await?;
-        tracing::info!(actor = %caller.principal.object_id, user = %user.object_id, "user created");
+        let user = new_user(
+            &state,
+            &caller,
+            body.display_name,
+            &body.user_principal_name,
+            &body.password,
+            body.account_enabled,
+        )
+        .await?;
         Ok((StatusCode::CREATED, principal_json(&user)))
     })
     .await
+}
+
+/// Creates a user of the caller's tenant, if a directory role lets the caller.
+pub(crate) async fn new_user(
+    state: &SharedState,
+    caller: &Caller,
+    display_name: String,
+    upn: &str,
+    password: &str,
+    enabled: bool,
+) -> Result<Principal, MgmtError> {
+    require_directory(state, caller, DirectoryOperation::ManageUsers).await?;
+    let tenant = tenant_of(state, caller).await?;
+    validate_upn(upn, &tenant.domain)?;
+    secret::check_password_policy(password)?;
+    if state.store.principal_by_upn(upn).await?.is_some() {
+        return Err(MgmtError::new(
+            StatusCode::CONFLICT,
+            "Request_BadRequest",
+            format!(
+                "Another object with the same value for property userPrincipalName already exists: a user `{upn}` exists already"
+            ),
+        ));
+    }
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
+        .await
+        .map_err(|e| keyless_core::Error::internal(format!("hashing task failed: {e}")))??;
+    let user = Principal {
+        object_id: ObjectId::new_random(),
+        tenant_id: tenant.id,
+        kind: PrincipalKind::User,
+        display_name,
+        user_principal_name: Some(upn.to_ascii_lowercase()),
+        app_id: None,
+        enabled,
+        resource_id: None,
+        created_at: state.now(),
+    };
+    state.store.principal_create(&user, Some(&hash)).await?;
+    tracing::info!(actor = %caller.principal.object_id, user = %user.object_id, "user created");
+    Ok(user)
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,14 +404,7 @@ async fn update_principal(
     require_directory(state, &caller, op).await?;
     let p = resolve(state, caller.principal.tenant_id, key).await?;
     if let Some(enabled) = body.account_enabled {
-        state
-            .store
-            .principal_set_enabled(p.object_id, enabled)
-            .await?;
-        // Every listener refuses the principal's tokens at once, not at their expiry.
-        state
-            .verifier
-            .set_disabled(&p.object_id.to_string(), !enabled);
+        set_enabled(state, &p, enabled).await?;
     }
     let p = state
         .store
@@ -401,6 +412,23 @@ async fn update_principal(
         .await?
         .ok_or_else(|| keyless_core::Error::not_found("the principal vanished"))?;
     Ok((StatusCode::OK, principal_json(&p)))
+}
+
+/// Enables or disables a principal; every listener refuses a disabled
+/// principal's tokens at once, not at their expiry.
+pub(crate) async fn set_enabled(
+    state: &SharedState,
+    p: &Principal,
+    enabled: bool,
+) -> Result<(), MgmtError> {
+    state
+        .store
+        .principal_set_enabled(p.object_id, enabled)
+        .await?;
+    state
+        .verifier
+        .set_disabled(&p.object_id.to_string(), !enabled);
+    Ok(())
 }
 
 async fn update_user(
@@ -443,28 +471,42 @@ async fn delete_principal(
     respond(async {
         let caller = authenticate(&state, &headers).await?;
         let p = resolve(&state, caller.principal.tenant_id, &key).await?;
-        let op = match p.kind {
-            PrincipalKind::User => DirectoryOperation::ManageUsers,
-            PrincipalKind::Group => DirectoryOperation::ManageGroups,
-            PrincipalKind::ServicePrincipal => DirectoryOperation::ManageApplications,
-            PrincipalKind::ManagedIdentity => {
-                return Err(MgmtError::bad_request(
-                    "Request_BadRequest",
-                    "a managed identity is deleted with its resource: `keyless identity delete`",
-                ));
-            }
-        };
-        require_directory(&state, &caller, op).await?;
-        if p.object_id == caller.principal.object_id {
-            return Err(MgmtError::bad_request("Request_BadRequest", "you cannot delete yourself"));
-        }
-        state.store.principal_delete(p.object_id).await?;
-        state.verifier.set_disabled(&p.object_id.to_string(), true);
-        state.reload_rbac().await?;
-        tracing::info!(actor = %caller.principal.object_id, principal = %p.object_id, "principal deleted");
+        remove_principal(&state, &caller, &p).await?;
         Ok((StatusCode::NO_CONTENT, Value::Null))
     })
     .await
+}
+
+/// Deletes a principal, if a directory role lets the caller; managed identities
+/// go with their resource, and nobody deletes themselves.
+pub(crate) async fn remove_principal(
+    state: &SharedState,
+    caller: &Caller,
+    p: &Principal,
+) -> Result<(), MgmtError> {
+    let op = match p.kind {
+        PrincipalKind::User => DirectoryOperation::ManageUsers,
+        PrincipalKind::Group => DirectoryOperation::ManageGroups,
+        PrincipalKind::ServicePrincipal => DirectoryOperation::ManageApplications,
+        PrincipalKind::ManagedIdentity => {
+            return Err(MgmtError::bad_request(
+                "Request_BadRequest",
+                "a managed identity is deleted with its resource: `keyless identity delete`",
+            ));
+        }
+    };
+    require_directory(state, caller, op).await?;
+    if p.object_id == caller.principal.object_id {
+        return Err(MgmtError::bad_request(
+            "Request_BadRequest",
+            "you cannot delete yourself",
+        ));
+    }
+    state.store.principal_delete(p.object_id).await?;
+    state.verifier.set_disabled(&p.object_id.to_string(), true);
+    state.reload_rbac().await?;
+    tracing::info!(actor = %caller.principal.object_id, principal = %p.object_id, "principal deleted");
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,50 +524,55 @@ async fn create_group(
 ) -> Response {
     respond(async {
         let caller = authenticate(&state, &headers).await?;
-        require_directory(&state, &caller, DirectoryOperation::ManageGroups).await?;
         let _ = body.mail_nickname;
-        let name = body.display_name.trim();
-        if name.is_empty()
-            || name.len() > 256
-            || ObjectId::parse(name).is_ok()
-            || name.contains('@')
-        {
-            return Err(MgmtError::bad_request(
-                "Request_BadRequest",
-                format!(
-                    "`{name}` is not a valid group name (1–256 characters, not a GUID, no `@`)"
-                ),
-            ));
-        }
-        let tenant = caller.principal.tenant_id;
-        let taken = state
-            .store
-            .principals(tenant, Some(PrincipalKind::Group))
-            .await?
-            .iter()
-            .any(|g| g.display_name.eq_ignore_ascii_case(name));
-        if taken {
-            return Err(MgmtError::new(
-                StatusCode::CONFLICT,
-                "Request_BadRequest",
-                format!("a group named `{name}` exists already"),
-            ));
-        }
-        let group = Principal {
-            object_id: ObjectId::new_random(),
-            tenant_id: tenant,
-            kind: PrincipalKind::Group,
-            display_name: name.to_owned(),
-            user_principal_name: None,
-            app_id: None,
-            enabled: true,
-            resource_id: None,
-            created_at: state.now(),
-        };
-        state.store.principal_create(&group, None).await?;
+        let group = new_group(&state, &caller, &body.display_name).await?;
         Ok((StatusCode::CREATED, principal_json(&group)))
     })
     .await
+}
+
+/// Creates a group of the caller's tenant, if a directory role lets the caller.
+/// Group names are unique in a tenant (keyless resolves groups by name).
+pub(crate) async fn new_group(
+    state: &SharedState,
+    caller: &Caller,
+    name: &str,
+) -> Result<Principal, MgmtError> {
+    require_directory(state, caller, DirectoryOperation::ManageGroups).await?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 256 || ObjectId::parse(name).is_ok() || name.contains('@') {
+        return Err(MgmtError::bad_request(
+            "Request_BadRequest",
+            format!("`{name}` is not a valid group name (1–256 characters, not a GUID, no `@`)"),
+        ));
+    }
+    let tenant = caller.principal.tenant_id;
+    let taken = state
+        .store
+        .principals(tenant, Some(PrincipalKind::Group))
+        .await?
+        .iter()
+        .any(|g| g.display_name.eq_ignore_ascii_case(name));
+    if taken {
+        return Err(MgmtError::new(
+            StatusCode::CONFLICT,
+            "Request_BadRequest",
+            format!("a group named `{name}` exists already"),
+        ));
+    }
+    let group = Principal {
+        object_id: ObjectId::new_random(),
+        tenant_id: tenant,
+        kind: PrincipalKind::Group,
+        display_name: name.to_owned(),
+        user_principal_name: None,
+        app_id: None,
+        enabled: true,
+        resource_id: None,
+        created_at: state.now(),
+    };
+    state.store.principal_create(&group, None).await?;
+    Ok(group)
 }
 
 async fn delete_group(
@@ -536,7 +583,11 @@ async fn delete_group(
     delete_principal(state, headers, key).await
 }
 
-async fn group_of(state: &SharedState, caller: &Caller, key: &str) -> Result<Principal, MgmtError> {
+pub(crate) async fn group_of(
+    state: &SharedState,
+    caller: &Caller,
+    key: &str,
+) -> Result<Principal, MgmtError> {
     let g = resolve(state, caller.principal.tenant_id, key).await?;
     if g.kind != PrincipalKind::Group {
         return Err(MgmtError::not_found(

@@ -414,6 +414,16 @@ impl DirectoryStore for SqliteStore {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn credential_remove(&self, principal_id: ObjectId, id: &str) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM credentials WHERE principal_id = ? AND id = ?")
+            .bind(principal_id.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn directory_role_grant(&self, principal_id: ObjectId, role: &str) -> Result<(), Error> {
         sqlx::query("INSERT OR IGNORE INTO directory_roles (principal_id, role) VALUES (?, ?)")
             .bind(principal_id.to_string())

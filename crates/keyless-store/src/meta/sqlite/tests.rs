@@ -463,3 +463,54 @@ async fn device_codes_nobody_approved_are_deleted_once_expired() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_credential_is_removed_alone_and_only_from_its_principal() {
+    use crate::meta::{Credential, CredentialKind};
+    use keyless_core::{ClientId, ObjectId, Principal, PrincipalKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let tenant = tenant(&store).await;
+    let sp = |name: &str| Principal {
+        object_id: ObjectId::new_random(),
+        tenant_id: tenant,
+        kind: PrincipalKind::ServicePrincipal,
+        display_name: name.into(),
+        user_principal_name: None,
+        app_id: Some(ClientId::new_random()),
+        enabled: true,
+        resource_id: None,
+        created_at: 0,
+    };
+    let (a, b) = (sp("a"), sp("b"));
+    store.principal_create(&a, None).await.unwrap();
+    store.principal_create(&b, None).await.unwrap();
+    let secret = |owner: &Principal, id: &str| Credential {
+        id: id.into(),
+        principal_id: owner.object_id,
+        display_name: id.into(),
+        kind: CredentialKind::Secret {
+            digest: "d".into(),
+            hint: "abc".into(),
+        },
+        starts_at: 0,
+        expires_at: 10,
+    };
+    store.credential_add(&secret(&a, "a1")).await.unwrap();
+    store.credential_add(&secret(&a, "a2")).await.unwrap();
+    store.credential_add(&secret(&b, "b1")).await.unwrap();
+
+    // Another principal's credential id removes nothing.
+    assert!(!store.credential_remove(a.object_id, "b1").await.unwrap());
+    assert!(store.credential_remove(a.object_id, "a1").await.unwrap());
+    assert!(!store.credential_remove(a.object_id, "a1").await.unwrap());
+    let left: Vec<String> = store
+        .credentials(a.object_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, ["a2"]);
+    assert_eq!(store.credentials(b.object_id).await.unwrap().len(), 1);
+}
