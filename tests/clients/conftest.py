@@ -109,7 +109,8 @@ class Server:
     def env(self, **extra):
         """The environment `keyless env` prints, plus the CLI's profile dir."""
         out = subprocess.run([keyless_bin(), "env", "--no-check", "--data-dir", str(self.data_dir)], check=True,
-                             capture_output=True, text=True).stdout
+                             capture_output=True, text=True,
+                             env={**os.environ, "KEYLESS_CONFIG_DIR": str(self.config_dir)}).stdout
         env = {}
         for line in out.splitlines():
             key, _, value = line.removeprefix("export ").partition("=")

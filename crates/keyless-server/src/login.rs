@@ -1,6 +1,7 @@
 //! The token service at Entra's paths: OIDC discovery, JWKS, the v1 and v2 token
 //! endpoints, device code sign-in and the discovery documents MSAL reads.
 
+mod authorize;
 mod client_auth;
 mod device;
 mod error;
@@ -61,6 +62,14 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/{tenant}/discovery/keys", get(jwks))
         .route("/common/discovery/instance", get(instance_discovery))
         .route("/common/userrealm/{username}", get(user_realm))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(authorize::page).post(authorize::sign_in),
+        )
+        .route(
+            "/{tenant}/oauth2/authorize",
+            get(authorize::page).post(authorize::sign_in),
+        )
         .route("/{tenant}/oauth2/v2.0/token", post(grants::token_v2))
         .route("/{tenant}/oauth2/token", post(grants::token_v1))
         .route(
@@ -148,7 +157,7 @@ async fn openid_configuration(
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "grant_types_supported": [
-            "client_credentials", "password", "refresh_token",
+            "client_credentials", "password", "authorization_code", "refresh_token",
             "urn:ietf:params:oauth:grant-type:device_code", "urn:ietf:params:oauth:grant-type:jwt-bearer"
         ],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid", "name", "preferred_username", "upn"],

@@ -163,6 +163,30 @@ pub struct DeviceCode {
     pub approved_by: Option<ObjectId>,
 }
 
+/// An authorization code a user's browser sign-in yielded, until the client
+/// redeems it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    /// SHA-256 of the code.
+    pub digest: String,
+    /// The tenant of the sign-in.
+    pub tenant_id: TenantId,
+    /// The user who signed in.
+    pub principal_id: ObjectId,
+    /// The client that asked.
+    pub client_id: String,
+    /// The requested scope.
+    pub scope: String,
+    /// The redirect URI the code was sent to; the redemption must name it again.
+    pub redirect_uri: String,
+    /// The PKCE challenge (S256) the redemption's verifier must meet.
+    pub code_challenge: String,
+    /// The client's nonce, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
 /// A stored role assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRoleAssignment {
@@ -292,6 +316,17 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     async fn device_code_poll(&self, digest: &str) -> Result<Option<DeviceCode>, Error>;
     /// Removes the device codes that expired before `now`; returns how many.
     async fn device_codes_expire(&self, now: i64) -> Result<u64, Error>;
+
+    /// Stores an authorization code.
+    async fn authorization_code_add(&self, code: &AuthorizationCode) -> Result<(), Error>;
+    /// Removes and returns an authorization code: each is presented once, and a
+    /// failed redemption spends it too.
+    async fn authorization_code_take(
+        &self,
+        digest: &str,
+    ) -> Result<Option<AuthorizationCode>, Error>;
+    /// Removes the authorization codes that expired before `now`; returns how many.
+    async fn authorization_codes_expire(&self, now: i64) -> Result<u64, Error>;
 
     /// A server setting.
     async fn setting(&self, key: &str) -> Result<Option<String>, Error>;

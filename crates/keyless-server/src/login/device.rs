@@ -245,7 +245,37 @@ async fn approve_code(
             "That code is unknown or has expired. Start the sign-in on your device again."
                 .to_owned(),
         ))?;
-    let username = form.username.trim();
+    let user = check_password(state, &form.username, &form.password, address).await?;
+    if user.tenant_id != pending.tenant_id {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "Your account belongs to another tenant than the one the device asked for.".to_owned(),
+        ));
+    }
+    state
+        .store
+        .device_code_approve(&code, user.object_id)
+        .await
+        .map_err(internal)?;
+    Ok(user.user_principal_name.unwrap_or(user.display_name))
+}
+
+/// Checks a user's name and password typed into a sign-in page, under the
+/// lockout rules of every password sign-in; the refusal is a page's message.
+pub(super) async fn check_password(
+    state: &SharedState,
+    username: &str,
+    password: &str,
+    address: Option<std::net::IpAddr>,
+) -> Result<keyless_core::Principal, (StatusCode, String)> {
+    let internal = |e: keyless_core::Error| {
+        tracing::error!(error = %e, "sign-in failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error".to_owned(),
+        )
+    };
+    let username = username.trim();
     if state.sign_ins.locked(username, address, state.now()) {
         return Err((
             StatusCode::TOO_MANY_REQUESTS,
@@ -271,7 +301,7 @@ async fn approve_code(
         None => None,
     };
     // Hashed whether or not the user exists: the answer takes as long either way.
-    let ok = state.sign_ins.verify(&form.password, hash).await;
+    let ok = state.sign_ins.verify(password, hash).await;
     let Some(user) = user.filter(|_| ok) else {
         state.sign_ins.failed(username, address, state.now());
         return Err(refused);
@@ -283,18 +313,7 @@ async fn approve_code(
             "Your account is disabled.".to_owned(),
         ));
     }
-    if user.tenant_id != pending.tenant_id {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "Your account belongs to another tenant than the one the device asked for.".to_owned(),
-        ));
-    }
-    state
-        .store
-        .device_code_approve(&code, user.object_id)
-        .await
-        .map_err(internal)?;
-    Ok(user.user_principal_name.unwrap_or(user.display_name))
+    Ok(user)
 }
 
 fn form_page(message: &str) -> String {
@@ -309,7 +328,7 @@ fn form_page(message: &str) -> String {
     )
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -34,6 +34,9 @@ pub(crate) struct TokenForm {
     assertion: Option<String>,
     requested_token_use: Option<String>,
     client_info: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
 }
 
 pub(crate) async fn token_v2(
@@ -139,6 +142,7 @@ async fn grant(
             .as_deref()
             .is_some_and(|s| s.split_whitespace().any(|x| x == "openid")),
         client_info: form.client_info.as_deref() == Some("1"),
+        nonce: None,
     };
     match form.grant_type.as_deref() {
         Some("client_credentials") => {
@@ -199,6 +203,32 @@ async fn grant(
             };
             issue::respond(state, &subject, &request, shape, Some(&extras)).await
         }
+        Some("authorization_code") => {
+            let (client_id, acr) = public_or_confidential_client(state, tenant, presented).await?;
+            let (user, code) = super::authorize::redeem(
+                state,
+                tenant,
+                &client_id,
+                form.code.as_deref(),
+                form.redirect_uri.as_deref(),
+                form.code_verifier.as_deref(),
+            )
+            .await?;
+            let resource = resource::from_scope(state, user.tenant_id, &code.scope).await?;
+            let request = TokenRequest {
+                resource,
+                client_id,
+                client_auth: acr,
+                job: None,
+            };
+            let subject = Subject::load(state, user).await?;
+            let extras = UserExtras {
+                id_token: code.scope.split_whitespace().any(|x| x == "openid"),
+                nonce: code.nonce.as_deref(),
+                ..extras
+            };
+            issue::respond(state, &subject, &request, shape, Some(&extras)).await
+        }
         Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
             if form.requested_token_use.as_deref() != Some("on_behalf_of") {
                 return Err(OAuthError::invalid_request(
@@ -225,6 +255,7 @@ async fn grant(
                 Some(&UserExtras {
                     id_token: false,
                     client_info: false,
+                    nonce: None,
                 }),
             )
             .await
@@ -234,7 +265,7 @@ async fn grant(
             "unsupported_grant_type",
             70003,
             format!(
-                "The app requested an unsupported grant type '{other}'. Supported: client_credentials, password, refresh_token, urn:ietf:params:oauth:grant-type:device_code, urn:ietf:params:oauth:grant-type:jwt-bearer."
+                "The app requested an unsupported grant type '{other}'. Supported: client_credentials, password, authorization_code, refresh_token, urn:ietf:params:oauth:grant-type:device_code, urn:ietf:params:oauth:grant-type:jwt-bearer."
             ),
         )),
         None => Err(OAuthError::invalid_request(

@@ -94,10 +94,15 @@ pub(crate) fn access_token(
 }
 
 /// An id token for a user sign-in, as MSAL expects to find one.
-fn id_token(state: &AppState, user: &Principal, client_id: &str) -> Result<String, Error> {
+fn id_token(
+    state: &AppState,
+    user: &Principal,
+    client_id: &str,
+    nonce: Option<&str>,
+) -> Result<String, Error> {
     let now = state.now();
     let tid = user.tenant_id.to_string();
-    let claims = json!({
+    let mut claims = json!({
         "aud": client_id,
         "iss": state.verifier.issuer(&tid),
         "iat": now,
@@ -110,6 +115,9 @@ fn id_token(state: &AppState, user: &Principal, client_id: &str) -> Result<Strin
         "preferred_username": user.user_principal_name,
         "ver": "2.0",
     });
+    if let Some(nonce) = nonce {
+        set(&mut claims, "nonce", json!(nonce));
+    }
     jwt::sign(state.verifier.ring().current(), &claims)
 }
 
@@ -128,7 +136,7 @@ pub(crate) async fn respond(
     subject: &Subject,
     request: &TokenRequest,
     shape: Shape,
-    user_extras: Option<&UserExtras>,
+    user_extras: Option<&UserExtras<'_>>,
 ) -> Result<Value, OAuthError> {
     let (token, lifetime) = access_token(state, subject, request)?;
     let now = state.now();
@@ -164,7 +172,7 @@ pub(crate) async fn respond(
             set(
                 &mut body,
                 "id_token",
-                json!(id_token(state, user, &request.client_id)?),
+                json!(id_token(state, user, &request.client_id, extras.nonce)?),
             );
         }
         if extras.client_info {
@@ -182,7 +190,9 @@ pub(crate) async fn respond(
 
 /// What a user sign-in adds to the reply beyond the access and refresh tokens.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct UserExtras {
+pub(crate) struct UserExtras<'a> {
     pub(crate) id_token: bool,
     pub(crate) client_info: bool,
+    /// The nonce of a browser sign-in, echoed in the ID token.
+    pub(crate) nonce: Option<&'a str>,
 }

@@ -20,6 +20,7 @@ const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
 
 pub(crate) fn router() -> Router<SharedState> {
     Router::new()
+        .route("/tenants", get(list_tenants))
         .route("/subscriptions", get(list_subscriptions))
         .route("/subscriptions/{sub}", get(show_subscription))
         .route("/subscriptions/{sub}/resourcegroups", get(list_groups))
@@ -78,6 +79,38 @@ fn group_json(g: &ResourceGroup) -> Value {
         "location": g.location,
         "properties": { "provisioningState": "Succeeded" },
     })
+}
+
+/// `GET /tenants`: the caller's own tenant (a keyless principal belongs to one),
+/// which az lists after a user signs in.
+async fn list_tenants(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(v): Query<ApiVersion>,
+) -> Response {
+    respond(async {
+        v.require()?;
+        let caller = authenticate(&state, &headers).await?;
+        let tid = caller.principal.tenant_id.to_string();
+        let tenant = state
+            .store
+            .tenant(&tid)
+            .await?
+            .ok_or_else(|| keyless_core::Error::internal("the caller's tenant vanished"))?;
+        Ok((
+            StatusCode::OK,
+            json!({ "value": [{
+                "id": format!("/tenants/{tid}"),
+                "tenantId": tid,
+                "tenantCategory": "Home",
+                "displayName": tenant.display_name,
+                "defaultDomain": tenant.domain,
+                "domains": [tenant.domain],
+                "tenantType": "AAD",
+            }] }),
+        ))
+    })
+    .await
 }
 
 async fn list_subscriptions(

@@ -86,7 +86,20 @@ fn account_json(state: &SharedState, a: &StorageAccount) -> Value {
             "allowSharedKeyAccess": a.allow_shared_key,
             "networkAcls": a.body.get("networkAcls").cloned().unwrap_or_else(|| json!({ "defaultAction": "Allow", "bypass": "AzureServices", "ipRules": [], "virtualNetworkRules": [] })),
             "primaryEndpoints": { "blob": endpoint, "dfs": endpoint },
+            "primaryLocation": a.location,
+            "statusOfPrimary": "available",
             "creationTime": super::directory::timestamp(a.created_at),
+            // az's update reads `encryption` back. keyless leaves encryption at
+            // rest to the disk under its data dir and says so: no service
+            // encrypts, and no customer key is held.
+            "encryption": {
+                "keySource": "Microsoft.Storage",
+                "services": { "blob": { "enabled": false } },
+                "requireInfrastructureEncryption": false,
+            },
+            "supportsHttpsTrafficOnly": true,
+            "minimumTlsVersion": "TLS1_2",
+            "accessTier": "Hot",
         },
     })
 }

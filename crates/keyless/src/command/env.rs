@@ -58,14 +58,49 @@ pub(crate) async fn run(args: &Args) -> Result<()> {
         vars.retain(|(name, _)| *name != "AZURE_TENANT_ID");
         vars.extend(workload_identity(&data_dir, app, &args.subject).await?);
     }
+    vars.extend(az_vars(&info)?);
     for (name, value) in vars {
         println!("export {name}={}", quote(&value));
     }
-    println!(
-        "export PATH={}:\"$PATH\"",
-        quote(&shim.display().to_string())
-    );
+    // The shim answers az's token commands for the SDKs' CLI credential; a real
+    // az on PATH does that itself once signed in, and must not be shadowed.
+    if real_az().is_none() {
+        println!(
+            "export PATH={}:\"$PATH\"",
+            quote(&shim.display().to_string())
+        );
+    }
     Ok(())
+}
+
+/// What the real azure-cli needs beside the cloud document: no instance
+/// discovery or telemetry (both go to the public cloud), and a configuration
+/// directory of its own for this server, so that its cached cloud endpoints and
+/// sign-ins never mix with a profile for Azure or for another keyless server.
+fn az_vars(info: &ServerInfo) -> Result<Vec<(&'static str, String)>> {
+    let server = info
+        .management
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .replace([':', '/'], "_");
+    let dir = crate::profile::dir()?.join("az").join(server);
+    Ok(vec![
+        ("AZURE_CONFIG_DIR", dir.display().to_string()),
+        ("AZURE_CORE_INSTANCE_DISCOVERY", "false".into()),
+        ("AZURE_CORE_COLLECT_TELEMETRY", "false".into()),
+        ("AZURE_CORE_SURVEY_MESSAGE", "false".into()),
+    ])
+}
+
+/// The first `az` on PATH that is not keyless's shim.
+fn real_az() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("az"))
+        .find(|az| {
+            az.is_file()
+                && !std::fs::read_to_string(az).is_ok_and(|s| s.contains(super::shim::MARK))
+        })
 }
 
 /// `keyless run -- COMMAND…`: runs COMMAND in the environment `keyless env`
@@ -79,11 +114,15 @@ pub(crate) async fn run_command(args: RunArgs) -> Result<()> {
         bail!("name the command to run: keyless run -- python train.py");
     };
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![shim];
+    let mut dirs = Vec::new();
+    if real_az().is_none() {
+        dirs.push(shim);
+    }
     dirs.extend(std::env::split_paths(&path));
     let status = tokio::process::Command::new(program)
         .args(rest)
         .envs(vars(&info))
+        .envs(az_vars(&info)?)
         .env("PATH", std::env::join_paths(dirs)?)
         .status()
         .await

@@ -34,12 +34,15 @@ pub(crate) fn run(cmd: ShimCommand) -> Result<()> {
     Ok(())
 }
 
+/// The line that marks the shim, so that `keyless env` tells it from a real az.
+pub(crate) const MARK: &str = "# Forwards az's token commands to keyless.";
+
 /// Writes `DIR/az` for this keyless executable, unless it is there already.
 pub(crate) fn install(dir: &std::path::Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the keyless executable")?;
     let script = format!(
-        "#!/bin/sh\n# Forwards az's token commands to keyless.\nexec '{}' az \"$@\"\n",
+        "#!/bin/sh\n{MARK}\nexec '{}' az \"$@\"\n",
         exe.display().to_string().replace('\'', "'\\''")
     );
     let path = dir.join("az");

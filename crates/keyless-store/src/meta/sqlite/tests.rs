@@ -514,3 +514,30 @@ async fn a_credential_is_removed_alone_and_only_from_its_principal() {
     assert_eq!(left, ["a2"]);
     assert_eq!(store.credentials(b.object_id).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_authorization_code_is_taken_once_and_expires() {
+    use crate::meta::AuthorizationCode;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let tenant = tenant(&store).await;
+    let code = |digest: &str, expires_at| AuthorizationCode {
+        digest: digest.into(),
+        tenant_id: tenant,
+        principal_id: keyless_core::ObjectId::new_random(),
+        client_id: "c".into(),
+        scope: "s".into(),
+        redirect_uri: "http://localhost:1".into(),
+        code_challenge: "x".into(),
+        nonce: None,
+        expires_at,
+    };
+    store.authorization_code_add(&code("a", 100)).await.unwrap();
+    store.authorization_code_add(&code("b", 200)).await.unwrap();
+    let taken = store.authorization_code_take("a").await.unwrap().unwrap();
+    assert_eq!(taken.redirect_uri, "http://localhost:1");
+    assert_eq!(store.authorization_code_take("a").await.unwrap(), None);
+    assert_eq!(store.authorization_codes_expire(150).await.unwrap(), 0);
+    assert_eq!(store.authorization_codes_expire(250).await.unwrap(), 1);
+    assert_eq!(store.authorization_code_take("b").await.unwrap(), None);
+}

@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use keyless_core::{Error, ObjectId, TenantId};
 
 use super::{SqliteStore, corrupt, db_error};
-use crate::meta::{DeviceCode, RefreshGrant, SealedSigningKey, TokenStore};
+use crate::meta::{AuthorizationCode, DeviceCode, RefreshGrant, SealedSigningKey, TokenStore};
 
 fn device_row(row: &SqliteRow) -> Result<DeviceCode, Error> {
     let c = |e| corrupt("device code", e);
@@ -21,6 +21,21 @@ fn device_row(row: &SqliteRow) -> Result<DeviceCode, Error> {
             .map_err(c)?
             .map(|s| ObjectId::parse(&s))
             .transpose()?,
+    })
+}
+
+fn authorization_row(row: &SqliteRow) -> Result<AuthorizationCode, Error> {
+    let c = |e| corrupt("authorization code", e);
+    Ok(AuthorizationCode {
+        digest: row.try_get("digest").map_err(c)?,
+        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
+        principal_id: ObjectId::parse(&row.try_get::<String, _>("principal_id").map_err(c)?)?,
+        client_id: row.try_get("client_id").map_err(c)?,
+        scope: row.try_get("scope").map_err(c)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(c)?,
+        code_challenge: row.try_get("code_challenge").map_err(c)?,
+        nonce: row.try_get("nonce").map_err(c)?,
+        expires_at: row.try_get("expires_at").map_err(c)?,
     })
 }
 
@@ -177,6 +192,46 @@ impl TokenStore for SqliteStore {
 
     async fn device_codes_expire(&self, now: i64) -> Result<u64, Error> {
         let done = sqlx::query("DELETE FROM device_codes WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn authorization_code_add(&self, a: &AuthorizationCode) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (digest, tenant_id, principal_id, client_id, scope, redirect_uri, code_challenge, nonce, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.digest)
+        .bind(a.tenant_id.to_string())
+        .bind(a.principal_id.to_string())
+        .bind(&a.client_id)
+        .bind(&a.scope)
+        .bind(&a.redirect_uri)
+        .bind(&a.code_challenge)
+        .bind(&a.nonce)
+        .bind(a.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn authorization_code_take(
+        &self,
+        digest: &str,
+    ) -> Result<Option<AuthorizationCode>, Error> {
+        let row = sqlx::query("DELETE FROM authorization_codes WHERE digest = ? RETURNING *")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(authorization_row).transpose()
+    }
+
+    async fn authorization_codes_expire(&self, now: i64) -> Result<u64, Error> {
+        let done = sqlx::query("DELETE FROM authorization_codes WHERE expires_at <= ?")
             .bind(now)
             .execute(&self.pool)
             .await
