@@ -54,6 +54,14 @@ pub(crate) fn graph_url(urls: &Urls) -> String {
     format!("{}/graph/", urls.management.trim_end_matches('/'))
 }
 
+/// The vault a vault host name (`<vault>.vault.<zone>[:port]`) names.
+pub(crate) fn vault_of_host(host: &str) -> Option<&str> {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let (vault, zone) = name.split_once('.')?;
+    let zone = zone.strip_prefix("vault.")?;
+    (zone.eq_ignore_ascii_case(DNS_ZONE) && !vault.is_empty()).then_some(vault)
+}
+
 /// The account a storage host name (`<account>.blob.<zone>[:port]`) names.
 pub(crate) fn account_of_host(host: &str) -> Option<&str> {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
@@ -80,7 +88,7 @@ pub(crate) fn document(urls: &Urls) -> Value {
         },
         "suffixes": {
             "storage": storage_suffix(&urls.storage),
-            "keyVaultDns": format!("vault.{DNS_ZONE}"),
+            "keyVaultDns": format!("vault.{DNS_ZONE}:{}", port(&urls.vault)),
             "storageSyncEndpointSuffix": format!("afs.{DNS_ZONE}"),
         },
         "media": "",

@@ -57,6 +57,7 @@ pub fn prepare(data_dir: &Path, public_host: &str, tls: &TlsConfig) -> Result<Tl
                 public_host.to_owned(),
                 format!("*.blob.{}", crate::cloud::STORAGE_ZONE),
                 format!("*.dfs.{}", crate::cloud::STORAGE_ZONE),
+                format!("*.vault.{}", crate::cloud::DNS_ZONE),
             ];
             names.extend(tls.extra_names.iter().cloned());
             names.sort();

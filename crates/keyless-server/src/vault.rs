@@ -193,6 +193,10 @@ fn valid_name(name: &str) -> bool {
 struct Ctx {
     state: SharedState,
     vault: Vault,
+    /// The vault's host when the client named the vault by host name
+    /// (`<vault>.vault.keyless.localhost:<port>`, as az builds vault URLs); ids
+    /// are then given under that host.
+    host: Option<String>,
     op: Op,
     name: Option<String>,
     version: Option<String>,
@@ -302,7 +306,15 @@ async fn prepare(
                 .map(|(_, v)| v)
         })
         .flatten();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| crate::cloud::vault_of_host(h).is_some())
+        .map(str::to_ascii_lowercase);
+    let by_host = host.as_deref().and_then(crate::cloud::vault_of_host);
     let (vault_name, rest): (String, &[&str]) = match (segments.split_first(), by_id) {
+        _ if by_host.is_some() => (by_host.unwrap_or_default().to_owned(), segments.as_slice()),
         (Some(_), Some(vault)) => (vault.to_ascii_lowercase(), segments.as_slice()),
         (Some(_), None) if is_id => {
             return Err(VaultError::bad(
@@ -412,6 +424,7 @@ async fn prepare(
         Ctx {
             state: state.clone(),
             vault,
+            host,
             op,
             name,
             version,
@@ -475,11 +488,17 @@ pub(crate) const RESERVED: [&str; 2] = ["secrets", "deletedsecrets"];
 /// A secret version's id: Key Vault's shape (`<vault url>/secrets/<name>/<version>`,
 /// which the SDK parses as three path segments), with the vault in the query,
 /// since keyless's vaults share one host.
-fn id_of(state: &SharedState, vault: &str, s: &SecretVersion) -> String {
-    format!(
-        "{}/secrets/{}/{}?vault={vault}",
-        state.urls.vault, s.name, s.version
-    )
+fn id_of(ctx: &Ctx, s: &SecretVersion) -> String {
+    url_of(ctx, &format!("secrets/{}/{}", s.name, s.version))
+}
+
+/// The URL of `path` in the request's vault, as the client addresses the vault:
+/// under its host name, or under the listener with the vault in the query.
+fn url_of(ctx: &Ctx, path: &str) -> String {
+    match &ctx.host {
+        Some(host) => format!("https://{host}/{path}"),
+        None => format!("{}/{path}?vault={}", ctx.state.urls.vault, ctx.vault.name),
+    }
 }
 
 fn attributes(vault: &Vault, s: &SecretVersion) -> Value {
@@ -512,7 +531,7 @@ fn attributes(vault: &Vault, s: &SecretVersion) -> Value {
 /// A secret's bundle: its properties, and its value when `value` is given.
 fn bundle(ctx: &Ctx, s: &SecretVersion, value: Option<&str>) -> Value {
     let mut b = json!({
-        "id": id_of(&ctx.state, &ctx.vault.name, s),
+        "id": id_of(ctx, s),
         "attributes": attributes(&ctx.vault, s),
         "tags": s.tags,
     });
@@ -532,10 +551,7 @@ fn deleted_bundle(ctx: &Ctx, d: &keyless_store::DeletedSecret) -> Value {
     if let Some(map) = b.as_object_mut() {
         map.insert(
             "recoveryId".into(),
-            json!(format!(
-                "{}/deletedsecrets/{}?vault={}",
-                ctx.state.urls.vault, d.latest.name, ctx.vault.name
-            )),
+            json!(url_of(ctx, &format!("deletedsecrets/{}", d.latest.name))),
         );
         map.insert("deletedDate".into(), json!(d.deleted_at));
         map.insert("scheduledPurgeDate".into(), json!(d.scheduled_purge));
@@ -668,10 +684,7 @@ async fn run(ctx: &Ctx, body: Body, seen: &mut Seen) -> Result<Response, VaultEr
                     if let Some(map) = b.as_object_mut() {
                         map.insert(
                             "id".into(),
-                            json!(format!(
-                                "{}/secrets/{}?vault={}",
-                                ctx.state.urls.vault, s.name, ctx.vault.name
-                            )),
+                            json!(url_of(ctx, &format!("secrets/{}", s.name))),
                         );
                     }
                     b

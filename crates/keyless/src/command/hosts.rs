@@ -1,5 +1,6 @@
-//! `keyless hosts`: the `/etc/hosts` lines that make the storage host names Azure
-//! SDKs build themselves (`<account>.blob.<storage suffix>`) reach keyless.
+//! `keyless hosts`: the `/etc/hosts` lines that make the storage and vault host
+//! names Azure SDKs and az build themselves (`<account>.blob.<storage suffix>`,
+//! `<vault>.vault.<zone>`) reach keyless.
 //!
 //! azure-ai-ml builds such names when it uploads a local file input or reads a
 //! datastore on its own. keyless answers them on its storage listener (the host
@@ -13,6 +14,8 @@ use crate::client::{Api, values};
 
 /// The api-version the storage account list is read with.
 const API_VERSION: &str = "2023-05-01";
+/// The api-version the vault list is read with.
+const VAULT_API_VERSION: &str = "2023-07-01";
 
 pub(crate) async fn run() -> Result<()> {
     let api = Api::connect().await?;
@@ -38,6 +41,28 @@ pub(crate) async fn run() -> Result<()> {
         .filter_map(|a| a.get("name").and_then(Value::as_str))
     {
         println!("{}", line(&address, name));
+    }
+    // Vaults, by the names az gives them (`<vault>.vault.<zone>`).
+    let vaults = api
+        .get(&format!(
+            "/subscriptions/{sub}/providers/Microsoft.KeyVault/vaults?api-version={VAULT_API_VERSION}"
+        ))
+        .await
+        .map(values)?;
+    let vault_address = std::env::var("KEYLESS_VAULT_URL")
+        .ok()
+        .and_then(|u| host_of(&u))
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    for name in vaults
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+    {
+        println!(
+            "{vault_address} {name}.vault.{}",
+            keyless_server::cloud::DNS_ZONE
+        );
     }
     Ok(())
 }
