@@ -235,6 +235,13 @@ def test_vaults_and_secrets(server, world):
     vault = az.run("keyvault", "create", "-n", "az-cli-kv", "-g", "az-rg", "-l", "local")
     assert vault["properties"]["enableRbacAuthorization"] is True
     assert az.run("keyvault", "show", "-n", "az-cli-kv", "-g", "az-rg", "--query", "name", "-o", "tsv") == "az-cli-kv"
+    # Without the group, az finds the vault through ARM's generic resource list.
+    assert az.run("keyvault", "show", "-n", "az-cli-kv", "--query", "id") == vault["id"]
+    missing = az.run("keyvault", "show", "-n", "no-such-kv", check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower()
+    # A generic list keyless cannot answer whole is refused, not answered in part.
+    partial = az.run("resource", "list", check=False)
+    assert partial.returncode == 1 and "lists resources by type only" in partial.stderr
     # Owner of the vault is not a reader of its secrets.
     denied = az.run("keyvault", "secret", "set", "--vault-name", "az-cli-kv", "-n", "token", "--value", "s3cr3t",
                     check=False)

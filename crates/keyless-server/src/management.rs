@@ -9,7 +9,7 @@ mod authorization;
 pub(crate) mod caller;
 pub(crate) mod directory;
 mod error;
-mod graph;
+pub(crate) mod graph;
 pub(crate) mod ml;
 mod resources;
 mod storage_accounts;

@@ -11,7 +11,7 @@
 //! an application answers with the principal that exists already, and deleting
 //! either deletes both.
 
-mod filter;
+pub(crate) mod filter;
 
 use std::collections::HashMap;
 

@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<SharedState> {
         .route("/tenants", get(list_tenants))
         .route("/subscriptions", get(list_subscriptions))
         .route("/subscriptions/{sub}", get(show_subscription))
+        .route("/subscriptions/{sub}/resources", get(list_resources))
         .route("/subscriptions/{sub}/resourcegroups", get(list_groups))
         .route("/subscriptions/{sub}/resourceGroups", get(list_groups))
         .route("/subscriptions/{sub}/resourcegroups/{rg}", get(show_group).put(put_group).delete(delete_group))
@@ -109,6 +110,110 @@ async fn list_tenants(
                 "tenantType": "AAD",
             }] }),
         ))
+    })
+    .await
+}
+
+/// The resource types `GET /subscriptions/{sub}/resources` lists, with the
+/// action that makes one readable.
+const LISTED: [(&str, &str); 2] = [
+    (
+        "Microsoft.KeyVault/vaults",
+        "Microsoft.KeyVault/vaults/read",
+    ),
+    (
+        "Microsoft.Storage/storageAccounts",
+        "Microsoft.Storage/storageAccounts/read",
+    ),
+];
+
+/// `GET /subscriptions/{sub}/resources?$filter=resourceType eq '…' [and name eq '…']`:
+/// ARM's generic list, which az uses to find a vault or an account by name alone.
+/// keyless answers it for the types in [`LISTED`]; a list without a resource type,
+/// or of another type, is refused rather than answered incompletely.
+async fn list_resources(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    use super::graph::filter::{Filter, Literal};
+    respond(async {
+        if !query.contains_key("api-version") {
+            return Err(MgmtError::bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            ));
+        }
+        let caller = authenticate(&state, &headers).await?;
+        subscription_of_caller(&state, &caller, &sub).await?;
+        let refuse = || {
+            MgmtError::bad_request(
+                "InvalidFilterInQueryString",
+                format!(
+                    "keyless lists resources by type only: $filter=resourceType eq '<type>' (optionally `and name eq '<name>'`), for {}",
+                    LISTED.map(|(t, _)| t).join(" or ")
+                ),
+            )
+        };
+        let filter = query
+            .get("$filter")
+            .map(|f| Filter::parse(f))
+            .transpose()
+            .map_err(|_| refuse())?
+            .ok_or_else(refuse)?;
+        let mut terms = vec![&filter];
+        let mut kind = None;
+        while let Some(term) = terms.pop() {
+            match term {
+                Filter::And(a, b) => terms.extend([a.as_ref(), b.as_ref()]),
+                Filter::Eq(p, Literal::Text(t)) if p.eq_ignore_ascii_case("resourceType") => {
+                    kind = LISTED.iter().find(|(k, _)| k.eq_ignore_ascii_case(t));
+                    if kind.is_none() {
+                        return Err(refuse());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (kind, action) = kind.ok_or_else(refuse)?;
+        let found: Vec<(String, String, String, Value)> = if kind.starts_with("Microsoft.KeyVault") {
+            state
+                .store
+                .vaults(&sub, None, false)
+                .await?
+                .into_iter()
+                .map(|v| (v.id, v.name, v.location, v.body.get("tags").cloned().unwrap_or_else(|| json!({}))))
+                .collect()
+        } else {
+            state
+                .store
+                .accounts(&sub, None)
+                .await?
+                .into_iter()
+                .map(|a| (a.id, a.name, a.location, a.body.get("tags").cloned().unwrap_or_else(|| json!({}))))
+                .collect()
+        };
+        let value: Vec<Value> = found
+            .into_iter()
+            .filter(|(id, ..)| {
+                ResourceId::parse(id).is_ok_and(|scope| may(&state, &caller, action, &scope))
+            })
+            .map(|(id, name, location, tags)| {
+                let group = id.split('/').nth(4).unwrap_or_default().to_owned();
+                json!({ "id": id, "name": name, "type": kind, "location": location, "tags": tags,
+                        "resourceType": kind, "resourceGroup": group })
+            })
+            .filter(|v| filter.matches(v))
+            .map(|mut v| {
+                if let Some(map) = v.as_object_mut() {
+                    map.remove("resourceType");
+                    map.remove("resourceGroup");
+                }
+                v
+            })
+            .collect();
+        Ok((StatusCode::OK, json!({ "value": value })))
     })
     .await
 }
