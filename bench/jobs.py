@@ -244,7 +244,7 @@ def bench(srv, tmp):
             t0, estimated = t_submit, True
         job_rates.append(BIG / 1e6 / (first(seen, STARTED) - t0))
     job = jobs.show(name)
-    history = " → ".join(h["status"] for h in job["properties"].get("statusHistory", []))
+    history = " → ".join(h["status"] for h in job.get("status_history", []))
     job_best = max(job_rates)
     ratio = job_best / plain_best
     print(f"  job input (Preparing)     {job_best:8.1f} MB/s   runs: {', '.join(f'{x:.1f}' for x in job_rates)}"

@@ -130,12 +130,12 @@ def test_the_documents_workspace_commands_run_with_files_without_a_name(server, 
     az("ml", "workspace", "create", "-f", "workspace_creation_with_multiple_UAIs.yml", "--subscription", sub,
        "--resource-group", "default", "--name", "doc-uai-ws")
     shown = json.loads(az("ml", "workspace", "show", "-n", "doc-uai-ws", "-g", "default"))
-    assert shown["properties"]["primaryUserAssignedIdentity"].lower() == uai1.lower()
-    assert {k.lower() for k in shown["identity"]["userAssignedIdentities"]} == {uai1.lower(), uai2.lower()}
+    assert shown["primary_user_assigned_identity"].lower() == uai1.lower()
+    assert {u["resource_id"].lower() for u in shown["identity"]["user_assigned_identities"]} == {uai1.lower(), uai2.lower()}
     az("ml", "workspace", "update", "-f", "workspace_update_with_multiple_UAIs.yml", "--subscription", sub,
        "--resource-group", "default", "--name", "doc-uai-ws")
     shown = json.loads(az("ml", "workspace", "show", "-n", "doc-uai-ws", "-g", "default"))
-    assert shown["properties"]["primaryUserAssignedIdentity"].lower() == uai2.lower()
+    assert shown["primary_user_assigned_identity"].lower() == uai2.lower()
     # Without a file, the flags alone describe the workspace.
     az("ml", "workspace", "create", "-g", "default", "-n", "doc-flags-ws", "-l", "local")
     assert az("ml", "workspace", "show", "-n", "doc-flags-ws", "-g", "default", "--query", "name", "-o", "tsv") \
@@ -164,10 +164,56 @@ def test_the_documents_compute_identity_scripts_run_as_written_twice(server, tmp
                                         capture_output=True, text=True).stdout)
         msi = json.loads(subprocess.run(["az", "ml", "compute", "show", "-n", "mycluster-msi"], env=env,
                                         capture_output=True, text=True).stdout)
-        assert msi["identity"]["type"] == "UserAssigned"
-        assert {k.lower() for k in msi["identity"]["userAssignedIdentities"]} == {uai["id"].lower()}
+        assert msi["identity"]["type"] == "user_assigned"
+        assert {u["resource_id"].lower() for u in msi["identity"]["user_assigned_identities"]} == {uai["id"].lower()}
         sa = json.loads(subprocess.run(["az", "ml", "compute", "show", "-n", "mycluster-sa"], env=env,
                                        capture_output=True, text=True).stdout)
-        assert sa["identity"]["type"] == "SystemAssigned" and sa["identity"]["principalId"]
+        assert sa["identity"]["type"] == "system_assigned" and sa["identity"]["principal_id"]
     finally:
         subprocess.run(["az", "configure", "--defaults", "group=", "workspace="], env=env, capture_output=True)
+
+
+def test_the_documents_registry_and_environment_commands(server, tmp_path):
+    """The private-registry section: the workspace's registry by `--query container_registry`,
+    the principal id the role assignment needs, a cluster given a user-assigned identity by
+    `--user-assigned-identities` alone (it replaces the system-assigned one: a cluster holds one
+    kind), and an environment created from a file with an `image:`."""
+    env = az_env(server, tmp_path)
+    sub = server.admin["subscription"]
+
+    def az(*args, ok=True):
+        proc = subprocess.run(["az", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert (proc.returncode == 0) == ok, proc.stderr
+        return proc.stdout if ok else proc.stderr
+
+    acr = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.ContainerRegistry/registries/docacr"
+    az("ml", "workspace", "create", "-n", "doc-acr-ws", "-g", "default", "-l", "local", "--container-registry", acr)
+    assert az("ml", "workspace", "show", "--name", "doc-acr-ws", "--resource-group", "default", "--subscription", sub,
+              "--query", "container_registry") == f'"{acr}"\n'
+    at = ("-w", "doc-acr-ws", "-g", "default")
+    az("ml", "compute", "create", "--name", "doc-cluster", "--type", "amlcompute", "--identity-type", "system_assigned",
+       *at)
+    principal = az("ml", "compute", "show", "--name", "doc-cluster", *at, "--query", "identity.principal_id",
+                   "-o", "tsv").strip()
+    assert principal
+    uai = az("identity", "create", "-n", "doc-pull-identity", "-g", "default", "--query", "id", "-o", "tsv").strip()
+    az("ml", "compute", "update", "--name", "doc-cluster", "--user-assigned-identities", uai, *at)
+    shown = json.loads(az("ml", "compute", "show", "-n", "doc-cluster", *at))
+    assert shown["identity"]["type"] == "user_assigned" and "principal_id" not in shown["identity"]
+    assert [u["resource_id"] for u in shown["identity"]["user_assigned_identities"]] == [uai]
+    pulling = shown["identity"]["user_assigned_identities"][0]["principal_id"]
+    az("role", "assignment", "create", "--assignee", pulling, "--role", "acrpull", "--scope", acr)
+    assert az("role", "assignment", "list", "--assignee", pulling, "--scope", acr, "--query", "[].roleDefinitionName",
+              "-o", "tsv") == "AcrPull\n"
+    (tmp_path / "conda.yml").write_text("name: train\ndependencies:\n  - python=3.11\n")
+    (tmp_path / "env.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json\n"
+        "name: docker-image-example\nimage: docacr.azurecr.io/train:1\nconda_file: conda.yml\n"
+        "description: Environment created from a Docker image.\n")
+    made = json.loads(az("ml", "environment", "create", "--file", "env.yml", *at))
+    assert (made["name"], made["version"], made["image"]) == ("docker-image-example", "1", "docacr.azurecr.io/train:1")
+    assert "python=3.11" in made["conda_file"]
+    shown = json.loads(az("ml", "environment", "show", "-n", "docker-image-example", "-v", "1", *at))
+    assert shown["image"] == made["image"]
+    (tmp_path / "local-build.yml").write_text("name: built\nbuild:\n  path: ./context\n")
+    assert "local folder" in az("ml", "environment", "create", "--file", "local-build.yml", *at, ok=False)

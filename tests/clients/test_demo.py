@@ -58,4 +58,4 @@ def test_a_restart_keeps_the_seeded_world(demo):
     srv.start(extra=("--demo",))
     srv.login_admin()
     assert json.loads((srv.data_dir / "demo.json").read_text()) == users
-    assert srv.cli("ml", "compute", "show", "-n", "cpu-cluster", *AT)["identity"]["type"] == "SystemAssigned"
+    assert srv.cli("ml", "compute", "show", "-n", "cpu-cluster", *AT)["identity"]["type"] == "system_assigned"

@@ -170,14 +170,14 @@ def wait(server, name, statuses=TERMINAL, limit=60):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         job = server.cli("ml", "job", "show", "-n", name, *AT)
-        if job["properties"]["status"] in statuses:
+        if job["status"] in statuses:
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {name} did not reach {statuses}: {job['properties']['status']}")
 
 
 def statuses(job):
-    return [h["status"] for h in job["properties"]["statusHistory"]]
+    return [h["status"] for h in job["status_history"]]
 
 
 def reads(server, job_id):
@@ -195,8 +195,8 @@ def test_hello_census_runs_as_the_submitting_user_with_the_data_role(server, wor
     assert "read 10 rows" in proc.stdout and "mean age: 41.9" in proc.stdout
     job = server.cli("ml", "job", "show", "-n", "hello-alice", *AT)
     assert statuses(job) == ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
-    assert job["properties"]["identity"] == {"identityType": "UserIdentity"}
-    assert "submitting user" in job["properties"]["dataAccess"][0]["identity"]
+    assert job["identity"] == {"type": "user_identity"}
+    assert "submitting user" in job["data_access"][0]["identity"]
     records = reads(server, job["id"])
     assert records and all(r["RequesterObjectId"] == alice["id"] for r in records)
     assert any(r["OperationName"] == "GetBlob" and r["Path"] == "data/census.csv" and r["StatusCode"] == 200
@@ -216,10 +216,10 @@ def test_without_the_role_the_job_fails_in_preparing_and_never_runs_its_command(
     assert "Storage Blob Data Reader" in proc.stderr and "blobs/read" in proc.stderr, proc.stderr
     assert "bob@keyless.local" in proc.stdout  # the explanation is in the streamed job log
     job = server.cli("ml", "job", "show", "-n", "hello-bob", *AT)
-    assert job["properties"]["status"] == "Failed"
-    assert job["properties"]["error"]["code"] == "InputAccessDenied"
+    assert job["status"] == "Failed"
+    assert job["error"]["code"] == "InputAccessDenied"
     # The explanation is whole and names the scope once; the log names the refused operation.
-    message = job["properties"]["error"]["message"]
+    message = job["error"]["message"]
     assert message.count("/containers/data`") == 1 and message.endswith("would grant it"), message
     refused = [r for r in reads(server, job["id"]) if r["StatusCode"] == 403]
     assert refused and all(r["OperationName"] == "GetBlobProperties" for r in refused), refused
@@ -230,7 +230,7 @@ def test_without_the_role_the_job_fails_in_preparing_and_never_runs_its_command(
 
 
 def test_no_identity_reads_as_the_compute_system_assigned_identity(server, world):
-    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    sai = world["computes"]["cpu-cluster"]["identity"]["principal_id"]
     text = "command: cat ${{inputs.census}}\ncompute: azureml:cpu-cluster\nenvironment: azureml:x@latest\n" \
            "inputs:\n  census:\n    type: uri_file\n    path: azureml://datastores/mydata/paths/census.csv\n"
     path = job_file(world, "noid", text)
@@ -242,7 +242,7 @@ def test_no_identity_reads_as_the_compute_system_assigned_identity(server, world
                "--scope", world["account_id"])
     submit(server, path, "noid-ok")
     job = server.cli("ml", "job", "show", "-n", "noid-ok", *AT)
-    assert job["properties"]["inputs"]["census"]["mode"] == "Download"  # the mode keyless applied
+    assert job["inputs"]["census"]["mode"] == "download"  # the mode keyless applied
     records = reads(server, job["id"])
     assert records and {r["RequesterObjectId"] for r in records} == {sai}
     assert records[0]["RequesterPrincipalType"] == "ManagedIdentity"
@@ -323,7 +323,7 @@ def test_code_in_a_job_gets_the_compute_identity_and_its_tokens_end_with_the_job
     assert "blob rows: 10" in proc.stdout
     got = evidence(proc)
     job = server.cli("ml", "job", "show", "-n", "code-mi", *AT)
-    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    sai = world["computes"]["cpu-cluster"]["identity"]["principal_id"]
     assert claims(got["token"])["oid"] == sai
     assert {r["RequesterObjectId"] for r in reads(server, job["id"])} == {sai}
     # After the job: the token and the endpoint's secret no longer work.
@@ -342,8 +342,8 @@ def test_code_in_a_job_gets_the_compute_identity_and_its_tokens_end_with_the_job
 
 def test_a_user_identity_job_gets_the_users_token_and_never_the_computes(server, world):
     alice = world["users"]["alice"]
-    compute_client = world["computes"]["cpu-cluster"]["identity"].get("clientId") or \
-        world["computes"]["cpu-cluster"]["properties"]["defaultIdentity"]["clientId"]
+    compute_client = world["computes"]["cpu-cluster"]["identity"].get("client_id") or \
+        world["computes"]["cpu-cluster"]["default_identity"]["client_id"]
     text = f"command: {JOB_PYTHON} main.py\ncode: src\ncompute: azureml:cpu-cluster\n" \
            f"environment: azureml:x@latest\nidentity:\n  type: user_identity\nenvironment_variables:\n" \
            f"  COMPUTE_CLIENT_ID: {compute_client}\n"
@@ -362,7 +362,7 @@ def test_a_user_identity_job_gets_the_users_token_and_never_the_computes(server,
 
 def test_a_pipeline_reads_as_each_steps_identity_and_a_component_identity_has_no_effect(server, world):
     alice = world["users"]["alice"]
-    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    sai = world["computes"]["cpu-cluster"]["identity"]["principal_id"]
     census = "    inputs:\n      census:\n        type: uri_file\n        path: azureml://datastores/mydata/paths/census.csv\n"
     text = (
         "type: pipeline\nsettings:\n  default_compute: azureml:cpu-cluster\nidentity:\n  type: user_identity\njobs:\n"
@@ -379,13 +379,13 @@ def test_a_pipeline_reads_as_each_steps_identity_and_a_component_identity_has_no
     proc = submit(server, job_file(world, "pipe", text), "pipe", env=alice["env"], check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     parent = server.cli("ml", "job", "show", "-n", "pipe", *AT)
-    assert parent["properties"]["status"] == "Completed"
-    steps = {s["properties"]["stepName"]: s for s in
+    assert parent["status"] == "Completed"
+    steps = {s["step_name"]: s for s in
              server.cli("ml", "job", "list", *AT, "--parent-job-name", "pipe")}
     assert set(steps) == {"as_root", "as_managed", "node.leaf"}
     readers = {name: {r["RequesterObjectId"] for r in reads(server, s["id"])} for name, s in steps.items()}
     assert readers == {"as_root": {alice["id"]}, "as_managed": {sai}, "node.leaf": {sai}}
-    assert "pipeline component" in steps["node.leaf"]["properties"]["identityReason"]
+    assert "pipeline component" in steps["node.leaf"]["identity_reason"]
     assert "age,workclass" in proc.stdout  # the header the first step wrote reached the second
 
 
@@ -401,18 +401,18 @@ def test_cancel_stops_a_running_job_and_a_tampered_snapshot_fails_with_a_checksu
     submit(server, job_file(world, "tamper", text, code), "tampered", stream=False)
     time.sleep(0.5)
     # One slot: the second job waits in the queue behind the first.
-    assert server.cli("ml", "job", "show", "-n", "tampered", *AT)["properties"]["status"] == "Queued"
+    assert server.cli("ml", "job", "show", "-n", "tampered", *AT)["status"] == "Queued"
     job = server.cli("ml", "job", "show", "-n", "tampered", *AT)
-    code_version = server.cli("ml", "job", "show", "-n", "tampered", *AT)["properties"]["codeId"]
+    code_version = server.cli("ml", "job", "show", "-n", "tampered", *AT)["code"]
     hex_ = code_version.split("/codes/code-")[1].split("/")[0]
-    store = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]
-    ws_key = server.cli("storage", "account", "keys", "list", "-n", store["accountName"], "-g", "default")[0]["value"]
-    svc = BlobServiceClient(f"{server.info['storage']}/{store['accountName']}", connection_verify=server.ca,
-                            credential={"account_name": store["accountName"], "account_key": ws_key})
-    snapshot = [b.name for b in svc.get_container_client(store["containerName"]).list_blobs(name_starts_with="LocalUpload/")
+    store = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)
+    ws_key = server.cli("storage", "account", "keys", "list", "-n", store["account_name"], "-g", "default")[0]["value"]
+    svc = BlobServiceClient(f"{server.info['storage']}/{store['account_name']}", connection_verify=server.ca,
+                            credential={"account_name": store["account_name"], "account_key": ws_key})
+    snapshot = [b.name for b in svc.get_container_client(store["container_name"]).list_blobs(name_starts_with="LocalUpload/")
                 if b.name.endswith("/main.py") and hex_ in b.name]
     assert snapshot, "the snapshot was stored in the workspace's blob datastore"
-    svc.get_blob_client(store["containerName"], snapshot[0]).upload_blob(b"print('tampered')\n", overwrite=True)
+    svc.get_blob_client(store["container_name"], snapshot[0]).upload_blob(b"print('tampered')\n", overwrite=True)
     deadline = time.monotonic() + 30
     while len(host_processes(needle)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -420,11 +420,11 @@ def test_cancel_stops_a_running_job_and_a_tampered_snapshot_fails_with_a_checksu
     started = time.monotonic()
     server.cli("ml", "job", "cancel", "-n", "blocker", *AT)
     canceled = wait(server, "blocker")
-    assert canceled["properties"]["status"] == "Canceled" and time.monotonic() - started < 15
+    assert canceled["status"] == "Canceled" and time.monotonic() - started < 15
     assert not host_processes(needle), "a process of the canceled job is still running"
     failed = wait(server, "tampered")
-    assert failed["properties"]["status"] == "Failed", failed["properties"]
-    assert failed["properties"]["error"]["code"] == "CodeChecksumMismatch"
+    assert failed["status"] == "Failed", failed
+    assert failed["error"]["code"] == "CodeChecksumMismatch"
     assert "Running" not in statuses(failed)
     log = server.cli("ml", "job", "download", "-n", "tampered", *AT, "--download-path", str(world["tmp"] / "dl"))
     text = (world["tmp"] / "dl" / "user_logs" / "std_log.txt").read_text()
@@ -442,14 +442,14 @@ def test_outputs_are_uploaded_and_downloaded_and_unprovided_modes_are_refused_at
            "outputs:\n  copy:\n    type: uri_folder\n    mode: upload\n"
     submit(server, job_file(world, "outputs", text), "with-output", env=alice["env"])
     job = server.cli("ml", "job", "show", "-n", "with-output", *AT)
-    assert job["properties"]["outputs"]["copy"]["uri"] == \
+    assert job["outputs"]["copy"]["path"] == \
         "azureml://datastores/workspaceblobstore/paths/azureml/with-output/copy/"
     dest = world["tmp"] / "out-dl"
     # Outputs are read with the caller's own identity: without a data role on the
     # workspace's storage the download is refused with the reason.
     proc = server.cli("ml", "job", "download", "-n", "with-output", *AT, "--download-path", str(dest), check=False)
     assert proc.returncode != 0 and "cannot be listed with your identity" in proc.stderr
-    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]["accountName"]
+    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["account_name"]
     server.cli("role", "assignment", "create", "--assignee", server.admin["username"], "--role",
                "Storage Blob Data Reader", "--scope",
                f"/subscriptions/{world['sub']}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/{account}")
@@ -502,7 +502,7 @@ def test_a_job_reaches_neither_the_servers_files_and_processes_nor_another_runni
     assert not any("victim-" in line for line in lines), "another job's folder was listed"
     assert not host_processes(daemon), "the attacker's daemon outlived its job"
     server.cli("ml", "job", "cancel", "-n", "victim", *AT, env=alice["env"])
-    assert wait(server, "victim")["properties"]["status"] == "Canceled"
+    assert wait(server, "victim")["status"] == "Canceled"
     assert not host_processes(victim)
 
 
@@ -525,7 +525,7 @@ def test_a_jobs_managed_identity_is_no_trusted_service_behind_a_firewall(server,
     """Behind `defaultAction: Deny` with the `AzureServices` bypass, a compute's managed identity
     used to pass from any address. It passes only with an address rule now, both for the job's
     inputs and for its code's own requests with the identity's token."""
-    sai = world["computes"]["cpu-cluster"]["identity"]["principalId"]
+    sai = world["computes"]["cpu-cluster"]["identity"]["principal_id"]
     server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
                "--scope", world["account_id"], check=False)
     account = ("-n", "jobdata", "-g", "default")
@@ -538,8 +538,8 @@ def test_a_jobs_managed_identity_is_no_trusted_service_behind_a_firewall(server,
         proc = submit(server, path, "fw-refused", check=False)
         assert proc.returncode != 0
         job = wait(server, "fw-refused")
-        assert job["properties"]["error"]["code"] == "InputAccessDenied"
-        assert "network rules" in job["properties"]["error"]["message"]
+        assert job["error"]["code"] == "InputAccessDenied"
+        assert "network rules" in job["error"]["message"]
         # Without inputs the job runs, and its code's own read with the identity's token is
         # refused by the firewall: a managed identity is not a trusted service.
         bare = text.split("inputs:")[0]
@@ -585,8 +585,8 @@ def test_an_output_that_links_out_of_the_job_uploads_nothing(server, world):
     proc = submit(server, job_file(world, "link-out", text), "link-out", env=alice["env"], check=False)
     assert proc.returncode != 0
     job = wait(server, "link-out")
-    assert job["properties"]["error"]["code"] == "OutputOutsideJob", job["properties"]["error"]
-    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]["accountName"]
+    assert job["error"]["code"] == "OutputOutsideJob", job["error"]
+    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["account_name"]
     logs = server.cli("storage", "logs", "--account", account, check=False).stdout
     puts = [json.loads(line) for line in logs.splitlines() if line.strip()]
     assert not [r for r in puts if r["OperationName"] == "PutBlob" and "link-out" in r["Path"]], puts
@@ -613,17 +613,17 @@ def test_independent_pipeline_steps_overlap_and_a_failure_stops_the_rest_unless_
     # Without continue_on_step_failure: the failure cancels the step still running.
     submit(server, job_file(world, "pipe-stop", head.format(extra="") + PIPELINE_STEPS), "pipe-stop", stream=False)
     parent = wait(server, "pipe-stop", limit=60)
-    assert parent["properties"]["status"] == "Failed"
-    assert "fails ended Failed" in parent["properties"]["error"]["message"]
+    assert parent["status"] == "Failed"
+    assert "fails ended Failed" in parent["error"]["message"]
     slow = wait(server, "pipe-stop-slow")
-    assert slow["properties"]["status"] == "Canceled", slow["properties"]
+    assert slow["status"] == "Canceled", slow
     # With it: the independent step runs to its end after its sibling failed, and both ran at once.
     extra = "  continue_on_step_failure: true\n"
     submit(server, job_file(world, "pipe-go", head.format(extra=extra) + PIPELINE_STEPS), "pipe-go", stream=False)
     parent = wait(server, "pipe-go", limit=60)
-    assert parent["properties"]["status"] == "Failed"
-    assert wait(server, "pipe-go-fails")["properties"]["status"] == "Failed"
-    assert wait(server, "pipe-go-slow")["properties"]["status"] == "Completed"
+    assert parent["status"] == "Failed"
+    assert wait(server, "pipe-go-fails")["status"] == "Failed"
+    assert wait(server, "pipe-go-slow")["status"] == "Completed"
     fails, slow = step_log(server, "pipe-go-fails"), step_log(server, "pipe-go-slow")
     assert stamps(fails, "start") < stamps(slow, "end") and stamps(slow, "start") < stamps(fails, "start") + 1, \
         (fails, slow)
@@ -640,12 +640,12 @@ def test_a_step_output_bound_to_a_pipeline_output_lands_where_the_pipeline_says(
     )
     submit(server, job_file(world, "pipe-out", text), "pipe-out", env=alice["env"])
     parent = server.cli("ml", "job", "show", "-n", "pipe-out", *AT)
-    assert parent["properties"]["outputs"]["summary"]["uri"] == where
+    assert parent["outputs"]["summary"]["path"] == where
     step = server.cli("ml", "job", "show", "-n", "pipe-out-make", *AT)
-    assert step["properties"]["outputs"]["o"]["uri"] == where
+    assert step["outputs"]["o"]["path"] == where
     # The workspace's blob datastore holds a key: the agent wrote with a SAS keyless signed for that one blob,
     # and the storage log names the step.
-    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["properties"]["accountName"]
+    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["account_name"]
     out = server.cli("storage", "logs", "--account", account, check=False).stdout
     writes = [json.loads(line) for line in out.splitlines() if "pipe-results/hello.txt" in line]
     assert any(w["OperationName"] == "PutBlob" and w["StatusCode"] == 201 and w["AuthenticationType"] == "SAS"

@@ -64,23 +64,23 @@ AT = ("-w", "census-ws", "-g", "default")
 def test_the_seed_workspace_has_both_identities_and_its_associated_resources(server, ml):
     ws = ml["ws"]
     uai1 = UAI.format(sub=ml["sub"], name="ml-uai-one")
-    assert ws["identity"]["type"] == "SystemAssigned,UserAssigned"
-    assert ws["identity"]["principalId"]
-    listed = {k.lower(): v for k, v in ws["identity"]["userAssignedIdentities"].items()}
-    assert listed[uai1.lower()]["clientId"] == ml["uais"]["ml-uai-one"]["properties"]["clientId"]
-    assert ws["properties"]["primaryUserAssignedIdentity"].lower() == uai1.lower()
+    assert ws["identity"]["type"] == "system_assigned,user_assigned"
+    assert ws["identity"]["principal_id"]
+    listed = {u["resource_id"].lower(): u for u in ws["identity"]["user_assigned_identities"]}
+    assert listed[uai1.lower()]["client_id"] == ml["uais"]["ml-uai-one"]["properties"]["clientId"]
+    assert ws["primary_user_assigned_identity"].lower() == uai1.lower()
     # Storage account and key vault were created with it, and the system datastores point there.
-    account = ws["properties"]["storageAccount"].rsplit("/", 1)[1]
+    account = ws["storage_account"].rsplit("/", 1)[1]
     assert server.cli("storage", "account", "show", "-n", account, "-g", "default")["name"] == account
-    vault = ws["properties"]["keyVault"].rsplit("/", 1)[1]
+    vault = ws["key_vault"].rsplit("/", 1)[1]
     assert server.cli("keyvault", "show", "-n", vault, "-g", "default")["name"] == vault
     stores = {d["name"]: d for d in server.cli("ml", "datastore", "list", *AT)}
-    blob = stores["workspaceblobstore"]["properties"]
-    assert blob["isDefault"] is True and blob["accountName"] == account
-    assert blob["containerName"] == f"azureml-blobstore-{ws['properties']['workspaceId']}"
-    assert stores["workspaceartifactstore"]["properties"]["containerName"] == "azureml"
+    blob = stores["workspaceblobstore"]
+    assert blob["is_default"] is True and blob["account_name"] == account
+    assert blob["container_name"] == f"azureml-blobstore-{ws['workspace_id']}"
+    assert stores["workspaceartifactstore"]["container_name"] == "azureml"
     # accesskey mode (the default): the key is held, sealed in the vault, never shown.
-    assert blob["credentials"] == {"credentialsType": "AccountKey"}
+    assert blob["credentials"] == {"credentials_type": "AccountKey"}
     key = server.cli("storage", "account", "keys", "list", "-n", account, "-g", "default")[0]["value"]
     assert key not in str(stores)
     assert server.cli("ml", "datastore", "list-secrets", "-n", "workspaceblobstore", *AT)["key"] == key
@@ -90,16 +90,16 @@ def test_workspace_identity_transitions(server, ml):
     tmp = ml["tmp"]
     ws = server.cli("ml", "workspace", "create", "-f", fill(server, tmp, "workspace-sai.yml", **{"<ws>": "trans-ws"}),
                     "-g", "default")
-    assert ws["identity"]["type"] == "SystemAssigned"
-    sai = ws["identity"]["principalId"]
+    assert ws["identity"]["type"] == "system_assigned"
+    sai = ws["identity"]["principal_id"]
     # identity mode: the system datastores hold no credential.
     store = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", "-w", "trans-ws", "-g", "default")
-    assert store["properties"]["credentials"] == {"credentialsType": "None"}
+    assert store["credentials"] == {"credentials_type": "None"}
     # SAI -> SAI+UAI is allowed, and keeps the same system-assigned identity.
     added = server.cli("ml", "workspace", "update", "-f",
                        fill(server, tmp, "workspace-add-uai.yml", **{"<ws>": "trans-ws"}), "-g", "default")
-    assert added["identity"]["type"] == "SystemAssigned,UserAssigned"
-    assert added["identity"]["principalId"] == sai
+    assert added["identity"]["type"] == "system_assigned,user_assigned"
+    assert added["identity"]["principal_id"] == sai
     # SAI+UAI -> SAI is refused, with the rule.
     err = refused(server, "ml", "workspace", "update", "-f",
                   fill(server, tmp, "workspace-drop-uais.yml", **{"<ws>": "trans-ws"}), "-g", "default")
@@ -108,7 +108,7 @@ def test_workspace_identity_transitions(server, ml):
     swapped = server.cli("ml", "workspace", "update", "-f",
                          fill(server, tmp, "workspace-add-uai.yml", **{"<ws>": "trans-ws", "<uai1>": "ml-uai-two"}),
                          "-g", "default")
-    assert [k.rsplit("/", 1)[1] for k in swapped["identity"]["userAssignedIdentities"]] == ["ml-uai-two"]
+    assert [u["resource_id"].rsplit("/", 1)[1] for u in swapped["identity"]["user_assigned_identities"]] == ["ml-uai-two"]
     # The system-assigned identity goes with the workspace.
     assert server.cli("ad", "sp", "show", "--id", sai, check=False).returncode == 0
     server.cli("ml", "workspace", "delete", "-n", "trans-ws", "-g", "default")
@@ -118,13 +118,13 @@ def test_workspace_identity_transitions(server, ml):
 def test_compute_identities_follow_the_documented_rules(server, ml, tmp_path_factory):
     tmp = ml["tmp"]
     cluster = server.cli("ml", "compute", "create", "-f", fill(server, tmp, "cluster-uai.yml"), *AT)
-    assert cluster["identity"]["type"] == "UserAssigned"
+    assert cluster["identity"]["type"] == "user_assigned"
     # Default identity = the first UAI: its client id is what jobs see as DEFAULT_IDENTITY_CLIENT_ID.
-    assert cluster["properties"]["defaultIdentity"]["clientId"] == ml["uais"]["ml-uai-one"]["properties"]["clientId"]
+    assert cluster["default_identity"]["client_id"] == ml["uais"]["ml-uai-one"]["properties"]["clientId"]
     sai = server.cli("ml", "compute", "create", "-f", fill(server, tmp, "cluster-sai.yml"), *AT)
-    assert sai["identity"]["type"] == "SystemAssigned"
-    assert sai["properties"]["defaultIdentity"]["principalId"] == sai["identity"]["principalId"]
-    shown = server.cli("ad", "sp", "show", "--id", sai["identity"]["principalId"])
+    assert sai["identity"]["type"] == "system_assigned"
+    assert sai["default_identity"]["principal_id"] == sai["identity"]["principal_id"]
+    shown = server.cli("ad", "sp", "show", "--id", sai["identity"]["principal_id"])
     assert shown["displayName"] == "/census-ws/computes/sai-cluster"
     err = refused(server, "ml", "compute", "create", "-f", fill(server, tmp, "cluster-both.yml"), *AT)
     assert "one system-assigned identity or multiple user-assigned identities, not both" in err
@@ -136,7 +136,7 @@ def test_compute_identities_follow_the_documented_rules(server, ml, tmp_path_fac
     server.cli("role", "assignment", "create", "--assignee", ml["sps"]["operator"]["objectId"],
                "--role", "Managed Identity Operator", "--scope", UAI.format(sub=ml["sub"], name="ml-uai-two"))
     made = server.cli("ml", "compute", "create", "-f", second, "-n", "op-cluster", *AT, env=operator)
-    assert made["properties"]["defaultIdentity"]["clientId"] == ml["uais"]["ml-uai-two"]["properties"]["clientId"]
+    assert made["default_identity"]["client_id"] == ml["uais"]["ml-uai-two"]["properties"]["clientId"]
     # A Data Scientist may not create computes; a Reader may list them.
     err = refused(server, "ml", "compute", "create", "-f", fill(server, tmp, "cluster-sai.yml"), "-n", "ds-cluster",
                   *AT, env=ml["envs"]["scientist"])
@@ -145,26 +145,26 @@ def test_compute_identities_follow_the_documented_rules(server, ml, tmp_path_fac
     assert {"cpu-cluster", "sai-cluster", "op-cluster"} <= names
     # A compute's system-assigned identity goes with the compute.
     server.cli("ml", "compute", "delete", "-n", "sai-cluster", *AT)
-    assert server.cli("ad", "sp", "show", "--id", sai["identity"]["principalId"], check=False).returncode != 0
+    assert server.cli("ad", "sp", "show", "--id", sai["identity"]["principal_id"], check=False).returncode != 0
 
 
 def test_compute_instance_idle_shutdown_needs_contributor(server, ml):
     ci = server.cli("ml", "compute", "create", "-f", fill(server, ml["tmp"], "instance-sai.yml"), *AT)
-    assert ci["properties"]["idleShutdown"]["enabled"] is False
-    assert "lacks Contributor" in ci["properties"]["idleShutdown"]["reason"]
-    server.cli("role", "assignment", "create", "--assignee", ci["identity"]["principalId"], "--role", "Contributor",
+    assert ci["idle_shutdown"]["enabled"] is False
+    assert "lacks Contributor" in ci["idle_shutdown"]["reason"]
+    server.cli("role", "assignment", "create", "--assignee", ci["identity"]["principal_id"], "--role", "Contributor",
                "--scope", ml["ws_id"])
     shown = server.cli("ml", "compute", "show", "-n", "notebook-ci", *AT)
-    assert shown["properties"]["idleShutdown"]["enabled"] is True
+    assert shown["idle_shutdown"]["enabled"] is True
 
 
 def test_stored_credentials_reach_only_those_allowed_to_list_secrets(server, ml):
     tmp = ml["tmp"]
     server.cli("storage", "account", "create", "-n", "mlcensus", "-g", "default")
     made = server.cli("ml", "datastore", "create", "-f", fill(server, tmp, "datastore-blob-key.yml"), *AT)
-    assert made["properties"]["credentials"] == {"credentialsType": "AccountKey"}
+    assert made["credentials"] == {"credentials_type": "AccountKey"}
     sp = server.cli("ml", "datastore", "create", "-f", fill(server, tmp, "datastore-adls-sp.yml"), *AT)
-    assert sp["properties"]["credentials"]["clientId"] == "22222222-2222-2222-2222-222222222222"
+    assert sp["credentials"]["client_id"] == "22222222-2222-2222-2222-222222222222"
     assert "sp-secret-value" not in str(sp)
     reader, scientist = ml["envs"]["reader"], ml["envs"]["scientist"]
     # The Reader sees the datastores, never a key, by any API.
@@ -226,8 +226,8 @@ def census(server, ml):
 
 def test_data_assets_point_at_datastores(server, ml, census):
     made = server.cli("ml", "data", "create", "-f", fill(server, ml["tmp"], "data-census.yml"), *AT)
-    assert made["properties"]["dataUri"] == "azureml://datastores/mydata/paths/census.csv"
-    assert server.cli("ml", "data", "show", "-n", "census", "-v", "1", *AT)["properties"]["dataType"] == "uri_file"
+    assert made["path"] == "azureml://datastores/mydata/paths/census.csv"
+    assert server.cli("ml", "data", "show", "-n", "census", "-v", "1", *AT)["type"] == "uri_file"
     bad = ml["tmp"] / "nowhere.yml"
     bad.write_text("name: nowhere\ntype: uri_file\npath: azureml://datastores/nosuch/paths/x.csv\n")
     assert "nosuch" in refused(server, "ml", "data", "create", "-f", str(bad), *AT)
@@ -251,7 +251,7 @@ def test_preview_reads_as_the_caller_or_the_workspace_identity(server, ml, censu
     ws_uri = "azureml://datastores/mydata_ws/paths/census.csv"
     err = refused(server, "ml", "datastore", "preview", ws_uri, *AT, env=reader)
     assert "WorkspaceSystemAssignedIdentity" in err
-    sai = ml["ws"]["identity"]["principalId"]
+    sai = ml["ws"]["identity"]["principal_id"]
     server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
                "--scope", census["account_id"])
     shown = server.cli("ml", "datastore", "preview", ws_uri, *AT, env=reader)
@@ -265,7 +265,7 @@ def test_preview_reads_as_the_caller_or_the_workspace_identity(server, ml, censu
 def test_preview_honours_network_rules_and_the_trusted_service_bypass(server, ml, census):
     account = ("-n", "mlcensus", "-g", "default")
     scientist = ml["envs"]["scientist"]
-    sai = ml["ws"]["identity"]["principalId"]
+    sai = ml["ws"]["identity"]["principal_id"]
     server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
                "--scope", census["account_id"], check=False)  # also made by the test before, when run together
     server.cli("storage", "account", "update", *account, "--default-action", "Deny", "--bypass", "AzureServices")
@@ -313,8 +313,8 @@ def test_a_workspace_with_only_user_assigned_identities(server, ml):
     (tmp / "uai-ws.yml").write_text(text)
     # On resources keyless creates for it, the primary identity gets the roles it needs.
     ws = server.cli("ml", "workspace", "create", "-f", str(tmp / "uai-ws.yml"), "-g", "default")
-    assert ws["identity"]["type"] == "UserAssigned" and "principalId" not in ws["identity"]
-    assert ws["properties"]["primaryUserAssignedIdentity"] == uai2
+    assert ws["identity"]["type"] == "user_assigned" and "principal_id" not in ws["identity"]
+    assert ws["primary_user_assigned_identity"] == uai2
     names = {d["name"] for d in server.cli("ml", "datastore", "list", "-w", "uai-ws", "-g", "default")}
     assert names == {"workspaceblobstore", "workspaceartifactstore"}
     # On a storage account the user brings, the user grants them; without, creation is
@@ -334,7 +334,7 @@ def test_compute_operator_manages_computes_and_nothing_else(server, ml, tmp_path
     env = as_principal(server, tmp_path_factory, op)
     made = server.cli("ml", "compute", "create", "-f", fill(server, ml["tmp"], "cluster-sai.yml"), "-n", "op-sai",
                       *AT, env=env)
-    assert made["identity"]["type"] == "SystemAssigned"
+    assert made["identity"]["type"] == "system_assigned"
     err = refused(server, "ml", "datastore", "list", *AT, env=env)
     assert "datastores/read" in err
     server.cli("ml", "compute", "delete", "-n", "op-sai", *AT, env=env)
@@ -348,6 +348,6 @@ def test_compute_identity_pulls_from_the_workspace_registry(server, ml):
     server.cli("ml", "workspace", "create", "-f", str(ml_tmp / "acr-ws.yml"), "-g", "default")
     made = server.cli("ml", "compute", "create", "-f", fill(server, ml_tmp, "cluster-sai.yml"),
                       "-w", "acr-ws", "-g", "default")
-    pid = made["identity"]["principalId"]
+    pid = made["identity"]["principal_id"]
     held = server.cli("role", "assignment", "list", "--assignee", pid, "--all")
     assert [(a["roleDefinitionName"], a["scope"]) for a in held] == [("AcrPull", registry)]

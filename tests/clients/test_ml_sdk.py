@@ -125,16 +125,16 @@ def test_a_command_job_reads_as_the_submitting_user_and_streams_its_output(serve
     assert {r["RequesterUpn"] for r in records} == {alice["upn"]}
     # The SDK's request went through the job API: the job records who submitted it and how it read.
     job = server.cli("ml", "job", "show", "-n", name, *AT)
-    assert job["properties"]["identity"]["identityType"] == "UserIdentity"
-    assert job["properties"]["submittedBy"]["objectId"] == alice["id"]
+    assert job["identity"]["type"] == "user_identity"
+    assert job["submitted_by"]["object_id"] == alice["id"]
     # The code went up through a pending upload; its record carries both hashes, checked by keyless.
-    code = job["properties"]["codeId"]
+    code = job["code"]
     assert "/codes/" in code
     # Submitting the same folder again finds the code by its hash: no second upload container.
     again = run_script(server, alice, "submit_command.py", world["sub"], "default", WS, ACCOUNT)
     assert again.returncode == 0, again.stdout + again.stderr
     second = server.cli("ml", "job", "show", "-n", submitted(again), *AT)
-    assert second["properties"]["codeId"] == code
+    assert second["code"] == code
 
 
 def test_a_user_without_the_data_role_sees_the_permission_named(server, world):
@@ -146,8 +146,8 @@ def test_a_user_without_the_data_role_sees_the_permission_named(server, world):
     assert bob["upn"] in out and "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read" in out, out
     assert "census rows" not in out
     job = server.cli("ml", "job", "show", "-n", submitted(proc), *AT)
-    assert job["properties"]["status"] == "Failed"
-    assert "Running" not in [h["status"] for h in job["properties"]["statusHistory"]]
+    assert job["status"] == "Failed"
+    assert "Running" not in [h["status"] for h in job["status_history"]]
 
 
 def test_a_managed_identity_job_reads_as_the_computes_user_assigned_identity(server, world):
@@ -158,8 +158,7 @@ def test_a_managed_identity_job_reads_as_the_computes_user_assigned_identity(ser
     assert "census rows: 10" in proc.stdout, proc.stdout
     name = submitted(proc)
     job = server.cli("ml", "job", "show", "-n", name, *AT)
-    assert job["properties"]["identity"] == {"identityType": "Managed",
-                                             "clientId": uai["properties"]["clientId"]}
+    assert job["identity"] == {"type": "managed", "client_id": uai["properties"]["clientId"]}
     records = reads_of(server, name)
     assert records and {r["RequesterObjectId"] for r in records} == {uai["properties"]["principalId"]}
     # An identity the compute does not have is refused at submission, before anything runs.
@@ -211,9 +210,9 @@ def test_a_local_file_input_goes_up_to_the_workspace_store_under_its_storage_hos
     # https://<account>.blob.core.keyless.localhost:<port>/…, a name it builds from the cloud document.
     alice = world["users"]["alice"]
     ws = server.cli("ml", "workspace", "show", "-n", WS, "-g", "default")
-    store = ws["properties"]["storageAccount"].rsplit("/", 1)[-1]
+    store = ws["storage_account"].rsplit("/", 1)[-1]
     server.cli("role", "assignment", "create", "--assignee", alice["upn"], "--role", "Storage Blob Data Contributor",
-               "--scope", ws["properties"]["storageAccount"])
+               "--scope", ws["storage_account"])
     (tmp_path / "local.py").write_text(LOCAL_INPUT)
     shutil.copytree(SCRIPTS / "src", tmp_path / "src")
     (tmp_path / "census.csv").write_bytes((EXAMPLE / "census.csv").read_bytes())
@@ -399,7 +398,7 @@ def test_an_inline_environment_is_registered_and_the_job_refers_to_it(server, wo
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CliV2AnonymousEnvironment" in proc.stdout, proc.stdout
     job = server.cli("ml", "job", "show", "-n", submitted(proc), *AT)
-    env_id = job["properties"]["environmentId"]
+    env_id = job["environment"]
     assert "/environments/CliV2AnonymousEnvironment/versions/" in env_id
     import requests
     token = server.cli("account", "get-access-token", env={"KEYLESS_CONFIG_DIR": alice["profile"]})["accessToken"]
@@ -449,3 +448,54 @@ def test_jobs_stream_and_the_cli_show_lines_as_the_job_prints_them(server, world
     text = "\n".join(line for _, line in seen)
     assert code == 0, text
     assert arrival(seen, "second-line") - arrival(seen, "first-line") >= pause - 2, text
+
+
+# What both print from the same answer; az ml's entity also carries the SDK's defaults for what
+# keyless does not keep (ssh_public_access_enabled…), and enums as their Python names.
+SHARED_KEYS = ("name", "id", "location", "resource_group", "type", "size", "min_instances", "max_instances",
+               "idle_time_before_scale_down", "identity", "storage_account", "key_vault", "container_registry",
+               "discovery_url", "primary_user_assigned_identity", "account_name", "container_name", "endpoint",
+               "protocol", "description", "credentials", "tags")
+
+
+def holds(ours, theirs):
+    """Whether `ours` says all that `theirs` says (it may say more: keyless's own fields)."""
+    if isinstance(theirs, dict):
+        return isinstance(ours, dict) and all(k in ours and holds(ours[k], v) for k, v in theirs.items())
+    if isinstance(theirs, list):
+        return isinstance(ours, list) and len(ours) == len(theirs) and all(map(holds, ours, theirs))
+    return ours == theirs
+
+
+def test_the_cli_prints_ml_resources_as_the_sdk_reads_them(server, world):
+    alice = world["users"]["alice"]
+    proc = run_script(server, alice, "entities.py", world["sub"], "default", WS)
+    assert proc.returncode == 0, proc.stderr
+    sdk = json.loads(proc.stdout.splitlines()[-1])
+    env = {"KEYLESS_CONFIG_DIR": alice["profile"]}
+    cli = {
+        "workspace": server.cli("ml", "workspace", "show", "-n", WS, "-g", "default", env=env),
+        "computes": {c["name"]: c for c in server.cli("ml", "compute", "list", *AT, env=env)},
+        "datastores": {d["name"]: d for d in server.cli("ml", "datastore", "list", *AT, env=env)},
+    }
+    pairs = [(sdk["workspace"], cli["workspace"])]
+    for kind in ("computes", "datastores"):
+        assert set(sdk[kind]) == set(cli[kind])
+        pairs += [(sdk[kind][n], cli[kind][n]) for n in sdk[kind]]
+    compared = 0
+    for theirs, ours in pairs:
+        for key in SHARED_KEYS:
+            if key not in theirs or key == "credentials":
+                continue
+            assert holds(ours.get(key), theirs[key]), (ours["name"], key, ours.get(key), theirs[key])
+            compared += 1
+        # az ml shows no credential fields of a datastore; keyless adds only which kind it holds.
+        if "credentials" in theirs:
+            assert set(ours["credentials"]) <= {"credentials_type", "client_id", "tenant_id", "authority_url",
+                                                "resource_url", "thumbprint"}
+    assert compared >= 25
+    assert cli["computes"]["uai-cluster"]["identity"]["user_assigned_identities"][0]["resource_id"] == world["uai"]["id"]
+    # The document's queries read az ml's keys.
+    principal = server.cli("ml", "compute", "show", "-n", "cpu-cluster", *AT, "--query", "identity.principal_id",
+                           "-o", "tsv", env=env, check=False).stdout
+    assert principal.strip() == sdk["computes"]["cpu-cluster"]["identity"]["principal_id"]

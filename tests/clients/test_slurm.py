@@ -28,7 +28,7 @@ def scontrol(job_id):
 
 def slurm_id(server, name):
     job = server.cli("ml", "job", "show", "-n", name, *AT)
-    return job["properties"]["properties"]["slurmJobId"]
+    return job["properties"]["slurmJobId"]
 
 
 def on_slurm(text):
@@ -46,7 +46,7 @@ def test_hello_census_on_slurm_runs_as_alice_and_is_refused_as_bob(server, world
     assert "read 10 rows" in proc.stdout and "mean age: 41.9" in proc.stdout
     job = server.cli("ml", "job", "show", "-n", "slurm-alice", *AT)
     assert statuses(job) == ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
-    sid = job["properties"]["properties"]["slurmJobId"]
+    sid = job["properties"]["slurmJobId"]
     assert sid.isdigit()
     fields = scontrol(sid)
     assert fields["JobState"] == "COMPLETED" and fields["JobName"] == "keyless-slurm-alice"
@@ -63,15 +63,15 @@ def test_hello_census_on_slurm_runs_as_alice_and_is_refused_as_bob(server, world
     assert proc.returncode != 0
     assert "Storage Blob Data Reader" in proc.stderr and "blobs/read" in proc.stderr, proc.stderr
     job = server.cli("ml", "job", "show", "-n", "slurm-bob", *AT)
-    assert job["properties"]["error"]["code"] == "InputAccessDenied"
+    assert job["error"]["code"] == "InputAccessDenied"
     assert "Running" not in statuses(job) and not marker.exists()
-    assert scontrol(job["properties"]["properties"]["slurmJobId"])["JobState"] in ("COMPLETED", "FAILED")
+    assert scontrol(job["properties"]["slurmJobId"])["JobState"] in ("COMPLETED", "FAILED")
 
 
 def test_code_on_a_slurm_node_gets_its_token_from_the_node_local_endpoint(server, world):
     text = f"command: {JOB_PYTHON} main.py\ncode: src\ncompute: azureml:slurm-cluster\n" \
            f"environment: azureml:x@latest\nenvironment_variables:\n  JOB_KIND: managed\n"
-    sai = world["computes"]["slurm-cluster"]["identity"]["principalId"]
+    sai = world["computes"]["slurm-cluster"]["identity"]["principal_id"]
     server.cli("role", "assignment", "create", "--assignee", sai, "--role", "Storage Blob Data Reader",
                "--scope", world["account_id"])
     path = job_file(world, "slurm-mi", text, {"main.py": CODE_AS_MANAGED}, libraries=True)
@@ -114,19 +114,19 @@ def test_cancel_reaches_slurm_for_a_pending_and_a_running_job(server, world):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         job = server.cli("ml", "job", "show", "-n", "slurm-second", *AT)
-        sid = (job["properties"].get("properties") or {}).get("slurmJobId")
+        sid = (job.get("properties") or {}).get("slurmJobId")
         if sid and scontrol(sid)["JobState"] == "PENDING":
             break
         time.sleep(0.2)
     assert sid and scontrol(sid)["JobState"] == "PENDING"
-    assert job["properties"]["status"] == "Queued"
+    assert job["status"] == "Queued"
     server.cli("ml", "job", "cancel", "-n", "slurm-second", *AT)
-    assert wait(server, "slurm-second")["properties"]["status"] == "Canceled"
+    assert wait(server, "slurm-second")["status"] == "Canceled"
     assert scontrol(sid)["JobState"] == "CANCELLED"
     first = slurm_id(server, "slurm-first")
     assert scontrol(first)["JobState"] == "RUNNING"
     server.cli("ml", "job", "cancel", "-n", "slurm-first", *AT)
-    assert wait(server, "slurm-first")["properties"]["status"] == "Canceled"
+    assert wait(server, "slurm-first")["status"] == "Canceled"
     assert scontrol(first)["JobState"] == "CANCELLED"
     assert "sleep 120" not in json.dumps(subprocess.run(["ps", "-eo", "args"], capture_output=True,
                                                         text=True).stdout.splitlines())
@@ -185,7 +185,7 @@ def test_a_stolen_job_handle_reaches_one_blob_while_the_job_lives_and_nothing_af
     climb = {"files": [{"path": "../census.csv", "size": 1}]}
     assert requests.post(f"{base}/outputs/out", headers=secret, json=climb, verify=server.ca).status_code == 403
     server.cli("ml", "job", "cancel", "-n", "slurm-victim", *AT)
-    assert wait(server, "slurm-victim")["properties"]["status"] == "Canceled"
+    assert wait(server, "slurm-victim")["status"] == "Canceled"
     ended = requests.get(url, headers={"x-ms-version": "2025-01-05"}, verify=server.ca)
     assert ended.status_code == 403 and "has ended" in ended.text
     late = requests.put(put_url, data=b"late", headers=blob_headers, verify=server.ca)
@@ -193,7 +193,7 @@ def test_a_stolen_job_handle_reaches_one_blob_while_the_job_lives_and_nothing_af
     assert requests.get(f"{base}/spec", headers=secret, verify=server.ca).status_code == 403
     assert requests.post(f"{base}/inputs/census", headers=secret, json={}, verify=server.ca).status_code == 403
     server.cli("ml", "job", "cancel", "-n", "slurm-hold", *AT)
-    assert wait(server, "slurm-hold")["properties"]["status"] == "Canceled"
+    assert wait(server, "slurm-hold")["status"] == "Canceled"
 
 
 def test_a_slurm_job_outlives_a_server_restart_and_its_log_is_whole(server, world):
@@ -216,7 +216,7 @@ def test_a_slurm_job_outlives_a_server_restart_and_its_log_is_whole(server, worl
     assert scontrol(sid)["JobState"] == "RUNNING"
     server.start()
     job = wait(server, "slurm-restart", limit=90)
-    assert job["properties"]["status"] == "Completed", job["properties"]
+    assert job["status"] == "Completed", job
     assert scontrol(sid)["JobState"] == "COMPLETED"
     log = server.cli("ml", "job", "stream", "-n", "slurm-restart", *AT, check=False).stdout
     ticks = [line for line in log.splitlines() if line.startswith("tick ")]

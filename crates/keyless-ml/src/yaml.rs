@@ -762,5 +762,110 @@ pub fn data(file: &str, text: &str, sets: &[(String, String)]) -> Result<Spec, E
     })
 }
 
+// -------------------------------------------------------------- environments
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvironmentYaml {
+    #[serde(rename = "$schema")]
+    _schema: Option<String>,
+    name: String,
+    version: Option<Value>,
+    description: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+    image: Option<String>,
+    conda_file: Option<Value>,
+    build: Option<BuildYaml>,
+    os_type: Option<String>,
+    inference_config: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildYaml {
+    path: String,
+    dockerfile_path: Option<String>,
+}
+
+/// An environment file → `PUT …/environments/<name>/versions/<version>` body.
+/// A `conda_file` given as a path stays a path in `condaFile` for the caller to
+/// read from beside the file; given inline it becomes its text.
+///
+/// # Errors
+/// [`Error`] naming the file, line and key, or the rule broken.
+pub fn environment(file: &str, text: &str, sets: &[(String, String)]) -> Result<Spec, Error> {
+    let y: EnvironmentYaml = load(file, text, sets)?;
+    crate::names::asset(&y.name, "environment name")?;
+    let version = match &y.version {
+        None => "1".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "{file}: version `{other}` must be a string or number"
+            )));
+        }
+    };
+    crate::names::asset(&version, "environment version")?;
+    let mut props = Map::new();
+    match (&y.image, &y.build) {
+        (Some(image), None) => {
+            props.insert("image".into(), image.clone().into());
+        }
+        (None, Some(build)) => {
+            if !build.path.contains("://") && !build.path.starts_with("azureml:") {
+                return Err(Error::invalid(format!(
+                    "{file}: build.path `{}` is a local folder; keyless does not upload build contexts: give an `image:`, or a build context already in storage (an https:// or azureml:// URI)",
+                    build.path
+                )));
+            }
+            props.insert(
+                "build".into(),
+                json!({ "contextUri": build.path, "dockerfilePath": build.dockerfile_path.clone().unwrap_or_else(|| "Dockerfile".into()) }),
+            );
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "{file}: an environment gives exactly one of `image` and `build`"
+            )));
+        }
+    }
+    match &y.conda_file {
+        None | Some(Value::Null) => {}
+        Some(Value::String(path)) => {
+            props.insert("condaFile".into(), path.clone().into());
+        }
+        Some(inline @ Value::Object(_)) => {
+            // YAML is a superset of JSON: conda reads this text as it would the mapping.
+            props.insert("condaFile".into(), format!("{inline}\n").into());
+        }
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "{file}: conda_file `{other}` must be a path or a mapping"
+            )));
+        }
+    }
+    let os = y.os_type.as_deref().unwrap_or("linux");
+    let os = match os.to_ascii_lowercase().as_str() {
+        "linux" => "Linux",
+        "windows" => "Windows",
+        _ => {
+            return Err(Error::invalid(format!(
+                "{file}: os_type `{os}` is not linux or windows"
+            )));
+        }
+    };
+    props.insert("osType".into(), os.into());
+    insert_some(&mut props, "description", string(y.description.as_ref()));
+    insert_some(&mut props, "tags", y.tags.map(|t| json!(t)));
+    insert_some(&mut props, "inferenceConfig", y.inference_config);
+    Ok(Spec {
+        name: y.name,
+        version: Some(version),
+        resource_group: None,
+        body: json!({ "properties": props }),
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -237,3 +237,48 @@ fn data_assets() -> Result<(), Error> {
     assert!(err.contains("mltable"), "{err}");
     Ok(())
 }
+
+#[test]
+fn environments_from_an_image_or_a_stored_build_context() -> Result<(), Error> {
+    let text = "$schema: https://azuremlschemas.azureedge.net/latest/environment.schema.json\nname: trainer\nimage: keyless.azurecr.io/train:1\nconda_file: conda.yml\n";
+    let spec = environment("env.yml", text, &[("version".into(), "2".into())])?;
+    assert_eq!(
+        (spec.name.as_str(), spec.version.as_deref()),
+        ("trainer", Some("2"))
+    );
+    assert_eq!(
+        spec.body["properties"]["image"],
+        "keyless.azurecr.io/train:1"
+    );
+    assert_eq!(spec.body["properties"]["condaFile"], "conda.yml");
+    assert_eq!(spec.body["properties"]["osType"], "Linux");
+    let inline = environment(
+        "env.yml",
+        "name: e\nimage: i\nconda_file: {name: x, dependencies: [python=3.11]}\n",
+        &[],
+    )?;
+    let conda = inline.body["properties"]["condaFile"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(conda.contains("python=3.11"), "{conda}");
+    let built = environment("env.yml", "name: e\nbuild: {path: 'https://x/ctx'}\n", &[])?;
+    assert_eq!(
+        built.body["properties"]["build"],
+        json!({ "contextUri": "https://x/ctx", "dockerfilePath": "Dockerfile" })
+    );
+    let err = message(environment(
+        "env.yml",
+        "name: e\nbuild: {path: ./ctx}\n",
+        &[],
+    ));
+    assert!(err.contains("local folder"), "{err}");
+    let err = message(environment("env.yml", "name: e\n", &[]));
+    assert!(err.contains("exactly one of `image` and `build`"), "{err}");
+    let err = message(environment(
+        "env.yml",
+        "name: e\nimage: i\nos_type: plan9\n",
+        &[],
+    ));
+    assert!(err.contains("plan9"), "{err}");
+    Ok(())
+}

@@ -11,6 +11,7 @@ use keyless_ml::yaml::{self, Spec};
 use crate::client::{Api, segment, values};
 
 mod job;
+mod view;
 use crate::output::{Format, print};
 
 const API_VERSION: &str = "2024-10-01";
@@ -155,6 +156,9 @@ pub(crate) enum MlCommand {
     /// Data assets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Environments: the image (or build context) a job names.
+    #[command(subcommand)]
+    Environment(EnvironmentCommand),
     /// Jobs: submit, follow, cancel, download.
     #[command(subcommand)]
     Job(job::JobCommand),
@@ -324,6 +328,38 @@ pub(crate) enum DataCommand {
     },
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum EnvironmentCommand {
+    /// Create an environment version from a YAML file (`image:`, `conda_file:`, `build:`).
+    Create {
+        #[command(flatten)]
+        file: FileArgs,
+        #[command(flatten)]
+        at: InWorkspace,
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        #[arg(long, short = 'v')]
+        version: Option<String>,
+        /// The image, as az ml's `--image` (instead of, or over, the file's).
+        #[arg(long, short = 'i')]
+        image: Option<String>,
+        /// A conda file to build the image's Python environment from.
+        #[arg(long)]
+        conda_file: Option<PathBuf>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Show an environment version.
+    Show {
+        #[arg(long, short = 'n')]
+        name: String,
+        #[arg(long, short = 'v')]
+        version: String,
+        #[command(flatten)]
+        at: InWorkspace,
+    },
+}
+
 type Reader = fn(&str, &str, &[(String, String)]) -> Result<Spec, keyless_core::Error>;
 
 /// Reads a YAML file (or, without one, the flags alone) into its ARM body;
@@ -375,6 +411,7 @@ pub(crate) async fn run(cmd: MlCommand, format: Format) -> Result<()> {
         MlCommand::Compute(cmd) => compute(&api, cmd).await?,
         MlCommand::Datastore(cmd) => datastore(&api, cmd).await?,
         MlCommand::Data(cmd) => data(&api, cmd).await?,
+        MlCommand::Environment(cmd) => environment(&api, cmd).await?,
         MlCommand::Job(cmd) => job::run(&api, cmd).await?,
     };
     if !value.is_null() {
@@ -404,19 +441,19 @@ async fn workspace(api: &Api, cmd: WorkspaceCommand) -> Result<Value> {
                 workspace_base(api, &rg)?,
                 segment(&name)
             );
-            api.put(&path, &spec.body).await
+            api.put(&path, &spec.body).await.map(view::workspace)
         }
         WorkspaceCommand::Show {
             name,
             resource_group,
-        } => {
-            api.get(&format!(
+        } => api
+            .get(&format!(
                 "{}/{}?api-version={API_VERSION}",
                 workspace_base(api, &resource_group)?,
                 segment(&name)
             ))
             .await
-        }
+            .map(view::workspace),
         WorkspaceCommand::List { resource_group } => {
             let path = match resource_group {
                 Some(rg) => format!("{}?api-version={API_VERSION}", workspace_base(api, &rg)?),
@@ -425,7 +462,9 @@ async fn workspace(api: &Api, cmd: WorkspaceCommand) -> Result<Value> {
                     api.subscription()?
                 ),
             };
-            api.get(&path).await.map(values)
+            api.get(&path)
+                .await
+                .map(|v| view::each(values(v), view::workspace))
         }
         WorkspaceCommand::Delete {
             name,
@@ -465,7 +504,7 @@ impl Named {
 }
 
 async fn compute(api: &Api, cmd: ComputeCommand) -> Result<Value> {
-    match cmd {
+    let shown = match cmd {
         ComputeCommand::Update(c) if c.from.file.file.is_none() => update_compute(api, &c).await,
         ComputeCommand::Create(c) | ComputeCommand::Update(c) => {
             let spec = read(&c.from.file, yaml::compute, c.overrides()?)?;
@@ -482,7 +521,8 @@ async fn compute(api: &Api, cmd: ComputeCommand) -> Result<Value> {
         ComputeCommand::Show(n) => api.get(&n.path(api, "computes", "")?).await,
         ComputeCommand::List { at } => api.get(&child(api, &at, "computes")?).await.map(values),
         ComputeCommand::Delete(n) => api.delete(&n.path(api, "computes", "")?).await,
-    }
+    };
+    shown.map(|v| view::each(v, view::compute))
 }
 
 /// `az ml compute update --name … --identity-type … [--user-assigned-identities …]
@@ -498,15 +538,19 @@ async fn update_compute(api: &Api, c: &ComputeArgs) -> Result<Value> {
     }
     let path = child(api, &c.from.at, &format!("computes/{}", segment(&name)))?;
     let mut body = api.get(&path).await?;
-    if let Some(kind) = &c.identity_type {
-        let kind = keyless_ml::identity::Kind::parse(&identity_type(kind))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // User-assigned identities without a type make the compute's identity
+    // user-assigned (a cluster holds one kind of identity, not both).
+    let kind = match (&c.identity_type, c.identity_ids().is_empty()) {
+        (Some(kind), _) => Some(identity_type(kind)),
+        (None, true) => None,
+        (None, false) => Some("user_assigned".to_owned()),
+    };
+    if let Some(kind) = kind {
+        let kind = keyless_ml::identity::Kind::parse(&kind).map_err(|e| anyhow::anyhow!("{e}"))?;
         let identity = keyless_ml::identity::identity_rest(kind, &c.identity_ids());
         body.as_object_mut()
             .context("the compute's record is not an object")?
             .insert("identity".into(), identity);
-    } else if !c.identity_ids().is_empty() {
-        bail!("--user-assigned-identities goes with --identity-type user_assigned");
     }
     let scale = body.pointer_mut("/properties/properties/scaleSettings");
     match (scale, c.min_instances, c.max_instances) {
@@ -530,10 +574,18 @@ async fn update_compute(api: &Api, c: &ComputeArgs) -> Result<Value> {
 async fn datastore(api: &Api, cmd: DatastoreCommand) -> Result<Value> {
     match cmd {
         DatastoreCommand::Create(f) | DatastoreCommand::Update(f) => {
-            put_file(api, f, "datastores", yaml::datastore).await
+            put_file(api, f, "datastores", yaml::datastore)
+                .await
+                .map(view::datastore)
         }
-        DatastoreCommand::Show(n) => api.get(&n.path(api, "datastores", "")?).await,
-        DatastoreCommand::List { at } => api.get(&child(api, &at, "datastores")?).await.map(values),
+        DatastoreCommand::Show(n) => api
+            .get(&n.path(api, "datastores", "")?)
+            .await
+            .map(view::datastore),
+        DatastoreCommand::List { at } => api
+            .get(&child(api, &at, "datastores")?)
+            .await
+            .map(|v| view::each(values(v), view::datastore)),
         DatastoreCommand::Delete(n) => api.delete(&n.path(api, "datastores", "")?).await,
         DatastoreCommand::ListSecrets(n) => {
             api.post(&n.path(api, "datastores", "/listSecrets")?, &json!({}))
@@ -550,7 +602,7 @@ async fn datastore(api: &Api, cmd: DatastoreCommand) -> Result<Value> {
 }
 
 async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
-    match cmd {
+    let shown = match cmd {
         DataCommand::Create {
             file,
             at,
@@ -607,5 +659,83 @@ async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
             )?)
             .await
         }
-    }
+    };
+    shown.map(|v| view::each(v, view::data))
+}
+
+async fn environment(api: &Api, cmd: EnvironmentCommand) -> Result<Value> {
+    let shown = match cmd {
+        EnvironmentCommand::Create {
+            file,
+            at,
+            name,
+            version,
+            image,
+            conda_file,
+            description,
+        } => {
+            let dir = file.file.as_deref().map(base_dir).unwrap_or_default();
+            let mut flags = Vec::new();
+            for (k, v) in [
+                ("name", name),
+                ("version", version),
+                ("image", image),
+                ("description", description),
+            ] {
+                if let Some(v) = v {
+                    flags.push((k.to_owned(), v));
+                }
+            }
+            let mut spec = read(&file, yaml::environment, flags)?;
+            // A conda file named by path is read from beside the YAML file (or, from
+            // the flag, from where the command runs), as az ml reads it.
+            let conda = match conda_file {
+                Some(path) => Some(path),
+                None => spec
+                    .body
+                    .pointer("/properties/condaFile")
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.contains('\n'))
+                    .map(|p| dir.join(p)),
+            };
+            if let Some(path) = conda {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the conda file {}", path.display()))?;
+                if let Some(props) = spec
+                    .body
+                    .get_mut("properties")
+                    .and_then(Value::as_object_mut)
+                {
+                    props.insert("condaFile".into(), text.into());
+                }
+            }
+            let version = spec.version.clone().unwrap_or_else(|| "1".into());
+            api.put(
+                &child(
+                    api,
+                    &at,
+                    &format!(
+                        "environments/{}/versions/{}",
+                        segment(&spec.name),
+                        segment(&version)
+                    ),
+                )?,
+                &spec.body,
+            )
+            .await
+        }
+        EnvironmentCommand::Show { name, version, at } => {
+            api.get(&child(
+                api,
+                &at,
+                &format!(
+                    "environments/{}/versions/{}",
+                    segment(&name),
+                    segment(&version)
+                ),
+            )?)
+            .await
+        }
+    };
+    shown.map(view::environment)
 }

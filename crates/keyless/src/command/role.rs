@@ -112,8 +112,23 @@ pub(crate) async fn run(cmd: RoleCommand, format: Format) -> Result<()> {
             let name = uuid_v4();
             let body =
                 json!({ "properties": { "roleDefinitionId": role_id, "principalId": principal } });
-            let created = api.put(&format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={API_VERSION}", path(&scope)), &body).await?;
-            flatten(&created, &role_names(&api, &scope).await?)
+            let names = role_names(&api, &scope).await?;
+            match api.put(&format!("{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={API_VERSION}", path(&scope)), &body).await {
+                Ok(created) => flatten(&created, &names),
+                // az is idempotent here: the assignment that exists is the answer.
+                Err(e) if assignment_exists(&e) => {
+                    let held = api.get(&format!("{}/providers/Microsoft.Authorization/roleAssignments?api-version={API_VERSION}&$filter=assignedTo('{principal}')", path(&scope))).await.map(values)?;
+                    let same = held.as_array().into_iter().flatten().find(|a| {
+                        let p = |k: &str| a.pointer(&format!("/properties/{k}")).and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+                        p("roleDefinitionId") == role_id.to_ascii_lowercase() && p("scope") == scope.to_ascii_lowercase()
+                    });
+                    match same {
+                        Some(a) => flatten(a, &names),
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         RoleCommand::Assignment(AssignmentCommand::List {
             assignee,
@@ -375,4 +390,12 @@ fn uuid_like(text: &str) -> bool {
 
 fn uuid_v4() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Whether a refusal says the role assignment exists already.
+fn assignment_exists(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<crate::client::ApiError>())
+        .any(|e| e.code == "RoleAssignmentExists")
 }

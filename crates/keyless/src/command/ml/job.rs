@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use keyless_ml::{snapshot, yaml};
 
-use super::{FileArgs, InWorkspace, Named, base_dir, child, read};
+use super::{FileArgs, InWorkspace, Named, base_dir, child, read, view};
 use crate::client::{Api, segment, values};
 use crate::command::storage::{encode_path, xml_values};
 
@@ -87,9 +87,9 @@ pub(super) async fn run(api: &Api, cmd: JobCommand) -> Result<Value> {
                 follow(api, &at, &name).await?;
                 return Ok(Value::Null);
             }
-            Ok(job)
+            Ok(view::job(job))
         }
-        JobCommand::Show(n) => api.get(&n.path(api, "jobs", "")?).await,
+        JobCommand::Show(n) => api.get(&n.path(api, "jobs", "")?).await.map(view::job),
         JobCommand::List {
             at,
             parent_job_name,
@@ -98,13 +98,18 @@ pub(super) async fn run(api: &Api, cmd: JobCommand) -> Result<Value> {
             if let Some(p) = parent_job_name {
                 path.push_str(&format!("&parentJobName={}", segment(&p)));
             }
-            api.get(&path).await.map(values)
+            api.get(&path)
+                .await
+                .map(|v| view::each(values(v), view::job))
         }
         JobCommand::Stream(n) => {
             follow(api, &n.at, &n.name).await?;
             Ok(Value::Null)
         }
-        JobCommand::Cancel(n) => api.post(&n.path(api, "jobs", "/cancel")?, &json!({})).await,
+        JobCommand::Cancel(n) => api
+            .post(&n.path(api, "jobs", "/cancel")?, &json!({}))
+            .await
+            .map(|v| view::each(v, view::job)),
         JobCommand::Download { job, download_path } => {
             let dest = download_path.unwrap_or_else(|| PathBuf::from(&job.name));
             download(api, &job, &dest).await
