@@ -355,3 +355,75 @@ def test_user_sign_in_by_browser_and_by_device_code(server, world, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert device.run("account", "show", "--query", "user.name", "-o", "tsv") == admin["username"]
+
+
+JOB_SCRIPT = """set -e
+az() {{ {python} -m azure.cli "$@"; }}
+mkdir -p "$HOME/.azure" && cp versionCheck.json "$HOME/.azure/"
+az login --identity -o none
+az account show --query "{{user: user, subscription: id}}" -o json
+az storage blob download --account-name {account} -c data -n census.csv -f census.csv --auth-mode login -o none
+echo "rows: $(wc -l < census.csv)"
+if az storage blob upload --account-name {account} -c data -n written.csv -f census.csv --auth-mode login -o none \\
+    2> refused.txt; then echo "wrote: yes"; else echo "wrote: no"; cat refused.txt; fi
+"""
+
+
+def test_az_login_identity_inside_a_job(server, world, tmp_path):
+    """A job on a compute with a system-assigned identity runs `az login --identity` and reads
+    its data with `--auth-mode login` as that identity: az finds the job's identity endpoint
+    and keyless's cloud in the environment the job is given, and nothing leaves the machine
+    (the job's az runs under the loopback guard too). It cannot write: its role reads."""
+    az, sub = world["az"], world["sub"]
+    account = "azjobdata"
+    az.run("storage", "account", "create", "-n", account, "-g", "az-rg", "-l", "local", "-o", "none")
+    key = az.run("storage", "account", "keys", "list", "-n", account, "--query", "[0].value", "-o", "tsv")
+    az.run("storage", "container", "create", "-n", "data", "--account-name", account, "--account-key", key, "-o", "none")
+    census = tmp_path / "census.csv"
+    census.write_text("age,income\n39,77516\n50,83311\n")
+    az.run("storage", "blob", "upload", "-f", str(census), "-c", "data", "-n", "census.csv", "--account-name", account,
+           "--account-key", key, "-o", "none")
+    server.cli("ml", "workspace", "create", "-n", "az-job-ws", "-g", "az-rg")
+    at = ("-w", "az-job-ws", "-g", "az-rg")
+    compute = server.cli("ml", "compute", "create", "--name", "az-mi", "--type", "amlcompute",
+                         "--identity-type", "system_assigned", *at)
+    principal = compute["identity"]["principal_id"]
+    account_id = az.run("storage", "account", "show", "-n", account, "--query", "id", "-o", "tsv")
+    az.run("role", "assignment", "create", "--assignee", principal, "--role", "Reader",
+           "--scope", f"/subscriptions/{sub}/resourceGroups/az-rg", "-o", "none")
+    az.run("role", "assignment", "create", "--assignee", principal, "--role", "Storage Blob Data Reader",
+           "--scope", account_id, "-o", "none")
+
+    src = tmp_path / "src"
+    src.mkdir()
+    # The job runs as a uid of its own: az's packages from its venv, under an interpreter
+    # that uid may execute (the venv's own may sit in a home directory closed to others).
+    venv = az_path().parent.parent
+    packages = next((venv / "lib").glob("python3.*/site-packages"))
+    python = Path(f"/usr/bin/{packages.parent.name}")
+    if not python.exists():
+        python = (venv / "bin" / "python").resolve()
+    (src / "run.sh").write_text(JOB_SCRIPT.format(account=account, python=python))
+    _seed_version_check(az_path(), src)
+    job = tmp_path / "job.yml"
+    job.write_text(
+        "command: bash run.sh\ncode: src\ncompute: azureml:az-mi\nenvironment: azureml:x@latest\n"
+        "identity:\n  type: managed\n"
+        f"environment_variables:\n  PYTHONPATH: {HERE / 'guard_site'}:{HERE}:{packages}\n"
+        "  LOOPBACK_GUARD_EXIT: '1'\n")
+    ran = server.cli("ml", "job", "create", "-f", str(job), "-n", "az-in-job", *at, "--stream", check=False)
+    log = ran.stdout + ran.stderr
+    assert ran.returncode == 0, log
+    assert "exit status 97" not in log, log
+    block = re.search(r"^\{\n.*?^\}$", log, re.S | re.M)
+    shown = json.loads(block.group(0)) if block else None
+    assert shown == {"user": {"assignedIdentityInfo": "MSI", "name": "systemAssignedIdentity",
+                              "type": "servicePrincipal"}, "subscription": sub}, log
+    assert "rows: 3" in log and "wrote: no" in log, log
+    assert "do not have the required permissions" in log, log
+    # The storage log names the compute's identity and the job for the read.
+    records = [json.loads(line) for line in
+               server.cli("storage", "logs", "--account", account, "-g", "az-rg", check=False).stdout.splitlines() if line.strip()]
+    reads = [r for r in records if r.get("OperationName") == "GetBlob" and r.get("RequesterObjectId") == principal]
+    assert reads and all((r.get("JobId") or "").endswith("/jobs/az-in-job") for r in reads), [
+        {k: r.get(k) for k in ("OperationName", "RequesterObjectId", "JobId", "StatusCode")} for r in records]

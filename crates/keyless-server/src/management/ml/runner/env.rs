@@ -77,6 +77,21 @@ pub(super) async fn environment(
         state.urls.storage.clone(),
     );
     env.insert("AZURE_AUTHORITY_HOST".into(), state.urls.login.clone());
+    // The cloud, for the SDKs and the azure-cli a job runs (`az login --identity`):
+    // keyless's cloud document, and none of az's calls to the public cloud. A job's
+    // own setting of any of them wins.
+    for (name, value) in [
+        (
+            "ARM_CLOUD_METADATA_URL",
+            crate::cloud::metadata_url(&state.urls.management),
+        ),
+        ("AZUREML_CURRENT_CLOUD", crate::cloud::NAME.to_owned()),
+        ("AZURE_CORE_INSTANCE_DISCOVERY", "false".to_owned()),
+        ("AZURE_CORE_COLLECT_TELEMETRY", "false".to_owned()),
+        ("AZURE_CORE_SURVEY_MESSAGE", "false".to_owned()),
+    ] {
+        env.entry(name.into()).or_insert(value);
+    }
     for (k, v) in inputs {
         env.insert(format!("AZURE_ML_INPUT_{k}"), v.clone());
     }
