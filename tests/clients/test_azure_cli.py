@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import keyless_bin
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -427,3 +429,53 @@ def test_az_login_identity_inside_a_job(server, world, tmp_path):
     reads = [r for r in records if r.get("OperationName") == "GetBlob" and r.get("RequesterObjectId") == principal]
     assert reads and all((r.get("JobId") or "").endswith("/jobs/az-in-job") for r in reads), [
         {k: r.get(k) for k in ("OperationName", "RequesterObjectId", "JobId", "StatusCode")} for r in records]
+
+
+NETNS_SCRIPT = r"""set -euo pipefail
+ip link set lo up
+"$KEYLESS" serve --data-dir "$DATA" --login-port 443 > "$DATA.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+  [ -f "$DATA/admin.json" ] && curl -sf http://127.0.0.1:10013/healthz > /dev/null 2>&1 && break
+  sleep 0.1
+done
+eval "$("$KEYLESS" env --no-check --data-dir "$DATA")"
+export KEYLESS_CONFIG_DIR="$DATA-cli" AZURE_CONFIG_DIR="$AZ_DIR"
+"$KEYLESS" login -u "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['username'])" "$DATA/admin.json")" \
+    -p "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['password'])" "$DATA/admin.json")" \
+    --tenant "$KEYLESS_TENANT_ID" -o none
+"$KEYLESS" ad user create --display-name Carol --user-principal-name carol@keyless.local \
+    --password 'Carol-Passw0rd!' -o none
+sub=$("$KEYLESS" account show --query id -o tsv)
+"$KEYLESS" role assignment create --assignee carol@keyless.local --role Reader --scope "/subscriptions/$sub" -o none
+echo "login: $AZURE_AUTHORITY_HOST"
+if "$AZ" login -u carol@keyless.local -p 'not-her-password' -o none 2> wrong.txt; then echo "wrong: accepted"; \
+  else echo "wrong: refused"; cat wrong.txt; fi
+"$AZ" login -u carol@keyless.local -p 'Carol-Passw0rd!' -o none
+"$AZ" account show --query "{user: user, subscription: id}" -o json
+echo "sub: $sub"
+"""
+
+
+def test_user_sign_in_with_a_password_on_port_443(tmp_path):
+    """`az login -u -p`: MSAL asks the authority's host name for the user's realm on port 443
+    whatever port the authority names, so this sign-in needs keyless's login listener on 443,
+    as a deployment behind the standard port has it. The test gives it 443 in a network
+    namespace of its own (loopback only); az still runs under the loopback guard."""
+    exe = az_path()
+    data = tmp_path / "data"
+    env = {**os.environ, "KEYLESS": keyless_bin(), "DATA": str(data), "AZ": str(exe), "AZ_DIR": str(tmp_path / "az"),
+           "PYTHONPATH": f"{HERE / 'guard_site'}:{HERE}", "LOOPBACK_GUARD_EXIT": "1"}
+    _seed_version_check(exe, tmp_path / "az")
+    proc = subprocess.run(["unshare", "--net", "--fork", "bash", "-c", NETNS_SCRIPT], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out + (data.parent / "data.log").read_text(errors="replace")[-3000:]
+    assert "exit status 97" not in out and "non-loopback" not in out, out
+    assert "login: https://127.0.0.1:443" in out or "login: https://127.0.0.1\n" in out, out
+    assert "wrong: refused" in out and "AADSTS50126" in out, out
+    sub = re.search(r"^sub: (\S+)$", out, re.M).group(1)
+    block = re.search(r"^\{\n.*?^\}$", out, re.S | re.M)
+    assert json.loads(block.group(0)) == {"user": {"name": "carol@keyless.local", "type": "user"},
+                                          "subscription": sub}, out
