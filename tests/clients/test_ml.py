@@ -228,6 +228,13 @@ def test_data_assets_point_at_datastores(server, ml, census):
     made = server.cli("ml", "data", "create", "-f", fill(server, ml["tmp"], "data-census.yml"), *AT)
     assert made["path"] == "azureml://datastores/mydata/paths/census.csv"
     assert server.cli("ml", "data", "show", "-n", "census", "-v", "1", *AT)["type"] == "uri_file"
+    # az ml's flags alone describe a version; a missing name is a missing flag.
+    flagged = server.cli("ml", "data", "create", "--name", "census", "--version", "2", "--type", "uri_file",
+                         "--path", "azureml://datastores/mydata/paths/census.csv", *AT)
+    assert (flagged["name"], flagged["version"], flagged["type"]) == ("census", "2", "uri_file")
+    assert "give --name" in refused(server, "ml", "data", "create", "--path", "azureml://datastores/mydata/paths/x",
+                                    *AT)
+    assert "is local" in refused(server, "ml", "data", "create", "-n", "loc", "--path", "./here.csv", *AT)
     bad = ml["tmp"] / "nowhere.yml"
     bad.write_text("name: nowhere\ntype: uri_file\npath: azureml://datastores/nosuch/paths/x.csv\n")
     assert "nosuch" in refused(server, "ml", "data", "create", "-f", str(bad), *AT)

@@ -290,7 +290,7 @@ pub(crate) enum DatastoreCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum DataCommand {
-    /// Create a data asset version from a YAML file.
+    /// Create a data asset version from a YAML file, or from flags.
     Create {
         #[command(flatten)]
         file: FileArgs,
@@ -300,6 +300,14 @@ pub(crate) enum DataCommand {
         name: Option<String>,
         #[arg(long, short = 'v')]
         version: Option<String>,
+        /// Where the data is: `azureml://datastores/<d>/paths/<p>` or a storage URL.
+        #[arg(long, short = 'p')]
+        path: Option<String>,
+        /// `uri_file` or `uri_folder` (default).
+        #[arg(long = "type", short = 't')]
+        kind: Option<String>,
+        #[arg(long, short = 'd')]
+        description: Option<String>,
     },
     /// Show a data asset version.
     Show {
@@ -381,7 +389,20 @@ fn read(args: &FileArgs, reader: Reader, flags: Vec<(String, String)>) -> Result
         sets.push((k.trim().to_owned(), v.to_owned()));
     }
     sets.extend(flags);
-    reader(&name, &text, &sets).map_err(|e| anyhow::anyhow!("{e}"))
+    reader(&name, &text, &sets).map_err(|e| {
+        let message = e.to_string();
+        // Without a file, a missing key is a missing flag.
+        match message.split_once("missing field `") {
+            Some((_, rest)) if args.file.is_none() => {
+                let field = rest.split('`').next().unwrap_or_default();
+                anyhow::anyhow!(
+                    "give --{} (or a --file that names `{field}`)",
+                    field.replace('_', "-")
+                )
+            }
+            _ => anyhow::anyhow!("{message}"),
+        }
+    })
 }
 
 fn workspace_base(api: &Api, rg: &str) -> Result<String> {
@@ -608,11 +629,25 @@ async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
             at,
             name,
             version,
+            path,
+            kind,
+            description,
         } => {
-            let path = file.required()?.to_path_buf();
-            let spec = read(&file, yaml::data, Vec::new())?;
-            let name = name.unwrap_or(spec.name);
-            let version = version.or(spec.version).unwrap_or_else(|| "1".into());
+            let mut flags = Vec::new();
+            for (k, v) in [
+                ("name", name),
+                ("version", version),
+                ("path", path),
+                ("type", kind),
+                ("description", description),
+            ] {
+                if let Some(v) = v {
+                    flags.push((k.to_owned(), v));
+                }
+            }
+            let spec = read(&file, yaml::data, flags)?;
+            let name = spec.name;
+            let version = spec.version.unwrap_or_else(|| "1".into());
             // A local path is relative to the file, as az resolves it; keyless stores URIs only.
             if let Some(local) = spec
                 .body
@@ -620,10 +655,10 @@ async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
                 .and_then(Value::as_str)
                 && !local.contains(':')
             {
+                let dir = file.file.as_deref().map(base_dir).unwrap_or_default();
                 bail!(
-                    "{}: path `{local}` is local ({}); upload it to a datastore first and use its azureml:// URI",
-                    path.display(),
-                    base_dir(&path).join(local).display()
+                    "path `{local}` is local ({}); upload it to a datastore first and use its azureml:// URI",
+                    dir.join(local).display()
                 );
             }
             api.put(
