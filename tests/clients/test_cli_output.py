@@ -95,3 +95,29 @@ def test_check_name_availability_answers_as_arm_for_accounts_and_vaults(server):
     # Another type, or no token, is refused.
     assert check("Microsoft.Storage", "x", vault).status_code == 400
     assert check("Microsoft.Storage", "namecheck", acct, auth=False).status_code == 401
+
+
+def test_verbose_debug_and_only_show_errors_say_what_az_says_and_never_a_secret(server, tmp_path):
+    quiet = run(server, "group", "list", "--query", "[0].name", "-o", "tsv")
+    assert quiet.stderr == "", quiet.stderr
+    verbose = run(server, "group", "list", "--verbose", "-o", "none")
+    assert verbose.returncode == 0 and verbose.stdout == ""
+    assert any(line.startswith("INFO: GET https://") and "/resourcegroups?" in line.lower() and ": 200 in " in line
+               for line in verbose.stderr.splitlines()), verbose.stderr
+    # A secret sent in a body (a new user's password) stays out of --debug, and so does the token.
+    password = "Verbose-Passw0rd-Secret!"
+    debug = run(server, "ad", "user", "create", "--display-name", "V", "--user-principal-name",
+                "verbose@keyless.local", "--password", password, "--debug", "-o", "none")
+    assert debug.returncode == 0, debug.stderr
+    assert "DEBUG: x-ms-request-id" in debug.stderr, debug.stderr
+    assert password not in debug.stderr and "Bearer" not in debug.stderr and "eyJ" not in debug.stderr
+    # --only-show-errors silences warnings, not errors.
+    profile = {"KEYLESS_CONFIG_DIR": str(tmp_path / "empty-profile")}
+    env = {**os.environ, **server.env(), **profile}
+    warned = subprocess.run([str(keyless_bin()), "logout"], env=env, capture_output=True, text=True, timeout=60)
+    assert warned.stderr.startswith("WARNING: no account"), warned.stderr
+    silent = subprocess.run([str(keyless_bin()), "logout", "--only-show-errors"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert silent.returncode == 0 and silent.stderr == ""
+    missing = run(server, "group", "show", "-n", "no-such-group", "--only-show-errors")
+    assert missing.returncode == 3 and missing.stderr.startswith("ERROR:")

@@ -20,9 +20,22 @@ def test_assign_explain_and_remove_a_data_role(server, tmp_path):
     created = server.cli("role", "assignment", "create", "--assignee", "rita@keyless.local",
                          "--role", "Storage Blob Data Reader", "--scope", scope)
     assert created["roleDefinitionName"] == "Storage Blob Data Reader"
+    # As az: creating it again answers with the assignment that exists, and makes no second one.
     again = server.cli("role", "assignment", "create", "--assignee", "rita@keyless.local",
-                       "--role", "Storage Blob Data Reader", "--scope", scope, check=False)
-    assert again.returncode != 0 and "RoleAssignmentExists" in again.stderr
+                       "--role", "Storage Blob Data Reader", "--scope", scope)
+    assert again["name"] == created["name"]
+    held = server.cli("role", "assignment", "list", "--assignee", "rita@keyless.local", "--scope", scope)
+    assert [a["name"] for a in held] == [created["name"]]
+    # The API itself refuses the duplicate under a new name, as ARM does.
+    import uuid
+
+    import requests
+    token = server.cli("account", "get-access-token")["accessToken"]
+    duplicate = requests.put(
+        f"{server.management}{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
+        "?api-version=2022-04-01", headers={"Authorization": f"Bearer {token}"}, verify=server.ca, timeout=30,
+        json={"properties": {"roleDefinitionId": created["roleDefinitionId"], "principalId": created["principalId"]}})
+    assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "RoleAssignmentExists"
 
     allowed = server.cli("access", "explain", "--as", "rita@keyless.local", "--data-action", READ, "--scope", container)
     assert allowed["allowed"] is True

@@ -234,11 +234,34 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
+        let started = std::time::Instant::now();
         let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach the management API at {}", self.base))?;
         let status = response.status();
+        crate::output::info(|| {
+            format!(
+                "{method} {url}: {} in {} ms",
+                status.as_u16(),
+                started.elapsed().as_millis()
+            )
+        });
+        crate::output::debug(|| {
+            let id = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned()
+            };
+            format!(
+                "x-ms-request-id {}, x-ms-correlation-request-id {}",
+                id("x-ms-request-id"),
+                id("x-ms-correlation-request-id")
+            )
+        });
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
             let parsed: Option<Value> = serde_json::from_str(&text).ok();

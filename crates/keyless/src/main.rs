@@ -33,6 +33,15 @@ struct Cli {
     /// The subscription of this command (default: the signed-in account's).
     #[arg(long, global = true)]
     subscription: Option<String>,
+    /// Print errors only: no warnings or progress, as az's.
+    #[arg(long, global = true)]
+    only_show_errors: bool,
+    /// Print each management request (method, URL, status, time) on stderr.
+    #[arg(long, global = true)]
+    verbose: bool,
+    /// As --verbose, with each request's ids (never a header's or a body's content).
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,6 +110,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    output::set_verbosity(match (cli.only_show_errors, cli.verbose, cli.debug) {
+        (_, _, true) => output::Verbosity::Debug,
+        (_, true, false) => output::Verbosity::Verbose,
+        (true, false, false) => output::Verbosity::Quiet,
+        (false, false, false) => output::Verbosity::Normal,
+    });
     if let Some(id) = &cli.subscription {
         client::set_subscription(id.clone());
     }

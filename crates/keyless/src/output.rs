@@ -34,6 +34,61 @@ pub(crate) enum Format {
     None,
 }
 
+/// How much a command says on standard error besides its errors: az's
+/// `--only-show-errors`, nothing, `--verbose` and `--debug`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Errors, warnings and progress.
+    Normal,
+    /// And each management request: method, URL, status, time.
+    Verbose,
+    /// And each request's id, for the server's log.
+    Debug,
+}
+
+static VERBOSITY: OnceLock<Verbosity> = OnceLock::new();
+
+/// Sets this command's verbosity (once, from the global flags).
+pub(crate) fn set_verbosity(level: Verbosity) {
+    let _ = VERBOSITY.set(level);
+}
+
+/// This command's verbosity.
+pub(crate) fn verbosity() -> Verbosity {
+    VERBOSITY.get().copied().unwrap_or(Verbosity::Normal)
+}
+
+/// A warning, as az prints one (not under `--only-show-errors`).
+pub(crate) fn warn(message: &str) {
+    if verbosity() > Verbosity::Quiet {
+        eprintln!("WARNING: {message}");
+    }
+}
+
+/// Progress of a long command (not under `--only-show-errors`).
+pub(crate) fn progress(message: &str) {
+    if verbosity() > Verbosity::Quiet {
+        eprintln!("{message}");
+    }
+}
+
+/// A line for `--verbose` (and `--debug`). Never a header or a body: those may
+/// carry a token or a secret.
+pub(crate) fn info(message: impl FnOnce() -> String) {
+    if verbosity() >= Verbosity::Verbose {
+        eprintln!("INFO: {}", message());
+    }
+}
+
+/// A line for `--debug` only; the same rule as [`info`].
+pub(crate) fn debug(message: impl FnOnce() -> String) {
+    if verbosity() >= Verbosity::Debug {
+        eprintln!("DEBUG: {}", message());
+    }
+}
+
 /// A compiled `--query`.
 #[derive(Debug)]
 pub(crate) struct Query {

@@ -228,7 +228,7 @@ fn account_json(profile: &Profile, subscription: Option<&Value>) -> Value {
 
 pub(crate) fn logout() -> Result<()> {
     if !Profile::remove()? {
-        eprintln!("no account was signed in");
+        crate::output::warn("no account was signed in");
     }
     Ok(())
 }

@@ -83,7 +83,7 @@ pub(super) async fn run(api: &Api, cmd: JobCommand) -> Result<Value> {
                 )
                 .await?;
             if stream {
-                eprintln!("job {name} submitted");
+                crate::output::progress(&format!("job {name} submitted"));
                 follow(api, &at, &name).await?;
                 return Ok(Value::Null);
             }
@@ -221,7 +221,7 @@ async fn follow(api: &Api, at: &InWorkspace, name: &str) -> Result<()> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(120));
     for step in &steps {
-        bar.suspend(|| eprintln!("--- step {step} ---"));
+        bar.suspend(|| crate::output::progress(&format!("--- step {step} ---")));
         tail(api, at, step, &bar).await?;
     }
     let status = tail(api, at, name, &bar).await?;
@@ -229,7 +229,7 @@ async fn follow(api: &Api, at: &InWorkspace, name: &str) -> Result<()> {
     let job = api
         .get(&child(api, at, &format!("jobs/{}", segment(name)))?)
         .await?;
-    eprintln!("job {name}: {status}");
+    crate::output::progress(&format!("job {name}: {status}"));
     if status != "Completed" {
         let message = job
             .pointer("/properties/error/message")

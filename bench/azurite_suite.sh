@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Azurite's own blob API tests (repository Azure/Azurite, tests/blob, mocha with
+# @azure/storage-blob) against keyless, and against Azurite itself in the same run.
+# Azurite's live mode points the tests at any account through a connection string;
+# keyless serves the account path-style over TLS with its generated CA. Azurite's
+# own selection (--grep @loki) is used for both.
+#   bench/azurite_suite.sh AZURITE_CHECKOUT [mocha --grep pattern]
+# AZURITE_CHECKOUT is a clone of github.com/Azure/Azurite (`npm ci` is run in it when
+# node_modules is missing). Prints per-file pass/fail/pending counts for each target
+# and writes the failing tests' titles and first error lines to $OUT (default
+# bench/.cache/azurite-suite/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+azurite=$(realpath "${1:?give a clone of Azure/Azurite}")
+grep_pattern=${2:-@loki}
+root=$PWD
+out=${OUT:-$root/bench/.cache/azurite-suite}
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+[ -d "$azurite/node_modules" ] || (cd "$azurite" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+cargo build --locked -p keyless >/dev/null
+bin=$root/target/debug/keyless
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ports=(); for _ in 1 2 3 4 5; do ports+=("$(free_port)"); done
+"$bin" serve --data-dir "$work/keyless" --storage-port "${ports[0]}" --login-port "${ports[1]}" --management-port "${ports[2]}" \
+  --vault-port "${ports[3]}" --identity-port "${ports[4]}" >"$out/keyless.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:${ports[4]}/healthz" && break; sleep 0.1; done
+export KEYLESS_CONFIG_DIR=$work/cli
+password=$(python3 -c "import json;print(json.load(open('$work/keyless/admin.json'))['password'])")
+"$bin" login --data-dir "$work/keyless" -u admin@keyless.local -p "$password" -o none
+"$bin" storage account create -n devstoreaccount1 -g default -o none
+key=$("$bin" storage account keys list -n devstoreaccount1 -g default --query "[0].value" -o tsv)
+conn="DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=$key;BlobEndpoint=https://127.0.0.1:${ports[0]}/devstoreaccount1"
+
+files=(tests/blob/*.test.ts tests/blob/apis/*.test.ts)
+run_suite() { # name, extra env...
+  local name=$1; shift
+  (cd "$azurite" && env "$@" TS_NODE_TRANSPILE_ONLY=1 NODE_EXTRA_CA_CERTS="$work/keyless/tls/ca.pem" \
+    NODE_TLS_REJECT_UNAUTHORIZED=0 AZURITE_TEST_INMEMORYPERSISTENCE=1 \
+    timeout 3600 npx mocha --require ts-node/register --no-timeouts --grep "$grep_pattern" --exit \
+    --reporter json --reporter-option "output=$out/$name.json" "${files[@]}" >/dev/null 2>&1 || true)
+}
+run_suite keyless AZURITE_LIVE_TEST_CONNECTION_STRING="$conn"
+run_suite azurite
+
+python3 - "$out" "$azurite" <<'EOF'
+import collections, json, os, sys
+out, azurite = sys.argv[1], sys.argv[2]
+counts = {}
+for name in ("keyless", "azurite"):
+    path = os.path.join(out, f"{name}.json")
+    if not os.path.exists(path):
+        print(f"{name}: no report (mocha did not finish)"); continue
+    report = json.load(open(path))
+    per = collections.defaultdict(lambda: [0, 0, 0])
+    for kind, slot in (("passes", 0), ("failures", 1), ("pending", 2)):
+        for t in report.get(kind, []):
+            per[os.path.relpath(t.get("file") or "?", azurite)][slot] += 1
+    counts[name] = per
+    with open(os.path.join(out, f"{name}-failures.txt"), "w") as f:
+        for t in report.get("failures", []):
+            first = (t.get("err", {}).get("message") or "").splitlines()[:1]
+            f.write(f"{os.path.relpath(t.get('file') or '?', azurite)} :: {t['fullTitle']}\n    {first[0] if first else ''}\n")
+files = sorted(set().union(*[set(c) for c in counts.values()]))
+print(f"{'file':45} " + "  ".join(f"{n:>22}" for n in counts))
+for f in files:
+    print(f"{f:45} " + "  ".join("{:>8} pass {:>4} fail {:>2} pend".format(*counts[n].get(f, [0, 0, 0])) for n in counts))
+for n, c in counts.items():
+    p, fl, pe = (sum(v[i] for v in c.values()) for i in range(3))
+    print(f"{n}: {p} passed, {fl} failed, {pe} pending of {p + fl + pe}")
+EOF
