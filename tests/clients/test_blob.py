@@ -39,7 +39,10 @@ def test_upload_small_and_chunked_and_download_whole_and_ranged(service):
     container = service.create_container("data")
     small = container.upload_blob("small.txt", b"hello keyless", content_settings=ContentSettings(content_type="text/plain"),
                                   metadata={"source": "test"})
-    assert small.get_blob_properties().etag.startswith('"0x')
+    etag = small.get_blob_properties().etag
+    assert etag.startswith('"0x')
+    # A listing carries the same ETag without its quotes, as Azure lists it.
+    assert [b.etag for b in container.list_blobs(name_starts_with="small")] == [etag.strip('"')]
     payload = os.urandom(3 * 1024 * 1024 + 12345)
     chunked = container.get_blob_client("dir/big.bin")
     # A small single-put limit forces Put Block + Put Block List.
@@ -106,6 +109,12 @@ def test_metadata_properties_conditions_and_delete(service):
     props = blob.get_blob_properties()
     assert props.content_settings.content_type == "application/json"
     assert props.content_settings.cache_control == "no-cache"
+    # Setting the headers again without them clears them, Content-Type included, as Azure does.
+    blob.set_http_headers(ContentSettings())
+    cleared = blob.get_blob_properties().content_settings
+    assert cleared.content_type is None and cleared.cache_control is None
+    assert blob.download_blob().readall() == b'{"v": 2}'
+    props = blob.get_blob_properties()
     from azure.core import MatchConditions
     with pytest.raises(ResourceModifiedError):
         blob.upload_blob(b"stale", overwrite=True, etag=first["etag"], match_condition=MatchConditions.IfNotModified)
@@ -165,8 +174,18 @@ def test_refusals_are_the_typed_errors(service, account, client_env):
     # The SDK base64-encodes block ids itself, so a malformed one goes out raw.
     reply = signed(account, "PUT", "/bad-input/b", {"comp": "block", "blockid": "not base64!"}, b"x")
     assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "InvalidQueryParameterValue"
-    reply = signed(account, "GET", "/bad-input/small", {}, headers={"x-ms-range": "bytes=9-3"})
-    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "InvalidHeaderValue"
+    # A range it cannot read is ignored, as Azure does (RFC 9110, 14.2): the whole blob.
+    for bad in ("bytes=9-3", "bytes=0--1", "items=0-1"):
+        reply = signed(account, "GET", "/bad-input/small", {}, headers={"x-ms-range": bad})
+        assert reply.status_code == 200 and reply.content == b"0123456789", bad
+        assert "content-range" not in {k.lower() for k in reply.headers}
+    # If-None-Match: * cannot hold for a read.
+    reply = signed(account, "GET", "/bad-input/small", {}, headers={"If-None-Match": "*"})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "UnsatisfiableCondition"
+    # On a delete (not a create) it is ignored.
+    container.upload_blob("gone", b"x")
+    reply = signed(account, "DELETE", "/bad-input/gone", {}, headers={"If-None-Match": "*"})
+    assert reply.status_code == 202, reply.text
     reply = signed(account, "PUT", "/bad-input", {"restype": "container", "comp": "lease"})
     assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "UnsupportedOperation"
     assert b"comp=lease" in reply.content
@@ -177,6 +196,13 @@ def test_refusals_are_the_typed_errors(service, account, client_env):
     with pytest.raises(HttpResponseError) as bad_list:
         container.get_blob_client("b").commit_block_list(["QUFB", "QkJC"])
     assert bad_list.value.error_code == "InvalidBlockList"
+    # An empty list (`<BlockList />`) commits an empty blob.
+    reply = signed(account, "PUT", "/bad-input/empty", {"comp": "blocklist"},
+                   b'<?xml version="1.0" encoding="utf-8"?><BlockList />')
+    assert reply.status_code == 201, reply.text
+    assert container.get_blob_client("empty").download_blob().readall() == b""
+    reply = signed(account, "PUT", "/bad-input/empty", {"comp": "blocklist"}, b"<BlockList><Latest/></BlockList>")
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "InvalidBlockList"
     with pytest.raises(HttpResponseError) as bad_name:
         service.create_container("Bad_Name")
     assert bad_name.value.error_code == "InvalidResourceName"

@@ -319,13 +319,13 @@ fn blob_headers(b: &Blob) -> HeaderMap {
         HeaderValue::from_static("true"),
     );
     let p = &b.properties;
-    insert(
-        &mut h,
-        header::CONTENT_TYPE,
-        p.content_type
-            .as_deref()
-            .unwrap_or("application/octet-stream"),
-    );
+    // Empty: cleared by Set Blob Properties, so none is sent; absent: a blob
+    // stored without one, which Azure types as application/octet-stream.
+    match p.content_type.as_deref() {
+        Some("") => {}
+        Some(t) => insert(&mut h, header::CONTENT_TYPE, t),
+        None => insert(&mut h, header::CONTENT_TYPE, "application/octet-stream"),
+    }
     for (name, value) in [
         (header::CONTENT_ENCODING, &p.content_encoding),
         (header::CONTENT_LANGUAGE, &p.content_language),
@@ -490,7 +490,9 @@ pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
 
 /// Set Blob Properties: every `x-ms-blob-*` property is replaced (absent ones cleared).
 pub(crate) async fn set_properties(ctx: &Ctx) -> Result<Response, StorageError> {
-    let properties = properties_from_headers(ctx, false)?;
+    let mut properties = properties_from_headers(ctx, false)?;
+    // Azure replaces every content header; one not sent is cleared, Content-Type too.
+    properties.content_type.get_or_insert_with(String::new);
     update(ctx, |b| {
         b.properties = properties;
         Ok(())
@@ -661,7 +663,8 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                     escape(&b.name),
                     http_date(b.created_at),
                     http_date(b.last_modified),
-                    escape(&b.etag),
+                    // Azure lists a blob's ETag without the quotes its header carries.
+                    escape(b.etag.trim_matches('"')),
                     b.size,
                     p.content_type.as_deref().map(escape).unwrap_or_else(|| "application/octet-stream".into()),
                     opt(&p.content_encoding),

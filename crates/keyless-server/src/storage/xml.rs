@@ -91,10 +91,23 @@ pub(crate) fn parse_block_list(body: &[u8]) -> Result<Vec<(BlockRef, String)>, S
                     current = None;
                 }
             }
+            // `<BlockList/>` commits an empty blob (adlfs's exclusive create does);
+            // an empty block element names no block.
+            Event::Empty(e) => match e.name().as_ref() {
+                b"BlockList" => saw_root = true,
+                b"Latest" => out.push((BlockRef::Latest, String::new())),
+                b"Committed" => out.push((BlockRef::Committed, String::new())),
+                b"Uncommitted" => out.push((BlockRef::Uncommitted, String::new())),
+                other => {
+                    return Err(invalid(format!(
+                        "unexpected element `{}`",
+                        String::from_utf8_lossy(other)
+                    )));
+                }
+            },
             Event::Eof => break,
             Event::Decl(_)
             | Event::Comment(_)
-            | Event::Empty(_)
             | Event::CData(_)
             | Event::PI(_)
             | Event::DocType(_) => {}
@@ -140,6 +153,14 @@ mod tests {
             ]
         );
         assert!(parse_block_list(b"<Nope/>").is_err());
+        assert_eq!(
+            parse_block_list(b"<?xml version=\"1.0\"?><BlockList />").unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            parse_block_list(b"<BlockList><Latest/></BlockList>").unwrap(),
+            vec![(BlockRef::Latest, String::new())]
+        );
         assert!(parse_block_list(b"not xml at all <<<").is_err());
     }
 
