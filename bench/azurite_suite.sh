@@ -40,7 +40,7 @@ conn="DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=$ke
 files=(tests/blob/*.test.ts tests/blob/apis/*.test.ts)
 run_suite() { # name, extra env...
   local name=$1; shift
-  (cd "$azurite" && env "$@" TS_NODE_TRANSPILE_ONLY=1 NODE_EXTRA_CA_CERTS="$work/keyless/tls/ca.pem" \
+  (cd "$azurite" && env "$@" TS_NODE_TRANSPILE_ONLY=1 TS_NODE_COMPILER_OPTIONS='{"rootDir":"."}' NODE_EXTRA_CA_CERTS="$work/keyless/tls/ca.pem" \
     NODE_TLS_REJECT_UNAUTHORIZED=0 AZURITE_TEST_INMEMORYPERSISTENCE=1 \
     timeout 3600 npx mocha --require ts-node/register --no-timeouts --grep "$grep_pattern" --exit \
     --reporter json --reporter-option "output=$out/$name.json" "${files[@]}" >/dev/null 2>&1 || true)

@@ -247,6 +247,12 @@ def test_sdk_generated_sas_account_container_and_blob(service, account):
     with pytest.raises(ClientAuthenticationError):
         BlobClient(account["url"], "sas", "new.csv", credential=blob_sas).download_blob()
 
+    # Get Account Information answers any valid SAS of the account, at any level.
+    info = blob.get_account_information()
+    assert (info["sku_name"], info["account_kind"], info["is_hns_enabled"]) == ("Standard_LRS", "StorageV2", False)
+    assert writer.get_account_information()["account_kind"] == "StorageV2"
+    assert service.get_account_information()["sku_name"] == "Standard_LRS"
+
     # Expired, and tampered.
     expired = generate_blob_sas(account["name"], "sas", "report.csv", account_key=account["key"],
                                 permission="r", expiry=past)
@@ -407,6 +413,26 @@ def test_copy_blob_within_the_account_and_from_another_with_a_sas(server, servic
     assert container.download_blob("foreign.bin").readall() == b"\x00\x01\x02"
 
 
+def test_checksum_headers_are_refused_with_azures_codes(service, account):
+    import base64
+    service.create_container("md5")
+    body = b"checked"
+    good = base64.b64encode(hashlib.md5(body).digest()).decode()
+    reply = signed(account, "PUT", "/md5/short", {}, body,
+                   headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": base64.b64encode(b"123").decode()})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "InvalidMd5"
+    reply = signed(account, "PUT", "/md5/both", {}, body,
+                   headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": good,
+                            "x-ms-content-crc64": base64.b64encode(b"\0" * 8).decode()})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "BothCrc64AndMd5HeaderPresent"
+    reply = signed(account, "PUT", "/md5/wrong", {}, body,
+                   headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": base64.b64encode(b"x" * 16).decode()})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "Md5Mismatch"
+    reply = signed(account, "PUT", "/md5/ok", {}, body, headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": good})
+    assert reply.status_code == 201, reply.text
+    assert not service.get_container_client("md5").get_blob_client("short").exists()
+
+
 def test_crc64_is_checked_on_upload_and_framed_on_download(service):
     import base64
 
@@ -446,7 +472,7 @@ def test_crc64_is_checked_on_upload_and_framed_on_download(service):
     assert block_mismatch.value.error_code == "Crc64Mismatch"
     with pytest.raises(HttpResponseError) as both:
         blob.upload_blob(b"x", overwrite=True, validate_content="md5", headers={"x-ms-content-crc64": other})
-    assert both.value.error_code == "InvalidHeaderValue"
+    assert both.value.error_code == "BothCrc64AndMd5HeaderPresent"
     # Nothing was lost: the refused writes left the blobs as they were.
     assert blob.download_blob().readall() == b"checked by crc64"
     assert chunked.get_block_list("uncommitted")[1] == []

@@ -689,6 +689,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
     match ctx.op {
         Op::ListContainers => container::list(&ctx).await,
         Op::GetServiceProperties => Ok(container::service_properties()),
+        Op::GetAccountInformation => Ok(container::account_information(&ctx)),
         Op::SetServiceProperties => Ok(axum::http::StatusCode::ACCEPTED.into_response()),
         Op::GetUserDelegationKey => delegation::get_key(&ctx, body).await,
         Op::CreateContainer => container::create(&ctx).await,
@@ -729,6 +730,7 @@ fn operation_name(op: Operation) -> &'static str {
     match op {
         Op::ListContainers => "ListContainers",
         Op::GetServiceProperties => "GetBlobServiceProperties",
+        Op::GetAccountInformation => "GetAccountInformation",
         Op::SetServiceProperties => "SetBlobServiceProperties",
         Op::GetUserDelegationKey => "GetUserDelegationKey",
         Op::CreateContainer => "CreateContainer",

@@ -58,7 +58,8 @@ impl Operation {
             Op::GetUserDelegationKey => Permission::Action(
                 "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
             ),
-            Op::ListBlobs
+            Op::GetAccountInformation
+            | Op::ListBlobs
             | Op::GetBlob
             | Op::GetBlobProperties
             | Op::GetBlobMetadata

@@ -107,9 +107,13 @@ pub(super) fn properties_from_headers(
 ) -> Result<BlobProperties, StorageError> {
     let h = |name: &str| ctx.header(name).map(str::to_owned);
     let md5 = match ctx.header("x-ms-blob-content-md5") {
-        Some(v) => Some(STANDARD.decode(v).map_err(|_| {
-            StorageError::bad("InvalidHeaderValue", "x-ms-blob-content-md5 is not base64")
-        })?),
+        Some(v) => Some(
+            STANDARD
+                .decode(v)
+                .ok()
+                .filter(|raw| raw.len() == 16)
+                .ok_or_else(super::checksum::invalid_md5)?,
+        ),
         None => None,
     };
     Ok(BlobProperties {

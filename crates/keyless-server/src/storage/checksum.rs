@@ -78,7 +78,9 @@ impl Sent {
             .map(|v| {
                 STANDARD
                     .decode(v)
-                    .map_err(|_| invalid("Content-MD5 is not base64"))
+                    .ok()
+                    .filter(|raw| raw.len() == 16)
+                    .ok_or_else(invalid_md5)
             })
             .transpose()?;
         let crc64 = ctx
@@ -105,6 +107,12 @@ impl Sent {
                 )));
             }
         };
+        if md5.is_some() && crc64.is_some() {
+            return Err(StorageError::bad(
+                "BothCrc64AndMd5HeaderPresent",
+                "Both x-ms-content-crc64 header and Content-MD5 header are present.",
+            ));
+        }
         if u8::from(md5.is_some()) + u8::from(crc64.is_some()) + u8::from(structured.is_some()) > 1
         {
             return Err(invalid(
@@ -451,6 +459,14 @@ fn unframe_stream(body: ByteStream, len: u64, tap: Tap) -> ByteStream {
             }
         },
     ))
+}
+
+/// An MD5 header that is not 16 bytes in base64, as Azure names it.
+pub(crate) fn invalid_md5() -> StorageError {
+    StorageError::bad(
+        "InvalidMd5",
+        "The MD5 value specified in the request is invalid. The MD5 value must be 128 bits and Base64-encoded.",
+    )
 }
 
 fn check_md5(sent: &[u8], computed: &[u8]) -> Result<(), StorageError> {

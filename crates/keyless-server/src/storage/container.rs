@@ -37,6 +37,29 @@ pub(crate) fn service_properties() -> Response {
     ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }
 
+/// Get Account Information: the account's SKU, kind and whether it has a
+/// hierarchical namespace, as headers.
+pub(crate) fn account_information(ctx: &Ctx) -> Response {
+    let body = &ctx.account.body;
+    let text = |pointer: &str, default: &'static str| {
+        body.pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    };
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("x-ms-sku-name", text("/sku/name", "Standard_LRS")),
+        ("x-ms-account-kind", text("/kind", "StorageV2")),
+        ("x-ms-is-hns-enabled", ctx.account.hns.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    (StatusCode::OK, h).into_response()
+}
+
 fn container_headers(c: &Container) -> HeaderMap {
     let mut h = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&c.etag) {

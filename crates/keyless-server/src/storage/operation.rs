@@ -13,6 +13,8 @@ pub(crate) enum Operation {
     GetServiceProperties,
     /// `PUT /{account}?restype=service&comp=properties`
     SetServiceProperties,
+    /// `GET|HEAD …?restype=account&comp=properties` on the account, a container or a blob
+    GetAccountInformation,
     /// `POST /{account}?restype=service&comp=userdelegationkey` (bearer only)
     GetUserDelegationKey,
     /// `PUT /{account}/{container}?restype=container`
@@ -133,6 +135,7 @@ impl Operation {
             return Ok(op);
         }
         let op = match (target, m, restype, comp) {
+            (_, "GET" | "HEAD", Some("account"), Some("properties")) => Self::GetAccountInformation,
             (Target::Account, "GET", None, Some("list")) => Self::ListContainers,
             (Target::Account, "GET", Some("service"), Some("properties")) => {
                 Self::GetServiceProperties

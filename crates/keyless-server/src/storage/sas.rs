@@ -359,6 +359,8 @@ impl Sas {
         let (kind, needed): (char, &str) = match op {
             Op::ListContainers => ('s', "l"),
             Op::GetServiceProperties => ('s', "r"),
+            // Any valid SAS of the account may ask what kind of account it is.
+            Op::GetAccountInformation => return Ok(()),
             Op::GetUserDelegationKey => {
                 return Err(StorageError::auth(
                     "A user delegation key is issued to a bearer token's identity only.",
