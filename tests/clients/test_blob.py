@@ -237,6 +237,13 @@ def test_sdk_generated_sas_account_container_and_blob(service, account):
     other = ContainerClient(account["url"], "data", credential=writer_sas)
     with pytest.raises(ClientAuthenticationError):
         list(other.list_blobs())
+    # A service SAS reaches the container's blobs, not the container's own properties.
+    with pytest.raises(HttpResponseError) as props:
+        writer.get_container_properties()
+    assert props.value.status_code == 403
+    with pytest.raises(HttpResponseError) as meta:
+        writer.set_container_metadata({"k": "v"})
+    assert meta.value.status_code == 403
 
     # Blob SAS with a content-type override.
     blob_sas = generate_blob_sas(account["name"], "sas", "report.csv", account_key=account["key"],

@@ -455,10 +455,17 @@ impl Sas {
                 }
             }
             Scope::Container(c) => {
+                // A service SAS reaches the blobs of its container and lists them;
+                // the container's own properties and metadata need an account SAS.
                 if kind == 's'
                     || c != container
-                    || op == Op::CreateContainer
-                    || op == Op::DeleteContainer
+                    || matches!(
+                        op,
+                        Op::CreateContainer
+                            | Op::DeleteContainer
+                            | Op::GetContainerProperties
+                            | Op::SetContainerMetadata
+                    )
                 {
                     return Err(mismatch(
                         "AuthorizationResourceTypeMismatch",
