@@ -414,6 +414,10 @@ def test_copy_blob_within_the_account_and_from_another_with_a_sas(server, servic
     with pytest.raises(HttpResponseError) as refused:
         container.get_blob_client("foreign.bin").start_copy_from_url(foreign.url)
     assert refused.value.error_code == "CannotVerifyCopySource"
+    # A source that is not an absolute URL is a malformed header.
+    with pytest.raises(HttpResponseError) as relative:
+        container.get_blob_client("relative.bin").start_copy_from_url("/devstoreaccount1/container78/blob125")
+    assert relative.value.status_code == 400 and relative.value.error_code == "InvalidHeaderValue"
     sas = generate_blob_sas("copysrc", "shared", "data.bin", account_key=other_key, permission="r",
                             expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=10))
     container.get_blob_client("foreign.bin").start_copy_from_url(f"{foreign.url}?{sas}")

@@ -33,6 +33,12 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             format!("Cannot verify the copy source: {why}"),
         )
     };
+    if url::Url::parse(&source).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+        return Err(StorageError::bad(
+            "InvalidHeaderValue",
+            "The value for one of the HTTP headers is not in the correct format: x-ms-copy-source must be an absolute http(s) URL",
+        ));
+    }
     let storage = ctx.state.urls.storage.trim_end_matches('/');
     let rest = source.strip_prefix(storage).ok_or_else(|| {
         StorageError::bad(
