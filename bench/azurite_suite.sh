@@ -37,21 +37,39 @@ password=$(python3 -c "import json;print(json.load(open('$work/keyless/admin.jso
 key=$("$bin" storage account keys list -n devstoreaccount1 -g default --query "[0].value" -o tsv)
 conn="DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=$key;BlobEndpoint=https://127.0.0.1:${ports[0]}/devstoreaccount1"
 
+# A scratch copy of the checkout for the keyless run: live mode's stand-in server names a
+# host of its own ("live.azure"), and some files build plain-HTTP base URLs from it; both
+# are pointed at keyless's TLS listener. Azurite's own run uses the checkout unchanged.
+live=$work/azurite-live
+mkdir -p "$live"
+(cd "$azurite" && tar --exclude=./node_modules --exclude=./.git -cf - .) | (cd "$live" && tar -xf -)
+ln -s "$azurite/node_modules" "$live/node_modules"
+sed -i "s|{ host: \"live.azure\", port: 443 }|{ host: \"127.0.0.1\", port: ${ports[0]} }|" "$live/tests/BlobTestServerFactory.ts"
+grep -rl 'http://${server.config.host}' "$live/tests" | xargs sed -i 's|http://${server.config.host}|https://${server.config.host}|g'
+"$bin" storage account create -n devstoreaccount2 -g default -o none
+
 files=(tests/blob/*.test.ts tests/blob/apis/*.test.ts)
-run_suite() { # name, extra env...
-  local name=$1; shift
-  (cd "$azurite" && env "$@" TS_NODE_TRANSPILE_ONLY=1 TS_NODE_COMPILER_OPTIONS='{"rootDir":"."}' NODE_EXTRA_CA_CERTS="$work/keyless/tls/ca.pem" \
+run_suite() { # name, checkout, extra env...
+  local name=$1 dir=$2; shift 2
+  (cd "$dir" && env "$@" TS_NODE_TRANSPILE_ONLY=1 TS_NODE_COMPILER_OPTIONS='{"rootDir":"."}' NODE_EXTRA_CA_CERTS="$work/keyless/tls/ca.pem" \
     NODE_TLS_REJECT_UNAUTHORIZED=0 AZURITE_TEST_INMEMORYPERSISTENCE=1 \
     timeout 3600 npx mocha --require ts-node/register --no-timeouts --grep "$grep_pattern" --exit \
     --reporter json --reporter-option "output=$out/$name.json" "${files[@]}" >/dev/null 2>&1 || true)
 }
-run_suite keyless AZURITE_LIVE_TEST_CONNECTION_STRING="$conn"
-run_suite azurite
+run_suite keyless "$live" AZURITE_LIVE_TEST_CONNECTION_STRING="$conn"
+run_suite azurite "$azurite"
 
 python3 - "$out" "$azurite" <<'EOF'
 import collections, json, os, sys
 out, azurite = sys.argv[1], sys.argv[2]
 counts = {}
+
+
+def rel(path):
+    path = path or "?"
+    return path[path.index("tests/"):] if "tests/" in path else path
+
+
 for name in ("keyless", "azurite"):
     path = os.path.join(out, f"{name}.json")
     if not os.path.exists(path):
@@ -60,12 +78,12 @@ for name in ("keyless", "azurite"):
     per = collections.defaultdict(lambda: [0, 0, 0])
     for kind, slot in (("passes", 0), ("failures", 1), ("pending", 2)):
         for t in report.get(kind, []):
-            per[os.path.relpath(t.get("file") or "?", azurite)][slot] += 1
+            per[rel(t.get("file"))][slot] += 1
     counts[name] = per
     with open(os.path.join(out, f"{name}-failures.txt"), "w") as f:
         for t in report.get("failures", []):
             first = (t.get("err", {}).get("message") or "").splitlines()[:1]
-            f.write(f"{os.path.relpath(t.get('file') or '?', azurite)} :: {t['fullTitle']}\n    {first[0] if first else ''}\n")
+            f.write(f"{rel(t.get('file'))} :: {t['fullTitle']}\n    {first[0] if first else ''}\n")
 files = sorted(set().union(*[set(c) for c in counts.values()]))
 print(f"{'file':45} " + "  ".join(f"{n:>22}" for n in counts))
 for f in files:
