@@ -441,6 +441,14 @@ def test_checksum_headers_are_refused_with_azures_codes(service, account):
     assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "Md5Mismatch"
     reply = signed(account, "PUT", "/md5/ok", {}, body, headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": good})
     assert reply.status_code == 201, reply.text
+    # On Put Blob, x-ms-blob-content-md5 is the one the body is checked against.
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    reply = signed(account, "PUT", "/md5/blob-md5", {}, body,
+                   headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": wrong, "x-ms-blob-content-md5": good})
+    assert reply.status_code == 201, reply.text
+    reply = signed(account, "PUT", "/md5/blob-md5", {}, body,
+                   headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": good, "x-ms-blob-content-md5": wrong})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "Md5Mismatch"
     assert not service.get_container_client("md5").get_blob_client("short").exists()
 
 

@@ -119,6 +119,18 @@ impl Sent {
                 "send one of Content-MD5, x-ms-content-crc64 or a structured body",
             ));
         }
+        // Put Blob checks the body against x-ms-blob-content-md5 when it is sent,
+        // before Content-MD5 (the Put Blob contract: the blob's MD5 takes precedence).
+        let md5 = match ctx.header("x-ms-blob-content-md5") {
+            Some(v) if ctx.op == super::operation::Operation::PutBlob => Some(
+                STANDARD
+                    .decode(v)
+                    .ok()
+                    .filter(|raw| raw.len() == 16)
+                    .ok_or_else(invalid_md5)?,
+            ),
+            _ => md5,
+        };
         Ok(Self {
             md5,
             crc64,
