@@ -260,6 +260,15 @@ def test_sdk_generated_sas_account_container_and_blob(service, account):
     assert writer.get_account_information()["account_kind"] == "StorageV2"
     assert service.get_account_information()["sku_name"] == "Standard_LRS"
 
+    # A user delegation key goes to a bearer token only; Azure says so in AuthenticationErrorDetail.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for who in (service, BlobServiceClient(account["url"], credential=sas)):
+        with pytest.raises(HttpResponseError) as no_key:
+            who.get_user_delegation_key(now, soon)
+        assert no_key.value.status_code == 403
+        assert "<AuthenticationErrorDetail>Only authentication scheme Bearer is supported</AuthenticationErrorDetail>" \
+            in no_key.value.response.text()
+
     # Expired, and tampered.
     expired = generate_blob_sas(account["name"], "sas", "report.csv", account_key=account["key"],
                                 permission="r", expiry=past)

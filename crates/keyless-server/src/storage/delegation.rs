@@ -67,7 +67,7 @@ pub(crate) fn iso(seconds: i64) -> String {
 pub(crate) async fn get_key(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
     let Auth::Bearer(identity) = &ctx.auth else {
         return Err(StorageError::auth(
-            "A user delegation key is issued to a bearer token's identity only; keys and SAS cannot ask for one.",
+            "Only authentication scheme Bearer is supported",
         ));
     };
     let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {

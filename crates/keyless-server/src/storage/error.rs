@@ -18,6 +18,8 @@ pub(crate) struct StorageError {
     explanation: Option<String>,
     /// A `WWW-Authenticate` challenge, on 401s a token client can answer.
     challenge: Option<String>,
+    /// Why authentication failed, as Azure's `AuthenticationErrorDetail` element.
+    auth_detail: Option<String>,
 }
 
 impl StorageError {
@@ -28,6 +30,7 @@ impl StorageError {
             message: message.into(),
             explanation: None,
             challenge: None,
+            auth_detail: None,
         }
     }
 
@@ -49,14 +52,16 @@ impl StorageError {
     }
 
     pub(crate) fn auth(message: impl Into<String>) -> Self {
-        Self::new(
+        let detail = message.into();
+        let mut e = Self::new(
             StatusCode::FORBIDDEN,
             "AuthenticationFailed",
             format!(
-                "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature. {}",
-                message.into()
+                "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature. {detail}"
             ),
-        )
+        );
+        e.auth_detail = Some(detail);
+        e
     }
 
     pub(crate) fn container_not_found() -> Self {
@@ -133,6 +138,13 @@ impl ApiError for StorageError {
             .as_deref()
             .map(|e| format!("<KeylessExplanation>{}</KeylessExplanation>", escape(e)))
             .unwrap_or_default();
+        let detail = match &self.auth_detail {
+            Some(d) => format!(
+                "<AuthenticationErrorDetail>{}</AuthenticationErrorDetail>{detail}",
+                escape(d)
+            ),
+            None => detail,
+        };
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{}</Code><Message>{}</Message>{detail}</Error>",
             self.code,

@@ -363,7 +363,7 @@ impl Sas {
             Op::GetAccountInformation => return Ok(()),
             Op::GetUserDelegationKey => {
                 return Err(StorageError::auth(
-                    "A user delegation key is issued to a bearer token's identity only.",
+                    "Only authentication scheme Bearer is supported",
                 ));
             }
             Op::SetServiceProperties => ('s', "w"),
