@@ -131,6 +131,22 @@ fn insert_some(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
     }
 }
 
+/// An asset's `version:` (a string or a number; `1` when absent), checked as a name.
+fn asset_version(file: &str, version: Option<&Value>, what: &str) -> Result<String, Error> {
+    let version = match version {
+        None => "1".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "{file}: version `{other}` must be a string or number"
+            )));
+        }
+    };
+    crate::names::asset(&version, what)?;
+    Ok(version)
+}
+
 fn string(v: Option<&String>) -> Option<Value> {
     v.map(|s| Value::String(s.clone()))
 }
@@ -737,17 +753,7 @@ pub fn data(file: &str, text: &str, sets: &[(String, String)]) -> Result<Spec, E
             "{file}: data type `{kind}` is not one keyless stores: uri_file or uri_folder"
         )));
     }
-    let version = match &y.version {
-        None => "1".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "{file}: version `{other}` must be a string or number"
-            )));
-        }
-    };
-    crate::names::asset(&version, "data asset version")?;
+    let version = asset_version(file, y.version.as_ref(), "data asset version")?;
     let mut props = Map::new();
     props.insert("dataType".into(), kind.into());
     props.insert("dataUri".into(), y.path.into());
@@ -796,17 +802,7 @@ struct BuildYaml {
 pub fn environment(file: &str, text: &str, sets: &[(String, String)]) -> Result<Spec, Error> {
     let y: EnvironmentYaml = load(file, text, sets)?;
     crate::names::asset(&y.name, "environment name")?;
-    let version = match &y.version {
-        None => "1".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "{file}: version `{other}` must be a string or number"
-            )));
-        }
-    };
-    crate::names::asset(&version, "environment version")?;
+    let version = asset_version(file, y.version.as_ref(), "environment version")?;
     let mut props = Map::new();
     match (&y.image, &y.build) {
         (Some(image), None) => {

@@ -106,16 +106,10 @@ pub(super) fn properties_from_headers(
     fallback_content_type: bool,
 ) -> Result<BlobProperties, StorageError> {
     let h = |name: &str| ctx.header(name).map(str::to_owned);
-    let md5 = match ctx.header("x-ms-blob-content-md5") {
-        Some(v) => Some(
-            STANDARD
-                .decode(v)
-                .ok()
-                .filter(|raw| raw.len() == 16)
-                .ok_or_else(super::checksum::invalid_md5)?,
-        ),
-        None => None,
-    };
+    let md5 = ctx
+        .header("x-ms-blob-content-md5")
+        .map(super::checksum::md5_header)
+        .transpose()?;
     Ok(BlobProperties {
         content_type: h("x-ms-blob-content-type").or_else(|| {
             if fallback_content_type {

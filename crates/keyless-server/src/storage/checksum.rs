@@ -73,16 +73,7 @@ impl Sent {
                 ),
             )
         };
-        let md5 = ctx
-            .header("content-md5")
-            .map(|v| {
-                STANDARD
-                    .decode(v)
-                    .ok()
-                    .filter(|raw| raw.len() == 16)
-                    .ok_or_else(invalid_md5)
-            })
-            .transpose()?;
+        let md5 = ctx.header("content-md5").map(md5_header).transpose()?;
         let crc64 = ctx
             .header("x-ms-content-crc64")
             .map(|v| {
@@ -122,13 +113,7 @@ impl Sent {
         // Put Blob checks the body against x-ms-blob-content-md5 when it is sent,
         // before Content-MD5 (the Put Blob contract: the blob's MD5 takes precedence).
         let md5 = match ctx.header("x-ms-blob-content-md5") {
-            Some(v) if ctx.op == super::operation::Operation::PutBlob => Some(
-                STANDARD
-                    .decode(v)
-                    .ok()
-                    .filter(|raw| raw.len() == 16)
-                    .ok_or_else(invalid_md5)?,
-            ),
+            Some(v) if ctx.op == super::operation::Operation::PutBlob => Some(md5_header(v)?),
             _ => md5,
         };
         Ok(Self {
@@ -473,12 +458,18 @@ fn unframe_stream(body: ByteStream, len: u64, tap: Tap) -> ByteStream {
     ))
 }
 
-/// An MD5 header that is not 16 bytes in base64, as Azure names it.
-pub(crate) fn invalid_md5() -> StorageError {
-    StorageError::bad(
-        "InvalidMd5",
-        "The MD5 value specified in the request is invalid. The MD5 value must be 128 bits and Base64-encoded.",
-    )
+/// An MD5 header's 16 bytes; any other value is `InvalidMd5`, as Azure names it.
+pub(crate) fn md5_header(value: &str) -> Result<Vec<u8>, StorageError> {
+    STANDARD
+        .decode(value)
+        .ok()
+        .filter(|raw| raw.len() == 16)
+        .ok_or_else(|| {
+            StorageError::bad(
+                "InvalidMd5",
+                "The MD5 value specified in the request is invalid. The MD5 value must be 128 bits and Base64-encoded.",
+            )
+        })
 }
 
 fn check_md5(sent: &[u8], computed: &[u8]) -> Result<(), StorageError> {

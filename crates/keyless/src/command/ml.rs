@@ -133,6 +133,41 @@ fn identity_type(text: &str) -> String {
         .join(",")
 }
 
+/// One version of an asset (data, environment) inside a workspace.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NamedVersion {
+    #[arg(long, short = 'n')]
+    name: String,
+    #[arg(long, short = 'v')]
+    version: String,
+    #[command(flatten)]
+    at: InWorkspace,
+}
+
+impl NamedVersion {
+    /// The path of this version of a `kind` asset.
+    fn path(&self, api: &Api, kind: &str) -> Result<String> {
+        child(
+            api,
+            &self.at,
+            &version_path(kind, &self.name, &self.version),
+        )
+    }
+}
+
+/// `<kind>/<name>/versions/<version>`, each segment encoded.
+fn version_path(kind: &str, name: &str, version: &str) -> String {
+    format!("{kind}/{}/versions/{}", segment(name), segment(version))
+}
+
+/// The flags a command was given, as overrides of a file's keys.
+fn given<const N: usize>(flags: [(&str, Option<String>); N]) -> Vec<(String, String)> {
+    flags
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect()
+}
+
 /// A resource inside a workspace, by name.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Named {
@@ -223,22 +258,19 @@ pub(crate) struct WorkspaceArgs {
 
 impl WorkspaceArgs {
     fn overrides(&self) -> Vec<(String, String)> {
-        [
-            ("name", &self.name),
-            ("location", &self.location),
-            ("display_name", &self.display_name),
-            ("description", &self.description),
-            ("container_registry", &self.container_registry),
-            ("storage_account", &self.storage_account),
-            ("key_vault", &self.key_vault),
+        given([
+            ("name", self.name.clone()),
+            ("location", self.location.clone()),
+            ("display_name", self.display_name.clone()),
+            ("description", self.description.clone()),
+            ("container_registry", self.container_registry.clone()),
+            ("storage_account", self.storage_account.clone()),
+            ("key_vault", self.key_vault.clone()),
             (
                 "primary_user_assigned_identity",
-                &self.primary_user_assigned_identity,
+                self.primary_user_assigned_identity.clone(),
             ),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
-        .collect()
+        ])
     }
 }
 
@@ -310,14 +342,7 @@ pub(crate) enum DataCommand {
         description: Option<String>,
     },
     /// Show a data asset version.
-    Show {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[arg(long, short = 'v')]
-        version: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    Show(NamedVersion),
     /// List data assets, or the versions of one.
     List {
         #[arg(long, short = 'n')]
@@ -326,14 +351,7 @@ pub(crate) enum DataCommand {
         at: InWorkspace,
     },
     /// Delete a data asset version.
-    Delete {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[arg(long, short = 'v')]
-        version: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    Delete(NamedVersion),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -358,14 +376,7 @@ pub(crate) enum EnvironmentCommand {
         description: Option<String>,
     },
     /// Show an environment version.
-    Show {
-        #[arg(long, short = 'n')]
-        name: String,
-        #[arg(long, short = 'v')]
-        version: String,
-        #[command(flatten)]
-        at: InWorkspace,
-    },
+    Show(NamedVersion),
 }
 
 type Reader = fn(&str, &str, &[(String, String)]) -> Result<Spec, keyless_core::Error>;
@@ -633,18 +644,13 @@ async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
             kind,
             description,
         } => {
-            let mut flags = Vec::new();
-            for (k, v) in [
+            let flags = given([
                 ("name", name),
                 ("version", version),
                 ("path", path),
                 ("type", kind),
                 ("description", description),
-            ] {
-                if let Some(v) = v {
-                    flags.push((k.to_owned(), v));
-                }
-            }
+            ]);
             let spec = read(&file, yaml::data, flags)?;
             let name = spec.name;
             let version = spec.version.unwrap_or_else(|| "1".into());
@@ -662,23 +668,12 @@ async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
                 );
             }
             api.put(
-                &child(
-                    api,
-                    &at,
-                    &format!("data/{}/versions/{}", segment(&name), segment(&version)),
-                )?,
+                &child(api, &at, &version_path("data", &name, &version))?,
                 &spec.body,
             )
             .await
         }
-        DataCommand::Show { name, version, at } => {
-            api.get(&child(
-                api,
-                &at,
-                &format!("data/{}/versions/{}", segment(&name), segment(&version)),
-            )?)
-            .await
-        }
+        DataCommand::Show(v) => api.get(&v.path(api, "data")?).await,
         DataCommand::List { name, at } => {
             let rest = match name {
                 Some(n) => format!("data/{}/versions", segment(&n)),
@@ -686,14 +681,7 @@ async fn data(api: &Api, cmd: DataCommand) -> Result<Value> {
             };
             api.get(&child(api, &at, &rest)?).await.map(values)
         }
-        DataCommand::Delete { name, version, at } => {
-            api.delete(&child(
-                api,
-                &at,
-                &format!("data/{}/versions/{}", segment(&name), segment(&version)),
-            )?)
-            .await
-        }
+        DataCommand::Delete(v) => api.delete(&v.path(api, "data")?).await,
     };
     shown.map(|v| view::each(v, view::data))
 }
@@ -710,17 +698,12 @@ async fn environment(api: &Api, cmd: EnvironmentCommand) -> Result<Value> {
             description,
         } => {
             let dir = file.file.as_deref().map(base_dir).unwrap_or_default();
-            let mut flags = Vec::new();
-            for (k, v) in [
+            let flags = given([
                 ("name", name),
                 ("version", version),
                 ("image", image),
                 ("description", description),
-            ] {
-                if let Some(v) = v {
-                    flags.push((k.to_owned(), v));
-                }
-            }
+            ]);
             let mut spec = read(&file, yaml::environment, flags)?;
             // A conda file named by path is read from beside the YAML file (or, from
             // the flag, from where the command runs), as az ml reads it.
@@ -749,28 +732,13 @@ async fn environment(api: &Api, cmd: EnvironmentCommand) -> Result<Value> {
                 &child(
                     api,
                     &at,
-                    &format!(
-                        "environments/{}/versions/{}",
-                        segment(&spec.name),
-                        segment(&version)
-                    ),
+                    &version_path("environments", &spec.name, &version),
                 )?,
                 &spec.body,
             )
             .await
         }
-        EnvironmentCommand::Show { name, version, at } => {
-            api.get(&child(
-                api,
-                &at,
-                &format!(
-                    "environments/{}/versions/{}",
-                    segment(&name),
-                    segment(&version)
-                ),
-            )?)
-            .await
-        }
+        EnvironmentCommand::Show(v) => api.get(&v.path(api, "environments")?).await,
     };
     shown.map(view::environment)
 }

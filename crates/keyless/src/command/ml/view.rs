@@ -165,6 +165,13 @@ fn identity(arm: &Value) -> Value {
     Value::Object(out)
 }
 
+/// The entity, with `tags: {}` where it has none (az ml prints the empty map).
+fn with_tags(mut out: Map<String, Value>) -> Value {
+    out.entry("tags")
+        .or_insert_with(|| Value::Object(Map::new()));
+    Value::Object(out)
+}
+
 /// `creation_context` from ARM's `systemData`.
 fn creation_context(arm: &Value) -> Option<Value> {
     arm.get("systemData").map(snake_keys)
@@ -323,9 +330,7 @@ pub(super) fn datastore(arm: Value) -> Value {
         props,
         &["datastoreType", "serviceDataAccessAuthIdentity"],
     );
-    out.entry("tags")
-        .or_insert_with(|| Value::Object(Map::new()));
-    Value::Object(out)
+    with_tags(out)
 }
 
 /// The asset's name and version from an ARM version id (`…/<kind>/<name>/versions/<v>`).
@@ -358,9 +363,7 @@ pub(super) fn data(arm: Value) -> Value {
     );
     put(&mut out, "creation_context", creation_context(&arm));
     rest(&mut out, props, &["dataType", "dataUri"]);
-    out.entry("tags")
-        .or_insert_with(|| Value::Object(Map::new()));
-    Value::Object(out)
+    with_tags(out)
 }
 
 /// `az ml environment show`.
@@ -374,9 +377,7 @@ pub(super) fn environment(arm: Value) -> Value {
     );
     put(&mut out, "creation_context", creation_context(&arm));
     rest(&mut out, props, &["condaFile"]);
-    out.entry("tags")
-        .or_insert_with(|| Value::Object(Map::new()));
-    Value::Object(out)
+    with_tags(out)
 }
 
 /// az ml's spelling of an input or output mode.
