@@ -36,6 +36,17 @@ def test_assign_explain_and_remove_a_data_role(server, tmp_path):
         "?api-version=2022-04-01", headers={"Authorization": f"Bearer {token}"}, verify=server.ca, timeout=30,
         json={"properties": {"roleDefinitionId": created["roleDefinitionId"], "principalId": created["principalId"]}})
     assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "RoleAssignmentExists"
+    # Someone who may not assign roles there learns nothing from asking again: the refusal
+    # comes before the existence check, so the CLI never turns it into the existing assignment.
+    peeker = server.cli("ad", "sp", "create-for-rbac", "-n", "rbac-peeker")
+    server.cli("role", "assignment", "create", "--assignee", peeker["appId"], "--role", "Reader", "--scope", scope)
+    profile = {"KEYLESS_CONFIG_DIR": str(tmp_path / "peeker")}
+    server.cli("login", "--service-principal", "-u", peeker["appId"], "-p", peeker["password"],
+               "--tenant", peeker["tenant"], env=profile)
+    peek = server.cli("role", "assignment", "create", "--assignee", "rita@keyless.local",
+                      "--role", "Storage Blob Data Reader", "--scope", scope, env=profile, check=False)
+    assert peek.returncode == 1 and "AuthorizationFailed" in peek.stderr and peek.stdout == ""
+    assert created["name"] not in peek.stderr
 
     allowed = server.cli("access", "explain", "--as", "rita@keyless.local", "--data-action", READ, "--scope", container)
     assert allowed["allowed"] is True

@@ -1,6 +1,7 @@
 """Identity-based access to blobs: azure-identity tokens, RBAC on data, the storage log."""
 
 import json
+import os
 
 import pytest
 import requests
@@ -237,6 +238,62 @@ def test_a_user_delegation_sas_acts_as_the_user_while_the_user_may(server, world
     with pytest.raises(HttpResponseError) as forged:
         BlobClient(world["url"], "data", "census.csv", credential=tampered).download_blob()
     assert forged.value.status_code == 403
+
+
+def test_account_information_is_no_side_door(server, world, client_env):
+    """Get Account Information reveals the account's kind to those who may read it and to no one
+    else: not to an identity without a data role, not with an expired SAS, not with a SAS signed
+    by another account's key, and not from an address the firewall refuses."""
+    import datetime
+
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+    # A data role answers where it is held: the writer's on the account, the reader's on `data`.
+    assert service_as(server, world, "writer").get_account_information()["account_kind"] == "StorageV2"
+    reader = service_as(server, world, "reader")
+    assert reader.get_container_client("data").get_account_information()["sku_name"] == "Standard_LRS"
+    with pytest.raises(HttpResponseError) as above:
+        reader.get_account_information()
+    assert above.value.status_code == 403
+    with pytest.raises(HttpResponseError) as nobody:
+        service_as(server, world, "nobody").get_account_information()
+    assert nobody.value.status_code == 403
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    everything = (ResourceTypes(service=True, container=True, object=True), AccountSasPermissions(read=True))
+    expired = generate_account_sas("idacct", world["key"], *everything, expiry=past)
+    with pytest.raises(HttpResponseError) as old:
+        BlobServiceClient(world["url"], credential=expired).get_account_information()
+    assert old.value.status_code == 403
+    server.cli("storage", "account", "create", "-n", "idother", "-g", "default")
+    other_key = server.cli("storage", "account", "keys", "list", "-n", "idother", "-g", "default")[0]["value"]
+    foreign = generate_account_sas("idacct", other_key, *everything, expiry=soon)
+    with pytest.raises(HttpResponseError) as forged:
+        BlobServiceClient(world["url"], credential=foreign).get_account_information()
+    assert forged.value.status_code == 403
+    account = ("-n", "idacct", "-g", "default")
+    server.cli("storage", "account", "update", *account, "--default-action", "Deny")
+    try:
+        signed = generate_account_sas("idacct", world["key"], *everything, expiry=soon)
+        session = requests.Session()
+        session.mount("https://", _From("127.0.0.2"))
+        walled = session.get(f"{world['url']}?restype=account&comp=properties&{signed}",
+                             verify=os.environ["REQUESTS_CA_BUNDLE"], timeout=30)
+        assert walled.status_code == 403 and walled.headers["x-ms-error-code"] == "AuthorizationFailure"
+        assert "x-ms-account-kind" not in walled.headers
+    finally:
+        server.cli("storage", "account", "update", *account, "--default-action", "Allow")
+
+
+def _From(source):
+    """A requests adapter that connects from a chosen loopback address."""
+    from requests.adapters import HTTPAdapter
+
+    class From(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = (source, 0)
+            return super().init_poolmanager(*args, **kwargs)
+
+    return From()
 
 
 def test_network_rules_refuse_an_address_and_admit_listed_ranges(server, world, client_env):
