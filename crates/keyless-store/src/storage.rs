@@ -59,6 +59,136 @@ pub struct Container {
     pub metadata: Vec<(String, String)>,
     /// The root directory's access control (hierarchical-namespace accounts).
     pub acl: Option<PathAcl>,
+    /// Lease, public access and stored access policies.
+    pub state: ContainerState,
+}
+
+/// A lease on a blob or a container, as stored; its state (leased, expired,
+/// breaking, broken) follows from the times and the clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The lease id the holder presents.
+    pub id: String,
+    /// Seconds, or -1 for an infinite lease.
+    pub duration: i64,
+    /// When a finite lease expires (seconds since the epoch).
+    pub expires_at: Option<i64>,
+    /// When a break was asked for ends (the lease is breaking until then, broken after).
+    pub broken_at: Option<i64>,
+}
+
+/// A stored access policy of a container (`<SignedIdentifier>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessPolicy {
+    /// Its id (`si=` in a SAS), up to 64 characters.
+    pub id: String,
+    /// `Start`, as sent (ISO 8601), if any.
+    pub start: Option<String>,
+    /// `Expiry`, as sent, if any.
+    pub expiry: Option<String>,
+    /// `Permission` letters, if any.
+    pub permission: Option<String>,
+}
+
+/// What a container holds besides its metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerState {
+    /// Its lease, if one was ever acquired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// Anonymous read access: `container` or `blob`; `None` is private.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_access: Option<String>,
+    /// Stored access policies (at most five).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<AccessPolicy>,
+}
+
+impl ContainerState {
+    /// Whether this is the state of a fresh container (stored as NULL).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The three kinds of blob.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobKind {
+    /// Committed from blocks, or written whole.
+    #[default]
+    BlockBlob,
+    /// 512-byte pages written at offsets.
+    PageBlob,
+    /// Blocks appended at the end.
+    AppendBlob,
+}
+
+impl BlobKind {
+    /// The name Azure gives it (`x-ms-blob-type`, `<BlobType>`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BlockBlob => "BlockBlob",
+            Self::PageBlob => "PageBlob",
+            Self::AppendBlob => "AppendBlob",
+        }
+    }
+}
+
+/// What a blob holds besides its bytes, properties and metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlobState {
+    /// Block, page or append.
+    #[serde(skip_serializing_if = "is_block")]
+    pub kind: BlobKind,
+    /// Index tags, in the order set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+    /// Its lease, if one was ever acquired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// An access tier set explicitly, and when (seconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<(String, i64)>,
+    /// A page blob's sequence number.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sequence_number: u64,
+    /// A page blob's written ranges, `(start, end inclusive)`, sorted and disjoint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<(u64, u64)>,
+    /// An append blob's committed block count.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub appended_blocks: u64,
+    /// An append blob that takes no more blocks.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's `skip_serializing_if` passes a reference"
+)]
+fn is_block(kind: &BlobKind) -> bool {
+    *kind == BlobKind::BlockBlob
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's `skip_serializing_if` passes a reference"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl BlobState {
+    /// Whether this is the state of a fresh block blob (stored as NULL).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Standard HTTP properties stored with a blob.
@@ -127,6 +257,8 @@ pub struct Blob {
     pub is_dir: bool,
     /// Its access control (hierarchical-namespace accounts).
     pub acl: Option<PathAcl>,
+    /// Type, tags, lease, tier and the type's own state.
+    pub state: BlobState,
 }
 
 /// An uncommitted block.
@@ -159,6 +291,9 @@ pub struct Page<'a> {
     pub max: usize,
 }
 
+/// Decides, inside the write's transaction, whether it may change the current container.
+pub type ContainerCheck<'a> = &'a (dyn Fn(&Container) -> Result<(), Error> + Send + Sync);
+
 /// Decides, inside the write's transaction, whether it may replace the current blob.
 pub type Precondition<'a> = &'a (dyn Fn(Option<&Blob>) -> Result<(), Error> + Send + Sync);
 
@@ -186,13 +321,20 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
     async fn container(&self, account: &str, name: &str) -> Result<Option<Container>, Error>;
     /// A page of containers, by name.
     async fn containers(&self, account: &str, page: Page<'_>) -> Result<Vec<Container>, Error>;
-    /// Replaces a container's metadata and ETag; `NotFound` when it does not exist.
-    async fn container_update(&self, container: &Container) -> Result<(), Error>;
-    /// Deletes a container with its blobs and blocks; returns the files released.
+    /// Replaces a container's metadata, access control, state and ETag if `check`
+    /// accepts the current one; `NotFound` when it does not exist.
+    async fn container_update(
+        &self,
+        container: &Container,
+        check: ContainerCheck<'_>,
+    ) -> Result<(), Error>;
+    /// Deletes a container with its blobs and blocks if `check` accepts it; returns
+    /// the files released (`None` when it does not exist).
     async fn container_delete(
         &self,
         account: &str,
         name: &str,
+        check: ContainerCheck<'_>,
     ) -> Result<Option<Vec<String>>, Error>;
 
     /// A blob.
@@ -206,9 +348,10 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
         page: Page<'_>,
     ) -> Result<Vec<Blob>, Error>;
     /// Writes a blob if `check` accepts the current one (atomically with the check),
-    /// dropping every uncommitted block of that name. Returns the files released.
+    /// dropping every uncommitted block of that name. The new blob keeps the lease
+    /// of the one it replaces unless it brings its own. Returns the files released.
     async fn blob_put(&self, blob: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error>;
-    /// Changes a blob's properties, metadata and ETag (not its bytes) if `check` accepts it.
+    /// Changes a blob's properties, metadata, state and ETag (not its bytes) if `check` accepts it.
     async fn blob_update(&self, blob: &Blob, check: Precondition<'_>) -> Result<(), Error>;
     /// Deletes a blob if `check` accepts it; returns the files released (`NotFound` when absent).
     async fn blob_delete(

@@ -233,6 +233,7 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         committed_blocks: Vec::new(),
         is_dir: false,
         acl,
+        state: keyless_store::BlobState::default(),
     };
     let check = |current: Option<&Blob>| {
         conditions.check(current.map(|c| (c.etag.as_str(), c.last_modified)), false)

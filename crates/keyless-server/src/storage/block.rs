@@ -185,6 +185,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
         committed_blocks: blocks,
         is_dir: false,
         acl: hns::acl_for_write(ctx).await?,
+        state: keyless_store::BlobState::default(),
     };
     let check =
         |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);

@@ -82,6 +82,7 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
             .account
             .hns
             .then(|| keyless_core::acl::PathAcl::root(&super::hns::creator(&ctx.auth))),
+        state: keyless_store::ContainerState::default(),
     };
     match ctx.state.store.container_create(&container).await {
         Ok(()) => Ok((StatusCode::CREATED, container_headers(&container)).into_response()),
@@ -98,7 +99,7 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
     let released = ctx
         .state
         .store
-        .container_delete(&ctx.account.name, &ctx.container)
+        .container_delete(&ctx.account.name, &ctx.container, &|_| Ok(()))
         .await?
         .ok_or_else(StorageError::container_not_found)?;
     ctx.state.blobs.remove(&released).await;
@@ -139,7 +140,7 @@ pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
     c.metadata = ctx.metadata()?;
     c.etag = new_etag();
     c.last_modified = ctx.state.now();
-    ctx.state.store.container_update(&c).await?;
+    ctx.state.store.container_update(&c, &|_| Ok(())).await?;
     Ok((StatusCode::OK, container_headers(&c)).into_response())
 }
 

@@ -172,6 +172,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         committed_blocks: src.committed_blocks.clone(),
         is_dir: false,
         acl: super::hns::acl_for_write(ctx).await?,
+        state: keyless_store::BlobState::default(),
     };
     let conditions = Conditions::from(ctx)?;
     let check =

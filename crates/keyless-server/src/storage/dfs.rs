@@ -175,6 +175,7 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
             committed_blocks: Vec::new(),
             is_dir: false,
             acl: Some(acl),
+            state: keyless_store::BlobState::default(),
         }
     };
     if let Some(e) = &existing {
@@ -480,7 +481,7 @@ async fn set_root_acl(ctx: &Ctx, acl: PathAcl) -> Result<keyless_store::Containe
         .await?
         .ok_or_else(StorageError::container_not_found)?;
     c.acl = Some(acl);
-    ctx.state.store.container_update(&c).await?;
+    ctx.state.store.container_update(&c, &|_| Ok(())).await?;
     Ok(c)
 }
 

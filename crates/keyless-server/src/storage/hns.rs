@@ -77,6 +77,7 @@ pub(crate) fn directory(ctx: &Ctx, name: &str, acl: PathAcl) -> Blob {
         committed_blocks: Vec::new(),
         is_dir: true,
         acl: Some(acl),
+        state: keyless_store::BlobState::default(),
     }
 }
 

@@ -10,8 +10,8 @@ use keyless_core::{Error, TenantId};
 
 use super::{SqliteStore, corrupt, db_error};
 use crate::storage::{
-    Blob, BlobProperties, Block, Container, Content, Page, Precondition, StorageAccount,
-    StorageStore,
+    Blob, BlobProperties, BlobState, Block, Container, ContainerCheck, ContainerState, Content,
+    Page, Precondition, StorageAccount, StorageStore,
 };
 
 fn json_pairs(text: &str) -> Result<Vec<(String, String)>, Error> {
@@ -58,7 +58,27 @@ fn container_row(row: &SqliteRow) -> Result<Container, Error> {
         last_modified: row.try_get("last_modified").map_err(c)?,
         metadata: json_pairs(&row.try_get::<String, _>("metadata").map_err(c)?)?,
         acl: acl_column(row, "container")?,
+        state: state_column::<ContainerState>(row, "container")?,
     })
+}
+
+fn state_column<T: serde::de::DeserializeOwned + Default>(
+    row: &SqliteRow,
+    what: &str,
+) -> Result<T, Error> {
+    row.try_get::<Option<String>, _>("state")
+        .map_err(|e| corrupt(what, e))?
+        .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(what, e)))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+fn blob_state_json(state: &BlobState) -> Result<Option<String>, Error> {
+    (!state.is_empty()).then(|| to_json(state)).transpose()
+}
+
+fn container_state_json(state: &ContainerState) -> Result<Option<String>, Error> {
+    (!state.is_empty()).then(|| to_json(state)).transpose()
 }
 
 fn acl_column(row: &SqliteRow, what: &str) -> Result<Option<PathAcl>, Error> {
@@ -102,6 +122,7 @@ fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
         .map_err(|e| corrupt("blob", e))?,
         is_dir: row.try_get("is_dir").map_err(c)?,
         acl: acl_column(row, "blob")?,
+        state: state_column::<BlobState>(row, "blob")?,
     })
 }
 
@@ -121,6 +142,22 @@ fn block_row(row: &SqliteRow) -> Result<Block, Error> {
 
 fn size_i64(size: u64) -> Result<i64, Error> {
     i64::try_from(size).map_err(|_| Error::invalid("the size is too large"))
+}
+
+async fn current_container(
+    tx: &mut SqliteConnection,
+    account: &str,
+    name: &str,
+) -> Result<Option<Container>, Error> {
+    sqlx::query("SELECT * FROM containers WHERE account = ? AND name = ?")
+        .bind(account)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(container_row)
+        .transpose()
 }
 
 async fn current_blob(
@@ -193,10 +230,10 @@ const PUT_BLOB: &str = "SELECT * FROM blobs WHERE account = ?1 AND container = ?
     DELETE FROM blocks WHERE account = ?1 AND container = ?2 AND blob = ?3 RETURNING file_id;
     INSERT OR REPLACE INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type,
         content_encoding, content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks,
-        content, is_dir, acl)
+        content, is_dir, acl, state)
     VALUES (?1, ?2, ?3, ?4,
         COALESCE((SELECT created_at FROM blobs WHERE account = ?1 AND container = ?2 AND name = ?3), ?5),
-        ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+        ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
 
 #[async_trait]
 impl StorageStore for SqliteStore {
@@ -304,13 +341,14 @@ impl StorageStore for SqliteStore {
     }
 
     async fn container_create(&self, c: &Container) -> Result<(), Error> {
-        sqlx::query("INSERT INTO containers (account, name, etag, last_modified, metadata, acl) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO containers (account, name, etag, last_modified, metadata, acl, state) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(&c.account)
             .bind(&c.name)
             .bind(&c.etag)
             .bind(c.last_modified)
             .bind(to_json(&c.metadata)?)
             .bind(acl_json(c.acl.as_ref())?)
+            .bind(container_state_json(&c.state)?)
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
@@ -351,31 +389,48 @@ impl StorageStore for SqliteStore {
         rows.iter().map(container_row).collect()
     }
 
-    async fn container_update(&self, c: &Container) -> Result<(), Error> {
-        let done = sqlx::query("UPDATE containers SET etag = ?, last_modified = ?, metadata = ?, acl = ? WHERE account = ? AND name = ?")
-            .bind(&c.etag)
-            .bind(c.last_modified)
-            .bind(to_json(&c.metadata)?)
-            .bind(acl_json(c.acl.as_ref())?)
-            .bind(&c.account)
-            .bind(&c.name)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error);
-        self.cache.forget_container(&c.account, &c.name);
-        if done?.rows_affected() == 0 {
-            return Err(Error::not_found("the container does not exist"));
+    async fn container_update(
+        &self,
+        c: &Container,
+        check: ContainerCheck<'_>,
+    ) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let current = current_container(&mut tx, &c.account, &c.name)
+                .await?
+                .ok_or_else(|| Error::not_found("the container does not exist"))?;
+            check(&current)?;
+            sqlx::query("UPDATE containers SET etag = ?, last_modified = ?, metadata = ?, acl = ?, state = ? WHERE account = ? AND name = ?")
+                .bind(&c.etag)
+                .bind(c.last_modified)
+                .bind(to_json(&c.metadata)?)
+                .bind(acl_json(c.acl.as_ref())?)
+                .bind(container_state_json(&c.state)?)
+                .bind(&c.account)
+                .bind(&c.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            Ok(())
         }
-        Ok(())
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_container(&c.account, &c.name);
+        result
     }
 
     async fn container_delete(
         &self,
         account: &str,
         name: &str,
+        check: ContainerCheck<'_>,
     ) -> Result<Option<Vec<String>>, Error> {
         let mut tx = self.writer.begin().await?;
         let result = async {
+            let Some(current) = current_container(&mut tx, account, name).await? else {
+                return Ok(None);
+            };
+            check(&current)?;
             let files = released_in(
                 &mut tx,
                 "SELECT file_id FROM blobs WHERE account = ? AND container = ? AND file_id != ''",
@@ -432,7 +487,7 @@ impl StorageStore for SqliteStore {
     ) -> Result<Vec<Blob>, Error> {
         let rows = sqlx::query(
             "SELECT account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
-                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content, is_dir, acl
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content, is_dir, acl, state
              FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
         )
         .bind(account)
@@ -477,7 +532,8 @@ impl StorageStore for SqliteStore {
                     Content::File(_) => None,
                 })
                 .bind(b.is_dir)
-                .bind(acl_json(b.acl.as_ref())?);
+                .bind(acl_json(b.acl.as_ref())?)
+                .bind(blob_state_json(&b.state)?);
             let rows = tx.first(query).await?;
             // The blob's row has all its columns; a dropped block's has its file alone.
             let mut current = None;
@@ -493,6 +549,23 @@ impl StorageStore for SqliteStore {
                 }
             }
             check(current.as_ref())?;
+            if let Some(lease) = current.as_ref().and_then(|c| c.state.lease.as_ref())
+                && b.state.lease.is_none()
+            {
+                // A write keeps the lease of the blob it replaces.
+                let mut state = b.state.clone();
+                state.lease = Some(lease.clone());
+                sqlx::query(
+                    "UPDATE blobs SET state = ? WHERE account = ? AND container = ? AND name = ?",
+                )
+                .bind(blob_state_json(&state)?)
+                .bind(&b.account)
+                .bind(&b.container)
+                .bind(&b.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
             released.extend(
                 current
                     .as_ref()
@@ -519,7 +592,7 @@ impl StorageStore for SqliteStore {
         let p = &b.properties;
         sqlx::query(
             "UPDATE blobs SET etag = ?, last_modified = ?, content_type = ?, content_encoding = ?, content_language = ?,
-                content_disposition = ?, cache_control = ?, content_md5 = ?, metadata = ?, acl = ?
+                content_disposition = ?, cache_control = ?, content_md5 = ?, metadata = ?, acl = ?, state = ?
              WHERE account = ? AND container = ? AND name = ?",
         )
         .bind(&b.etag)
@@ -532,6 +605,7 @@ impl StorageStore for SqliteStore {
         .bind(&p.content_md5)
         .bind(to_json(&b.metadata)?)
         .bind(acl_json(b.acl.as_ref())?)
+        .bind(blob_state_json(&b.state)?)
         .bind(&b.account)
         .bind(&b.container)
         .bind(&b.name)

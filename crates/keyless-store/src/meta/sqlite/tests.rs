@@ -60,6 +60,7 @@ async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
             last_modified: 0,
             metadata: Vec::new(),
             acl: None,
+            state: Default::default(),
         })
         .await
         .unwrap();
@@ -81,6 +82,7 @@ fn blob(name: &str, bytes: &'static [u8]) -> Blob {
         committed_blocks: Vec::new(),
         is_dir: false,
         acl: None,
+        state: Default::default(),
     }
 }
 
@@ -259,7 +261,10 @@ async fn cached_reads_follow_every_write() {
     store.blob_put(&blob("y", b"y"), &accept).await.unwrap();
     assert!(store.blob("acct", "c", "y").await.unwrap().is_some());
     assert!(store.container("acct", "c").await.unwrap().is_some());
-    store.container_delete("acct", "c").await.unwrap();
+    store
+        .container_delete("acct", "c", &|_| Ok(()))
+        .await
+        .unwrap();
     assert!(store.container("acct", "c").await.unwrap().is_none());
     assert!(store.blob("acct", "c", "y").await.unwrap().is_none());
 }
@@ -540,4 +545,96 @@ async fn an_authorization_code_is_taken_once_and_expires() {
     assert_eq!(store.authorization_codes_expire(150).await.unwrap(), 0);
     assert_eq!(store.authorization_codes_expire(250).await.unwrap(), 1);
     assert_eq!(store.authorization_code_take("b").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn blob_state_round_trips_and_an_overwrite_keeps_the_lease() {
+    use crate::storage::{BlobKind, Lease};
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    let mut b = blob("s", b"s");
+    b.state.kind = BlobKind::AppendBlob;
+    b.state.tags = vec![("project".into(), "census".into())];
+    b.state.lease = Some(Lease {
+        id: "l1".into(),
+        duration: -1,
+        expires_at: None,
+        broken_at: None,
+    });
+    store.blob_put(&b, &accept).await.unwrap();
+    let read = store.blob("acct", "c", "s").await.unwrap().unwrap();
+    assert_eq!(read.state, b.state);
+    let listed = store
+        .blobs(
+            "acct",
+            "c",
+            Page {
+                prefix: "s",
+                marker: "",
+                max: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed[0].state, b.state);
+
+    // Overwritten by a blob that brings no lease: the lease stays, the rest is new.
+    store.blob_put(&blob("s", b"t"), &accept).await.unwrap();
+    let read = store.blob("acct", "c", "s").await.unwrap().unwrap();
+    assert_eq!(read.state.lease, b.state.lease);
+    assert_eq!(read.state.kind, BlobKind::BlockBlob);
+    assert!(read.state.tags.is_empty());
+
+    // A fresh block blob stores no state at all.
+    store.blob_put(&blob("plain", b"p"), &accept).await.unwrap();
+    let raw: (Option<String>,) = sqlx::query_as("SELECT state FROM blobs WHERE name = 'plain'")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(raw.0, None);
+}
+
+#[tokio::test]
+async fn container_writes_are_judged_on_the_current_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    let mut c = store.container("acct", "c").await.unwrap().unwrap();
+    c.state.public_access = Some("blob".into());
+    let refuse = |_: &Container| Err(Error::new(keyless_core::ErrorKind::Conflict, "leased"));
+    let err = store.container_update(&c, &refuse).await.unwrap_err();
+    assert_eq!(err.kind(), keyless_core::ErrorKind::Conflict);
+    assert!(
+        store
+            .container("acct", "c")
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .is_empty()
+    );
+    store.container_update(&c, &|_| Ok(())).await.unwrap();
+    assert_eq!(
+        store
+            .container("acct", "c")
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .public_access
+            .as_deref(),
+        Some("blob")
+    );
+    let err = store
+        .container_delete("acct", "c", &refuse)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), keyless_core::ErrorKind::Conflict);
+    assert!(store.container("acct", "c").await.unwrap().is_some());
+    assert!(
+        store
+            .container_delete("acct", "nope", &|_| Ok(()))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
