@@ -4,7 +4,7 @@
 # Azurite's live mode points the tests at any account through a connection string;
 # keyless serves the account path-style over TLS with its generated CA. Azurite's
 # own selection (--grep @loki) is used for both.
-#   bench/azurite_suite.sh AZURITE_CHECKOUT [mocha --grep pattern]
+#   [FILES="tests/blob/apis/blob.test.ts …"] [ONLY=keyless] bench/azurite_suite.sh AZURITE_CHECKOUT [mocha --grep pattern]
 # AZURITE_CHECKOUT is a clone of github.com/Azure/Azurite (`npm ci` is run in it when
 # node_modules is missing). Prints per-file pass/fail/pending counts for each target
 # and writes the failing tests' titles and first error lines to $OUT (default
@@ -64,7 +64,9 @@ text = re.sub(r'(EMULATOR_ACCOUNT_KEY2_STR =\s*)"[^"]*"', lambda m: f'{m.group(1
 sas.write_text(text)
 PY
 
-files=(tests/blob/*.test.ts tests/blob/apis/*.test.ts)
+# FILES narrows the run to some test files (paths in the checkout); ONLY=keyless
+# skips the run against Azurite.
+read -ra files <<<"${FILES:-$(cd "$azurite" && echo tests/blob/*.test.ts tests/blob/apis/*.test.ts)}"
 run_suite() { # name, checkout, extra env...
   local name=$1 dir=$2; shift 2
   (cd "$dir" && env "$@" TS_NODE_TRANSPILE_ONLY=1 TS_NODE_COMPILER_OPTIONS='{"rootDir":"."}' NODE_EXTRA_CA_CERTS="$work/keyless/tls/ca.pem" \
@@ -72,8 +74,10 @@ run_suite() { # name, checkout, extra env...
     timeout 3600 npx mocha --require ts-node/register --no-timeouts --grep "$grep_pattern" --exit \
     --reporter json --reporter-option "output=$out/$name.json" "${files[@]}" >/dev/null 2>&1 || true)
 }
+rm -f "$out/keyless.json"
 run_suite keyless "$live" AZURITE_LIVE_TEST_CONNECTION_STRING="$conn"
-run_suite azurite "$azurite"
+rm -f "$out/azurite.json"
+[ "${ONLY:-}" = keyless ] || run_suite azurite "$azurite"
 
 python3 - "$out" "$azurite" <<'EOF'
 import collections, json, os, sys

@@ -6,6 +6,7 @@
 //! record. Nothing is read or written before authorization.
 
 mod access;
+mod append;
 mod auth;
 mod batch;
 mod blob;
@@ -17,9 +18,12 @@ mod copy;
 mod delegation;
 mod dfs;
 mod error;
+mod find;
 pub(crate) mod hns;
+mod lease;
 mod operation;
 pub(crate) mod sas;
+mod tags;
 mod xml;
 
 use std::time::Instant;
@@ -539,7 +543,7 @@ async fn prepare(
             )
         })?;
     check_version(&parts.headers)?;
-    refuse_unsupported(&parts.headers, &query)?;
+    refuse_unsupported(&parts.headers)?;
     let copy_source = parts.headers.contains_key("x-ms-copy-source");
     let rename_source = parts.headers.contains_key("x-ms-rename-source");
     let op = Operation::parse(&parts.method, &query, target, copy_source, rename_source)?;
@@ -662,6 +666,9 @@ async fn prepare(
             Vec::new()
         }
     };
+    if parts.headers.contains_key("x-ms-tags") {
+        tags::authorize_on_write(state, &account, &auth, op, &container)?;
+    }
     if target != Target::Account {
         container::validate_name(&container)?;
     }
@@ -697,6 +704,13 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::GetContainerProperties => container::properties(&ctx).await,
         Op::SetContainerMetadata => container::set_metadata(&ctx).await,
         Op::ListBlobs => blob::list(&ctx).await,
+        Op::LeaseContainer => lease::container(&ctx).await,
+        Op::FindBlobsByTags => find::run(&ctx).await,
+        Op::GetBlobTags => blob::get_tags(&ctx).await,
+        Op::SetBlobTags => blob::set_tags(&ctx, body).await,
+        Op::LeaseBlob => lease::blob(&ctx).await,
+        Op::AppendBlock => append::append_block(&ctx, body).await,
+        Op::SealBlob => append::seal(&ctx).await,
         Op::PutBlob => blob::put(&ctx, body).await,
         Op::PutBlock => block::put_block(&ctx, body).await,
         Op::PutBlockList => block::put_block_list(&ctx, body).await,
@@ -738,6 +752,13 @@ fn operation_name(op: Operation) -> &'static str {
         Op::GetContainerProperties => "GetContainerProperties",
         Op::SetContainerMetadata => "SetContainerMetadata",
         Op::ListBlobs => "ListBlobs",
+        Op::LeaseContainer => "LeaseContainer",
+        Op::FindBlobsByTags => "FindBlobsByTags",
+        Op::GetBlobTags => "GetBlobTags",
+        Op::SetBlobTags => "SetBlobTags",
+        Op::LeaseBlob => "LeaseBlob",
+        Op::AppendBlock => "AppendBlock",
+        Op::SealBlob => "SealBlob",
         Op::PutBlob => "PutBlob",
         Op::PutBlock => "PutBlock",
         Op::PutBlockList => "PutBlockList",
@@ -780,16 +801,13 @@ fn decode(segment: &str) -> Result<String, StorageError> {
 
 /// Features keyless does not implement are refused before anything is done,
 /// never silently dropped: a writer that sent its own encryption key must not
-/// believe its data is protected by it, and tags or a listing's start must not
-/// be lost.
-fn refuse_unsupported(headers: &HeaderMap, query: &[(String, String)]) -> Result<(), StorageError> {
-    const HEADERS: [(&str, &str); 6] = [
+/// believe its data is protected by it.
+fn refuse_unsupported(headers: &HeaderMap) -> Result<(), StorageError> {
+    const HEADERS: [(&str, &str); 4] = [
         ("x-ms-encryption-key", "customer-provided keys"),
         ("x-ms-encryption-key-sha256", "customer-provided keys"),
         ("x-ms-encryption-algorithm", "customer-provided keys"),
         ("x-ms-encryption-scope", "encryption scopes"),
-        ("x-ms-tags", "blob index tags"),
-        ("x-ms-if-tags", "blob index tags"),
     ];
     if let Some((name, feature)) = HEADERS.iter().find(|(h, _)| headers.contains_key(*h)) {
         return Err(StorageError::bad(
@@ -797,12 +815,6 @@ fn refuse_unsupported(headers: &HeaderMap, query: &[(String, String)]) -> Result
             format!(
                 "One of the HTTP headers specified in the request is not supported: `{name}` ({feature}) is not implemented by keyless, and nothing was done."
             ),
-        ));
-    }
-    if query.iter().any(|(k, _)| k == "startFrom") {
-        return Err(StorageError::bad(
-            "UnsupportedQueryParameter",
-            "One of the query parameters specified in the request URI is not supported: `startFrom` is not implemented by keyless.",
         ));
     }
     Ok(())

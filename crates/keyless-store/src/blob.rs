@@ -43,6 +43,9 @@ pub trait BlobBackend: Send + Sync + Debug + 'static {
     /// Writes the concatenation of parts of existing files, each `(file id, offset,
     /// length)`, to a new one.
     async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error>;
+    /// Writes a file of `size` zero bytes (sparse where the file system allows);
+    /// its `md5` is not computed and comes back zero.
+    async fn zeros(&self, size: u64) -> Result<Written, Error>;
     /// Reads `len` bytes from `offset` of a file.
     async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error>;
     /// Removes files; missing ones are ignored.
@@ -197,6 +200,17 @@ impl BlobBackend for LocalFiles {
         })
     }
 
+    async fn zeros(&self, size: u64) -> Result<Written, Error> {
+        let (id, tmp, file) = self.stage().await?;
+        file.set_len(size).await.map_err(|e| io_error(&tmp, e))?;
+        self.publish(&id, &tmp, file).await?;
+        Ok(Written {
+            file_id: id,
+            size,
+            md5: [0; 16],
+        })
+    }
+
     async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error> {
         let path = self.path(file_id)?;
         if len <= SMALL_READ {
@@ -312,6 +326,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(read_all(&files, &d.file_id, 0, d.size).await, b"worldhello");
+        let z = files.zeros(4096).await.unwrap();
+        assert_eq!(read_all(&files, &z.file_id, 1000, 24).await, vec![0u8; 24]);
+        files.remove(std::slice::from_ref(&z.file_id)).await;
 
         // Too large: refused, nothing staged is left.
         assert_eq!(

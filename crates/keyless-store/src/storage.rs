@@ -71,9 +71,10 @@ pub struct Lease {
     pub id: String,
     /// Seconds, or -1 for an infinite lease.
     pub duration: i64,
-    /// When a finite lease expires (seconds since the epoch).
+    /// When a finite lease expires (milliseconds since the epoch).
     pub expires_at: Option<i64>,
-    /// When a break was asked for ends (the lease is breaking until then, broken after).
+    /// When a break that was asked for ends, in milliseconds (the lease is
+    /// breaking until then, broken after).
     pub broken_at: Option<i64>,
 }
 
@@ -346,6 +347,16 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
         account: &str,
         container: &str,
         page: Page<'_>,
+    ) -> Result<Vec<Blob>, Error>;
+    /// Blobs that carry index tags, without their bytes, by container then name,
+    /// after `after` (`(container, name)`), at most `max`; in `container` alone
+    /// when one is given.
+    async fn tagged_blobs(
+        &self,
+        account: &str,
+        container: Option<&str>,
+        after: (&str, &str),
+        max: usize,
     ) -> Result<Vec<Blob>, Error>;
     /// Writes a blob if `check` accepts the current one (atomically with the check),
     /// dropping every uncommitted block of that name. The new blob keeps the lease

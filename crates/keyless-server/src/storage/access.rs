@@ -19,7 +19,16 @@ const CONTAINER_DELETE: &str = "Microsoft.Storage/storageAccounts/blobServices/c
 pub(crate) const BLOB_READ: &str =
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";
 const BLOB_WRITE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write";
+/// Appending to a blob (Azure's data action for Append Block).
+const BLOB_ADD: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action";
 const BLOB_DELETE: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete";
+const BLOB_TAGS_READ: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/read";
+/// Setting tags, also what `x-ms-tags` on a write needs besides the write.
+pub(crate) const BLOB_TAGS_WRITE: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/tags/write";
+const BLOB_FILTER: &str =
+    "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/filter/action";
 const BLOB_MOVE: &str =
     "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action";
 /// Changing owners and ACLs of a hierarchical namespace (Storage Blob Data Owner).
@@ -40,6 +49,12 @@ impl Operation {
                 Permission::Action(CONTAINER_WRITE)
             }
             Op::DeleteContainer | Op::DeleteFilesystem => Permission::Action(CONTAINER_DELETE),
+            Op::LeaseContainer => Permission::Action(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/lease/action",
+            ),
+            Op::GetBlobTags => Permission::DataAction(BLOB_TAGS_READ),
+            Op::SetBlobTags => Permission::DataAction(BLOB_TAGS_WRITE),
+            Op::FindBlobsByTags => Permission::DataAction(BLOB_FILTER),
             Op::ListPaths | Op::GetAccessControl | Op::GetPathStatus => {
                 Permission::DataAction(BLOB_READ)
             }
@@ -69,7 +84,10 @@ impl Operation {
             | Op::PutBlockList
             | Op::SetBlobMetadata
             | Op::SetBlobProperties
+            | Op::LeaseBlob
+            | Op::SealBlob
             | Op::CopyBlob => Permission::DataAction(BLOB_WRITE),
+            Op::AppendBlock => Permission::DataAction(BLOB_ADD),
             Op::DeleteBlob | Op::BlobBatch => Permission::DataAction(BLOB_DELETE),
         }
     }

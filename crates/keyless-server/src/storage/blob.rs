@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 
 use keyless_core::Error;
-use keyless_store::{Blob, BlobProperties, ByteStream, Content, Page};
+use keyless_store::{Blob, BlobProperties, BlobState, ByteStream, Content, Page};
 
 use super::Ctx;
 use super::checksum::{self, Sent, Tap};
@@ -106,9 +106,22 @@ pub(super) fn properties_from_headers(
     fallback_content_type: bool,
 ) -> Result<BlobProperties, StorageError> {
     let h = |name: &str| ctx.header(name).map(str::to_owned);
+    // A Put Blob's MD5 is checked against its body, so it must be one; elsewhere
+    // the property is stored as given (base64 of any length), as Azure does.
     let md5 = ctx
         .header("x-ms-blob-content-md5")
-        .map(super::checksum::md5_header)
+        .map(|v| {
+            if fallback_content_type {
+                super::checksum::md5_header(v)
+            } else {
+                STANDARD.decode(v).map_err(|_| {
+                    StorageError::bad(
+                        "InvalidHeaderValue",
+                        "The value for one of the HTTP headers is not in the correct format: x-ms-blob-content-md5 is base64",
+                    )
+                })
+            }
+        })
         .transpose()?;
     Ok(BlobProperties {
         content_type: h("x-ms-blob-content-type").or_else(|| {
@@ -176,10 +189,13 @@ pub(super) async fn release(ctx: &Ctx, files: Vec<String>) {
 pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
     match ctx.header("x-ms-blob-type") {
         Some("BlockBlob") => {}
+        Some("AppendBlob") => return super::append::create(ctx).await,
         Some(other) => {
             return Err(StorageError::bad(
-                "UnsupportedBlobType",
-                format!("keyless stores block blobs only, not `{other}`"),
+                "InvalidHeaderValue",
+                format!(
+                    "The value for one of the HTTP headers is not in the correct format: x-ms-blob-type `{other}` is not a blob type keyless stores (BlockBlob, AppendBlob)"
+                ),
             ));
         }
         None => {
@@ -195,6 +211,7 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     let acl = hns::acl_for_write(ctx).await?;
     let mut properties = properties_from_headers(ctx, true)?;
     let metadata = ctx.metadata()?;
+    let tags = super::tags::from_request(ctx)?;
     let sent = Sent::from(ctx)?;
     let small = sent
         .content_length(ctx.header("content-length").and_then(|n| n.parse().ok()))
@@ -233,11 +250,12 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         committed_blocks: Vec::new(),
         is_dir: false,
         acl,
-        state: keyless_store::BlobState::default(),
+        state: BlobState {
+            tags,
+            ..BlobState::default()
+        },
     };
-    let check = |current: Option<&Blob>| {
-        conditions.check(current.map(|c| (c.etag.as_str(), c.last_modified)), false)
-    };
+    let check = |current: Option<&Blob>| conditions.blob(current, false);
     match ctx.state.store.blob_put(&blob, &check).await {
         Ok(released) => release(ctx, released).await,
         Err(e) => {
@@ -283,7 +301,7 @@ pub(super) fn too_large(e: Error) -> StorageError {
 
 /// The blob of the request; a blob implies its container, which is looked up only
 /// to tell a missing container from a missing blob.
-async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
+pub(super) async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
     match ctx
         .state
         .store
@@ -298,7 +316,7 @@ async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
     }
 }
 
-fn blob_headers(b: &Blob) -> HeaderMap {
+fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
     let mut h = HeaderMap::new();
     insert(&mut h, header::ETAG, &b.etag);
     insert(&mut h, header::LAST_MODIFIED, &http_date(b.last_modified));
@@ -307,11 +325,21 @@ fn blob_headers(b: &Blob) -> HeaderMap {
         HeaderName::from_static("x-ms-creation-time"),
         &http_date(b.created_at),
     );
-    h.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
+    h.insert(
+        "x-ms-blob-type",
+        HeaderValue::from_static(b.state.kind.as_str()),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert("x-ms-server-encrypted", HeaderValue::from_static("true"));
-    h.insert("x-ms-lease-status", HeaderValue::from_static("unlocked"));
-    h.insert("x-ms-lease-state", HeaderValue::from_static("available"));
+    super::lease::headers(&mut h, b.state.lease.as_ref(), now);
+    super::append::headers(&mut h, b);
+    if !b.state.tags.is_empty() {
+        insert(
+            &mut h,
+            HeaderName::from_static("x-ms-tag-count"),
+            &b.state.tags.len().to_string(),
+        );
+    }
     h.insert("x-ms-access-tier", HeaderValue::from_static("Hot"));
     h.insert(
         "x-ms-access-tier-inferred",
@@ -349,9 +377,9 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
     let conditions = Conditions::from(ctx)?;
     let b = load(ctx).await?;
     conditions
-        .check(Some((b.etag.as_str(), b.last_modified)), true)
+        .blob(Some(&b), true)
         .map_err(|e| condition_error(e, false))?;
-    let mut headers = blob_headers(&b);
+    let mut headers = blob_headers(&b, super::lease::now(&ctx.state));
     let (status, offset, len) = match range {
         None => {
             if let Some(md5) = &b.properties.content_md5 {
@@ -445,7 +473,10 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
 /// Get Blob Metadata.
 pub(crate) async fn metadata(ctx: &Ctx) -> Result<Response, StorageError> {
     let b = load(ctx).await?;
-    let all = blob_headers(&b);
+    Conditions::from(ctx)?
+        .blob(Some(&b), true)
+        .map_err(|e| condition_error(e, false))?;
+    let all = blob_headers(&b, super::lease::now(&ctx.state));
     let mut h = HeaderMap::new();
     for (name, value) in &all {
         if name.as_str().starts_with("x-ms-meta-")
@@ -458,30 +489,108 @@ pub(crate) async fn metadata(ctx: &Ctx) -> Result<Response, StorageError> {
     Ok((StatusCode::OK, h).into_response())
 }
 
+/// What [`modify`] changes besides what its closure does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Modify {
+    /// Properties or metadata: a new ETag and time; writes need the lease id.
+    Content,
+    /// Tags or tier: ETag and time stay; writes need the lease id.
+    Quiet,
+    /// The lease itself: nothing else changes, no lease id is asked.
+    Lease,
+}
+
+const CHANGED_MEANWHILE: &str = "the blob changed while it was being modified";
+
+/// Loads the request's blob, applies `change` and writes it back if the blob is
+/// still as loaded; a blob changed in between is loaded again (a few times).
+pub(super) async fn modify<T>(
+    ctx: &Ctx,
+    conditions: &Conditions,
+    kind: Modify,
+    mut change: impl FnMut(&mut Blob) -> Result<T, StorageError>,
+) -> Result<(Blob, T), StorageError> {
+    for _ in 0..5 {
+        let loaded = load(ctx).await?;
+        match kind {
+            Modify::Lease => conditions.blob_without_lease(Some(&loaded), false),
+            _ => conditions.blob(Some(&loaded), false),
+        }
+        .map_err(|e| condition_error(e, false))?;
+        let mut b = loaded.clone();
+        let out = change(&mut b)?;
+        if kind == Modify::Content {
+            b.etag = new_etag();
+            b.last_modified = ctx.state.now();
+        }
+        let check = |c: Option<&Blob>| match c {
+            Some(c) if c.etag == loaded.etag && c.state == loaded.state => Ok(()),
+            Some(_) => Err(Error::new(
+                keyless_core::ErrorKind::Conflict,
+                CHANGED_MEANWHILE,
+            )),
+            None => Err(Error::not_found("the blob does not exist")),
+        };
+        match ctx.state.store.blob_update(&b, &check).await {
+            Ok(()) => return Ok((b, out)),
+            Err(e) if e.message() == CHANGED_MEANWHILE => {}
+            Err(e) => return Err(condition_error(e, false)),
+        }
+    }
+    Err(StorageError::new(
+        StatusCode::CONFLICT,
+        "OperationTimedOut",
+        "The blob kept changing while this request tried to modify it; retry.",
+    ))
+}
+
 async fn update(
     ctx: &Ctx,
-    change: impl FnOnce(&mut Blob) -> Result<(), StorageError>,
+    mut change: impl FnMut(&mut Blob) -> Result<(), StorageError>,
 ) -> Result<Response, StorageError> {
     let conditions = Conditions::from(ctx)?;
-    let mut b = load(ctx).await?;
-    change(&mut b)?;
-    b.etag = new_etag();
-    b.last_modified = ctx.state.now();
-    let check =
-        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
-    ctx.state
-        .store
-        .blob_update(&b, &check)
-        .await
-        .map_err(|e| condition_error(e, false))?;
+    let (b, ()) = modify(ctx, &conditions, Modify::Content, |b| change(b)).await?;
     Ok((StatusCode::OK, write_headers(&b, None)).into_response())
+}
+
+/// Get Blob Tags.
+pub(crate) async fn get_tags(ctx: &Ctx) -> Result<Response, StorageError> {
+    super::tags::refuse_on_hns(ctx)?;
+    let b = load(ctx).await?;
+    Conditions::from(ctx)?
+        .blob(Some(&b), true)
+        .map_err(|e| condition_error(e, false))?;
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>{}",
+        super::tags::to_xml(&b.state.tags)
+    );
+    Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
+}
+
+/// Set Blob Tags: replaces the tag set; the blob's ETag and time stay.
+pub(crate) async fn set_tags(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
+    super::tags::refuse_on_hns(ctx)?;
+    let body = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
+        StorageError::bad(
+            "InvalidXmlDocument",
+            "the tags document is larger than 64 KiB or could not be read",
+        )
+    })?;
+    let tags = super::tags::from_xml(&body)?;
+    let conditions = Conditions::from(ctx)?;
+    modify(ctx, &conditions, Modify::Quiet, |b| {
+        b.state.tags.clone_from(&tags);
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Set Blob Metadata.
 pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
     let metadata = ctx.metadata()?;
     update(ctx, |b| {
-        b.metadata = metadata;
+        b.metadata.clone_from(&metadata);
         Ok(())
     })
     .await
@@ -493,7 +602,7 @@ pub(crate) async fn set_properties(ctx: &Ctx) -> Result<Response, StorageError> 
     // Azure replaces every content header; one not sent is cleared, Content-Type too.
     properties.content_type.get_or_insert_with(String::new);
     update(ctx, |b| {
-        b.properties = properties;
+        b.properties.clone_from(&properties);
         Ok(())
     })
     .await
@@ -527,7 +636,7 @@ pub(crate) async fn delete_blob(
 ) -> Result<(), StorageError> {
     let check = |c: Option<&Blob>| match c {
         None => Err(Error::not_found("the blob does not exist")),
-        Some(c) => conditions.check(Some((c.etag.as_str(), c.last_modified)), false),
+        Some(c) => conditions.blob(Some(c), false),
     };
     let released = if ctx.account.hns {
         // A directory goes only when empty, and takes nothing else with it.
@@ -563,6 +672,10 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     let max = max_results(ctx)?;
     let include = ctx.param("include").unwrap_or_default();
     let with_metadata = include.split(',').any(|i| i == "metadata");
+    let with_tags = include.split(',').any(|i| i == "tags");
+    // `startFrom` lists from a name on, inclusively: the cursor (exclusive) starts
+    // at a name before it, and the names still before it are skipped.
+    let start_from = ctx.param("startFrom").unwrap_or_default();
 
     enum Item {
         Blob(Box<Blob>),
@@ -573,6 +686,12 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         Some(d) if marker.ends_with(d) => skip_past(marker),
         _ => marker.to_owned(),
     };
+    if let Some((last, _)) = start_from.char_indices().last() {
+        let before = start_from.get(..last).unwrap_or_default();
+        if before > cursor.as_str() {
+            cursor = before.to_owned();
+        }
+    }
     let mut items: Vec<Item> = Vec::new();
     let mut more = false;
     let listed = prefix.rsplit_once('/').map_or("", |(d, _)| d);
@@ -596,6 +715,10 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         }
         let full = batch.len() == 1000;
         for b in batch {
+            if b.name.as_str() < start_from {
+                cursor.clone_from(&b.name);
+                continue;
+            }
             if items.len() == max {
                 more = true;
                 break 'outer;
@@ -648,6 +771,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         xml.push_str(&format!("<Delimiter>{}</Delimiter>", escape(d)));
     }
     xml.push_str("<Blobs>");
+    let now = super::lease::now(&ctx.state);
     for item in &items {
         match item {
             Item::Prefix(p) => xml.push_str(&format!(
@@ -658,7 +782,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                 let p = &b.properties;
                 let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
                 xml.push_str(&format!(
-                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted></Properties>",
+                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>{}</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>{}<ServerEncrypted>true</ServerEncrypted>{}</Properties>",
                     escape(&b.name),
                     http_date(b.created_at),
                     http_date(b.last_modified),
@@ -671,6 +795,13 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                     p.content_md5.as_ref().map(|m| STANDARD.encode(m)).unwrap_or_default(),
                     opt(&p.cache_control),
                     opt(&p.content_disposition),
+                    b.state.kind.as_str(),
+                    super::lease::xml(b.state.lease.as_ref(), now),
+                    if b.state.tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("<TagCount>{}</TagCount>", b.state.tags.len())
+                    } + if b.state.sealed { "<Sealed>true</Sealed>" } else { "" },
                 ));
                 if with_metadata {
                     xml.push_str("<Metadata>");
@@ -678,6 +809,9 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                         xml.push_str(&format!("<{k}>{}</{k}>", escape(v)));
                     }
                     xml.push_str("</Metadata>");
+                }
+                if with_tags && !b.state.tags.is_empty() {
+                    xml.push_str(&super::tags::to_xml(&b.state.tags));
                 }
                 xml.push_str("</Blob>");
             }

@@ -48,6 +48,25 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
     refuse_declared_above(ctx, MAX_BLOCK, "a block")?;
     container_exists(ctx).await?;
     let sent = Sent::from(ctx)?;
+    // A leased blob takes blocks from the lease holder only.
+    let current = ctx
+        .state
+        .store
+        .blob(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    super::lease::check(
+        current.as_ref().and_then(|b| b.state.lease.as_ref()),
+        ctx.header("x-ms-lease-id"),
+        super::lease::now(&ctx.state),
+        true,
+    )
+    .map_err(|e| condition_error(e, false))?;
+    if current
+        .as_ref()
+        .is_some_and(|b| b.state.kind != keyless_store::BlobKind::BlockBlob)
+    {
+        return Err(super::append::invalid_blob_type());
+    }
     // Every block id of a blob has the same length; checked before the body is read.
     let staged_len = ctx
         .state
@@ -185,10 +204,12 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
         committed_blocks: blocks,
         is_dir: false,
         acl: hns::acl_for_write(ctx).await?,
-        state: keyless_store::BlobState::default(),
+        state: keyless_store::BlobState {
+            tags: super::tags::from_request(ctx)?,
+            ..keyless_store::BlobState::default()
+        },
     };
-    let check =
-        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    let check = |c: Option<&Blob>| conditions.blob(c, false);
     match ctx.state.store.blob_put(&blob, &check).await {
         Ok(released) => release(ctx, released).await,
         Err(e) => {

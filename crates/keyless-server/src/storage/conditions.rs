@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::StatusCode;
 
 use keyless_core::{Error, ErrorKind};
+use keyless_store::{Blob, Container};
 
 use super::Ctx;
 use super::error::StorageError;
@@ -21,9 +22,14 @@ pub(crate) fn new_etag() -> String {
     format!("\"0x{n:016X}\"")
 }
 
-/// The four conditional headers of a request (none by default).
+/// The conditional headers of a request (none by default): the four of HTTP,
+/// `x-ms-if-tags` and the lease id it presents.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Conditions {
+    if_tags: Option<super::tags::Expr>,
+    lease_id: Option<String>,
+    /// The time leases are judged at (milliseconds).
+    now: i64,
     if_match: Option<String>,
     if_none_match: Option<String>,
     if_modified_since: Option<i64>,
@@ -64,6 +70,12 @@ impl Conditions {
         let create_only =
             star_creates && matches!(&ctx.auth, super::auth::Auth::Sas(sas) if !sas.grants('w'));
         Ok(Self {
+            if_tags: ctx
+                .header("x-ms-if-tags")
+                .map(super::tags::condition)
+                .transpose()?,
+            lease_id: ctx.header("x-ms-lease-id").map(str::to_owned),
+            now: super::lease::now(&ctx.state),
             if_match: ctx.header("if-match").map(str::to_owned),
             if_none_match: if create_only {
                 Some("*".to_owned())
@@ -74,6 +86,50 @@ impl Conditions {
             if_unmodified_since: date("if-unmodified-since")?,
             star_creates,
         })
+    }
+
+    /// Checks every condition against a blob (`None`: there is none): its ETag and
+    /// time, its tags, and its lease (`read`s need no lease id, writes do).
+    pub(crate) fn blob(&self, current: Option<&Blob>, read: bool) -> Result<(), Error> {
+        super::lease::check(
+            current.and_then(|b| b.state.lease.as_ref()),
+            self.lease_id.as_deref(),
+            self.now,
+            !read,
+        )?;
+        self.blob_without_lease(current, read)
+    }
+
+    /// [`Self::blob`] without the lease (for the lease operations themselves).
+    pub(crate) fn blob_without_lease(
+        &self,
+        current: Option<&Blob>,
+        read: bool,
+    ) -> Result<(), Error> {
+        self.check(current.map(|c| (c.etag.as_str(), c.last_modified)), read)?;
+        if let Some(expr) = &self.if_tags {
+            match current {
+                Some(b) if expr.matches(&b.container, &b.state.tags) => {}
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::PreconditionFailed,
+                        "condition not met",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the HTTP conditions and a presented lease id against a container.
+    pub(crate) fn container(&self, current: &Container, write: bool) -> Result<(), Error> {
+        super::lease::check(
+            current.state.lease.as_ref(),
+            self.lease_id.as_deref(),
+            self.now,
+            write,
+        )?;
+        self.check(Some((current.etag.as_str(), current.last_modified)), false)
     }
 
     /// Checks the conditions against the current state (`None`: nothing exists).
@@ -131,6 +187,9 @@ impl Conditions {
 
 /// Maps a failed condition to the reply Azure gives.
 pub(crate) fn condition_error(e: Error, blob_write: bool) -> StorageError {
+    if let Some(refused) = super::lease::refusal(&e, false) {
+        return refused;
+    }
     match (e.kind(), e.message()) {
         (ErrorKind::PreconditionFailed, NOT_MODIFIED) => {
             StorageError::new(StatusCode::NOT_MODIFIED, "ConditionNotMet", "not modified")

@@ -7,7 +7,7 @@ use keyless_core::ErrorKind;
 use keyless_store::{Container, Page};
 
 use super::Ctx;
-use super::conditions::new_etag;
+use super::conditions::{Conditions, new_etag};
 use super::error::StorageError;
 use super::xml::{escape, http_date};
 
@@ -96,17 +96,20 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
 }
 
 pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
+    let conditions = Conditions::from(ctx)?;
+    let check = |c: &Container| conditions.container(c, true);
     let released = ctx
         .state
         .store
-        .container_delete(&ctx.account.name, &ctx.container, &|_| Ok(()))
-        .await?
+        .container_delete(&ctx.account.name, &ctx.container, &check)
+        .await
+        .map_err(refused)?
         .ok_or_else(StorageError::container_not_found)?;
     ctx.state.blobs.remove(&released).await;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-async fn load(ctx: &Ctx) -> Result<Container, StorageError> {
+pub(super) async fn load(ctx: &Ctx) -> Result<Container, StorageError> {
     ctx.state
         .store
         .container(&ctx.account.name, &ctx.container)
@@ -114,8 +117,18 @@ async fn load(ctx: &Ctx) -> Result<Container, StorageError> {
         .ok_or_else(StorageError::container_not_found)
 }
 
+/// A failed lease check or condition on a container, as Azure replies.
+fn refused(e: keyless_core::Error) -> StorageError {
+    super::lease::refusal(&e, true).unwrap_or_else(|| super::conditions::condition_error(e, false))
+}
+
 pub(crate) async fn properties(ctx: &Ctx) -> Result<Response, StorageError> {
     let c = load(ctx).await?;
+    if ctx.header("x-ms-lease-id").is_some() {
+        Conditions::from(ctx)?
+            .container(&c, false)
+            .map_err(refused)?;
+    }
     let mut headers = container_headers(&c);
     for (k, v) in &c.metadata {
         if let (Ok(name), Ok(value)) = (
@@ -125,8 +138,11 @@ pub(crate) async fn properties(ctx: &Ctx) -> Result<Response, StorageError> {
             headers.insert(name, value);
         }
     }
-    headers.insert("x-ms-lease-status", HeaderValue::from_static("unlocked"));
-    headers.insert("x-ms-lease-state", HeaderValue::from_static("available"));
+    super::lease::headers(
+        &mut headers,
+        c.state.lease.as_ref(),
+        super::lease::now(&ctx.state),
+    );
     headers.insert(
         "x-ms-has-immutability-policy",
         HeaderValue::from_static("false"),
@@ -136,12 +152,49 @@ pub(crate) async fn properties(ctx: &Ctx) -> Result<Response, StorageError> {
 }
 
 pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
-    let mut c = load(ctx).await?;
-    c.metadata = ctx.metadata()?;
-    c.etag = new_etag();
-    c.last_modified = ctx.state.now();
-    ctx.state.store.container_update(&c, &|_| Ok(())).await?;
+    let conditions = Conditions::from(ctx)?;
+    let metadata = ctx.metadata()?;
+    let c = modify(ctx, |c| {
+        conditions.container(c, false).map_err(refused)?;
+        c.metadata.clone_from(&metadata);
+        Ok(())
+    })
+    .await?;
     Ok((StatusCode::OK, container_headers(&c)).into_response())
+}
+
+/// Loads the request's container, applies `change` (which may refuse), gives it
+/// a new ETag and writes it back if it is still as loaded (loading it again a few
+/// times when it changed in between).
+pub(super) async fn modify(
+    ctx: &Ctx,
+    mut change: impl FnMut(&mut Container) -> Result<(), StorageError>,
+) -> Result<Container, StorageError> {
+    const CHANGED: &str = "the container changed while it was being modified";
+    for _ in 0..5 {
+        let loaded = load(ctx).await?;
+        let mut c = loaded.clone();
+        change(&mut c)?;
+        c.etag = new_etag();
+        c.last_modified = ctx.state.now();
+        let check = |current: &Container| {
+            if current.etag == loaded.etag && current.state == loaded.state {
+                Ok(())
+            } else {
+                Err(keyless_core::Error::new(ErrorKind::Conflict, CHANGED))
+            }
+        };
+        match ctx.state.store.container_update(&c, &check).await {
+            Ok(()) => return Ok(c),
+            Err(e) if e.message() == CHANGED => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StorageError::new(
+        StatusCode::CONFLICT,
+        "OperationTimedOut",
+        "The container kept changing while this request tried to modify it; retry.",
+    ))
 }
 
 pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
@@ -184,12 +237,19 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         xml.push_str(&format!("<MaxResults>{max}</MaxResults>"));
     }
     xml.push_str("<Containers>");
+    let now = super::lease::now(&ctx.state);
     for c in &page {
         xml.push_str(&format!(
-            "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
+            "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag>{}{}<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
             escape(&c.name),
             http_date(c.last_modified),
-            escape(&c.etag)
+            escape(&c.etag),
+            super::lease::xml(c.state.lease.as_ref(), now),
+            c.state
+                .public_access
+                .as_deref()
+                .map(|a| format!("<PublicAccess>{a}</PublicAccess>"))
+                .unwrap_or_default(),
         ));
         if with_metadata {
             xml.push_str("<Metadata>");

@@ -153,6 +153,16 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         Content::Inline(bytes) => Content::Inline(bytes.clone()),
     };
     let metadata = ctx.metadata()?;
+    let tags = match ctx.header("x-ms-copy-source-tag-option") {
+        Some(o) if o.eq_ignore_ascii_case("copy") => src.state.tags.clone(),
+        Some(o) if !o.eq_ignore_ascii_case("replace") => {
+            return Err(StorageError::bad(
+                "InvalidHeaderValue",
+                format!("x-ms-copy-source-tag-option `{o}` is COPY or REPLACE"),
+            ));
+        }
+        _ => super::tags::from_request(ctx)?,
+    };
     let now = ctx.state.now();
     let copy = Blob {
         account: ctx.account.name.clone(),
@@ -172,11 +182,17 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         committed_blocks: src.committed_blocks.clone(),
         is_dir: false,
         acl: super::hns::acl_for_write(ctx).await?,
-        state: keyless_store::BlobState::default(),
+        // The copy is of the source's type, with its pages; tags as asked.
+        state: keyless_store::BlobState {
+            kind: src.state.kind,
+            pages: src.state.pages.clone(),
+            appended_blocks: src.state.appended_blocks,
+            tags,
+            ..keyless_store::BlobState::default()
+        },
     };
     let conditions = Conditions::from(ctx)?;
-    let check =
-        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    let check = |c: Option<&Blob>| conditions.blob(c, false);
     match ctx.state.store.blob_put(&copy, &check).await {
         Ok(released) => ctx.state.blobs.remove(&released).await,
         Err(e) => {

@@ -185,8 +185,7 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
             row.metadata.clone_from(&e.metadata);
         }
     }
-    let check =
-        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    let check = |c: Option<&Blob>| conditions.blob(c, false);
     let released = ctx
         .state
         .store
@@ -345,7 +344,7 @@ pub(crate) async fn flush(ctx: &Ctx) -> Result<Response, StorageError> {
     row.properties.content_md5 = Some(written.md5.to_vec());
     let check = |c: Option<&Blob>| match c {
         None => Err(Error::not_found("the path does not exist")),
-        Some(c) => conditions.check(Some((c.etag.as_str(), c.last_modified)), false),
+        Some(c) => conditions.blob(Some(c), false),
     };
     match ctx.state.store.blob_put(&row, &check).await {
         Ok(released) => ctx.state.blobs.remove(&released).await,
@@ -480,8 +479,23 @@ async fn set_root_acl(ctx: &Ctx, acl: PathAcl) -> Result<keyless_store::Containe
         .container(&ctx.account.name, &ctx.container)
         .await?
         .ok_or_else(StorageError::container_not_found)?;
+    let loaded = c.clone();
     c.acl = Some(acl);
-    ctx.state.store.container_update(&c, &|_| Ok(())).await?;
+    // Written over the container as loaded only: nothing else may be lost.
+    let check = |current: &keyless_store::Container| {
+        if current.etag == loaded.etag
+            && current.state == loaded.state
+            && current.metadata == loaded.metadata
+        {
+            Ok(())
+        } else {
+            Err(keyless_core::Error::new(
+                keyless_core::ErrorKind::Conflict,
+                "the filesystem changed while its access control was being set; retry",
+            ))
+        }
+    };
+    ctx.state.store.container_update(&c, &check).await?;
     Ok(c)
 }
 
@@ -517,8 +531,7 @@ pub(crate) async fn set_access(ctx: &Ctx) -> Result<Response, StorageError> {
     row.etag = new_etag();
     row.last_modified = ctx.state.now();
     let conditions = Conditions::from(ctx)?;
-    let check =
-        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    let check = |c: Option<&Blob>| conditions.blob(c, false);
     ctx.state
         .store
         .blob_update(&row, &check)
@@ -671,8 +684,7 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
     require_hns(ctx)?;
     let recursive = ctx.param("recursive") == Some("true");
     let conditions = Conditions::from(ctx)?;
-    let check =
-        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    let check = |c: Option<&Blob>| conditions.blob(c, false);
     let released = ctx
         .state
         .store
@@ -739,8 +751,7 @@ pub(crate) async fn rename(ctx: &Ctx) -> Result<Response, StorageError> {
         }
     }
     let conditions = Conditions::from(ctx)?;
-    let check =
-        |c: Option<&Blob>| conditions.check(c.map(|c| (c.etag.as_str(), c.last_modified)), false);
+    let check = |c: Option<&Blob>| conditions.blob(c, false);
     let released = ctx
         .state
         .store

@@ -308,6 +308,9 @@ pub(crate) async fn authorize_by_acl(
         | Op::SetBlobMetadata
         | Op::SetBlobProperties
         | Op::CopyBlob
+        | Op::AppendBlock
+        | Op::SealBlob
+        | Op::LeaseBlob
         | Op::CreatePath
         | Op::AppendData
         | Op::FlushData => (blob.to_owned(), WRITE),

@@ -25,8 +25,12 @@ pub(crate) enum Operation {
     GetContainerProperties,
     /// `PUT /{account}/{container}?restype=container&comp=metadata`
     SetContainerMetadata,
+    /// `PUT /{account}/{container}?restype=container&comp=lease`
+    LeaseContainer,
     /// `GET /{account}/{container}?restype=container&comp=list`
     ListBlobs,
+    /// `GET /{account}?comp=blobs&where=…` or `GET /{account}/{container}?restype=container&comp=blobs&where=…`
+    FindBlobsByTags,
     /// `PUT /{account}/{container}/{blob}`
     PutBlob,
     /// `PUT …?comp=block`
@@ -47,6 +51,16 @@ pub(crate) enum Operation {
     SetBlobProperties,
     /// `DELETE /{account}/{container}/{blob}`
     DeleteBlob,
+    /// `GET …?comp=tags`
+    GetBlobTags,
+    /// `PUT …?comp=tags`
+    SetBlobTags,
+    /// `PUT …?comp=lease`
+    LeaseBlob,
+    /// `PUT …?comp=appendblock`
+    AppendBlock,
+    /// `PUT …?comp=seal`
+    SealBlob,
     /// `POST /{account}/{container}?restype=container&comp=batch` (deletes only)
     BlobBatch,
     /// `PUT /{account}/{container}/{blob}` with `x-ms-copy-source` (same server)
@@ -137,6 +151,9 @@ impl Operation {
         let op = match (target, m, restype, comp) {
             (_, "GET" | "HEAD", Some("account"), Some("properties")) => Self::GetAccountInformation,
             (Target::Account, "GET", None, Some("list")) => Self::ListContainers,
+            (Target::Account, "GET", None, Some("blobs")) => Self::FindBlobsByTags,
+            (Target::Container, "GET", Some("container"), Some("blobs")) => Self::FindBlobsByTags,
+            (Target::Container, "PUT", Some("container"), Some("lease")) => Self::LeaseContainer,
             (Target::Account, "GET", Some("service"), Some("properties")) => {
                 Self::GetServiceProperties
             }
@@ -167,6 +184,11 @@ impl Operation {
             (Target::Blob, "GET" | "HEAD", None, Some("metadata")) => Self::GetBlobMetadata,
             (Target::Blob, "PUT", None, Some("properties")) => Self::SetBlobProperties,
             (Target::Blob, "DELETE", None, None) => Self::DeleteBlob,
+            (Target::Blob, "GET", None, Some("tags")) => Self::GetBlobTags,
+            (Target::Blob, "PUT", None, Some("tags")) => Self::SetBlobTags,
+            (Target::Blob, "PUT", None, Some("lease")) => Self::LeaseBlob,
+            (Target::Blob, "PUT", None, Some("appendblock")) if !copy_source => Self::AppendBlock,
+            (Target::Blob, "PUT", None, Some("seal")) => Self::SealBlob,
             _ => {
                 let what = match (comp, restype, copy_source) {
                     (_, _, true) => "copy from a URL".to_owned(),
@@ -318,7 +340,7 @@ mod tests {
     fn unsupported_requests_name_what_is_missing() {
         let err = Operation::parse(
             &Method::PUT,
-            &q(&[("comp", "lease")]),
+            &q(&[("comp", "incrementalcopy")]),
             Target::Blob,
             false,
             false,

@@ -372,6 +372,12 @@ impl Sas {
             Op::GetContainerProperties => ('c', "r"),
             Op::SetContainerMetadata => ('c', "w"),
             Op::ListBlobs => ('c', "l"),
+            Op::LeaseContainer => ('c', "w"),
+            Op::FindBlobsByTags if container.is_empty() => ('s', "f"),
+            Op::FindBlobsByTags => ('c', "f"),
+            Op::GetBlobTags | Op::SetBlobTags => ('o', "t"),
+            Op::LeaseBlob | Op::SealBlob => ('o', "w"),
+            Op::AppendBlock => ('o', "aw"),
             // `c` creates new blobs only; the dispatcher refuses an overwrite without `w`.
             Op::PutBlob | Op::PutBlock | Op::PutBlockList | Op::CopyBlob => ('o', "cw"),
             Op::GetBlockList | Op::GetBlob | Op::GetBlobProperties | Op::GetBlobMetadata => {
@@ -465,6 +471,7 @@ impl Sas {
                             | Op::DeleteContainer
                             | Op::GetContainerProperties
                             | Op::SetContainerMetadata
+                            | Op::LeaseContainer
                     )
                 {
                     return Err(mismatch(

@@ -501,6 +501,31 @@ impl StorageStore for SqliteStore {
         rows.iter().map(blob_row).collect()
     }
 
+    async fn tagged_blobs(
+        &self,
+        account: &str,
+        container: Option<&str>,
+        after: (&str, &str),
+        max: usize,
+    ) -> Result<Vec<Blob>, Error> {
+        let rows = sqlx::query(
+            "SELECT account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content, is_dir, acl, state
+             FROM blobs WHERE account = ?1 AND (?2 IS NULL OR container = ?2) AND state IS NOT NULL
+                AND json_extract(state, '$.tags') IS NOT NULL AND (container, name) > (?3, ?4)
+             ORDER BY container, name LIMIT ?5",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(blob_row).collect()
+    }
+
     async fn blob_put(&self, b: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error> {
         let (mut tx, prelude) = self.writer.begin_deferred().await;
         let result = async {

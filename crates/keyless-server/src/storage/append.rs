@@ -1,0 +1,325 @@
+//! Append blobs: created empty by Put Blob, grown by Append Block, closed by Seal.
+//!
+//! An append writes the block to a file of its own, then composes the blob's
+//! current file and the block into a new one and swaps it in under the ETag it
+//! was composed from: the blob is whole before and after, never in between, and
+//! an acknowledged append is durable. Two appends racing for the same blob
+//! compose again from the winner's bytes. The price is a copy of the blob per
+//! append, which keeps append blobs to the sizes logs and small datasets have.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use keyless_core::{Error, ErrorKind};
+use keyless_store::{Blob, BlobKind, BlobState, Content};
+
+use super::Ctx;
+use super::blob::{
+    Modify, container_exists, insert, load, modify, properties_from_headers, refuse_declared_above,
+    release, stream, write_failed, write_headers,
+};
+use super::checksum::Sent;
+use super::conditions::{Conditions, condition_error, new_etag};
+use super::error::StorageError;
+
+/// The largest block one Append Block takes (service version 2022-11-02 on).
+const MAX_APPEND_BLOCK: u64 = 100 * 1024 * 1024;
+/// Azure's limit on the blocks of an append blob.
+const MAX_BLOCKS: u64 = 50_000;
+
+pub(super) fn invalid_blob_type() -> StorageError {
+    StorageError::new(
+        StatusCode::CONFLICT,
+        "InvalidBlobType",
+        "The blob type is invalid for this operation.",
+    )
+}
+
+/// Put Blob with `x-ms-blob-type: AppendBlob`: an empty append blob, replacing
+/// whatever blob had the name.
+pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
+    let declared = ctx.header("content-length").unwrap_or("0");
+    if declared.trim() != "0" {
+        return Err(StorageError::bad(
+            "InvalidHeaderValue",
+            "The value for one of the HTTP headers is not in the correct format: an append blob is created empty (Content-Length: 0); its bytes come with Append Block",
+        ));
+    }
+    let state = BlobState {
+        kind: BlobKind::AppendBlob,
+        tags: super::tags::from_request(ctx)?,
+        ..BlobState::default()
+    };
+    create_empty(ctx, state, 0).await
+}
+
+/// Writes an empty blob of `state`'s kind (a page blob: `size` zero bytes).
+pub(super) async fn create_empty(
+    ctx: &Ctx,
+    state: BlobState,
+    size: u64,
+) -> Result<Response, StorageError> {
+    container_exists(ctx).await?;
+    let conditions = Conditions::from(ctx)?;
+    let acl = super::hns::acl_for_write(ctx).await?;
+    let content = if size == 0 {
+        Content::Inline(bytes::Bytes::new())
+    } else {
+        Content::File(ctx.state.blobs.zeros(size).await?.file_id)
+    };
+    let now = ctx.state.now();
+    let blob = Blob {
+        account: ctx.account.name.clone(),
+        container: ctx.container.clone(),
+        name: ctx.blob.clone(),
+        etag: new_etag(),
+        created_at: now,
+        last_modified: now,
+        size,
+        content,
+        properties: properties_from_headers(ctx, true)?,
+        metadata: ctx.metadata()?,
+        committed_blocks: Vec::new(),
+        is_dir: false,
+        acl,
+        state,
+    };
+    let check = |current: Option<&Blob>| conditions.blob(current, false);
+    match ctx.state.store.blob_put(&blob, &check).await {
+        Ok(released) => release(ctx, released).await,
+        Err(e) => {
+            release(ctx, super::blob::files(&blob.content)).await;
+            return Err(condition_error(e, true));
+        }
+    }
+    Ok((StatusCode::CREATED, write_headers(&blob, None)).into_response())
+}
+
+/// The file holding a blob's bytes, writing inline bytes out to one if need be.
+pub(super) async fn file_of(ctx: &Ctx, b: &Blob) -> Result<Option<String>, StorageError> {
+    match &b.content {
+        Content::File(id) => Ok(Some(id.clone())),
+        Content::Inline(bytes) if bytes.is_empty() => Ok(None),
+        Content::Inline(bytes) => {
+            let bytes = bytes.clone();
+            let body: keyless_store::ByteStream =
+                Box::pin(futures_util::stream::once(async move { Ok(bytes) }));
+            Ok(Some(ctx.state.blobs.write(body, u64::MAX).await?.file_id))
+        }
+    }
+}
+
+const MOVED: &str = "the blob changed while the block was being appended";
+
+/// Append Block.
+pub(crate) async fn append_block(ctx: &Ctx, body: Body) -> Result<Response, StorageError> {
+    refuse_declared_above(ctx, MAX_APPEND_BLOCK, "an appended block")?;
+    if ctx.header("content-length").map(str::trim) == Some("0") {
+        return Err(StorageError::bad(
+            "InvalidHeaderValue",
+            "The value for one of the HTTP headers is not in the correct format: Content-Length of an appended block is 1 byte to 100 MiB",
+        ));
+    }
+    let number = |name: &str| -> Result<Option<u64>, StorageError> {
+        ctx.header(name)
+            .map(|v| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    StorageError::bad(
+                        "InvalidHeaderValue",
+                        format!("The value for one of the HTTP headers is not in the correct format: {name} is a number of bytes"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let max_size = number("x-ms-blob-condition-maxsize")?;
+    let position = number("x-ms-blob-condition-appendpos")?;
+    let conditions = Conditions::from(ctx)?;
+    // Refusals that need no body come first.
+    let first = load(ctx).await?;
+    judge(&first, &conditions, max_size, position, None)?;
+    let sent = Sent::from(ctx)?;
+    let (body, tap) = sent.tap(stream(body));
+    let block = ctx
+        .state
+        .blobs
+        .write(body, MAX_APPEND_BLOCK)
+        .await
+        .map_err(|e| write_failed(tap.as_ref(), e))?;
+    if let Err(e) = sent.check_streamed(&block.md5, tap.as_ref()) {
+        release(ctx, vec![block.file_id]).await;
+        return Err(e);
+    }
+    let result = commit(ctx, &conditions, max_size, position, &block).await;
+    release(ctx, vec![block.file_id.clone()]).await;
+    let (b, offset) = result?;
+    let mut h = write_headers(&b, Some(&block.md5));
+    insert(
+        &mut h,
+        HeaderName::from_static("x-ms-blob-append-offset"),
+        &offset.to_string(),
+    );
+    insert(
+        &mut h,
+        HeaderName::from_static("x-ms-blob-committed-block-count"),
+        &b.state.appended_blocks.to_string(),
+    );
+    sent.echo(&mut h);
+    Ok((StatusCode::CREATED, h).into_response())
+}
+
+/// Whether a block of `len` bytes (unknown before the body is read) may be
+/// appended to `b`.
+fn judge(
+    b: &Blob,
+    conditions: &Conditions,
+    max_size: Option<u64>,
+    position: Option<u64>,
+    len: Option<u64>,
+) -> Result<(), StorageError> {
+    if b.state.kind != BlobKind::AppendBlob {
+        return Err(invalid_blob_type());
+    }
+    conditions
+        .blob(Some(b), false)
+        .map_err(|e| condition_error(e, false))?;
+    if b.state.sealed {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "BlobIsSealed",
+            "The specified blob is sealed, and its contents can't be modified unless the blob is re-created after a delete.",
+        ));
+    }
+    if position.is_some_and(|p| p != b.size) {
+        return Err(StorageError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "AppendPositionConditionNotMet",
+            "The append position condition specified was not met.",
+        ));
+    }
+    if max_size.is_some_and(|m| b.size + len.unwrap_or(0) > m) {
+        return Err(StorageError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "MaxBlobSizeConditionNotMet",
+            "The max blob size condition specified was not met.",
+        ));
+    }
+    if b.state.appended_blocks >= MAX_BLOCKS {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "BlockCountExceedsLimit",
+            "The committed block count cannot exceed the maximum limit of 50,000 blocks.",
+        ));
+    }
+    Ok(())
+}
+
+/// Composes the blob as it is now with the block and swaps it in; a blob that
+/// changed meanwhile is composed again. Returns the new blob and the block's offset.
+async fn commit(
+    ctx: &Ctx,
+    conditions: &Conditions,
+    max_size: Option<u64>,
+    position: Option<u64>,
+    block: &keyless_store::Written,
+) -> Result<(Blob, u64), StorageError> {
+    for _ in 0..8 {
+        let current = load(ctx).await?;
+        judge(&current, conditions, max_size, position, Some(block.size))?;
+        let mut parts = Vec::new();
+        let base = file_of(ctx, &current).await?;
+        if let (Some(id), true) = (&base, current.size > 0) {
+            parts.push((id.clone(), 0, current.size));
+        }
+        parts.push((block.file_id.clone(), 0, block.size));
+        let composed = ctx.state.blobs.compose(&parts).await?;
+        let offset = current.size;
+        let mut next = current.clone();
+        next.etag = new_etag();
+        next.last_modified = ctx.state.now();
+        next.size = offset + block.size;
+        next.content = Content::File(composed.file_id.clone());
+        next.state.appended_blocks += 1;
+        let check = |c: Option<&Blob>| match c {
+            Some(c) if c.etag == current.etag && c.state == current.state => Ok(()),
+            Some(_) => Err(Error::new(ErrorKind::Conflict, MOVED)),
+            None => Err(Error::not_found("the blob does not exist")),
+        };
+        let outcome = ctx.state.store.blob_put(&next, &check).await;
+        // Inline bytes written out for the composition are nobody's now.
+        if let (Some(id), Content::Inline(_)) = (&base, &current.content) {
+            release(ctx, vec![id.clone()]).await;
+        }
+        match outcome {
+            Ok(released) => {
+                release(ctx, released).await;
+                return Ok((next, offset));
+            }
+            Err(e) => {
+                release(ctx, vec![composed.file_id]).await;
+                if e.message() != MOVED {
+                    return Err(condition_error(e, false));
+                }
+            }
+        }
+    }
+    Err(StorageError::new(
+        StatusCode::CONFLICT,
+        "OperationTimedOut",
+        "Other appends kept moving the end of the blob; retry.",
+    ))
+}
+
+/// Seal: the append blob takes no more blocks.
+pub(crate) async fn seal(ctx: &Ctx) -> Result<Response, StorageError> {
+    let conditions = Conditions::from(ctx)?;
+    let position = ctx
+        .header("x-ms-blob-condition-appendpos")
+        .map(|v| v.trim().parse::<u64>())
+        .transpose()
+        .map_err(|_| {
+            StorageError::bad(
+                "InvalidHeaderValue",
+                "x-ms-blob-condition-appendpos is a number of bytes",
+            )
+        })?;
+    let (b, ()) = modify(ctx, &conditions, Modify::Content, |b| {
+        if b.state.kind != BlobKind::AppendBlob {
+            return Err(invalid_blob_type());
+        }
+        if b.state.sealed {
+            return Err(StorageError::new(
+                StatusCode::CONFLICT,
+                "BlobAlreadySealed",
+                "The blob is already sealed.",
+            ));
+        }
+        if position.is_some_and(|p| p != b.size) {
+            return Err(StorageError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "AppendPositionConditionNotMet",
+                "The append position condition specified was not met.",
+            ));
+        }
+        b.state.sealed = true;
+        Ok(())
+    })
+    .await?;
+    let mut h: HeaderMap = write_headers(&b, None);
+    h.insert("x-ms-blob-sealed", HeaderValue::from_static("true"));
+    Ok((StatusCode::OK, h).into_response())
+}
+
+/// An append blob's headers on Get Blob and Get Blob Properties.
+pub(super) fn headers(h: &mut HeaderMap, b: &Blob) {
+    if b.state.kind == BlobKind::AppendBlob {
+        insert(
+            h,
+            HeaderName::from_static("x-ms-blob-committed-block-count"),
+            &b.state.appended_blocks.to_string(),
+        );
+        let sealed = if b.state.sealed { "true" } else { "false" };
+        h.insert("x-ms-blob-sealed", HeaderValue::from_static(sealed));
+    }
+}

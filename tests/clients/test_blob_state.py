@@ -1,0 +1,284 @@
+"""Blob index tags, leases and append blobs through unmodified azure-storage-blob, and the
+boundaries around them: SAS letters, RBAC data actions, lease ids, kill -9 during appends."""
+
+import datetime
+import threading
+import time
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceModifiedError
+from azure.identity import ClientSecretCredential
+from azure.storage.blob import (BlobSasPermissions, BlobServiceClient, ContainerSasPermissions,
+                                generate_blob_sas, generate_container_sas)
+
+from conftest import Server
+
+
+@pytest.fixture(scope="module")
+def world(server):
+    """Account `stateacct`, and a Storage Blob Data Contributor and an Owner on it."""
+    sub = server.admin["subscription"]
+    server.cli("storage", "account", "create", "-n", "stateacct", "-g", "default")
+    key = server.cli("storage", "account", "keys", "list", "-n", "stateacct", "-g", "default")[0]["value"]
+    account_id = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/stateacct"
+    sps = {name: server.cli("ad", "sp", "create-for-rbac", "-n", f"state-{name}") for name in ("contributor", "owner")}
+    server.cli("role", "assignment", "create", "--assignee", sps["contributor"]["objectId"],
+               "--role", "Storage Blob Data Contributor", "--scope", account_id)
+    server.cli("role", "assignment", "create", "--assignee", sps["owner"]["objectId"],
+               "--role", "Storage Blob Data Owner", "--scope", account_id)
+    return {"url": f"{server.info['storage']}/stateacct", "key": key, "sps": sps}
+
+
+@pytest.fixture
+def keyed(world, client_env):
+    return BlobServiceClient(world["url"], credential={"account_name": "stateacct", "account_key": world["key"]})
+
+
+def as_principal(server, world, who):
+    sp = world["sps"][who]
+    credential = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                        disable_instance_discovery=True)
+    return BlobServiceClient(world["url"], credential=credential)
+
+
+def error_of(call):
+    with pytest.raises(HttpResponseError) as e:
+        call()
+    return e.value.status_code, e.value.error_code
+
+
+def test_tags_are_set_read_listed_found_and_conditioned_on(keyed):
+    container = keyed.create_container("tagged")
+    a = container.upload_blob("a.csv", b"a", tags={"project": "census", "stage": "raw"})
+    b = container.upload_blob("b.csv", b"b", tags={"project": "census", "stage": "clean"})
+    container.upload_blob("c.csv", b"c")
+    assert a.get_blob_tags() == {"project": "census", "stage": "raw"}
+    assert a.get_blob_properties().tag_count == 2
+    # Setting tags leaves the blob's ETag and time alone.
+    before = b.get_blob_properties()
+    b.set_blob_tags({"project": "census", "stage": "gold", "owner": "ada"})
+    after = b.get_blob_properties()
+    assert (after.etag, after.last_modified) == (before.etag, before.last_modified)
+    assert after.tag_count == 3
+    listed = {x.name: x.tags for x in container.list_blobs(include=["tags"])}
+    assert listed == {"a.csv": {"project": "census", "stage": "raw"},
+                      "b.csv": {"project": "census", "stage": "gold", "owner": "ada"}, "c.csv": None}
+
+    # Find, on the container and the account; the reply shows the tags the query names.
+    found = list(container.find_blobs_by_tags("\"project\"='census' AND stage>'clean' AND stage<'h'"))
+    assert [(f.name, f.tags) for f in found] == [("b.csv", {"project": "census", "stage": "gold"})]
+    other = keyed.create_container("tagged-too")
+    other.upload_blob("d.csv", b"d", tags={"project": "census"})
+    everywhere = [(f.container_name, f.name) for f in keyed.find_blobs_by_tags("project='census'")]
+    assert everywhere == [("tagged", "a.csv"), ("tagged", "b.csv"), ("tagged-too", "d.csv")]
+    pages = list(keyed.find_blobs_by_tags("project='census'", results_per_page=1).by_page())
+    assert len(pages) == 3
+    only = [f.name for f in keyed.find_blobs_by_tags("@container='tagged-too' AND project='census'")]
+    assert only == ["d.csv"]
+    assert error_of(lambda: list(container.find_blobs_by_tags("project='x' or stage='y'"))) == \
+        (400, "InvalidQueryParameterValue")
+
+    # x-ms-if-tags guards reads and writes.
+    assert a.download_blob(if_tags_match_condition="stage='raw'").readall() == b"a"
+    with pytest.raises(ResourceModifiedError):
+        a.download_blob(if_tags_match_condition="stage='clean'")
+    with pytest.raises(ResourceModifiedError):
+        a.upload_blob(b"overwritten", overwrite=True, if_tags_match_condition="stage<>'raw'")
+    assert a.download_blob().readall() == b"a"
+    assert error_of(lambda: a.get_blob_tags(if_tags_match_condition="@container='tagged'"))[1] == "InvalidHeaderValue"
+
+    # Azure's rules on the tag set; a refused set changes nothing.
+    for bad in ({f"k{i}": "v" for i in range(11)}, {"": "v"}, {"k": "a%b"}, {"k" * 129: "v"}):
+        status, _ = error_of(lambda: a.set_blob_tags(bad))
+        assert status == 400, bad
+    assert a.get_blob_tags() == {"project": "census", "stage": "raw"}
+    # An overwrite replaces the tags with its own (none here).
+    a.upload_blob(b"a2", overwrite=True)
+    assert a.get_blob_tags() == {}
+
+
+def test_tags_need_their_own_sas_letter_and_data_action(server, world, keyed):
+    container = keyed.create_container("tag-access")
+    blob = container.upload_blob("x", b"x", tags={"k": "v"})
+    key = world["key"]
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    rw = generate_blob_sas("stateacct", "tag-access", "x", account_key=key, expiry=expiry,
+                           permission=BlobSasPermissions(read=True, write=True))
+    by_rw = BlobServiceClient(world["url"], credential=rw).get_blob_client("tag-access", "x")
+    assert error_of(by_rw.get_blob_tags) == (403, "AuthorizationPermissionMismatch")
+    assert error_of(lambda: by_rw.set_blob_tags({"k": "stolen"})) == (403, "AuthorizationPermissionMismatch")
+    # Writing the blob is allowed, but not tagging it on the way.
+    assert error_of(lambda: by_rw.upload_blob(b"y", overwrite=True, tags={"k": "w"}))[0] == 403
+    by_rw.upload_blob(b"y", overwrite=True)
+    blob.set_blob_tags({"k": "v"})
+    t = generate_blob_sas("stateacct", "tag-access", "x", account_key=key, expiry=expiry,
+                          permission=BlobSasPermissions(tag=True))
+    assert BlobServiceClient(world["url"], credential=t).get_blob_client("tag-access", "x").get_blob_tags() == {"k": "v"}
+    # Find needs `f`: a container SAS with list only is refused.
+    listing = generate_container_sas("stateacct", "tag-access", account_key=key, expiry=expiry,
+                                     permission=ContainerSasPermissions(list=True, read=True))
+    by_list = BlobServiceClient(world["url"], credential=listing).get_container_client("tag-access")
+    assert error_of(lambda: list(by_list.find_blobs_by_tags("k='v'")))[0] == 403
+    finder = generate_container_sas("stateacct", "tag-access", account_key=key, expiry=expiry,
+                                    permission=ContainerSasPermissions(filter_by_tags=True))
+    by_find = BlobServiceClient(world["url"], credential=finder).get_container_client("tag-access")
+    assert [f.name for f in by_find.find_blobs_by_tags("k='v'")] == ["x"]
+
+    # Storage Blob Data Contributor writes blobs but, as in Azure, holds no tag data action.
+    contributor = as_principal(server, world, "contributor").get_container_client("tag-access")
+    contributor.upload_blob("by-contributor", b"c")
+    for call in (lambda: contributor.get_blob_client("x").get_blob_tags(),
+                 lambda: contributor.get_blob_client("x").set_blob_tags({"k": "mine"}),
+                 lambda: contributor.upload_blob("tagged-by-contributor", b"c", tags={"k": "v"}),
+                 lambda: list(contributor.find_blobs_by_tags("k='v'"))):
+        status, code = error_of(call)
+        assert (status, code) == (403, "AuthorizationPermissionMismatch")
+    assert not container.get_blob_client("tagged-by-contributor").exists()
+    owner = as_principal(server, world, "owner").get_container_client("tag-access")
+    owner.get_blob_client("x").set_blob_tags({"k": "owned"})
+    assert [f.name for f in owner.find_blobs_by_tags("k='owned'")] == ["x"]
+
+
+def test_a_leased_blob_obeys_its_lease_holder_only(keyed):
+    container = keyed.create_container("leases")
+    blob = container.upload_blob("model.pt", b"v1")
+    lease = blob.acquire_lease(lease_duration=-1)
+    props = blob.get_blob_properties()
+    assert (props.lease.status, props.lease.state, props.lease.duration) == ("locked", "leased", "infinite")
+    # Writes and deletes without the lease, or with another, are refused; reads are not.
+    assert error_of(lambda: blob.upload_blob(b"v2", overwrite=True)) == (412, "LeaseIdMissing")
+    assert error_of(lambda: blob.delete_blob()) == (412, "LeaseIdMissing")
+    assert error_of(lambda: blob.set_blob_metadata({"a": "b"}, lease="0" * 32)) == \
+        (412, "LeaseIdMismatchWithBlobOperation")
+    assert error_of(lambda: blob.stage_block("QUFB", b"x")) == (412, "LeaseIdMissing")
+    assert blob.download_blob().readall() == b"v1"
+    assert error_of(lambda: blob.acquire_lease(lease_duration=15)) == (409, "LeaseAlreadyPresent")
+    # The holder writes, and the lease outlives the overwrite.
+    blob.upload_blob(b"v2", overwrite=True, lease=lease)
+    assert blob.get_blob_properties().lease.state == "leased"
+    new_id = "11111111-2222-3333-4444-555555555555"
+    lease.change(new_id)
+    assert lease.id == new_id
+    assert error_of(lambda: blob.set_blob_metadata({"a": "b"}, lease="0" * 32))[1] == "LeaseIdMismatchWithBlobOperation"
+    blob.set_blob_metadata({"a": "b"}, lease=new_id)
+    # A break with a period leaves the lease breaking, then broken: then anyone may write.
+    assert lease.break_lease(lease_break_period=2) in (1, 2)
+    assert blob.get_blob_properties().lease.state == "breaking"
+    assert error_of(lambda: blob.upload_blob(b"v3", overwrite=True)) == (412, "LeaseIdMissing")
+    time.sleep(2.2)
+    assert blob.get_blob_properties().lease.state == "broken"
+    blob.upload_blob(b"v3", overwrite=True)
+    lease.release()
+    assert blob.get_blob_properties().lease.state == "available"
+    assert error_of(lambda: blob.upload_blob(b"v4", overwrite=True, lease=new_id)) == \
+        (412, "LeaseNotPresentWithBlobOperation")
+    # A fixed lease expires on its own.
+    short = blob.acquire_lease(lease_duration=15)
+    assert blob.get_blob_properties().lease.duration == "fixed"
+    assert error_of(lambda: blob.acquire_lease(lease_duration=10))[0] == 400
+    short.release()
+
+    # A leased container is deleted by its lease holder only.
+    c_lease = container.acquire_lease(lease_duration=-1)
+    assert container.get_container_properties().lease.state == "leased"
+    assert error_of(container.delete_container) == (412, "LeaseIdMissing")
+    assert error_of(lambda: container.delete_container(lease="0" * 32))[1] == \
+        "LeaseIdMismatchWithContainerOperation"
+    container.delete_container(lease=c_lease)
+    assert not container.exists()
+
+
+def test_a_lease_needs_write_and_appends_need_append(server, world, keyed):
+    container = keyed.create_container("lease-access")
+    container.upload_blob("x", b"x")
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    reader = generate_blob_sas("stateacct", "lease-access", "x", account_key=world["key"], expiry=expiry,
+                               permission=BlobSasPermissions(read=True))
+    by_reader = BlobServiceClient(world["url"], credential=reader).get_blob_client("lease-access", "x")
+    assert error_of(lambda: by_reader.acquire_lease())[0] == 403
+    assert container.get_blob_client("x").get_blob_properties().lease.state == "available"
+    log = container.get_blob_client("log")
+    log.create_append_blob()
+    appender = generate_blob_sas("stateacct", "lease-access", "log", account_key=world["key"], expiry=expiry,
+                                 permission=BlobSasPermissions(add=True))
+    by_appender = BlobServiceClient(world["url"], credential=appender).get_blob_client("lease-access", "log")
+    by_appender.append_block(b"line\n")
+    # `a` appends, but does not overwrite.
+    assert error_of(lambda: by_appender.upload_blob(b"gone", overwrite=True))[0] == 403
+    assert error_of(lambda: BlobServiceClient(world["url"], credential=reader)
+                    .get_blob_client("lease-access", "log").append_block(b"x"))[0] == 403
+    assert log.download_blob().readall() == b"line\n"
+
+
+def test_append_blobs_grow_at_their_end_and_seal(keyed):
+    container = keyed.create_container("appends")
+    log = container.get_blob_client("train.log")
+    log.create_append_blob(tags={"kind": "log"})
+    props = log.get_blob_properties()
+    assert (props.blob_type, props.size, props.tag_count) == ("AppendBlob", 0, 1)
+    offsets = [log.append_block(chunk)["blob_append_offset"] for chunk in (b"epoch 1\n", b"epoch 2\n", b"done\n")]
+    assert offsets == ["0", "8", "16"]
+    assert log.download_blob().readall() == b"epoch 1\nepoch 2\ndone\n"
+    assert log.download_blob(offset=8, length=8).readall() == b"epoch 2\n"
+    assert log.get_blob_properties().append_blob_committed_block_count == 3
+    assert error_of(lambda: log.append_block(b"x", appendpos_condition=0)) == (412, "AppendPositionConditionNotMet")
+    assert error_of(lambda: log.append_block(b"x", maxsize_condition=21)) == (412, "MaxBlobSizeConditionNotMet")
+    log.append_block(b"x", appendpos_condition=21, maxsize_condition=22)
+    # Blocks of a block blob do not go into an append blob, nor appends into a block blob.
+    assert error_of(lambda: log.stage_block("QUFB", b"x")) == (409, "InvalidBlobType")
+    block_blob = container.upload_blob("plain", b"p")
+    assert error_of(lambda: block_blob.append_block(b"x")) == (409, "InvalidBlobType")
+    log.seal_append_blob()
+    assert log.get_blob_properties().is_append_blob_sealed is True
+    assert error_of(lambda: log.append_block(b"late")) == (409, "BlobIsSealed")
+    # Sealed means no more appends; metadata still changes, and an overwrite starts afresh.
+    log.set_blob_metadata({"final": "yes"})
+    log.create_append_blob()
+    log.append_block(b"again")
+    assert log.download_blob().readall() == b"again"
+
+
+def test_append_blob_writes_survive_kill_9_whole(tmp_path, client_env):
+    srv = Server(tmp_path).start()
+    try:
+        srv.login_admin()
+        srv.cli("storage", "account", "create", "-n", "killacct", "-g", "default")
+        key = srv.cli("storage", "account", "keys", "list", "-n", "killacct", "-g", "default")[0]["value"]
+        url = f"{srv.info['storage']}/killacct"
+        # No retries: an append the SDK repeated after the restart would be a second append.
+        service = BlobServiceClient(url, credential={"account_name": "killacct", "account_key": key},
+                                    connection_verify=srv.ca, retry_total=0)
+        log = service.create_container("logs").get_blob_client("a.log")
+        log.create_append_blob()
+        chunks = [f"record {i:04d}\n".encode() * 2000 for i in range(400)]
+        acked = []
+
+        def append_until_killed():
+            for chunk in chunks:
+                try:
+                    log.append_block(chunk)
+                except Exception:  # the server died under the append
+                    return
+                acked.append(chunk)
+
+        writer = threading.Thread(target=append_until_killed)
+        writer.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 20 and writer.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(acked) >= 20
+        srv.stop(kill=True)
+        writer.join(timeout=120)
+        srv.start()
+        service = BlobServiceClient(url, credential={"account_name": "killacct", "account_key": key},
+                                    connection_verify=srv.ca)
+        log = service.get_blob_client("logs", "a.log")
+        # Every acknowledged append is there, whole, in order; the one in flight is
+        # there whole or not at all.
+        count = log.get_blob_properties().append_blob_committed_block_count
+        assert count in (len(acked), len(acked) + 1), (count, len(acked))
+        assert log.download_blob().readall() == b"".join(chunks[:count])
+        log.append_block(b"after\n")
+        assert log.download_blob().readall() == b"".join(chunks[:count]) + b"after\n"
+    finally:
+        srv.stop()
