@@ -1,6 +1,7 @@
 //! Shared access signatures: account SAS and service SAS (container and blob)
 //! signed with an account key, and user delegation SAS signed with a user
-//! delegation key; service versions 2020-12-06 and later.
+//! delegation key. Account and service SAS from service version 2015-04-05 on,
+//! each version verified with the fields it signs; user delegation SAS from 2020-12-06.
 
 use std::net::IpAddr;
 
@@ -133,9 +134,17 @@ pub(crate) fn verify_sas(
     }
     let get = |n: &str| param(query, n).unwrap_or("");
     let version = get("sv");
-    if version < "2020-12-06" {
+    let delegated = !get("skoid").is_empty();
+    // Each service version signs its own list of fields; keyless verifies the
+    // layouts from 2015-04-05 on (user delegation SAS: 2020-12-06 on).
+    let oldest = if delegated {
+        "2020-12-06"
+    } else {
+        "2015-04-05"
+    };
+    if version < oldest || version.len() != 10 {
         return Err(StorageError::auth(format!(
-            "Signed version `{version}` is not supported; keyless accepts SAS of version 2020-12-06 and later."
+            "Signed version `{version}` is not supported; keyless accepts this kind of SAS from version {oldest} on."
         )));
     }
     if !get("si").is_empty() {
@@ -143,7 +152,6 @@ pub(crate) fn verify_sas(
             "Stored access policies (si) are not supported by keyless.",
         ));
     }
-    let delegated = !get("skoid").is_empty();
     let (text, scope) = if delegated {
         let (canonical, scope) = service_resource(account, container, blob, get("sr"), get("sdd"))?;
         let long = delegation_text(&get, &canonical, true);
@@ -179,7 +187,7 @@ pub(crate) fn verify_sas(
             })?;
         (text, scope)
     } else if !get("ss").is_empty() || !get("srt").is_empty() {
-        let text = [
+        let mut fields = vec![
             account,
             get("sp"),
             get("ss"),
@@ -189,10 +197,12 @@ pub(crate) fn verify_sas(
             get("sip"),
             get("spr"),
             version,
-            get("ses"),
-            "",
-        ]
-        .join("\n");
+        ];
+        if version >= "2020-12-06" {
+            fields.push(get("ses"));
+        }
+        fields.push("");
+        let text = fields.join("\n");
         (
             text,
             Scope::Account {
@@ -202,7 +212,7 @@ pub(crate) fn verify_sas(
         )
     } else {
         let (canonical, scope) = service_resource(account, container, blob, get("sr"), get("sdd"))?;
-        let text = [
+        let mut fields = vec![
             get("sp"),
             get("st"),
             get("se"),
@@ -211,16 +221,21 @@ pub(crate) fn verify_sas(
             get("sip"),
             get("spr"),
             version,
-            get("sr"),
-            get("sst"),
-            get("ses"),
+        ];
+        if version >= "2018-11-09" {
+            fields.extend([get("sr"), get("sst")]);
+        }
+        if version >= "2020-12-06" {
+            fields.push(get("ses"));
+        }
+        fields.extend([
             get("rscc"),
             get("rscd"),
             get("rsce"),
             get("rscl"),
             get("rsct"),
-        ]
-        .join("\n");
+        ]);
+        let text = fields.join("\n");
         (text, scope)
     };
     let sig = get("sig");
@@ -631,6 +646,102 @@ pub(crate) fn sign_blob(
 #[cfg(test)]
 mod signing_tests {
     use super::*;
+
+    #[test]
+    fn older_versions_verify_with_the_fields_they_sign_and_nothing_else() {
+        let keys = [vec![7u8; 32], vec![9u8; 32]];
+        let now = 1_800_000_100;
+        let (st, se) = (iso(1_800_000_000), iso(1_800_003_600));
+        let canonical = "/blob/acct/data/a.csv";
+        // 2016-05-31: no `sr`, no snapshot time, no encryption scope in the text.
+        let text = [
+            "r",
+            &st,
+            &se,
+            canonical,
+            "",
+            "",
+            "",
+            "2016-05-31",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+        .join("\n");
+        let sig = keyless_auth::shared_key::sign(&keys[0], &text);
+        let fields = |sp: &str, sv: &str, sr: &str| -> Vec<(String, String)> {
+            [
+                ("sp", sp),
+                ("st", &st),
+                ("se", &se),
+                ("sv", sv),
+                ("sr", sr),
+                ("sig", &sig),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+        };
+        let at = |q: &[(String, String)], blob: &str| {
+            verify_sas("acct", ("data", blob), &keys, q, now, None)
+        };
+        let sas = at(&fields("r", "2016-05-31", "b"), "a.csv").unwrap();
+        assert!(sas.grants('r') && !sas.grants('w'));
+        assert!(
+            at(&fields("rw", "2016-05-31", "b"), "a.csv").is_err(),
+            "a letter added"
+        );
+        assert!(
+            at(&fields("r", "2020-12-06", "b"), "a.csv").is_err(),
+            "another version's layout"
+        );
+        assert!(
+            at(&fields("r", "2016-05-31", "c"), "a.csv").is_err(),
+            "widened to the container"
+        );
+        assert!(
+            at(&fields("r", "2016-05-31", "b"), "b.csv").is_err(),
+            "another blob"
+        );
+        assert!(
+            at(&fields("r", "2014-02-14", "b"), "a.csv").is_err(),
+            "older than 2015-04-05"
+        );
+
+        // An account SAS of 2016-05-31 signs no encryption scope.
+        let text = ["acct", "rl", "b", "sco", &st, &se, "", "", "2016-05-31", ""].join("\n");
+        let sig = keyless_auth::shared_key::sign(&keys[1], &text);
+        let q: Vec<(String, String)> = [
+            ("sp", "rl"),
+            ("ss", "b"),
+            ("srt", "sco"),
+            ("st", st.as_str()),
+            ("se", se.as_str()),
+            ("sv", "2016-05-31"),
+            ("sig", sig.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert!(at(&q, "a.csv").is_ok_and(|s| s.grants('l')));
+        let mut with_scope = q.clone();
+        with_scope.push(("ses".into(), "scope".into()));
+        assert!(
+            at(&with_scope, "a.csv").is_ok(),
+            "an unsigned field of a later version changes nothing it grants"
+        );
+
+        // A user delegation SAS keeps its 2020-12-06 floor.
+        let mut delegated = fields("r", "2019-12-12", "b");
+        delegated.push((
+            "skoid".into(),
+            "00000000-0000-0000-0000-000000000001".into(),
+        ));
+        let err = at(&delegated, "a.csv").unwrap_err();
+        assert!(format!("{err:?}").contains("2020-12-06"), "{err:?}");
+    }
 
     #[test]
     fn a_server_signed_container_sas_verifies_and_is_bounded_to_its_container() {
