@@ -282,3 +282,37 @@ def test_append_blob_writes_survive_kill_9_whole(tmp_path, client_env):
         assert log.download_blob().readall() == b"".join(chunks[:count]) + b"after\n"
     finally:
         srv.stop()
+
+
+def test_access_tiers_label_block_blobs_and_archive_locks_their_bytes(world, keyed):
+    from azure.storage.blob import StandardBlobTier
+
+    container = keyed.create_container("tiers")
+    blob = container.upload_blob("data.parquet", b"rows")
+    props = blob.get_blob_properties()
+    assert (props.blob_tier, props.blob_tier_inferred) == ("Hot", True)
+    blob.set_standard_blob_tier(StandardBlobTier.COOL)
+    props = blob.get_blob_properties()
+    assert (props.blob_tier, props.blob_tier_inferred) == ("Cool", None)
+    assert props.blob_tier_change_time is not None
+    assert [b.blob_tier for b in container.list_blobs()] == ["Cool"]
+    cold = container.upload_blob("cold.bin", b"c", standard_blob_tier=StandardBlobTier.COLD)
+    assert cold.get_blob_properties().blob_tier == "Cold"
+
+    blob.set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    assert error_of(lambda: blob.download_blob().readall()) == (409, "BlobArchived")
+    assert error_of(lambda: blob.set_blob_metadata({"a": "b"})) == (409, "BlobArchived")
+    assert blob.get_blob_properties().blob_tier == "Archive"
+    blob.set_standard_blob_tier(StandardBlobTier.HOT)
+    assert blob.download_blob().readall() == b"rows"
+
+    assert error_of(lambda: blob.set_standard_blob_tier("Lukewarm"))[0] == 400
+    log = container.get_blob_client("log")
+    log.create_append_blob()
+    assert error_of(lambda: log.set_standard_blob_tier(StandardBlobTier.COOL)) == (400, "InvalidBlobType")
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    reader = generate_blob_sas("stateacct", "tiers", "data.parquet", account_key=world["key"], expiry=expiry,
+                               permission=BlobSasPermissions(read=True))
+    by_reader = BlobServiceClient(world["url"], credential=reader).get_blob_client("tiers", "data.parquet")
+    assert error_of(lambda: by_reader.set_standard_blob_tier(StandardBlobTier.ARCHIVE))[0] == 403
+    assert blob.get_blob_properties().blob_tier == "Hot"

@@ -24,6 +24,7 @@ mod lease;
 mod operation;
 pub(crate) mod sas;
 mod tags;
+mod tier;
 mod xml;
 
 use std::time::Instant;
@@ -711,6 +712,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::LeaseBlob => lease::blob(&ctx).await,
         Op::AppendBlock => append::append_block(&ctx, body).await,
         Op::SealBlob => append::seal(&ctx).await,
+        Op::SetBlobTier => tier::set(&ctx).await,
         Op::PutBlob => blob::put(&ctx, body).await,
         Op::PutBlock => block::put_block(&ctx, body).await,
         Op::PutBlockList => block::put_block_list(&ctx, body).await,
@@ -759,6 +761,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::LeaseBlob => "LeaseBlob",
         Op::AppendBlock => "AppendBlock",
         Op::SealBlob => "SealBlob",
+        Op::SetBlobTier => "SetBlobTier",
         Op::PutBlob => "PutBlob",
         Op::PutBlock => "PutBlock",
         Op::PutBlockList => "PutBlockList",

@@ -86,6 +86,7 @@ impl Operation {
             | Op::SetBlobProperties
             | Op::LeaseBlob
             | Op::SealBlob
+            | Op::SetBlobTier
             | Op::CopyBlob => Permission::DataAction(BLOB_WRITE),
             Op::AppendBlock => Permission::DataAction(BLOB_ADD),
             Op::DeleteBlob | Op::BlobBatch => Permission::DataAction(BLOB_DELETE),

@@ -252,6 +252,7 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         acl,
         state: BlobState {
             tags,
+            tier: super::tier::from_request(ctx)?,
             ..BlobState::default()
         },
     };
@@ -340,11 +341,7 @@ fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
             &b.state.tags.len().to_string(),
         );
     }
-    h.insert("x-ms-access-tier", HeaderValue::from_static("Hot"));
-    h.insert(
-        "x-ms-access-tier-inferred",
-        HeaderValue::from_static("true"),
-    );
+    super::tier::headers(&mut h, b);
     let p = &b.properties;
     // Empty: cleared by Set Blob Properties, so none is sent; absent: a blob
     // stored without one, which Azure types as application/octet-stream.
@@ -379,6 +376,9 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
     conditions
         .blob(Some(&b), true)
         .map_err(|e| condition_error(e, false))?;
+    if body {
+        super::tier::refuse_archived(&b)?;
+    }
     let mut headers = blob_headers(&b, super::lease::now(&ctx.state));
     let (status, offset, len) = match range {
         None => {
@@ -549,7 +549,11 @@ async fn update(
     mut change: impl FnMut(&mut Blob) -> Result<(), StorageError>,
 ) -> Result<Response, StorageError> {
     let conditions = Conditions::from(ctx)?;
-    let (b, ()) = modify(ctx, &conditions, Modify::Content, |b| change(b)).await?;
+    let (b, ()) = modify(ctx, &conditions, Modify::Content, |b| {
+        super::tier::refuse_archived(b)?;
+        change(b)
+    })
+    .await?;
     Ok((StatusCode::OK, write_headers(&b, None)).into_response())
 }
 
@@ -782,7 +786,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                 let p = &b.properties;
                 let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
                 xml.push_str(&format!(
-                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>{}</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>{}<ServerEncrypted>true</ServerEncrypted>{}</Properties>",
+                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>{}</BlobType>{}{}<ServerEncrypted>true</ServerEncrypted>{}</Properties>",
                     escape(&b.name),
                     http_date(b.created_at),
                     http_date(b.last_modified),
@@ -796,6 +800,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                     opt(&p.cache_control),
                     opt(&p.content_disposition),
                     b.state.kind.as_str(),
+                    super::tier::xml(b),
                     super::lease::xml(b.state.lease.as_ref(), now),
                     if b.state.tags.is_empty() {
                         String::new()

@@ -206,6 +206,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
         acl: hns::acl_for_write(ctx).await?,
         state: keyless_store::BlobState {
             tags: super::tags::from_request(ctx)?,
+            tier: super::tier::from_request(ctx)?,
             ..keyless_store::BlobState::default()
         },
     };

@@ -133,6 +133,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
                 "The specified blob does not exist.",
             )
         })?;
+    super::tier::refuse_archived(&src)?;
     if ctx
         .state
         .store
@@ -187,6 +188,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             kind: src.state.kind,
             pages: src.state.pages.clone(),
             appended_blocks: src.state.appended_blocks,
+            tier: super::tier::from_request(ctx)?,
             tags,
             ..keyless_store::BlobState::default()
         },

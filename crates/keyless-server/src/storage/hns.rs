@@ -311,6 +311,7 @@ pub(crate) async fn authorize_by_acl(
         | Op::AppendBlock
         | Op::SealBlob
         | Op::LeaseBlob
+        | Op::SetBlobTier
         | Op::CreatePath
         | Op::AppendData
         | Op::FlushData => (blob.to_owned(), WRITE),

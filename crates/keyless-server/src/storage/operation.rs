@@ -61,6 +61,8 @@ pub(crate) enum Operation {
     AppendBlock,
     /// `PUT …?comp=seal`
     SealBlob,
+    /// `PUT …?comp=tier`
+    SetBlobTier,
     /// `POST /{account}/{container}?restype=container&comp=batch` (deletes only)
     BlobBatch,
     /// `PUT /{account}/{container}/{blob}` with `x-ms-copy-source` (same server)
@@ -189,6 +191,7 @@ impl Operation {
             (Target::Blob, "PUT", None, Some("lease")) => Self::LeaseBlob,
             (Target::Blob, "PUT", None, Some("appendblock")) if !copy_source => Self::AppendBlock,
             (Target::Blob, "PUT", None, Some("seal")) => Self::SealBlob,
+            (Target::Blob, "PUT", None, Some("tier")) => Self::SetBlobTier,
             _ => {
                 let what = match (comp, restype, copy_source) {
                     (_, _, true) => "copy from a URL".to_owned(),
