@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import requests
 from azure.core.exceptions import HttpResponseError, ResourceModifiedError
 from azure.identity import ClientSecretCredential
 from azure.storage.blob import (BlobSasPermissions, BlobServiceClient, ContainerSasPermissions,
@@ -316,3 +317,110 @@ def test_access_tiers_label_block_blobs_and_archive_locks_their_bytes(world, key
     by_reader = BlobServiceClient(world["url"], credential=reader).get_blob_client("tiers", "data.parquet")
     assert error_of(lambda: by_reader.set_standard_blob_tier(StandardBlobTier.ARCHIVE))[0] == 403
     assert blob.get_blob_properties().blob_tier == "Hot"
+
+
+def test_page_blobs_write_clear_list_and_resize_their_pages(world, keyed):
+    container = keyed.create_container("pages")
+    disk = container.get_blob_client("disk.vhd")
+    disk.create_page_blob(4 * 512, sequence_number=3)
+    props = disk.get_blob_properties()
+    assert (props.blob_type, props.size, props.page_blob_sequence_number) == ("PageBlob", 2048, 3)
+    assert disk.download_blob().readall() == b"\0" * 2048
+    disk.upload_page(b"a" * 512, offset=0, length=512)
+    disk.upload_page(b"b" * 1024, offset=1024, length=1024)
+    ranges, cleared = disk.get_page_ranges()
+    assert [(r["start"], r["end"]) for r in ranges] == [(0, 511), (1024, 2047)] and not cleared
+    disk.upload_page(b"c" * 512, offset=512, length=512)
+    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 2047)]
+    disk.clear_page(offset=1024, length=512)
+    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 1023), (1536, 2047)]
+    assert disk.download_blob().readall() == b"a" * 512 + b"c" * 512 + b"\0" * 512 + b"b" * 512
+    assert [(r["start"], r["end"]) for r in disk.get_page_ranges(offset=512, length=1024)[0]] == [(512, 1023)]
+
+    # Sequence numbers: conditions on writes, and the three actions.
+    assert error_of(lambda: disk.upload_page(b"x" * 512, offset=0, length=512, if_sequence_number_eq=4)) == \
+        (412, "SequenceNumberConditionNotMet")
+    disk.upload_page(b"x" * 512, offset=0, length=512, if_sequence_number_lte=3)
+    disk.set_sequence_number("increment")
+    assert disk.get_blob_properties().page_blob_sequence_number == 4
+    disk.set_sequence_number("max", 2)
+    assert disk.get_blob_properties().page_blob_sequence_number == 4
+    disk.set_sequence_number("update", 9)
+    assert disk.get_blob_properties().page_blob_sequence_number == 9
+
+    # Bad ranges and sizes are refused; nothing changes.
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    writer = generate_blob_sas("stateacct", "pages", "disk.vhd", account_key=world["key"], expiry=expiry,
+                               permission=BlobSasPermissions(write=True))
+    # The SDK checks alignment itself; a client that does not is refused by the server.
+    misaligned = requests.put(f"{world['url']}/pages/disk.vhd?comp=page&{writer}", data=b"y" * 511,
+                              headers={"x-ms-range": "bytes=0-510", "x-ms-page-write": "update",
+                                       "x-ms-version": "2025-01-05"})
+    assert (misaligned.status_code, misaligned.headers["x-ms-error-code"]) == (400, "InvalidHeaderValue")
+    assert error_of(lambda: disk.upload_page(b"y" * 512, offset=2048, length=512)) == (416, "InvalidPageRange")
+    assert error_of(lambda: container.get_blob_client("odd").create_page_blob(1000))[0] == 400
+    assert error_of(lambda: container.get_blob_client("huge").create_page_blob(2 * 1024 ** 3))[0] == 400
+    assert disk.download_blob(offset=0, length=4).readall() == b"xxxx"
+
+    # Resizing keeps the pages below the new end and zero-fills growth.
+    disk.resize_blob(1024)
+    assert disk.download_blob().readall() == b"x" * 512 + b"c" * 512
+    disk.resize_blob(3072)
+    assert disk.download_blob().readall() == b"x" * 512 + b"c" * 512 + b"\0" * 2048
+    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 1023)]
+
+    # Page operations need a page blob; writes need `w`, page ranges `r`.
+    block = container.upload_blob("block", b"b")
+    assert error_of(lambda: block.upload_page(b"z" * 512, offset=0, length=512)) == (409, "InvalidBlobType")
+    assert error_of(block.get_page_ranges) == (409, "InvalidBlobType")
+    reader = generate_blob_sas("stateacct", "pages", "disk.vhd", account_key=world["key"], expiry=expiry,
+                               permission=BlobSasPermissions(read=True))
+    by_reader = BlobServiceClient(world["url"], credential=reader).get_blob_client("pages", "disk.vhd")
+    assert [(r["start"], r["end"]) for r in by_reader.get_page_ranges()[0]] == [(0, 1023)]
+    assert error_of(lambda: by_reader.upload_page(b"z" * 512, offset=0, length=512))[0] == 403
+    assert error_of(lambda: by_reader.clear_page(offset=0, length=512))[0] == 403
+    assert disk.download_blob(offset=0, length=512).readall() == b"x" * 512
+
+
+def test_page_writes_survive_kill_9_whole(tmp_path, client_env):
+    srv = Server(tmp_path).start()
+    try:
+        srv.login_admin()
+        srv.cli("storage", "account", "create", "-n", "pagekill", "-g", "default")
+        key = srv.cli("storage", "account", "keys", "list", "-n", "pagekill", "-g", "default")[0]["value"]
+        url = f"{srv.info['storage']}/pagekill"
+        service = BlobServiceClient(url, credential={"account_name": "pagekill", "account_key": key},
+                                    connection_verify=srv.ca, retry_total=0)
+        disk = service.create_container("disks").get_blob_client("d.vhd")
+        pages = 256
+        disk.create_page_blob(pages * 4096)
+        acked = []
+
+        def write_until_killed():
+            for i in range(pages):
+                try:
+                    disk.upload_page(bytes([i % 250 + 1]) * 4096, offset=i * 4096, length=4096)
+                except Exception:  # the server died under the write
+                    return
+                acked.append(i)
+
+        writer = threading.Thread(target=write_until_killed)
+        writer.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 20 and writer.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(acked) >= 20
+        srv.stop(kill=True)
+        writer.join(timeout=120)
+        srv.start()
+        service = BlobServiceClient(url, credential={"account_name": "pagekill", "account_key": key},
+                                    connection_verify=srv.ca)
+        data = service.get_blob_client("disks", "d.vhd").download_blob().readall()
+        written = [i for i in range(pages) if data[i * 4096:(i + 1) * 4096] == bytes([i % 250 + 1]) * 4096]
+        blank = [i for i in range(pages) if data[i * 4096:(i + 1) * 4096] == b"\0" * 4096]
+        # Every page is whole: written or blank. Every acknowledged write is there; at
+        # most the one in flight besides.
+        assert sorted(written + blank) == list(range(pages))
+        assert written[:len(acked)] == acked and len(written) in (len(acked), len(acked) + 1)
+    finally:
+        srv.stop()

@@ -22,6 +22,7 @@ mod find;
 pub(crate) mod hns;
 mod lease;
 mod operation;
+mod page;
 pub(crate) mod sas;
 mod tags;
 mod tier;
@@ -713,6 +714,8 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::AppendBlock => append::append_block(&ctx, body).await,
         Op::SealBlob => append::seal(&ctx).await,
         Op::SetBlobTier => tier::set(&ctx).await,
+        Op::PutPage => page::put_page(&ctx, body).await,
+        Op::GetPageRanges => page::ranges(&ctx).await,
         Op::PutBlob => blob::put(&ctx, body).await,
         Op::PutBlock => block::put_block(&ctx, body).await,
         Op::PutBlockList => block::put_block_list(&ctx, body).await,
@@ -762,6 +765,8 @@ fn operation_name(op: Operation) -> &'static str {
         Op::AppendBlock => "AppendBlock",
         Op::SealBlob => "SealBlob",
         Op::SetBlobTier => "SetBlobTier",
+        Op::PutPage => "PutPage",
+        Op::GetPageRanges => "GetPageRegions",
         Op::PutBlob => "PutBlob",
         Op::PutBlock => "PutBlock",
         Op::PutBlockList => "PutBlockList",

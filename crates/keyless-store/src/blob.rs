@@ -188,10 +188,19 @@ impl BlobBackend for LocalFiles {
                     break;
                 };
                 md5.update(chunk);
-                file.write_all(chunk).await.map_err(|e| io_error(&tmp, e))?;
+                if chunk.iter().all(|b| *b == 0) {
+                    // Zeros stay a hole (page blobs are mostly holes); the length
+                    // is set at the end.
+                    file.seek(io::SeekFrom::Current(i64::try_from(n).unwrap_or(i64::MAX)))
+                        .await
+                        .map_err(|e| io_error(&tmp, e))?;
+                } else {
+                    file.write_all(chunk).await.map_err(|e| io_error(&tmp, e))?;
+                }
                 size += n as u64;
             }
         }
+        file.set_len(size).await.map_err(|e| io_error(&tmp, e))?;
         self.publish(&id, &tmp, file).await?;
         Ok(Written {
             file_id: id,

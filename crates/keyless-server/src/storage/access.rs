@@ -78,6 +78,7 @@ impl Operation {
             | Op::GetBlob
             | Op::GetBlobProperties
             | Op::GetBlobMetadata
+            | Op::GetPageRanges
             | Op::GetBlockList => Permission::DataAction(BLOB_READ),
             Op::PutBlob
             | Op::PutBlock
@@ -87,6 +88,7 @@ impl Operation {
             | Op::LeaseBlob
             | Op::SealBlob
             | Op::SetBlobTier
+            | Op::PutPage
             | Op::CopyBlob => Permission::DataAction(BLOB_WRITE),
             Op::AppendBlock => Permission::DataAction(BLOB_ADD),
             Op::DeleteBlob | Op::BlobBatch => Permission::DataAction(BLOB_DELETE),

@@ -190,11 +190,12 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     match ctx.header("x-ms-blob-type") {
         Some("BlockBlob") => {}
         Some("AppendBlob") => return super::append::create(ctx).await,
+        Some("PageBlob") => return super::page::create(ctx).await,
         Some(other) => {
             return Err(StorageError::bad(
                 "InvalidHeaderValue",
                 format!(
-                    "The value for one of the HTTP headers is not in the correct format: x-ms-blob-type `{other}` is not a blob type keyless stores (BlockBlob, AppendBlob)"
+                    "The value for one of the HTTP headers is not in the correct format: x-ms-blob-type `{other}` is BlockBlob, AppendBlob or PageBlob"
                 ),
             ));
         }
@@ -334,6 +335,7 @@ fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
     h.insert("x-ms-server-encrypted", HeaderValue::from_static("true"));
     super::lease::headers(&mut h, b.state.lease.as_ref(), now);
     super::append::headers(&mut h, b);
+    super::page::sequence_header(&mut h, b);
     if !b.state.tags.is_empty() {
         insert(
             &mut h,
@@ -602,6 +604,9 @@ pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
 
 /// Set Blob Properties: every `x-ms-blob-*` property is replaced (absent ones cleared).
 pub(crate) async fn set_properties(ctx: &Ctx) -> Result<Response, StorageError> {
+    if super::page::asks_page_properties(ctx) {
+        return super::page::set_properties(ctx).await;
+    }
     let mut properties = properties_from_headers(ctx, false)?;
     // Azure replaces every content header; one not sent is cleared, Content-Type too.
     properties.content_type.get_or_insert_with(String::new);
@@ -665,6 +670,25 @@ pub(crate) async fn delete_blob(
     };
     release(ctx, released).await;
     Ok(())
+}
+
+/// A listed blob's state elements besides tier and lease: its tag count, an
+/// append blob's seal, a page blob's sequence number.
+fn state_xml(b: &Blob) -> String {
+    let mut out = String::new();
+    if !b.state.tags.is_empty() {
+        out.push_str(&format!("<TagCount>{}</TagCount>", b.state.tags.len()));
+    }
+    if b.state.sealed {
+        out.push_str("<Sealed>true</Sealed>");
+    }
+    if b.state.kind == keyless_store::BlobKind::PageBlob {
+        out.push_str(&format!(
+            "<x-ms-blob-sequence-number>{}</x-ms-blob-sequence-number>",
+            b.state.sequence_number
+        ));
+    }
+    out
 }
 
 /// List Blobs, flat or hierarchical (`delimiter`), in pages of `maxresults`.
@@ -802,11 +826,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                     b.state.kind.as_str(),
                     super::tier::xml(b),
                     super::lease::xml(b.state.lease.as_ref(), now),
-                    if b.state.tags.is_empty() {
-                        String::new()
-                    } else {
-                        format!("<TagCount>{}</TagCount>", b.state.tags.len())
-                    } + if b.state.sealed { "<Sealed>true</Sealed>" } else { "" },
+                    state_xml(b),
                 ));
                 if with_metadata {
                     xml.push_str("<Metadata>");

@@ -63,6 +63,10 @@ pub(crate) enum Operation {
     SealBlob,
     /// `PUT …?comp=tier`
     SetBlobTier,
+    /// `PUT …?comp=page`
+    PutPage,
+    /// `GET …?comp=pagelist`
+    GetPageRanges,
     /// `POST /{account}/{container}?restype=container&comp=batch` (deletes only)
     BlobBatch,
     /// `PUT /{account}/{container}/{blob}` with `x-ms-copy-source` (same server)
@@ -192,6 +196,8 @@ impl Operation {
             (Target::Blob, "PUT", None, Some("appendblock")) if !copy_source => Self::AppendBlock,
             (Target::Blob, "PUT", None, Some("seal")) => Self::SealBlob,
             (Target::Blob, "PUT", None, Some("tier")) => Self::SetBlobTier,
+            (Target::Blob, "PUT", None, Some("page")) if !copy_source => Self::PutPage,
+            (Target::Blob, "GET", None, Some("pagelist")) => Self::GetPageRanges,
             _ => {
                 let what = match (comp, restype, copy_source) {
                     (_, _, true) => "copy from a URL".to_owned(),

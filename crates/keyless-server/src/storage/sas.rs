@@ -391,7 +391,8 @@ impl Sas {
             Op::FindBlobsByTags if container.is_empty() => ('s', "f"),
             Op::FindBlobsByTags => ('c', "f"),
             Op::GetBlobTags | Op::SetBlobTags => ('o', "t"),
-            Op::LeaseBlob | Op::SealBlob | Op::SetBlobTier => ('o', "w"),
+            Op::LeaseBlob | Op::SealBlob | Op::SetBlobTier | Op::PutPage => ('o', "w"),
+            Op::GetPageRanges => ('o', "r"),
             Op::AppendBlock => ('o', "aw"),
             // `c` creates new blobs only; the dispatcher refuses an overwrite without `w`.
             Op::PutBlob | Op::PutBlock | Op::PutBlockList | Op::CopyBlob => ('o', "cw"),
