@@ -331,9 +331,9 @@ def test_page_blobs_write_clear_list_and_resize_their_pages(world, keyed):
     ranges, cleared = disk.get_page_ranges()
     assert [(r["start"], r["end"]) for r in ranges] == [(0, 511), (1024, 2047)] and not cleared
     disk.upload_page(b"c" * 512, offset=512, length=512)
-    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 2047)]
+    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 511), (512, 1023), (1024, 2047)]
     disk.clear_page(offset=1024, length=512)
-    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 1023), (1536, 2047)]
+    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 511), (512, 1023), (1536, 2047)]
     assert disk.download_blob().readall() == b"a" * 512 + b"c" * 512 + b"\0" * 512 + b"b" * 512
     assert [(r["start"], r["end"]) for r in disk.get_page_ranges(offset=512, length=1024)[0]] == [(512, 1023)]
 
@@ -367,7 +367,7 @@ def test_page_blobs_write_clear_list_and_resize_their_pages(world, keyed):
     assert disk.download_blob().readall() == b"x" * 512 + b"c" * 512
     disk.resize_blob(3072)
     assert disk.download_blob().readall() == b"x" * 512 + b"c" * 512 + b"\0" * 2048
-    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 1023)]
+    assert [(r["start"], r["end"]) for r in disk.get_page_ranges()[0]] == [(0, 511), (512, 1023)]
 
     # Page operations need a page blob; writes need `w`, page ranges `r`.
     block = container.upload_blob("block", b"b")
@@ -376,7 +376,7 @@ def test_page_blobs_write_clear_list_and_resize_their_pages(world, keyed):
     reader = generate_blob_sas("stateacct", "pages", "disk.vhd", account_key=world["key"], expiry=expiry,
                                permission=BlobSasPermissions(read=True))
     by_reader = BlobServiceClient(world["url"], credential=reader).get_blob_client("pages", "disk.vhd")
-    assert [(r["start"], r["end"]) for r in by_reader.get_page_ranges()[0]] == [(0, 1023)]
+    assert [(r["start"], r["end"]) for r in by_reader.get_page_ranges()[0]] == [(0, 511), (512, 1023)]
     assert error_of(lambda: by_reader.upload_page(b"z" * 512, offset=0, length=512))[0] == 403
     assert error_of(lambda: by_reader.clear_page(offset=0, length=512))[0] == 403
     assert disk.download_blob(offset=0, length=512).readall() == b"x" * 512

@@ -149,21 +149,11 @@ fn sequence_conditions(
     })
 }
 
-/// `ranges` with `[start, end]` added, merged with its neighbours.
+/// `ranges` with `[start, end]` written over them: what it overlaps gives way,
+/// and it stays a range of its own, as Azure lists writes.
 fn with_range(ranges: &[(u64, u64)], start: u64, end: u64) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len() + 1);
-    let mut new = (start, end);
-    for &(s, e) in ranges {
-        if e + 1 < new.0 {
-            out.push((s, e));
-        } else if s > new.1 + 1 {
-            out.push(new);
-            new = (s, e);
-        } else {
-            new = (new.0.min(s), new.1.max(e));
-        }
-    }
-    out.push(new);
+    let mut out = without_range(ranges, start, end);
+    out.push((start, end));
     out.sort_unstable();
     out
 }
@@ -558,14 +548,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_ranges_merge_and_split() {
-        let r = with_range(&[], 512, 1023);
-        let r = with_range(&r, 0, 511);
-        assert_eq!(r, vec![(0, 1023)], "adjacent ranges merge");
-        let r = with_range(&r, 2048, 2559);
-        assert_eq!(r, vec![(0, 1023), (2048, 2559)]);
-        let r = with_range(&r, 512, 2047);
-        assert_eq!(r, vec![(0, 2559)], "a range bridging two merges all three");
+    fn page_ranges_are_overwritten_and_split() {
+        let r = with_range(&[], 0, 1535);
+        let r = with_range(&r, 512, 1023);
+        assert_eq!(
+            r,
+            vec![(0, 511), (512, 1023), (1024, 1535)],
+            "a write splits what it overlaps"
+        );
+        let r = with_range(&r, 256 * 2, 2559);
+        assert_eq!(r, vec![(0, 511), (512, 2559)]);
+        let r = with_range(&r, 0, 2559);
+        assert_eq!(
+            r,
+            vec![(0, 2559)],
+            "a write over everything leaves one range"
+        );
         let r = without_range(&r, 512, 1023);
         assert_eq!(r, vec![(0, 511), (1024, 2559)]);
         assert_eq!(without_range(&r, 0, 4095), vec![]);
