@@ -424,3 +424,57 @@ def test_page_writes_survive_kill_9_whole(tmp_path, client_env):
         assert written[:len(acked)] == acked and len(written) in (len(acked), len(acked) + 1)
     finally:
         srv.stop()
+
+
+def test_snapshots_keep_a_blob_as_it_was(world, keyed):
+    container = keyed.create_container("snapshots")
+    blob = container.upload_blob("weights.bin", b"epoch-1", metadata={"epoch": "1"}, tags={"stage": "train"})
+    first = blob.create_snapshot()
+    assert first["snapshot"].endswith("Z") and len(first["snapshot"]) == 28
+    blob.upload_blob(b"epoch-2", overwrite=True, metadata={"epoch": "2"})
+    second = blob.create_snapshot(metadata={"note": "best"})
+    blob.upload_blob(b"epoch-3", overwrite=True)
+
+    old = container.get_blob_client("weights.bin", snapshot=first["snapshot"])
+    assert old.download_blob().readall() == b"epoch-1"
+    assert old.get_blob_properties().metadata == {"epoch": "1"}
+    assert old.get_blob_tags() == {"stage": "train"}
+    assert container.get_blob_client("weights.bin", snapshot=second).get_blob_properties().metadata == {"note": "best"}
+    assert blob.download_blob().readall() == b"epoch-3"
+    listed = [(b.name, b.snapshot) for b in container.list_blobs(include=["snapshots"])]
+    assert listed == [("weights.bin", first["snapshot"]), ("weights.bin", second["snapshot"]), ("weights.bin", None)]
+    assert [b.snapshot for b in container.list_blobs()] == [None]
+
+    # A snapshot is read-only, but takes tags of its own.
+    assert error_of(lambda: old.set_blob_metadata({"x": "y"}))[0] == 400
+    assert error_of(lambda: old.upload_blob(b"rewrite", overwrite=True))[0] == 400
+    old.set_blob_tags({"stage": "archived"})
+    assert old.get_blob_tags() == {"stage": "archived"}
+    assert blob.get_blob_tags() == {}
+    # Copying from a snapshot restores it.
+    restored = container.get_blob_client("restored.bin")
+    restored.start_copy_from_url(old.url)
+    assert restored.download_blob().readall() == b"epoch-1"
+
+    # A blob with snapshots goes only with them; snapshots may go alone.
+    assert error_of(blob.delete_blob) == (409, "SnapshotsPresent")
+    old.delete_blob()
+    assert error_of(lambda: old.download_blob().readall()) == (404, "BlobNotFound")
+    blob.delete_blob(delete_snapshots="only")
+    assert blob.download_blob().readall() == b"epoch-3"
+    assert [b.snapshot for b in container.list_blobs(include=["snapshots"]) if b.name == "weights.bin"] == [None]
+    blob.create_snapshot()
+    blob.delete_blob(delete_snapshots="include")
+    assert [b.name for b in container.list_blobs(include=["snapshots"])] == ["restored.bin"]
+    assert error_of(lambda: container.get_blob_client("restored.bin", version_id="2026-01-01T00:00:00.0000000Z")
+                    .download_blob().readall())[0] == 400
+
+    # Snapshotting needs `c` or `w`: a read-only SAS may read a snapshot, not take one.
+    snap = restored.create_snapshot()
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    reader = generate_blob_sas("stateacct", "snapshots", "restored.bin", account_key=world["key"], expiry=expiry,
+                               permission=BlobSasPermissions(read=True))
+    by_reader = BlobServiceClient(world["url"], credential=reader)
+    assert error_of(by_reader.get_blob_client("snapshots", "restored.bin").create_snapshot)[0] == 403
+    assert by_reader.get_blob_client("snapshots", "restored.bin", snapshot=snap).download_blob().readall() == b"epoch-1"
+    assert error_of(by_reader.get_blob_client("snapshots", "restored.bin", snapshot=snap).delete_blob)[0] == 403

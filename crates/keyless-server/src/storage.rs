@@ -24,6 +24,7 @@ mod lease;
 mod operation;
 mod page;
 pub(crate) mod sas;
+mod snapshot;
 mod tags;
 mod tier;
 mod xml;
@@ -549,6 +550,7 @@ async fn prepare(
     let copy_source = parts.headers.contains_key("x-ms-copy-source");
     let rename_source = parts.headers.contains_key("x-ms-rename-source");
     let op = Operation::parse(&parts.method, &query, target, copy_source, rename_source)?;
+    snapshot::refuse_writes(op, &query)?;
     requester.dfs = op.is_dfs();
     requester.op = Some(op);
     if requester.dfs {
@@ -716,6 +718,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::SetBlobTier => tier::set(&ctx).await,
         Op::PutPage => page::put_page(&ctx, body).await,
         Op::GetPageRanges => page::ranges(&ctx).await,
+        Op::CreateSnapshot => snapshot::create(&ctx).await,
         Op::PutBlob => blob::put(&ctx, body).await,
         Op::PutBlock => block::put_block(&ctx, body).await,
         Op::PutBlockList => block::put_block_list(&ctx, body).await,
@@ -767,6 +770,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::SetBlobTier => "SetBlobTier",
         Op::PutPage => "PutPage",
         Op::GetPageRanges => "GetPageRegions",
+        Op::CreateSnapshot => "SnapshotBlob",
         Op::PutBlob => "PutBlob",
         Op::PutBlock => "PutBlock",
         Op::PutBlockList => "PutBlockList",

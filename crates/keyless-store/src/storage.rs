@@ -418,6 +418,32 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
     /// Removes uncommitted blocks staged before `before`; returns the files released.
     async fn blocks_expire(&self, before: i64) -> Result<Vec<String>, Error>;
 
+    /// Writes (or replaces) the snapshot `snapshot` of a blob: `blob` with bytes of
+    /// its own. Returns the file of the snapshot it replaced, if any.
+    async fn snapshot_put(&self, blob: &Blob, snapshot: &str) -> Result<Option<String>, Error>;
+    /// A snapshot of a blob.
+    async fn snapshot(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        snapshot: &str,
+    ) -> Result<Option<Blob>, Error>;
+    /// The snapshots of a blob, oldest first, each with its name.
+    async fn snapshots(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+    ) -> Result<Vec<(String, Blob)>, Error>;
+    /// Deletes one snapshot of a blob, or all of them; returns the files released.
+    async fn snapshots_delete(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        snapshot: Option<&str>,
+    ) -> Result<Vec<String>, Error>;
     /// Every file id a row refers to (for the start-up sweep).
     async fn file_ids(&self) -> Result<HashSet<String>, Error>;
 }

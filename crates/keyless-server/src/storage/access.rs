@@ -89,6 +89,7 @@ impl Operation {
             | Op::SealBlob
             | Op::SetBlobTier
             | Op::PutPage
+            | Op::CreateSnapshot
             | Op::CopyBlob => Permission::DataAction(BLOB_WRITE),
             Op::AppendBlock => Permission::DataAction(BLOB_ADD),
             Op::DeleteBlob | Op::BlobBatch => Permission::DataAction(BLOB_DELETE),

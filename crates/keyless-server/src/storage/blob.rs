@@ -304,6 +304,9 @@ pub(super) fn too_large(e: Error) -> StorageError {
 /// The blob of the request; a blob implies its container, which is looked up only
 /// to tell a missing container from a missing blob.
 pub(super) async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
+    if let Some(snapshot) = super::snapshot::requested(ctx)? {
+        return super::snapshot::load_snapshot(ctx, snapshot).await;
+    }
     match ctx
         .state
         .store
@@ -512,6 +515,22 @@ pub(super) async fn modify<T>(
     kind: Modify,
     mut change: impl FnMut(&mut Blob) -> Result<T, StorageError>,
 ) -> Result<(Blob, T), StorageError> {
+    if let Some(snapshot) = super::snapshot::requested(ctx)? {
+        // A snapshot takes new tags, nothing else.
+        let mut b = load(ctx).await?;
+        if kind != Modify::Quiet {
+            return Err(StorageError::bad(
+                "InvalidQueryParameterValue",
+                "Value for one of the query parameters specified in the request URI is invalid: a snapshot is read-only",
+            ));
+        }
+        conditions
+            .blob_without_lease(Some(&b), false)
+            .map_err(|e| condition_error(e, false))?;
+        let out = change(&mut b)?;
+        super::snapshot::update(ctx, &b, snapshot).await?;
+        return Ok((b, out));
+    }
     for _ in 0..5 {
         let loaded = load(ctx).await?;
         match kind {
@@ -619,15 +638,53 @@ pub(crate) async fn set_properties(ctx: &Ctx) -> Result<Response, StorageError> 
 
 /// Delete Blob.
 pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
-    if ctx.header("x-ms-delete-snapshots").is_some() {
-        return Err(StorageError::bad(
-            "UnsupportedHeader",
-            "keyless keeps no snapshots; drop x-ms-delete-snapshots",
-        ));
-    }
     container_exists(ctx).await?;
+    let with_snapshots = match ctx.header("x-ms-delete-snapshots") {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("include") => Some(true),
+        Some(v) if v.eq_ignore_ascii_case("only") => Some(false),
+        Some(v) => {
+            return Err(StorageError::bad(
+                "InvalidHeaderValue",
+                format!(
+                    "The value for one of the HTTP headers is not in the correct format: x-ms-delete-snapshots `{v}` is include or only"
+                ),
+            ));
+        }
+    };
+    if let Some(snapshot) = super::snapshot::requested(ctx)? {
+        if with_snapshots.is_some() {
+            return Err(StorageError::bad(
+                "InvalidQueryParameterValue",
+                "x-ms-delete-snapshots is for deleting a blob, not one of its snapshots",
+            ));
+        }
+        super::snapshot::delete(ctx, snapshot).await?;
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
     let conditions = Conditions::from(ctx)?;
-    delete_blob(ctx, &ctx.container, &ctx.blob, &conditions).await?;
+    if with_snapshots == Some(false) {
+        // The snapshots go; the blob stays, and its conditions still apply.
+        let b = load(ctx).await?;
+        conditions
+            .blob(Some(&b), false)
+            .map_err(|e| condition_error(e, false))?;
+        let released = ctx
+            .state
+            .store
+            .snapshots_delete(&ctx.account.name, &ctx.container, &ctx.blob, None)
+            .await?;
+        release(ctx, released).await;
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    delete_blob_with(
+        ctx,
+        &ctx.container,
+        &ctx.blob,
+        &conditions,
+        with_snapshots == Some(true),
+    )
+    .await?;
     let mut h = HeaderMap::new();
     h.insert(
         "x-ms-delete-type-permanent",
@@ -636,13 +693,39 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
     Ok((StatusCode::ACCEPTED, h).into_response())
 }
 
-/// Deletes one blob of the request's account under `conditions`.
+/// Deletes one blob of the request's account under `conditions`; a blob with
+/// snapshots is deleted only with them (`SnapshotsPresent` otherwise).
 pub(crate) async fn delete_blob(
     ctx: &Ctx,
     container: &str,
     name: &str,
     conditions: &Conditions,
 ) -> Result<(), StorageError> {
+    delete_blob_with(ctx, container, name, conditions, false).await
+}
+
+async fn delete_blob_with(
+    ctx: &Ctx,
+    container: &str,
+    name: &str,
+    conditions: &Conditions,
+    with_snapshots: bool,
+) -> Result<(), StorageError> {
+    let snapshots = if ctx.account.hns {
+        Vec::new()
+    } else {
+        ctx.state
+            .store
+            .snapshots(&ctx.account.name, container, name)
+            .await?
+    };
+    if !snapshots.is_empty() && !with_snapshots {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "SnapshotsPresent",
+            "This operation is not permitted because the blob has snapshots.",
+        ));
+    }
     let check = |c: Option<&Blob>| match c {
         None => Err(Error::not_found("the blob does not exist")),
         Some(c) => conditions.blob(Some(c), false),
@@ -669,6 +752,14 @@ pub(crate) async fn delete_blob(
             .map_err(|e| condition_error(e, false))?
     };
     release(ctx, released).await;
+    if with_snapshots {
+        let released = ctx
+            .state
+            .store
+            .snapshots_delete(&ctx.account.name, container, name, None)
+            .await?;
+        release(ctx, released).await;
+    }
     Ok(())
 }
 
@@ -691,6 +782,54 @@ fn state_xml(b: &Blob) -> String {
     out
 }
 
+/// A blob (or one of its snapshots) as a listing shows it, with its metadata
+/// and tags when `include` (metadata, tags) asks for them.
+fn listed_xml(b: &Blob, snapshot: Option<&str>, include: (bool, bool), now: i64) -> String {
+    let (with_metadata, with_tags) = include;
+    let p = &b.properties;
+    let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
+    let mut xml = format!(
+        "<Blob><Name>{}</Name>{}<Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>{}</BlobType>{}{}<ServerEncrypted>true</ServerEncrypted>{}</Properties>",
+        escape(&b.name),
+        snapshot
+            .map(|s| format!("<Snapshot>{s}</Snapshot>"))
+            .unwrap_or_default(),
+        http_date(b.created_at),
+        http_date(b.last_modified),
+        // Azure lists a blob's ETag without the quotes its header carries.
+        escape(b.etag.trim_matches('"')),
+        b.size,
+        p.content_type
+            .as_deref()
+            .map(escape)
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        opt(&p.content_encoding),
+        opt(&p.content_language),
+        p.content_md5
+            .as_ref()
+            .map(|m| STANDARD.encode(m))
+            .unwrap_or_default(),
+        opt(&p.cache_control),
+        opt(&p.content_disposition),
+        b.state.kind.as_str(),
+        super::tier::xml(b),
+        super::lease::xml(b.state.lease.as_ref(), now),
+        state_xml(b),
+    );
+    if with_metadata {
+        xml.push_str("<Metadata>");
+        for (k, v) in &b.metadata {
+            xml.push_str(&format!("<{k}>{}</{k}>", escape(v)));
+        }
+        xml.push_str("</Metadata>");
+    }
+    if with_tags && !b.state.tags.is_empty() {
+        xml.push_str(&super::tags::to_xml(&b.state.tags));
+    }
+    xml.push_str("</Blob>");
+    xml
+}
+
 /// List Blobs, flat or hierarchical (`delimiter`), in pages of `maxresults`.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     container_exists(ctx).await?;
@@ -701,6 +840,8 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     let include = ctx.param("include").unwrap_or_default();
     let with_metadata = include.split(',').any(|i| i == "metadata");
     let with_tags = include.split(',').any(|i| i == "tags");
+    let with_snapshots = include.split(',').any(|i| i == "snapshots");
+    let include_of = (with_metadata, with_tags);
     // `startFrom` lists from a name on, inclusively: the cursor (exclusive) starts
     // at a name before it, and the names still before it are skipped.
     let start_from = ctx.param("startFrom").unwrap_or_default();
@@ -807,38 +948,18 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                 escape(p)
             )),
             Item::Blob(b) => {
-                let p = &b.properties;
-                let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
-                xml.push_str(&format!(
-                    "<Blob><Name>{}</Name><Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>{}</BlobType>{}{}<ServerEncrypted>true</ServerEncrypted>{}</Properties>",
-                    escape(&b.name),
-                    http_date(b.created_at),
-                    http_date(b.last_modified),
-                    // Azure lists a blob's ETag without the quotes its header carries.
-                    escape(b.etag.trim_matches('"')),
-                    b.size,
-                    p.content_type.as_deref().map(escape).unwrap_or_else(|| "application/octet-stream".into()),
-                    opt(&p.content_encoding),
-                    opt(&p.content_language),
-                    p.content_md5.as_ref().map(|m| STANDARD.encode(m)).unwrap_or_default(),
-                    opt(&p.cache_control),
-                    opt(&p.content_disposition),
-                    b.state.kind.as_str(),
-                    super::tier::xml(b),
-                    super::lease::xml(b.state.lease.as_ref(), now),
-                    state_xml(b),
-                ));
-                if with_metadata {
-                    xml.push_str("<Metadata>");
-                    for (k, v) in &b.metadata {
-                        xml.push_str(&format!("<{k}>{}</{k}>", escape(v)));
+                if with_snapshots && !ctx.account.hns {
+                    // A blob's snapshots come before it, oldest first.
+                    for (snapshot, shot) in ctx
+                        .state
+                        .store
+                        .snapshots(&ctx.account.name, &ctx.container, &b.name)
+                        .await?
+                    {
+                        xml.push_str(&listed_xml(&shot, Some(&snapshot), include_of, now));
                     }
-                    xml.push_str("</Metadata>");
                 }
-                if with_tags && !b.state.tags.is_empty() {
-                    xml.push_str(&super::tags::to_xml(&b.state.tags));
-                }
-                xml.push_str("</Blob>");
+                xml.push_str(&listed_xml(b, None, include_of, now));
             }
         }
     }

@@ -247,6 +247,11 @@ pub(crate) async fn block_list(ctx: &Ctx) -> Result<Response, StorageError> {
     if current.is_none() && staged.is_empty() {
         return Err(StorageError::blob_not_found());
     }
+    if let Some(b) = &current {
+        Conditions::from(ctx)?
+            .blob(Some(b), true)
+            .map_err(|e| condition_error(e, false))?;
+    }
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
     if kind == "committed" || kind == "all" {
         xml.push_str("<CommittedBlocks>");

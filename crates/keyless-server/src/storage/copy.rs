@@ -121,18 +121,26 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             "sign the source URL with a SAS that grants read, or copy within the account with its key",
         ));
     }
-    let src = ctx
-        .state
-        .store
-        .blob(account, &container, &blob)
-        .await?
-        .ok_or_else(|| {
-            StorageError::new(
-                StatusCode::NOT_FOUND,
-                "CannotVerifyCopySource",
-                "The specified blob does not exist.",
-            )
-        })?;
+    let from_snapshot = query
+        .iter()
+        .find(|(k, _)| k == "snapshot")
+        .map(|(_, v)| v.as_str());
+    let src = match from_snapshot {
+        Some(s) => {
+            ctx.state
+                .store
+                .snapshot(account, &container, &blob, s)
+                .await?
+        }
+        None => ctx.state.store.blob(account, &container, &blob).await?,
+    }
+    .ok_or_else(|| {
+        StorageError::new(
+            StatusCode::NOT_FOUND,
+            "CannotVerifyCopySource",
+            "The specified blob does not exist.",
+        )
+    })?;
     super::tier::refuse_archived(&src)?;
     if ctx
         .state

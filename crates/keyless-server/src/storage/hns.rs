@@ -312,6 +312,7 @@ pub(crate) async fn authorize_by_acl(
         | Op::SealBlob
         | Op::LeaseBlob
         | Op::SetBlobTier
+        | Op::CreateSnapshot
         | Op::CreatePath
         | Op::AppendData
         | Op::FlushData => (blob.to_owned(), WRITE),

@@ -280,7 +280,11 @@ fn act(
                     "LeaseIsBrokenAndCannotBeRenewed",
                     "The lease ID matched, but the lease has been broken explicitly and cannot be renewed.",
                 )),
-                State::Expired if l.expires_at.is_some_and(|at| modified * 1000 >= at) => {
+                // Changed since it expired (to the second the change is known by).
+                State::Expired
+                    if l.expires_at
+                        .is_some_and(|at| modified >= at.div_euclid(1000)) =>
+                {
                     Err(mismatch())
                 }
                 _ => {

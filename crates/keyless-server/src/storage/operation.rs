@@ -65,6 +65,8 @@ pub(crate) enum Operation {
     SetBlobTier,
     /// `PUT …?comp=page`
     PutPage,
+    /// `PUT …?comp=snapshot`
+    CreateSnapshot,
     /// `GET …?comp=pagelist`
     GetPageRanges,
     /// `POST /{account}/{container}?restype=container&comp=batch` (deletes only)
@@ -198,6 +200,7 @@ impl Operation {
             (Target::Blob, "PUT", None, Some("tier")) => Self::SetBlobTier,
             (Target::Blob, "PUT", None, Some("page")) if !copy_source => Self::PutPage,
             (Target::Blob, "GET", None, Some("pagelist")) => Self::GetPageRanges,
+            (Target::Blob, "PUT", None, Some("snapshot")) => Self::CreateSnapshot,
             _ => {
                 let what = match (comp, restype, copy_source) {
                     (_, _, true) => "copy from a URL".to_owned(),

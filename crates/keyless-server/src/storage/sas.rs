@@ -393,6 +393,8 @@ impl Sas {
             Op::GetBlobTags | Op::SetBlobTags => ('o', "t"),
             Op::LeaseBlob | Op::SealBlob | Op::SetBlobTier | Op::PutPage => ('o', "w"),
             Op::GetPageRanges => ('o', "r"),
+            // `c` may snapshot a blob, as it may create one.
+            Op::CreateSnapshot => ('o', "cw"),
             Op::AppendBlock => ('o', "aw"),
             // `c` creates new blobs only; the dispatcher refuses an overwrite without `w`.
             Op::PutBlob | Op::PutBlock | Op::PutBlockList | Op::CopyBlob => ('o', "cw"),

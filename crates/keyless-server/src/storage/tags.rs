@@ -417,7 +417,9 @@ impl<'a> Parser<'a> {
                 .find('"')
                 .ok_or_else(|| self.error("a quoted key has no closing `\"`"))?;
             let key = quoted.get(..end).unwrap_or_default();
-            if key.is_empty() || key.chars().count() > MAX_KEY || !key.chars().all(allowed) {
+            // A condition may name a key no tag can have; it is then not met.
+            let too_long = key.chars().count() > MAX_KEY && self.dialect != Dialect::Condition;
+            if key.is_empty() || too_long || !key.chars().all(allowed) {
                 return Err(self.error("a key has 1 to 128 letters, digits or ` +-./:=_`"));
             }
             self.at += end + 2;
@@ -447,7 +449,7 @@ impl<'a> Parser<'a> {
         if len == 0 {
             return Err(self.error("expected a tag key"));
         }
-        if len > MAX_KEY {
+        if len > MAX_KEY && self.dialect != Dialect::Condition {
             return Err(self.error("a key has at most 128 characters"));
         }
         let key = rest.get(..len).unwrap_or_default().to_owned();
@@ -489,7 +491,8 @@ impl<'a> Parser<'a> {
             .find('\'')
             .ok_or_else(|| self.error("a value has no closing `'`"))?;
         let value = quoted.get(..end).unwrap_or_default();
-        if value.chars().count() > MAX_VALUE || !value.chars().all(allowed) {
+        let too_long = value.chars().count() > MAX_VALUE && self.dialect != Dialect::Condition;
+        if too_long || !value.chars().all(allowed) {
             return Err(self.error("a value has up to 256 letters, digits or ` +-./:=_`"));
         }
         self.at += end + 2;

@@ -312,16 +312,19 @@ impl StorageStore for SqliteStore {
         let result = async {
             let files = released_in(
                 &mut tx,
-                "SELECT file_id FROM blobs WHERE account = ? AND file_id != ''",
+                "SELECT file_id FROM blobs WHERE account = ?1 AND file_id != ''
+                 UNION ALL SELECT file_id FROM blob_snapshots WHERE account = ?1 AND file_id != ''",
                 "SELECT file_id FROM blocks WHERE account = ?",
                 &[name],
             )
             .await?;
-            sqlx::query("DELETE FROM blobs WHERE account = ?")
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            for table in ["blobs", "blob_snapshots"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE account = ?"))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
             sqlx::query("DELETE FROM blocks WHERE account = ?")
                 .bind(name)
                 .execute(&mut *tx)
@@ -433,7 +436,8 @@ impl StorageStore for SqliteStore {
             check(&current)?;
             let files = released_in(
                 &mut tx,
-                "SELECT file_id FROM blobs WHERE account = ? AND container = ? AND file_id != ''",
+                "SELECT file_id FROM blobs WHERE account = ?1 AND container = ?2 AND file_id != ''
+                 UNION ALL SELECT file_id FROM blob_snapshots WHERE account = ?1 AND container = ?2 AND file_id != ''",
                 "SELECT file_id FROM blocks WHERE account = ? AND container = ?",
                 &[account, name],
             )
@@ -918,9 +922,137 @@ impl StorageStore for SqliteStore {
         Ok(rows.into_iter().map(|(f,)| f).collect())
     }
 
+    async fn snapshot_put(&self, b: &Blob, snapshot: &str) -> Result<Option<String>, Error> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let old: Option<(String,)> = sqlx::query_as(
+                "SELECT file_id FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND snapshot = ?",
+            )
+            .bind(&b.account)
+            .bind(&b.container)
+            .bind(&b.name)
+            .bind(snapshot)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let p = &b.properties;
+            sqlx::query(
+                "INSERT OR REPLACE INTO blob_snapshots (account, container, name, snapshot, etag, created_at, last_modified, size,
+                    file_id, content_type, content_encoding, content_language, content_disposition, cache_control, content_md5,
+                    metadata, committed_blocks, content, is_dir, acl, state)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&b.account)
+            .bind(&b.container)
+            .bind(&b.name)
+            .bind(snapshot)
+            .bind(&b.etag)
+            .bind(b.created_at)
+            .bind(b.last_modified)
+            .bind(size_i64(b.size)?)
+            .bind(b.content.file_id().unwrap_or(""))
+            .bind(&p.content_type)
+            .bind(&p.content_encoding)
+            .bind(&p.content_language)
+            .bind(&p.content_disposition)
+            .bind(&p.cache_control)
+            .bind(&p.content_md5)
+            .bind(to_json(&b.metadata)?)
+            .bind(to_json(&b.committed_blocks)?)
+            .bind(match &b.content {
+                Content::Inline(bytes) => Some(bytes.as_ref()),
+                Content::File(_) => None,
+            })
+            .bind(b.is_dir)
+            .bind(acl_json(b.acl.as_ref())?)
+            .bind(blob_state_json(&b.state)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            Ok(old
+                .map(|(f,)| f)
+                .filter(|f| !f.is_empty() && Some(f.as_str()) != b.content.file_id()))
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    async fn snapshot(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        snapshot: &str,
+    ) -> Result<Option<Blob>, Error> {
+        sqlx::query(
+            "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND snapshot = ?",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .bind(snapshot)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(blob_row)
+        .transpose()
+    }
+
+    async fn snapshots(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+    ) -> Result<Vec<(String, Blob)>, Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? ORDER BY snapshot",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let snapshot: String = row
+                    .try_get("snapshot")
+                    .map_err(|e| corrupt("snapshot", e))?;
+                Ok((snapshot, blob_row(row)?))
+            })
+            .collect()
+    }
+
+    async fn snapshots_delete(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        snapshot: Option<&str>,
+    ) -> Result<Vec<String>, Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "DELETE FROM blob_snapshots WHERE account = ?1 AND container = ?2 AND name = ?3 AND (?4 IS NULL OR snapshot = ?4)
+             RETURNING file_id",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(name)
+        .bind(snapshot)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(f,)| f)
+            .filter(|f| !f.is_empty())
+            .collect())
+    }
+
     async fn file_ids(&self) -> Result<HashSet<String>, Error> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT file_id FROM blobs WHERE file_id != '' UNION SELECT file_id FROM blocks",
+            "SELECT file_id FROM blobs WHERE file_id != '' UNION SELECT file_id FROM blocks
+             UNION SELECT file_id FROM blob_snapshots WHERE file_id != ''",
         )
         .fetch_all(&self.pool)
         .await
