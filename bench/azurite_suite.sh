@@ -33,7 +33,7 @@ for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:${ports[4]}/healt
 export KEYLESS_CONFIG_DIR=$work/cli
 password=$(python3 -c "import json;print(json.load(open('$work/keyless/admin.json'))['password'])")
 "$bin" login --data-dir "$work/keyless" -u admin@keyless.local -p "$password" -o none
-"$bin" storage account create -n devstoreaccount1 -g default -o none
+"$bin" storage account create -n devstoreaccount1 -g default --sku Standard_RAGRS --allow-blob-public-access true -o none
 key=$("$bin" storage account keys list -n devstoreaccount1 -g default --query "[0].value" -o tsv)
 conn="DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=$key;BlobEndpoint=https://127.0.0.1:${ports[0]}/devstoreaccount1"
 
@@ -46,7 +46,7 @@ mkdir -p "$live"
 ln -s "$azurite/node_modules" "$live/node_modules"
 sed -i "s|{ host: \"live.azure\", port: 443 }|{ host: \"127.0.0.1\", port: ${ports[0]} }|" "$live/tests/BlobTestServerFactory.ts"
 grep -rl 'http://${server.config.host}' "$live/tests" | xargs sed -i 's|http://${server.config.host}|https://${server.config.host}|g'
-"$bin" storage account create -n devstoreaccount2 -g default -o none
+"$bin" storage account create -n devstoreaccount2 -g default --sku Standard_RAGRS --allow-blob-public-access true -o none
 # Files that sign with the emulator's well-known keys (imported, or their own) get keyless's.
 key2=$("$bin" storage account keys list -n devstoreaccount1 -g default --query "[1].value" -o tsv)
 other=$("$bin" storage account keys list -n devstoreaccount2 -g default --query "[0].value" -o tsv)

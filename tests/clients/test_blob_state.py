@@ -478,3 +478,81 @@ def test_snapshots_keep_a_blob_as_it_was(world, keyed):
     assert error_of(by_reader.get_blob_client("snapshots", "restored.bin").create_snapshot)[0] == 403
     assert by_reader.get_blob_client("snapshots", "restored.bin", snapshot=snap).download_blob().readall() == b"epoch-1"
     assert error_of(by_reader.get_blob_client("snapshots", "restored.bin", snapshot=snap).delete_blob)[0] == 403
+
+
+def test_stored_access_policies_shape_and_revoke_the_sas_that_name_them(server, world, keyed):
+    from azure.storage.blob import AccessPolicy
+
+    container = keyed.create_container("policies")
+    container.upload_blob("data.csv", b"a,b\n")
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    container.set_container_access_policy({"readers": AccessPolicy(permission=ContainerSasPermissions(read=True),
+                                                                   expiry=soon)})
+    got = container.get_container_access_policy()
+    assert [p.id for p in got["signed_identifiers"]] == ["readers"]
+    assert got["signed_identifiers"][0].access_policy.permission == "r"
+    assert got["public_access"] is None
+
+    sas = generate_blob_sas("stateacct", "policies", "data.csv", account_key=world["key"], policy_id="readers")
+    by_policy = BlobServiceClient(world["url"], credential=sas).get_blob_client("policies", "data.csv")
+    assert by_policy.download_blob().readall() == b"a,b\n"
+    assert error_of(lambda: by_policy.upload_blob(b"x", overwrite=True))[0] == 403
+    # A field given by both the SAS and its policy is refused.
+    both = generate_blob_sas("stateacct", "policies", "data.csv", account_key=world["key"], policy_id="readers",
+                             permission=BlobSasPermissions(read=True, write=True))
+    assert error_of(lambda: BlobServiceClient(world["url"], credential=both)
+                    .get_blob_client("policies", "data.csv").download_blob().readall())[0] == 403
+    # Removing the policy revokes every SAS that names it, at once.
+    container.set_container_access_policy({})
+    assert error_of(lambda: by_policy.download_blob().readall()) == (403, "AuthenticationFailed")
+    # At most five policies; a public level needs an account that allows one.
+    # (The SDK counts the policies itself; a client that does not is refused by the server.)
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+    account_sas = generate_account_sas("stateacct", world["key"], ResourceTypes(container=True),
+                                       AccountSasPermissions(write=True), soon)
+    six = "".join(f"<SignedIdentifier><Id>p{i}</Id><AccessPolicy><Permission>r</Permission></AccessPolicy>"
+                  "</SignedIdentifier>" for i in range(6))
+    reply = requests.put(f"{world['url']}/policies?restype=container&comp=acl&{account_sas}",
+                         data=f"<SignedIdentifiers>{six}</SignedIdentifiers>",
+                         headers={"x-ms-version": "2025-01-05"})
+    assert (reply.status_code, reply.headers["x-ms-error-code"]) == (400, "InvalidXmlDocument")
+    assert error_of(lambda: container.set_container_access_policy({}, public_access="blob")) == \
+        (409, "PublicAccessNotPermitted")
+    # Setting a container's ACL is an action Storage Blob Data Contributor does not hold.
+    contributor = as_principal(server, world, "contributor").get_container_client("policies")
+    assert error_of(lambda: contributor.set_container_access_policy({}))[0] == 403
+
+
+def test_public_containers_let_anonymous_readers_read_and_nothing_more(server, client_env):
+    server.cli("storage", "account", "create", "-n", "publicacct", "-g", "default",
+               "--allow-blob-public-access", "true")
+    key = server.cli("storage", "account", "keys", "list", "-n", "publicacct", "-g", "default")[0]["value"]
+    url = f"{server.info['storage']}/publicacct"
+    keyed = BlobServiceClient(url, credential={"account_name": "publicacct", "account_key": key})
+    blobs_only = keyed.create_container("open-blobs", public_access="blob")
+    blobs_only.upload_blob("a.txt", b"hello")
+    listed = keyed.create_container("open-all", public_access="container")
+    listed.upload_blob("b.txt", b"world")
+    private = keyed.create_container("closed")
+    private.upload_blob("c.txt", b"secret")
+    assert blobs_only.get_container_access_policy()["public_access"] == "blob"
+
+    anonymous = BlobServiceClient(url)
+    assert anonymous.get_blob_client("open-blobs", "a.txt").download_blob().readall() == b"hello"
+    assert error_of(lambda: list(anonymous.get_container_client("open-blobs").list_blobs()))[0] == 401
+    assert [b.name for b in anonymous.get_container_client("open-all").list_blobs()] == ["b.txt"]
+    # Private and missing look the same to an anonymous reader.
+    assert error_of(lambda: anonymous.get_blob_client("closed", "c.txt").download_blob().readall())[0] == 401
+    assert error_of(lambda: anonymous.get_blob_client("nothing", "c.txt").download_blob().readall())[0] == 401
+    # Public means read: no writes, deletes, tags or metadata changes.
+    for call in (lambda: anonymous.get_blob_client("open-all", "new.txt").upload_blob(b"x"),
+                 lambda: anonymous.get_blob_client("open-all", "b.txt").delete_blob(),
+                 lambda: anonymous.get_blob_client("open-all", "b.txt").set_blob_metadata({"a": "b"}),
+                 lambda: anonymous.get_blob_client("open-all", "b.txt").get_blob_tags(),
+                 lambda: anonymous.get_container_client("open-all").get_container_access_policy()):
+        assert error_of(call)[0] == 401
+    assert [b.name for b in listed.list_blobs()] == ["b.txt"]
+    # Turning public access off on the account closes every public container at once.
+    server.cli("storage", "account", "update", "-n", "publicacct", "-g", "default",
+               "--allow-blob-public-access", "false")
+    assert error_of(lambda: anonymous.get_blob_client("open-blobs", "a.txt").download_blob().readall())[0] == 401

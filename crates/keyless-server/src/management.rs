@@ -12,7 +12,7 @@ mod error;
 pub(crate) mod graph;
 pub(crate) mod ml;
 mod resources;
-mod storage_accounts;
+pub(crate) mod storage_accounts;
 mod vaults;
 
 use std::future::Future;

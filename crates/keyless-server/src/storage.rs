@@ -23,6 +23,7 @@ pub(crate) mod hns;
 mod lease;
 mod operation;
 mod page;
+mod policy;
 pub(crate) mod sas;
 mod snapshot;
 mod tags;
@@ -585,7 +586,19 @@ async fn prepare(
         headers: &parts.headers,
         client,
     };
-    let auth = auth::authenticate(state, &account, presented).await?;
+    let auth = match auth::authenticate(state, &account, presented).await {
+        Ok(auth) => auth,
+        // No credentials at all: only a container opened to the public lets in,
+        // and only to read; otherwise the refusal stands (the same for a private
+        // container and a missing one).
+        Err(refused) if requester.auth == "Anonymous" => {
+            if !policy::public_read(state, &account, op, &container).await? {
+                return Err(refused);
+            }
+            auth::Auth::Anonymous
+        }
+        Err(refused) => return Err(refused),
+    };
     requester.identity = auth.identity().cloned();
     // Network rules come before any permission: a refused address gets nowhere.
     let trusted_service = parts
@@ -596,7 +609,7 @@ async fn prepare(
     // The one authorization decision of the request.
     let mut acl_listing = None;
     let overrides = match &auth {
-        auth::Auth::SharedKey => Vec::new(),
+        auth::Auth::SharedKey | auth::Auth::Anonymous => Vec::new(),
         auth::Auth::Sas(_) if op == Operation::BlobBatch => {
             return Err(StorageError::bad(
                 "UnsupportedOperation",
@@ -709,6 +722,8 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::SetContainerMetadata => container::set_metadata(&ctx).await,
         Op::ListBlobs => blob::list(&ctx).await,
         Op::LeaseContainer => lease::container(&ctx).await,
+        Op::GetContainerAcl => policy::get(&ctx).await,
+        Op::SetContainerAcl => policy::set(&ctx, body).await,
         Op::FindBlobsByTags => find::run(&ctx).await,
         Op::GetBlobTags => blob::get_tags(&ctx).await,
         Op::SetBlobTags => blob::set_tags(&ctx, body).await,
@@ -761,6 +776,8 @@ fn operation_name(op: Operation) -> &'static str {
         Op::SetContainerMetadata => "SetContainerMetadata",
         Op::ListBlobs => "ListBlobs",
         Op::LeaseContainer => "LeaseContainer",
+        Op::GetContainerAcl => "GetContainerACL",
+        Op::SetContainerAcl => "SetContainerACL",
         Op::FindBlobsByTags => "FindBlobsByTags",
         Op::GetBlobTags => "GetBlobTags",
         Op::SetBlobTags => "SetBlobTags",

@@ -70,6 +70,15 @@ fn validate_name(name: &str) -> Result<(), MgmtError> {
     ))
 }
 
+/// Whether containers of the account may be opened to anonymous reads (Azure's
+/// default for new accounts: no).
+pub(crate) fn public_access_allowed(a: &StorageAccount) -> bool {
+    a.body
+        .get("allowBlobPublicAccess")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 fn account_json(state: &SharedState, a: &StorageAccount) -> Value {
     let endpoint = format!("{}/{}/", state.urls.storage, a.name);
     json!({
@@ -84,6 +93,7 @@ fn account_json(state: &SharedState, a: &StorageAccount) -> Value {
             "provisioningState": "Succeeded",
             "isHnsEnabled": a.hns,
             "allowSharedKeyAccess": a.allow_shared_key,
+            "allowBlobPublicAccess": public_access_allowed(a),
             "networkAcls": a.body.get("networkAcls").cloned().unwrap_or_else(|| json!({ "defaultAction": "Allow", "bypass": "AzureServices", "ipRules": [], "virtualNetworkRules": [] })),
             "primaryEndpoints": { "blob": endpoint, "dfs": endpoint },
             "primaryLocation": a.location,
@@ -173,6 +183,7 @@ struct AccountBody {
 struct AccountProperties {
     is_hns_enabled: Option<bool>,
     allow_shared_key_access: Option<bool>,
+    allow_blob_public_access: Option<bool>,
     network_acls: Option<Value>,
 }
 
@@ -189,6 +200,10 @@ fn merge_body(body: &mut Value, update: &AccountBody) {
         ("sku", update.sku.clone()),
         ("tags", update.tags.clone()),
         ("networkAcls", update.properties.network_acls.clone()),
+        (
+            "allowBlobPublicAccess",
+            update.properties.allow_blob_public_access.map(Value::Bool),
+        ),
     ] {
         if let (Some(v), Some(map)) = (value, body.as_object_mut()) {
             map.insert(key.to_owned(), v);

@@ -49,6 +49,12 @@ impl Operation {
                 Permission::Action(CONTAINER_WRITE)
             }
             Op::DeleteContainer | Op::DeleteFilesystem => Permission::Action(CONTAINER_DELETE),
+            Op::GetContainerAcl => Permission::Action(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/getAcl/action",
+            ),
+            Op::SetContainerAcl => Permission::Action(
+                "Microsoft.Storage/storageAccounts/blobServices/containers/setAcl/action",
+            ),
             Op::LeaseContainer => Permission::Action(
                 "Microsoft.Storage/storageAccounts/blobServices/containers/lease/action",
             ),

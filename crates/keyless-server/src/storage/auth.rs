@@ -11,10 +11,34 @@ use keyless_core::{ObjectId, TenantId};
 use keyless_store::StorageAccount;
 
 use super::error::StorageError;
-use super::sas::{Sas, verify_sas};
+use super::sas::{Sas, verify_sas_with_policy};
 use super::xml::parse_http_date;
 use crate::login::resource::STORAGE;
 use crate::state::SharedState;
+
+/// The stored access policy a SAS names (`si`), read from its container now.
+pub(crate) async fn stored_policy(
+    state: &SharedState,
+    account: &str,
+    container: &str,
+    query: &[(String, String)],
+) -> Result<Option<keyless_store::AccessPolicy>, StorageError> {
+    let Some((_, si)) = query
+        .iter()
+        .find(|(k, _)| k == "si")
+        .filter(|(_, v)| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    if container.is_empty() {
+        return Ok(None);
+    }
+    Ok(state
+        .store
+        .container(account, container)
+        .await?
+        .and_then(|c| c.state.policies.into_iter().find(|p| &p.id == si)))
+}
 
 /// How far `x-ms-date` may be from the server's clock.
 const SKEW_SECONDS: i64 = 15 * 60;
@@ -28,6 +52,8 @@ pub(crate) enum Auth {
     Sas(Sas),
     /// A bearer token: RBAC decides what the identity may do.
     Bearer(Identity),
+    /// No credentials, let in by the container's public access level (reads only).
+    Anonymous,
 }
 
 /// How a request tries to authenticate, as the storage log names it: `OAuth`,
@@ -51,7 +77,7 @@ impl Auth {
     pub(crate) fn identity(&self) -> Option<&Identity> {
         match self {
             Self::Bearer(identity) => Some(identity),
-            Self::SharedKey | Self::Sas(_) => None,
+            Self::SharedKey | Self::Sas(_) | Self::Anonymous => None,
         }
     }
 }
@@ -183,13 +209,15 @@ pub(crate) async fn authenticate(
                 return Err(key_based_refused());
             }
             let keys = state.account_keys(account)?;
-            let sas = verify_sas(
+            let policy = stored_policy(state, &account.name, req.container, query).await?;
+            let sas = verify_sas_with_policy(
                 &account.name,
                 (req.container, req.blob),
                 &keys,
                 query,
                 state.now(),
                 req.client,
+                policy.as_ref(),
             )?;
             let sig = query
                 .iter()

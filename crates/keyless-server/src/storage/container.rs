@@ -82,7 +82,10 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
             .account
             .hns
             .then(|| keyless_core::acl::PathAcl::root(&super::hns::creator(&ctx.auth))),
-        state: keyless_store::ContainerState::default(),
+        state: keyless_store::ContainerState {
+            public_access: super::policy::public_access(ctx)?,
+            ..keyless_store::ContainerState::default()
+        },
     };
     match ctx.state.store.container_create(&container).await {
         Ok(()) => Ok((StatusCode::CREATED, container_headers(&container)).into_response()),
@@ -143,6 +146,7 @@ pub(crate) async fn properties(ctx: &Ctx) -> Result<Response, StorageError> {
         c.state.lease.as_ref(),
         super::lease::now(&ctx.state),
     );
+    super::policy::header(&mut headers, c.state.public_access.as_deref());
     headers.insert(
         "x-ms-has-immutability-policy",
         HeaderValue::from_static("false"),

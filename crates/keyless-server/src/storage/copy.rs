@@ -18,7 +18,7 @@ use super::blob::files;
 use super::conditions::{Conditions, condition_error, new_etag};
 use super::error::StorageError;
 use super::operation::Operation;
-use super::sas::verify_sas;
+use super::sas::verify_sas_with_policy;
 use super::xml::http_date;
 
 pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
@@ -69,13 +69,15 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
     let readable = if query.iter().any(|(k, _)| k == "sig") {
         // A SAS on the source URL decides, whatever signed the request.
         let keys = ctx.state.account_keys(&source_account)?;
-        let sas = verify_sas(
+        let policy = super::auth::stored_policy(&ctx.state, account, &container, &query).await?;
+        let sas = verify_sas_with_policy(
             account,
             (&container, &blob),
             &keys,
             &query,
             ctx.state.now(),
             ctx.client,
+            policy.as_ref(),
         )
         .map_err(|_| cannot("the source SAS is not valid"))?;
         sas.authorize(Operation::GetBlob, &container, &blob)
@@ -113,7 +115,16 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
                 )?;
                 true
             }
-            _ => false,
+            // Otherwise only a source anyone may read.
+            _ => {
+                super::policy::public_read(
+                    &ctx.state,
+                    &source_account,
+                    Operation::GetBlob,
+                    &container,
+                )
+                .await?
+            }
         }
     };
     if !readable {

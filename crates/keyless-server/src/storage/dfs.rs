@@ -404,6 +404,11 @@ struct Changer<'a> {
 impl<'a> Changer<'a> {
     fn of(ctx: &'a Ctx) -> Self {
         match &ctx.auth {
+            Auth::Anonymous => Self {
+                superuser: false,
+                object_id: None,
+                groups: Vec::new(),
+            },
             Auth::SharedKey | Auth::Sas(_) => Self {
                 superuser: true,
                 object_id: None,

@@ -26,6 +26,8 @@ pub(crate) fn creator(auth: &Auth) -> String {
     match auth {
         Auth::Bearer(identity) => identity.object_id().to_owned(),
         Auth::SharedKey | Auth::Sas(_) => acl::SUPERUSER.to_owned(),
+        // Anonymous requests only read; nothing they do creates.
+        Auth::Anonymous => "anonymous".to_owned(),
     }
 }
 

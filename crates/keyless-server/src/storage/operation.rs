@@ -27,6 +27,10 @@ pub(crate) enum Operation {
     SetContainerMetadata,
     /// `PUT /{account}/{container}?restype=container&comp=lease`
     LeaseContainer,
+    /// `GET|HEAD /{account}/{container}?restype=container&comp=acl`
+    GetContainerAcl,
+    /// `PUT /{account}/{container}?restype=container&comp=acl`
+    SetContainerAcl,
     /// `GET /{account}/{container}?restype=container&comp=list`
     ListBlobs,
     /// `GET /{account}?comp=blobs&where=…` or `GET /{account}/{container}?restype=container&comp=blobs&where=…`
@@ -162,6 +166,10 @@ impl Operation {
             (Target::Account, "GET", None, Some("blobs")) => Self::FindBlobsByTags,
             (Target::Container, "GET", Some("container"), Some("blobs")) => Self::FindBlobsByTags,
             (Target::Container, "PUT", Some("container"), Some("lease")) => Self::LeaseContainer,
+            (Target::Container, "GET" | "HEAD", Some("container"), Some("acl")) => {
+                Self::GetContainerAcl
+            }
+            (Target::Container, "PUT", Some("container"), Some("acl")) => Self::SetContainerAcl,
             (Target::Account, "GET", Some("service"), Some("properties")) => {
                 Self::GetServiceProperties
             }

@@ -115,14 +115,32 @@ fn mismatch(code: &'static str, message: &str) -> StorageError {
 }
 
 /// Verifies the SAS in `query` for `account` with its keys; checks its window,
-/// protocol and address.
+/// protocol and address. A SAS naming a stored access policy (`si`) is refused
+/// here: [`verify_sas_with_policy`] resolves it.
 pub(crate) fn verify_sas(
+    account: &str,
+    target: (&str, &str),
+    keys: &[Vec<u8>; 2],
+    query: &[(String, String)],
+    now: i64,
+    client: Option<IpAddr>,
+) -> Result<Sas, StorageError> {
+    verify_sas_with_policy(account, target, keys, query, now, client, None)
+}
+
+/// [`verify_sas`] for a service SAS that names one of its container's stored
+/// access policies (`si`), given as `policy` (`None`: the container has none of
+/// that id). The policy supplies the start, expiry and permissions the SAS leaves
+/// out; a field given by both is refused, as Azure refuses it. Deleting or
+/// changing the policy revokes or changes every SAS that names it.
+pub(crate) fn verify_sas_with_policy(
     account: &str,
     (container, blob): (&str, &str),
     keys: &[Vec<u8>; 2],
     query: &[(String, String)],
     now: i64,
     client: Option<IpAddr>,
+    policy: Option<&keyless_store::AccessPolicy>,
 ) -> Result<Sas, StorageError> {
     if let Some(twice) = SAS_FIELDS
         .iter()
@@ -147,11 +165,43 @@ pub(crate) fn verify_sas(
             "Signed version `{version}` is not supported; keyless accepts this kind of SAS from version {oldest} on."
         )));
     }
-    if !get("si").is_empty() {
-        return Err(StorageError::auth(
-            "Stored access policies (si) are not supported by keyless.",
-        ));
-    }
+    let si = get("si");
+    let policy = match (si.is_empty(), policy) {
+        (true, _) => None,
+        (false, _) if delegated || !get("ss").is_empty() => {
+            return Err(StorageError::auth(
+                "Only a service SAS signed with an account key may name a stored access policy (si).",
+            ));
+        }
+        (false, Some(p)) if p.id == si => Some(p),
+        (false, _) => {
+            return Err(StorageError::auth(format!(
+                "The stored access policy `{si}` does not exist on the container (it may have been removed, which revokes every SAS naming it)."
+            )));
+        }
+    };
+    // A field comes from the SAS or from its policy, never both.
+    let from_policy = |name: &str, value: Option<&String>| -> Result<String, StorageError> {
+        match (get(name), value) {
+            ("", Some(v)) => Ok(v.clone()),
+            (own, None) => Ok(own.to_owned()),
+            (_, Some(_)) => Err(StorageError::auth(format!(
+                "The SAS and its stored access policy both give `{name}`; it must come from one of them."
+            ))),
+        }
+    };
+    let (sp, st, se) = match policy {
+        Some(p) => (
+            from_policy("sp", p.permission.as_ref())?,
+            from_policy("st", p.start.as_ref())?,
+            from_policy("se", p.expiry.as_ref())?,
+        ),
+        None => (
+            get("sp").to_owned(),
+            get("st").to_owned(),
+            get("se").to_owned(),
+        ),
+    };
     let (text, scope) = if delegated {
         let (canonical, scope) = service_resource(account, container, blob, get("sr"), get("sdd"))?;
         let long = delegation_text(&get, &canonical, true);
@@ -244,14 +294,14 @@ pub(crate) fn verify_sas(
             "Signature did not match. String to sign used was the one of the SAS fields of this request; check the key and the fields.",
         ));
     }
-    let expiry = parse_iso8601(get("se"))
+    let expiry = parse_iso8601(&se)
         .ok_or_else(|| StorageError::auth("The SAS must carry an expiry (se) in ISO 8601."))?;
     if now >= expiry {
         return Err(StorageError::auth(
             "Signed expiry time has passed: the SAS expired; create a new one.",
         ));
     }
-    if let Some(start) = param(query, "st").filter(|s| !s.is_empty()) {
+    if let Some(start) = Some(st.as_str()).filter(|s| !s.is_empty()) {
         let start = parse_iso8601(start)
             .ok_or_else(|| StorageError::auth("The SAS start (st) is not ISO 8601."))?;
         if now + 300 < start {
@@ -282,7 +332,7 @@ pub(crate) fn verify_sas(
         }
     }
     Ok(Sas {
-        permissions: get("sp").to_owned(),
+        permissions: sp,
         scope,
         overrides,
         delegator: delegated.then(|| (get("skoid").to_owned(), get("sktid").to_owned())),
@@ -387,7 +437,8 @@ impl Sas {
             Op::GetContainerProperties => ('c', "r"),
             Op::SetContainerMetadata => ('c', "w"),
             Op::ListBlobs => ('c', "l"),
-            Op::LeaseContainer => ('c', "w"),
+            Op::LeaseContainer | Op::SetContainerAcl => ('c', "w"),
+            Op::GetContainerAcl => ('c', "r"),
             Op::FindBlobsByTags if container.is_empty() => ('s', "f"),
             Op::FindBlobsByTags => ('c', "f"),
             Op::GetBlobTags | Op::SetBlobTags => ('o', "t"),
@@ -490,6 +541,8 @@ impl Sas {
                             | Op::GetContainerProperties
                             | Op::SetContainerMetadata
                             | Op::LeaseContainer
+                            | Op::GetContainerAcl
+                            | Op::SetContainerAcl
                     )
                 {
                     return Err(mismatch(

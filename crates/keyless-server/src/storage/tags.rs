@@ -116,6 +116,7 @@ pub(crate) fn authorize_on_write(
     }
     match auth {
         Auth::SharedKey => Ok(()),
+        Auth::Anonymous => Err(StorageError::auth("Anonymous requests do not write.")),
         Auth::Sas(sas) => sas.needs("t"),
         Auth::Bearer(identity) => super::access::authorize(
             state,

@@ -20,6 +20,12 @@ pub(crate) enum AccountCommand {
         hns: bool,
         #[arg(long, action = clap::ArgAction::Set)]
         allow_shared_key_access: Option<bool>,
+        /// Whether containers may be opened to anonymous reads (off by default).
+        #[arg(long, action = clap::ArgAction::Set)]
+        allow_blob_public_access: Option<bool>,
+        /// The SKU the account reports (keyless keeps one copy whatever it says).
+        #[arg(long, default_value = "Standard_LRS", value_parser = ["Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Standard_GZRS", "Standard_RAGZRS", "Premium_LRS", "Premium_ZRS"])]
+        sku: String,
     },
     /// Show one.
     Show {
@@ -41,6 +47,9 @@ pub(crate) enum AccountCommand {
         resource_group: String,
         #[arg(long, action = clap::ArgAction::Set)]
         allow_shared_key_access: Option<bool>,
+        /// Whether containers may be opened to anonymous reads.
+        #[arg(long, action = clap::ArgAction::Set)]
+        allow_blob_public_access: Option<bool>,
         /// What the network rules do with addresses no rule names.
         #[arg(long, value_parser = ["Allow", "Deny"])]
         default_action: Option<String>,
@@ -226,13 +235,19 @@ pub(super) async fn run(api: &Api, cmd: AccountCommand) -> Result<Value> {
             resource_group,
             hns,
             allow_shared_key_access,
+            allow_blob_public_access,
+            sku,
         } => {
             let mut properties = json!({ "isHnsEnabled": hns });
-            if let (Some(allow), Some(map)) = (allow_shared_key_access, properties.as_object_mut())
-            {
-                map.insert("allowSharedKeyAccess".into(), json!(allow));
+            if let Some(map) = properties.as_object_mut() {
+                if let Some(allow) = allow_shared_key_access {
+                    map.insert("allowSharedKeyAccess".into(), json!(allow));
+                }
+                if let Some(allow) = allow_blob_public_access {
+                    map.insert("allowBlobPublicAccess".into(), json!(allow));
+                }
             }
-            let body = json!({ "location": "local", "kind": "StorageV2", "sku": { "name": "Standard_LRS" }, "properties": properties });
+            let body = json!({ "location": "local", "kind": "StorageV2", "sku": { "name": sku }, "properties": properties });
             api.put(
                 &format!(
                     "{}?api-version={API_VERSION}",
@@ -269,13 +284,18 @@ pub(super) async fn run(api: &Api, cmd: AccountCommand) -> Result<Value> {
             name,
             resource_group,
             allow_shared_key_access,
+            allow_blob_public_access,
             default_action,
             bypass,
         } => {
             let mut properties = json!({});
-            if let (Some(allow), Some(map)) = (allow_shared_key_access, properties.as_object_mut())
-            {
-                map.insert("allowSharedKeyAccess".into(), json!(allow));
+            if let Some(map) = properties.as_object_mut() {
+                if let Some(allow) = allow_shared_key_access {
+                    map.insert("allowSharedKeyAccess".into(), json!(allow));
+                }
+                if let Some(allow) = allow_blob_public_access {
+                    map.insert("allowBlobPublicAccess".into(), json!(allow));
+                }
             }
             if default_action.is_some() || bypass.is_some() {
                 let mut acls = network_acls(api, &resource_group, &name).await?;
