@@ -294,7 +294,7 @@ def test_access_tiers_label_block_blobs_and_archive_locks_their_bytes(world, key
     assert (props.blob_tier, props.blob_tier_inferred) == ("Hot", True)
     blob.set_standard_blob_tier(StandardBlobTier.COOL)
     props = blob.get_blob_properties()
-    assert (props.blob_tier, props.blob_tier_inferred) == ("Cool", None)
+    assert (props.blob_tier, props.blob_tier_inferred) == ("Cool", False)
     assert props.blob_tier_change_time is not None
     assert [b.blob_tier for b in container.list_blobs()] == ["Cool"]
     cold = container.upload_blob("cold.bin", b"c", standard_blob_tier=StandardBlobTier.COLD)

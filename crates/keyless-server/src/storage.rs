@@ -451,7 +451,13 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
             }
         }
     };
+    let failed = !response.status().is_success();
     let headers = response.headers_mut();
+    if method == axum::http::Method::HEAD && failed {
+        // A HEAD reply carries no body, so no type for one (the error is in
+        // `x-ms-error-code`).
+        headers.remove(axum::http::header::CONTENT_TYPE);
+    }
     headers.insert("x-ms-version", HeaderValue::from_static(SERVICE_VERSION));
     if let Some(id) = client_request_id {
         headers.insert("x-ms-client-request-id", id);
@@ -715,6 +721,12 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::GetServiceProperties => Ok(container::service_properties()),
         Op::GetAccountInformation => Ok(container::account_information(&ctx)),
         Op::SetServiceProperties => Ok(axum::http::StatusCode::ACCEPTED.into_response()),
+        // Replication statistics come from a secondary endpoint, and keyless
+        // keeps one copy of an account.
+        Op::GetServiceStats => Err(StorageError::bad(
+            "InvalidQueryParameterValue",
+            "Value for one of the query parameters specified in the request URI is invalid: service statistics are served by a read-access geo-redundant account's secondary endpoint, which keyless does not have",
+        )),
         Op::GetUserDelegationKey => delegation::get_key(&ctx, body).await,
         Op::CreateContainer => container::create(&ctx).await,
         Op::DeleteContainer => container::delete(&ctx).await,
@@ -769,6 +781,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::GetServiceProperties => "GetBlobServiceProperties",
         Op::GetAccountInformation => "GetAccountInformation",
         Op::SetServiceProperties => "SetBlobServiceProperties",
+        Op::GetServiceStats => "GetBlobServiceStats",
         Op::GetUserDelegationKey => "GetUserDelegationKey",
         Op::CreateContainer => "CreateContainer",
         Op::DeleteContainer => "DeleteContainer",

@@ -70,7 +70,7 @@ impl Operation {
                 Permission::DataAction(MODIFY_PERMISSIONS)
             }
             Op::DeletePath => Permission::DataAction(BLOB_DELETE),
-            Op::GetServiceProperties => {
+            Op::GetServiceProperties | Op::GetServiceStats => {
                 Permission::Action("Microsoft.Storage/storageAccounts/blobServices/read")
             }
             Op::SetServiceProperties => {

@@ -403,6 +403,7 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
                     "InvalidRange",
                     "The range specified is invalid for the current size of the resource.",
                 )
+                .with_range_of(b.size)
             })?;
             insert(
                 &mut headers,

@@ -14,6 +14,10 @@ use super::xml::{escape, http_date};
 /// Container names: 3–63 lowercase letters, digits and single hyphens, starting
 /// and ending with a letter or digit (`$root` and friends are not supported).
 pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
+    // Azure's system containers: the root container, logs, static websites.
+    if matches!(name, "$root" | "$logs" | "$web") {
+        return Ok(());
+    }
     let ok = (3..=63).contains(&name.len())
         && name
             .bytes()
@@ -27,7 +31,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
     Err(StorageError::bad(
         "InvalidResourceName",
         format!(
-            "The specified resource name contains invalid characters: container `{name}` must have 3–63 lowercase letters, digits or single hyphens"
+            "The specified resource name contains invalid characters. A container name (`{name}`) has 3–63 lowercase letters, digits or single hyphens."
         ),
     ))
 }

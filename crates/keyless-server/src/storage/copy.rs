@@ -81,7 +81,13 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         )
         .map_err(|_| cannot("the source SAS is not valid"))?;
         sas.authorize(Operation::GetBlob, &container, &blob)
-            .map_err(|_| cannot("the source SAS does not grant read"))?;
+            .map_err(|_| {
+                StorageError::new(
+                    StatusCode::FORBIDDEN,
+                    "CannotVerifyCopySource",
+                    "This request is not authorized to perform this operation using this permission. The source SAS does not grant read.",
+                )
+            })?;
         if let Some((oid, tid)) = &sas.delegator {
             // A user delegation SAS is bounded by its delegator's roles now, here too.
             super::delegator_may(
@@ -152,7 +158,19 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             "The specified blob does not exist.",
         )
     })?;
-    super::tier::refuse_archived(&src)?;
+    // An archived source is copied only within its account, into an online tier.
+    if super::tier::archived(&src) {
+        if !same_account {
+            return Err(StorageError::new(
+                StatusCode::CONFLICT,
+                "CannotVerifyCopySource",
+                "Cannot verify the copy source: the source blob is archived.",
+            ));
+        }
+        if ctx.header("x-ms-access-tier").is_none() {
+            super::tier::refuse_archived(&src)?;
+        }
+    }
     if ctx
         .state
         .store

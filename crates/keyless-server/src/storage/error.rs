@@ -16,10 +16,25 @@ pub(crate) struct StorageError {
     message: String,
     /// Why an authorization failed: the identity, the missing permission, the scope.
     explanation: Option<String>,
+    /// What few refusals carry besides (boxed: errors travel in every `Result`).
+    more: Option<Box<More>>,
+}
+
+/// The rarer parts of a refusal.
+#[derive(Debug, Clone, Default)]
+struct More {
     /// A `WWW-Authenticate` challenge, on 401s a token client can answer.
     challenge: Option<String>,
     /// Why authentication failed, as Azure's `AuthenticationErrorDetail` element.
     auth_detail: Option<String>,
+    /// The size a refused range was judged against (`Content-Range: bytes */size`).
+    range_of: Option<u64>,
+}
+
+impl StorageError {
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
 }
 
 impl StorageError {
@@ -29,9 +44,15 @@ impl StorageError {
             code,
             message: message.into(),
             explanation: None,
-            challenge: None,
-            auth_detail: None,
+            more: None,
         }
+    }
+
+    /// Names the size an unsatisfiable range was judged against, as a
+    /// `Content-Range: bytes */size` header.
+    pub(crate) fn with_range_of(mut self, size: u64) -> Self {
+        self.more().range_of = Some(size);
+        self
     }
 
     /// A refusal by authorization, explained: sent as the `x-keyless-explanation`
@@ -43,7 +64,7 @@ impl StorageError {
 
     /// Adds a bearer challenge.
     pub(crate) fn with_challenge(mut self, challenge: String) -> Self {
-        self.challenge = Some(challenge);
+        self.more().challenge = Some(challenge);
         self
     }
 
@@ -60,7 +81,7 @@ impl StorageError {
                 "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature. {detail}"
             ),
         );
-        e.auth_detail = Some(detail);
+        e.more().auth_detail = Some(detail);
         e
     }
 
@@ -132,13 +153,14 @@ impl From<Error> for StorageError {
 }
 
 impl ApiError for StorageError {
-    fn into_body(self) -> Response {
+    fn into_body(mut self) -> Response {
         let detail = self
             .explanation
             .as_deref()
             .map(|e| format!("<KeylessExplanation>{}</KeylessExplanation>", escape(e)))
             .unwrap_or_default();
-        let detail = match &self.auth_detail {
+        let more = self.more.take().map(|m| *m).unwrap_or_default();
+        let detail = match &more.auth_detail {
             Some(d) => format!(
                 "<AuthenticationErrorDetail>{}</AuthenticationErrorDetail>{detail}",
                 escape(d)
@@ -164,7 +186,13 @@ impl ApiError for StorageError {
                 .headers_mut()
                 .insert("x-keyless-explanation", value);
         }
-        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(value) = more
+            .range_of
+            .and_then(|n| HeaderValue::from_str(&format!("bytes */{n}")).ok())
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        if let Some(value) = more.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
@@ -200,7 +228,11 @@ impl StorageError {
         if let Some(value) = self.explanation.as_deref().map(ascii_header) {
             headers.insert("x-keyless-explanation", value);
         }
-        if let Some(value) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(value) = self
+            .more
+            .and_then(|m| m.challenge)
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response

@@ -21,7 +21,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             "A query parameter that's mandatory for this request is not specified: where",
         )
     })?;
-    let expr = tags::filter(text, on_account)?;
+    let expr = tags::filter(text)?;
     if !on_account {
         super::blob::container_exists(ctx).await?;
     }

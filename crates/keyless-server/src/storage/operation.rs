@@ -13,6 +13,8 @@ pub(crate) enum Operation {
     GetServiceProperties,
     /// `PUT /{account}?restype=service&comp=properties`
     SetServiceProperties,
+    /// `GET /{account}?restype=service&comp=stats` (a secondary endpoint's)
+    GetServiceStats,
     /// `GET|HEAD …?restype=account&comp=properties` on the account, a container or a blob
     GetAccountInformation,
     /// `POST /{account}?restype=service&comp=userdelegationkey` (bearer only)
@@ -176,6 +178,7 @@ impl Operation {
             (Target::Account, "PUT", Some("service"), Some("properties")) => {
                 Self::SetServiceProperties
             }
+            (Target::Account, "GET", Some("service"), Some("stats")) => Self::GetServiceStats,
             (Target::Account, "POST", Some("service"), Some("userdelegationkey")) => {
                 Self::GetUserDelegationKey
             }

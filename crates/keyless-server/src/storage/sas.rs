@@ -423,7 +423,7 @@ impl Sas {
         use Operation as Op;
         let (kind, needed): (char, &str) = match op {
             Op::ListContainers => ('s', "l"),
-            Op::GetServiceProperties => ('s', "r"),
+            Op::GetServiceProperties | Op::GetServiceStats => ('s', "r"),
             // Any valid SAS of the account may ask what kind of account it is.
             Op::GetAccountInformation => return Ok(()),
             Op::GetUserDelegationKey => {

@@ -212,8 +212,8 @@ pub(crate) fn to_xml(tags: &[(String, String)]) -> String {
 /// Which language an expression is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
-    /// Find Blobs by Tags: comparisons joined by `AND`, `@container` on the account.
-    Find { account: bool },
+    /// Find Blobs by Tags: comparisons joined by `AND`, and `@container`.
+    Find,
     /// `x-ms-if-tags`: also `<>`, `OR` and parentheses; no `@container`.
     Condition,
 }
@@ -257,7 +257,7 @@ impl Expr {
         if p.at < text.len() {
             return Err(p.error("unexpected text after the expression"));
         }
-        if let Dialect::Find { .. } = dialect {
+        if dialect == Dialect::Find {
             let mut keys: Vec<&str> = Vec::new();
             expr.keys(&mut keys);
             keys.retain(|k| *k != "@container");
@@ -420,8 +420,13 @@ impl<'a> Parser<'a> {
             let key = quoted.get(..end).unwrap_or_default();
             // A condition may name a key no tag can have; it is then not met.
             let too_long = key.chars().count() > MAX_KEY && self.dialect != Dialect::Condition;
-            if key.is_empty() || too_long || !key.chars().all(allowed) {
-                return Err(self.error("a key has 1 to 128 letters, digits or ` +-./:=_`"));
+            if key.is_empty() || too_long {
+                return Err(self.error("a tag must be between 1 and 128 characters in length"));
+            }
+            if let Some(c) = key.chars().find(|c| !allowed(*c)) {
+                return Err(self.error(&format!(
+                    "`{c}` is not permitted in tag name or value (letters, digits and ` +-./:=_` are)"
+                )));
             }
             self.at += end + 2;
             return Ok(key.to_owned());
@@ -431,17 +436,13 @@ impl<'a> Parser<'a> {
                 .find(|c: char| !c.is_ascii_alphanumeric())
                 .unwrap_or(name.len());
             let word = name.get(..len).unwrap_or_default();
-            if word.eq_ignore_ascii_case("container")
-                && self.dialect == (Dialect::Find { account: true })
-            {
+            if word.eq_ignore_ascii_case("container") && self.dialect != Dialect::Condition {
                 self.at += 1 + len;
                 return Ok("@container".to_owned());
             }
             return Err(self.error(match self.dialect {
-                Dialect::Find { account: true } => {
-                    "`@container` is the only name starting with `@`"
-                }
-                _ => "`@container` is not allowed here",
+                Dialect::Condition => "`@container` is not allowed in a condition",
+                Dialect::Find => "`@container` is the only name starting with `@`",
             }));
         }
         let len = rest
@@ -451,7 +452,7 @@ impl<'a> Parser<'a> {
             return Err(self.error("expected a tag key"));
         }
         if len > MAX_KEY && self.dialect != Dialect::Condition {
-            return Err(self.error("a key has at most 128 characters"));
+            return Err(self.error("a tag must be between 1 and 128 characters in length"));
         }
         let key = rest.get(..len).unwrap_or_default().to_owned();
         self.at += len;
@@ -493,8 +494,13 @@ impl<'a> Parser<'a> {
             .ok_or_else(|| self.error("a value has no closing `'`"))?;
         let value = quoted.get(..end).unwrap_or_default();
         let too_long = value.chars().count() > MAX_VALUE && self.dialect != Dialect::Condition;
-        if too_long || !value.chars().all(allowed) {
-            return Err(self.error("a value has up to 256 letters, digits or ` +-./:=_`"));
+        if too_long {
+            return Err(self.error("a tag value must be between 0 and 256 characters in length"));
+        }
+        if let Some(c) = value.chars().find(|c| !allowed(*c)) {
+            return Err(self.error(&format!(
+                "`{c}` is not permitted in tag name or value (letters, digits and ` +-./:=_` are)"
+            )));
         }
         self.at += end + 2;
         Ok(value.to_owned())
@@ -515,8 +521,8 @@ pub(crate) fn condition(text: &str) -> Result<Expr, StorageError> {
 }
 
 /// Find's `where`, parsed.
-pub(crate) fn filter(text: &str, account: bool) -> Result<Expr, StorageError> {
-    Expr::parse(text, Dialect::Find { account }).map_err(|e| {
+pub(crate) fn filter(text: &str) -> Result<Expr, StorageError> {
+    Expr::parse(text, Dialect::Find).map_err(|e| {
         let message = if e.position == 0 && e.message.starts_with("there can be") {
             format!("Error parsing query: {}", e.message)
         } else {
@@ -616,29 +622,27 @@ mod tests {
 
     #[test]
     fn find_allows_and_of_comparisons_only() {
-        let e = filter("@container='c1' AND k1='a' and k2>='b'", true).unwrap();
+        let e = filter("@container='c1' AND k1='a' and k2>='b'").unwrap();
         assert!(e.matches("c1", &tags(&[("k1", "a"), ("k2", "c")])));
         assert!(!e.matches("c2", &tags(&[("k1", "a"), ("k2", "c")])));
         assert_eq!(e.named_keys(), vec!["@container", "k1", "k2"]);
         for bad in ["astring", "key1<>'ab'", "key1='ab' or key2='cd'", "(k='a')"] {
-            let err = filter(bad, false).unwrap_err();
+            let err = filter(bad).unwrap_err();
             assert_eq!(err.code(), "InvalidQueryParameterValue", "{bad}");
         }
-        assert!(
-            filter("@container='c'", false).is_err(),
-            "not within a container"
-        );
+        assert!(filter("@container='c'").is_ok(), "also within a container");
+        assert!(condition("@container='c'").is_err(), "never in a condition");
         let eleven = (0..11)
             .map(|i| format!("k{i}='v'"))
             .collect::<Vec<_>>()
             .join(" and ");
-        assert!(filter(&eleven, true).is_err());
+        assert!(filter(&eleven).is_err());
         let ten = (0..10)
             .map(|i| format!("k{i}='v'"))
             .collect::<Vec<_>>()
             .join(" and ");
         assert!(
-            filter(&format!("{ten} and k0>'a'"), true).is_ok(),
+            filter(&format!("{ten} and k0>'a'")).is_ok(),
             "a key counts once"
         );
     }

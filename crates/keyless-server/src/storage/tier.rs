@@ -68,6 +68,10 @@ pub(crate) fn headers(h: &mut HeaderMap, b: &Blob) {
         }
         Some((tier, at)) => {
             insert(h, HeaderName::from_static("x-ms-access-tier"), tier);
+            h.insert(
+                "x-ms-access-tier-inferred",
+                HeaderValue::from_static("false"),
+            );
             insert(
                 h,
                 HeaderName::from_static("x-ms-access-tier-change-time"),
