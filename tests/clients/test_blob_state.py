@@ -556,3 +556,54 @@ def test_public_containers_let_anonymous_readers_read_and_nothing_more(server, c
     server.cli("storage", "account", "update", "-n", "publicacct", "-g", "default",
                "--allow-blob-public-access", "false")
     assert error_of(lambda: anonymous.get_blob_client("open-blobs", "a.txt").download_blob().readall())[0] == 401
+
+
+def test_cors_rules_answer_preflights_and_mark_the_responses_they_admit(server, world, keyed):
+    from azure.storage.blob import CorsRule
+
+    container = keyed.create_container("browser")
+    container.upload_blob("page.json", b"{}")
+    rule = CorsRule(["https://app.example"], ["GET", "PUT"], allowed_headers=["x-ms-meta-*", "content-type"],
+                    exposed_headers=["x-ms-request-id"], max_age_in_seconds=60)
+    keyed.set_service_properties(cors=[rule])
+    props = keyed.get_service_properties()
+    assert [(r.allowed_origins, r.allowed_methods, r.max_age_in_seconds) for r in props["cors"]] == \
+        [("https://app.example", "GET,PUT", 60)]
+    assert props["delete_retention_policy"].enabled is False, "what was not sent is kept"
+
+    url = f"{world['url']}/browser/page.json"
+    ok = requests.options(url, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT",
+                                        "Access-Control-Request-Headers": "x-ms-meta-team,content-type"})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "https://app.example"
+    assert ok.headers["access-control-max-age"] == "60"
+    assert ok.content == b""
+    for origin, method, asked in (("https://evil.example", "GET", ""), ("https://app.example", "DELETE", ""),
+                                  ("https://app.example", "GET", "authorization")):
+        refused = requests.options(url, headers={"Origin": origin, "Access-Control-Request-Method": method,
+                                                 "Access-Control-Request-Headers": asked})
+        assert (refused.status_code, refused.headers["x-ms-error-code"]) == (403, "CorsPreflightFailure"), origin
+
+    # A preflight is not a way in: the blob itself still needs credentials.
+    assert requests.get(url, headers={"Origin": "https://app.example"}).status_code == 401
+    blob = container.get_blob_client("page.json")
+    sas = generate_blob_sas("stateacct", "browser", "page.json", account_key=world["key"],
+                            expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1),
+                            permission=BlobSasPermissions(read=True))
+    admitted = requests.get(f"{blob.url}?{sas}", headers={"Origin": "https://app.example"})
+    assert admitted.status_code == 200 and admitted.headers["access-control-allow-origin"] == "https://app.example"
+    assert admitted.headers["access-control-expose-headers"] == "x-ms-request-id"
+    other = requests.get(f"{blob.url}?{sas}", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers and other.headers["vary"] == "Origin"
+
+    # Changing service properties is the account's business: not a container SAS's, not a data role's.
+    container_sas = generate_container_sas("stateacct", "browser", account_key=world["key"],
+                                           expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1),
+                                           permission=ContainerSasPermissions(read=True, write=True))
+    by_sas = BlobServiceClient(world["url"], credential=container_sas)
+    assert error_of(lambda: by_sas.set_service_properties(cors=[]))[0] == 403
+    contributor = as_principal(server, world, "contributor")
+    assert error_of(lambda: contributor.set_service_properties(cors=[]))[0] == 403
+    keyed.set_service_properties(cors=[])
+    assert "access-control-allow-origin" not in requests.get(f"{blob.url}?{sas}",
+                                                             headers={"Origin": "https://app.example"}).headers

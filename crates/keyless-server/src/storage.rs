@@ -25,6 +25,7 @@ mod operation;
 mod page;
 mod policy;
 pub(crate) mod sas;
+mod service;
 mod snapshot;
 mod tags;
 mod tier;
@@ -431,26 +432,48 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         auth: "Anonymous",
         ..Requester::default()
     };
-    let mut response = match prepare(&state, request, peer, &mut requester).await {
-        Ok((ctx, body)) => {
-            op_name = operation_name(ctx.op);
-            match run(ctx, body).await {
-                Ok(r) => r,
-                Err(e) if requester.dfs => e.into_json_response(),
-                Err(e) => e.into_response(),
+    let origin = request
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut response = if method == axum::http::Method::OPTIONS {
+        // A browser's CORS preflight: no credentials, no data.
+        op_name = "PreflightBlobRequest";
+        requester.account = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        service::preflight(&state, request.headers(), &path).await
+    } else {
+        match prepare(&state, request, peer, &mut requester).await {
+            Ok((ctx, body)) => {
+                op_name = operation_name(ctx.op);
+                match run(ctx, body).await {
+                    Ok(r) => r,
+                    Err(e) if requester.dfs => e.into_json_response(),
+                    Err(e) => e.into_response(),
+                }
             }
-        }
-        Err(e) => {
-            if let Some(op) = requester.op {
-                op_name = operation_name(op);
-            }
-            if requester.dfs {
-                e.into_json_response()
-            } else {
-                e.into_response()
+            Err(e) => {
+                if let Some(op) = requester.op {
+                    op_name = operation_name(op);
+                }
+                if requester.dfs {
+                    e.into_json_response()
+                } else {
+                    e.into_response()
+                }
             }
         }
     };
+    if let Some(origin) = origin.filter(|_| method != axum::http::Method::OPTIONS)
+        && let Ok(Some(account)) = state.account(&requester.account).await
+    {
+        service::apply(&account, &origin, method.as_str(), &mut response);
+    }
     let failed = !response.status().is_success();
     let headers = response.headers_mut();
     if method == axum::http::Method::HEAD && failed {
@@ -718,9 +741,9 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
     use Operation as Op;
     match ctx.op {
         Op::ListContainers => container::list(&ctx).await,
-        Op::GetServiceProperties => Ok(container::service_properties()),
+        Op::GetServiceProperties => Ok(service::get(&ctx)),
         Op::GetAccountInformation => Ok(container::account_information(&ctx)),
-        Op::SetServiceProperties => Ok(axum::http::StatusCode::ACCEPTED.into_response()),
+        Op::SetServiceProperties => service::set(&ctx, body).await,
         // Replication statistics come from a secondary endpoint, and keyless
         // keeps one copy of an account.
         Op::GetServiceStats => Err(StorageError::bad(

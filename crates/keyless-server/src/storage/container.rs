@@ -36,11 +36,6 @@ pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
     ))
 }
 
-pub(crate) fn service_properties() -> Response {
-    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><StorageServiceProperties><Logging><Version>1.0</Version><Read>false</Read><Write>false</Write><Delete>false</Delete><RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></Logging><HourMetrics><Version>1.0</Version><Enabled>false</Enabled><RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></HourMetrics><MinuteMetrics><Version>1.0</Version><Enabled>false</Enabled><RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></MinuteMetrics><Cors /><DeleteRetentionPolicy><Enabled>false</Enabled></DeleteRetentionPolicy><StaticWebsite><Enabled>false</Enabled></StaticWebsite></StorageServiceProperties>";
-    ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
-}
-
 /// Get Account Information: the account's SKU, kind and whether it has a
 /// hierarchical namespace, as headers.
 pub(crate) fn account_information(ctx: &Ctx) -> Response {
