@@ -607,3 +607,37 @@ def test_cors_rules_answer_preflights_and_mark_the_responses_they_admit(server, 
     keyed.set_service_properties(cors=[])
     assert "access-control-allow-origin" not in requests.get(f"{blob.url}?{sas}",
                                                              headers={"Origin": "https://app.example"}).headers
+
+
+def test_each_part_of_a_batch_is_authorized_on_its_own(server, world, keyed):
+    from azure.storage.blob import StandardBlobTier
+
+    container = keyed.create_container("batches")
+    for name in ("a", "b", "c", "d"):
+        container.upload_blob(name, name.encode())
+    # With the key: deletes and tier changes in one batch.
+    replies = list(container.delete_blobs("a", "b"))
+    assert [r.status_code for r in replies] == [202, 202]
+    tiers = list(container.set_standard_blob_tier_blobs(StandardBlobTier.COOL, "c", "d"))
+    assert [r.status_code for r in tiers] == [200, 200]
+    assert container.get_blob_client("c").get_blob_properties().blob_tier == "Cool"
+    assert sorted(b.name for b in container.list_blobs()) == ["c", "d"]
+
+    # A container SAS that may read but not delete: every part is refused, nothing goes.
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    reader = generate_container_sas("stateacct", "batches", account_key=world["key"], expiry=expiry,
+                                    permission=ContainerSasPermissions(read=True, list=True))
+    by_reader = BlobServiceClient(world["url"], credential=reader).get_container_client("batches")
+    with pytest.raises(Exception):
+        list(by_reader.delete_blobs("c", "d"))
+    assert sorted(b.name for b in container.list_blobs()) == ["c", "d"]
+    deleter = generate_container_sas("stateacct", "batches", account_key=world["key"], expiry=expiry,
+                                     permission=ContainerSasPermissions(delete=True))
+    by_deleter = BlobServiceClient(world["url"], credential=deleter).get_container_client("batches")
+    assert [r.status_code for r in by_deleter.delete_blobs("c")] == [202]
+
+    # A token: the identity's roles decide each part.
+    container.upload_blob("e", b"e")
+    owner = as_principal(server, world, "owner").get_container_client("batches")
+    assert [r.status_code for r in owner.delete_blobs("d", "e")] == [202, 202]
+    assert list(container.list_blobs()) == []

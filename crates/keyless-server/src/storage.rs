@@ -368,7 +368,7 @@ async fn agent_may(
 /// The path a host-style request was signed over (`/{container}/{blob}`), kept
 /// when the request is rewritten to the path style.
 #[derive(Debug, Clone)]
-struct HostStyle(String);
+struct HostStyle(pub(crate) String);
 
 /// A request to `https://<account>.blob.<keyless storage zone>/…` names its
 /// account in the host; it is served as `/<account>/…`, the path style.
@@ -639,12 +639,9 @@ async fn prepare(
     let mut acl_listing = None;
     let overrides = match &auth {
         auth::Auth::SharedKey | auth::Auth::Anonymous => Vec::new(),
-        auth::Auth::Sas(_) if op == Operation::BlobBatch => {
-            return Err(StorageError::bad(
-                "UnsupportedOperation",
-                "keyless accepts blob batches signed with the account key only",
-            ));
-        }
+        // A batch is only an envelope: each of its sub-requests is authenticated
+        // and authorized on its own when it is dispatched.
+        auth::Auth::Sas(_) | auth::Auth::Bearer(_) if op == Operation::BlobBatch => Vec::new(),
         auth::Auth::Sas(sas) => {
             sas.authorize(op, &container, &blob)?;
             sas_details(

@@ -678,7 +678,7 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
         release(ctx, released).await;
         return Ok(StatusCode::ACCEPTED.into_response());
     }
-    delete_blob_with(
+    delete_blob(
         ctx,
         &ctx.container,
         &ctx.blob,
@@ -695,17 +695,8 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
 }
 
 /// Deletes one blob of the request's account under `conditions`; a blob with
-/// snapshots is deleted only with them (`SnapshotsPresent` otherwise).
-pub(crate) async fn delete_blob(
-    ctx: &Ctx,
-    container: &str,
-    name: &str,
-    conditions: &Conditions,
-) -> Result<(), StorageError> {
-    delete_blob_with(ctx, container, name, conditions, false).await
-}
-
-async fn delete_blob_with(
+/// snapshots goes only `with_snapshots` (`SnapshotsPresent` otherwise).
+async fn delete_blob(
     ctx: &Ctx,
     container: &str,
     name: &str,

@@ -109,10 +109,6 @@ impl StorageError {
         )
     }
 
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status
-    }
-
     pub(crate) fn code(&self) -> &'static str {
         self.code
     }

@@ -192,6 +192,7 @@ impl Operation {
             }
             (Target::Container, "GET", Some("container"), Some("list")) => Self::ListBlobs,
             (Target::Container, "POST", Some("container"), Some("batch")) => Self::BlobBatch,
+            (Target::Account, "POST", None, Some("batch")) => Self::BlobBatch,
             (Target::Blob, "PUT", None, None) if !copy_source => Self::PutBlob,
             (Target::Blob, "PUT", None, None) => Self::CopyBlob,
             (Target::Blob, "PUT", None, Some("block")) if !copy_source => Self::PutBlock,

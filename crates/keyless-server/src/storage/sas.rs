@@ -453,7 +453,9 @@ impl Sas {
                 ('o', "r")
             }
             Op::SetBlobMetadata | Op::SetBlobProperties => ('o', "w"),
-            Op::DeleteBlob | Op::BlobBatch | Op::DeletePath => ('o', "d"),
+            Op::DeleteBlob | Op::DeletePath => ('o', "d"),
+            // The envelope asks nothing; each sub-request is checked when it runs.
+            Op::BlobBatch => return Ok(()),
             Op::CreateFilesystem => ('c', "cw"),
             Op::DeleteFilesystem => ('c', "d"),
             Op::GetFilesystemProperties => ('c', "r"),
