@@ -404,14 +404,14 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
 
     /// Stages a block (replacing one with the same id); returns the file released.
     async fn block_put(&self, block: &Block) -> Result<Option<String>, Error>;
-    /// The length of the ids of a blob's staged blocks (all have the same length),
+    /// The id of one of a blob's staged blocks (they all have the same length),
     /// or `None` when it has none.
-    async fn block_id_length(
+    async fn staged_block_id(
         &self,
         account: &str,
         container: &str,
         blob: &str,
-    ) -> Result<Option<usize>, Error>;
+    ) -> Result<Option<String>, Error>;
     /// The uncommitted blocks of a blob.
     async fn blocks(&self, account: &str, container: &str, blob: &str)
     -> Result<Vec<Block>, Error>;

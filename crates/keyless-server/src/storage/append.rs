@@ -78,7 +78,8 @@ pub(super) async fn create_empty(
         last_modified: now,
         size,
         content,
-        properties: properties_from_headers(ctx, true)?,
+        // The body is empty: only the x-ms-blob-content-* headers set properties.
+        properties: properties_from_headers(ctx, false)?,
         metadata: ctx.metadata()?,
         committed_blocks: Vec::new(),
         is_dir: false,

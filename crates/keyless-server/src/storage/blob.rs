@@ -410,6 +410,14 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
                 header::CONTENT_RANGE,
                 &format!("bytes {}-{}/{}", offset, offset + len - 1, b.size),
             );
+            // A part's reply names the whole blob's MD5 apart from its own.
+            if let Some(md5) = &b.properties.content_md5 {
+                insert(
+                    &mut headers,
+                    HeaderName::from_static("x-ms-blob-content-md5"),
+                    &STANDARD.encode(md5),
+                );
+            }
             if ctx.header("x-ms-range-get-content-md5") == Some("true") {
                 if len > 4 * 1024 * 1024 {
                     return Err(StorageError::bad(

@@ -67,13 +67,15 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
     {
         return Err(super::append::invalid_blob_type());
     }
-    // Every block id of a blob has the same length; checked before the body is read.
-    let staged_len = ctx
+    // Every block id of a blob has the same length (decoded: `MQ==` and `MTIz`
+    // differ); checked before the body is read.
+    let staged = ctx
         .state
         .store
-        .block_id_length(&ctx.account.name, &ctx.container, &ctx.blob)
+        .staged_block_id(&ctx.account.name, &ctx.container, &ctx.blob)
         .await?;
-    if staged_len.is_some_and(|n| n != id.len()) {
+    let decoded_len = |id: &str| STANDARD.decode(id).map_or(0, |raw| raw.len());
+    if staged.is_some_and(|other| decoded_len(&other) != decoded_len(&id)) {
         return Err(StorageError::bad(
             "InvalidBlobOrBlock",
             "The specified blob or block content is invalid: all block ids of a blob must have the same length",

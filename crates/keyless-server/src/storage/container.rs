@@ -18,6 +18,15 @@ pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
     if matches!(name, "$root" | "$logs" | "$web") {
         return Ok(());
     }
+    if !(3..=63).contains(&name.len()) {
+        return Err(StorageError::bad(
+            "OutOfRangeInput",
+            format!(
+                "The specified resource name length is not within the permissible limits: a container name has 3 to 63 characters (`{name}` has {})",
+                name.len()
+            ),
+        ));
+    }
     let ok = (3..=63).contains(&name.len())
         && name
             .bytes()

@@ -259,8 +259,23 @@ fn rules_of(account: &StorageAccount) -> Vec<Rule> {
         .unwrap_or_default()
 }
 
+/// Whether `origin` is one of the rule's: `*` admits any; a `*` inside an
+/// origin (`https://*.contoso.com`) stands for one or more subdomain labels;
+/// origins compare without regard to case.
 fn origin_matches(rule: &Rule, origin: &str) -> bool {
-    rule.origins.iter().any(|o| o == "*" || o == origin)
+    let origin = origin.to_ascii_lowercase();
+    rule.origins.iter().any(|o| {
+        let o = o.to_ascii_lowercase();
+        match o.split_once('*') {
+            _ if o == "*" => true,
+            Some((prefix, suffix)) => {
+                origin.len() > prefix.len() + suffix.len()
+                    && origin.starts_with(prefix)
+                    && origin.ends_with(suffix)
+            }
+            None => o == origin,
+        }
+    })
 }
 
 fn header_matches(rule: &Rule, name: &str) -> bool {
@@ -304,10 +319,13 @@ pub(crate) async fn preflight(state: &SharedState, headers: &HeaderMap, path: &s
         }
         Err(e) => return StorageError::from(e).into_response(),
     };
-    let (Some(origin), Some(method)) = (h("origin"), h("access-control-request-method")) else {
+    let Some(origin) = h("origin") else {
+        return preflight_refused().into_response();
+    };
+    let Some(method) = h("access-control-request-method") else {
         return StorageError::bad(
             "MissingRequiredHeader",
-            "A CORS preflight request names its Origin and Access-Control-Request-Method",
+            "A required CORS header is not present: a preflight names its Access-Control-Request-Method.",
         )
         .into_response();
     };
@@ -404,6 +422,19 @@ mod tests {
         assert!(
             origin_matches(r, "https://a.example") && !origin_matches(r, "https://evil.example")
         );
+        let wild = Rule {
+            origins: vec!["*.contoso.com".into()],
+            ..Rule::default()
+        };
+        for (origin, admitted) in [
+            ("foo.contoso.com", true),
+            ("foo.bar.baz.contoso.com", true),
+            ("foo.CONTOSO.com", true),
+            ("contoso.com", false),
+            ("bar.notcontoso.com", false),
+        ] {
+            assert_eq!(origin_matches(&wild, origin), admitted, "{origin}");
+        }
         assert!(header_matches(r, "x-ms-meta-team") && !header_matches(r, "authorization"));
         assert_eq!(r.max_age, 60);
         assert!(elements(b"<Other/>").is_err());

@@ -879,21 +879,22 @@ impl StorageStore for SqliteStore {
         tx.finish(result).await
     }
 
-    async fn block_id_length(
+    async fn staged_block_id(
         &self,
         account: &str,
         container: &str,
         blob: &str,
-    ) -> Result<Option<usize>, Error> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT length(block_id) FROM blocks WHERE account = ? AND container = ? AND blob = ? LIMIT 1")
-                .bind(account)
-                .bind(container)
-                .bind(blob)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-        Ok(row.and_then(|(n,)| usize::try_from(n).ok()))
+    ) -> Result<Option<String>, Error> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT block_id FROM blocks WHERE account = ? AND container = ? AND blob = ? LIMIT 1",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(blob)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(row.map(|(id,)| id))
     }
 
     async fn blocks(
