@@ -87,6 +87,11 @@ fn reply(parts: Vec<(String, Response, Vec<u8>)>) -> Response {
             )
             .as_bytes(),
         );
+        if !response.headers().contains_key("x-ms-request-id") {
+            out.extend_from_slice(
+                format!("x-ms-request-id: {}\r\n", uuid::Uuid::new_v4()).as_bytes(),
+            );
+        }
         for (name, value) in response.headers() {
             if name == header::CONTENT_LENGTH {
                 continue;
@@ -158,7 +163,14 @@ pub(crate) async fn run(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
             "a batch body is at most 4 MiB",
         )
     })?;
-    let boundary = match boundary(ctx.header("content-type").unwrap_or_default()) {
+    let content_type = ctx.header("content-type").unwrap_or_default();
+    if content_type.trim().is_empty() {
+        return Err(StorageError::bad(
+            "MissingRequiredHeader",
+            "An HTTP header that's mandatory for this request is not specified: Content-Type (multipart/mixed; boundary=…)",
+        ));
+    }
+    let boundary = match boundary(content_type) {
         Ok(b) => b,
         // Azure answers a batch it cannot split with one failed part.
         Err(e) => {

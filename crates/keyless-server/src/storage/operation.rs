@@ -192,7 +192,9 @@ impl Operation {
             }
             (Target::Container, "GET", Some("container"), Some("list")) => Self::ListBlobs,
             (Target::Container, "POST", Some("container"), Some("batch")) => Self::BlobBatch,
-            (Target::Account, "POST", None, Some("batch")) => Self::BlobBatch,
+            // The JavaScript SDK sends a service's batch as a container's
+            // (`restype=container`) when the account is in the path.
+            (Target::Account, "POST", None | Some("container"), Some("batch")) => Self::BlobBatch,
             (Target::Blob, "PUT", None, None) if !copy_source => Self::PutBlob,
             (Target::Blob, "PUT", None, None) => Self::CopyBlob,
             (Target::Blob, "PUT", None, Some("block")) if !copy_source => Self::PutBlock,
@@ -216,7 +218,8 @@ impl Operation {
             _ => {
                 let what = match (comp, restype, copy_source) {
                     (_, _, true) => "copy from a URL".to_owned(),
-                    (Some(c), _, _) => format!("comp={c}"),
+                    (Some(c), Some(r), _) => format!("restype={r}&comp={c}"),
+                    (Some(c), None, _) => format!("comp={c}"),
                     (None, Some(r), _) => format!("restype={r}"),
                     (None, None, _) => "this request".to_owned(),
                 };
@@ -350,6 +353,18 @@ mod tests {
                 Operation::SetBlobProperties,
             ),
             (Method::DELETE, q(&[]), Target::Blob, Operation::DeleteBlob),
+            (
+                Method::POST,
+                q(&[("comp", "batch")]),
+                Target::Account,
+                Operation::BlobBatch,
+            ),
+            (
+                Method::POST,
+                q(&[("restype", "container"), ("comp", "batch")]),
+                Target::Container,
+                Operation::BlobBatch,
+            ),
         ];
         for (method, query, target, expected) in cases {
             assert_eq!(
