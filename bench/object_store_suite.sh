@@ -5,7 +5,8 @@
 # endpoint (`azure_storage_endpoint`, as it talks to a real account).
 #   bench/object_store_suite.sh OBJECT_STORE_CHECKOUT
 # OBJECT_STORE_CHECKOUT is a clone of github.com/apache/arrow-rs-object-store. Its build
-# goes to bench/.cache/object-store-target. Prints one line per mode: passed or failed,
+# goes to bench/.cache/object-store-target, with the stable toolchain (the checkout pins its own;
+# RUSTUP_TOOLCHAIN chooses another). Prints one line per mode: passed or failed,
 # with the failure's first lines in bench/.cache/object-store-suite/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ run_mode() { # name, env...
   local name=$1; shift
   if (cd "$checkout" && env "$@" TEST_INTEGRATION=1 SSL_CERT_FILE="$work/keyless/tls/ca.pem" \
       AZURE_STORAGE_ACCOUNT_NAME=objectstore AZURE_STORAGE_ACCOUNT_KEY="$key" AZURE_CONTAINER_NAME=test-bucket \
-      CARGO_TARGET_DIR="$root/bench/.cache/object-store-target" \
+      CARGO_TARGET_DIR="$root/bench/.cache/object-store-target" RUSTUP_TOOLCHAIN="${RUSTUP_TOOLCHAIN:-stable}" \
       timeout 3600 cargo test --features azure --lib azure::tests::azure_blob_test -- --exact --nocapture \
       >"$out/$name.log" 2>&1); then
     echo "$name: passed"

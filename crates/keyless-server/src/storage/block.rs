@@ -236,16 +236,22 @@ pub(crate) async fn block_list(ctx: &Ctx) -> Result<Response, StorageError> {
         .param("blocklisttype")
         .unwrap_or("committed")
         .to_ascii_lowercase();
-    let current = ctx
-        .state
-        .store
-        .blob(&ctx.account.name, &ctx.container, &ctx.blob)
-        .await?;
-    let staged = ctx
-        .state
-        .store
-        .blocks(&ctx.account.name, &ctx.container, &ctx.blob)
-        .await?;
+    // A snapshot's list is its committed blocks as they were; it stages none.
+    let (current, staged) = if super::snapshot::requested(ctx)?.is_some() {
+        (Some(super::blob::load(ctx).await?), Vec::new())
+    } else {
+        let current = ctx
+            .state
+            .store
+            .blob(&ctx.account.name, &ctx.container, &ctx.blob)
+            .await?;
+        let staged = ctx
+            .state
+            .store
+            .blocks(&ctx.account.name, &ctx.container, &ctx.blob)
+            .await?;
+        (current, staged)
+    };
     if current.is_none() && staged.is_empty() {
         return Err(StorageError::blob_not_found());
     }

@@ -442,7 +442,9 @@ impl<'a> Parser<'a> {
             }
             return Err(self.error(match self.dialect {
                 Dialect::Condition => "`@container` is not allowed in a condition",
-                Dialect::Find => "`@container` is the only name starting with `@`",
+                Dialect::Find => {
+                    "an unsupported parameter: `@container` is the only name starting with `@`"
+                }
             }));
         }
         let len = rest
