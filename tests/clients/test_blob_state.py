@@ -239,6 +239,49 @@ def test_append_blobs_grow_at_their_end_and_seal(keyed):
     assert log.download_blob().readall() == b"again"
 
 
+def test_racing_appends_each_land_whole_where_they_were_told(keyed):
+    import base64
+    import hashlib
+    import threading
+
+    log = keyed.get_container_client("appends").get_blob_client("racing.log")
+    log.create_append_blob()
+    log.set_blob_metadata({"phase": "start"})
+    landed, errors = {}, []
+
+    def writer(w):
+        try:
+            for i in range(25):
+                chunk = f"writer {w} block {i:02d}\n".encode() * (1 + (w * 7 + i) % 40)
+                landed[int(log.append_block(chunk)["blob_append_offset"])] = chunk
+                if i % 10 == 3:
+                    # A block whose MD5 does not match is refused, and leaves nothing.
+                    bad = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+                    try:
+                        log.append_block(b"corrupt", headers={"Content-MD5": bad})
+                        errors.append("a block with a wrong MD5 was appended")
+                    except HttpResponseError as e:
+                        if e.status_code != 400:
+                            errors.append(f"wrong MD5 answered {e.status_code}")
+                if w == 0 and i % 5 == 0:
+                    log.set_blob_metadata({"phase": str(i)})
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    whole = log.download_blob().readall()
+    assert len(landed) == 150
+    assert b"".join(landed[offset] for offset in sorted(landed)) == whole
+    props = log.get_blob_properties()
+    assert props.append_blob_committed_block_count == 150 and props.size == len(whole)
+    assert props.metadata == {"phase": "20"}
+
+
 def test_append_blob_writes_survive_kill_9_whole(tmp_path, client_env):
     srv = Server(tmp_path).start()
     try:

@@ -216,9 +216,9 @@ def test_a_slurm_job_outlives_a_server_restart_and_its_log_is_whole(server, worl
     assert scontrol(sid)["JobState"] == "RUNNING"
     server.start()
     job = wait(server, "slurm-restart", limit=90)
-    assert job["status"] == "Completed", job
-    assert scontrol(sid)["JobState"] == "COMPLETED"
     log = server.cli("ml", "job", "stream", "-n", "slurm-restart", *AT, check=False).stdout
+    assert job["status"] == "Completed", f"{job.get('error')}\n{log}"
+    assert scontrol(sid)["JobState"] == "COMPLETED"
     ticks = [line for line in log.splitlines() if line.startswith("tick ")]
     assert ticks == [f"tick {i}" for i in range(1, 21)], log
     assert "following Slurm job" in log

@@ -1,6 +1,7 @@
 //! The state every listener shares.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use moka::sync::Cache;
@@ -32,6 +33,9 @@ pub struct Urls {
 pub(crate) struct AppState {
     pub(crate) store: Arc<dyn MetaStore>,
     pub(crate) blobs: Arc<dyn BlobBackend>,
+    /// The locks of the blob files being appended to, by file id: an append
+    /// extends the file and records the longer blob under its file's lock.
+    appends: std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     /// Unsealed storage account keys, by account name.
     account_keys: Cache<String, Arc<[Vec<u8>; 2]>>,
     /// Storage accounts by name, briefly: every data request needs its account.
@@ -88,6 +92,7 @@ impl AppState {
             vault_log,
             store,
             blobs,
+            appends: std::sync::Mutex::default(),
             account_keys: Cache::builder().max_capacity(10_000).build(),
             accounts: Cache::builder()
                 .max_capacity(10_000)
@@ -109,6 +114,25 @@ impl AppState {
             jobs,
             sign_ins: crate::login::lockout::SignIns::default(),
         })
+    }
+
+    /// Waits for, and holds, the lock of appends into a blob file.
+    pub(crate) async fn lock_appends(&self, file_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .appends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.retain(|_, l| l.strong_count() > 0);
+            if let Some(l) = locks.get(file_id).and_then(Weak::upgrade) {
+                l
+            } else {
+                let l = Arc::new(tokio::sync::Mutex::new(()));
+                locks.insert(file_id.to_owned(), Arc::downgrade(&l));
+                l
+            }
+        };
+        lock.lock_owned().await
     }
 
     /// The master key in use.

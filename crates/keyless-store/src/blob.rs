@@ -5,6 +5,10 @@
 //! is visible; files no metadata row names are removed by [`BlobBackend::sweep`]
 //! at start-up. Reads open the file by id: a reader keeps its open file even when
 //! an overwrite or a delete removes the name.
+//!
+//! The one write into an existing file is [`BlobBackend::extend`], past its end:
+//! the bytes a metadata row counts never change, and bytes past them are not
+//! seen until a row counts them.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -34,6 +38,26 @@ pub struct Written {
     pub md5: [u8; 16],
 }
 
+/// What [`BlobBackend::extend`] did.
+pub enum Extended {
+    /// The body was appended at the offset asked and is durable; `file_id` is
+    /// the extended file, `size` and `md5` those of the appended bytes alone.
+    Appended(Written),
+    /// The file is not as long as the caller thought (an interrupted extend
+    /// left bytes past the end), or the backend cannot extend files: nothing
+    /// was read from the body, which comes back.
+    Declined(ByteStream),
+}
+
+impl Debug for Extended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Appended(w) => f.debug_tuple("Appended").field(w).finish(),
+            Self::Declined(_) => f.write_str("Declined"),
+        }
+    }
+}
+
 /// Where blob bytes live.
 #[async_trait]
 pub trait BlobBackend: Send + Sync + Debug + 'static {
@@ -46,6 +70,26 @@ pub trait BlobBackend: Send + Sync + Debug + 'static {
     /// Writes a file of `size` zero bytes (sparse where the file system allows);
     /// its `md5` is not computed and comes back zero.
     async fn zeros(&self, size: u64) -> Result<Written, Error>;
+    /// Appends `body` to a file that is exactly `at` bytes long, in place; fails
+    /// with `InvalidInput` past `limit` bytes, leaving the file as it was. The
+    /// caller serializes extends of one file and makes the new bytes visible
+    /// by recording the longer size, or undoes them with [`Self::truncate`].
+    /// Backends whose objects are immutable decline, and the caller composes.
+    async fn extend(
+        &self,
+        file_id: &str,
+        at: u64,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<Extended, Error> {
+        let _ = (file_id, at, limit);
+        Ok(Extended::Declined(body))
+    }
+    /// Cuts a file back to `len` bytes: undoes an extend nobody recorded.
+    async fn truncate(&self, file_id: &str, len: u64) -> Result<(), Error> {
+        let _ = (file_id, len);
+        Ok(())
+    }
     /// Reads `len` bytes from `offset` of a file.
     async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error>;
     /// Removes files; missing ones are ignored.
@@ -129,42 +173,80 @@ impl LocalFiles {
 
 #[async_trait]
 impl BlobBackend for LocalFiles {
-    async fn write(&self, mut body: ByteStream, limit: u64) -> Result<Written, Error> {
+    async fn write(&self, body: ByteStream, limit: u64) -> Result<Written, Error> {
         let (id, tmp, file) = self.stage().await?;
-        let mut file = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
-        let mut md5 = Md5::new();
-        let mut size: u64 = 0;
-        let result: Result<(), Error> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| {
-                    Error::invalid(format!("the request body could not be read: {e}"))
-                })?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(Error::invalid(format!(
-                        "the body is larger than the {limit} bytes this operation accepts"
-                    )));
-                }
-                md5.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| io_error(&tmp, e))?;
+        let mut file = tokio::io::BufWriter::with_capacity(CHUNK, file);
+        let (size, md5) = match pour(body, &mut file, limit, &tmp).await {
+            Ok(done) => done,
+            Err(e) => {
+                drop(file);
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            drop(file);
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-        file.flush().await.map_err(|e| io_error(&tmp, e))?;
+        };
         self.publish(&id, &tmp, file.into_inner()).await?;
         Ok(Written {
             file_id: id,
             size,
-            md5: md5.finalize().into(),
+            md5,
         })
+    }
+
+    async fn extend(
+        &self,
+        file_id: &str,
+        at: u64,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<Extended, Error> {
+        let path = self.path(file_id)?;
+        let mut file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Extended::Declined(body)),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let len = file.metadata().await.map_err(|e| io_error(&path, e))?.len();
+        if len != at {
+            return Ok(Extended::Declined(body));
+        }
+        file.seek(io::SeekFrom::Start(at))
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        let mut file = tokio::io::BufWriter::with_capacity(CHUNK, file);
+        let poured = pour(body, &mut file, limit, &path).await;
+        let file = file.into_inner();
+        let synced = match poured {
+            Ok(done) => file
+                .sync_data()
+                .await
+                .map(|()| done)
+                .map_err(|e| io_error(&path, e)),
+            Err(e) => Err(e),
+        };
+        match synced {
+            Ok((size, md5)) => Ok(Extended::Appended(Written {
+                file_id: file_id.to_owned(),
+                size,
+                md5,
+            })),
+            Err(e) => {
+                if file.set_len(at).await.is_ok() {
+                    let _ = file.sync_data().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate(&self, file_id: &str, len: u64) -> Result<(), Error> {
+        let path = self.path(file_id)?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        file.set_len(len).await.map_err(|e| io_error(&path, e))?;
+        file.sync_data().await.map_err(|e| io_error(&path, e))
     }
 
     async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error> {
@@ -287,6 +369,34 @@ impl BlobBackend for LocalFiles {
     }
 }
 
+/// Writes `body` through `file` (flushed at the end); fails with `InvalidInput`
+/// past `limit` bytes. Returns the length and MD5 of what it wrote.
+async fn pour(
+    mut body: ByteStream,
+    file: &mut tokio::io::BufWriter<tokio::fs::File>,
+    limit: u64,
+    path: &Path,
+) -> Result<(u64, [u8; 16]), Error> {
+    let mut md5 = Md5::new();
+    let mut size: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| Error::invalid(format!("the request body could not be read: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(Error::invalid(format!(
+                "the body is larger than the {limit} bytes this operation accepts"
+            )));
+        }
+        md5.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| io_error(path, e))?;
+    }
+    file.flush().await.map_err(|e| io_error(path, e))?;
+    Ok((size, md5.finalize().into()))
+}
+
 fn io_error(path: &Path, e: io::Error) -> Error {
     Error::internal(format!("blob file `{}`: {e}", path.display()))
 }
@@ -308,6 +418,49 @@ mod tests {
             out.extend_from_slice(&c.unwrap());
         }
         out
+    }
+
+    #[tokio::test]
+    async fn extends_a_file_in_place_only_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles::new(dir.path()).unwrap();
+        let a = files.write(body(&[b"log "]), 100).await.unwrap();
+        let Extended::Appended(more) = files
+            .extend(&a.file_id, 4, body(&[b"line ", b"one"]), 100)
+            .await
+            .unwrap()
+        else {
+            panic!("a file of the length asked is extended");
+        };
+        assert_eq!((more.file_id.as_str(), more.size), (a.file_id.as_str(), 8));
+        assert_eq!(more.md5, <[u8; 16]>::from(Md5::digest(b"line one")));
+        assert_eq!(read_all(&files, &a.file_id, 0, 12).await, b"log line one");
+        // A caller that thinks the file shorter (or longer) gets its body back,
+        // and the file is untouched.
+        for at in [4, 13] {
+            let Extended::Declined(mut back) = files
+                .extend(&a.file_id, at, body(&[b"x"]), 100)
+                .await
+                .unwrap()
+            else {
+                panic!("an extend at {at} of a 12-byte file is declined");
+            };
+            assert_eq!(back.next().await.unwrap().unwrap(), &b"x"[..]);
+        }
+        // Too large: refused, and the file is as it was.
+        let err = files
+            .extend(&a.file_id, 12, body(&[b"0123", b"456789"]), 5)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let on_disk = std::fs::read(files.path(&a.file_id).unwrap()).unwrap();
+        assert_eq!(on_disk, b"log line one");
+        // An extend nobody recorded is cut off again.
+        files.truncate(&a.file_id, 4).await.unwrap();
+        assert_eq!(
+            std::fs::read(files.path(&a.file_id).unwrap()).unwrap(),
+            b"log "
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ pub mod meta;
 pub mod storage;
 pub mod vault;
 
-pub use blob::{BlobBackend, ByteStream, LocalFiles, Written};
+pub use blob::{BlobBackend, ByteStream, Extended, LocalFiles, Written};
 pub use meta::*;
 pub use storage::*;
 pub use vault::*;

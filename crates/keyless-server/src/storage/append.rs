@@ -1,25 +1,27 @@
 //! Append blobs: created empty by Put Blob, grown by Append Block, closed by Seal.
 //!
-//! An append writes the block to a file of its own, then composes the blob's
-//! current file and the block into a new one and swaps it in under the ETag it
-//! was composed from: the blob is whole before and after, never in between, and
-//! an acknowledged append is durable. Two appends racing for the same blob
-//! compose again from the winner's bytes. The price is a copy of the blob per
-//! append, which keeps append blobs to the sizes logs and small datasets have.
+//! An append writes the block past the end of the blob's own file, under that
+//! file's lock, then records the longer blob under the ETag it was appended to:
+//! readers see the bytes the row counts, which never change, so the blob is
+//! whole before and after, and an acknowledged append is durable. An append
+//! that is refused or loses its blob cuts the file back. When the file cannot
+//! be extended (the blob has no file yet, an interrupted append left bytes past
+//! the end, or the backend keeps files immutable), the block goes to a file of
+//! its own and the blob's bytes and the block are composed into a new file.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use keyless_core::{Error, ErrorKind};
-use keyless_store::{Blob, BlobKind, BlobState, Content};
+use keyless_store::{Blob, BlobKind, BlobState, ByteStream, Content, Extended};
 
 use super::Ctx;
 use super::blob::{
     Modify, container_exists, insert, load, modify, properties_from_headers, refuse_declared_above,
     release, stream, write_failed, write_headers,
 };
-use super::checksum::Sent;
+use super::checksum::{Sent, Tap};
 use super::conditions::{Conditions, condition_error, new_etag};
 use super::error::StorageError;
 
@@ -142,20 +144,38 @@ pub(crate) async fn append_block(ctx: &Ctx, body: Body) -> Result<Response, Stor
     judge(&first, &conditions, max_size, position, None)?;
     let sent = Sent::from(ctx)?;
     let (body, tap) = sent.tap(stream(body));
-    let block = ctx
-        .state
-        .blobs
-        .write(body, MAX_APPEND_BLOCK)
-        .await
-        .map_err(|e| write_failed(tap.as_ref(), e))?;
-    if let Err(e) = sent.check_streamed(&block.md5, tap.as_ref()) {
-        release(ctx, vec![block.file_id]).await;
-        return Err(e);
-    }
-    let result = commit(ctx, &conditions, max_size, position, &block).await;
-    release(ctx, vec![block.file_id.clone()]).await;
-    let (b, offset) = result?;
-    let mut h = write_headers(&b, Some(&block.md5));
+    let limits = Limits {
+        conditions: &conditions,
+        max_size,
+        position,
+    };
+    let (b, offset, md5) = match in_place(ctx, &first, &limits, &sent, tap.as_ref(), body).await? {
+        Ok(done) => done,
+        Err(body) => {
+            let block = ctx
+                .state
+                .blobs
+                .write(body, MAX_APPEND_BLOCK)
+                .await
+                .map_err(|e| write_failed(tap.as_ref(), e))?;
+            if let Err(e) = sent.check_streamed(&block.md5, tap.as_ref()) {
+                release(ctx, vec![block.file_id]).await;
+                return Err(e);
+            }
+            let (b, offset, adopted) = match commit(ctx, &limits, &block).await {
+                Ok(done) => done,
+                Err(e) => {
+                    release(ctx, vec![block.file_id]).await;
+                    return Err(e);
+                }
+            };
+            if !adopted {
+                release(ctx, vec![block.file_id]).await;
+            }
+            (b, offset, block.md5)
+        }
+    };
+    let mut h = write_headers(&b, Some(&md5));
     insert(
         &mut h,
         HeaderName::from_static("x-ms-blob-append-offset"),
@@ -168,6 +188,119 @@ pub(crate) async fn append_block(ctx: &Ctx, body: Body) -> Result<Response, Stor
     );
     sent.echo(&mut h);
     Ok((StatusCode::CREATED, h).into_response())
+}
+
+/// What an append asks of the blob besides the request's conditions.
+struct Limits<'a> {
+    conditions: &'a Conditions,
+    max_size: Option<u64>,
+    position: Option<u64>,
+}
+
+impl Limits<'_> {
+    fn judge(&self, b: &Blob, len: Option<u64>) -> Result<(), StorageError> {
+        judge(b, self.conditions, self.max_size, self.position, len)
+    }
+}
+
+/// The blob with the block appended, its offset and the block's MD5.
+type Appended = (Blob, u64, [u8; 16]);
+
+/// Appends the block past the end of the blob's own file and records the
+/// longer blob, under the file's lock. The body comes back, unread, when the
+/// file cannot be extended in place.
+async fn in_place(
+    ctx: &Ctx,
+    first: &Blob,
+    limits: &Limits<'_>,
+    sent: &Sent,
+    tap: Option<&Tap>,
+    body: ByteStream,
+) -> Result<Result<Appended, ByteStream>, StorageError> {
+    let Content::File(file) = &first.content else {
+        return Ok(Err(body));
+    };
+    let _lock = ctx.state.lock_appends(file).await;
+    let current = load(ctx).await?;
+    limits.judge(&current, None)?;
+    if current.content != first.content {
+        return Ok(Err(body));
+    }
+    let at = current.size;
+    let block = match ctx
+        .state
+        .blobs
+        .extend(file, at, body, MAX_APPEND_BLOCK)
+        .await
+        .map_err(|e| write_failed(tap, e))?
+    {
+        Extended::Appended(w) => w,
+        Extended::Declined(body) => return Ok(Err(body)),
+    };
+    let recorded = match sent.check_streamed(&block.md5, tap) {
+        Ok(()) => record(ctx, limits, current, &block).await,
+        Err(e) => Err(e),
+    };
+    match recorded {
+        Ok(b) => Ok(Ok((b, at, block.md5))),
+        Err(e) => {
+            if let Err(cut) = ctx.state.blobs.truncate(file, at).await {
+                tracing::warn!(file = %file, error = %cut, "an unrecorded append could not be cut off; the blob's next append composes a new file");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Records `current` grown by `block`, written in place past its end; other
+/// changes to the blob meanwhile (its metadata, properties, lease) are kept.
+async fn record(
+    ctx: &Ctx,
+    limits: &Limits<'_>,
+    mut current: Blob,
+    block: &keyless_store::Written,
+) -> Result<Blob, StorageError> {
+    for _ in 0..8 {
+        limits.judge(&current, Some(block.size))?;
+        if current.content.file_id() != Some(block.file_id.as_str()) {
+            return Err(replaced());
+        }
+        let mut next = current.clone();
+        next.etag = new_etag();
+        next.last_modified = ctx.state.now();
+        next.size = current.size + block.size;
+        next.state.appended_blocks += 1;
+        let check = |c: Option<&Blob>| match c {
+            Some(c) if c.etag == current.etag && c.state == current.state => Ok(()),
+            Some(_) => Err(Error::new(ErrorKind::Conflict, MOVED)),
+            None => Err(Error::not_found("the blob does not exist")),
+        };
+        match ctx.state.store.blob_put(&next, &check).await {
+            Ok(released) => {
+                release(ctx, released).await;
+                return Ok(next);
+            }
+            Err(e) if e.message() == MOVED => current = load(ctx).await?,
+            Err(e) => return Err(condition_error(e, false)),
+        }
+    }
+    Err(busy())
+}
+
+fn replaced() -> StorageError {
+    StorageError::new(
+        StatusCode::CONFLICT,
+        "OperationTimedOut",
+        "The blob was replaced while the block was being appended; retry.",
+    )
+}
+
+fn busy() -> StorageError {
+    StorageError::new(
+        StatusCode::CONFLICT,
+        "OperationTimedOut",
+        "Other writers kept changing the blob; retry.",
+    )
 }
 
 /// Whether a block of `len` bytes (unknown before the body is read) may be
@@ -217,30 +350,39 @@ fn judge(
 }
 
 /// Composes the blob as it is now with the block and swaps it in; a blob that
-/// changed meanwhile is composed again. Returns the new blob and the block's offset.
+/// changed meanwhile is composed again. An empty blob takes the block's file
+/// as its own. Returns the new blob, the block's offset and whether the
+/// block's file became the blob's.
 async fn commit(
     ctx: &Ctx,
-    conditions: &Conditions,
-    max_size: Option<u64>,
-    position: Option<u64>,
+    limits: &Limits<'_>,
     block: &keyless_store::Written,
-) -> Result<(Blob, u64), StorageError> {
+) -> Result<(Blob, u64, bool), StorageError> {
     for _ in 0..8 {
         let current = load(ctx).await?;
-        judge(&current, conditions, max_size, position, Some(block.size))?;
-        let mut parts = Vec::new();
-        let base = file_of(ctx, &current).await?;
-        if let (Some(id), true) = (&base, current.size > 0) {
-            parts.push((id.clone(), 0, current.size));
-        }
-        parts.push((block.file_id.clone(), 0, block.size));
-        let composed = ctx.state.blobs.compose(&parts).await?;
+        limits.judge(&current, Some(block.size))?;
+        let base = if current.size > 0 {
+            file_of(ctx, &current).await?
+        } else {
+            None
+        };
+        let file = match &base {
+            Some(id) => {
+                let parts = [
+                    (id.clone(), 0, current.size),
+                    (block.file_id.clone(), 0, block.size),
+                ];
+                ctx.state.blobs.compose(&parts).await?.file_id
+            }
+            None => block.file_id.clone(),
+        };
+        let adopted = base.is_none();
         let offset = current.size;
         let mut next = current.clone();
         next.etag = new_etag();
         next.last_modified = ctx.state.now();
         next.size = offset + block.size;
-        next.content = Content::File(composed.file_id.clone());
+        next.content = Content::File(file.clone());
         next.state.appended_blocks += 1;
         let check = |c: Option<&Blob>| match c {
             Some(c) if c.etag == current.etag && c.state == current.state => Ok(()),
@@ -255,21 +397,19 @@ async fn commit(
         match outcome {
             Ok(released) => {
                 release(ctx, released).await;
-                return Ok((next, offset));
+                return Ok((next, offset, adopted));
             }
             Err(e) => {
-                release(ctx, vec![composed.file_id]).await;
+                if !adopted {
+                    release(ctx, vec![file]).await;
+                }
                 if e.message() != MOVED {
                     return Err(condition_error(e, false));
                 }
             }
         }
     }
-    Err(StorageError::new(
-        StatusCode::CONFLICT,
-        "OperationTimedOut",
-        "Other appends kept moving the end of the blob; retry.",
-    ))
+    Err(busy())
 }
 
 /// Seal: the append blob takes no more blocks.
