@@ -816,7 +816,9 @@ fn listed_xml(b: &Blob, snapshot: Option<&str>, include: (bool, bool), now: i64)
         super::lease::xml(b.state.lease.as_ref(), now),
         state_xml(b),
     );
-    if with_metadata {
+    // A blob without metadata has no element: the SDKs read an empty one as
+    // "no metadata known" (`None`) rather than none set (`{}`).
+    if with_metadata && !b.metadata.is_empty() {
         xml.push_str("<Metadata>");
         for (k, v) in &b.metadata {
             xml.push_str(&format!("<{k}>{}</{k}>", escape(v)));
