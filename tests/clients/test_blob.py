@@ -93,6 +93,10 @@ def test_listing_flat_and_hierarchical_with_pages(service):
     assert [b.name for b in seen] == sorted(names)
     assert seen[0].metadata == {"name": "a_txt"}
     assert seen[0].size == len("a.txt")
+    # A blob without metadata lists as having none, not as unknown (adlfs relies on it).
+    container.upload_blob("bare", b"")
+    bare = [b for b in container.list_blobs(include=["metadata"]) if b.name == "bare"]
+    assert bare[0].metadata == {}
 
 
 def test_metadata_properties_conditions_and_delete(service):
