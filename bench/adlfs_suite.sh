@@ -28,17 +28,8 @@ if ! [ -x "$venv/bin/python" ] ||
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q -r "$checkout/requirements/base.txt" "pytest<8" "$checkout"
 fi
-cargo build --locked -p keyless >/dev/null
-bin=$root/target/debug/keyless
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ports=(); for _ in 1 2 3 4 5; do ports+=("$(free_port)"); done
-"$bin" serve --data-dir "$work/keyless" --storage-port "${ports[0]}" --login-port "${ports[1]}" --management-port "${ports[2]}" \
-  --vault-port "${ports[3]}" --identity-port "${ports[4]}" >"$out/keyless.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:${ports[4]}/healthz" && break; sleep 0.1; done
-export KEYLESS_CONFIG_DIR=$work/cli
-password=$(python3 -c "import json;print(json.load(open('$work/keyless/admin.json'))['password'])")
-"$bin" login --data-dir "$work/keyless" -u admin@keyless.local -p "$password" -o none
+. bench/keyless_instance.sh
+start_keyless
 if [ "$hns" = --hns ]; then
   "$bin" storage account create -n devstoreaccount1 -g default --hns -o none
 else

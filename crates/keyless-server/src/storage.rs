@@ -21,6 +21,7 @@ mod error;
 mod find;
 pub(crate) mod hns;
 mod lease;
+mod list;
 mod operation;
 mod page;
 mod policy;
@@ -752,7 +753,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::DeleteContainer => container::delete(&ctx).await,
         Op::GetContainerProperties => container::properties(&ctx).await,
         Op::SetContainerMetadata => container::set_metadata(&ctx).await,
-        Op::ListBlobs => blob::list(&ctx).await,
+        Op::ListBlobs => list::list(&ctx).await,
         Op::LeaseContainer => lease::container(&ctx).await,
         Op::GetContainerAcl => policy::get(&ctx).await,
         Op::SetContainerAcl => policy::set(&ctx, body).await,
