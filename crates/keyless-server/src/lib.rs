@@ -376,6 +376,7 @@ fn restrict(data_dir: &Path) -> std::io::Result<()> {
 }
 
 /// Uncommitted blocks live seven days, as in Azure; then their bytes are freed.
+/// Blobs kept deleted go when their account's retention days end.
 async fn expire_blocks(state: state::SharedState, shutdown: CancellationToken) {
     const LIFETIME: i64 = 7 * 24 * 3600;
     loop {
@@ -387,6 +388,20 @@ async fn expire_blocks(state: state::SharedState, shutdown: CancellationToken) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not expire uncommitted blocks"),
+        }
+        // Deleted blobs, snapshots and versions kept past their retention days.
+        match state.store.retained_expire(now).await {
+            Ok(files) if !files.is_empty() => {
+                tracing::info!(
+                    files = files.len(),
+                    "deleted blobs past their retention purged"
+                );
+                state.blobs.remove(&files).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not purge deleted blobs past their retention")
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -6,6 +6,7 @@ mod activity;
 mod admin;
 mod applications;
 mod authorization;
+pub(crate) mod blob_services;
 pub(crate) mod caller;
 pub(crate) mod directory;
 mod error;
@@ -36,6 +37,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .merge(applications::router())
         .merge(resources::router())
         .merge(storage_accounts::router())
+        .merge(blob_services::router())
         .merge(vaults::router())
         .merge(ml::router())
         .merge(admin::router())

@@ -25,6 +25,7 @@ mod list;
 mod operation;
 mod page;
 mod policy;
+pub(crate) mod protection;
 pub(crate) mod sas;
 mod service;
 mod snapshot;
@@ -750,6 +751,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         )),
         Op::GetUserDelegationKey => delegation::get_key(&ctx, body).await,
         Op::CreateContainer => container::create(&ctx).await,
+        Op::RestoreContainer => container::restore(&ctx).await,
         Op::DeleteContainer => container::delete(&ctx).await,
         Op::GetContainerProperties => container::properties(&ctx).await,
         Op::SetContainerMetadata => container::set_metadata(&ctx).await,
@@ -767,6 +769,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::PutPage => page::put_page(&ctx, body).await,
         Op::GetPageRanges => page::ranges(&ctx).await,
         Op::CreateSnapshot => snapshot::create(&ctx).await,
+        Op::UndeleteBlob => blob::undelete(&ctx).await,
         Op::PutBlob => blob::put(&ctx, body).await,
         Op::PutBlock => block::put_block(&ctx, body).await,
         Op::PutBlockList => block::put_block_list(&ctx, body).await,
@@ -805,6 +808,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::GetServiceStats => "GetBlobServiceStats",
         Op::GetUserDelegationKey => "GetUserDelegationKey",
         Op::CreateContainer => "CreateContainer",
+        Op::RestoreContainer => "RestoreContainer",
         Op::DeleteContainer => "DeleteContainer",
         Op::GetContainerProperties => "GetContainerProperties",
         Op::SetContainerMetadata => "SetContainerMetadata",
@@ -822,6 +826,7 @@ fn operation_name(op: Operation) -> &'static str {
         Op::PutPage => "PutPage",
         Op::GetPageRanges => "GetPageRegions",
         Op::CreateSnapshot => "SnapshotBlob",
+        Op::UndeleteBlob => "UndeleteBlob",
         Op::PutBlob => "PutBlob",
         Op::PutBlock => "PutBlock",
         Op::PutBlockList => "PutBlockList",

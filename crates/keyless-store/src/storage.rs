@@ -166,6 +166,9 @@ pub struct BlobState {
     /// An append blob that takes no more blocks.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
+    /// The version id of this state, when the account keeps versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 #[allow(
@@ -262,6 +265,86 @@ pub struct Blob {
     pub state: BlobState,
 }
 
+/// What a kept earlier state of a blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetainedKind {
+    /// Taken on request (Snapshot Blob), or of a blob overwritten while the
+    /// account keeps deleted blobs.
+    Snapshot,
+    /// A previous version, kept because the account keeps versions.
+    Version,
+    /// The blob itself, deleted while the account keeps deleted blobs.
+    Deleted,
+}
+
+impl RetainedKind {
+    /// The name stored in the `kind` column.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Snapshot => "snapshot",
+            Self::Version => "version",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    /// The kind named `text`, if any.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "snapshot" => Some(Self::Snapshot),
+            "version" => Some(Self::Version),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// An earlier state of a blob, kept with bytes of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    /// Snapshot, version or deleted blob.
+    pub kind: RetainedKind,
+    /// Its name: the snapshot time, the version id or the time of deletion.
+    pub id: String,
+    /// When it was deleted under a retention policy, and when it goes for good.
+    pub deleted: Option<(i64, i64)>,
+    /// The blob as it was.
+    pub blob: Blob,
+}
+
+/// What a write or a delete keeps of the blob it replaces or removes, in the
+/// same transaction. A blob that carries a version id is kept as that version
+/// whatever `kind` says: versions outlive the setting that made them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    /// What a blob without a version id is kept as; `None`: it is not kept.
+    pub kind: Option<RetainedKind>,
+    /// Its name; a version keeps the version id it had when it has one.
+    pub id: String,
+    /// Kept as deleted under a retention policy: when, and until when. A delete
+    /// that keeps the blob deleted keeps its live snapshots deleted too.
+    pub deleted: Option<(i64, i64)>,
+}
+
+/// A container kept deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedContainer {
+    /// The container as it was, under its own name.
+    pub container: Container,
+    /// Which deletion of that name it is.
+    pub version: String,
+    /// When it was deleted, and when it goes for good.
+    pub deleted: (i64, i64),
+}
+
+/// The name a deleted container is kept under: no request can name it (a
+/// container name has no `/`).
+#[must_use]
+pub fn deleted_container_name(name: &str, version: &str) -> String {
+    format!("$deleted/{name}/{version}")
+}
+
 /// An uncommitted block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
@@ -336,7 +419,36 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
         account: &str,
         name: &str,
         check: ContainerCheck<'_>,
+    ) -> Result<Option<Vec<String>>, Error> {
+        self.container_delete_keeping(account, name, check, None)
+            .await
+    }
+
+    /// Deletes a container as [`Self::container_delete`] does, or, with `keep`
+    /// (its version, when it was deleted, until when), keeps it and its blobs
+    /// deleted until it is restored or its retention ends.
+    async fn container_delete_keeping(
+        &self,
+        account: &str,
+        name: &str,
+        check: ContainerCheck<'_>,
+        keep: Option<(&str, i64, i64)>,
     ) -> Result<Option<Vec<String>>, Error>;
+    /// The containers kept deleted, under `prefix`, by name then version.
+    async fn containers_deleted(
+        &self,
+        account: &str,
+        prefix: &str,
+    ) -> Result<Vec<DeletedContainer>, Error>;
+    /// Restores a deleted container (named and versioned) as `to`: `NotFound`
+    /// when there is no such deleted container, `AlreadyExists` when `to` exists.
+    async fn container_restore(
+        &self,
+        account: &str,
+        name: &str,
+        version: &str,
+        to: &str,
+    ) -> Result<(), Error>;
 
     /// A blob.
     async fn blob(&self, account: &str, container: &str, name: &str)
@@ -361,7 +473,17 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
     /// Writes a blob if `check` accepts the current one (atomically with the check),
     /// dropping every uncommitted block of that name. The new blob keeps the lease
     /// of the one it replaces unless it brings its own. Returns the files released.
-    async fn blob_put(&self, blob: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error>;
+    async fn blob_put(&self, blob: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error> {
+        self.blob_put_keeping(blob, check, None).await
+    }
+    /// [`Self::blob_put`], keeping the blob it replaces as `keep` says (its file
+    /// then goes to the kept row instead of being released).
+    async fn blob_put_keeping(
+        &self,
+        blob: &Blob,
+        check: Precondition<'_>,
+        keep: Option<&Keep>,
+    ) -> Result<Vec<String>, Error>;
     /// Changes a blob's properties, metadata, state and ETag (not its bytes) if `check` accepts it.
     async fn blob_update(&self, blob: &Blob, check: Precondition<'_>) -> Result<(), Error>;
     /// Deletes a blob if `check` accepts it; returns the files released (`NotFound` when absent).
@@ -371,6 +493,18 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
         container: &str,
         name: &str,
         check: Precondition<'_>,
+    ) -> Result<Vec<String>, Error> {
+        self.blob_delete_keeping(account, container, name, check, None)
+            .await
+    }
+    /// [`Self::blob_delete`], keeping the blob as `keep` says.
+    async fn blob_delete_keeping(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        check: Precondition<'_>,
+        keep: Option<&Keep>,
     ) -> Result<Vec<String>, Error>;
 
     /// Renames a path of a hierarchical namespace and, for a directory, everything
@@ -418,32 +552,56 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
     /// Removes uncommitted blocks staged before `before`; returns the files released.
     async fn blocks_expire(&self, before: i64) -> Result<Vec<String>, Error>;
 
-    /// Writes (or replaces) the snapshot `snapshot` of a blob: `blob` with bytes of
-    /// its own. Returns the file of the snapshot it replaced, if any.
-    async fn snapshot_put(&self, blob: &Blob, snapshot: &str) -> Result<Option<String>, Error>;
-    /// A snapshot of a blob.
-    async fn snapshot(
+    /// Writes (or replaces) a kept state of a blob, with bytes of its own.
+    /// Returns the file of the row it replaced, if any.
+    async fn retained_put(&self, kept: &Retained) -> Result<Option<String>, Error>;
+    /// A kept state of a blob, by kind and name, deleted or not.
+    async fn retained_one(
         &self,
         account: &str,
         container: &str,
         name: &str,
-        snapshot: &str,
-    ) -> Result<Option<Blob>, Error>;
-    /// The snapshots of a blob, oldest first, each with its name.
-    async fn snapshots(
+        kind: RetainedKind,
+        id: &str,
+    ) -> Result<Option<Retained>, Error>;
+    /// The kept states of a blob, by name (oldest first), every kind, deleted or not.
+    async fn retained(
         &self,
         account: &str,
         container: &str,
         name: &str,
-    ) -> Result<Vec<(String, Blob)>, Error>;
-    /// Deletes one snapshot of a blob, or all of them; returns the files released.
-    async fn snapshots_delete(
+    ) -> Result<Vec<Retained>, Error>;
+    /// The names, after `page.marker` and under `page.prefix`, that have kept
+    /// states of the given kinds; `deleted` says whether rows deleted under a
+    /// retention policy count.
+    async fn retained_names(
         &self,
         account: &str,
         container: &str,
-        name: &str,
-        snapshot: Option<&str>,
+        page: Page<'_>,
+        kinds: &[RetainedKind],
+        deleted: bool,
     ) -> Result<Vec<String>, Error>;
+    /// Deletes kept states of a blob: of `kind` (every kind when `None`), the one
+    /// named `id` or all of them. With `soft`, they are marked deleted (when, until
+    /// when) instead, and the ones already so marked are left alone. Returns the
+    /// files released.
+    async fn retained_delete(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+        which: (Option<RetainedKind>, Option<&str>),
+        soft: Option<(i64, i64)>,
+    ) -> Result<Vec<String>, Error>;
+    /// Undelete Blob: every kept state of the blob deleted under a retention policy
+    /// is restored; when the blob itself is gone, its latest deleted state becomes
+    /// the blob again and earlier ones become snapshots. `NotFound` when there is
+    /// neither a blob nor anything deleted to restore.
+    async fn undelete(&self, account: &str, container: &str, name: &str) -> Result<(), Error>;
+    /// Deletes for good the kept states and containers whose retention ended
+    /// before `now`; returns the files released.
+    async fn retained_expire(&self, now: i64) -> Result<Vec<String>, Error>;
     /// Every file id a row refers to (for the start-up sweep).
     async fn file_ids(&self) -> Result<HashSet<String>, Error>;
 }

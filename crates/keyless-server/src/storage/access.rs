@@ -45,9 +45,10 @@ impl Operation {
             Op::ListContainers | Op::GetContainerProperties | Op::GetFilesystemProperties => {
                 Permission::Action(CONTAINER_READ)
             }
-            Op::CreateContainer | Op::SetContainerMetadata | Op::CreateFilesystem => {
-                Permission::Action(CONTAINER_WRITE)
-            }
+            Op::CreateContainer
+            | Op::SetContainerMetadata
+            | Op::CreateFilesystem
+            | Op::RestoreContainer => Permission::Action(CONTAINER_WRITE),
             Op::DeleteContainer | Op::DeleteFilesystem => Permission::Action(CONTAINER_DELETE),
             Op::GetContainerAcl => Permission::Action(
                 "Microsoft.Storage/storageAccounts/blobServices/containers/getAcl/action",
@@ -96,6 +97,7 @@ impl Operation {
             | Op::SetBlobTier
             | Op::PutPage
             | Op::CreateSnapshot
+            | Op::UndeleteBlob
             | Op::CopyBlob => Permission::DataAction(BLOB_WRITE),
             Op::AppendBlock => Permission::DataAction(BLOB_ADD),
             Op::DeleteBlob | Op::BlobBatch => Permission::DataAction(BLOB_DELETE),

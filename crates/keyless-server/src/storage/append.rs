@@ -71,7 +71,7 @@ pub(super) async fn create_empty(
         Content::File(ctx.state.blobs.zeros(size).await?.file_id)
     };
     let now = ctx.state.now();
-    let blob = Blob {
+    let mut blob = Blob {
         account: ctx.account.name.clone(),
         container: ctx.container.clone(),
         name: ctx.blob.clone(),
@@ -89,7 +89,7 @@ pub(super) async fn create_empty(
         state,
     };
     let check = |current: Option<&Blob>| conditions.blob(current, false);
-    match ctx.state.store.blob_put(&blob, &check).await {
+    match super::blob::put_protected(ctx, &mut blob, &check).await {
         Ok(released) => release(ctx, released).await,
         Err(e) => {
             release(ctx, super::blob::files(&blob.content)).await;

@@ -11,13 +11,14 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 
 use keyless_core::Error;
-use keyless_store::{Blob, BlobProperties, BlobState, ByteStream, Content};
+use keyless_store::{Blob, BlobProperties, BlobState, ByteStream, Content, RetainedKind};
 
 use super::Ctx;
 use super::checksum::{self, Sent, Tap};
 use super::conditions::{Conditions, Range, condition_error, new_etag};
 use super::error::StorageError;
 use super::hns;
+use super::protection::Protection;
 use super::xml::http_date;
 
 const MAX_PUT_BLOB: u64 = 5000 * 1024 * 1024;
@@ -171,7 +172,33 @@ pub(super) fn write_headers(b: &Blob, md5: Option<&[u8]>) -> HeaderMap {
         "x-ms-request-server-encrypted",
         HeaderValue::from_static("true"),
     );
+    version_header(&mut h, b);
     h
+}
+
+/// `x-ms-version-id`, when the blob is a version.
+pub(super) fn version_header(h: &mut HeaderMap, b: &Blob) {
+    if let Some(v) = &b.state.version_id {
+        insert(h, HeaderName::from_static("x-ms-version-id"), v);
+    }
+}
+
+/// Writes `blob` as the request's blob under `check`, keeping the blob it
+/// replaces as the account's data protection says (a version, or a deleted
+/// snapshot) and giving the new one a version id when the account keeps versions.
+/// Returns the files released.
+pub(super) async fn put_protected(
+    ctx: &Ctx,
+    blob: &mut Blob,
+    check: keyless_store::Precondition<'_>,
+) -> Result<Vec<String>, Error> {
+    let protection = super::protection::Protection::of(&ctx.account);
+    blob.state.version_id = protection.new_version();
+    let keep = protection.on_overwrite(ctx.state.now());
+    ctx.state
+        .store
+        .blob_put_keeping(blob, check, Some(&keep))
+        .await
 }
 
 pub(super) fn insert(h: &mut HeaderMap, name: HeaderName, value: &str) {
@@ -236,7 +263,7 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
     };
     properties.content_md5.get_or_insert_with(|| md5.to_vec());
     let now = ctx.state.now();
-    let blob = Blob {
+    let mut blob = Blob {
         account: ctx.account.name.clone(),
         container: ctx.container.clone(),
         name: ctx.blob.clone(),
@@ -257,7 +284,7 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         },
     };
     let check = |current: Option<&Blob>| conditions.blob(current, false);
-    match ctx.state.store.blob_put(&blob, &check).await {
+    match put_protected(ctx, &mut blob, &check).await {
         Ok(released) => release(ctx, released).await,
         Err(e) => {
             release(ctx, files(&blob.content)).await;
@@ -303,8 +330,8 @@ pub(super) fn too_large(e: Error) -> StorageError {
 /// The blob of the request; a blob implies its container, which is looked up only
 /// to tell a missing container from a missing blob.
 pub(super) async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
-    if let Some(snapshot) = super::snapshot::requested(ctx)? {
-        return super::snapshot::load_snapshot(ctx, snapshot).await;
+    if let Some(earlier) = super::snapshot::requested(ctx)? {
+        return super::snapshot::load_earlier(ctx, earlier).await;
     }
     match ctx
         .state
@@ -346,6 +373,7 @@ fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
         );
     }
     super::tier::headers(&mut h, b);
+    version_header(&mut h, b);
     let p = &b.properties;
     // Empty: cleared by Set Blob Properties, so none is sent; absent: a blob
     // stored without one, which Azure types as application/octet-stream.
@@ -384,6 +412,13 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
         super::tier::refuse_archived(&b)?;
     }
     let mut headers = blob_headers(&b, super::lease::now(&ctx.state));
+    if b.state.version_id.is_some()
+        && ctx
+            .param("versionid")
+            .is_none_or(|v| Some(v) == b.state.version_id.as_deref())
+    {
+        headers.insert("x-ms-is-current-version", HeaderValue::from_static("true"));
+    }
     let (status, offset, len) = match range {
         None => {
             if let Some(md5) = &b.properties.content_md5 {
@@ -523,8 +558,8 @@ pub(super) async fn modify<T>(
     kind: Modify,
     mut change: impl FnMut(&mut Blob) -> Result<T, StorageError>,
 ) -> Result<(Blob, T), StorageError> {
-    if let Some(snapshot) = super::snapshot::requested(ctx)? {
-        // A snapshot takes new tags, nothing else.
+    if let Some(earlier) = super::snapshot::requested(ctx)? {
+        // A snapshot or an earlier version takes new tags, nothing else.
         let mut b = load(ctx).await?;
         if kind != Modify::Quiet {
             return Err(StorageError::bad(
@@ -536,7 +571,7 @@ pub(super) async fn modify<T>(
             .blob_without_lease(Some(&b), false)
             .map_err(|e| condition_error(e, false))?;
         let out = change(&mut b)?;
-        super::snapshot::update(ctx, &b, snapshot).await?;
+        super::snapshot::update(ctx, &b, earlier).await?;
         return Ok((b, out));
     }
     for _ in 0..5 {
@@ -660,14 +695,14 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
             ));
         }
     };
-    if let Some(snapshot) = super::snapshot::requested(ctx)? {
+    if let Some(earlier) = super::snapshot::requested(ctx)? {
         if with_snapshots.is_some() {
             return Err(StorageError::bad(
                 "InvalidQueryParameterValue",
                 "x-ms-delete-snapshots is for deleting a blob, not one of its snapshots",
             ));
         }
-        super::snapshot::delete(ctx, snapshot).await?;
+        super::snapshot::delete(ctx, earlier).await?;
         return Ok(StatusCode::ACCEPTED.into_response());
     }
     let conditions = Conditions::from(ctx)?;
@@ -677,10 +712,17 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
         conditions
             .blob(Some(&b), false)
             .map_err(|e| condition_error(e, false))?;
+        let soft = Protection::of(&ctx.account).soft(ctx.state.now());
         let released = ctx
             .state
             .store
-            .snapshots_delete(&ctx.account.name, &ctx.container, &ctx.blob, None)
+            .retained_delete(
+                &ctx.account.name,
+                &ctx.container,
+                &ctx.blob,
+                (Some(RetainedKind::Snapshot), None),
+                soft,
+            )
             .await?;
         release(ctx, released).await;
         return Ok(StatusCode::ACCEPTED.into_response());
@@ -693,12 +735,39 @@ pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
         with_snapshots == Some(true),
     )
     .await?;
+    let protection = Protection::of(&ctx.account);
+    let permanent = !protection.versioning && protection.blob_days.is_none();
     let mut h = HeaderMap::new();
     h.insert(
         "x-ms-delete-type-permanent",
-        HeaderValue::from_static("true"),
+        HeaderValue::from_static(if permanent { "true" } else { "false" }),
     );
     Ok((StatusCode::ACCEPTED, h).into_response())
+}
+
+/// Undelete Blob: restores what the account kept deleted of the blob (the blob
+/// itself, its snapshots, its versions) while its retention lasts.
+pub(crate) async fn undelete(ctx: &Ctx) -> Result<Response, StorageError> {
+    if ctx.account.hns {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "FeatureNotSupportedForAccount",
+            "keyless keeps no deleted paths on accounts with a hierarchical namespace.",
+        ));
+    }
+    container_exists(ctx).await?;
+    match ctx
+        .state
+        .store
+        .undelete(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await
+    {
+        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(e) if e.kind() == keyless_core::ErrorKind::NotFound => {
+            Err(StorageError::blob_not_found())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes one blob of the request's account under `conditions`; a blob with
@@ -715,10 +784,13 @@ async fn delete_blob(
     } else {
         ctx.state
             .store
-            .snapshots(&ctx.account.name, container, name)
+            .retained(&ctx.account.name, container, name)
             .await?
     };
-    if !snapshots.is_empty() && !with_snapshots {
+    let has_snapshots = snapshots
+        .iter()
+        .any(|r| r.kind == RetainedKind::Snapshot && r.deleted.is_none());
+    if has_snapshots && !with_snapshots {
         return Err(StorageError::new(
             StatusCode::CONFLICT,
             "SnapshotsPresent",
@@ -744,18 +816,29 @@ async fn delete_blob(
                 _ => condition_error(e, false),
             })?
     } else {
+        let protection = Protection::of(&ctx.account);
+        let now = ctx.state.now();
+        let keep = protection.on_delete(now);
         ctx.state
             .store
-            .blob_delete(&ctx.account.name, container, name, &check)
+            .blob_delete_keeping(&ctx.account.name, container, name, &check, Some(&keep))
             .await
             .map_err(|e| condition_error(e, false))?
     };
     release(ctx, released).await;
-    if with_snapshots {
+    if with_snapshots && has_snapshots {
+        // Kept deleted with the blob, or gone with it.
+        let soft = Protection::of(&ctx.account).soft(ctx.state.now());
         let released = ctx
             .state
             .store
-            .snapshots_delete(&ctx.account.name, container, name, None)
+            .retained_delete(
+                &ctx.account.name,
+                container,
+                name,
+                (Some(RetainedKind::Snapshot), None),
+                soft,
+            )
             .await?;
         release(ctx, released).await;
     }

@@ -192,7 +192,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
     if properties.content_md5.is_none() && ctx.header("x-ms-blob-content-md5").is_none() {
         properties.content_md5 = None;
     }
-    let blob = Blob {
+    let mut blob = Blob {
         account: ctx.account.name.clone(),
         container: ctx.container.clone(),
         name: ctx.blob.clone(),
@@ -213,7 +213,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
         },
     };
     let check = |c: Option<&Blob>| conditions.blob(c, false);
-    match ctx.state.store.blob_put(&blob, &check).await {
+    match super::blob::put_protected(ctx, &mut blob, &check).await {
         Ok(released) => release(ctx, released).await,
         Err(e) => {
             release(ctx, vec![written.file_id]).await;

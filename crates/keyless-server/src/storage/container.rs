@@ -109,15 +109,58 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
 pub(crate) async fn delete(ctx: &Ctx) -> Result<Response, StorageError> {
     let conditions = Conditions::from(ctx)?;
     let check = |c: &Container| conditions.container(c, true);
+    // Kept deleted, with its blobs, when the account keeps deleted containers.
+    let version = super::protection::container_version();
+    let keep = super::protection::Protection::of(&ctx.account)
+        .container_window(ctx.state.now())
+        .map(|(at, until)| (version.as_str(), at, until));
     let released = ctx
         .state
         .store
-        .container_delete(&ctx.account.name, &ctx.container, &check)
+        .container_delete_keeping(&ctx.account.name, &ctx.container, &check, keep)
         .await
         .map_err(refused)?
         .ok_or_else(StorageError::container_not_found)?;
     ctx.state.blobs.remove(&released).await;
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Restore Container: a container kept deleted (`x-ms-deleted-container-name`
+/// and `-version`) comes back, with its blobs, under the request's name.
+pub(crate) async fn restore(ctx: &Ctx) -> Result<Response, StorageError> {
+    let (Some(name), Some(version)) = (
+        ctx.header("x-ms-deleted-container-name"),
+        ctx.header("x-ms-deleted-container-version"),
+    ) else {
+        return Err(StorageError::bad(
+            "MissingRequiredHeader",
+            "An HTTP header that's mandatory for this request is not specified: x-ms-deleted-container-name and x-ms-deleted-container-version name the container to restore",
+        ));
+    };
+    match ctx
+        .state
+        .store
+        .container_restore(&ctx.account.name, name, version, &ctx.container)
+        .await
+    {
+        Ok(()) => {
+            let c = load(ctx).await?;
+            Ok((StatusCode::CREATED, container_headers(&c)).into_response())
+        }
+        Err(e) => Err(match e.kind() {
+            keyless_core::ErrorKind::NotFound => StorageError::new(
+                StatusCode::NOT_FOUND,
+                "ContainerNotFound",
+                format!("No deleted container `{name}` of version `{version}` is kept."),
+            ),
+            keyless_core::ErrorKind::AlreadyExists => StorageError::new(
+                StatusCode::CONFLICT,
+                "ContainerAlreadyExists",
+                "The specified container already exists.",
+            ),
+            _ => e.into(),
+        }),
+    }
 }
 
 pub(super) async fn load(ctx: &Ctx) -> Result<Container, StorageError> {
@@ -213,10 +256,10 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     let prefix = ctx.param("prefix").unwrap_or_default();
     let marker = ctx.param("marker").unwrap_or_default();
     let max = max_results(ctx)?;
-    let with_metadata = ctx
-        .param("include")
-        .is_some_and(|i| i.split(',').any(|x| x == "metadata"));
-    let mut page = ctx
+    let include = ctx.param("include").unwrap_or_default();
+    let with_metadata = include.split(',').any(|x| x == "metadata");
+    let with_deleted = include.split(',').any(|x| x == "deleted");
+    let live = ctx
         .state
         .store
         .containers(
@@ -228,9 +271,26 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
             },
         )
         .await?;
+    // Live containers, and (when asked) deleted ones by name, each after its
+    // live namesake.
+    let mut page: Vec<(Container, Option<Deleted>)> = live.into_iter().map(|c| (c, None)).collect();
+    if with_deleted {
+        let secs = ctx.state.now();
+        for d in ctx
+            .state
+            .store
+            .containers_deleted(&ctx.account.name, prefix)
+            .await?
+        {
+            if d.container.name.as_str() > marker && d.deleted.1 >= secs {
+                page.push((d.container, Some((d.version, d.deleted))));
+            }
+        }
+        page.sort_by(|a, b| (&a.0.name, a.1.is_some()).cmp(&(&b.0.name, b.1.is_some())));
+    }
     let next = if page.len() > max {
         page.truncate(max);
-        page.last().map(|c| c.name.clone())
+        page.last().map(|c| c.0.name.clone())
     } else {
         None
     };
@@ -250,9 +310,27 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     }
     xml.push_str("<Containers>");
     let now = super::lease::now(&ctx.state);
-    for c in &page {
+    let secs = ctx.state.now();
+    for (c, deleted) in &page {
+        let (deleted_xml, deleted_properties) = match deleted {
+            None => (String::new(), String::new()),
+            Some((version, (at, until))) => {
+                let days = ((until - secs).max(0) + DAY - 1) / DAY;
+                (
+                    format!(
+                        "<Deleted>true</Deleted><Version>{}</Version>",
+                        escape(version)
+                    ),
+                    format!(
+                        "<DeletedTime>{}</DeletedTime><RemainingRetentionDays>{}</RemainingRetentionDays>",
+                        http_date(*at),
+                        days.max(1)
+                    ),
+                )
+            }
+        };
         xml.push_str(&format!(
-            "<Container><Name>{}</Name><Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag>{}{}<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold></Properties>",
+            "<Container><Name>{}</Name>{deleted_xml}<Properties><Last-Modified>{}</Last-Modified><Etag>{}</Etag>{}{}<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>{deleted_properties}</Properties>",
             escape(&c.name),
             http_date(c.last_modified),
             escape(&c.etag),
@@ -279,6 +357,12 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     ));
     Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response())
 }
+
+/// A deleted container's version, and when it was deleted and goes for good.
+type Deleted = (String, (i64, i64));
+
+/// Seconds in a day, the unit of retention.
+const DAY: i64 = 24 * 3600;
 
 /// `maxresults`: 1–5000, default 5000.
 pub(crate) fn max_results(ctx: &Ctx) -> Result<usize, StorageError> {

@@ -138,16 +138,21 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             "sign the source URL with a SAS that grants read, or copy within the account with its key",
         ));
     }
-    let from_snapshot = query
-        .iter()
-        .find(|(k, _)| k == "snapshot")
-        .map(|(_, v)| v.as_str());
-    let src = match from_snapshot {
-        Some(s) => {
-            ctx.state
-                .store
-                .snapshot(account, &container, &blob, s)
-                .await?
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let earlier = match (param("snapshot"), param("versionid")) {
+        (Some(id), _) => Some((keyless_store::RetainedKind::Snapshot, id)),
+        (None, Some(id)) => Some((keyless_store::RetainedKind::Version, id)),
+        (None, None) => None,
+    };
+    let src = match earlier {
+        Some((kind, id)) => {
+            let earlier = super::snapshot::Earlier { kind, id };
+            super::snapshot::find_earlier(ctx, (account, &container, &blob), earlier).await?
         }
         None => ctx.state.store.blob(account, &container, &blob).await?,
     }
@@ -202,7 +207,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         _ => super::tags::from_request(ctx)?,
     };
     let now = ctx.state.now();
-    let copy = Blob {
+    let mut copy = Blob {
         account: ctx.account.name.clone(),
         container: ctx.container.clone(),
         name: ctx.blob.clone(),
@@ -232,7 +237,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
     };
     let conditions = Conditions::from(ctx)?;
     let check = |c: Option<&Blob>| conditions.blob(c, false);
-    match ctx.state.store.blob_put(&copy, &check).await {
+    match super::blob::put_protected(ctx, &mut copy, &check).await {
         Ok(released) => ctx.state.blobs.remove(&released).await,
         Err(e) => {
             ctx.state.blobs.remove(&files(&copy.content)).await;

@@ -315,6 +315,7 @@ pub(crate) async fn authorize_by_acl(
         | Op::LeaseBlob
         | Op::SetBlobTier
         | Op::CreateSnapshot
+        | Op::UndeleteBlob
         | Op::CreatePath
         | Op::AppendData
         | Op::FlushData => (blob.to_owned(), WRITE),

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use keyless_store::{Blob, Page};
+use keyless_store::{Blob, Page, Retained, RetainedKind};
 
 use super::Ctx;
 use super::blob::container_exists;
@@ -33,18 +33,57 @@ fn state_xml(b: &Blob) -> String {
     out
 }
 
-/// A blob (or one of its snapshots) as a listing shows it, with its metadata
-/// and tags when `include` (metadata, tags) asks for them.
-fn listed_xml(b: &Blob, snapshot: Option<&str>, include: (bool, bool), now: i64) -> String {
+/// What a listed entry is besides a blob: a snapshot, a version, the current
+/// version, and whether it is deleted (when, and until when).
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry<'a> {
+    snapshot: Option<&'a str>,
+    version: Option<&'a str>,
+    current: bool,
+    deleted: Option<(i64, i64)>,
+}
+
+impl Entry<'_> {
+    fn xml(&self) -> String {
+        let mut out = String::new();
+        if self.deleted.is_some() {
+            out.push_str("<Deleted>true</Deleted>");
+        }
+        if let Some(s) = self.snapshot {
+            out.push_str(&format!("<Snapshot>{s}</Snapshot>"));
+        }
+        if let Some(v) = self.version {
+            out.push_str(&format!("<VersionId>{v}</VersionId>"));
+        }
+        if self.current {
+            out.push_str("<IsCurrentVersion>true</IsCurrentVersion>");
+        }
+        out
+    }
+
+    fn properties_xml(&self, now: i64) -> String {
+        self.deleted.map_or_else(String::new, |(at, until)| {
+            let days = ((until - now).max(0) + 24 * 3600 - 1) / (24 * 3600);
+            let days = days.max(1);
+            format!(
+                "<DeletedTime>{}</DeletedTime><RemainingRetentionDays>{days}</RemainingRetentionDays>",
+                http_date(at)
+            )
+        })
+    }
+}
+
+/// A blob (or one of its snapshots or versions) as a listing shows it, with its
+/// metadata and tags when `include` (metadata, tags) asks for them.
+/// `now` is in milliseconds (leases), `secs` in seconds (retention).
+fn listed_xml(b: &Blob, entry: Entry<'_>, include: (bool, bool), now: i64, secs: i64) -> String {
     let (with_metadata, with_tags) = include;
     let p = &b.properties;
     let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
     let mut xml = format!(
-        "<Blob><Name>{}</Name>{}<Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>{}</BlobType>{}{}<ServerEncrypted>true</ServerEncrypted>{}</Properties>",
+        "<Blob><Name>{}</Name>{}<Properties><Creation-Time>{}</Creation-Time><Last-Modified>{}</Last-Modified><Etag>{}</Etag><Content-Length>{}</Content-Length><Content-Type>{}</Content-Type><Content-Encoding>{}</Content-Encoding><Content-Language>{}</Content-Language><Content-CRC64 /><Content-MD5>{}</Content-MD5><Cache-Control>{}</Cache-Control><Content-Disposition>{}</Content-Disposition><BlobType>{}</BlobType>{}{}<ServerEncrypted>true</ServerEncrypted>{}{}</Properties>",
         escape(&b.name),
-        snapshot
-            .map(|s| format!("<Snapshot>{s}</Snapshot>"))
-            .unwrap_or_default(),
+        entry.xml(),
         http_date(b.created_at),
         http_date(b.last_modified),
         // Azure lists a blob's ETag without the quotes its header carries.
@@ -66,6 +105,7 @@ fn listed_xml(b: &Blob, snapshot: Option<&str>, include: (bool, bool), now: i64)
         super::tier::xml(b),
         super::lease::xml(b.state.lease.as_ref(), now),
         state_xml(b),
+        entry.properties_xml(secs),
     );
     // A blob without metadata has no element: the SDKs read an empty one as
     // "no metadata known" (`None`) rather than none set (`{}`).
@@ -94,13 +134,24 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     let with_metadata = include.split(',').any(|i| i == "metadata");
     let with_tags = include.split(',').any(|i| i == "tags");
     let with_snapshots = include.split(',').any(|i| i == "snapshots");
+    let with_versions = include.split(',').any(|i| i == "versions");
+    let with_deleted = include.split(',').any(|i| i == "deleted");
     let include_of = (with_metadata, with_tags);
+    // Names with no current blob are listed for their versions or their
+    // deleted state, when asked.
+    let mut kept_kinds = Vec::new();
+    if with_versions {
+        kept_kinds.push(RetainedKind::Version);
+    }
+    if with_deleted {
+        kept_kinds.push(RetainedKind::Deleted);
+    }
     // `startFrom` lists from a name on, inclusively: the cursor (exclusive) starts
     // at a name before it, and the names still before it are skipped.
     let start_from = ctx.param("startFrom").unwrap_or_default();
 
     enum Item {
-        Blob(Box<Blob>),
+        Blob(String, Option<Box<Blob>>),
         Prefix(String),
     }
     let skip_past = |p: &str| format!("{p}\u{10FFFF}");
@@ -118,34 +169,71 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     let mut more = false;
     let listed = prefix.rsplit_once('/').map_or("", |(d, _)| d);
     let mut view = super::hns::ListingView::new(ctx, listed);
+    const BATCH: usize = 1000;
     'outer: loop {
-        let batch = ctx
-            .state
-            .store
-            .blobs(
-                &ctx.account.name,
-                &ctx.container,
-                Page {
-                    prefix,
-                    marker: &cursor,
-                    max: 1000,
-                },
-            )
+        let page = || Page {
+            prefix,
+            marker: &cursor,
+            max: BATCH,
+        };
+        let store = &ctx.state.store;
+        let blobs = store
+            .blobs(&ctx.account.name, &ctx.container, page())
             .await?;
+        let others = if kept_kinds.is_empty() || ctx.account.hns {
+            Vec::new()
+        } else {
+            store
+                .retained_names(
+                    &ctx.account.name,
+                    &ctx.container,
+                    page(),
+                    &kept_kinds,
+                    with_deleted,
+                )
+                .await?
+        };
+        // Both sources are merged up to the first name either may not have
+        // given whole; the next round starts after it.
+        let mut frontier: Option<String> = None;
+        for full_last in [
+            (blobs.len() == BATCH)
+                .then(|| blobs.last().map(|b| b.name.clone()))
+                .flatten(),
+            (others.len() == BATCH)
+                .then(|| others.last().cloned())
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if frontier.as_ref().is_none_or(|f| full_last < *f) {
+                frontier = Some(full_last);
+            }
+        }
+        let mut batch: std::collections::BTreeMap<String, Option<Box<Blob>>> = blobs
+            .into_iter()
+            .map(|b| (b.name.clone(), Some(Box::new(b))))
+            .collect();
+        for name in others {
+            batch.entry(name).or_insert(None);
+        }
+        if let Some(f) = &frontier {
+            batch.retain(|name, _| name <= f);
+        }
         if batch.is_empty() {
             break;
         }
-        let full = batch.len() == 1000;
-        for b in batch {
-            if b.name.as_str() < start_from {
-                cursor.clone_from(&b.name);
+        for (name, b) in batch {
+            if name.as_str() < start_from {
+                cursor.clone_from(&name);
                 continue;
             }
             if items.len() == max {
                 more = true;
                 break 'outer;
             }
-            let rest = b.name.get(prefix.len()..).unwrap_or_default();
+            let rest = name.get(prefix.len()..).unwrap_or_default();
             if let Some(d) = delimiter
                 && let Some(at) = rest.find(d)
             {
@@ -154,21 +242,21 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                 items.push(Item::Prefix(p));
                 continue 'outer;
             }
-            cursor.clone_from(&b.name);
+            cursor.clone_from(&name);
             if let Some(v) = view.as_mut()
-                && !v.shows(&b.name).await?
+                && !v.shows(&name).await?
             {
                 continue;
             }
-            items.push(Item::Blob(Box::new(b)));
+            items.push(Item::Blob(name, b));
         }
-        if !full {
+        if frontier.is_none() {
             break;
         }
     }
     let next = if more {
         items.last().map(|i| match i {
-            Item::Blob(b) => b.name.clone(),
+            Item::Blob(name, _) => name.clone(),
             Item::Prefix(p) => p.clone(),
         })
     } else {
@@ -200,19 +288,68 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                 "<BlobPrefix><Name>{}</Name></BlobPrefix>",
                 escape(p)
             )),
-            Item::Blob(b) => {
-                if with_snapshots && !ctx.account.hns {
-                    // A blob's snapshots come before it, oldest first.
-                    for (snapshot, shot) in ctx
-                        .state
+            Item::Blob(name, current) => {
+                let kept = if (with_snapshots || !kept_kinds.is_empty()) && !ctx.account.hns {
+                    ctx.state
                         .store
-                        .snapshots(&ctx.account.name, &ctx.container, &b.name)
+                        .retained(&ctx.account.name, &ctx.container, name)
                         .await?
-                    {
-                        xml.push_str(&listed_xml(&shot, Some(&snapshot), include_of, now));
+                } else {
+                    Vec::new()
+                };
+                let secs = ctx.state.now();
+                let shown = |r: &&Retained| {
+                    r.deleted
+                        .is_none_or(|(_, until)| with_deleted && until >= secs)
+                };
+                // A blob's snapshots come first, oldest first; deleted states
+                // of a blob that was written again count as its snapshots.
+                let latest_deleted = kept
+                    .iter()
+                    .rfind(|r| r.kind == RetainedKind::Deleted && shown(r))
+                    .filter(|_| current.is_none());
+                for r in kept.iter().filter(shown) {
+                    let as_snapshot = r.kind == RetainedKind::Snapshot
+                        || (r.kind == RetainedKind::Deleted
+                            && latest_deleted.is_none_or(|l| l.id != r.id));
+                    if as_snapshot && with_snapshots {
+                        let entry = Entry {
+                            snapshot: Some(&r.id),
+                            deleted: r.deleted,
+                            ..Entry::default()
+                        };
+                        xml.push_str(&listed_xml(&r.blob, entry, include_of, now, secs));
                     }
                 }
-                xml.push_str(&listed_xml(b, None, include_of, now));
+                if with_versions {
+                    for r in kept
+                        .iter()
+                        .filter(shown)
+                        .filter(|r| r.kind == RetainedKind::Version)
+                    {
+                        let entry = Entry {
+                            version: Some(&r.id),
+                            deleted: r.deleted,
+                            ..Entry::default()
+                        };
+                        xml.push_str(&listed_xml(&r.blob, entry, include_of, now, secs));
+                    }
+                }
+                if let Some(r) = latest_deleted {
+                    let entry = Entry {
+                        deleted: r.deleted,
+                        ..Entry::default()
+                    };
+                    xml.push_str(&listed_xml(&r.blob, entry, include_of, now, secs));
+                }
+                if let Some(b) = current {
+                    let entry = Entry {
+                        version: b.state.version_id.as_deref(),
+                        current: b.state.version_id.is_some(),
+                        ..Entry::default()
+                    };
+                    xml.push_str(&listed_xml(b, entry, include_of, now, secs));
+                }
             }
         }
     }

@@ -27,6 +27,8 @@ pub(crate) enum Operation {
     GetContainerProperties,
     /// `PUT /{account}/{container}?restype=container&comp=metadata`
     SetContainerMetadata,
+    /// `PUT /{account}/{container}?restype=container&comp=undelete`
+    RestoreContainer,
     /// `PUT /{account}/{container}?restype=container&comp=lease`
     LeaseContainer,
     /// `GET|HEAD /{account}/{container}?restype=container&comp=acl`
@@ -73,6 +75,8 @@ pub(crate) enum Operation {
     PutPage,
     /// `PUT …?comp=snapshot`
     CreateSnapshot,
+    /// `PUT …?comp=undelete`
+    UndeleteBlob,
     /// `GET …?comp=pagelist`
     GetPageRanges,
     /// `POST /{account}/{container}?restype=container&comp=batch` (deletes only)
@@ -190,6 +194,9 @@ impl Operation {
             (Target::Container, "PUT", Some("container"), Some("metadata")) => {
                 Self::SetContainerMetadata
             }
+            (Target::Container, "PUT", Some("container"), Some("undelete")) => {
+                Self::RestoreContainer
+            }
             (Target::Container, "GET", Some("container"), Some("list")) => Self::ListBlobs,
             (Target::Container, "POST", Some("container"), Some("batch")) => Self::BlobBatch,
             // The JavaScript SDK sends a service's batch as a container's
@@ -215,6 +222,7 @@ impl Operation {
             (Target::Blob, "PUT", None, Some("page")) if !copy_source => Self::PutPage,
             (Target::Blob, "GET", None, Some("pagelist")) => Self::GetPageRanges,
             (Target::Blob, "PUT", None, Some("snapshot")) => Self::CreateSnapshot,
+            (Target::Blob, "PUT", None, Some("undelete")) => Self::UndeleteBlob,
             _ => {
                 let what = match (comp, restype, copy_source) {
                     (_, _, true) => "copy from a URL".to_owned(),
@@ -289,6 +297,18 @@ mod tests {
                 q(&[("restype", "container")]),
                 Target::Container,
                 Operation::CreateContainer,
+            ),
+            (
+                Method::PUT,
+                q(&[("restype", "container"), ("comp", "undelete")]),
+                Target::Container,
+                Operation::RestoreContainer,
+            ),
+            (
+                Method::PUT,
+                q(&[("comp", "undelete")]),
+                Target::Blob,
+                Operation::UndeleteBlob,
             ),
             (
                 Method::DELETE,

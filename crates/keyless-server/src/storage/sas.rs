@@ -432,7 +432,7 @@ impl Sas {
                 ));
             }
             Op::SetServiceProperties => ('s', "w"),
-            Op::CreateContainer => ('c', "cw"),
+            Op::CreateContainer | Op::RestoreContainer => ('c', "cw"),
             Op::DeleteContainer => ('c', "d"),
             Op::GetContainerProperties => ('c', "r"),
             Op::SetContainerMetadata => ('c', "w"),
@@ -446,6 +446,7 @@ impl Sas {
             Op::GetPageRanges => ('o', "r"),
             // `c` may snapshot a blob, as it may create one.
             Op::CreateSnapshot => ('o', "cw"),
+            Op::UndeleteBlob => ('o', "w"),
             Op::AppendBlock => ('o', "aw"),
             // `c` creates new blobs only; the dispatcher refuses an overwrite without `w`.
             Op::PutBlob | Op::PutBlock | Op::PutBlockList | Op::CopyBlob => ('o', "cw"),
@@ -539,6 +540,7 @@ impl Sas {
                     || matches!(
                         op,
                         Op::CreateContainer
+                            | Op::RestoreContainer
                             | Op::DeleteContainer
                             | Op::GetContainerProperties
                             | Op::SetContainerMetadata

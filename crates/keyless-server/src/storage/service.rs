@@ -65,6 +65,22 @@ fn stored(account: &StorageAccount) -> Option<&Map<String, Value>> {
     account.body.get(KEY).and_then(Value::as_object)
 }
 
+/// One kept element of the properties, as XML text (`None` when never set).
+pub(crate) fn stored_element<'a>(account: &'a StorageAccount, name: &str) -> Option<&'a str> {
+    stored(account)
+        .and_then(|m| m.get(name))
+        .and_then(Value::as_str)
+}
+
+/// Replaces one element of the kept properties.
+pub(crate) fn store_element(account: &mut StorageAccount, name: &str, xml: String) {
+    let mut kept = stored(account).cloned().unwrap_or_default();
+    kept.insert(name.to_owned(), Value::String(xml));
+    if let Some(map) = account.body.as_object_mut() {
+        map.insert(KEY.to_owned(), Value::Object(kept));
+    }
+}
+
 /// Get Blob Service Properties.
 pub(crate) fn get(ctx: &Ctx) -> Response {
     let kept = stored(&ctx.account);
@@ -238,12 +254,14 @@ pub(crate) async fn set(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         }
     }
     let mut account = (*ctx.account).clone();
-    let mut kept = stored(&account).cloned().unwrap_or_default();
     for (name, xml) in sent {
-        kept.insert(name, Value::String(xml));
-    }
-    if let Some(map) = account.body.as_object_mut() {
-        map.insert(KEY.to_owned(), Value::Object(kept));
+        let xml = if name == "DeleteRetentionPolicy" {
+            // Kept as keyless writes it, so that Get answers in one shape.
+            super::protection::retention_xml(super::protection::parse_retention(&xml)?)
+        } else {
+            xml
+        };
+        store_element(&mut account, &name, xml);
     }
     ctx.state.store.account_update(&account).await?;
     ctx.state.forget_account_keys(&account.name);

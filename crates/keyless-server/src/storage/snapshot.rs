@@ -9,7 +9,7 @@
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use keyless_store::{Blob, Content};
+use keyless_store::{Blob, Content, Retained, RetainedKind};
 
 use super::Ctx;
 use super::blob::{insert, load, release};
@@ -19,7 +19,7 @@ use super::operation::Operation;
 use super::xml::http_date;
 
 /// A snapshot's name: the UTC time it was taken, to the 100 ns, as Azure writes it.
-fn name_at(nanos: u128) -> String {
+pub(crate) fn name_at(nanos: u128) -> String {
     let secs = i64::try_from(nanos / 1_000_000_000).unwrap_or(0);
     let ticks = (nanos % 1_000_000_000) / 100;
     let day = super::delegation::iso(secs);
@@ -40,31 +40,43 @@ pub(crate) fn valid(text: &str) -> bool {
             .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19 | 27) || c.is_ascii_digit())
 }
 
-/// The request's `snapshot=`, checked.
-pub(crate) fn requested(ctx: &Ctx) -> Result<Option<&str>, StorageError> {
-    match ctx.param("snapshot") {
-        None => Ok(None),
-        Some(s) if valid(s) => Ok(Some(s)),
-        Some(s) => Err(StorageError::bad(
-            "InvalidQueryParameterValue",
-            format!(
-                "Value for one of the query parameters specified in the request URI is invalid: snapshot `{s}` is not a snapshot time such as 2026-12-03T09:40:00.1234567Z"
-            ),
-        )),
-    }
+/// An earlier state a request names: `snapshot=` or `versionid=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Earlier<'a> {
+    pub(crate) kind: RetainedKind,
+    pub(crate) id: &'a str,
 }
 
-/// Refuses `snapshot=` on operations a snapshot does not take (it is read-only),
-/// and `versionid=`, which keyless does not keep.
+/// The request's `snapshot=` or `versionid=`, checked.
+pub(crate) fn requested(ctx: &Ctx) -> Result<Option<Earlier<'_>>, StorageError> {
+    let named = match (ctx.param("snapshot"), ctx.param("versionid")) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(StorageError::bad(
+                "InvalidQueryParameterValue",
+                "Value for one of the query parameters specified in the request URI is invalid: a request names a snapshot or a version, not both",
+            ));
+        }
+        (Some(s), None) => (RetainedKind::Snapshot, "snapshot", s),
+        (None, Some(v)) => (RetainedKind::Version, "versionid", v),
+    };
+    let (kind, param, id) = named;
+    if valid(id) {
+        return Ok(Some(Earlier { kind, id }));
+    }
+    Err(StorageError::bad(
+        "InvalidQueryParameterValue",
+        format!(
+            "Value for one of the query parameters specified in the request URI is invalid: {param} `{id}` is not a time such as 2026-12-03T09:40:00.1234567Z"
+        ),
+    ))
+}
+
+/// Refuses `snapshot=` and `versionid=` on operations an earlier state does not
+/// take (it is read-only).
 pub(crate) fn refuse_writes(op: Operation, query: &[(String, String)]) -> Result<(), StorageError> {
     use Operation as Op;
     let has = |name: &str| query.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-    if has("versionid") {
-        return Err(StorageError::bad(
-            "InvalidQueryParameterValue",
-            "Value for one of the query parameters specified in the request URI is invalid: keyless keeps no blob versions (versionid); snapshots (snapshot=) are kept",
-        ));
-    }
     let reads = matches!(
         op,
         Op::GetBlob
@@ -77,10 +89,10 @@ pub(crate) fn refuse_writes(op: Operation, query: &[(String, String)]) -> Result
             | Op::DeleteBlob
             | Op::GetAccountInformation
     );
-    if has("snapshot") && !reads {
+    if (has("snapshot") || has("versionid")) && !reads {
         return Err(StorageError::bad(
             "InvalidQueryParameterValue",
-            "Value for one of the query parameters specified in the request URI is invalid: a snapshot is read-only; it is read, tagged and deleted only",
+            "Value for one of the query parameters specified in the request URI is invalid: a snapshot or an earlier version is read-only; it is read, tagged and deleted only",
         ));
     }
     Ok(())
@@ -117,21 +129,15 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
         ),
         Content::Inline(bytes) => Content::Inline(bytes.clone()),
     };
-    let mut nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut name = name_at(nanos);
-    while ctx
-        .state
-        .store
-        .snapshot(&ctx.account.name, &ctx.container, &ctx.blob, &name)
-        .await?
-        .is_some()
-    {
-        nanos += 100;
-        name = name_at(nanos);
-    }
-    if let Err(e) = ctx.state.store.snapshot_put(&copy, &name).await {
+    let name = super::protection::fresh_name();
+    let kept = Retained {
+        kind: RetainedKind::Snapshot,
+        id: name.clone(),
+        deleted: None,
+        blob: copy,
+    };
+    if let Err(e) = ctx.state.store.retained_put(&kept).await {
+        let copy = kept.blob;
         release(ctx, super::blob::files(&copy.content)).await;
         return Err(e.into());
     }
@@ -150,14 +156,48 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
     Ok((StatusCode::CREATED, h).into_response())
 }
 
-/// Loads the snapshot a request names.
-pub(crate) async fn load_snapshot(ctx: &Ctx, snapshot: &str) -> Result<Blob, StorageError> {
-    match ctx
+/// The earlier state of a blob `earlier` names: a live snapshot, or a version
+/// (the current blob when it is the version named).
+pub(crate) async fn find_earlier(
+    ctx: &Ctx,
+    (account, container, name): (&str, &str, &str),
+    earlier: Earlier<'_>,
+) -> Result<Option<Blob>, StorageError> {
+    let store = &ctx.state.store;
+    if earlier.kind == RetainedKind::Version
+        && let Some(b) = store.blob(account, container, name).await?
+        && b.state.version_id.as_deref() == Some(earlier.id)
+    {
+        return Ok(Some(b));
+    }
+    Ok(store
+        .retained_one(account, container, name, earlier.kind, earlier.id)
+        .await?
+        .filter(|r| r.deleted.is_none())
+        .map(|r| r.blob))
+}
+
+/// Whether `earlier` names the version the request's blob is now.
+async fn is_current_version(ctx: &Ctx, earlier: Earlier<'_>) -> Result<bool, StorageError> {
+    if earlier.kind != RetainedKind::Version {
+        return Ok(false);
+    }
+    let current = ctx
         .state
         .store
-        .snapshot(&ctx.account.name, &ctx.container, &ctx.blob, snapshot)
-        .await?
-    {
+        .blob(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?;
+    Ok(current.is_some_and(|c| c.state.version_id.as_deref() == Some(earlier.id)))
+}
+
+/// Loads the earlier state a request names.
+pub(crate) async fn load_earlier(ctx: &Ctx, earlier: Earlier<'_>) -> Result<Blob, StorageError> {
+    let at = (
+        ctx.account.name.as_str(),
+        ctx.container.as_str(),
+        ctx.blob.as_str(),
+    );
+    match find_earlier(ctx, at, earlier).await? {
         Some(b) => Ok(b),
         None => {
             super::blob::container_exists(ctx).await?;
@@ -166,24 +206,54 @@ pub(crate) async fn load_snapshot(ctx: &Ctx, snapshot: &str) -> Result<Blob, Sto
     }
 }
 
-/// Writes a snapshot's changed tags.
-pub(crate) async fn update(ctx: &Ctx, b: &Blob, snapshot: &str) -> Result<(), StorageError> {
-    if let Some(old) = ctx.state.store.snapshot_put(b, snapshot).await? {
+/// Writes an earlier state's changed tags.
+pub(crate) async fn update(ctx: &Ctx, b: &Blob, earlier: Earlier<'_>) -> Result<(), StorageError> {
+    if is_current_version(ctx, earlier).await? {
+        // The current version is the blob.
+        let check = |c: Option<&Blob>| match c {
+            Some(c) if c.state.version_id == b.state.version_id => Ok(()),
+            _ => Err(keyless_core::Error::not_found("the blob does not exist")),
+        };
+        ctx.state.store.blob_update(b, &check).await?;
+        return Ok(());
+    }
+    let kept = Retained {
+        kind: earlier.kind,
+        id: earlier.id.to_owned(),
+        deleted: None,
+        blob: b.clone(),
+    };
+    if let Some(old) = ctx.state.store.retained_put(&kept).await? {
         release(ctx, vec![old]).await;
     }
     Ok(())
 }
 
-/// Delete Blob with `snapshot=`: that snapshot alone.
-pub(crate) async fn delete(ctx: &Ctx, snapshot: &str) -> Result<(), StorageError> {
-    let b = load_snapshot(ctx, snapshot).await?;
+/// Delete Blob with `snapshot=` or `versionid=`: that state alone, kept deleted
+/// for the account's retention days when it has them.
+pub(crate) async fn delete(ctx: &Ctx, earlier: Earlier<'_>) -> Result<(), StorageError> {
+    let b = load_earlier(ctx, earlier).await?;
+    if is_current_version(ctx, earlier).await? {
+        return Err(StorageError::new(
+            StatusCode::CONFLICT,
+            "OperationNotAllowedOnCurrentVersion",
+            "The current version of a blob is deleted by Delete Blob without versionid; that keeps it as a previous version.",
+        ));
+    }
     Conditions::from(ctx)?
         .blob_without_lease(Some(&b), false)
         .map_err(|e| condition_error(e, false))?;
+    let soft = super::protection::Protection::of(&ctx.account).soft(ctx.state.now());
     let released = ctx
         .state
         .store
-        .snapshots_delete(&ctx.account.name, &ctx.container, &ctx.blob, Some(snapshot))
+        .retained_delete(
+            &ctx.account.name,
+            &ctx.container,
+            &ctx.blob,
+            (Some(earlier.kind), Some(earlier.id)),
+            soft,
+        )
         .await?;
     release(ctx, released).await;
     Ok(())

@@ -11,7 +11,8 @@ use keyless_core::{Error, TenantId};
 use super::{SqliteStore, corrupt, db_error};
 use crate::storage::{
     Blob, BlobProperties, BlobState, Block, Container, ContainerCheck, ContainerState, Content,
-    Page, Precondition, StorageAccount, StorageStore,
+    DeletedContainer, Keep, Page, Precondition, Retained, RetainedKind, StorageAccount,
+    StorageStore, deleted_container_name,
 };
 
 fn json_pairs(text: &str) -> Result<Vec<(String, String)>, Error> {
@@ -224,6 +225,182 @@ async fn released_in(
     Ok(files)
 }
 
+fn retained_row(row: &SqliteRow) -> Result<Retained, Error> {
+    let c = |e| corrupt("kept blob", e);
+    let kind: String = row.try_get("kind").map_err(c)?;
+    let deleted_at: Option<i64> = row.try_get("deleted_at").map_err(c)?;
+    let expires_at: Option<i64> = row.try_get("expires_at").map_err(c)?;
+    Ok(Retained {
+        kind: RetainedKind::parse(&kind)
+            .ok_or_else(|| corrupt("kept blob", format_args!("unknown kind `{kind}`")))?,
+        id: row.try_get("snapshot").map_err(c)?,
+        deleted: deleted_at.zip(expires_at),
+        blob: blob_row(row)?,
+    })
+}
+
+/// Writes (or replaces) a kept state; returns the file of the row it replaced.
+async fn insert_retained(tx: &mut SqliteConnection, r: &Retained) -> Result<Option<String>, Error> {
+    let b = &r.blob;
+    let old: Option<(String,)> = sqlx::query_as(
+        "SELECT file_id FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND kind = ? AND snapshot = ?",
+    )
+    .bind(&b.account)
+    .bind(&b.container)
+    .bind(&b.name)
+    .bind(r.kind.as_str())
+    .bind(&r.id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let p = &b.properties;
+    sqlx::query(
+        "INSERT OR REPLACE INTO blob_snapshots (account, container, name, kind, snapshot, etag, created_at, last_modified, size,
+            file_id, content_type, content_encoding, content_language, content_disposition, cache_control, content_md5,
+            metadata, committed_blocks, content, is_dir, acl, state, deleted_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&b.account)
+    .bind(&b.container)
+    .bind(&b.name)
+    .bind(r.kind.as_str())
+    .bind(&r.id)
+    .bind(&b.etag)
+    .bind(b.created_at)
+    .bind(b.last_modified)
+    .bind(size_i64(b.size)?)
+    .bind(b.content.file_id().unwrap_or(""))
+    .bind(&p.content_type)
+    .bind(&p.content_encoding)
+    .bind(&p.content_language)
+    .bind(&p.content_disposition)
+    .bind(&p.cache_control)
+    .bind(&p.content_md5)
+    .bind(to_json(&b.metadata)?)
+    .bind(to_json(&b.committed_blocks)?)
+    .bind(match &b.content {
+        Content::Inline(bytes) => Some(bytes.as_ref()),
+        Content::File(_) => None,
+    })
+    .bind(b.is_dir)
+    .bind(acl_json(b.acl.as_ref())?)
+    .bind(blob_state_json(&b.state)?)
+    .bind(r.deleted.map(|d| d.0))
+    .bind(r.deleted.map(|d| d.1))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    Ok(old
+        .map(|(f,)| f)
+        .filter(|f| !f.is_empty() && Some(f.as_str()) != b.content.file_id()))
+}
+
+/// Keeps `current`, the blob a write replaces or a delete removes, as `keep`
+/// says; a kept deletion takes the blob's live snapshots with it. Returns whether
+/// it was kept (its file is then the kept row's).
+async fn keep_current(
+    tx: &mut SqliteConnection,
+    current: &Blob,
+    keep: &Keep,
+) -> Result<bool, Error> {
+    let (kind, id, deleted) = match (&current.state.version_id, keep.kind) {
+        (Some(version), _) => (RetainedKind::Version, version.clone(), None),
+        (None, Some(kind)) => (kind, keep.id.clone(), keep.deleted),
+        (None, None) => return Ok(false),
+    };
+    let mut blob = current.clone();
+    blob.state.lease = None;
+    insert_retained(
+        tx,
+        &Retained {
+            kind,
+            id,
+            deleted,
+            blob,
+        },
+    )
+    .await?;
+    if kind == RetainedKind::Deleted
+        && let Some((at, until)) = deleted
+    {
+        sqlx::query(
+            "UPDATE blob_snapshots SET deleted_at = ?, expires_at = ?
+             WHERE account = ? AND container = ? AND name = ? AND kind = 'snapshot' AND deleted_at IS NULL",
+        )
+        .bind(at)
+        .bind(until)
+        .bind(&current.account)
+        .bind(&current.container)
+        .bind(&current.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(true)
+}
+
+/// Clears the deletion marks of a blob's kept states.
+async fn restore_deleted(
+    tx: &mut SqliteConnection,
+    account: &str,
+    container: &str,
+    name: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE blob_snapshots SET deleted_at = NULL, expires_at = NULL
+         WHERE account = ? AND container = ? AND name = ? AND deleted_at IS NOT NULL",
+    )
+    .bind(account)
+    .bind(container)
+    .bind(name)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Moves a container and everything in it to another name, marked deleted
+/// (when, until when) or not.
+async fn move_container(
+    tx: &mut SqliteConnection,
+    account: &str,
+    from: &str,
+    to: &str,
+    deleted: Option<(i64, i64)>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO containers (account, name, etag, last_modified, metadata, acl, state, deleted_at, expires_at)
+         SELECT account, ?3, etag, last_modified, metadata, acl, state, ?4, ?5 FROM containers
+         WHERE account = ?1 AND name = ?2",
+    )
+    .bind(account)
+    .bind(from)
+    .bind(to)
+    .bind(deleted.map(|d| d.0))
+    .bind(deleted.map(|d| d.1))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    for table in ["blobs", "blocks", "blob_snapshots"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET container = ?3 WHERE account = ?1 AND container = ?2"
+        ))
+        .bind(account)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    }
+    sqlx::query("DELETE FROM containers WHERE account = ? AND name = ?")
+        .bind(account)
+        .bind(from)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// Put Blob after its savepoint: the current row, the staged blocks dropped (their
 /// files returned), the new row in, keeping the creation time of the blob it replaces.
 const PUT_BLOB: &str = "SELECT * FROM blobs WHERE account = ?1 AND container = ?2 AND name = ?3;
@@ -380,7 +557,8 @@ impl StorageStore for SqliteStore {
 
     async fn containers(&self, account: &str, page: Page<'_>) -> Result<Vec<Container>, Error> {
         let rows = sqlx::query(
-            "SELECT * FROM containers WHERE account = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
+            "SELECT * FROM containers WHERE account = ? AND name LIKE ? ESCAPE '\\' AND name > ? AND deleted_at IS NULL
+             ORDER BY name LIMIT ?",
         )
         .bind(account)
         .bind(like_prefix(page.prefix))
@@ -422,11 +600,12 @@ impl StorageStore for SqliteStore {
         result
     }
 
-    async fn container_delete(
+    async fn container_delete_keeping(
         &self,
         account: &str,
         name: &str,
         check: ContainerCheck<'_>,
+        keep: Option<(&str, i64, i64)>,
     ) -> Result<Option<Vec<String>>, Error> {
         let mut tx = self.writer.begin().await?;
         let result = async {
@@ -434,6 +613,11 @@ impl StorageStore for SqliteStore {
                 return Ok(None);
             };
             check(&current)?;
+            if let Some((version, at, until)) = keep {
+                let hidden = deleted_container_name(name, version);
+                move_container(&mut tx, account, name, &hidden, Some((at, until))).await?;
+                return Ok(Some(Vec::new()));
+            }
             let files = released_in(
                 &mut tx,
                 "SELECT file_id FROM blobs WHERE account = ?1 AND container = ?2 AND file_id != ''
@@ -449,6 +633,68 @@ impl StorageStore for SqliteStore {
                 .await
                 .map_err(db_error)?;
             Ok((done.rows_affected() > 0).then_some(files))
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_all();
+        result
+    }
+
+    async fn containers_deleted(
+        &self,
+        account: &str,
+        prefix: &str,
+    ) -> Result<Vec<DeletedContainer>, Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM containers WHERE account = ? AND name LIKE ? ESCAPE '\\' AND deleted_at IS NOT NULL
+             ORDER BY name",
+        )
+        .bind(account)
+        .bind(like_prefix(&format!("$deleted/{prefix}")))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let mut container = container_row(row)?;
+                let c = |e| corrupt("deleted container", e);
+                let at: i64 = row.try_get("deleted_at").map_err(c)?;
+                let until: Option<i64> = row.try_get("expires_at").map_err(c)?;
+                let hidden = container.name.clone();
+                let (name, version) = hidden
+                    .strip_prefix("$deleted/")
+                    .and_then(|rest| rest.rsplit_once('/'))
+                    .ok_or_else(|| corrupt("deleted container", &hidden))?;
+                container.name = name.to_owned();
+                Ok(DeletedContainer {
+                    container,
+                    version: version.to_owned(),
+                    deleted: (at, until.unwrap_or(at)),
+                })
+            })
+            .collect()
+    }
+
+    async fn container_restore(
+        &self,
+        account: &str,
+        name: &str,
+        version: &str,
+        to: &str,
+    ) -> Result<(), Error> {
+        let hidden = deleted_container_name(name, version);
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            if current_container(&mut tx, account, &hidden)
+                .await?
+                .is_none()
+            {
+                return Err(Error::not_found("no such deleted container"));
+            }
+            if current_container(&mut tx, account, to).await?.is_some() {
+                return Err(Error::exists("the container already exists"));
+            }
+            move_container(&mut tx, account, &hidden, to, None).await
         }
         .await;
         let result = tx.finish(result).await;
@@ -516,6 +762,7 @@ impl StorageStore for SqliteStore {
             "SELECT account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
                 content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content, is_dir, acl, state
              FROM blobs WHERE account = ?1 AND (?2 IS NULL OR container = ?2) AND state IS NOT NULL
+                AND container NOT LIKE '$deleted/%'
                 AND json_extract(state, '$.tags') IS NOT NULL AND (container, name) > (?3, ?4)
              ORDER BY container, name LIMIT ?5",
         )
@@ -530,7 +777,12 @@ impl StorageStore for SqliteStore {
         rows.iter().map(blob_row).collect()
     }
 
-    async fn blob_put(&self, b: &Blob, check: Precondition<'_>) -> Result<Vec<String>, Error> {
+    async fn blob_put_keeping(
+        &self,
+        b: &Blob,
+        check: Precondition<'_>,
+        keep: Option<&Keep>,
+    ) -> Result<Vec<String>, Error> {
         let (mut tx, prelude) = self.writer.begin_deferred().await;
         let result = async {
             // One round trip to the writing connection: the savepoint and
@@ -595,12 +847,15 @@ impl StorageStore for SqliteStore {
                 .await
                 .map_err(db_error)?;
             }
-            released.extend(
-                current
-                    .as_ref()
-                    .and_then(|c| c.content.file_id())
-                    .map(str::to_owned),
-            );
+            if let Some(c) = &current {
+                let kept = match keep {
+                    Some(keep) => keep_current(&mut tx, c, keep).await?,
+                    None => false,
+                };
+                if !kept {
+                    released.extend(c.content.file_id().map(str::to_owned));
+                }
+            }
             released.retain(|f| Some(f.as_str()) != new_file);
             Ok(released)
         }
@@ -649,12 +904,13 @@ impl StorageStore for SqliteStore {
         result
     }
 
-    async fn blob_delete(
+    async fn blob_delete_keeping(
         &self,
         account: &str,
         container: &str,
         name: &str,
         check: Precondition<'_>,
+        keep: Option<&Keep>,
     ) -> Result<Vec<String>, Error> {
         let mut tx = self.writer.begin().await?;
         let result = async {
@@ -670,14 +926,14 @@ impl StorageStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            let blocks = drop_blocks(&mut tx, account, container, &[name]).await?;
-            let mut released: Vec<String> = current
-                .content
-                .file_id()
-                .map(str::to_owned)
-                .into_iter()
-                .collect();
-            released.extend(blocks);
+            let mut released = drop_blocks(&mut tx, account, container, &[name]).await?;
+            let kept = match keep {
+                Some(keep) => keep_current(&mut tx, &current, keep).await?,
+                None => false,
+            };
+            if !kept {
+                released.extend(current.content.file_id().map(str::to_owned));
+            }
             Ok(released)
         }
         .await;
@@ -923,91 +1179,44 @@ impl StorageStore for SqliteStore {
         Ok(rows.into_iter().map(|(f,)| f).collect())
     }
 
-    async fn snapshot_put(&self, b: &Blob, snapshot: &str) -> Result<Option<String>, Error> {
+    async fn retained_put(&self, kept: &Retained) -> Result<Option<String>, Error> {
         let mut tx = self.writer.begin().await?;
-        let result = async {
-            let old: Option<(String,)> = sqlx::query_as(
-                "SELECT file_id FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND snapshot = ?",
-            )
-            .bind(&b.account)
-            .bind(&b.container)
-            .bind(&b.name)
-            .bind(snapshot)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            let p = &b.properties;
-            sqlx::query(
-                "INSERT OR REPLACE INTO blob_snapshots (account, container, name, snapshot, etag, created_at, last_modified, size,
-                    file_id, content_type, content_encoding, content_language, content_disposition, cache_control, content_md5,
-                    metadata, committed_blocks, content, is_dir, acl, state)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&b.account)
-            .bind(&b.container)
-            .bind(&b.name)
-            .bind(snapshot)
-            .bind(&b.etag)
-            .bind(b.created_at)
-            .bind(b.last_modified)
-            .bind(size_i64(b.size)?)
-            .bind(b.content.file_id().unwrap_or(""))
-            .bind(&p.content_type)
-            .bind(&p.content_encoding)
-            .bind(&p.content_language)
-            .bind(&p.content_disposition)
-            .bind(&p.cache_control)
-            .bind(&p.content_md5)
-            .bind(to_json(&b.metadata)?)
-            .bind(to_json(&b.committed_blocks)?)
-            .bind(match &b.content {
-                Content::Inline(bytes) => Some(bytes.as_ref()),
-                Content::File(_) => None,
-            })
-            .bind(b.is_dir)
-            .bind(acl_json(b.acl.as_ref())?)
-            .bind(blob_state_json(&b.state)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            Ok(old
-                .map(|(f,)| f)
-                .filter(|f| !f.is_empty() && Some(f.as_str()) != b.content.file_id()))
-        }
-        .await;
+        let result = insert_retained(&mut tx, kept).await;
         tx.finish(result).await
     }
 
-    async fn snapshot(
+    async fn retained_one(
         &self,
         account: &str,
         container: &str,
         name: &str,
-        snapshot: &str,
-    ) -> Result<Option<Blob>, Error> {
+        kind: RetainedKind,
+        id: &str,
+    ) -> Result<Option<Retained>, Error> {
         sqlx::query(
-            "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND snapshot = ?",
+            "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND kind = ? AND snapshot = ?",
         )
         .bind(account)
         .bind(container)
         .bind(name)
-        .bind(snapshot)
+        .bind(kind.as_str())
+        .bind(id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?
         .as_ref()
-        .map(blob_row)
+        .map(retained_row)
         .transpose()
     }
 
-    async fn snapshots(
+    async fn retained(
         &self,
         account: &str,
         container: &str,
         name: &str,
-    ) -> Result<Vec<(String, Blob)>, Error> {
+    ) -> Result<Vec<Retained>, Error> {
         let rows = sqlx::query(
-            "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? ORDER BY snapshot",
+            "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? ORDER BY snapshot, kind",
         )
         .bind(account)
         .bind(container)
@@ -1015,31 +1224,72 @@ impl StorageStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let snapshot: String = row
-                    .try_get("snapshot")
-                    .map_err(|e| corrupt("snapshot", e))?;
-                Ok((snapshot, blob_row(row)?))
-            })
-            .collect()
+        rows.iter().map(retained_row).collect()
     }
 
-    async fn snapshots_delete(
+    async fn retained_names(
+        &self,
+        account: &str,
+        container: &str,
+        page: Page<'_>,
+        kinds: &[RetainedKind],
+        deleted: bool,
+    ) -> Result<Vec<String>, Error> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT name FROM blob_snapshots
+             WHERE account = ?1 AND container = ?2 AND name LIKE ?3 ESCAPE '\\' AND name > ?4
+                AND kind IN (SELECT value FROM json_each(?5)) AND (?6 OR deleted_at IS NULL)
+             ORDER BY name LIMIT ?7",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(like_prefix(page.prefix))
+        .bind(page.marker)
+        .bind(to_json(&kinds)?)
+        .bind(deleted)
+        .bind(i64::try_from(page.max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
+    async fn retained_delete(
         &self,
         account: &str,
         container: &str,
         name: &str,
-        snapshot: Option<&str>,
+        which: (Option<RetainedKind>, Option<&str>),
+        soft: Option<(i64, i64)>,
     ) -> Result<Vec<String>, Error> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "DELETE FROM blob_snapshots WHERE account = ?1 AND container = ?2 AND name = ?3 AND (?4 IS NULL OR snapshot = ?4)
-             RETURNING file_id",
-        )
+        let kind = which.0.map(RetainedKind::as_str);
+        let filter = "account = ?1 AND container = ?2 AND name = ?3 AND (?4 IS NULL OR kind = ?4)
+            AND (?5 IS NULL OR snapshot = ?5)";
+        if let Some((at, until)) = soft {
+            sqlx::query(&format!(
+                "UPDATE blob_snapshots SET deleted_at = ?6, expires_at = ?7 WHERE {filter} AND deleted_at IS NULL"
+            ))
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .bind(kind)
+            .bind(which.1)
+            .bind(at)
+            .bind(until)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String,)> = sqlx::query_as(&format!(
+            "DELETE FROM blob_snapshots WHERE {filter} RETURNING file_id"
+        ))
         .bind(account)
         .bind(container)
         .bind(name)
-        .bind(snapshot)
+        .bind(kind)
+        .bind(which.1)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
@@ -1048,6 +1298,151 @@ impl StorageStore for SqliteStore {
             .map(|(f,)| f)
             .filter(|f| !f.is_empty())
             .collect())
+    }
+
+    async fn undelete(&self, account: &str, container: &str, name: &str) -> Result<(), Error> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let current = current_blob(&mut tx, account, container, name).await?;
+            let deleted: Vec<Retained> = sqlx::query(
+                "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND kind = 'deleted'
+                 ORDER BY snapshot DESC",
+            )
+            .bind(account)
+            .bind(container)
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(retained_row)
+            .collect::<Result<_, _>>()?;
+            let mut rest = deleted.as_slice();
+            if current.is_none() {
+                let Some((latest, earlier)) = deleted.split_first() else {
+                    let any: Option<(i64,)> = sqlx::query_as(
+                        "SELECT 1 FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND deleted_at IS NOT NULL LIMIT 1",
+                    )
+                    .bind(account)
+                    .bind(container)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    if any.is_none() {
+                        return Err(Error::not_found("the blob does not exist"));
+                    }
+                    return restore_deleted(&mut tx, account, container, name).await;
+                };
+                let b = &latest.blob;
+                let p = &b.properties;
+                sqlx::query(
+                    "INSERT INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type,
+                        content_encoding, content_language, content_disposition, cache_control, content_md5, metadata,
+                        committed_blocks, content, is_dir, acl, state)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&b.account)
+                .bind(&b.container)
+                .bind(&b.name)
+                .bind(&b.etag)
+                .bind(b.created_at)
+                .bind(b.last_modified)
+                .bind(size_i64(b.size)?)
+                .bind(b.content.file_id().unwrap_or(""))
+                .bind(&p.content_type)
+                .bind(&p.content_encoding)
+                .bind(&p.content_language)
+                .bind(&p.content_disposition)
+                .bind(&p.cache_control)
+                .bind(&p.content_md5)
+                .bind(to_json(&b.metadata)?)
+                .bind(to_json(&b.committed_blocks)?)
+                .bind(match &b.content {
+                    Content::Inline(bytes) => Some(bytes.as_ref()),
+                    Content::File(_) => None,
+                })
+                .bind(b.is_dir)
+                .bind(acl_json(b.acl.as_ref())?)
+                .bind(blob_state_json(&b.state)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "DELETE FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND kind = 'deleted' AND snapshot = ?",
+                )
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .bind(&latest.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                rest = earlier;
+            }
+            // Earlier deleted states of the blob come back as its snapshots.
+            for r in rest {
+                sqlx::query(
+                    "UPDATE OR REPLACE blob_snapshots SET kind = 'snapshot'
+                     WHERE account = ? AND container = ? AND name = ? AND kind = 'deleted' AND snapshot = ?",
+                )
+                .bind(account)
+                .bind(container)
+                .bind(name)
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            }
+            restore_deleted(&mut tx, account, container, name).await
+        }
+        .await;
+        let result = tx.finish(result).await;
+        self.cache.forget_blob(account, container, name);
+        result
+    }
+
+    async fn retained_expire(&self, now: i64) -> Result<Vec<String>, Error> {
+        let mut tx = self.writer.begin().await?;
+        let result = async {
+            let expired: Vec<(String, String)> = sqlx::query_as(
+                "SELECT account, name FROM containers WHERE expires_at IS NOT NULL AND expires_at < ?",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            let mut files = Vec::new();
+            for (account, name) in &expired {
+                files.extend(
+                    released_in(
+                        &mut tx,
+                        "SELECT file_id FROM blobs WHERE account = ?1 AND container = ?2 AND file_id != ''
+                         UNION ALL SELECT file_id FROM blob_snapshots WHERE account = ?1 AND container = ?2 AND file_id != ''",
+                        "SELECT file_id FROM blocks WHERE account = ? AND container = ?",
+                        &[account, name],
+                    )
+                    .await?,
+                );
+                sqlx::query("DELETE FROM containers WHERE account = ? AND name = ?")
+                    .bind(account)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "DELETE FROM blob_snapshots WHERE expires_at IS NOT NULL AND expires_at < ? RETURNING file_id",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            files.extend(rows.into_iter().map(|(f,)| f).filter(|f| !f.is_empty()));
+            Ok(files)
+        }
+        .await;
+        tx.finish(result).await
     }
 
     async fn file_ids(&self) -> Result<HashSet<String>, Error> {

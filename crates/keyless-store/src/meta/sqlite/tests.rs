@@ -5,7 +5,9 @@ use sqlx::Executor;
 
 use super::*;
 use crate::meta::{DirectoryStore, Tenant, TokenStore};
-use crate::storage::{Blob, Container, Content, Page, Precondition, StorageAccount, StorageStore};
+use crate::storage::{
+    Blob, Container, Content, Page, Precondition, Retained, StorageAccount, StorageStore,
+};
 use keyless_core::TenantId;
 
 async fn store(dir: &tempfile::TempDir) -> SqliteStore {
@@ -636,5 +638,187 @@ async fn container_writes_are_judged_on_the_current_container() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn kept_states_survive_overwrites_and_deletes_until_they_expire() {
+    use crate::storage::{Keep, RetainedKind};
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    let in_file = |name: &str, file: &str| {
+        let mut b = blob(name, b"");
+        b.content = Content::File(file.into());
+        b.size = 10;
+        b
+    };
+    // An overwrite that keeps a version hands the old file to the version row.
+    let mut first = in_file("v", "f1");
+    first.state.version_id = Some("1".into());
+    store.blob_put(&first, &accept).await.unwrap();
+    let version = Keep {
+        kind: None,
+        id: "fallback".into(),
+        deleted: None,
+    };
+    let released = store
+        .blob_put_keeping(&in_file("v", "f2"), &accept, Some(&version))
+        .await
+        .unwrap();
+    assert!(released.is_empty(), "{released:?}");
+    let kept = store.retained("acct", "c", "v").await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].kind, kept[0].id.as_str()),
+        (RetainedKind::Version, "1")
+    );
+    assert_eq!(kept[0].blob.content, Content::File("f1".into()));
+    // A refused write keeps nothing.
+    assert!(
+        store
+            .blob_put_keeping(&in_file("v", "f3"), &refuse, Some(&version))
+            .await
+            .is_err()
+    );
+    assert_eq!(store.retained("acct", "c", "v").await.unwrap().len(), 1);
+
+    // A soft delete keeps the blob deleted and takes its live snapshots along.
+    store.blob_put(&in_file("d", "g1"), &accept).await.unwrap();
+    store
+        .retained_put(&Retained {
+            kind: RetainedKind::Snapshot,
+            id: "s1".into(),
+            deleted: None,
+            blob: in_file("d", "g0"),
+        })
+        .await
+        .unwrap();
+    let soft = Keep {
+        kind: Some(RetainedKind::Deleted),
+        id: "t1".into(),
+        deleted: Some((100, 200)),
+    };
+    let released = store
+        .blob_delete_keeping("acct", "c", "d", &accept, Some(&soft))
+        .await
+        .unwrap();
+    assert!(released.is_empty(), "{released:?}");
+    assert!(store.blob("acct", "c", "d").await.unwrap().is_none());
+    let kept = store.retained("acct", "c", "d").await.unwrap();
+    assert!(
+        kept.iter().all(|r| r.deleted == Some((100, 200))),
+        "{kept:?}"
+    );
+    let names = |deleted| {
+        let page = Page {
+            prefix: "",
+            marker: "",
+            max: 10,
+        };
+        store.retained_names("acct", "c", page, &[RetainedKind::Deleted], deleted)
+    };
+    assert_eq!(names(true).await.unwrap(), ["d"]);
+    assert!(names(false).await.unwrap().is_empty());
+
+    // Undelete brings the blob and its snapshot back, unmarked.
+    store.undelete("acct", "c", "d").await.unwrap();
+    let back = store.blob("acct", "c", "d").await.unwrap().unwrap();
+    assert_eq!(back.content, Content::File("g1".into()));
+    let kept = store.retained("acct", "c", "d").await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].kind, kept[0].deleted),
+        (RetainedKind::Snapshot, None)
+    );
+    assert!(store.undelete("acct", "c", "never").await.is_err());
+
+    // Deleted twice: once expired, the rows and their files go for good.
+    store
+        .blob_delete_keeping("acct", "c", "d", &accept, Some(&soft))
+        .await
+        .unwrap();
+    assert!(store.retained_expire(150).await.unwrap().is_empty());
+    let mut gone = store.retained_expire(201).await.unwrap();
+    gone.sort();
+    assert_eq!(gone, ["g0", "g1"]);
+    assert!(store.retained("acct", "c", "d").await.unwrap().is_empty());
+    let files = store.file_ids().await.unwrap();
+    assert!(files.contains("f1") && files.contains("f2") && !files.contains("g1"));
+}
+
+#[tokio::test]
+async fn a_deleted_container_is_kept_with_its_blobs_until_restored_or_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    let mut big = blob("big", b"");
+    big.content = Content::File("f".into());
+    store.blob_put(&big, &accept).await.unwrap();
+    store.blob_put(&blob("small", b"s"), &accept).await.unwrap();
+    let kept = store
+        .container_delete_keeping("acct", "c", &|_| Ok(()), Some(("v1", 10, 20)))
+        .await
+        .unwrap();
+    assert_eq!(kept, Some(Vec::new()));
+    assert!(store.container("acct", "c").await.unwrap().is_none());
+    assert!(store.blob("acct", "c", "small").await.unwrap().is_none());
+    let page = Page {
+        prefix: "",
+        marker: "",
+        max: 10,
+    };
+    assert!(store.containers("acct", page).await.unwrap().is_empty());
+    let deleted = store.containers_deleted("acct", "").await.unwrap();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(
+        (
+            deleted[0].container.name.as_str(),
+            deleted[0].version.as_str(),
+            deleted[0].deleted
+        ),
+        ("c", "v1", (10, 20))
+    );
+    assert!(store.file_ids().await.unwrap().contains("f"));
+
+    // Restored under another name, with its blobs; a second restore finds nothing.
+    store
+        .container_restore("acct", "c", "v1", "back")
+        .await
+        .unwrap();
+    assert!(store.blob("acct", "back", "small").await.unwrap().is_some());
+    assert!(
+        store
+            .container_restore("acct", "c", "v1", "again")
+            .await
+            .is_err()
+    );
+    // A restore onto a live name is refused; expiry takes the kept one away whole.
+    store
+        .container_delete_keeping("acct", "back", &|_| Ok(()), Some(("v2", 10, 20)))
+        .await
+        .unwrap();
+    store
+        .container_create(&Container {
+            account: "acct".into(),
+            name: "back".into(),
+            etag: "\"1\"".into(),
+            last_modified: 0,
+            metadata: Vec::new(),
+            acl: None,
+            state: Default::default(),
+        })
+        .await
+        .unwrap();
+    let refused = store.container_restore("acct", "back", "v2", "back").await;
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        keyless_core::ErrorKind::AlreadyExists
+    );
+    assert_eq!(store.retained_expire(21).await.unwrap(), ["f"]);
+    assert!(
+        store
+            .containers_deleted("acct", "")
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
