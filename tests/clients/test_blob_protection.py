@@ -102,6 +102,13 @@ def test_versions_keep_every_overwrite_and_a_deleted_blob_is_restored_from_one(s
     assert container.get_blob_client("model.pt", version_id=first).download_blob().readall() == b"epoch-1"
     listed = [(b.version_id, b.is_current_version) for b in container.list_blobs(include=["versions"])]
     assert listed == [(first, None), (second, True)]
+    # Setting metadata makes a version too; the bytes stay.
+    third = blob.set_blob_metadata({"epoch": "2"})["version_id"]
+    assert third > second and blob.download_blob().readall() == b"epoch-2"
+    assert container.get_blob_client("model.pt", version_id=second).get_blob_properties().metadata == {}
+    container.get_blob_client("model.pt", version_id=second).delete_blob()
+    assert [b.version_id for b in container.list_blobs(include=["versions"])] == [first, third]
+    second = third
 
     # A mistaken delete leaves the last state as a previous version; copying it back restores it.
     blob.delete_blob()

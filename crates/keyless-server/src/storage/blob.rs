@@ -657,11 +657,58 @@ pub(crate) async fn set_tags(ctx: &Ctx, body: Body) -> Result<Response, StorageE
 /// Set Blob Metadata.
 pub(crate) async fn set_metadata(ctx: &Ctx) -> Result<Response, StorageError> {
     let metadata = ctx.metadata()?;
+    if Protection::of(&ctx.account).versioning && super::snapshot::requested(ctx)?.is_none() {
+        return set_metadata_versioned(ctx, metadata).await;
+    }
     update(ctx, |b| {
         b.metadata.clone_from(&metadata);
         Ok(())
     })
     .await
+}
+
+/// Set Blob Metadata on an account that keeps versions: like a write, it
+/// leaves the blob as it was as a version, with bytes of its own.
+async fn set_metadata_versioned(
+    ctx: &Ctx,
+    metadata: Vec<(String, String)>,
+) -> Result<Response, StorageError> {
+    let conditions = Conditions::from(ctx)?;
+    let loaded = load(ctx).await?;
+    conditions
+        .blob(Some(&loaded), false)
+        .map_err(|e| condition_error(e, false))?;
+    super::tier::refuse_archived(&loaded)?;
+    let mut next = loaded.clone();
+    next.metadata = metadata;
+    next.etag = new_etag();
+    next.last_modified = ctx.state.now();
+    next.content = match &loaded.content {
+        Content::File(id) => Content::File(
+            ctx.state
+                .blobs
+                .compose(&[(id.clone(), 0, loaded.size)])
+                .await?
+                .file_id,
+        ),
+        Content::Inline(bytes) => Content::Inline(bytes.clone()),
+    };
+    let check = |c: Option<&Blob>| match c {
+        Some(c) if c.etag == loaded.etag && c.state == loaded.state => Ok(()),
+        Some(_) => Err(Error::new(
+            keyless_core::ErrorKind::Conflict,
+            CHANGED_MEANWHILE,
+        )),
+        None => Err(Error::not_found("the blob does not exist")),
+    };
+    match put_protected(ctx, &mut next, &check).await {
+        Ok(released) => release(ctx, released).await,
+        Err(e) => {
+            release(ctx, files(&next.content)).await;
+            return Err(condition_error(e, false));
+        }
+    }
+    Ok((StatusCode::OK, write_headers(&next, None)).into_response())
 }
 
 /// Set Blob Properties: every `x-ms-blob-*` property is replaced (absent ones cleared).
