@@ -169,6 +169,23 @@ pub struct BlobState {
     /// The version id of this state, when the account keeps versions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// The copy that made this blob, until it is written again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyState>,
+}
+
+/// The copy that made a blob (Azure's copy properties). keyless copies
+/// synchronously: a copy it records has succeeded whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyState {
+    /// The copy's id, as the Copy Blob response gave it.
+    pub id: String,
+    /// The source URL, as the request gave it.
+    pub source: String,
+    /// When it completed (seconds since the epoch).
+    pub completed_at: i64,
+    /// The bytes copied.
+    pub size: u64,
 }
 
 #[allow(
@@ -549,6 +566,14 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
     /// The uncommitted blocks of a blob.
     async fn blocks(&self, account: &str, container: &str, blob: &str)
     -> Result<Vec<Block>, Error>;
+    /// The names, after `page.marker` and under `page.prefix`, that have staged
+    /// blocks (with or without a committed blob).
+    async fn staged_names(
+        &self,
+        account: &str,
+        container: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<String>, Error>;
     /// Removes uncommitted blocks staged before `before`; returns the files released.
     async fn blocks_expire(&self, before: i64) -> Result<Vec<String>, Error>;
 

@@ -143,7 +143,7 @@ pub(crate) async fn append_block(ctx: &Ctx, body: Body) -> Result<Response, Stor
     let first = load(ctx).await?;
     judge(&first, &conditions, max_size, position, None)?;
     let sent = Sent::from(ctx)?;
-    let (body, tap) = sent.tap(stream(body));
+    let (body, tap) = sent.tap_computing(stream(body));
     let limits = Limits {
         conditions: &conditions,
         max_size,
@@ -186,7 +186,7 @@ pub(crate) async fn append_block(ctx: &Ctx, body: Body) -> Result<Response, Stor
         HeaderName::from_static("x-ms-blob-committed-block-count"),
         &b.state.appended_blocks.to_string(),
     );
-    sent.echo(&mut h);
+    sent.echo_computed(&mut h, tap.as_ref());
     Ok((StatusCode::CREATED, h).into_response())
 }
 

@@ -374,6 +374,7 @@ fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
     }
     super::tier::headers(&mut h, b);
     version_header(&mut h, b);
+    super::copy::headers(&mut h, b);
     let p = &b.properties;
     // Empty: cleared by Set Blob Properties, so none is sent; absent: a blob
     // stored without one, which Azure types as application/octet-stream.
@@ -422,10 +423,14 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
     let (status, offset, len) = match range {
         None => {
             if let Some(md5) = &b.properties.content_md5 {
+                let md5 = STANDARD.encode(md5);
+                insert(&mut headers, HeaderName::from_static("content-md5"), &md5);
+                // As Azure's emulator does: the whole blob's MD5 is named apart
+                // from the body's on every read, not only on ranges.
                 insert(
                     &mut headers,
-                    HeaderName::from_static("content-md5"),
-                    &STANDARD.encode(md5),
+                    HeaderName::from_static("x-ms-blob-content-md5"),
+                    &md5,
                 );
             }
             (StatusCode::OK, 0, b.size)

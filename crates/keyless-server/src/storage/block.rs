@@ -81,7 +81,7 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
             "The specified blob or block content is invalid: all block ids of a blob must have the same length",
         ));
     }
-    let (body, tap) = sent.tap(stream(body));
+    let (body, tap) = sent.tap_computing(stream(body));
     let written = ctx
         .state
         .blobs
@@ -114,7 +114,7 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
         "x-ms-request-server-encrypted",
         HeaderValue::from_static("true"),
     );
-    sent.echo(&mut h);
+    sent.echo_computed(&mut h, tap.as_ref());
     Ok((StatusCode::CREATED, h).into_response())
 }
 

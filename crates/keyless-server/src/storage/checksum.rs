@@ -139,6 +139,20 @@ impl Sent {
         if self.crc64.is_none() {
             return (body, None);
         }
+        Self::crc_tap(body)
+    }
+
+    /// [`Self::tap`], and a CRC-64 computed when the request sent no checksum at
+    /// all: Put Block, Append Block and Put Page answer with the CRC-64 of what
+    /// they stored ([`Self::echo_computed`]).
+    pub(crate) fn tap_computing(&self, body: ByteStream) -> (ByteStream, Option<Tap>) {
+        if self.structured.is_none() && self.crc64.is_none() && self.md5.is_none() {
+            return Self::crc_tap(body);
+        }
+        self.tap(body)
+    }
+
+    fn crc_tap(body: ByteStream) -> (ByteStream, Option<Tap>) {
         let tap = Tap::new();
         let seen = tap.clone();
         let body = body.map(move |chunk| {
@@ -199,6 +213,20 @@ impl Sent {
             check_crc64(sent, tap.value())?;
         }
         Ok(())
+    }
+
+    /// [`Self::echo`], or, when the request sent no checksum, the CRC-64 that
+    /// [`Self::tap_computing`] computed.
+    pub(crate) fn echo_computed(&self, headers: &mut HeaderMap, tap: Option<&Tap>) {
+        self.echo(headers);
+        if self.structured.is_none()
+            && self.crc64.is_none()
+            && self.md5.is_none()
+            && let Some(tap) = tap
+            && let Ok(value) = HeaderValue::from_str(&STANDARD.encode(tap.value().to_le_bytes()))
+        {
+            headers.insert(HeaderName::from_static("x-ms-content-crc64"), value);
+        }
     }
 
     /// Echoes the CRC-64 the request sent (and the server matched), or the

@@ -22,7 +22,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), StorageError> {
         return Err(StorageError::bad(
             "OutOfRangeInput",
             format!(
-                "The specified resource name length is not within the permissible limits: a container name has 3 to 63 characters (`{name}` has {})",
+                "The specified resource name length is not within the permissible limits. A container name has 3 to 63 characters (`{name}` has {}).",
                 name.len()
             ),
         ));

@@ -197,6 +197,12 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
     };
     let metadata = ctx.metadata()?;
     let tags = match ctx.header("x-ms-copy-source-tag-option") {
+        Some(o) if o.eq_ignore_ascii_case("copy") && ctx.header("x-ms-tags").is_some() => {
+            return Err(StorageError::bad(
+                "InvalidHeaderValue",
+                "x-ms-tags cannot be given with x-ms-copy-source-tag-option COPY, which takes the source's tags",
+            ));
+        }
         Some(o) if o.eq_ignore_ascii_case("copy") => src.state.tags.clone(),
         Some(o) if !o.eq_ignore_ascii_case("replace") => {
             return Err(StorageError::bad(
@@ -206,7 +212,22 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         }
         _ => super::tags::from_request(ctx)?,
     };
+    // Copy Blob From URL checks the source against the MD5 the client sent, and
+    // echoes it.
+    let source_md5 = ctx
+        .header("x-ms-source-content-md5")
+        .map(super::checksum::md5_header)
+        .transpose()?;
+    if let (Some(sent), Some(actual)) = (&source_md5, &src.properties.content_md5)
+        && sent != actual
+    {
+        return Err(StorageError::bad(
+            "Md5Mismatch",
+            "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
+        ));
+    }
     let now = ctx.state.now();
+    let copy_id = uuid::Uuid::new_v4().to_string();
     let mut copy = Blob {
         account: ctx.account.name.clone(),
         container: ctx.container.clone(),
@@ -232,6 +253,12 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             appended_blocks: src.state.appended_blocks,
             tier: super::tier::from_request(ctx)?,
             tags,
+            copy: Some(keyless_store::CopyState {
+                id: copy_id.clone(),
+                source: source.clone(),
+                completed_at: now,
+                size: src.size,
+            }),
             ..keyless_store::BlobState::default()
         },
     };
@@ -251,9 +278,16 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
             header::LAST_MODIFIED.as_str(),
             http_date(copy.last_modified),
         ),
-        ("x-ms-copy-id", uuid::Uuid::new_v4().to_string()),
+        ("x-ms-copy-id", copy_id),
         ("x-ms-copy-status", "success".to_owned()),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        source_md5
+            .map(|m| ("content-md5", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, m))),
+    )
+    .chain(copy.state.version_id.clone().map(|v| ("x-ms-version-id", v)))
+    {
         if let (Ok(n), Ok(v)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),
@@ -262,4 +296,39 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         }
     }
     Ok((StatusCode::ACCEPTED, h).into_response())
+}
+
+/// The copy properties of a blob a copy made, as Get Blob Properties gives them.
+pub(crate) fn headers(h: &mut HeaderMap, b: &Blob) {
+    let Some(c) = &b.state.copy else {
+        return;
+    };
+    for (name, value) in [
+        ("x-ms-copy-id", c.id.clone()),
+        ("x-ms-copy-source", c.source.clone()),
+        ("x-ms-copy-status", "success".to_owned()),
+        ("x-ms-copy-progress", format!("{}/{}", c.size, c.size)),
+        ("x-ms-copy-completion-time", http_date(c.completed_at)),
+    ] {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            h.insert(n, v);
+        }
+    }
+}
+
+/// The copy properties of a listed blob (`include=copy`).
+pub(crate) fn xml(b: &Blob) -> String {
+    b.state.copy.as_ref().map_or_else(String::new, |c| {
+        format!(
+            "<CopyId>{}</CopyId><CopyStatus>success</CopyStatus><CopySource>{}</CopySource><CopyProgress>{}/{}</CopyProgress><CopyCompletionTime>{}</CopyCompletionTime>",
+            super::xml::escape(&c.id),
+            super::xml::escape(&c.source),
+            c.size,
+            c.size,
+            http_date(c.completed_at)
+        )
+    })
 }

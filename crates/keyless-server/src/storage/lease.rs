@@ -362,8 +362,10 @@ fn act(
                 lease: Some(lease),
                 status: StatusCode::ACCEPTED,
                 lease_id: None,
-                // Whole seconds, rounded up: the lease is not broken before then.
-                lease_time: Some((period + 999) / 1000),
+                // Whole seconds, rounded to the nearest as Azure's emulator
+                // does: a client that polls until this reads 0 finds the lease
+                // broken within half a second of it.
+                lease_time: Some((period + 500) / 1000),
             })
         }
         other => Err(bad_value(

@@ -33,6 +33,14 @@ fn state_xml(b: &Blob) -> String {
     out
 }
 
+/// What `include` adds to each listed blob.
+#[derive(Debug, Clone, Copy)]
+struct Include {
+    metadata: bool,
+    tags: bool,
+    copy: bool,
+}
+
 /// What a listed entry is besides a blob: a snapshot, a version, the current
 /// version, and whether it is deleted (when, and until when).
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,8 +84,12 @@ impl Entry<'_> {
 /// A blob (or one of its snapshots or versions) as a listing shows it, with its
 /// metadata and tags when `include` (metadata, tags) asks for them.
 /// `now` is in milliseconds (leases), `secs` in seconds (retention).
-fn listed_xml(b: &Blob, entry: Entry<'_>, include: (bool, bool), now: i64, secs: i64) -> String {
-    let (with_metadata, with_tags) = include;
+fn listed_xml(b: &Blob, entry: Entry<'_>, include: Include, now: i64, secs: i64) -> String {
+    let Include {
+        metadata: with_metadata,
+        tags: with_tags,
+        copy: with_copy,
+    } = include;
     let p = &b.properties;
     let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
     let mut xml = format!(
@@ -107,6 +119,12 @@ fn listed_xml(b: &Blob, entry: Entry<'_>, include: (bool, bool), now: i64, secs:
         state_xml(b),
         entry.properties_xml(secs),
     );
+    if with_copy {
+        // Inside `<Properties>`, before it closes.
+        if let Some(at) = xml.rfind("</Properties>") {
+            xml.insert_str(at, &super::copy::xml(b));
+        }
+    }
     // A blob without metadata has no element: the SDKs read an empty one as
     // "no metadata known" (`None`) rather than none set (`{}`).
     if with_metadata && !b.metadata.is_empty() {
@@ -123,6 +141,26 @@ fn listed_xml(b: &Blob, entry: Entry<'_>, include: (bool, bool), now: i64, secs:
     xml
 }
 
+/// What a listing shows of a name that has staged blocks and no blob.
+fn uncommitted(ctx: &Ctx, name: &str, now: i64) -> Blob {
+    Blob {
+        account: ctx.account.name.clone(),
+        container: ctx.container.clone(),
+        name: name.to_owned(),
+        etag: String::new(),
+        created_at: now,
+        last_modified: now,
+        size: 0,
+        content: keyless_store::Content::Inline(bytes::Bytes::new()),
+        properties: keyless_store::BlobProperties::default(),
+        metadata: Vec::new(),
+        committed_blocks: Vec::new(),
+        is_dir: false,
+        acl: None,
+        state: keyless_store::BlobState::default(),
+    }
+}
+
 /// List Blobs, flat or hierarchical (`delimiter`), in pages of `maxresults`.
 pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     container_exists(ctx).await?;
@@ -130,13 +168,18 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     let delimiter = ctx.param("delimiter").filter(|d| !d.is_empty());
     let marker = ctx.param("marker").unwrap_or_default();
     let max = max_results(ctx)?;
-    let include = ctx.param("include").unwrap_or_default();
+    let include = ctx.param("include").unwrap_or_default().to_ascii_lowercase();
     let with_metadata = include.split(',').any(|i| i == "metadata");
     let with_tags = include.split(',').any(|i| i == "tags");
     let with_snapshots = include.split(',').any(|i| i == "snapshots");
     let with_versions = include.split(',').any(|i| i == "versions");
     let with_deleted = include.split(',').any(|i| i == "deleted");
-    let include_of = (with_metadata, with_tags);
+    let with_uncommitted = include.split(',').any(|i| i == "uncommittedblobs");
+    let include_of = Include {
+        metadata: with_metadata,
+        tags: with_tags,
+        copy: include.split(',').any(|i| i == "copy"),
+    };
     // Names with no current blob are listed for their versions or their
     // deleted state, when asked.
     let mut kept_kinds = Vec::new();
@@ -180,29 +223,27 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         let blobs = store
             .blobs(&ctx.account.name, &ctx.container, page())
             .await?;
-        let others = if kept_kinds.is_empty() || ctx.account.hns {
+        let kept = if kept_kinds.is_empty() || ctx.account.hns {
             Vec::new()
         } else {
             store
-                .retained_names(
-                    &ctx.account.name,
-                    &ctx.container,
-                    page(),
-                    &kept_kinds,
-                    with_deleted,
-                )
+                .retained_names(&ctx.account.name, &ctx.container, page(), &kept_kinds, with_deleted)
                 .await?
         };
-        // Both sources are merged up to the first name either may not have
+        let staged = if with_uncommitted {
+            store
+                .staged_names(&ctx.account.name, &ctx.container, page())
+                .await?
+        } else {
+            Vec::new()
+        };
+        // The sources are merged up to the first name one of them may not have
         // given whole; the next round starts after it.
         let mut frontier: Option<String> = None;
         for full_last in [
-            (blobs.len() == BATCH)
-                .then(|| blobs.last().map(|b| b.name.clone()))
-                .flatten(),
-            (others.len() == BATCH)
-                .then(|| others.last().cloned())
-                .flatten(),
+            (blobs.len() == BATCH).then(|| blobs.last().map(|b| b.name.clone())).flatten(),
+            (kept.len() == BATCH).then(|| kept.last().cloned()).flatten(),
+            (staged.len() == BATCH).then(|| staged.last().cloned()).flatten(),
         ]
         .into_iter()
         .flatten()
@@ -215,7 +256,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
             .into_iter()
             .map(|b| (b.name.clone(), Some(Box::new(b))))
             .collect();
-        for name in others {
+        for name in kept.into_iter().chain(staged) {
             batch.entry(name).or_insert(None);
         }
         if let Some(f) = &frontier {
@@ -349,6 +390,17 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
                         ..Entry::default()
                     };
                     xml.push_str(&listed_xml(b, entry, include_of, now, secs));
+                } else if with_uncommitted && kept.is_empty() {
+                    // Staged blocks and nothing committed: an empty block blob
+                    // as far as the listing goes.
+                    let placeholder = uncommitted(ctx, name, secs);
+                    xml.push_str(&listed_xml(
+                        &placeholder,
+                        Entry::default(),
+                        include_of,
+                        now,
+                        secs,
+                    ));
                 }
             }
         }

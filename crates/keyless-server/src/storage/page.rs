@@ -263,10 +263,10 @@ pub(crate) async fn put_page(ctx: &Ctx, body: Body) -> Result<Response, StorageE
     };
     judge(&load(ctx).await?)?;
     let sent = Sent::from(ctx)?;
-    let data = if clear {
-        ctx.state.blobs.zeros(len).await?
+    let (data, tap) = if clear {
+        (ctx.state.blobs.zeros(len).await?, None)
     } else {
-        let (body, tap) = sent.tap(stream(body));
+        let (body, tap) = sent.tap_computing(stream(body));
         let w = ctx
             .state
             .blobs
@@ -284,7 +284,7 @@ pub(crate) async fn put_page(ctx: &Ctx, body: Body) -> Result<Response, StorageE
                 w.size
             )));
         }
-        w
+        (w, tap)
     };
     let result = async {
         for _ in 0..8 {
@@ -336,7 +336,7 @@ pub(crate) async fn put_page(ctx: &Ctx, body: Body) -> Result<Response, StorageE
     let b = result?;
     let mut h = write_headers(&b, (!clear).then_some(&data.md5[..]));
     sequence_header(&mut h, &b);
-    sent.echo(&mut h);
+    sent.echo_computed(&mut h, tap.as_ref());
     Ok((StatusCode::CREATED, h).into_response())
 }
 

@@ -343,7 +343,7 @@ pub(crate) async fn preflight(state: &SharedState, headers: &HeaderMap, path: &s
     let Some(method) = h("access-control-request-method") else {
         return StorageError::bad(
             "MissingRequiredHeader",
-            "A required CORS header is not present: a preflight names its Access-Control-Request-Method.",
+            "A required CORS header is not present. A preflight names its Access-Control-Request-Method.",
         )
         .into_response();
     };

@@ -1169,6 +1169,28 @@ impl StorageStore for SqliteStore {
         rows.iter().map(block_row).collect()
     }
 
+    async fn staged_names(
+        &self,
+        account: &str,
+        container: &str,
+        page: Page<'_>,
+    ) -> Result<Vec<String>, Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT blob FROM blocks
+             WHERE account = ? AND container = ? AND blob LIKE ? ESCAPE '\\' AND blob > ?
+             ORDER BY blob LIMIT ?",
+        )
+        .bind(account)
+        .bind(container)
+        .bind(like_prefix(page.prefix))
+        .bind(page.marker)
+        .bind(i64::try_from(page.max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
     async fn blocks_expire(&self, before: i64) -> Result<Vec<String>, Error> {
         let rows: Vec<(String,)> =
             sqlx::query_as("DELETE FROM blocks WHERE created_at < ? RETURNING file_id")
