@@ -561,6 +561,11 @@ async fn prepare(
     let account_name = segments.next().unwrap_or_default().to_owned();
     let container = decode(segments.next().unwrap_or_default())?;
     let mut blob = decode(segments.next().unwrap_or_default())?;
+    // Azure stores a `\` in a blob name as `/`; every decision below is about
+    // the name as stored (SharedKey signs the path as sent, apart).
+    if blob.contains('\\') {
+        blob = blob.replace('\\', "/");
+    }
     if blob.bytes().all(|b| b == b'/') {
         // `/{filesystem}//` is how DFS clients name the root directory.
         blob.clear();

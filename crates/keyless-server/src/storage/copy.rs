@@ -40,10 +40,13 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         ));
     }
     let storage = ctx.state.urls.storage.trim_end_matches('/');
+    // A source elsewhere is not one keyless can find (it fetches nothing from
+    // other hosts): 404, as for a missing blob.
     let rest = source.strip_prefix(storage).ok_or_else(|| {
-        StorageError::bad(
+        StorageError::new(
+            StatusCode::NOT_FOUND,
             "CannotVerifyCopySource",
-            format!("keyless copies only from URLs on this server ({storage}/…)"),
+            format!("The specified resource does not exist: keyless copies only from URLs on this server ({storage}/…)"),
         )
     })?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -282,12 +285,18 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         ("x-ms-copy-status", "success".to_owned()),
     ]
     .into_iter()
+    .chain(source_md5.map(|m| {
+        (
+            "content-md5",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, m),
+        )
+    }))
     .chain(
-        source_md5
-            .map(|m| ("content-md5", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, m))),
-    )
-    .chain(copy.state.version_id.clone().map(|v| ("x-ms-version-id", v)))
-    {
+        copy.state
+            .version_id
+            .clone()
+            .map(|v| ("x-ms-version-id", v)),
+    ) {
         if let (Ok(n), Ok(v)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),

@@ -168,7 +168,10 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
     let delimiter = ctx.param("delimiter").filter(|d| !d.is_empty());
     let marker = ctx.param("marker").unwrap_or_default();
     let max = max_results(ctx)?;
-    let include = ctx.param("include").unwrap_or_default().to_ascii_lowercase();
+    let include = ctx
+        .param("include")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let with_metadata = include.split(',').any(|i| i == "metadata");
     let with_tags = include.split(',').any(|i| i == "tags");
     let with_snapshots = include.split(',').any(|i| i == "snapshots");
@@ -227,7 +230,13 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
             Vec::new()
         } else {
             store
-                .retained_names(&ctx.account.name, &ctx.container, page(), &kept_kinds, with_deleted)
+                .retained_names(
+                    &ctx.account.name,
+                    &ctx.container,
+                    page(),
+                    &kept_kinds,
+                    with_deleted,
+                )
                 .await?
         };
         let staged = if with_uncommitted {
@@ -241,9 +250,15 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<Response, StorageError> {
         // given whole; the next round starts after it.
         let mut frontier: Option<String> = None;
         for full_last in [
-            (blobs.len() == BATCH).then(|| blobs.last().map(|b| b.name.clone())).flatten(),
-            (kept.len() == BATCH).then(|| kept.last().cloned()).flatten(),
-            (staged.len() == BATCH).then(|| staged.last().cloned()).flatten(),
+            (blobs.len() == BATCH)
+                .then(|| blobs.last().map(|b| b.name.clone()))
+                .flatten(),
+            (kept.len() == BATCH)
+                .then(|| kept.last().cloned())
+                .flatten(),
+            (staged.len() == BATCH)
+                .then(|| staged.last().cloned())
+                .flatten(),
         ]
         .into_iter()
         .flatten()

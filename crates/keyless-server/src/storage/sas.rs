@@ -94,7 +94,7 @@ fn delegation_text<'q: 'c, 'c>(
         get("spr"),
         get("sv"),
         get("sr"),
-        get("sst"),
+        signed_time(get),
         get("ses"),
     ]);
     if long {
@@ -273,7 +273,7 @@ pub(crate) fn verify_sas_with_policy(
             version,
         ];
         if version >= "2018-11-09" {
-            fields.extend([get("sr"), get("sst")]);
+            fields.extend([get("sr"), signed_time(&get)]);
         }
         if version >= "2020-12-06" {
             fields.push(get("ses"));
@@ -382,13 +382,24 @@ fn service_resource(
             format!("/blob/{account}/{container}"),
             Scope::Container(container.to_owned()),
         )),
-        "b" => Ok((
+        "b" | "bs" | "bv" => Ok((
             format!("/blob/{account}/{container}/{blob}"),
             Scope::Blob(container.to_owned(), blob.to_owned()),
         )),
         other => Err(StorageError::auth(format!(
-            "Signed resource `{other}` is not supported; use sr=c, sr=b or sr=d."
+            "Signed resource `{other}` is not supported; use sr=c, sr=b, sr=bs, sr=bv or sr=d."
         ))),
+    }
+}
+
+/// The snapshot time or version id a SAS for a snapshot (`sr=bs`) or a version
+/// (`sr=bv`) signs: the request's own `snapshot=` or `versionid=`, so that the
+/// SAS reaches that state alone.
+fn signed_time<'a>(get: &dyn Fn(&str) -> &'a str) -> &'a str {
+    match get("sr") {
+        "bs" => get("snapshot"),
+        "bv" => get("versionid"),
+        _ => get("sst"),
     }
 }
 
@@ -706,6 +717,57 @@ pub(crate) fn sign_blob(
 #[cfg(test)]
 mod signing_tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_sas_reaches_the_snapshot_it_signs_and_nothing_else() {
+        let keys = [vec![3u8; 32], vec![4u8; 32]];
+        let now = 1_800_000_100;
+        let (st, se) = (iso(1_800_000_000), iso(1_800_003_600));
+        let shot = "2027-01-15T08:00:00.0000000Z";
+        let text = [
+            "r",
+            &st,
+            &se,
+            "/blob/acct/data/a.csv",
+            "",
+            "",
+            "",
+            "2020-12-06",
+            "bs",
+            shot,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+        .join("\n");
+        let sig = keyless_auth::shared_key::sign(&keys[0], &text);
+        let query = |snapshot: Option<&str>| -> Vec<(String, String)> {
+            let mut q: Vec<(String, String)> = [
+                ("sp", "r"),
+                ("st", st.as_str()),
+                ("se", se.as_str()),
+                ("sv", "2020-12-06"),
+                ("sr", "bs"),
+                ("sig", sig.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            q.extend(snapshot.map(|s| ("snapshot".to_owned(), s.to_owned())));
+            q
+        };
+        let at =
+            |q: &[(String, String)]| verify_sas("acct", ("data", "a.csv"), &keys, q, now, None);
+        assert!(at(&query(Some(shot))).is_ok());
+        assert!(at(&query(None)).is_err(), "the blob itself");
+        assert!(
+            at(&query(Some("2027-01-15T08:00:01.0000000Z"))).is_err(),
+            "another snapshot"
+        );
+    }
 
     #[test]
     fn older_versions_verify_with_the_fields_they_sign_and_nothing_else() {
