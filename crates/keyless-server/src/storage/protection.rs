@@ -162,8 +162,10 @@ impl Protection {
             }
         };
         Keep {
+            // Named only when it may be kept under a name of its own (a blob
+            // with a version id is kept under that).
+            id: kind.map(|_| fresh_name()).unwrap_or_default(),
             kind,
-            id: fresh_name(),
             deleted,
         }
     }
