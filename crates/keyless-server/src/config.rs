@@ -31,6 +31,10 @@ pub struct Config {
     /// The `keyless` executable compute nodes run as the job agent; default
     /// this server's own executable.
     pub job_agent: Option<PathBuf>,
+    /// Where blob bytes live: an object store URL (`s3://bucket/prefix`,
+    /// `az://container/prefix`, `gs://…`, `file:///…`); default files under
+    /// `<data dir>/blobs`.
+    pub blob_store: Option<String>,
 }
 
 /// Certificates for the TLS listeners.
@@ -59,6 +63,7 @@ impl Config {
             insecure_key_file_permissions: false,
             insecure_unsandboxed_jobs: false,
             job_agent: None,
+            blob_store: None,
         }
     }
 }

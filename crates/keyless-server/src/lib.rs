@@ -242,16 +242,24 @@ pub async fn start_with_clock(
         }
     }
     let store_arc: Arc<dyn MetaStore> = Arc::new(store.clone());
-    let blobs = keyless_store::LocalFiles::new(config.data_dir.join("blobs"))?;
+    let blobs: Arc<dyn keyless_store::BlobBackend> = match &config.blob_store {
+        Some(url) => {
+            let objects = keyless_store::ObjectStoreBlobs::from_url(url)?;
+            tracing::info!(store = ?objects, "blob bytes in an object store");
+            Arc::new(objects)
+        }
+        None => Arc::new(keyless_store::LocalFiles::new(
+            config.data_dir.join("blobs"),
+        )?),
+    };
     let referenced = store.file_ids().await?;
-    let swept = keyless_store::BlobBackend::sweep(&blobs, &referenced).await?;
+    let swept = blobs.sweep(&referenced).await?;
     if swept > 0 {
         tracing::info!(
             files = swept,
             "removed blob files no metadata refers to (left by an interrupted write)"
         );
     }
-    let blobs: Arc<dyn keyless_store::BlobBackend> = Arc::new(blobs);
     let state = Arc::new(AppState::new(
         store_arc,
         blobs,

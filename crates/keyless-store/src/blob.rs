@@ -148,6 +148,48 @@ impl LocalFiles {
         Ok((id, tmp, file))
     }
 
+    /// The parts of [`BlobBackend::compose`], written into a staged file.
+    async fn compose_into(
+        &self,
+        parts: &[(String, u64, u64)],
+        tmp: &Path,
+        mut file: tokio::fs::File,
+    ) -> Result<(tokio::fs::File, u64, [u8; 16]), Error> {
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        for (part, offset, len) in parts {
+            let path = self.path(part)?;
+            let mut whole = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| io_error(&path, e))?;
+            whole
+                .seek(io::SeekFrom::Start(*offset))
+                .await
+                .map_err(|e| io_error(&path, e))?;
+            let mut src = whole.take(*len);
+            loop {
+                let n = src.read(&mut buf).await.map_err(|e| io_error(&path, e))?;
+                let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+                    break;
+                };
+                md5.update(chunk);
+                if chunk.iter().all(|b| *b == 0) {
+                    // Zeros stay a hole (page blobs are mostly holes); the length
+                    // is set at the end.
+                    file.seek(io::SeekFrom::Current(i64::try_from(n).unwrap_or(i64::MAX)))
+                        .await
+                        .map_err(|e| io_error(tmp, e))?;
+                } else {
+                    file.write_all(chunk).await.map_err(|e| io_error(tmp, e))?;
+                }
+                size += n as u64;
+            }
+        }
+        file.set_len(size).await.map_err(|e| io_error(tmp, e))?;
+        Ok((file, size, md5.finalize().into()))
+    }
+
     async fn publish(&self, id: &str, tmp: &Path, mut file: tokio::fs::File) -> Result<(), Error> {
         file.flush().await.map_err(|e| io_error(tmp, e))?;
         file.sync_all().await.map_err(|e| io_error(tmp, e))?;
@@ -250,45 +292,22 @@ impl BlobBackend for LocalFiles {
     }
 
     async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error> {
-        let (id, tmp, mut file) = self.stage().await?;
-        let mut md5 = Md5::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; CHUNK];
-        for (part, offset, len) in parts {
-            let path = self.path(part)?;
-            let mut whole = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| io_error(&path, e))?;
-            whole
-                .seek(io::SeekFrom::Start(*offset))
-                .await
-                .map_err(|e| io_error(&path, e))?;
-            let mut src = whole.take(*len);
-            loop {
-                let n = src.read(&mut buf).await.map_err(|e| io_error(&path, e))?;
-                let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-                    break;
-                };
-                md5.update(chunk);
-                if chunk.iter().all(|b| *b == 0) {
-                    // Zeros stay a hole (page blobs are mostly holes); the length
-                    // is set at the end.
-                    file.seek(io::SeekFrom::Current(i64::try_from(n).unwrap_or(i64::MAX)))
-                        .await
-                        .map_err(|e| io_error(&tmp, e))?;
-                } else {
-                    file.write_all(chunk).await.map_err(|e| io_error(&tmp, e))?;
-                }
-                size += n as u64;
+        let (id, tmp, file) = self.stage().await?;
+        match self.compose_into(parts, &tmp, file).await {
+            Ok((file, size, md5)) => {
+                self.publish(&id, &tmp, file).await?;
+                Ok(Written {
+                    file_id: id,
+                    size,
+                    md5,
+                })
+            }
+            Err(e) => {
+                // A part that cannot be read leaves no staging file behind.
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
             }
         }
-        file.set_len(size).await.map_err(|e| io_error(&tmp, e))?;
-        self.publish(&id, &tmp, file).await?;
-        Ok(Written {
-            file_id: id,
-            size,
-            md5: md5.finalize().into(),
-        })
     }
 
     async fn zeros(&self, size: u64) -> Result<Written, Error> {

@@ -76,6 +76,12 @@ pub(crate) struct Args {
     /// this one). On Slurm it must be at this path on every node.
     #[arg(long, env = "KEYLESS_JOB_AGENT")]
     job_agent: Option<PathBuf>,
+    /// Where blob bytes live: `s3://bucket/prefix`, `az://container/prefix`,
+    /// `gs://bucket/prefix` or `file:///dir`, with credentials from the
+    /// environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`) (default: files under
+    /// `<data dir>/blobs`).
+    #[arg(long, env = "KEYLESS_BLOB_STORE")]
+    blob_store: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "KEYLESS_LOG_JSON")]
     log_json: bool,
@@ -108,6 +114,7 @@ struct FileConfig {
     insecure_key_file_permissions: Option<bool>,
     insecure_unsandboxed_jobs: Option<bool>,
     job_agent: Option<PathBuf>,
+    blob_store: Option<String>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -176,6 +183,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     config.insecure_unsandboxed_jobs =
         args.insecure_unsandboxed_jobs || file.insecure_unsandboxed_jobs.unwrap_or(false);
     config.job_agent = args.job_agent.or(file.job_agent);
+    config.blob_store = args.blob_store.or(file.blob_store);
 
     let port =
         |flag: Option<u16>, file: Option<u16>, default: u16| flag.or(file).unwrap_or(default);
