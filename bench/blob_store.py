@@ -1,0 +1,120 @@
+"""Blob PUT and GET through keyless with its bytes in local files and in an object store, in
+one run: the same client, sizes and counts against two servers on loopback.
+
+    eval "$(scripts/object-stores up /tmp/stores .venv/bin/python)"
+    .venv/bin/python bench/blob_store.py [--count 50] [--release]
+
+Each figure is the median and the total rate over --count requests (bounded) of one size,
+one request at a time, after a warm-up. The object-store run uses $KEYLESS_TEST_S3_URL (moto)
+and, when set, $KEYLESS_TEST_AZURE_BLOB_URL (Azurite).
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(binary, work, extra):
+    ports = [free_port() for _ in range(5)]
+    names = ["storage", "login", "management", "vault", "identity"]
+    args = [binary, "serve", "--data-dir", str(work / "data")]
+    for name, port in zip(names, ports):
+        args += [f"--{name}-port", str(port)]
+    proc = subprocess.Popen(args + extra, stdout=open(work / "serve.log", "wb"), stderr=subprocess.STDOUT)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{ports[4]}/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    env = {**os.environ, "KEYLESS_CONFIG_DIR": str(work / "cli"), "KEYLESS_DATA_DIR": str(work / "data")}
+    admin = json.loads((work / "data" / "admin.json").read_text())
+
+    def cli(*a):
+        out = subprocess.run([binary, *a], env=env, check=True, capture_output=True, text=True).stdout
+        return json.loads(out) if out.strip() else None
+
+    cli("login", "-u", admin["username"], "-p", admin["password"])
+    cli("storage", "account", "create", "-n", "bench", "-g", "default")
+    key = cli("storage", "account", "keys", "list", "-n", "bench", "-g", "default")[0]["value"]
+    info = json.loads((work / "data" / "endpoints.json").read_text())
+    client = BlobServiceClient(f"{info['storage']}/bench", connection_verify=info["ca_file"],
+                               credential={"account_name": "bench", "account_key": key},
+                               max_single_put_size=64 * 1024 * 1024)
+    return proc, client
+
+
+def measure(client, size, count):
+    container = client.get_container_client(f"c{uuid.uuid4().hex[:8]}")
+    container.create_container()
+    body = os.urandom(size)
+    blob = container.get_blob_client("warm")
+    blob.upload_blob(body)
+    blob.download_blob().readall()
+    results = {}
+    for op in ("put", "get"):
+        times = []
+        start = time.perf_counter()
+        for i in range(count):
+            t = time.perf_counter()
+            if op == "put":
+                container.get_blob_client(f"b{i}").upload_blob(body, overwrite=True)
+            else:
+                assert len(container.get_blob_client(f"b{i}").download_blob().readall()) == size
+            times.append(time.perf_counter() - t)
+        total = time.perf_counter() - start
+        results[op] = (statistics.median(times) * 1000, size * count / total / 1e6)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--release", action="store_true")
+    a = parser.parse_args()
+    count = max(1, min(a.count, 500))
+    profile = "release" if a.release else "debug"
+    subprocess.run(["cargo", "build", "--locked", "-p", "keyless"] + (["--release"] if a.release else []),
+                   cwd=ROOT, check=True)
+    binary = str(ROOT / "target" / profile / "keyless")
+    backends = [("local files", [])]
+    for var, name in [("KEYLESS_TEST_S3_URL", "S3 (moto)"), ("KEYLESS_TEST_AZURE_BLOB_URL", "Azure (Azurite)")]:
+        if os.environ.get(var):
+            backends.append((name, ["--blob-store", f"{os.environ[var].rstrip('/')}/bench-{uuid.uuid4().hex[:8]}"]))
+    if len(backends) == 1:
+        sys.exit("no object store in the environment: eval \"$(scripts/object-stores up DIR PYTHON)\" first")
+    print(f"{'backend':<18}{'size':>8}{'PUT ms':>10}{'PUT MB/s':>10}{'GET ms':>10}{'GET MB/s':>10}")
+    for name, extra in backends:
+        with tempfile.TemporaryDirectory() as work:
+            proc, client = serve(binary, Path(work), extra)
+            try:
+                for size in (1024 * 1024, 16 * 1024 * 1024):
+                    r = measure(client, size, count if size <= 1024 * 1024 else max(1, count // 5))
+                    print(f"{name:<18}{size // 1024:>7}K{r['put'][0]:>10.1f}{r['put'][1]:>10.1f}"
+                          f"{r['get'][0]:>10.1f}{r['get'][1]:>10.1f}")
+            finally:
+                proc.terminate()
+                proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
