@@ -133,19 +133,7 @@ async fn account_for(
             format!("An account has one blob service, `default`; `{service}` was asked for."),
         ));
     }
-    state
-        .store
-        .account(name)
-        .await?
-        .filter(|a| {
-            a.subscription_id.eq_ignore_ascii_case(sub) && a.resource_group.eq_ignore_ascii_case(rg)
-        })
-        .ok_or_else(|| {
-            MgmtError::not_found(
-                "ResourceNotFound",
-                format!("The Resource 'Microsoft.Storage/storageAccounts/{name}' under resource group '{rg}' was not found."),
-            )
-        })
+    super::storage_accounts::existing(state, sub, rg, name).await
 }
 
 async fn list(

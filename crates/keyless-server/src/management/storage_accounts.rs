@@ -139,7 +139,8 @@ async fn scope(
     Ok(caller)
 }
 
-async fn existing(
+/// The account `name` of the subscription and group, or ARM's 404.
+pub(crate) async fn existing(
     state: &SharedState,
     sub: &str,
     rg: &str,

@@ -359,7 +359,19 @@ async fn commit(
     block: &keyless_store::Written,
 ) -> Result<(Blob, u64, bool), StorageError> {
     for _ in 0..8 {
+        let loaded = load(ctx).await?;
+        // Under the lock of the file it replaces: an append in place into that
+        // file waits, and then finds the blob in a new file (and composes too),
+        // instead of recording bytes in a file this swap has released.
+        let _lock = match &loaded.content {
+            Content::File(file) => Some(ctx.state.lock_appends(file).await),
+            Content::Inline(_) => None,
+        };
+        // The blob as it is now that no append in place can change it.
         let current = load(ctx).await?;
+        if current.content != loaded.content {
+            continue;
+        }
         limits.judge(&current, Some(block.size))?;
         let base = if current.size > 0 {
             file_of(ctx, &current).await?

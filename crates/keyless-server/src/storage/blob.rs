@@ -555,6 +555,18 @@ pub(super) enum Modify {
 
 const CHANGED_MEANWHILE: &str = "the blob changed while it was being modified";
 
+/// The precondition of a read-modify-write: the blob is still as `loaded`.
+fn unchanged(loaded: &Blob, current: Option<&Blob>) -> Result<(), Error> {
+    match current {
+        Some(c) if c.etag == loaded.etag && c.state == loaded.state => Ok(()),
+        Some(_) => Err(Error::new(
+            keyless_core::ErrorKind::Conflict,
+            CHANGED_MEANWHILE,
+        )),
+        None => Err(Error::not_found("the blob does not exist")),
+    }
+}
+
 /// Loads the request's blob, applies `change` and writes it back if the blob is
 /// still as loaded; a blob changed in between is loaded again (a few times).
 pub(super) async fn modify<T>(
@@ -592,14 +604,7 @@ pub(super) async fn modify<T>(
             b.etag = new_etag();
             b.last_modified = ctx.state.now();
         }
-        let check = |c: Option<&Blob>| match c {
-            Some(c) if c.etag == loaded.etag && c.state == loaded.state => Ok(()),
-            Some(_) => Err(Error::new(
-                keyless_core::ErrorKind::Conflict,
-                CHANGED_MEANWHILE,
-            )),
-            None => Err(Error::not_found("the blob does not exist")),
-        };
+        let check = |c: Option<&Blob>| unchanged(&loaded, c);
         match ctx.state.store.blob_update(&b, &check).await {
             Ok(()) => return Ok((b, out)),
             Err(e) if e.message() == CHANGED_MEANWHILE => {}
@@ -698,14 +703,7 @@ async fn set_metadata_versioned(
         ),
         Content::Inline(bytes) => Content::Inline(bytes.clone()),
     };
-    let check = |c: Option<&Blob>| match c {
-        Some(c) if c.etag == loaded.etag && c.state == loaded.state => Ok(()),
-        Some(_) => Err(Error::new(
-            keyless_core::ErrorKind::Conflict,
-            CHANGED_MEANWHILE,
-        )),
-        None => Err(Error::not_found("the blob does not exist")),
-    };
+    let check = |c: Option<&Blob>| unchanged(&loaded, c);
     match put_protected(ctx, &mut next, &check).await {
         Ok(released) => release(ctx, released).await,
         Err(e) => {

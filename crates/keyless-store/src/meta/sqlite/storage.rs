@@ -225,6 +225,35 @@ async fn released_in(
     Ok(files)
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds a blob's columns from `etag` to `state`, in the order of the `blobs`
+/// table (and of `blob_snapshots` after its kind and name).
+fn bind_blob<'q>(query: SqliteQuery<'q>, b: &'q Blob) -> Result<SqliteQuery<'q>, Error> {
+    let p = &b.properties;
+    Ok(query
+        .bind(&b.etag)
+        .bind(b.created_at)
+        .bind(b.last_modified)
+        .bind(size_i64(b.size)?)
+        .bind(b.content.file_id().unwrap_or(""))
+        .bind(&p.content_type)
+        .bind(&p.content_encoding)
+        .bind(&p.content_language)
+        .bind(&p.content_disposition)
+        .bind(&p.cache_control)
+        .bind(&p.content_md5)
+        .bind(to_json(&b.metadata)?)
+        .bind(to_json(&b.committed_blocks)?)
+        .bind(match &b.content {
+            Content::Inline(bytes) => Some(bytes.as_ref()),
+            Content::File(_) => None,
+        })
+        .bind(b.is_dir)
+        .bind(acl_json(b.acl.as_ref())?)
+        .bind(blob_state_json(&b.state)?))
+}
+
 fn retained_row(row: &SqliteRow) -> Result<Retained, Error> {
     let c = |e| corrupt("kept blob", e);
     let kind: String = row.try_get("kind").map_err(c)?;
@@ -253,8 +282,7 @@ async fn insert_retained(tx: &mut SqliteConnection, r: &Retained) -> Result<Opti
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_error)?;
-    let p = &b.properties;
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT OR REPLACE INTO blob_snapshots (account, container, name, kind, snapshot, etag, created_at, last_modified, size,
             file_id, content_type, content_encoding, content_language, content_disposition, cache_control, content_md5,
             metadata, committed_blocks, content, is_dir, acl, state, deleted_at, expires_at)
@@ -264,32 +292,13 @@ async fn insert_retained(tx: &mut SqliteConnection, r: &Retained) -> Result<Opti
     .bind(&b.container)
     .bind(&b.name)
     .bind(r.kind.as_str())
-    .bind(&r.id)
-    .bind(&b.etag)
-    .bind(b.created_at)
-    .bind(b.last_modified)
-    .bind(size_i64(b.size)?)
-    .bind(b.content.file_id().unwrap_or(""))
-    .bind(&p.content_type)
-    .bind(&p.content_encoding)
-    .bind(&p.content_language)
-    .bind(&p.content_disposition)
-    .bind(&p.cache_control)
-    .bind(&p.content_md5)
-    .bind(to_json(&b.metadata)?)
-    .bind(to_json(&b.committed_blocks)?)
-    .bind(match &b.content {
-        Content::Inline(bytes) => Some(bytes.as_ref()),
-        Content::File(_) => None,
-    })
-    .bind(b.is_dir)
-    .bind(acl_json(b.acl.as_ref())?)
-    .bind(blob_state_json(&b.state)?)
-    .bind(r.deleted.map(|d| d.0))
-    .bind(r.deleted.map(|d| d.1))
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .bind(&r.id);
+    bind_blob(query, b)?
+        .bind(r.deleted.map(|d| d.0))
+        .bind(r.deleted.map(|d| d.1))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
     Ok(old
         .map(|(f,)| f)
         .filter(|f| !f.is_empty() && Some(f.as_str()) != b.content.file_id()))
@@ -788,33 +797,13 @@ impl StorageStore for SqliteStore {
             // One round trip to the writing connection: the savepoint and
             // `PUT_BLOB`. The precondition is judged on the current row afterwards;
             // a refusal rolls the savepoint back.
-            let p = &b.properties;
             let new_file = b.content.file_id();
             let sql = format!("{prelude}{PUT_BLOB}");
             let query = sqlx::query(&sql)
                 .bind(&b.account)
                 .bind(&b.container)
-                .bind(&b.name)
-                .bind(&b.etag)
-                .bind(b.created_at)
-                .bind(b.last_modified)
-                .bind(size_i64(b.size)?)
-                .bind(new_file.unwrap_or(""))
-                .bind(&p.content_type)
-                .bind(&p.content_encoding)
-                .bind(&p.content_language)
-                .bind(&p.content_disposition)
-                .bind(&p.cache_control)
-                .bind(&p.content_md5)
-                .bind(to_json(&b.metadata)?)
-                .bind(to_json(&b.committed_blocks)?)
-                .bind(match &b.content {
-                    Content::Inline(bytes) => Some(bytes.as_ref()),
-                    Content::File(_) => None,
-                })
-                .bind(b.is_dir)
-                .bind(acl_json(b.acl.as_ref())?)
-                .bind(blob_state_json(&b.state)?);
+                .bind(&b.name);
+            let query = bind_blob(query, b)?;
             let rows = tx.first(query).await?;
             // The blob's row has all its columns; a dropped block's has its file alone.
             let mut current = None;
@@ -1357,8 +1346,7 @@ impl StorageStore for SqliteStore {
                     return restore_deleted(&mut tx, account, container, name).await;
                 };
                 let b = &latest.blob;
-                let p = &b.properties;
-                sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type,
                         content_encoding, content_language, content_disposition, cache_control, content_md5, metadata,
                         committed_blocks, content, is_dir, acl, state)
@@ -1366,27 +1354,8 @@ impl StorageStore for SqliteStore {
                 )
                 .bind(&b.account)
                 .bind(&b.container)
-                .bind(&b.name)
-                .bind(&b.etag)
-                .bind(b.created_at)
-                .bind(b.last_modified)
-                .bind(size_i64(b.size)?)
-                .bind(b.content.file_id().unwrap_or(""))
-                .bind(&p.content_type)
-                .bind(&p.content_encoding)
-                .bind(&p.content_language)
-                .bind(&p.content_disposition)
-                .bind(&p.cache_control)
-                .bind(&p.content_md5)
-                .bind(to_json(&b.metadata)?)
-                .bind(to_json(&b.committed_blocks)?)
-                .bind(match &b.content {
-                    Content::Inline(bytes) => Some(bytes.as_ref()),
-                    Content::File(_) => None,
-                })
-                .bind(b.is_dir)
-                .bind(acl_json(b.acl.as_ref())?)
-                .bind(blob_state_json(&b.state)?)
+                .bind(&b.name);
+                bind_blob(query, b)?
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
