@@ -479,3 +479,34 @@ def test_user_sign_in_with_a_password_on_port_443(tmp_path):
     block = re.search(r"^\{\n.*?^\}$", out, re.S | re.M)
     assert json.loads(block.group(0)) == {"user": {"name": "carol@keyless.local", "type": "user"},
                                           "subscription": sub}, out
+
+
+def test_blob_service_properties_turn_data_protection_on_and_off(server, world):
+    """`az storage account blob-service-properties show|update`, as the data-protection
+    documentation writes them; the data plane sees the same retention."""
+    az = world["az"]
+    az.run("storage", "account", "create", "-n", "azprotect", "-g", "az-rg", "-l", "local", "-o", "none")
+    shown = az.run("storage", "account", "blob-service-properties", "show", "-n", "azprotect", "-g", "az-rg")
+    assert shown["isVersioningEnabled"] is False and shown["deleteRetentionPolicy"]["enabled"] is False
+    updated = az.run("storage", "account", "blob-service-properties", "update", "-n", "azprotect", "-g", "az-rg",
+                     "--enable-versioning", "true", "--enable-delete-retention", "true",
+                     "--delete-retention-days", "14", "--enable-container-delete-retention", "true",
+                     "--container-delete-retention-days", "7")
+    assert updated["isVersioningEnabled"] is True
+    assert updated["deleteRetentionPolicy"]["days"] == 14
+    assert updated["containerDeleteRetentionPolicy"]["days"] == 7
+    # The blob service's own properties say the same retention.
+    key = az.run("storage", "account", "keys", "list", "-n", "azprotect", "--query", "[0].value", "-o", "tsv")
+    from azure.storage.blob import BlobServiceClient
+    service = BlobServiceClient(f"{server.info['storage']}/azprotect", connection_verify=server.ca,
+                                credential={"account_name": "azprotect", "account_key": key})
+    policy = service.get_service_properties()["delete_retention_policy"]
+    assert (policy.enabled, policy.days) == (True, 14)
+    refused = az.run("storage", "account", "blob-service-properties", "update", "-n", "azprotect", "-g", "az-rg",
+                     "--delete-retention-days", "400", check=False)
+    assert refused.returncode != 0
+    az.run("storage", "account", "blob-service-properties", "update", "-n", "azprotect", "-g", "az-rg",
+           "--enable-versioning", "false", "--enable-delete-retention", "false", "-o", "none")
+    shown = az.run("storage", "account", "blob-service-properties", "show", "-n", "azprotect", "-g", "az-rg")
+    assert shown["isVersioningEnabled"] is False and shown["deleteRetentionPolicy"]["enabled"] is False
+    assert shown["containerDeleteRetentionPolicy"]["days"] == 7
