@@ -452,7 +452,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
     } else {
         match prepare(&state, request, peer, &mut requester).await {
             Ok((ctx, body)) => {
-                op_name = operation_name(ctx.op);
+                op_name = ctx.op.log_name();
                 match run(ctx, body).await {
                     Ok(r) => r,
                     Err(e) if requester.dfs => e.into_json_response(),
@@ -461,7 +461,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
             }
             Err(e) => {
                 if let Some(op) = requester.op {
-                    op_name = operation_name(op);
+                    op_name = op.log_name();
                 }
                 if requester.dfs {
                     e.into_json_response()
@@ -799,64 +799,6 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::SetAccessControl => dfs::set_access(&ctx).await,
         Op::SetAccessControlRecursive => dfs::set_access_recursive(&ctx).await,
         Op::DeletePath => dfs::delete(&ctx).await,
-    }
-}
-
-/// The operation's name as Azure's storage logs write it.
-fn operation_name(op: Operation) -> &'static str {
-    use Operation as Op;
-    match op {
-        Op::ListContainers => "ListContainers",
-        Op::GetServiceProperties => "GetBlobServiceProperties",
-        Op::GetAccountInformation => "GetAccountInformation",
-        Op::SetServiceProperties => "SetBlobServiceProperties",
-        Op::GetServiceStats => "GetBlobServiceStats",
-        Op::GetUserDelegationKey => "GetUserDelegationKey",
-        Op::CreateContainer => "CreateContainer",
-        Op::RestoreContainer => "RestoreContainer",
-        Op::DeleteContainer => "DeleteContainer",
-        Op::GetContainerProperties => "GetContainerProperties",
-        Op::SetContainerMetadata => "SetContainerMetadata",
-        Op::ListBlobs => "ListBlobs",
-        Op::LeaseContainer => "LeaseContainer",
-        Op::GetContainerAcl => "GetContainerACL",
-        Op::SetContainerAcl => "SetContainerACL",
-        Op::FindBlobsByTags => "FindBlobsByTags",
-        Op::GetBlobTags => "GetBlobTags",
-        Op::SetBlobTags => "SetBlobTags",
-        Op::LeaseBlob => "LeaseBlob",
-        Op::AppendBlock => "AppendBlock",
-        Op::SealBlob => "SealBlob",
-        Op::SetBlobTier => "SetBlobTier",
-        Op::PutPage => "PutPage",
-        Op::GetPageRanges => "GetPageRegions",
-        Op::CreateSnapshot => "SnapshotBlob",
-        Op::UndeleteBlob => "UndeleteBlob",
-        Op::PutBlob => "PutBlob",
-        Op::PutBlock => "PutBlock",
-        Op::PutBlockList => "PutBlockList",
-        Op::GetBlockList => "GetBlockList",
-        Op::GetBlob => "GetBlob",
-        Op::GetBlobProperties => "GetBlobProperties",
-        Op::GetBlobMetadata => "GetBlobMetadata",
-        Op::SetBlobMetadata => "SetBlobMetadata",
-        Op::SetBlobProperties => "SetBlobProperties",
-        Op::DeleteBlob => "DeleteBlob",
-        Op::BlobBatch => "BlobBatch",
-        Op::CopyBlob => "CopyBlob",
-        Op::CreateFilesystem => "CreateFilesystem",
-        Op::DeleteFilesystem => "DeleteFilesystem",
-        Op::GetFilesystemProperties => "GetFilesystemProperties",
-        Op::ListPaths => "ListFilesystemDir",
-        Op::CreatePath => "CreatePath",
-        Op::RenamePath => "RenamePath",
-        Op::AppendData => "AppendFile",
-        Op::FlushData => "FlushFile",
-        Op::GetAccessControl => "GetPathAccessControl",
-        Op::GetPathStatus => "GetPathStatus",
-        Op::SetAccessControl => "SetPathAccessControl",
-        Op::SetAccessControlRecursive => "SetPathAccessControlRecursive",
-        Op::DeletePath => "DeletePath",
     }
 }
 

@@ -133,6 +133,66 @@ impl Operation {
     }
 }
 
+impl Operation {
+    /// The operation's name as Azure's storage logs write it.
+    pub(crate) fn log_name(self) -> &'static str {
+        use Operation as Op;
+        match self {
+            Op::ListContainers => "ListContainers",
+            Op::GetServiceProperties => "GetBlobServiceProperties",
+            Op::GetAccountInformation => "GetAccountInformation",
+            Op::SetServiceProperties => "SetBlobServiceProperties",
+            Op::GetServiceStats => "GetBlobServiceStats",
+            Op::GetUserDelegationKey => "GetUserDelegationKey",
+            Op::CreateContainer => "CreateContainer",
+            Op::RestoreContainer => "RestoreContainer",
+            Op::DeleteContainer => "DeleteContainer",
+            Op::GetContainerProperties => "GetContainerProperties",
+            Op::SetContainerMetadata => "SetContainerMetadata",
+            Op::ListBlobs => "ListBlobs",
+            Op::LeaseContainer => "LeaseContainer",
+            Op::GetContainerAcl => "GetContainerACL",
+            Op::SetContainerAcl => "SetContainerACL",
+            Op::FindBlobsByTags => "FindBlobsByTags",
+            Op::GetBlobTags => "GetBlobTags",
+            Op::SetBlobTags => "SetBlobTags",
+            Op::LeaseBlob => "LeaseBlob",
+            Op::AppendBlock => "AppendBlock",
+            Op::SealBlob => "SealBlob",
+            Op::SetBlobTier => "SetBlobTier",
+            Op::PutPage => "PutPage",
+            Op::GetPageRanges => "GetPageRegions",
+            Op::CreateSnapshot => "SnapshotBlob",
+            Op::UndeleteBlob => "UndeleteBlob",
+            Op::PutBlob => "PutBlob",
+            Op::PutBlock => "PutBlock",
+            Op::PutBlockList => "PutBlockList",
+            Op::GetBlockList => "GetBlockList",
+            Op::GetBlob => "GetBlob",
+            Op::GetBlobProperties => "GetBlobProperties",
+            Op::GetBlobMetadata => "GetBlobMetadata",
+            Op::SetBlobMetadata => "SetBlobMetadata",
+            Op::SetBlobProperties => "SetBlobProperties",
+            Op::DeleteBlob => "DeleteBlob",
+            Op::BlobBatch => "BlobBatch",
+            Op::CopyBlob => "CopyBlob",
+            Op::CreateFilesystem => "CreateFilesystem",
+            Op::DeleteFilesystem => "DeleteFilesystem",
+            Op::GetFilesystemProperties => "GetFilesystemProperties",
+            Op::ListPaths => "ListFilesystemDir",
+            Op::CreatePath => "CreatePath",
+            Op::RenamePath => "RenamePath",
+            Op::AppendData => "AppendFile",
+            Op::FlushData => "FlushFile",
+            Op::GetAccessControl => "GetPathAccessControl",
+            Op::GetPathStatus => "GetPathStatus",
+            Op::SetAccessControl => "SetPathAccessControl",
+            Op::SetAccessControlRecursive => "SetPathAccessControlRecursive",
+            Op::DeletePath => "DeletePath",
+        }
+    }
+}
+
 /// Where a request points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {

@@ -11,6 +11,7 @@ use keyless_core::{Error, ErrorKind};
 mod cache;
 mod directory;
 mod resources;
+mod retained;
 mod storage;
 mod tokens;
 mod vault;

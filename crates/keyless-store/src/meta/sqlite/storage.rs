@@ -8,6 +8,7 @@ use sqlx::{Row, SqliteConnection};
 use keyless_core::acl::PathAcl;
 use keyless_core::{Error, TenantId};
 
+use super::retained::{self, insert_retained, keep_current, move_container, retained_row};
 use super::{SqliteStore, corrupt, db_error};
 use crate::storage::{
     Blob, BlobProperties, BlobState, Block, Container, ContainerCheck, ContainerState, Content,
@@ -93,7 +94,7 @@ fn acl_json(acl: Option<&PathAcl>) -> Result<Option<String>, Error> {
     acl.map(to_json).transpose()
 }
 
-fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
+pub(super) fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
     let c = |e| corrupt("blob", e);
     let size: i64 = row.try_get("size").map_err(c)?;
     Ok(Blob {
@@ -145,7 +146,7 @@ fn size_i64(size: u64) -> Result<i64, Error> {
     i64::try_from(size).map_err(|_| Error::invalid("the size is too large"))
 }
 
-async fn current_container(
+pub(super) async fn current_container(
     tx: &mut SqliteConnection,
     account: &str,
     name: &str,
@@ -161,7 +162,7 @@ async fn current_container(
         .transpose()
 }
 
-async fn current_blob(
+pub(super) async fn current_blob(
     tx: &mut SqliteConnection,
     account: &str,
     container: &str,
@@ -202,7 +203,7 @@ async fn drop_blocks(
     Ok(files)
 }
 
-async fn released_in(
+pub(super) async fn released_in(
     tx: &mut SqliteConnection,
     sql_blobs: &str,
     sql_blocks: &str,
@@ -225,11 +226,12 @@ async fn released_in(
     Ok(files)
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+pub(super) type SqliteQuery<'q> =
+    sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 /// Binds a blob's columns from `etag` to `state`, in the order of the `blobs`
 /// table (and of `blob_snapshots` after its kind and name).
-fn bind_blob<'q>(query: SqliteQuery<'q>, b: &'q Blob) -> Result<SqliteQuery<'q>, Error> {
+pub(super) fn bind_blob<'q>(query: SqliteQuery<'q>, b: &'q Blob) -> Result<SqliteQuery<'q>, Error> {
     let p = &b.properties;
     Ok(query
         .bind(&b.etag)
@@ -252,162 +254,6 @@ fn bind_blob<'q>(query: SqliteQuery<'q>, b: &'q Blob) -> Result<SqliteQuery<'q>,
         .bind(b.is_dir)
         .bind(acl_json(b.acl.as_ref())?)
         .bind(blob_state_json(&b.state)?))
-}
-
-fn retained_row(row: &SqliteRow) -> Result<Retained, Error> {
-    let c = |e| corrupt("kept blob", e);
-    let kind: String = row.try_get("kind").map_err(c)?;
-    let deleted_at: Option<i64> = row.try_get("deleted_at").map_err(c)?;
-    let expires_at: Option<i64> = row.try_get("expires_at").map_err(c)?;
-    Ok(Retained {
-        kind: RetainedKind::parse(&kind)
-            .ok_or_else(|| corrupt("kept blob", format_args!("unknown kind `{kind}`")))?,
-        id: row.try_get("snapshot").map_err(c)?,
-        deleted: deleted_at.zip(expires_at),
-        blob: blob_row(row)?,
-    })
-}
-
-/// Writes (or replaces) a kept state; returns the file of the row it replaced.
-async fn insert_retained(tx: &mut SqliteConnection, r: &Retained) -> Result<Option<String>, Error> {
-    let b = &r.blob;
-    let old: Option<(String,)> = sqlx::query_as(
-        "SELECT file_id FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND kind = ? AND snapshot = ?",
-    )
-    .bind(&b.account)
-    .bind(&b.container)
-    .bind(&b.name)
-    .bind(r.kind.as_str())
-    .bind(&r.id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    let query = sqlx::query(
-        "INSERT OR REPLACE INTO blob_snapshots (account, container, name, kind, snapshot, etag, created_at, last_modified, size,
-            file_id, content_type, content_encoding, content_language, content_disposition, cache_control, content_md5,
-            metadata, committed_blocks, content, is_dir, acl, state, deleted_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&b.account)
-    .bind(&b.container)
-    .bind(&b.name)
-    .bind(r.kind.as_str())
-    .bind(&r.id);
-    bind_blob(query, b)?
-        .bind(r.deleted.map(|d| d.0))
-        .bind(r.deleted.map(|d| d.1))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    Ok(old
-        .map(|(f,)| f)
-        .filter(|f| !f.is_empty() && Some(f.as_str()) != b.content.file_id()))
-}
-
-/// Keeps `current`, the blob a write replaces or a delete removes, as `keep`
-/// says; a kept deletion takes the blob's live snapshots with it. Returns whether
-/// it was kept (its file is then the kept row's).
-async fn keep_current(
-    tx: &mut SqliteConnection,
-    current: &Blob,
-    keep: &Keep,
-) -> Result<bool, Error> {
-    let (kind, id, deleted) = match (&current.state.version_id, keep.kind) {
-        (Some(version), _) => (RetainedKind::Version, version.clone(), None),
-        (None, Some(kind)) => (kind, keep.id.clone(), keep.deleted),
-        (None, None) => return Ok(false),
-    };
-    let mut blob = current.clone();
-    blob.state.lease = None;
-    insert_retained(
-        tx,
-        &Retained {
-            kind,
-            id,
-            deleted,
-            blob,
-        },
-    )
-    .await?;
-    if kind == RetainedKind::Deleted
-        && let Some((at, until)) = deleted
-    {
-        sqlx::query(
-            "UPDATE blob_snapshots SET deleted_at = ?, expires_at = ?
-             WHERE account = ? AND container = ? AND name = ? AND kind = 'snapshot' AND deleted_at IS NULL",
-        )
-        .bind(at)
-        .bind(until)
-        .bind(&current.account)
-        .bind(&current.container)
-        .bind(&current.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    }
-    Ok(true)
-}
-
-/// Clears the deletion marks of a blob's kept states.
-async fn restore_deleted(
-    tx: &mut SqliteConnection,
-    account: &str,
-    container: &str,
-    name: &str,
-) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE blob_snapshots SET deleted_at = NULL, expires_at = NULL
-         WHERE account = ? AND container = ? AND name = ? AND deleted_at IS NOT NULL",
-    )
-    .bind(account)
-    .bind(container)
-    .bind(name)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-/// Moves a container and everything in it to another name, marked deleted
-/// (when, until when) or not.
-async fn move_container(
-    tx: &mut SqliteConnection,
-    account: &str,
-    from: &str,
-    to: &str,
-    deleted: Option<(i64, i64)>,
-) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO containers (account, name, etag, last_modified, metadata, acl, state, deleted_at, expires_at)
-         SELECT account, ?3, etag, last_modified, metadata, acl, state, ?4, ?5 FROM containers
-         WHERE account = ?1 AND name = ?2",
-    )
-    .bind(account)
-    .bind(from)
-    .bind(to)
-    .bind(deleted.map(|d| d.0))
-    .bind(deleted.map(|d| d.1))
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    for table in ["blobs", "blocks", "blob_snapshots"] {
-        sqlx::query(&format!(
-            "UPDATE {table} SET container = ?3 WHERE account = ?1 AND container = ?2"
-        ))
-        .bind(account)
-        .bind(from)
-        .bind(to)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    }
-    sqlx::query("DELETE FROM containers WHERE account = ? AND name = ?")
-        .bind(account)
-        .bind(from)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    Ok(())
 }
 
 /// Put Blob after its savepoint: the current row, the staged blocks dropped (their
@@ -1313,81 +1159,7 @@ impl StorageStore for SqliteStore {
 
     async fn undelete(&self, account: &str, container: &str, name: &str) -> Result<(), Error> {
         let mut tx = self.writer.begin().await?;
-        let result = async {
-            let current = current_blob(&mut tx, account, container, name).await?;
-            let deleted: Vec<Retained> = sqlx::query(
-                "SELECT * FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND kind = 'deleted'
-                 ORDER BY snapshot DESC",
-            )
-            .bind(account)
-            .bind(container)
-            .bind(name)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .iter()
-            .map(retained_row)
-            .collect::<Result<_, _>>()?;
-            let mut rest = deleted.as_slice();
-            if current.is_none() {
-                let Some((latest, earlier)) = deleted.split_first() else {
-                    let any: Option<(i64,)> = sqlx::query_as(
-                        "SELECT 1 FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND deleted_at IS NOT NULL LIMIT 1",
-                    )
-                    .bind(account)
-                    .bind(container)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-                    if any.is_none() {
-                        return Err(Error::not_found("the blob does not exist"));
-                    }
-                    return restore_deleted(&mut tx, account, container, name).await;
-                };
-                let b = &latest.blob;
-                let query = sqlx::query(
-                    "INSERT INTO blobs (account, container, name, etag, created_at, last_modified, size, file_id, content_type,
-                        content_encoding, content_language, content_disposition, cache_control, content_md5, metadata,
-                        committed_blocks, content, is_dir, acl, state)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&b.account)
-                .bind(&b.container)
-                .bind(&b.name);
-                bind_blob(query, b)?
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                sqlx::query(
-                    "DELETE FROM blob_snapshots WHERE account = ? AND container = ? AND name = ? AND kind = 'deleted' AND snapshot = ?",
-                )
-                .bind(account)
-                .bind(container)
-                .bind(name)
-                .bind(&latest.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                rest = earlier;
-            }
-            // Earlier deleted states of the blob come back as its snapshots.
-            for r in rest {
-                sqlx::query(
-                    "UPDATE OR REPLACE blob_snapshots SET kind = 'snapshot'
-                     WHERE account = ? AND container = ? AND name = ? AND kind = 'deleted' AND snapshot = ?",
-                )
-                .bind(account)
-                .bind(container)
-                .bind(name)
-                .bind(&r.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            restore_deleted(&mut tx, account, container, name).await
-        }
-        .await;
+        let result = retained::undelete(&mut tx, account, container, name).await;
         let result = tx.finish(result).await;
         self.cache.forget_blob(account, container, name);
         result
@@ -1395,44 +1167,7 @@ impl StorageStore for SqliteStore {
 
     async fn retained_expire(&self, now: i64) -> Result<Vec<String>, Error> {
         let mut tx = self.writer.begin().await?;
-        let result = async {
-            let expired: Vec<(String, String)> = sqlx::query_as(
-                "SELECT account, name FROM containers WHERE expires_at IS NOT NULL AND expires_at < ?",
-            )
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            let mut files = Vec::new();
-            for (account, name) in &expired {
-                files.extend(
-                    released_in(
-                        &mut tx,
-                        "SELECT file_id FROM blobs WHERE account = ?1 AND container = ?2 AND file_id != ''
-                         UNION ALL SELECT file_id FROM blob_snapshots WHERE account = ?1 AND container = ?2 AND file_id != ''",
-                        "SELECT file_id FROM blocks WHERE account = ? AND container = ?",
-                        &[account, name],
-                    )
-                    .await?,
-                );
-                sqlx::query("DELETE FROM containers WHERE account = ? AND name = ?")
-                    .bind(account)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            let rows: Vec<(String,)> = sqlx::query_as(
-                "DELETE FROM blob_snapshots WHERE expires_at IS NOT NULL AND expires_at < ? RETURNING file_id",
-            )
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            files.extend(rows.into_iter().map(|(f,)| f).filter(|f| !f.is_empty()));
-            Ok(files)
-        }
-        .await;
+        let result = retained::expire(&mut tx, now).await;
         tx.finish(result).await
     }
 
