@@ -201,3 +201,32 @@ def test_undoing_a_delete_needs_the_right_to_write(server, account, keyed):
     container.get_blob_client("labels.csv").undelete_blob()
     assert reader.download_blob().readall() == b"cat,dog\n"
     keyed.set_service_properties(delete_retention_policy=RetentionPolicy(enabled=False))
+
+
+def test_restoring_a_container_needs_the_right_to_write_containers(server, account, keyed):
+    from azure.identity import ClientSecretCredential
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    blob_services(server, account, "PUT", {"properties": {"containerDeleteRetentionPolicy": {"enabled": True, "days": 1}}})
+    keyed.create_container("guarded-box").upload_blob("a.txt", b"a")
+    keyed.delete_container("guarded-box")
+    version = next(c.version for c in keyed.list_containers(include_deleted=True)
+                   if c.name == "guarded-box" and c.deleted)
+    sub = server.admin["subscription"]
+    sp = server.cli("ad", "sp", "create-for-rbac", "-n", "keep-box-reader")
+    server.cli("role", "assignment", "create", "--assignee", sp["appId"], "--role", "Storage Blob Data Reader",
+               "--scope", f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/keepacct")
+    credential = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                        disable_instance_discovery=True)
+    reader = BlobServiceClient(account["url"], credential=credential)
+    assert error_of(lambda: reader.undelete_container("guarded-box", version)) == (403, "AuthorizationPermissionMismatch")
+    # A container SAS, even one that may create and write, reaches blobs, not the container itself.
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    sas = generate_container_sas("keepacct", "guarded-box", account_key=account["key"], expiry=expiry,
+                                 permission=ContainerSasPermissions(read=True, write=True, create=True, delete=True))
+    assert error_of(lambda: BlobServiceClient(account["url"], credential=sas)
+                    .undelete_container("guarded-box", version))[0] == 403
+    assert "guarded-box" not in [c.name for c in keyed.list_containers()]
+    keyed.undelete_container("guarded-box", version)
+    assert keyed.get_blob_client("guarded-box", "a.txt").download_blob().readall() == b"a"
+    blob_services(server, account, "PUT", {"properties": {"containerDeleteRetentionPolicy": {"enabled": False}}})

@@ -403,3 +403,33 @@ def test_a_listing_allowed_by_acls_shows_nothing_beneath_a_directory_the_caller_
     # The owner, allowed by a role, sees everything.
     everything = sorted(p.name for p in fs.get_paths(recursive=True))
     assert "secret/s.txt" in everything and "secret/inner/t.txt" in everything
+
+
+def test_a_backslash_in_a_path_is_judged_as_the_slash_it_is_stored_as(server, lake, client_env):
+    """Azure stores `\\` in a blob name as `/`. An analyst who may read the root but not
+    `vault/` asks for `vault\\plan.txt`: the ACLs of `vault/plan.txt` decide, and refuse."""
+    from azure.storage.blob import BlobServiceClient
+    owner = client(server, lake, "owner")
+    fs = owner.create_file_system("slashes")
+    analyst = lake["analyst"]["objectId"]
+    fs.get_file_client("vault/plan.txt").upload_data(b"secret plan", overwrite=True)
+    fs.get_file_client("open.txt").upload_data(b"open", overwrite=True)
+    fs._get_root_directory_client().set_access_control(acl=f"user::rwx,group::r-x,other::---,user:{analyst}:r-x")
+    fs.get_file_client("open.txt").set_access_control(acl=f"user::rw-,group::r--,other::---,user:{analyst}:r--")
+    fs.get_directory_client("vault").set_access_control(acl="user::rwx,group::---,other::---")
+    fs.get_file_client("vault/plan.txt").set_access_control(acl="user::rw-,group::---,other::---")
+
+    sp = lake["analyst"]
+    credential = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                        disable_instance_discovery=True)
+    blobs = BlobServiceClient(lake["url"], credential=credential).get_container_client("slashes")
+    assert blobs.get_blob_client("open.txt").download_blob().readall() == b"open"
+    for name in ["vault/plan.txt", "vault\\plan.txt"]:
+        with pytest.raises(HttpResponseError) as refused:
+            blobs.get_blob_client(name).download_blob().readall()
+        assert refused.value.status_code == 403, name
+    # The owner's write through a backslash lands at the slash.
+    BlobServiceClient(lake["url"], credential=ClientSecretCredential(
+        server.tenant, lake["owner"]["appId"], lake["owner"]["password"], authority=server.login,
+        disable_instance_discovery=True)).get_blob_client("slashes", "vault\\notes.txt").upload_blob(b"n")
+    assert fs.get_file_client("vault/notes.txt").download_file().readall() == b"n"

@@ -228,3 +228,24 @@ fn environment_names_the_shell_cannot_take_are_refused() {
         "A_1='it'\\''s'\n"
     );
 }
+
+#[tokio::test]
+async fn the_servers_own_environment_does_not_reach_a_job() {
+    let Some(f) = fixture() else { return };
+    // What the server holds in its environment (an object store's credentials,
+    // say) stays there: here, the CARGO_* variables cargo runs the tests with.
+    let held: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("CARGO"))
+        .collect();
+    assert!(!held.is_empty(), "cargo runs tests with CARGO_* set");
+    let (exit, log) = f.run("env", &[("MINE", "the job's own")]).await;
+    assert_eq!(exit, Exit::Code(0), "{log}");
+    assert!(log.contains("MINE=the job's own"), "{log}");
+    for name in held {
+        assert!(
+            !log.contains(&format!("{name}=")),
+            "{name} reached the job:\n{log}"
+        );
+    }
+}
