@@ -829,6 +829,8 @@ async fn delete_blob(
     conditions: &Conditions,
     with_snapshots: bool,
 ) -> Result<(), StorageError> {
+    let protection = Protection::of(&ctx.account);
+    let now = ctx.state.now();
     let snapshots = if ctx.account.hns {
         Vec::new()
     } else {
@@ -866,8 +868,6 @@ async fn delete_blob(
                 _ => condition_error(e, false),
             })?
     } else {
-        let protection = Protection::of(&ctx.account);
-        let now = ctx.state.now();
         let keep = protection.on_delete(now);
         ctx.state
             .store
@@ -878,7 +878,7 @@ async fn delete_blob(
     release(ctx, released).await;
     if with_snapshots && has_snapshots {
         // Kept deleted with the blob, or gone with it.
-        let soft = Protection::of(&ctx.account).soft(ctx.state.now());
+        let soft = protection.soft(now);
         let released = ctx
             .state
             .store
