@@ -1,12 +1,15 @@
-"""Blob PUT and GET through keyless with its bytes in local files and in an object store, in
-one run: the same client, sizes and counts against two servers on loopback.
+"""Blob PUT and GET through keyless with its metadata in SQLite or PostgreSQL and its bytes in
+local files or an object store, in one run: the same client, sizes and counts against one
+server per combination, on loopback.
 
     eval "$(scripts/object-stores up /tmp/stores .venv/bin/python)"
+    eval "$(scripts/postgres up /tmp/pg)"
     .venv/bin/python bench/blob_store.py [--count 50] [--release]
 
 Each figure is the median and the total rate over --count requests (bounded) of one size,
-one request at a time, after a warm-up. The object-store run uses $KEYLESS_TEST_S3_URL (moto)
-and, when set, $KEYLESS_TEST_AZURE_BLOB_URL (Azurite).
+one request at a time, after a warm-up. The object-store runs use $KEYLESS_TEST_S3_URL (moto)
+and, when set, $KEYLESS_TEST_AZURE_BLOB_URL (Azurite); the PostgreSQL runs a new database on
+$KEYLESS_TEST_POSTGRES_URL.
 """
 
 import argparse
@@ -96,20 +99,30 @@ def main():
     subprocess.run(["cargo", "build", "--locked", "-p", "keyless"] + (["--release"] if a.release else []),
                    cwd=ROOT, check=True)
     binary = str(ROOT / "target" / profile / "keyless")
-    backends = [("local files", [])]
-    for var, name in [("KEYLESS_TEST_S3_URL", "S3 (moto)"), ("KEYLESS_TEST_AZURE_BLOB_URL", "Azure (Azurite)")]:
+    bytes_in = [("files", lambda: [])]
+    for var, name in [("KEYLESS_TEST_S3_URL", "S3"), ("KEYLESS_TEST_AZURE_BLOB_URL", "Azurite")]:
         if os.environ.get(var):
-            backends.append((name, ["--blob-store", f"{os.environ[var].rstrip('/')}/bench-{uuid.uuid4().hex[:8]}"]))
-    if len(backends) == 1:
-        sys.exit("no object store in the environment: eval \"$(scripts/object-stores up DIR PYTHON)\" first")
-    print(f"{'backend':<18}{'size':>8}{'PUT ms':>10}{'PUT MB/s':>10}{'GET ms':>10}{'GET MB/s':>10}")
-    for name, extra in backends:
+            bytes_in.append((name, lambda var=var: ["--blob-store",
+                                                    f"{os.environ[var].rstrip('/')}/bench-{uuid.uuid4().hex[:8]}"]))
+    metadata_in = [("SQLite", lambda: [])]
+    if os.environ.get("KEYLESS_TEST_POSTGRES_URL"):
+        sys.path.insert(0, str(ROOT / "tests" / "clients"))
+        from conftest import create_database
+        metadata_in.append(("PostgreSQL", lambda: ["--metadata",
+                                                   create_database(os.environ["KEYLESS_TEST_POSTGRES_URL"])]))
+    if len(bytes_in) == 1 and len(metadata_in) == 1:
+        sys.exit("neither an object store nor PostgreSQL in the environment: "
+                 "eval \"$(scripts/object-stores up DIR PYTHON)\" and \"$(scripts/postgres up DIR)\" first")
+    backends = [(f"{meta} + {where}", (m, b)) for meta, m in metadata_in for where, b in bytes_in]
+    print(f"{'metadata + bytes':<22}{'size':>8}{'PUT ms':>10}{'PUT MB/s':>10}{'GET ms':>10}{'GET MB/s':>10}")
+    for name, (metadata, blob_store) in backends:
+        extra = metadata() + blob_store()
         with tempfile.TemporaryDirectory() as work:
             proc, client = serve(binary, Path(work), extra)
             try:
-                for size in (1024 * 1024, 16 * 1024 * 1024):
+                for size in (4 * 1024, 1024 * 1024, 16 * 1024 * 1024):
                     r = measure(client, size, count if size <= 1024 * 1024 else max(1, count // 5))
-                    print(f"{name:<18}{size // 1024:>7}K{r['put'][0]:>10.1f}{r['put'][1]:>10.1f}"
+                    print(f"{name:<22}{size // 1024:>7}K{r['put'][0]:>10.1f}{r['put'][1]:>10.1f}"
                           f"{r['get'][0]:>10.1f}{r['get'][1]:>10.1f}")
             finally:
                 proc.terminate()

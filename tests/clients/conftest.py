@@ -57,6 +57,21 @@ def free_ports(n):
     return ports
 
 
+def psql(url, statement):
+    """Runs one SQL statement on the PostgreSQL database at `url`."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))
+    subprocess.run([str(found[-1]) if found else "psql", url, "-v", "ON_ERROR_STOP=1", "-qc", statement],
+                   check=True, capture_output=True, timeout=60)
+
+
+def create_database(server_url):
+    """A new, empty database on the PostgreSQL server at `server_url`; its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+    name = f"keyless_{os.urandom(8).hex()}"
+    psql(server_url, f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
 class Server:
     """A keyless server process and what clients need to reach it."""
 
@@ -65,6 +80,7 @@ class Server:
         self.data_dir = root / "data"
         self.config_dir = root / "cli"
         self.log_path = root / "serve.log"
+        self.host = "127.0.0.1"
         self.ports = dict(zip(["storage", "login", "management", "vault", "identity"], free_ports(5)))
         self.proc = None
         self.logs = []
@@ -73,6 +89,7 @@ class Server:
         args = [keyless_bin(), "serve", "--data-dir", str(self.data_dir)]
         for name, port in self.ports.items():
             args += [f"--{name}-port", str(port)]
+        args += self.shared_stores(extra)
         args += list(extra)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
@@ -82,7 +99,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"keyless serve exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.ports['identity']}/healthz", timeout=1).read()
+                urllib.request.urlopen(f"http://{self.host}:{self.ports['identity']}/healthz", timeout=1).read()
                 break
             except OSError:
                 time.sleep(0.05)
@@ -94,9 +111,29 @@ class Server:
         self.login = info["login"]
         self.management = info["management"]
         self.tenant = info["tenant"]
-        admin = json.loads((self.data_dir / "admin.json").read_text())
-        self.admin = admin
+        # A server that joined a store another server bootstrapped has no admin file.
+        admin_file = self.data_dir / "admin.json"
+        self.admin = json.loads(admin_file.read_text()) if admin_file.exists() else None
         return self
+
+    def shared_stores(self, extra):
+        """The test command's other mode: with KEYLESS_TEST_METADATA_URL (a PostgreSQL
+        server's URL) every server gets a database of its own there, and with
+        KEYLESS_TEST_BLOB_STORE (an object store URL) a prefix of its own; a restarted
+        server gets its own back."""
+        args = []
+        if not hasattr(self, "database"):
+            self.database = None
+            if url := os.environ.get("KEYLESS_TEST_METADATA_URL"):
+                self.database = create_database(url)
+            self.blob_store = None
+            if store := os.environ.get("KEYLESS_TEST_BLOB_STORE"):
+                self.blob_store = f"{store.rstrip('/')}/{os.urandom(8).hex()}"
+        if self.database and "--metadata" not in extra:
+            args += ["--metadata", self.database]
+        if self.blob_store and "--blob-store" not in extra:
+            args += ["--blob-store", self.blob_store]
+        return args
 
     def stop(self, kill=False):
         if self.proc and self.proc.poll() is None:

@@ -10,6 +10,7 @@ import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
+from conftest import psql
 
 DISTINCT = "hunter2-Zq8vX3-distinctive-value"
 
@@ -134,13 +135,20 @@ def test_values_never_rest_in_the_clear_and_survive_a_master_key_rotation(server
 def test_a_tampered_sealed_value_is_refused(server, vault, client_env):
     officer = vault_client(server, vault["officer"], retry_total=0)
     version = officer.set_secret("fragile", "do-not-alter").properties.version
-    db = sqlite3.connect(server.data_dir / "meta.sqlite", timeout=30)
-    (sealed,) = db.execute("SELECT sealed_value FROM secrets WHERE name = 'fragile'").fetchone()
-    altered = bytearray(sealed)
-    altered[-1] ^= 0x01
-    db.execute("UPDATE secrets SET sealed_value = ? WHERE name = 'fragile' AND version = ?", (bytes(altered), version))
-    db.commit()
-    db.close()
+    # One bit of the sealed value flipped in the metadata store, behind the server's back.
+    if server.database:
+        psql(server.database, "UPDATE secrets SET sealed_value = set_byte(sealed_value, length(sealed_value) - 1, "
+                              f"get_byte(sealed_value, length(sealed_value) - 1) # 1) WHERE name = 'fragile' "
+                              f"AND version = '{version}'")
+    else:
+        db = sqlite3.connect(server.data_dir / "meta.sqlite", timeout=30)
+        (sealed,) = db.execute("SELECT sealed_value FROM secrets WHERE name = 'fragile'").fetchone()
+        altered = bytearray(sealed)
+        altered[-1] ^= 0x01
+        db.execute("UPDATE secrets SET sealed_value = ? WHERE name = 'fragile' AND version = ?",
+                   (bytes(altered), version))
+        db.commit()
+        db.close()
     with pytest.raises(HttpResponseError) as refused:
         officer.get_secret("fragile")
     assert refused.value.status_code == 500

@@ -186,6 +186,19 @@ impl TokenVerifier {
         }
     }
 
+    /// Replaces the whole set of principals whose tokens are refused (after the
+    /// directory was read afresh).
+    pub fn replace_disabled(&self, object_ids: impl IntoIterator<Item = String>) {
+        let fresh: HashSet<String> = object_ids
+            .into_iter()
+            .map(|id| id.to_ascii_lowercase())
+            .collect();
+        match self.disabled.write() {
+            Ok(mut set) => *set = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+    }
+
     fn is_disabled(&self, object_id: &str) -> bool {
         let set = match self.disabled.read() {
             Ok(set) => set,

@@ -35,6 +35,9 @@ pub struct Config {
     /// `az://container/prefix`, `gs://…`, `file:///…`); default files under
     /// `<data dir>/blobs`.
     pub blob_store: Option<String>,
+    /// Where the metadata lives: a PostgreSQL URL (`postgres://…`); default
+    /// SQLite in the data dir.
+    pub metadata: Option<String>,
 }
 
 /// Certificates for the TLS listeners.
@@ -64,6 +67,7 @@ impl Config {
             insecure_unsandboxed_jobs: false,
             job_agent: None,
             blob_store: None,
+            metadata: None,
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -50,10 +51,16 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Adds request ids, tracing and the health endpoint to a service router.
-pub(crate) fn finish(router: Router) -> Router {
+/// Adds request ids, tracing and the health endpoints to a service router:
+/// `/healthz` (the process answers) and `/readyz` (it serves what the store
+/// holds: on a shared store, only while it follows the change feed).
+pub(crate) fn finish(router: Router, ready: Arc<AtomicBool>) -> Router {
     router
         .route("/healthz", axum::routing::get(healthz))
+        .route(
+            "/readyz",
+            axum::routing::get(move || async move { readyz(ready.load(Ordering::Acquire)) }),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
             // The path only: query strings may carry signatures.
@@ -62,6 +69,18 @@ pub(crate) fn finish(router: Router) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), client = %client, request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn readyz(ready: bool) -> axum::response::Response {
+    let (status, body) = if ready {
+        (StatusCode::OK, r#"{"status":"ready"}"#)
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"not ready: the change feed of the shared store is not followed"}"#,
+        )
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

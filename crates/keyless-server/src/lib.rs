@@ -8,6 +8,7 @@
 
 pub mod cloud;
 pub mod config;
+mod feed;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
@@ -40,7 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use keyless_auth::{Clock, MasterKey, SystemClock, TokenVerifier};
 use keyless_core::Error;
-use keyless_store::{DirectoryStore, MetaStore, SqliteStore, StorageStore, TokenStore};
+use keyless_store::{MetaStore, PostgresStore, SqliteStore};
 
 pub use config::{Config, TlsConfig};
 pub use state::Urls;
@@ -115,8 +116,50 @@ pub struct Running {
     tasks: TaskTracker,
     /// The job runners, and their signal that the server stops.
     jobs: (TaskTracker, CancellationToken),
-    store: SqliteStore,
+    store: Metadata,
     _lock: File,
+}
+
+/// The metadata store a server opened: SQLite in its data dir, or a PostgreSQL
+/// database it may share with other servers.
+#[derive(Debug, Clone)]
+enum Metadata {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Metadata {
+    async fn open(config: &Config) -> Result<Self, Error> {
+        match &config.metadata {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                tracing::info!(database = %keyless_store::redact(url), "opening the metadata store");
+                Ok(Self::Postgres(PostgresStore::connect(url).await?))
+            }
+            Some(other) => Err(Error::invalid(format!(
+                "--metadata takes a PostgreSQL URL (`postgres://user@host:port/database`), not `{}`",
+                keyless_store::redact(other)
+            ))),
+            None => {
+                let path = config.data_dir.join("meta.sqlite");
+                tracing::info!(database = %path.display(), "opening the metadata store");
+                Ok(Self::Sqlite(SqliteStore::open(&path).await?))
+            }
+        }
+    }
+
+    fn shared(&self) -> Arc<dyn MetaStore> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
 }
 
 impl Running {
@@ -203,10 +246,11 @@ pub async fn start_with_clock(
         );
     }
     let master = load_master_key(&config)?;
-    tracing::info!(data_dir = %config.data_dir.display(), "opening the metadata store");
-    let store = SqliteStore::open(&config.data_dir.join("meta.sqlite")).await?;
-    tenancy::bootstrap(&store, &config.data_dir, &config.tenant_domain, clock.now()).await?;
-    let ring = signing::load_ring(&store, &master, clock.now()).await?;
+    let opened = Metadata::open(&config).await?;
+    let store_arc = opened.shared();
+    let store: &dyn MetaStore = &*store_arc;
+    tenancy::bootstrap(store, &config.data_dir, &config.tenant_domain, clock.now()).await?;
+    let ring = signing::load_ring(store, &master, clock.now()).await?;
     let tenants: Vec<String> = store
         .tenants()
         .await?
@@ -241,7 +285,6 @@ pub async fn start_with_clock(
             }
         }
     }
-    let store_arc: Arc<dyn MetaStore> = Arc::new(store.clone());
     let blobs: Arc<dyn keyless_store::BlobBackend> = match &config.blob_store {
         Some(url) => {
             let objects = keyless_store::ObjectStoreBlobs::from_url(url)?;
@@ -261,7 +304,7 @@ pub async fn start_with_clock(
         );
     }
     let state = Arc::new(AppState::new(
-        store_arc,
+        Arc::clone(&store_arc),
         blobs,
         verifier,
         master,
@@ -335,11 +378,24 @@ pub async fn start_with_clock(
         let tls = secure.then(|| acceptor.clone());
         tasks.spawn(http::serve(
             listener,
-            http::finish(router),
+            http::finish(router, Arc::clone(&state.ready)),
             tls,
             shutdown.clone(),
             drain,
         ));
+    }
+    match &opened {
+        Metadata::Sqlite(_) => state
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release),
+        Metadata::Postgres(store) => {
+            tasks.spawn(feed::follow(
+                Arc::clone(&state),
+                store.clone(),
+                Arc::clone(&state.ready),
+                shutdown.clone(),
+            ));
+        }
     }
     tasks.spawn(signing::rotation_task(Arc::clone(&state), shutdown.clone()));
     tasks.spawn(expire_blocks(Arc::clone(&state), shutdown.clone()));
@@ -348,7 +404,7 @@ pub async fn start_with_clock(
         shutdown,
         tasks,
         jobs: (state.jobs.tasks.clone(), state.jobs.stopping.clone()),
-        store,
+        store: opened,
         _lock: lock,
     })
 }

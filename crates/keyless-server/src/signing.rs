@@ -60,14 +60,14 @@ pub(crate) async fn rotate(state: &SharedState) -> Result<String, Error> {
     let _guard = state.rotation.lock().await;
     let now = state.now();
     let kid = add_key(state.store.as_ref(), &state.master(), now).await?;
-    let ring = load_ring(state.store.as_ref(), &state.master(), now).await?;
     if let Some(oldest_kept) = state.store.signing_keys().await?.get(1) {
         state
             .store
             .signing_keys_prune(oldest_kept.created_at)
             .await?;
     }
-    state.verifier.set_ring(ring);
+    // Every server (this one first) takes the new ring from the store.
+    state.changed(crate::feed::Change::SigningKeys).await?;
     tracing::info!(kid = %kid, "signing key rotated");
     Ok(kid)
 }

@@ -64,6 +64,12 @@ pub(crate) struct AppState {
     pub(crate) jobs: crate::jobs::Runtime,
     /// Password sign-ins: lockouts and the hashing pool.
     pub(crate) sign_ins: crate::login::lockout::SignIns,
+    /// This server process among those sharing the store: a random id, to know
+    /// its own announcements on the change feed.
+    pub(crate) instance: String,
+    /// Whether the server serves what the store holds: true on SQLite; on a
+    /// shared store, while the change feed is followed (`/readyz`).
+    pub(crate) ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -113,6 +119,8 @@ impl AppState {
             rbac_reload: tokio::sync::Mutex::new(()),
             jobs,
             sign_ins: crate::login::lockout::SignIns::default(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -170,11 +178,17 @@ impl AppState {
         Ok(keys)
     }
 
-    /// Forgets the cached keys and record of an account (after a change). Other
-    /// servers sharing the store see a change within the record's two-second life.
+    /// Forgets the cached keys and record of an account (after a change; other
+    /// servers sharing the store learn of it from the change feed).
     pub(crate) fn forget_account_keys(&self, account: &str) {
         self.account_keys.invalidate(account);
         self.accounts.invalidate(account);
+    }
+
+    /// Forgets every cached account record and key (after the feed was lost).
+    pub(crate) fn forget_all_accounts(&self) {
+        self.account_keys.invalidate_all();
+        self.accounts.invalidate_all();
     }
 
     /// A storage account by name, from a short-lived cache.

@@ -11,9 +11,19 @@ use async_trait::async_trait;
 
 use keyless_core::{ClientId, Error, ObjectId, Principal, PrincipalKind, TenantId};
 
+#[cfg(test)]
+#[cfg(feature = "postgres")]
+mod conformance;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod rows;
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{CHANGES, PostgresStore, redact};
 pub use sqlite::SqliteStore;
+#[cfg(feature = "postgres")]
+pub use sqlx::postgres::{PgListener, PgNotification};
 
 /// A directory (tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,11 +437,25 @@ pub struct ActivityEvent {
     pub body: serde_json::Value,
 }
 
+/// Telling the other servers that share the store what changed, so that they
+/// drop what they keep in memory about it.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + Debug + 'static {
+    /// Announces `change` (a short text the servers agree on) to every server
+    /// following the store's feed, this one included. A store no other server
+    /// shares has nobody to tell: the default does nothing.
+    async fn announce(&self, change: &str) -> Result<(), Error> {
+        let _ = change;
+        Ok(())
+    }
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     DirectoryStore
     + TokenStore
     + ResourceStore
+    + ChangeFeed
     + crate::storage::StorageStore
     + crate::vault::VaultStore
 {
@@ -441,6 +465,7 @@ impl<
     T: DirectoryStore
         + TokenStore
         + ResourceStore
+        + ChangeFeed
         + crate::storage::StorageStore
         + crate::vault::VaultStore,
 > MetaStore for T

@@ -14,6 +14,7 @@ use keyless_core::directory::DirectoryOperation;
 use super::caller::{Caller, authenticate, require_directory};
 use super::error::MgmtError;
 use super::{Body, respond};
+use crate::feed::Change;
 use crate::state::SharedState;
 use crate::{signing, tenancy};
 
@@ -74,8 +75,7 @@ async fn create_tenant(
         }
         let plan = tenancy::plan(&domain)?;
         tenancy::create_tenant(state.store.as_ref(), &plan, &domain, state.now()).await?;
-        state.verifier.add_tenant(&plan.tenant);
-        state.reload_rbac().await?;
+        state.changed(Change::Tenant(plan.tenant.clone())).await?;
         tracing::info!(actor = %caller.principal.object_id, tenant = %plan.tenant, "tenant created");
         Ok((StatusCode::CREATED, serde_json::to_value(&plan).map_err(|e| keyless_core::Error::internal(e.to_string()))?))
     })

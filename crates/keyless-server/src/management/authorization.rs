@@ -19,6 +19,7 @@ use super::caller::{Caller, authenticate, authorize, subscription_of_caller};
 use super::directory::{principal_json, resolve, timestamp};
 use super::error::MgmtError;
 use super::respond;
+use crate::feed::Change;
 use crate::state::SharedState;
 
 const PROVIDER: &str = "/providers/microsoft.authorization/";
@@ -324,7 +325,7 @@ async fn create_assignment(
         created_at: state.now(),
     };
     state.store.role_assignment_create(&assignment).await?;
-    state.reload_rbac().await?;
+    state.changed(Change::Rbac).await?;
     tracing::info!(actor = %caller.principal.object_id, principal = %principal_id, role = %role.name, scope = %scope, "role assignment created");
     Ok((
         StatusCode::CREATED,
@@ -390,7 +391,7 @@ async fn delete_assignment(
         return Ok((StatusCode::NO_CONTENT, Value::Null));
     };
     state.store.role_assignment_delete(&a.name).await?;
-    state.reload_rbac().await?;
+    state.changed(Change::Rbac).await?;
     tracing::info!(actor = %caller.principal.object_id, assignment = %a.name, "role assignment deleted");
     let kind = principal_type(state, a.principal_id).await?;
     Ok((StatusCode::OK, assignment_json(&a, kind)))
@@ -664,7 +665,7 @@ async fn put_definition(
             created_at: state.now(),
         })
         .await?;
-    state.reload_rbac().await?;
+    state.changed(Change::Rbac).await?;
     let first = scopes
         .first()
         .cloned()
@@ -708,7 +709,7 @@ async fn delete_definition(
         .await?;
     }
     state.store.role_definition_delete(&d.role.id).await?;
-    state.reload_rbac().await?;
+    state.changed(Change::Rbac).await?;
     Ok((StatusCode::OK, definition_json(scope, &d.role)))
 }
 

@@ -19,6 +19,7 @@ use super::caller::authorized;
 use super::error::MgmtError;
 use super::resources::ApiVersion;
 use super::{Body, respond};
+use crate::feed::Change;
 use crate::state::SharedState;
 use crate::storage::protection::Protection;
 
@@ -234,7 +235,7 @@ async fn put(
         }
         protection.store(&mut a);
         state.store.account_update(&a).await?;
-        state.forget_account_keys(&a.name);
+        state.changed(Change::Account(a.name.clone())).await?;
         Ok((StatusCode::OK, service_json(&a)))
     })
     .await

@@ -19,6 +19,7 @@ use keyless_store::{Credential, CredentialKind};
 use super::caller::{Caller, authenticate, require_directory};
 use super::error::MgmtError;
 use super::{Body, respond};
+use crate::feed::Change;
 use crate::http::set;
 use crate::state::SharedState;
 
@@ -426,8 +427,11 @@ pub(crate) async fn set_enabled(
         .principal_set_enabled(p.object_id, enabled)
         .await?;
     state
-        .verifier
-        .set_disabled(&p.object_id.to_string(), !enabled);
+        .changed(Change::Principal {
+            object_id: p.object_id.to_string(),
+            disabled: !enabled,
+        })
+        .await?;
     Ok(())
 }
 
@@ -503,8 +507,13 @@ pub(crate) async fn remove_principal(
         ));
     }
     state.store.principal_delete(p.object_id).await?;
-    state.verifier.set_disabled(&p.object_id.to_string(), true);
-    state.reload_rbac().await?;
+    state
+        .changed(Change::Principal {
+            object_id: p.object_id.to_string(),
+            disabled: true,
+        })
+        .await?;
+    state.changed(Change::Rbac).await?;
     tracing::info!(actor = %caller.principal.object_id, principal = %p.object_id, "principal deleted");
     Ok(())
 }

@@ -28,6 +28,7 @@ use keyless_store::{Resource, StoredRoleAssignment};
 
 use super::caller::{Caller, authorize};
 use super::error::MgmtError;
+use crate::feed::Change;
 use crate::state::SharedState;
 
 pub(crate) const WORKSPACES: &str = "Microsoft.MachineLearningServices/workspaces";
@@ -364,7 +365,12 @@ async fn system_identity(
 async fn delete_system_identity(state: &SharedState, resource_id: &str) -> Result<(), MgmtError> {
     if let Some(p) = system_identity(state, resource_id).await? {
         state.store.principal_delete(p.object_id).await?;
-        state.verifier.set_disabled(&p.object_id.to_string(), true);
+        state
+            .changed(Change::Principal {
+                object_id: p.object_id.to_string(),
+                disabled: true,
+            })
+            .await?;
     }
     Ok(())
 }
@@ -394,7 +400,7 @@ async fn grant(
                 created_at: state.now(),
             })
             .await?;
-        state.reload_rbac().await?;
+        state.changed(Change::Rbac).await?;
     }
     Ok(())
 }

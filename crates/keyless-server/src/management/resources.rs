@@ -14,6 +14,7 @@ use keyless_store::{Resource, ResourceGroup};
 use super::caller::{authenticate, authorize, authorized, may, subscription_of_caller};
 use super::error::MgmtError;
 use super::{Body, respond};
+use crate::feed::Change;
 use crate::state::SharedState;
 
 const UAI_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
@@ -361,7 +362,7 @@ async fn delete_group(
         let scope = ResourceId::subscription(&sub).child("resourceGroups", &rg)?;
         authorize(&state, &caller, "Microsoft.Resources/subscriptions/resourceGroups/delete", &scope).await?;
         let existed = state.store.resource_group_delete(&sub, &rg).await?;
-        state.reload_rbac().await?;
+        state.changed(Change::Rbac).await?;
         if existed {
             tracing::info!(actor = %caller.principal.object_id, group = %scope, "resource group deleted with its resources and role assignments");
         }
@@ -635,10 +636,15 @@ async fn delete_identity(
         let id = identity_id(&sub, &rg, &name);
         if let Some(p) = state.store.principal_by_resource_id(&id).await? {
             state.store.principal_delete(p.object_id).await?;
-            state.verifier.set_disabled(&p.object_id.to_string(), true);
+            state
+                .changed(Change::Principal {
+                    object_id: p.object_id.to_string(),
+                    disabled: true,
+                })
+                .await?;
         }
         let existed = state.store.resource_delete(&id).await?;
-        state.reload_rbac().await?;
+        state.changed(Change::Rbac).await?;
         Ok((
             if existed {
                 StatusCode::OK

@@ -18,6 +18,7 @@ use super::caller::{Caller, authenticate, authorized, readable, subscription_of_
 use super::error::MgmtError;
 use super::resources::ApiVersion;
 use super::{Body, respond};
+use crate::feed::Change;
 use crate::state::SharedState;
 
 const TYPE: &str = "Microsoft.Storage/storageAccounts";
@@ -318,7 +319,7 @@ async fn update(
     }
     merge_body(&mut current.body, body);
     state.store.account_update(current).await?;
-    state.forget_account_keys(&current.name);
+    state.changed(Change::Account(current.name.clone())).await?;
     Ok((StatusCode::OK, account_json(state, current)))
 }
 
@@ -392,7 +393,7 @@ async fn delete(
         if let Some(files) = state.store.account_delete(&name).await? {
             state.blobs.remove(&files).await;
         }
-        state.forget_account_keys(&name);
+        state.changed(Change::Account(name.clone())).await?;
         Ok((StatusCode::OK, Value::Null))
     })
     .await
@@ -578,7 +579,7 @@ async fn regenerate_key(
             other => return Err(MgmtError::bad_request("InvalidKeyName", format!("keyName `{other}` must be key1 or key2"))),
         }
         state.store.account_update(&a).await?;
-        state.forget_account_keys(&name);
+        state.changed(Change::Account(name.clone())).await?;
         tracing::info!(actor = %caller.principal.object_id, account = %name, key = %body.key_name, "storage account key regenerated");
         Ok((StatusCode::OK, keys_json(&state, &a)?))
     })

@@ -18,6 +18,7 @@ use keyless_store::StorageAccount;
 
 use super::Ctx;
 use super::error::StorageError;
+use crate::feed::Change;
 use crate::state::SharedState;
 
 /// Where the properties live in the account's body.
@@ -264,7 +265,9 @@ pub(crate) async fn set(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
         store_element(&mut account, &name, xml);
     }
     ctx.state.store.account_update(&account).await?;
-    ctx.state.forget_account_keys(&account.name);
+    ctx.state
+        .changed(Change::Account(account.name.clone()))
+        .await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

@@ -8,6 +8,8 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use keyless_core::{Error, ErrorKind};
 
+use crate::meta::rows::db_error;
+
 mod cache;
 mod directory;
 mod resources;
@@ -99,29 +101,14 @@ impl SqliteStore {
     }
 }
 
+/// One server per SQLite file (the data dir is locked): nobody to tell.
+impl crate::meta::ChangeFeed for SqliteStore {}
+
 /// The database's WAL file, which exists while a connection in WAL mode is open.
 fn wal_file(db: &Path) -> std::io::Result<std::fs::File> {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
     std::fs::File::open(name)
-}
-
-/// Converts a driver error at the boundary: constraint violations keep their
-/// meaning, everything else is internal.
-fn db_error(err: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return Error::exists("a record with the same key exists already");
-        }
-        if db.is_foreign_key_violation() {
-            return Error::not_found("a record this one refers to does not exist");
-        }
-    }
-    Error::internal(format!("metadata store: {err}"))
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::internal(format!("metadata store holds a malformed {what}: {e}"))
 }
 
 #[cfg(test)]

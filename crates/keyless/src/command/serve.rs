@@ -82,6 +82,11 @@ pub(crate) struct Args {
     /// `<data dir>/blobs`).
     #[arg(long, env = "KEYLESS_BLOB_STORE")]
     blob_store: Option<String>,
+    /// Where the metadata lives: `postgres://user@host:port/database` (the
+    /// password from the URL or `PGPASSWORD`), shared by every server given the
+    /// same URL (default: SQLite in the data dir).
+    #[arg(long, env = "KEYLESS_METADATA")]
+    metadata: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "KEYLESS_LOG_JSON")]
     log_json: bool,
@@ -115,6 +120,7 @@ struct FileConfig {
     insecure_unsandboxed_jobs: Option<bool>,
     job_agent: Option<PathBuf>,
     blob_store: Option<String>,
+    metadata: Option<String>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -184,6 +190,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         args.insecure_unsandboxed_jobs || file.insecure_unsandboxed_jobs.unwrap_or(false);
     config.job_agent = args.job_agent.or(file.job_agent);
     config.blob_store = args.blob_store.or(file.blob_store);
+    config.metadata = args.metadata.or(file.metadata);
 
     let port =
         |flag: Option<u16>, file: Option<u16>, default: u16| flag.or(file).unwrap_or(default);

@@ -18,6 +18,7 @@ use super::{
     COMPUTES, Child, children, create_system_identity, delete_system_identity, grant, holds,
     identity_json, not_found, open, require_assign, roles, system_identity, user_assigned,
 };
+use crate::feed::Change;
 use crate::state::SharedState;
 
 fn compute_id(ws: &Resource, name: &str) -> String {
@@ -266,7 +267,7 @@ pub(crate) async fn delete(
         };
         delete_system_identity(&state, &r.id).await?;
         state.store.resource_delete(&r.id).await?;
-        state.reload_rbac().await?;
+        state.changed(Change::Rbac).await?;
         Ok((StatusCode::OK, Value::Null))
     })
     .await

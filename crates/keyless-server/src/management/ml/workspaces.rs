@@ -21,6 +21,7 @@ use super::{
     delete_system_identity, grant, identity_json, require_assign, roles, system_identity,
     user_assigned, workspace, workspace_id,
 };
+use crate::feed::Change;
 use crate::internal::{Acting, Service};
 use crate::state::SharedState;
 
@@ -677,7 +678,7 @@ pub(crate) async fn delete(
         }
         delete_system_identity(&state, &r.id).await?;
         state.store.resource_delete(&r.id).await?;
-        state.reload_rbac().await?;
+        state.changed(Change::Rbac).await?;
         tracing::info!(actor = %caller.principal.object_id, workspace = %r.id, "workspace deleted with its computes, datastores and identities");
         Ok((StatusCode::OK, Value::Null))
     })

@@ -1,160 +1,32 @@
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use keyless_core::{ClientId, Error, ErrorKind, ObjectId, Principal, PrincipalKind, TenantId};
 
-use super::{SqliteStore, corrupt, db_error};
-use crate::meta::{Credential, CredentialKind, DirectoryStore, Tenant};
-
-const PRINCIPAL_COLUMNS: &str =
-    "object_id, tenant_id, kind, display_name, upn, app_id, resource_id, enabled, created_at";
-
-fn principal_row(row: &SqliteRow) -> Result<Principal, Error> {
-    let text = |name: &str| {
-        row.try_get::<String, _>(name)
-            .map_err(|e| corrupt("principal", e))
-    };
-    let opt = |name: &str| {
-        row.try_get::<Option<String>, _>(name)
-            .map_err(|e| corrupt("principal", e))
-    };
-    Ok(Principal {
-        object_id: ObjectId::parse(&text("object_id")?)?,
-        tenant_id: TenantId::parse(&text("tenant_id")?)?,
-        kind: PrincipalKind::parse(&text("kind")?)?,
-        display_name: text("display_name")?,
-        user_principal_name: opt("upn")?,
-        app_id: opt("app_id")?.map(|a| ClientId::parse(&a)).transpose()?,
-        resource_id: opt("resource_id")?,
-        enabled: row
-            .try_get::<bool, _>("enabled")
-            .map_err(|e| corrupt("principal", e))?,
-        created_at: row
-            .try_get::<i64, _>("created_at")
-            .map_err(|e| corrupt("principal", e))?,
-    })
-}
-
-fn tenant_row(row: &SqliteRow) -> Result<Tenant, Error> {
-    Ok(Tenant {
-        id: TenantId::parse(
-            &row.try_get::<String, _>("id")
-                .map_err(|e| corrupt("tenant", e))?,
-        )?,
-        domain: row.try_get("domain").map_err(|e| corrupt("tenant", e))?,
-        display_name: row
-            .try_get("display_name")
-            .map_err(|e| corrupt("tenant", e))?,
-        created_at: row
-            .try_get("created_at")
-            .map_err(|e| corrupt("tenant", e))?,
-    })
-}
-
-fn credential_row(row: &SqliteRow) -> Result<Credential, Error> {
-    let get = |name: &str| {
-        row.try_get::<Option<String>, _>(name)
-            .map_err(|e| corrupt("credential", e))
-    };
-    let kind: String = row.try_get("kind").map_err(|e| corrupt("credential", e))?;
-    let kind = match kind.as_str() {
-        "secret" => CredentialKind::Secret {
-            digest: get("secret_digest")?.unwrap_or_default(),
-            hint: get("hint")?.unwrap_or_default(),
-        },
-        "certificate" => CredentialKind::Certificate {
-            thumbprint: get("thumbprint")?.unwrap_or_default(),
-            public_key: row
-                .try_get::<Option<Vec<u8>>, _>("public_key")
-                .map_err(|e| corrupt("credential", e))?
-                .unwrap_or_default(),
-        },
-        "federated" => CredentialKind::Federated {
-            issuer: get("issuer")?.unwrap_or_default(),
-            subject: get("subject")?.unwrap_or_default(),
-            audiences: serde_json::from_str(&get("audiences")?.unwrap_or_else(|| "[]".into()))
-                .map_err(|e| corrupt("credential", e))?,
-        },
-        other => return Err(corrupt("credential", format!("kind `{other}`"))),
-    };
-    Ok(Credential {
-        id: row.try_get("id").map_err(|e| corrupt("credential", e))?,
-        principal_id: ObjectId::parse(
-            &row.try_get::<String, _>("principal_id")
-                .map_err(|e| corrupt("credential", e))?,
-        )?,
-        display_name: row
-            .try_get("display_name")
-            .map_err(|e| corrupt("credential", e))?,
-        kind,
-        starts_at: row
-            .try_get("starts_at")
-            .map_err(|e| corrupt("credential", e))?,
-        expires_at: row
-            .try_get("expires_at")
-            .map_err(|e| corrupt("credential", e))?,
-    })
-}
+use super::{SqliteStore, db_error};
+use crate::meta::rows::{self, PRINCIPAL_COLUMNS};
+use crate::meta::{Credential, DirectoryStore, Tenant};
 
 async fn insert_credential<'c, E: sqlx::SqliteExecutor<'c>>(
     exec: E,
     c: &Credential,
 ) -> Result<(), Error> {
-    let (kind, digest, hint, thumbprint, public_key, issuer, subject, audiences) = match &c.kind {
-        CredentialKind::Secret { digest, hint } => (
-            "secret",
-            Some(digest.clone()),
-            Some(hint.clone()),
-            None,
-            None,
-            None,
-            None,
-            None,
-        ),
-        CredentialKind::Certificate {
-            thumbprint,
-            public_key,
-        } => (
-            "certificate",
-            None,
-            None,
-            Some(thumbprint.clone()),
-            Some(public_key.clone()),
-            None,
-            None,
-            None,
-        ),
-        CredentialKind::Federated {
-            issuer,
-            subject,
-            audiences,
-        } => (
-            "federated",
-            None,
-            None,
-            None,
-            None,
-            Some(issuer.clone()),
-            Some(subject.clone()),
-            Some(serde_json::to_string(audiences).map_err(|e| Error::internal(e.to_string()))?),
-        ),
-    };
+    let cols = rows::credential_columns(c)?;
     sqlx::query(
         "INSERT INTO credentials (id, principal_id, kind, display_name, hint, secret_digest, thumbprint, public_key, issuer, subject, audiences, starts_at, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&c.id)
     .bind(c.principal_id.to_string())
-    .bind(kind)
+    .bind(cols.kind)
     .bind(&c.display_name)
-    .bind(hint)
-    .bind(digest)
-    .bind(thumbprint)
-    .bind(public_key)
-    .bind(issuer)
-    .bind(subject)
-    .bind(audiences)
+    .bind(cols.hint)
+    .bind(cols.digest)
+    .bind(cols.thumbprint)
+    .bind(cols.public_key)
+    .bind(cols.issuer)
+    .bind(cols.subject)
+    .bind(cols.audiences)
     .bind(c.starts_at)
     .bind(c.expires_at)
     .execute(exec)
@@ -176,7 +48,7 @@ impl SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(principal_row)
+            .map(rows::principal)
             .transpose()
     }
 }
@@ -202,7 +74,7 @@ impl DirectoryStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(tenant_row).collect()
+        rows.iter().map(rows::tenant).collect()
     }
 
     async fn tenant(&self, id_or_domain: &str) -> Result<Option<Tenant>, Error> {
@@ -212,7 +84,7 @@ impl DirectoryStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(tenant_row)
+            .map(rows::tenant)
             .transpose()
     }
 
@@ -276,7 +148,7 @@ impl DirectoryStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(principal_row).collect()
+        rows.iter().map(rows::principal).collect()
     }
 
     async fn principal_set_enabled(&self, object_id: ObjectId, enabled: bool) -> Result<(), Error> {
@@ -396,7 +268,7 @@ impl DirectoryStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_error)?;
-        rows.iter().map(credential_row).collect()
+        rows.iter().map(rows::credential).collect()
     }
 
     async fn credential_replace_secrets(

@@ -1,41 +1,14 @@
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use keyless_core::{Error, ObjectId, TenantId};
+use keyless_core::{Error, TenantId};
 
-use super::{SqliteStore, corrupt, db_error};
+use super::{SqliteStore, db_error};
+use crate::meta::rows::{self, corrupt};
 use crate::meta::{
     ActivityEvent, Resource, ResourceGroup, ResourceStore, StoredRoleAssignment,
     StoredRoleDefinition, Subscription,
 };
-
-fn resource_row(row: &SqliteRow) -> Result<Resource, Error> {
-    let c = |e| corrupt("resource", e);
-    Ok(Resource {
-        id: row.try_get("id").map_err(c)?,
-        subscription_id: row.try_get("subscription_id").map_err(c)?,
-        resource_group: row.try_get("resource_group").map_err(c)?,
-        kind: row.try_get("type").map_err(c)?,
-        name: row.try_get("name").map_err(c)?,
-        location: row.try_get("location").map_err(c)?,
-        body: serde_json::from_str(&row.try_get::<String, _>("body").map_err(c)?)
-            .map_err(|e| corrupt("resource", e))?,
-        created_at: row.try_get("created_at").map_err(c)?,
-    })
-}
-
-fn assignment_row(row: &SqliteRow) -> Result<StoredRoleAssignment, Error> {
-    let c = |e| corrupt("role assignment", e);
-    Ok(StoredRoleAssignment {
-        name: row.try_get("name").map_err(c)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
-        scope: row.try_get("scope").map_err(c)?,
-        role_definition_id: row.try_get("role_definition_id").map_err(c)?,
-        principal_id: ObjectId::parse(&row.try_get::<String, _>("principal_id").map_err(c)?)?,
-        created_at: row.try_get("created_at").map_err(c)?,
-    })
-}
 
 #[async_trait]
 impl ResourceStore for SqliteStore {
@@ -176,7 +149,7 @@ impl ResourceStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(resource_row)
+            .map(rows::resource)
             .transpose()
     }
 
@@ -193,7 +166,7 @@ impl ResourceStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(resource_row).collect()
+        rows.iter().map(rows::resource).collect()
     }
 
     async fn resource_delete(&self, id: &str) -> Result<bool, Error> {
@@ -232,23 +205,26 @@ impl ResourceStore for SqliteStore {
         let mut tx = self.write_tx().await.map_err(db_error)?;
         let scope =
             format!("/subscriptions/{subscription_id}/resourcegroups/{name}").to_ascii_lowercase();
-        let below = format!("{scope}/%");
+        // Below the scope: `_` and `%` in a group name match only themselves.
+        let below = rows::like_prefix(&format!("{scope}/"));
         // Managed identities that are resources of the group go with it (and their
         // memberships and assignments through ON DELETE CASCADE).
         sqlx::query(
-            "DELETE FROM principals WHERE lower(resource_id) = ?1 OR lower(resource_id) LIKE ?2",
+            "DELETE FROM principals WHERE lower(resource_id) = ?1 OR lower(resource_id) LIKE ?2 ESCAPE '\\'",
         )
         .bind(&scope)
         .bind(&below)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        sqlx::query("DELETE FROM role_assignments WHERE scope_key = ?1 OR scope_key LIKE ?2")
-            .bind(&scope)
-            .bind(&below)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(
+            "DELETE FROM role_assignments WHERE scope_key = ?1 OR scope_key LIKE ?2 ESCAPE '\\'",
+        )
+        .bind(&scope)
+        .bind(&below)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         sqlx::query("DELETE FROM resources WHERE subscription_id = ? AND resource_group = ?")
             .bind(subscription_id)
             .bind(name)
@@ -351,7 +327,7 @@ impl ResourceStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(assignment_row).collect()
+        rows.iter().map(rows::assignment).collect()
     }
 
     async fn role_assignment(&self, name: &str) -> Result<Option<StoredRoleAssignment>, Error> {
@@ -361,7 +337,7 @@ impl ResourceStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(assignment_row)
+            .map(rows::assignment)
             .transpose()
     }
 
@@ -435,6 +411,6 @@ impl ResourceStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_error)?;
-        rows.iter().map(assignment_row).collect()
+        rows.iter().map(rows::assignment).collect()
     }
 }

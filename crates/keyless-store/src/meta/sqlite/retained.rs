@@ -1,28 +1,14 @@
 //! A blob's kept states (snapshots, versions, deleted blobs) and deleted
 //! containers: the rows, the moves between them, restoring and expiring.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use keyless_core::Error;
 
-use super::storage::{bind_blob, blob_row, current_blob, released_in};
-use super::{corrupt, db_error};
+use super::db_error;
+use super::storage::{bind_blob, current_blob, released_in};
+use crate::meta::rows;
 use crate::storage::{Blob, Keep, Retained, RetainedKind};
-
-pub(super) fn retained_row(row: &SqliteRow) -> Result<Retained, Error> {
-    let c = |e| corrupt("kept blob", e);
-    let kind: String = row.try_get("kind").map_err(c)?;
-    let deleted_at: Option<i64> = row.try_get("deleted_at").map_err(c)?;
-    let expires_at: Option<i64> = row.try_get("expires_at").map_err(c)?;
-    Ok(Retained {
-        kind: RetainedKind::parse(&kind)
-            .ok_or_else(|| corrupt("kept blob", format_args!("unknown kind `{kind}`")))?,
-        id: row.try_get("snapshot").map_err(c)?,
-        deleted: deleted_at.zip(expires_at),
-        blob: blob_row(row)?,
-    })
-}
 
 /// Writes (or replaces) a kept state; returns the file of the row it replaced.
 pub(super) async fn insert_retained(
@@ -188,7 +174,7 @@ pub(super) async fn undelete(
     .await
     .map_err(db_error)?
     .iter()
-    .map(retained_row)
+    .map(rows::retained)
     .collect::<Result<_, _>>()?;
     let mut rest = deleted.as_slice();
     if current.is_none() {

@@ -1,150 +1,20 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use keyless_core::Error;
 use keyless_core::acl::PathAcl;
-use keyless_core::{Error, TenantId};
 
-use super::retained::{self, insert_retained, keep_current, move_container, retained_row};
-use super::{SqliteStore, corrupt, db_error};
-use crate::storage::{
-    Blob, BlobProperties, BlobState, Block, Container, ContainerCheck, ContainerState, Content,
-    DeletedContainer, Keep, Page, Precondition, Retained, RetainedKind, StorageAccount,
-    StorageStore, deleted_container_name,
+use super::retained::{self, insert_retained, keep_current, move_container};
+use super::{SqliteStore, db_error};
+use crate::meta::rows::{
+    self, acl_json, blob_state_json, container_state_json, corrupt, like_prefix, size_i64, to_json,
 };
-
-fn json_pairs(text: &str) -> Result<Vec<(String, String)>, Error> {
-    serde_json::from_str(text).map_err(|e| corrupt("metadata", e))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))
-}
-
-fn like_prefix(prefix: &str) -> String {
-    let escaped = prefix
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("{escaped}%")
-}
-
-fn account_row(row: &SqliteRow) -> Result<StorageAccount, Error> {
-    let c = |e| corrupt("storage account", e);
-    Ok(StorageAccount {
-        name: row.try_get("name").map_err(c)?,
-        id: row.try_get("id").map_err(c)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
-        subscription_id: row.try_get("subscription_id").map_err(c)?,
-        resource_group: row.try_get("resource_group").map_err(c)?,
-        location: row.try_get("location").map_err(c)?,
-        hns: row.try_get("hns").map_err(c)?,
-        allow_shared_key: row.try_get("allow_shared_key").map_err(c)?,
-        body: serde_json::from_str(&row.try_get::<String, _>("body").map_err(c)?)
-            .map_err(|e| corrupt("storage account", e))?,
-        key1: row.try_get("key1").map_err(c)?,
-        key2: row.try_get("key2").map_err(c)?,
-        created_at: row.try_get("created_at").map_err(c)?,
-    })
-}
-
-fn container_row(row: &SqliteRow) -> Result<Container, Error> {
-    let c = |e| corrupt("container", e);
-    Ok(Container {
-        account: row.try_get("account").map_err(c)?,
-        name: row.try_get("name").map_err(c)?,
-        etag: row.try_get("etag").map_err(c)?,
-        last_modified: row.try_get("last_modified").map_err(c)?,
-        metadata: json_pairs(&row.try_get::<String, _>("metadata").map_err(c)?)?,
-        acl: acl_column(row, "container")?,
-        state: state_column::<ContainerState>(row, "container")?,
-    })
-}
-
-fn state_column<T: serde::de::DeserializeOwned + Default>(
-    row: &SqliteRow,
-    what: &str,
-) -> Result<T, Error> {
-    row.try_get::<Option<String>, _>("state")
-        .map_err(|e| corrupt(what, e))?
-        .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(what, e)))
-        .transpose()
-        .map(Option::unwrap_or_default)
-}
-
-fn blob_state_json(state: &BlobState) -> Result<Option<String>, Error> {
-    (!state.is_empty()).then(|| to_json(state)).transpose()
-}
-
-fn container_state_json(state: &ContainerState) -> Result<Option<String>, Error> {
-    (!state.is_empty()).then(|| to_json(state)).transpose()
-}
-
-fn acl_column(row: &SqliteRow, what: &str) -> Result<Option<PathAcl>, Error> {
-    row.try_get::<Option<String>, _>("acl")
-        .map_err(|e| corrupt(what, e))?
-        .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(what, e)))
-        .transpose()
-}
-
-fn acl_json(acl: Option<&PathAcl>) -> Result<Option<String>, Error> {
-    acl.map(to_json).transpose()
-}
-
-pub(super) fn blob_row(row: &SqliteRow) -> Result<Blob, Error> {
-    let c = |e| corrupt("blob", e);
-    let size: i64 = row.try_get("size").map_err(c)?;
-    Ok(Blob {
-        account: row.try_get("account").map_err(c)?,
-        container: row.try_get("container").map_err(c)?,
-        name: row.try_get("name").map_err(c)?,
-        etag: row.try_get("etag").map_err(c)?,
-        created_at: row.try_get("created_at").map_err(c)?,
-        last_modified: row.try_get("last_modified").map_err(c)?,
-        size: u64::try_from(size).map_err(|e| corrupt("size", e))?,
-        content: match row.try_get::<Option<Vec<u8>>, _>("content").map_err(c)? {
-            Some(bytes) => Content::Inline(Bytes::from(bytes)),
-            None => Content::File(row.try_get("file_id").map_err(c)?),
-        },
-        properties: BlobProperties {
-            content_type: row.try_get("content_type").map_err(c)?,
-            content_encoding: row.try_get("content_encoding").map_err(c)?,
-            content_language: row.try_get("content_language").map_err(c)?,
-            content_disposition: row.try_get("content_disposition").map_err(c)?,
-            cache_control: row.try_get("cache_control").map_err(c)?,
-            content_md5: row.try_get("content_md5").map_err(c)?,
-        },
-        metadata: json_pairs(&row.try_get::<String, _>("metadata").map_err(c)?)?,
-        committed_blocks: serde_json::from_str(
-            &row.try_get::<String, _>("committed_blocks").map_err(c)?,
-        )
-        .map_err(|e| corrupt("blob", e))?,
-        is_dir: row.try_get("is_dir").map_err(c)?,
-        acl: acl_column(row, "blob")?,
-        state: state_column::<BlobState>(row, "blob")?,
-    })
-}
-
-fn block_row(row: &SqliteRow) -> Result<Block, Error> {
-    let c = |e| corrupt("block", e);
-    let size: i64 = row.try_get("size").map_err(c)?;
-    Ok(Block {
-        account: row.try_get("account").map_err(c)?,
-        container: row.try_get("container").map_err(c)?,
-        blob: row.try_get("blob").map_err(c)?,
-        block_id: row.try_get("block_id").map_err(c)?,
-        size: u64::try_from(size).map_err(|e| corrupt("size", e))?,
-        file_id: row.try_get("file_id").map_err(c)?,
-        created_at: row.try_get("created_at").map_err(c)?,
-    })
-}
-
-fn size_i64(size: u64) -> Result<i64, Error> {
-    i64::try_from(size).map_err(|_| Error::invalid("the size is too large"))
-}
+use crate::storage::{
+    Blob, Block, Container, ContainerCheck, Content, DeletedContainer, Keep, Page, Precondition,
+    Retained, RetainedKind, StorageAccount, StorageStore, deleted_container_name,
+};
 
 pub(super) async fn current_container(
     tx: &mut SqliteConnection,
@@ -158,7 +28,7 @@ pub(super) async fn current_container(
         .await
         .map_err(db_error)?
         .as_ref()
-        .map(container_row)
+        .map(rows::container)
         .transpose()
 }
 
@@ -176,7 +46,7 @@ pub(super) async fn current_blob(
         .await
         .map_err(db_error)?
         .as_ref()
-        .map(blob_row)
+        .map(rows::blob)
         .transpose()
 }
 
@@ -300,7 +170,7 @@ impl StorageStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(account_row)
+            .map(rows::account)
             .transpose()
     }
 
@@ -317,7 +187,7 @@ impl StorageStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter().map(account_row).collect()
+        rows.iter().map(rows::account).collect()
     }
 
     async fn account_update(&self, a: &StorageAccount) -> Result<(), Error> {
@@ -402,7 +272,7 @@ impl StorageStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(container_row)
+            .map(rows::container)
             .transpose()?;
         if let Some(c) = &found {
             self.cache.put_container(ticket, c);
@@ -422,7 +292,7 @@ impl StorageStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter().map(container_row).collect()
+        rows.iter().map(rows::container).collect()
     }
 
     async fn container_update(
@@ -511,7 +381,7 @@ impl StorageStore for SqliteStore {
         .map_err(db_error)?;
         rows.iter()
             .map(|row| {
-                let mut container = container_row(row)?;
+                let mut container = rows::container(row)?;
                 let c = |e| corrupt("deleted container", e);
                 let at: i64 = row.try_get("deleted_at").map_err(c)?;
                 let until: Option<i64> = row.try_get("expires_at").map_err(c)?;
@@ -576,7 +446,7 @@ impl StorageStore for SqliteStore {
                 .await
                 .map_err(db_error)?
                 .as_ref()
-                .map(blob_row)
+                .map(rows::blob)
                 .transpose()?;
         if let Some(b) = &found {
             self.cache.put_blob(ticket, b);
@@ -603,7 +473,7 @@ impl StorageStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter().map(blob_row).collect()
+        rows.iter().map(rows::blob).collect()
     }
 
     async fn tagged_blobs(
@@ -629,7 +499,7 @@ impl StorageStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter().map(blob_row).collect()
+        rows.iter().map(rows::blob).collect()
     }
 
     async fn blob_put_keeping(
@@ -661,7 +531,7 @@ impl StorageStore for SqliteStore {
                             .map_err(|e| corrupt("block", e))?,
                     );
                 } else {
-                    current = Some(blob_row(row)?);
+                    current = Some(rows::blob(row)?);
                 }
             }
             check(current.as_ref())?;
@@ -1001,7 +871,7 @@ impl StorageStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(block_row).collect()
+        rows.iter().map(rows::block).collect()
     }
 
     async fn staged_names(
@@ -1062,7 +932,7 @@ impl StorageStore for SqliteStore {
         .await
         .map_err(db_error)?
         .as_ref()
-        .map(retained_row)
+        .map(rows::retained)
         .transpose()
     }
 
@@ -1081,7 +951,7 @@ impl StorageStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter().map(retained_row).collect()
+        rows.iter().map(rows::retained).collect()
     }
 
     async fn retained_names(

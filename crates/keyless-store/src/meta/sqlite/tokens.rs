@@ -1,43 +1,10 @@
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use keyless_core::{Error, ObjectId, TenantId};
 
-use super::{SqliteStore, corrupt, db_error};
+use super::{SqliteStore, db_error};
+use crate::meta::rows;
 use crate::meta::{AuthorizationCode, DeviceCode, RefreshGrant, SealedSigningKey, TokenStore};
-
-fn device_row(row: &SqliteRow) -> Result<DeviceCode, Error> {
-    let c = |e| corrupt("device code", e);
-    Ok(DeviceCode {
-        digest: row.try_get("digest").map_err(c)?,
-        user_code: row.try_get("user_code").map_err(c)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
-        client_id: row.try_get("client_id").map_err(c)?,
-        scope: row.try_get("scope").map_err(c)?,
-        expires_at: row.try_get("expires_at").map_err(c)?,
-        approved_by: row
-            .try_get::<Option<String>, _>("approved_by")
-            .map_err(c)?
-            .map(|s| ObjectId::parse(&s))
-            .transpose()?,
-    })
-}
-
-fn authorization_row(row: &SqliteRow) -> Result<AuthorizationCode, Error> {
-    let c = |e| corrupt("authorization code", e);
-    Ok(AuthorizationCode {
-        digest: row.try_get("digest").map_err(c)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
-        principal_id: ObjectId::parse(&row.try_get::<String, _>("principal_id").map_err(c)?)?,
-        client_id: row.try_get("client_id").map_err(c)?,
-        scope: row.try_get("scope").map_err(c)?,
-        redirect_uri: row.try_get("redirect_uri").map_err(c)?,
-        code_challenge: row.try_get("code_challenge").map_err(c)?,
-        nonce: row.try_get("nonce").map_err(c)?,
-        expires_at: row.try_get("expires_at").map_err(c)?,
-    })
-}
 
 #[async_trait]
 impl TokenStore for SqliteStore {
@@ -148,7 +115,7 @@ impl TokenStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(device_row)
+            .map(rows::device_code)
             .transpose()
     }
 
@@ -177,7 +144,7 @@ impl TokenStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(device_row)
+            .map(rows::device_code)
             .transpose()?;
         if code.as_ref().is_some_and(|c| c.approved_by.is_some()) {
             sqlx::query("DELETE FROM device_codes WHERE digest = ?")
@@ -227,7 +194,7 @@ impl TokenStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)?;
-        row.as_ref().map(authorization_row).transpose()
+        row.as_ref().map(rows::authorization_code).transpose()
     }
 
     async fn authorization_codes_expire(&self, now: i64) -> Result<u64, Error> {

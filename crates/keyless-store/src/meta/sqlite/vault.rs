@@ -1,46 +1,10 @@
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use keyless_core::{Error, ErrorKind, TenantId};
+use keyless_core::{Error, ErrorKind};
 
-use super::{SqliteStore, corrupt, db_error};
+use super::{SqliteStore, db_error};
+use crate::meta::rows;
 use crate::vault::{DeletedSecret, SecretVersion, Vault, VaultStore};
-
-fn vault_row(row: &SqliteRow) -> Result<Vault, Error> {
-    let c = |e| corrupt("vault", e);
-    Ok(Vault {
-        name: row.try_get("name").map_err(c)?,
-        id: row.try_get("id").map_err(c)?,
-        tenant_id: TenantId::parse(&row.try_get::<String, _>("tenant_id").map_err(c)?)?,
-        subscription_id: row.try_get("subscription_id").map_err(c)?,
-        resource_group: row.try_get("resource_group").map_err(c)?,
-        location: row.try_get("location").map_err(c)?,
-        body: serde_json::from_str(&row.try_get::<String, _>("body").map_err(c)?)
-            .map_err(|e| corrupt("vault", e))?,
-        created_at: row.try_get("created_at").map_err(c)?,
-        deleted_at: row.try_get("deleted_at").map_err(c)?,
-    })
-}
-
-fn secret_row(row: &SqliteRow) -> Result<SecretVersion, Error> {
-    let c = |e| corrupt("secret", e);
-    Ok(SecretVersion {
-        vault: row.try_get("vault").map_err(c)?,
-        name: row.try_get("name").map_err(c)?,
-        version: row.try_get("version").map_err(c)?,
-        created: row.try_get("created").map_err(c)?,
-        updated: row.try_get("updated").map_err(c)?,
-        enabled: row.try_get("enabled").map_err(c)?,
-        not_before: row.try_get("not_before").map_err(c)?,
-        expires: row.try_get("expires").map_err(c)?,
-        content_type: row.try_get("content_type").map_err(c)?,
-        tags: serde_json::from_str(&row.try_get::<String, _>("tags").map_err(c)?)
-            .map_err(|e| corrupt("secret", e))?,
-        wrapped_key: row.try_get("wrapped_key").map_err(c)?,
-        sealed_value: row.try_get("sealed_value").map_err(c)?,
-    })
-}
 
 /// Live secrets: no row in `deleted_secrets`.
 const LIVE: &str =
@@ -80,7 +44,7 @@ impl VaultStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(vault_row)
+            .map(rows::vault)
             .transpose()
     }
 
@@ -100,7 +64,7 @@ impl VaultStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        rows.iter().map(vault_row).collect()
+        rows.iter().map(rows::vault).collect()
     }
 
     async fn vault_update(&self, v: &Vault) -> Result<(), Error> {
@@ -200,7 +164,7 @@ impl VaultStore for SqliteStore {
             .await
             .map_err(db_error)?
             .as_ref()
-            .map(secret_row)
+            .map(rows::secret)
             .transpose()
     }
 
@@ -215,7 +179,7 @@ impl VaultStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(secret_row).collect()
+        rows.iter().map(rows::secret).collect()
     }
 
     async fn secret_versions(&self, vault: &str, name: &str) -> Result<Vec<SecretVersion>, Error> {
@@ -228,7 +192,7 @@ impl VaultStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(secret_row).collect()
+        rows.iter().map(rows::secret).collect()
     }
 
     async fn secret_update(&self, s: &SecretVersion) -> Result<(), Error> {
@@ -373,7 +337,7 @@ impl VaultStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
-        rows.iter().map(secret_row).collect()
+        rows.iter().map(rows::secret).collect()
     }
 
     async fn secret_keys_rewrap(
