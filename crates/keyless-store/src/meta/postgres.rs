@@ -16,6 +16,8 @@ use keyless_core::{Error, ErrorKind};
 use crate::meta::rows::db_error;
 
 mod directory;
+#[cfg(test)]
+mod races;
 mod resources;
 mod retained;
 mod storage;

@@ -174,9 +174,11 @@ pub(super) async fn undelete(
     name: &str,
 ) -> Result<(), Error> {
     let current = current_blob(tx, account, container, name).await?;
+    // Locked: expiry or a delete of kept states must not release a file this
+    // brings back.
     let deleted: Vec<Retained> = sqlx::query(
         "SELECT * FROM blob_snapshots WHERE account = $1 AND container = $2 AND name = $3 AND kind = 'deleted'
-         ORDER BY snapshot DESC",
+         ORDER BY snapshot DESC FOR UPDATE",
     )
     .bind(account)
     .bind(container)
@@ -258,7 +260,8 @@ pub(super) async fn undelete(
 /// ended before `now`; returns the files released.
 pub(super) async fn expire(tx: &mut PgConnection, now: i64) -> Result<Vec<String>, Error> {
     let expired: Vec<(String, String)> = sqlx::query_as(
-        "SELECT account, name FROM containers WHERE expires_at IS NOT NULL AND expires_at < $1 FOR UPDATE",
+        "SELECT account, name FROM containers WHERE expires_at IS NOT NULL AND expires_at < $1
+         ORDER BY account, name FOR UPDATE",
     )
     .bind(now)
     .fetch_all(&mut *tx)

@@ -3,9 +3,16 @@
 //! SQLite's single writer orders every write; here writers run at once, so a
 //! write that reads what it replaces first takes the lock of what it writes:
 //! a blob's name (a transaction-scoped advisory lock, which also covers a name
-//! that has no row yet) or a container's row (`FOR UPDATE`). A blob written into
-//! a container being deleted meets the container's row lock through its foreign
-//! key, and fails as `NotFound` once the container is gone.
+//! that has no row yet) and the rows it read (`FOR UPDATE`, which also stops the
+//! writes that take no name lock: a directory's rename or delete, expiry), or a
+//! container's row (`FOR UPDATE`).
+//!
+//! A write of a blob's name first shares its container's row (`FOR KEY SHARE`),
+//! before any lock of its own; deleting or moving a container takes that row
+//! `FOR UPDATE`, so it waits for the writes in the container to end and they
+//! wait for it, instead of each holding what the other needs. The files the
+//! delete releases are then the ones its rows name when it commits, and a write
+//! that comes after it fails as `NotFound` through its foreign key.
 
 use std::collections::HashSet;
 
@@ -25,56 +32,70 @@ use crate::storage::{
     Retained, RetainedKind, StorageAccount, StorageStore, deleted_container_name,
 };
 
-/// Waits for, and holds until the transaction ends, the lock of writes to one
-/// blob name (whether or not a blob has it now).
+/// Waits for, and holds until the transaction ends, a share of the container's
+/// row (if it exists) and then the lock of writes to one blob name (whether or
+/// not a blob has it now).
 pub(super) async fn lock_blob(
     tx: &mut PgConnection,
     account: &str,
     container: &str,
     name: &str,
 ) -> Result<(), Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("{account}/{container}/{name}"))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM containers WHERE account = $1 AND name = $2 FOR KEY SHARE),
+            pg_advisory_xact_lock(hashtextextended($3, 0))",
+    )
+    .bind(account)
+    .bind(container)
+    .bind(format!("{account}/{container}/{name}"))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 
-/// A container, its row locked until the transaction ends.
+/// A container, its row locked as `lock` says until the transaction ends:
+/// `FOR UPDATE` to delete or move it, `FOR NO KEY UPDATE` to change it (which
+/// the writes in it do not wait for), `""` to only read it.
 pub(super) async fn current_container(
     tx: &mut PgConnection,
     account: &str,
     name: &str,
+    lock: &str,
 ) -> Result<Option<Container>, Error> {
-    sqlx::query("SELECT * FROM containers WHERE account = $1 AND name = $2 FOR UPDATE")
-        .bind(account)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(rows::container)
-        .transpose()
+    sqlx::query(&format!(
+        "SELECT * FROM containers WHERE account = $1 AND name = $2 {lock}"
+    ))
+    .bind(account)
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .as_ref()
+    .map(rows::container)
+    .transpose()
 }
 
-/// A blob, read in the transaction that holds its lock.
+/// A blob, read in the transaction that holds its name's lock, its row locked
+/// until the transaction ends.
 pub(super) async fn current_blob(
     tx: &mut PgConnection,
     account: &str,
     container: &str,
     name: &str,
 ) -> Result<Option<Blob>, Error> {
-    sqlx::query("SELECT * FROM blobs WHERE account = $1 AND container = $2 AND name = $3")
-        .bind(account)
-        .bind(container)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(rows::blob)
-        .transpose()
+    sqlx::query(
+        "SELECT * FROM blobs WHERE account = $1 AND container = $2 AND name = $3 FOR UPDATE",
+    )
+    .bind(account)
+    .bind(container)
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .as_ref()
+    .map(rows::blob)
+    .transpose()
 }
 
 /// Drops the uncommitted blocks staged for each of `blobs`; returns their files.
@@ -262,6 +283,12 @@ impl StorageStore for PostgresStore {
         if exists.is_none() {
             return Ok(None);
         }
+        // Its containers too, waiting for the writes in them (see the module's doc).
+        sqlx::query("SELECT 1 FROM containers WHERE account = $1 ORDER BY name FOR UPDATE")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         let files = released_in(&mut tx, name, None).await?;
         for table in ["blobs", "blob_snapshots", "blocks"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account = $1"))
@@ -331,7 +358,7 @@ impl StorageStore for PostgresStore {
         check: ContainerCheck<'_>,
     ) -> Result<(), Error> {
         let mut tx = self.begin().await?;
-        let current = current_container(&mut tx, &c.account, &c.name)
+        let current = current_container(&mut tx, &c.account, &c.name, "FOR NO KEY UPDATE")
             .await?
             .ok_or_else(|| Error::not_found("the container does not exist"))?;
         check(&current)?;
@@ -360,7 +387,7 @@ impl StorageStore for PostgresStore {
         keep: Option<(&str, i64, i64)>,
     ) -> Result<Option<Vec<String>>, Error> {
         let mut tx = self.begin().await?;
-        let Some(current) = current_container(&mut tx, account, name).await? else {
+        let Some(current) = current_container(&mut tx, account, name, "FOR UPDATE").await? else {
             return Ok(None);
         };
         check(&current)?;
@@ -430,13 +457,13 @@ impl StorageStore for PostgresStore {
     ) -> Result<(), Error> {
         let hidden = deleted_container_name(name, version);
         let mut tx = self.begin().await?;
-        if current_container(&mut tx, account, &hidden)
+        if current_container(&mut tx, account, &hidden, "FOR UPDATE")
             .await?
             .is_none()
         {
             return Err(Error::not_found("no such deleted container"));
         }
-        if current_container(&mut tx, account, to).await?.is_some() {
+        if current_container(&mut tx, account, to, "").await?.is_some() {
             return Err(Error::exists("the container already exists"));
         }
         // Two restores under one new name both find it free; the second one's
