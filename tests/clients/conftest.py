@@ -75,8 +75,10 @@ def create_database(server_url):
 class Server:
     """A keyless server process and what clients need to reach it."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, local_blobs=False):
         self.root = root
+        # A test of the local-files backend itself keeps it in every mode.
+        self.local_blobs = local_blobs
         self.data_dir = root / "data"
         self.config_dir = root / "cli"
         self.log_path = root / "serve.log"
@@ -127,7 +129,7 @@ class Server:
             if url := os.environ.get("KEYLESS_TEST_METADATA_URL"):
                 self.database = create_database(url)
             self.blob_store = None
-            if store := os.environ.get("KEYLESS_TEST_BLOB_STORE"):
+            if (store := os.environ.get("KEYLESS_TEST_BLOB_STORE")) and not self.local_blobs:
                 self.blob_store = f"{store.rstrip('/')}/{os.urandom(8).hex()}"
         if self.database and "--metadata" not in extra:
             args += ["--metadata", self.database]

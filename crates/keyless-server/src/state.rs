@@ -124,7 +124,8 @@ impl AppState {
         })
     }
 
-    /// Waits for, and holds, the lock of appends into a blob file.
+    /// Waits for, and holds, the lock of appends into a blob file (or, named
+    /// `compose:<account>/<container>/<blob>`, of the appends composing a blob).
     pub(crate) async fn lock_appends(&self, file_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self

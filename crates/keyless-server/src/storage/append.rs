@@ -358,6 +358,18 @@ async fn commit(
     limits: &Limits<'_>,
     block: &keyless_store::Written,
 ) -> Result<(Blob, u64, bool), StorageError> {
+    // Composing appends to one blob take turns in this server: each composes the
+    // blob the one before it left, instead of all of them composing the same
+    // blob and all but one starting over (with bytes in an object store, every
+    // append composes). Only writers on other servers, and other writes to the
+    // blob, still make a composition start over.
+    let _turn = ctx
+        .state
+        .lock_appends(&format!(
+            "compose:{}/{}/{}",
+            ctx.account.name, ctx.container, ctx.blob
+        ))
+        .await;
     for _ in 0..8 {
         let loaded = load(ctx).await?;
         // Under the lock of the file it replaces: an append in place into that
