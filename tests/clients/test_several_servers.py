@@ -169,3 +169,20 @@ def test_every_server_is_ready(servers):
     for n, s in enumerate(servers, start=1):
         ready = requests.get(f"http://127.0.0.{n}:{s.ports['identity']}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
+
+
+def test_the_storage_log_holds_each_request_through_any_server_exactly_once(servers, world, client_env):
+    import json
+
+    a = servers[0]
+    token = credential(a, world["writer"]).get_token("https://storage.azure.com/.default").token
+    ids = []
+    for n in (1, 2, 3, 2, 3, 1):
+        reply = read_as(token, n, world, a.ca)
+        assert reply.status_code == 200
+        ids.append(reply.headers["x-ms-request-id"])
+    # Asked through A, the log holds what B and C served too, each request once.
+    out = a.cli("storage", "logs", "--account", "shared", check=False)
+    assert out.returncode == 0, out.stderr
+    logged = [json.loads(line)["CorrelationId"] for line in out.stdout.splitlines() if line.strip()]
+    assert [logged.count(i) for i in ids] == [1] * len(ids)

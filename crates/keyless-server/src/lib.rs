@@ -304,8 +304,14 @@ pub async fn start_with_clock(
         );
     }
     let state = Arc::new(AppState::new(
-        Arc::clone(&store_arc),
-        blobs,
+        state::Stores {
+            meta: Arc::clone(&store_arc),
+            blobs,
+            shared: match &opened {
+                Metadata::Postgres(store) => Some(store.clone()),
+                Metadata::Sqlite(_) => None,
+            },
+        },
         verifier,
         master,
         clock,

@@ -74,20 +74,43 @@ pub(crate) struct AppState {
 
 pub(crate) type SharedState = Arc<AppState>;
 
+/// Where a server keeps what it serves.
+pub(crate) struct Stores {
+    /// The metadata.
+    pub(crate) meta: Arc<dyn MetaStore>,
+    /// The blob bytes.
+    pub(crate) blobs: Arc<dyn BlobBackend>,
+    /// The PostgreSQL store when it is shared with other servers: the request
+    /// logs go there too.
+    pub(crate) shared: Option<keyless_store::PostgresStore>,
+}
+
 impl AppState {
     pub(crate) fn new(
-        store: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobBackend>,
+        stores: Stores,
         verifier: TokenVerifier,
         master: MasterKey,
         clock: Arc<dyn Clock>,
         urls: Urls,
         config: Config,
     ) -> Result<Self, Error> {
-        let storage_log =
-            crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("storage"))?;
-        let vault_log =
-            crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("vault"))?;
+        let Stores {
+            meta: store,
+            blobs,
+            shared,
+        } = stores;
+        let (storage_log, vault_log) = match shared {
+            Some(store) => (
+                crate::storage_log::StorageLog::shared(store.clone(), "storage"),
+                crate::storage_log::StorageLog::shared(store, "vault"),
+            ),
+            None => (
+                crate::storage_log::StorageLog::open(
+                    &config.data_dir.join("logs").join("storage"),
+                )?,
+                crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("vault"))?,
+            ),
+        };
         let jobs = crate::jobs::Runtime::new(
             &config.data_dir,
             config.insecure_unsandboxed_jobs,

@@ -1,5 +1,7 @@
 //! The storage log: one record per data-plane request, naming the identity that
-//! made it, appended durably as JSON lines under `<data dir>/logs/storage/`.
+//! made it, appended durably as JSON lines under `<data dir>/logs/storage/`, or,
+//! when servers share a PostgreSQL store, as rows of the store's request log that
+//! every one of them queries.
 //!
 //! Requests hand their record to a bounded queue and go on; one writer thread
 //! drains whatever has queued, writes it in one go and syncs it. When the queue is
@@ -122,7 +124,19 @@ enum Message {
 #[derive(Debug, Clone)]
 pub struct StorageLog {
     queue: mpsc::Sender<Message>,
-    dir: PathBuf,
+    place: Place,
+}
+
+/// Where the records go.
+#[derive(Debug, Clone)]
+enum Place {
+    /// JSON lines in a directory of this server's.
+    Files(PathBuf),
+    /// The request log `log` of a store other servers share.
+    Shared {
+        store: keyless_store::PostgresStore,
+        log: &'static str,
+    },
 }
 
 impl std::fmt::Debug for Message {
@@ -146,8 +160,21 @@ impl StorageLog {
             .map_err(|e| Error::internal(format!("cannot start the storage log writer: {e}")))?;
         Ok(Self {
             queue,
-            dir: dir.to_path_buf(),
+            place: Place::Files(dir.to_path_buf()),
         })
+    }
+
+    /// The log `log` (`storage`, `vault`) of a PostgreSQL store several servers
+    /// share: records are written in batches by a task of their own, retried
+    /// until the store takes them (requests wait for room meanwhile, as with
+    /// files), and a query reads every server's records.
+    pub fn shared(store: keyless_store::PostgresStore, log: &'static str) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(ship(store.clone(), log, rx));
+        Self {
+            queue,
+            place: Place::Shared { store, log },
+        }
     }
 
     /// Queues a record, waiting for room when the queue is full.
@@ -176,11 +203,105 @@ impl StorageLog {
     /// When a log file cannot be read.
     pub async fn query(&self, filter: Filter, limit: usize) -> Result<Vec<Record>, Error> {
         self.flush().await;
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || read(&dir, &filter, limit))
-            .await
-            .map_err(|e| Error::internal(format!("log query failed: {e}")))?
+        match &self.place {
+            Place::Files(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || read(&dir, &filter, limit))
+                    .await
+                    .map_err(|e| Error::internal(format!("log query failed: {e}")))?
+            }
+            Place::Shared { store, log } => {
+                let since = since_of(&filter)?;
+                let query = keyless_store::LogQuery {
+                    account: &filter.account,
+                    since_us: since.map(|t| t.as_microsecond()),
+                    principal: filter.principal.as_deref(),
+                    path_prefix: filter
+                        .path_prefix
+                        .as_deref()
+                        .map(|p| p.trim_start_matches('/')),
+                    status: filter.status,
+                    limit,
+                };
+                store
+                    .log_query(log, &query)
+                    .await?
+                    .iter()
+                    .map(|body| {
+                        serde_json::from_str(body)
+                            .map_err(|e| Error::internal(format!("a malformed log record: {e}")))
+                    })
+                    .collect()
+            }
+        }
     }
+}
+
+/// Writes the records queued for a shared log, as many at a time as have
+/// queued, until every handle is gone. A batch the store refuses is tried again
+/// (after 50 ms, then longer, up to 5 s): a record is never dropped.
+async fn ship(
+    store: keyless_store::PostgresStore,
+    log: &'static str,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    let mut waiters = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut rows = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Record(r) => rows.push(row_of(&r)),
+                Message::Flush(done) => waiters.push(done),
+            }
+            next = if rows.len() < 1000 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let mut delay = Duration::from_millis(50);
+        while let Err(e) = store.log_append(log, &rows).await {
+            tracing::error!(error = %e, log, records = rows.len(), "cannot write to the shared request log; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        for done in waiters.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn row_of(r: &Record) -> keyless_store::LogRow {
+    let at = r
+        .time_generated
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_microsecond())
+        .unwrap_or_default();
+    keyless_store::LogRow {
+        at_us: at,
+        account: r.account_name.clone(),
+        requester_object_id: r.requester_object_id.clone(),
+        requester_upn: r.requester_upn.clone(),
+        path: r.path.clone(),
+        status: r.status_code,
+        body: serde_json::to_string(r).unwrap_or_default(),
+    }
+}
+
+/// The `since` of a filter, parsed.
+fn since_of(filter: &Filter) -> Result<Option<jiff::Timestamp>, Error> {
+    filter
+        .since
+        .as_deref()
+        .map(|s| {
+            s.parse::<jiff::Timestamp>().map_err(|e| {
+                Error::invalid(format!(
+                    "`since` must be an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> Error {
@@ -215,17 +336,7 @@ fn ends_with_newline(path: &Path) -> Result<bool, Error> {
 }
 
 fn read(dir: &Path, filter: &Filter, limit: usize) -> Result<Vec<Record>, Error> {
-    let since = filter
-        .since
-        .as_deref()
-        .map(|s| {
-            s.parse::<jiff::Timestamp>().map_err(|e| {
-                Error::invalid(format!(
-                    "`since` must be an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"
-                ))
-            })
-        })
-        .transpose()?;
+    let since = since_of(filter)?;
     let mut out = Vec::new();
     for path in files(dir)? {
         let Ok(file) = File::open(&path) else {
@@ -376,6 +487,51 @@ mod tests {
         let log = StorageLog::open(dir.path()).unwrap();
         log.append(record("a", "other/z", 201, Some("ann@t.local")))
             .await;
+        filters_hold(&log).await;
+    }
+
+    /// Several servers' log in a shared PostgreSQL store answers the same queries
+    /// the same way (when `KEYLESS_TEST_POSTGRES_URL` names a server).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_log_is_filtered_as_files_are() {
+        let Ok(url) = std::env::var("KEYLESS_TEST_POSTGRES_URL") else {
+            eprintln!("KEYLESS_TEST_POSTGRES_URL is not set: skipped");
+            return;
+        };
+        let store = keyless_store::PostgresStore::connect_fresh(&url)
+            .await
+            .unwrap();
+        let one = StorageLog::shared(store.clone(), "storage");
+        let other = StorageLog::shared(store.clone(), "storage");
+        one.append(record("a", "data/x.csv", 200, Some("ann@t.local")))
+            .await;
+        one.flush().await;
+        other
+            .append(record("a", "data/y.csv", 403, Some("bob@t.local")))
+            .await;
+        other.append(record("b", "data/x.csv", 200, None)).await;
+        other.flush().await;
+        one.append(record("a", "other/z", 201, Some("ann@t.local")))
+            .await;
+        filters_hold(&one).await;
+        // Another log of the same store holds none of these.
+        let vault = StorageLog::shared(store, "vault");
+        let none = vault
+            .query(
+                Filter {
+                    account: "a".into(),
+                    ..Filter::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    }
+
+    /// The queries over records a/data/x.csv (ann, 200), a/data/y.csv (bob, 403),
+    /// b/data/x.csv and a/other/z (ann, 201), written in that order.
+    async fn filters_hold(log: &StorageLog) {
         let all = |f: Filter| {
             let log = log.clone();
             async move { log.query(f, 100).await.unwrap() }

@@ -20,7 +20,7 @@ mod rows;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{CHANGES, PostgresStore, redact};
+pub use postgres::{CHANGES, LogQuery, LogRow, PostgresStore, redact};
 pub use sqlite::SqliteStore;
 #[cfg(feature = "postgres")]
 pub use sqlx::postgres::{PgListener, PgNotification};

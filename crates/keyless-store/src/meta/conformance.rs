@@ -32,14 +32,7 @@ pub(crate) async fn postgres() -> Option<crate::PostgresStore> {
         eprintln!("KEYLESS_TEST_POSTGRES_URL is not set: the PostgreSQL run is skipped");
         return None;
     };
-    let name = format!("keyless_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin: sqlx::PgConnection = sqlx::Connection::connect(&url).await.unwrap();
-    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let mut db = url::Url::parse(&url).unwrap();
-    db.set_path(&name);
-    Some(crate::PostgresStore::connect(db.as_str()).await.unwrap())
+    Some(crate::PostgresStore::connect_fresh(&url).await.unwrap())
 }
 
 /// Two tests per behaviour, `sqlite::<name>` and `postgres::<name>`.

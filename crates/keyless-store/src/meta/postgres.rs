@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use keyless_core::{Error, ErrorKind};
 
 use crate::meta::rows::db_error;
 
 mod directory;
+mod logs;
 #[cfg(test)]
 mod races;
 mod resources;
@@ -23,6 +24,8 @@ mod retained;
 mod storage;
 mod tokens;
 mod vault;
+
+pub use logs::{LogQuery, LogRow};
 
 /// The PostgreSQL implementation of [`crate::MetaStore`].
 #[derive(Debug, Clone)]
@@ -60,6 +63,31 @@ impl PostgresStore {
             .await
             .map_err(|e| unavailable("migrate", &e))?;
         Ok(Self { pool })
+    }
+
+    /// Creates a new, empty database on the server `server_url` names (its user
+    /// must be allowed to create databases) and connects to it: for tests and
+    /// benchmarks that want a store of their own.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`], and when the database cannot be created.
+    pub async fn connect_fresh(server_url: &str) -> Result<Self, Error> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot create a database on {}: {e}", redact(server_url)),
+            )
+        };
+        let name = format!("keyless_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(server_url)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut url = url::Url::parse(server_url).map_err(|e| unavailable(&e))?;
+        url.set_path(&name);
+        Self::connect(url.as_str()).await
     }
 
     /// The connection pool, for the change feed and for tests.

@@ -1,0 +1,100 @@
+//! The request logs (storage, vault) of every server sharing the database.
+
+use keyless_core::Error;
+
+use super::{PostgresStore, db_error};
+
+/// One request's record, with the columns queries select on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    /// When the request was received, microseconds since the epoch.
+    pub at_us: i64,
+    /// The storage account (or vault).
+    pub account: String,
+    /// The caller's object id.
+    pub requester_object_id: Option<String>,
+    /// A user's UPN.
+    pub requester_upn: Option<String>,
+    /// `container/blob` (or the vault path).
+    pub path: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The record as served, JSON.
+    pub body: String,
+}
+
+/// What a log query selects.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery<'a> {
+    /// Only this account.
+    pub account: &'a str,
+    /// Only records at or after this time, microseconds since the epoch.
+    pub since_us: Option<i64>,
+    /// Only this requester: object id, or UPN (case-blind).
+    pub principal: Option<&'a str>,
+    /// Only paths starting with this.
+    pub path_prefix: Option<&'a str>,
+    /// Only this status.
+    pub status: Option<u16>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl PostgresStore {
+    /// Appends records to the log `log`, in their order, in one statement.
+    ///
+    /// # Errors
+    /// When the database refuses or cannot be reached; nothing is written then.
+    pub async fn log_append(&self, log: &str, rows: &[LogRow]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&LogRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+        let at: Vec<i64> = rows.iter().map(|r| r.at_us).collect();
+        let status: Vec<i32> = rows.iter().map(|r| i32::from(r.status)).collect();
+        sqlx::query(
+            "INSERT INTO request_logs (log, at_us, account, requester_object_id, requester_upn, path, status, body)
+             SELECT $1, at_us, account, oid, upn, path, status, body
+             FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[])
+                WITH ORDINALITY AS r(at_us, account, oid, upn, path, status, body, n)
+             ORDER BY n",
+        )
+        .bind(log)
+        .bind(&at)
+        .bind(column(|r| Some(r.account.clone())))
+        .bind(column(|r| r.requester_object_id.clone()))
+        .bind(column(|r| r.requester_upn.clone()))
+        .bind(column(|r| Some(r.path.clone())))
+        .bind(&status)
+        .bind(column(|r| Some(r.body.clone())))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The records of `log` that `q` selects, oldest first, as written (JSON).
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn log_query(&self, log: &str, q: &LogQuery<'_>) -> Result<Vec<String>, Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT body FROM request_logs
+             WHERE log = $1 AND account = $2 AND ($3::bigint IS NULL OR at_us >= $3)
+                AND ($4::text IS NULL OR requester_object_id = $4 OR lower(requester_upn) = lower($4))
+                AND ($5::text IS NULL OR starts_with(path, $5)) AND ($6::int IS NULL OR status = $6)
+             ORDER BY seq LIMIT $7",
+        )
+        .bind(log)
+        .bind(q.account)
+        .bind(q.since_us)
+        .bind(q.principal)
+        .bind(q.path_prefix)
+        .bind(q.status.map(i32::from))
+        .bind(i64::try_from(q.limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(body,)| body).collect())
+    }
+}
