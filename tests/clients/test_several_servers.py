@@ -72,7 +72,11 @@ def world(servers):
     writer = a.cli("ad", "sp", "create-for-rbac", "-n", "writer")
     a.cli("role", "assignment", "create", "--assignee", writer["objectId"],
           "--role", "Storage Blob Data Contributor", "--scope", account_id)
-    return {"account_id": account_id, "alice": alice, "writer": writer, "port": a.ports["storage"]}
+    world = {"account_id": account_id, "alice": alice, "writer": writer, "port": a.ports["storage"]}
+    through_a = BlobServiceClient(storage_url(1, world["port"], "shared"), credential=credential(a, writer),
+                                  connection_verify=a.ca)
+    through_a.create_container("data").upload_blob("census.csv", b"age,income\n39,77516\n")
+    return world
 
 
 def credential(server, sp):
@@ -91,13 +95,13 @@ def test_a_blob_written_through_b_is_read_through_c_with_a_token_from_a(servers,
     token_from_a = credential(a, world["writer"])
     through_b = BlobServiceClient(storage_url(2, world["port"], "shared"), credential=token_from_a,
                                   connection_verify=a.ca)
-    container = through_b.create_container("data")
-    container.upload_blob("census.csv", b"age,income\n39,77516\n")
+    container = through_b.get_container_client("data")
+    container.upload_blob("by-b.csv", b"age,income\n52,13000\n")
     big = os.urandom(300 * 1024)  # above what the metadata row keeps inline
     container.upload_blob("big.bin", big)
     through_c = BlobServiceClient(storage_url(3, world["port"], "shared"), credential=token_from_a,
                                   connection_verify=a.ca)
-    assert through_c.get_blob_client("data", "census.csv").download_blob().readall() == b"age,income\n39,77516\n"
+    assert through_c.get_blob_client("data", "by-b.csv").download_blob().readall() == b"age,income\n52,13000\n"
     assert through_c.get_blob_client("data", "big.bin").download_blob().readall() == big
     # The bytes are in the object store, on no server's disk.
     for s in servers:
