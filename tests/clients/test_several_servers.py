@@ -190,3 +190,36 @@ def test_the_storage_log_holds_each_request_through_any_server_exactly_once(serv
     assert out.returncode == 0, out.stderr
     logged = [json.loads(line)["CorrelationId"] for line in out.stdout.splitlines() if line.strip()]
     assert [logged.count(i) for i in ids] == [1] * len(ids)
+
+
+def test_a_server_that_restarts_leaves_the_jobs_another_server_runs_alone(servers, world, tmp_path, client_env):
+    a, b, _ = servers
+    at = ("-w", "shared-ws", "-g", "default")
+    (tmp_path / "ws.yml").write_text("name: shared-ws\nidentity:\n  type: system_assigned\n")
+    a.cli("ml", "workspace", "create", "-f", str(tmp_path / "ws.yml"), "-g", "default")
+    (tmp_path / "cluster.yml").write_text(
+        "name: cluster\ntype: amlcompute\nmax_instances: 1\nidentity:\n  type: system_assigned\n")
+    a.cli("ml", "compute", "create", "-f", str(tmp_path / "cluster.yml"), *at)
+    (tmp_path / "job.yml").write_text(
+        "command: sleep 4 && echo slept\ncompute: azureml:cluster\nenvironment: azureml:x@latest\n")
+    a.cli("ml", "job", "create", "-f", str(tmp_path / "job.yml"), "-n", "long", *at)
+
+    def status():
+        return a.cli("ml", "job", "show", "-n", "long", *at)
+
+    deadline = time.monotonic() + 30
+    while status()["status"] != "Running":
+        assert time.monotonic() < deadline, status()
+        time.sleep(0.1)
+    # B restarts while A runs the job: the job is not B's to fail or follow.
+    b.stop()
+    b.start(["--bind", "127.0.0.2", "--public-host", "127.0.0.1",
+             "--tls-cert", str(a.data_dir / "tls" / "server.pem"), "--tls-key", str(a.data_dir / "tls" / "server.key"),
+             "--master-key-file", str(a.data_dir / "master.key")])
+    b.ca, b.admin = a.ca, a.admin
+    deadline = time.monotonic() + 60
+    while (job := status())["status"] not in ("Completed", "Failed", "Canceled"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    history = [h["status"] for h in job["status_history"]]
+    assert job["status"] == "Completed" and "Failed" not in history, job

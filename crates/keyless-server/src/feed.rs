@@ -36,6 +36,8 @@ pub(crate) enum Change {
     SigningKeys,
     /// A new tenant.
     Tenant(String),
+    /// A job started (its tokens are honoured) or ended (they are refused).
+    Job { id: String, live: bool },
 }
 
 impl Change {
@@ -49,6 +51,7 @@ impl Change {
             Self::Account(name) => format!("account {name}"),
             Self::SigningKeys => "signing-keys".into(),
             Self::Tenant(id) => format!("tenant {id}"),
+            Self::Job { id, live } => format!("job {id} {}", u8::from(*live)),
         }
     }
 
@@ -63,6 +66,10 @@ impl Change {
             ("account", Some(name), None) => Self::Account(name.to_owned()),
             ("signing-keys", None, None) => Self::SigningKeys,
             ("tenant", Some(id), None) => Self::Tenant(id.to_owned()),
+            ("job", Some(id), Some(flag @ ("0" | "1"))) => Self::Job {
+                id: id.to_owned(),
+                live: flag == "1",
+            },
             _ => return None,
         };
         words.next().is_none().then_some(change)
@@ -100,6 +107,8 @@ impl AppState {
                 self.verifier.add_tenant(id);
                 self.reload_rbac().await?;
             }
+            Change::Job { id, live: true } => self.verifier.open_job(id),
+            Change::Job { id, live: false } => self.verifier.close_job(id),
         }
         Ok(())
     }
@@ -224,6 +233,10 @@ mod tests {
             Change::Account("acct".into()),
             Change::SigningKeys,
             Change::Tenant("t".into()),
+            Change::Job {
+                id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w/jobs/j".into(),
+                live: true,
+            },
         ] {
             assert_eq!(Change::decode(&change.encode()), Some(change));
         }

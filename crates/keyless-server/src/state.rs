@@ -67,12 +67,29 @@ pub(crate) struct AppState {
     /// This server process among those sharing the store: a random id, to know
     /// its own announcements on the change feed.
     pub(crate) instance: String,
+    /// This server among those sharing the store, across its restarts: the id
+    /// kept in its data dir (`server-id`). Jobs name the server that runs them.
+    pub(crate) server_id: String,
     /// Whether the server serves what the store holds: true on SQLite; on a
     /// shared store, while the change feed is followed (`/readyz`).
     pub(crate) ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
+
+/// The id of the server whose data dir `dir` is, made on first start.
+fn server_id(dir: &std::path::Path) -> Result<String, Error> {
+    let path = dir.join("server-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id)
+                .map_err(|e| Error::internal(format!("cannot write `{}`: {e}", path.display())))?;
+            Ok(id)
+        }
+    }
+}
 
 /// Where a server keeps what it serves.
 pub(crate) struct Stores {
@@ -99,6 +116,7 @@ impl AppState {
             blobs,
             shared,
         } = stores;
+        let server_id = server_id(&config.data_dir)?;
         let (storage_log, vault_log) = match shared {
             Some(store) => (
                 crate::storage_log::StorageLog::shared(store.clone(), "storage"),
@@ -143,6 +161,7 @@ impl AppState {
             jobs,
             sign_ins: crate::login::lockout::SignIns::default(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
+            server_id,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }

@@ -99,7 +99,7 @@ pub(crate) async fn put(
         let parent = match &job {
             Job::Command(c) => {
                 let props = prepare(&state, &ws, &p.name, c, &JobIdentity::Absent, &body.properties).await?;
-                let r = record(&ws, &p.name, props, &caller, now);
+                let r = record(&ws, &p.name, props, &caller, (now, &state.server_id));
                 state.store.resource_put(&r).await?;
                 super::runner::start_command(state.clone(), r.id.clone());
                 r
@@ -131,7 +131,7 @@ pub(crate) async fn put(
                         }
                     }
                     binder.placed(step, &placed);
-                    records.push(record(&ws, &child, props, &caller, now));
+                    records.push(record(&ws, &child, props, &caller, (now, &state.server_id)));
                     step_names.push(child);
                 }
                 // The pipeline's outputs are where the steps bound to them write.
@@ -149,7 +149,7 @@ pub(crate) async fn put(
                 if !parent_outputs.is_empty() {
                     crate::http::set(&mut props, "outputs", Value::Object(parent_outputs));
                 }
-                let parent = record(&ws, &p.name, props, &caller, now);
+                let parent = record(&ws, &p.name, props, &caller, (now, &state.server_id));
                 state.store.resource_put(&parent).await?;
                 let mut ids = Vec::new();
                 for r in records {
@@ -332,7 +332,16 @@ async fn prepare(
     Ok(props)
 }
 
-fn record(ws: &Resource, name: &str, mut props: Value, caller: &Caller, now: i64) -> Resource {
+/// A new job's record. `runner` is the server that runs it (the one that took
+/// the submission): of the servers sharing a store, only it fails or follows the
+/// job again when it restarts.
+fn record(
+    ws: &Resource,
+    name: &str,
+    mut props: Value,
+    caller: &Caller,
+    (now, runner): (i64, &str),
+) -> Resource {
     let time = jiff::Timestamp::from_second(now)
         .map(|t| t.to_string())
         .unwrap_or_default();
@@ -360,6 +369,7 @@ fn record(ws: &Resource, name: &str, mut props: Value, caller: &Caller, now: i64
         location: ws.location.clone(),
         body: json!({
             "properties": props,
+            "runner": runner,
             "systemData": {
                 "createdAt": time,
                 "createdBy": caller.name(),

@@ -100,7 +100,8 @@ pub(super) fn start_command(state: SharedState, job: String) {
     });
 }
 
-/// Takes over every job the previous server left unfinished: a command job
+/// Takes over every job this server (or a server before it in its data dir) left
+/// unfinished; jobs other servers sharing the store run are theirs. A command job
 /// whose backend can follow it across a restart (Slurm) is followed again with
 /// the agent it already has; every other one (local jobs, which died with the
 /// server, and pipelines) is marked failed.
@@ -114,6 +115,15 @@ pub(crate) async fn fail_interrupted(state: &SharedState) -> Result<(), keyless_
                 .await?
             {
                 if super::jobs::TERMINAL.contains(&super::jobs::status_of(&job)) {
+                    continue;
+                }
+                // Another server sharing the store runs it.
+                if job
+                    .body
+                    .get("runner")
+                    .and_then(Value::as_str)
+                    .is_some_and(|runner| runner != state.server_id)
+                {
                     continue;
                 }
                 if let Some(resume) = Resume::of(&job) {
@@ -247,7 +257,17 @@ async fn run_command(state: &SharedState, job: &str, resume: Option<Resume>) -> 
     if let Some(parent) = log_path(state, job).parent() {
         let _ = tokio::fs::create_dir_all(parent).await;
     }
-    state.verifier.open_job(job);
+    // Every server honours the job's tokens while it runs, whichever one a
+    // request of the job reaches.
+    if let Err(e) = state
+        .changed(crate::feed::Change::Job {
+            id: job.to_owned(),
+            live: true,
+        })
+        .await
+    {
+        tracing::warn!(job, error = %e, "could not announce the job's start");
+    }
     let handle = resume.as_ref().map(|r| r.handle.clone());
     let run = host::JobRun::new(state.clone(), resume);
     let outcome =

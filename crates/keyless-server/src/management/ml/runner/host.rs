@@ -342,7 +342,15 @@ impl JobHost for JobRun {
             state.jobs.revoke(key);
         }
         state.jobs.revoke_minted(job);
-        state.verifier.close_job(job);
+        if let Err(e) = state
+            .changed(crate::feed::Change::Job {
+                id: job.to_owned(),
+                live: false,
+            })
+            .await
+        {
+            tracing::warn!(job, error = %e, "could not announce the job's end");
+        }
         state.jobs.forget(job);
         if let Some(e) = session.as_ref().and_then(|s| s.reports().exit) {
             set_property(state, job, "exit", json!(e.to_string())).await;
