@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use keyless_core::{ClientId, Error, ObjectId, Principal, PrincipalKind, TenantId};
 
 #[cfg(test)]
-#[cfg(feature = "postgres")]
 mod conformance;
 #[cfg(feature = "postgres")]
 mod postgres;

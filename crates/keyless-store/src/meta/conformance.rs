@@ -27,6 +27,7 @@ async fn sqlite() -> (tempfile::TempDir, crate::SqliteStore) {
 
 /// A fresh PostgreSQL store in a new database, or `None` (the test is skipped,
 /// and says so) when no server is configured.
+#[cfg(feature = "postgres")]
 pub(crate) async fn postgres() -> Option<crate::PostgresStore> {
     let Ok(url) = std::env::var("KEYLESS_TEST_POSTGRES_URL") else {
         eprintln!("KEYLESS_TEST_POSTGRES_URL is not set: the PostgreSQL run is skipped");
@@ -47,6 +48,7 @@ macro_rules! conformance {
                 }
             )*
         }
+        #[cfg(feature = "postgres")]
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +103,7 @@ async fn tenant<S: MetaStore>(store: &S) -> TenantId {
 }
 
 /// A store with account `acct` and container `c`.
-async fn with_container<S: MetaStore>(store: S) -> S {
+pub(crate) async fn with_container<S: MetaStore>(store: S) -> S {
     let tenant = tenant(&store).await;
     store
         .account_create(&StorageAccount {
@@ -137,7 +139,7 @@ async fn with_container<S: MetaStore>(store: S) -> S {
     store
 }
 
-fn blob(name: &str, bytes: &'static [u8]) -> Blob {
+pub(crate) fn blob(name: &str, bytes: &'static [u8]) -> Blob {
     Blob {
         account: "acct".into(),
         container: "c".into(),
@@ -156,7 +158,7 @@ fn blob(name: &str, bytes: &'static [u8]) -> Blob {
     }
 }
 
-fn accept(_: Option<&Blob>) -> Result<(), Error> {
+pub(crate) fn accept(_: Option<&Blob>) -> Result<(), Error> {
     Ok(())
 }
 

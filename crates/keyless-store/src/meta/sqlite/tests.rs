@@ -1,12 +1,11 @@
 use std::sync::Arc;
 
-use bytes::Bytes;
 use sqlx::Executor;
 
 use super::*;
-use crate::meta::{DirectoryStore, Tenant, TokenStore};
-use crate::storage::{Blob, Container, Content, Page, StorageAccount, StorageStore};
-use keyless_core::TenantId;
+use crate::meta::TokenStore;
+use crate::meta::conformance::{self, accept, blob};
+use crate::storage::{Page, StorageStore};
 
 async fn store(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("meta.sqlite"))
@@ -14,80 +13,9 @@ async fn store(dir: &tempfile::TempDir) -> SqliteStore {
         .unwrap()
 }
 
-/// A new tenant `t.local`.
-async fn tenant(store: &SqliteStore) -> TenantId {
-    let tenant = TenantId::new_random();
-    store
-        .tenant_create(&Tenant {
-            id: tenant,
-            domain: "t.local".into(),
-            display_name: "t".into(),
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-    tenant
-}
-
 /// A store with account `acct` and container `c`.
 async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
-    let store = store(dir).await;
-    let tenant = tenant(&store).await;
-    store
-        .account_create(&StorageAccount {
-            name: "acct".into(),
-            id:
-                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/acct"
-                    .into(),
-            tenant_id: tenant,
-            subscription_id: "s".into(),
-            resource_group: "g".into(),
-            location: "local".into(),
-            hns: false,
-            allow_shared_key: true,
-            body: serde_json::json!({}),
-            key1: vec![1],
-            key2: vec![2],
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-    store
-        .container_create(&Container {
-            account: "acct".into(),
-            name: "c".into(),
-            etag: "\"0\"".into(),
-            last_modified: 0,
-            metadata: Vec::new(),
-            acl: None,
-            state: Default::default(),
-        })
-        .await
-        .unwrap();
-    store
-}
-
-fn blob(name: &str, bytes: &'static [u8]) -> Blob {
-    Blob {
-        account: "acct".into(),
-        container: "c".into(),
-        name: name.into(),
-        etag: format!("\"{name}\""),
-        created_at: 1,
-        last_modified: 1,
-        size: bytes.len() as u64,
-        content: Content::Inline(Bytes::from_static(bytes)),
-        properties: Default::default(),
-        metadata: Vec::new(),
-        committed_blocks: Vec::new(),
-        is_dir: false,
-        acl: None,
-        state: Default::default(),
-    }
-}
-
-fn accept(_: Option<&Blob>) -> Result<(), Error> {
-    Ok(())
+    conformance::with_container(store(dir).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
