@@ -171,6 +171,41 @@ def test_every_response_carries_a_request_id_and_healthz_says_nothing_secret(ser
         assert json.loads(refused.read())["error"]["code"] == "AuthenticationFailed"
 
 
+def test_metrics_count_requests_operations_and_tokens_and_name_no_one(tmp_path):
+    import re
+    import urllib.error
+    from conftest import Server
+
+    srv = Server(tmp_path).start()
+    try:
+        ctx = srv.ssl_context()
+        ready = urllib.request.urlopen(f"http://127.0.0.1:{srv.ports['identity']}/readyz")
+        assert ready.status == 200 and json.loads(ready.read())["status"] == "ready"
+        srv.login_admin()
+        srv.cli("storage", "account", "create", "-n", "metered", "-g", "default")
+        for _ in range(3):
+            try:
+                urllib.request.urlopen(f"{srv.info['storage']}/metered/nope/x.csv", context=ctx)
+            except urllib.error.HTTPError as refused:
+                assert refused.code in (401, 403, 404)
+        text = urllib.request.urlopen(f"{srv.info['storage']}/metrics", context=ctx).read().decode()
+        assert "text/plain" in urllib.request.urlopen(f"{srv.management}/metrics", context=ctx).headers["content-type"]
+
+        def value(pattern):
+            found = [float(m.group(1)) for m in re.finditer(pattern + r"\S* ([0-9.e+]+)$", text, re.M)]
+            return sum(found)
+
+        assert value(r'keyless_http_requests_total\{[^}]*listener="storage"[^}]*method="GET"') >= 3
+        assert value(r'keyless_http_requests_total\{[^}]*listener="login"') >= 1
+        assert value(r'keyless_tokens_issued_total\{grant="password"\}') >= 1
+        assert value(r'keyless_operations_total\{[^}]*log="storage"') >= 3
+        assert 'keyless_http_request_duration_seconds_bucket{listener="storage",le="0.005"}' in text
+        # Labels carry operations and statuses, never who or what.
+        assert "metered" not in text and srv.admin["username"] not in text
+    finally:
+        srv.stop()
+
+
 def test_an_operator_supplied_certificate_is_served(tmp_path):
     import datetime
     import ipaddress

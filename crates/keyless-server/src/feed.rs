@@ -81,6 +81,7 @@ impl AppState {
     pub(crate) async fn changed(&self, change: Change) -> Result<(), Error> {
         self.apply(&change).await?;
         let announced = format!("{} {}", self.instance, change.encode());
+        crate::metrics::change("sent");
         if let Err(e) = self.store.announce(&announced).await {
             // The change is in the store; the others learn of it from their
             // next full reload.
@@ -180,6 +181,7 @@ pub(crate) async fn follow(
                     }
                     match Change::decode(text) {
                         Some(change) => {
+                            crate::metrics::change("received");
                             if let Err(e) = state.apply(&change).await {
                                 tracing::warn!(error = %e, ?change, "could not apply a change; reloading everything");
                                 reload(&state, &ready).await;

@@ -54,13 +54,17 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Adds request ids, tracing and the health endpoints to a service router:
 /// `/healthz` (the process answers) and `/readyz` (it serves what the store
 /// holds: on a shared store, only while it follows the change feed).
-pub(crate) fn finish(router: Router, ready: Arc<AtomicBool>) -> Router {
+pub(crate) fn finish(router: Router, listener: &'static str, ready: Arc<AtomicBool>) -> Router {
     router
         .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(crate::metrics::render))
         .route(
             "/readyz",
             axum::routing::get(move || async move { readyz(ready.load(Ordering::Acquire)) }),
         )
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::metrics::track(listener, request, next)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
             // The path only: query strings may carry signatures.

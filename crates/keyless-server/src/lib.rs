@@ -18,6 +18,7 @@ mod jobs;
 mod login;
 mod management;
 mod master;
+mod metrics;
 mod network;
 mod signing;
 mod state;
@@ -246,6 +247,7 @@ pub async fn start_with_clock(
         );
     }
     let master = load_master_key(&config)?;
+    metrics::install();
     let opened = Metadata::open(&config).await?;
     let store_arc = opened.shared();
     let store: &dyn MetaStore = &*store_arc;
@@ -384,7 +386,7 @@ pub async fn start_with_clock(
         let tls = secure.then(|| acceptor.clone());
         tasks.spawn(http::serve(
             listener,
-            http::finish(router, Arc::clone(&state.ready)),
+            http::finish(router, name, Arc::clone(&state.ready)),
             tls,
             shutdown.clone(),
             drain,

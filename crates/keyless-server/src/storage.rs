@@ -544,6 +544,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         auth = requester.auth,
         "storage request"
     );
+    crate::metrics::operation("storage", &record.operation_name, record.status_code);
     state.storage_log.append(record).await;
     response
 }

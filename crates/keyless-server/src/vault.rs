@@ -273,6 +273,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
+    crate::metrics::operation("vault", &record.operation_name, record.status_code);
     state.vault_log.append(record).await;
     response
 }

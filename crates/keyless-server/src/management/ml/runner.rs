@@ -268,6 +268,11 @@ async fn run_command(state: &SharedState, job: &str, resume: Option<Resume>) -> 
     {
         tracing::warn!(job, error = %e, "could not announce the job's start");
     }
+    crate::metrics::job(if resume.is_some() {
+        "followed"
+    } else {
+        "started"
+    });
     let handle = resume.as_ref().map(|r| r.handle.clone());
     let run = host::JobRun::new(state.clone(), resume);
     let outcome =

@@ -351,6 +351,7 @@ impl JobHost for JobRun {
         {
             tracing::warn!(job, error = %e, "could not announce the job's end");
         }
+        crate::metrics::job("ended");
         state.jobs.forget(job);
         if let Some(e) = session.as_ref().and_then(|s| s.reports().exit) {
             set_property(state, job, "exit", json!(e.to_string())).await;

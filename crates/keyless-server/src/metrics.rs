@@ -1,0 +1,96 @@
+//! Operational metrics in Prometheus's text format, at `/metrics` on every
+//! listener: requests by listener, method and status with their latency, storage
+//! operations by name and status, tokens issued by grant, changes on the feed and
+//! job starts and ends. Labels name no account, principal or path: the endpoint
+//! answers without authentication, like `/healthz`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: 250 µs to 10 s.
+const BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The process's recorder, installed on first use. When another recorder is
+/// installed already (a test harness), the handle renders this one's metrics:
+/// none.
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets(BUCKETS) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: latency buckets refused; summaries instead");
+                PrometheusBuilder::new()
+            }
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("metrics: another recorder is installed; /metrics stays empty");
+        }
+        handle
+    })
+}
+
+/// Installs the recorder (once per process) before the first request.
+pub(crate) fn install() {
+    let _ = handle();
+}
+
+/// `/metrics`.
+pub(crate) async fn render() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
+        .into_response()
+}
+
+/// Counts a request of `listener` and measures it to its response head.
+pub(crate) async fn track(listener: &'static str, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A storage or vault request, as its log record names it.
+pub(crate) fn operation(log: &'static str, operation: &str, status: u16) {
+    metrics::counter!(
+        "keyless_operations_total",
+        "log" => log,
+        "operation" => operation.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+}
+
+/// A token issued at the token endpoint, by grant type.
+pub(crate) fn token_issued(grant: &str) {
+    metrics::counter!("keyless_tokens_issued_total", "grant" => grant.to_owned()).increment(1);
+}
+
+/// A change applied from the feed (`received`) or announced on it (`sent`).
+pub(crate) fn change(direction: &'static str) {
+    metrics::counter!("keyless_feed_changes_total", "direction" => direction).increment(1);
+}
+
+/// A job this server started or saw end.
+pub(crate) fn job(event: &'static str) {
+    metrics::counter!("keyless_jobs_total", "event" => event).increment(1);
+}
