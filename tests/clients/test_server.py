@@ -173,14 +173,23 @@ def test_every_response_carries_a_request_id_and_healthz_says_nothing_secret(ser
 
 def test_metrics_count_requests_operations_and_tokens_and_name_no_one(tmp_path):
     import re
+    import time
     import urllib.error
     from conftest import Server
 
     srv = Server(tmp_path).start()
     try:
         ctx = srv.ssl_context()
-        ready = urllib.request.urlopen(f"http://127.0.0.1:{srv.ports['identity']}/readyz")
-        assert ready.status == 200 and json.loads(ready.read())["status"] == "ready"
+        # Ready at once on SQLite; on a shared store once the change feed is followed.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ready = urllib.request.urlopen(f"http://127.0.0.1:{srv.ports['identity']}/readyz")
+                break
+            except urllib.error.HTTPError as not_yet:
+                assert not_yet.code == 503 and time.monotonic() < deadline, not_yet
+                time.sleep(0.05)
+        assert json.loads(ready.read())["status"] == "ready"
         srv.login_admin()
         srv.cli("storage", "account", "create", "-n", "metered", "-g", "default")
         for _ in range(3):
