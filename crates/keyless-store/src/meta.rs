@@ -368,6 +368,16 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
     async fn resource_put(&self, resource: &Resource) -> Result<(), Error>;
     /// A resource by id (case-insensitive).
     async fn resource(&self, id: &str) -> Result<Option<Resource>, Error>;
+    /// Changes a resource's body in one transaction: `change` sees the body as
+    /// stored and says whether to write it back, and no other write of the
+    /// resource comes between (servers sharing the store included). `Ok(None)`
+    /// when there is no such resource; otherwise the resource as it stands
+    /// after, and whether `change` wrote it.
+    async fn resource_update(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'v> FnMut(&'v mut serde_json::Value) -> bool + Send),
+    ) -> Result<Option<(Resource, bool)>, Error>;
     /// The resources of a type in a resource group.
     async fn resources(
         &self,

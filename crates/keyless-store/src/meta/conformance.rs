@@ -69,6 +69,7 @@ conformance! {
     signing_keys_refresh_tokens_and_device_codes_round_trip,
     a_token_or_code_is_taken_by_one_caller_only,
     resources_groups_and_role_assignments_round_trip,
+    concurrent_resource_updates_lose_nothing_and_a_claim_is_won_once,
     secrets_keep_versions_and_deletion_marks,
     concurrent_secret_writers_keep_the_deletion_mark_consistent,
     a_write_broken_by_a_constraint_fails_alone,
@@ -1523,6 +1524,92 @@ fn secret(vault: &str, name: &str, version: &str, created: i64) -> SecretVersion
         wrapped_key: vec![1],
         sealed_value: vec![2],
     }
+}
+
+async fn concurrent_resource_updates_lose_nothing_and_a_claim_is_won_once<S: MetaStore>(s: S) {
+    let s = Arc::new(s);
+    let t = new_tenant(&*s).await;
+    s.subscription_create(&Subscription {
+        id: "sub".into(),
+        tenant_id: t,
+        display_name: "s".into(),
+        created_at: 0,
+    })
+    .await
+    .unwrap();
+    let id = "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/jobs/j";
+    assert!(
+        s.resource_update(id, &mut |_| true)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.resource_put(&Resource {
+        id: id.into(),
+        subscription_id: "sub".into(),
+        resource_group: "rg".into(),
+        kind: "Microsoft.MachineLearningServices/workspaces/jobs".into(),
+        name: "j".into(),
+        location: "here".into(),
+        body: serde_json::json!({"count": 0, "runner": "dead"}),
+        created_at: 1,
+    })
+    .await
+    .unwrap();
+    // Twenty read-modify-writes at once: each sees the one before it.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                s.resource_update(id, &mut |body| {
+                    let n = body["count"].as_i64().unwrap_or(0);
+                    body["count"] = (n + 1).into();
+                    true
+                })
+                .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().unwrap().1);
+    }
+    let stored = s.resource(id).await.unwrap().unwrap();
+    assert_eq!(stored.body["count"], 20);
+    // Eight servers claim what the dead one held: one wins, the rest see its claim.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                let (after, won) = s
+                    .resource_update(id, &mut |body| {
+                        if body["runner"] != "dead" {
+                            return false;
+                        }
+                        body["runner"] = format!("server-{i}").into();
+                        true
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (
+                    won,
+                    after.body["runner"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen = Vec::new();
+    for task in tasks {
+        let (won, runner) = task.await.unwrap();
+        if won {
+            winners.push(runner.clone());
+        }
+        seen.push(runner);
+    }
+    assert_eq!(winners.len(), 1, "{seen:?}");
+    assert!(seen.iter().all(|r| *r == winners[0]), "{seen:?}");
+    assert_eq!(s.resource(id).await.unwrap().unwrap().body["count"], 20);
 }
 
 async fn secrets_keep_versions_and_deletion_marks<S: MetaStore>(s: S) {

@@ -146,6 +146,35 @@ impl ResourceStore for PostgresStore {
         Ok(())
     }
 
+    async fn resource_update(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'v> FnMut(&'v mut serde_json::Value) -> bool + Send),
+    ) -> Result<Option<(Resource, bool)>, Error> {
+        let key = id.to_ascii_lowercase();
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query("SELECT * FROM resources WHERE id_key = $1 FOR UPDATE")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let mut resource = rows::resource(&row)?;
+        if !change(&mut resource.body) {
+            return Ok(Some((resource, false)));
+        }
+        sqlx::query("UPDATE resources SET body = $1 WHERE id_key = $2")
+            .bind(resource.body.to_string())
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some((resource, true)))
+    }
+
     async fn resource(&self, id: &str) -> Result<Option<Resource>, Error> {
         sqlx::query("SELECT * FROM resources WHERE id_key = $1")
             .bind(id.to_ascii_lowercase())
