@@ -223,3 +223,147 @@ def test_a_server_that_restarts_leaves_the_jobs_another_server_runs_alone(server
         time.sleep(0.2)
     history = [h["status"] for h in job["status_history"]]
     assert job["status"] == "Completed" and "Failed" not in history, job
+
+
+# --- a server lost mid-job ----------------------------------------------------
+
+
+class OneName:
+    """What stands for a load balancer in front of the servers: 127.0.0.4 on each port
+    forwards every connection, TLS and all, to the first server that accepts it."""
+
+    def __init__(self, ports, backends):
+        import asyncio
+        import threading
+        self.loop = asyncio.new_event_loop()
+        self.backends = backends
+        started = threading.Event()
+
+        async def pipe(reader, writer):
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def forward(port, reader, writer):
+            for host in self.backends:
+                try:
+                    up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+                    break
+                except (OSError, asyncio.TimeoutError):
+                    continue
+            else:
+                writer.close()
+                return
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        async def serve():
+            self.servers = [await asyncio.start_server(lambda r, w, p=p: forward(p, r, w), "127.0.0.4", p)
+                            for p in ports]
+            started.set()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(serve())
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(10), "the front did not start"
+
+    def close(self):
+        for s in self.servers:
+            self.loop.call_soon_threadsafe(s.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def behind_one_name(tmp_path_factory):
+    """Servers D, E and F on 127.0.0.5, .6 and .7 behind one name (127.0.0.4), sharing a
+    store and a jobs folder, each naming the others as peers."""
+    if os.environ.get("KEYLESS_TEST_SLURM") != "1":
+        pytest.skip("needs the test Slurm cluster (scripts/slurm up; KEYLESS_TEST_SLURM=1)")
+    shared = _shared_stores()
+    jobs_dir = tmp_path_factory.mktemp("jobs")
+    servers = [Server(tmp_path_factory.mktemp("def"[n])) for n in range(3)]
+    ports = servers[0].ports
+    hosts = [f"127.0.0.{n}" for n in (5, 6, 7)]
+    front = OneName(list(ports.values()), hosts)
+    peers = [arg for h in hosts for arg in ("--peer", f"https://{h}:{ports['management']}")]
+    started = []
+    try:
+        first = servers[0]
+        for s, host in zip(servers, hosts):
+            s.host, s.ports = host, dict(ports)
+            s.database, s.blob_store = shared[1], shared[3]
+            common = ["--bind", host, "--public-host", "127.0.0.4", "--jobs-dir", str(jobs_dir), *peers]
+            if s is first:
+                s.start([*common, *[a for h in hosts for a in ("--tls-name", h)]])
+            else:
+                tls = first.data_dir / "tls"
+                s.start([*common, "--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server.key"),
+                         "--master-key-file", str(first.data_dir / "master.key")])
+                s.ca, s.admin = first.ca, first.admin
+            started.append(s)
+        yield servers
+    finally:
+        for s in started:
+            s.stop()
+        front.close()
+
+
+def test_a_job_outlives_the_server_that_ran_it_killed_mid_run_and_its_log_is_whole(behind_one_name, tmp_path):
+    d, e, f = behind_one_name
+    # The CLI reaches the servers through the one name: D's data dir only tells it
+    # that name and the CA, so it keeps working when D is gone.
+    d.login_admin()
+    at = ("-w", "lost-ws", "-g", "default")
+    (tmp_path / "ws.yml").write_text("name: lost-ws\nidentity:\n  type: system_assigned\n")
+    d.cli("ml", "workspace", "create", "-f", str(tmp_path / "ws.yml"), "-g", "default")
+    (tmp_path / "cluster.yml").write_text(
+        "name: slurm\ntype: amlcompute\nmax_instances: 1\nidentity:\n  type: system_assigned\n"
+        "keyless:\n  backend: slurm\n  slurm:\n    partition: debug\n")
+    d.cli("ml", "compute", "create", "-f", str(tmp_path / "cluster.yml"), *at)
+    # Prints a line every 0.5 s for 20 s, then writes an output through the storage listener.
+    (tmp_path / "job.yml").write_text(
+        "command: >-\n  for i in $(seq 1 40); do echo tick $i; sleep 0.5; done;\n"
+        "  echo finished > ${{outputs.out}}/result.txt\n"
+        "compute: azureml:slurm\nenvironment: azureml:x@latest\n"
+        "outputs:\n  out:\n    type: uri_folder\n")
+    d.cli("ml", "job", "create", "-f", str(tmp_path / "job.yml"), "-n", "outlives", *at)
+
+    def show(server):
+        return server.cli("ml", "job", "show", "-n", "outlives", *at)
+
+    deadline = time.monotonic() + 60
+    while (job := show(d))["status"] != "Running":
+        assert job["status"] not in ("Completed", "Failed", "Canceled"), job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    time.sleep(2)
+    d.stop(kill=True)
+    killed = time.monotonic()
+    # E or F finds D silent, takes the job over, and follows it on Slurm to its end.
+    while (job := show(d))["status"] not in ("Completed", "Failed", "Canceled"):
+        assert time.monotonic() - killed < 120, job
+        time.sleep(0.5)
+    log = d.cli("ml", "job", "stream", "-n", "outlives", *at, check=False).stdout
+    print(f"the job ended {time.monotonic() - killed:.1f} s after its server was killed")
+    assert job["status"] == "Completed", f"{job.get('error')}\n{log}"
+    assert "Failed" not in [h["status"] for h in job["status_history"]], job
+    ticks = [line for line in log.splitlines() if line.startswith("tick ")]
+    assert ticks == [f"tick {i}" for i in range(1, 41)], log
+    assert "another server takes it over" in log and "following Slurm job" in log, log
+    # The output, written after D was lost, is in the store: read through F.
+    store = d.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *at)
+    account, container = store["account_name"], store["container_name"]
+    key = d.cli("storage", "account", "keys", "list", "-n", account, "-g", "default")[0]["value"]
+    through_f = BlobServiceClient(f"https://127.0.0.7:{f.ports['storage']}/{account}", connection_verify=d.ca,
+                                  credential={"account_name": account, "account_key": key})
+    result = through_f.get_blob_client(container, "azureml/outlives/out/result.txt").download_blob().readall()
+    assert result == b"finished\n"

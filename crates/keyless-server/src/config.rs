@@ -38,6 +38,14 @@ pub struct Config {
     /// Where the metadata lives: a PostgreSQL URL (`postgres://…`); default
     /// SQLite in the data dir.
     pub metadata: Option<String>,
+    /// Where jobs' folders (working directories and logs) live; default
+    /// `<data dir>/jobs`. Servers sharing a store share it: the same path on
+    /// every server, as a Slurm cluster's nodes see it.
+    pub jobs_dir: Option<PathBuf>,
+    /// The management URLs (`https://host:port`) of the other servers sharing
+    /// the store: a job's agent turns to them when the server running its job
+    /// is lost, and the one that took the job over answers.
+    pub peers: Vec<String>,
 }
 
 /// Certificates for the TLS listeners.
@@ -68,6 +76,15 @@ impl Config {
             job_agent: None,
             blob_store: None,
             metadata: None,
+            jobs_dir: None,
+            peers: Vec::new(),
         }
+    }
+
+    /// Where jobs' folders live.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.jobs_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("jobs"))
     }
 }

@@ -38,6 +38,8 @@ pub(crate) enum Change {
     Tenant(String),
     /// A job started (its tokens are honoured) or ended (they are refused).
     Job { id: String, live: bool },
+    /// A job's cancel was asked for: the server running it cancels it.
+    Cancel(String),
 }
 
 impl Change {
@@ -52,6 +54,7 @@ impl Change {
             Self::SigningKeys => "signing-keys".into(),
             Self::Tenant(id) => format!("tenant {id}"),
             Self::Job { id, live } => format!("job {id} {}", u8::from(*live)),
+            Self::Cancel(id) => format!("cancel {id}"),
         }
     }
 
@@ -70,6 +73,7 @@ impl Change {
                 id: id.to_owned(),
                 live: flag == "1",
             },
+            ("cancel", Some(id), None) => Self::Cancel(id.to_owned()),
             _ => return None,
         };
         words.next().is_none().then_some(change)
@@ -110,6 +114,7 @@ impl AppState {
             }
             Change::Job { id, live: true } => self.verifier.open_job(id),
             Change::Job { id, live: false } => self.verifier.close_job(id),
+            Change::Cancel(id) => self.jobs.cancel_if_running(id),
         }
         Ok(())
     }
@@ -239,6 +244,7 @@ mod tests {
                 id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w/jobs/j".into(),
                 live: true,
             },
+            Change::Cancel("/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w/jobs/j".into()),
         ] {
             assert_eq!(Change::decode(&change.encode()), Some(change));
         }
@@ -248,6 +254,8 @@ mod tests {
             "principal a 2",
             "account",
             "account a b",
+            "cancel",
+            "cancel a b",
             "drop",
         ] {
             assert_eq!(Change::decode(junk), None, "{junk:?}");

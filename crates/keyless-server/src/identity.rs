@@ -80,15 +80,10 @@ pub(crate) async fn job_token(
     let presented = ["secret", "x-identity-header"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()));
-    if state.jobs.grant_of(&key).is_none() && state.jobs.is_resuming(&key) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "error": "temporarily_unavailable",
-                "error_description": "the keyless server restarted and is taking this job over again; retry shortly",
-            })),
-        )
-            .into_response();
+    if let Some(refusal) =
+        crate::management::ml::runner::agent::not_here(&state, &key, &headers, presented).await
+    {
+        return refusal;
     }
     let Some(grant) = state.jobs.grant_of(&key) else {
         return refuse(
@@ -100,7 +95,7 @@ pub(crate) async fn job_token(
             "the request carries no job secret: send MSI_SECRET in the `secret` header or IDENTITY_HEADER in `X-IDENTITY-HEADER`",
         );
     };
-    if secret::digest_secret(presented) != grant.secret_digest {
+    if !secret::secret_matches(presented, &grant.secret_digest) {
         return refuse("the job secret is not valid for this endpoint");
     }
     match issue(&state, &grant, &q).await {

@@ -79,10 +79,6 @@ pub(crate) struct Runtime {
     minted: Mutex<HashMap<String, Minted>>,
     /// The keyless executable the job agent runs from.
     pub(crate) agent_exe: std::path::PathBuf,
-    /// Serializes changes to job records.
-    pub(crate) writes: tokio::sync::Mutex<()>,
-    /// This server's id in the claims of the jobs it runs.
-    pub(crate) server_id: String,
     /// Every job runner this server started; the server waits for them when
     /// it stops.
     pub(crate) tasks: tokio_util::task::TaskTracker,
@@ -97,10 +93,10 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// The bookkeeping of a server whose jobs run in the local sandbox, which
-    /// hides `data_dir` from them; with `insecure_unsandboxed`, as the server's
-    /// own user instead.
+    /// hides `hidden` (the data dir and the jobs' folders) from them; with
+    /// `insecure_unsandboxed`, as the server's own user instead.
     pub(crate) fn new(
-        data_dir: &std::path::Path,
+        hidden: &[std::path::PathBuf],
         insecure_unsandboxed: bool,
         agent_exe: Option<std::path::PathBuf>,
     ) -> Self {
@@ -115,7 +111,7 @@ impl Runtime {
             if let Err(e) = LocalSandbox::check() {
                 tracing::warn!(reason = %e, "jobs cannot run on this server");
             }
-            Some(LocalSandbox::new(vec![data_dir.to_path_buf()]).with_agent(agent_exe.clone()))
+            Some(LocalSandbox::new(hidden.to_vec()).with_agent(agent_exe.clone()))
         };
         let backend: Arc<dyn ComputeBackend> = match &sandbox {
             Some(s) => Arc::new(s.clone()),
@@ -131,8 +127,6 @@ impl Runtime {
             minted: Mutex::new(HashMap::new()),
             resuming: Mutex::new(std::collections::HashSet::new()),
             agent_exe,
-            writes: tokio::sync::Mutex::new(()),
-            server_id: uuid::Uuid::new_v4().to_string(),
             tasks: tokio_util::task::TaskTracker::new(),
             stopping: CancellationToken::new(),
             ca_file: std::sync::OnceLock::new(),
@@ -191,6 +185,18 @@ impl Runtime {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         cancels.entry(job.to_ascii_lowercase()).or_default().clone()
+    }
+
+    /// Cancels a job if this server runs it (or has it queued).
+    pub(crate) fn cancel_if_running(&self, job: &str) {
+        if let Some(token) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&job.to_ascii_lowercase())
+        {
+            token.cancel();
+        }
     }
 
     /// Forgets a finished job's cancel switch.

@@ -403,6 +403,7 @@ pub async fn start_with_clock(
                 Arc::clone(&state.ready),
                 shutdown.clone(),
             ));
+            tasks.spawn(management::keep_jobs(Arc::clone(&state), shutdown.clone()));
         }
     }
     tasks.spawn(signing::rotation_task(Arc::clone(&state), shutdown.clone()));

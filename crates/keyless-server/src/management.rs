@@ -198,6 +198,15 @@ where
 }
 
 /// Marks the jobs a previous run of the server left unfinished as failed.
+/// While the server runs on a shared store: says that it lives, and takes
+/// over the jobs of servers that were lost.
+pub(crate) async fn keep_jobs(
+    state: crate::state::SharedState,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    ml::runner::keep_jobs(state, shutdown).await;
+}
+
 pub(crate) async fn fail_interrupted_jobs(
     state: &crate::state::SharedState,
 ) -> Result<(), keyless_core::Error> {

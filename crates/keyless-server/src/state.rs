@@ -130,7 +130,7 @@ impl AppState {
             ),
         };
         let jobs = crate::jobs::Runtime::new(
-            &config.data_dir,
+            &[config.data_dir.clone(), config.jobs_dir()],
             config.insecure_unsandboxed_jobs,
             config.job_agent.clone(),
         );

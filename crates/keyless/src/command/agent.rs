@@ -43,7 +43,11 @@ const GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Deserialize)]
 struct Handle {
-    endpoint: String,
+    /// The agent API's endpoints: the server that started the job first, then
+    /// the other servers sharing its store.
+    endpoints: Vec<String>,
+    /// The job's resource id.
+    job: String,
     key: String,
     secret: String,
     ca: Option<PathBuf>,
@@ -106,12 +110,73 @@ impl From<anyhow::Error> for Failure {
 }
 
 struct Agent {
-    http: reqwest::Client,
-    /// `<endpoint>/keyless/jobs/<key>`.
-    base: String,
-    secret: String,
+    api: Arc<Api>,
     /// The job's folder, as this node sees it.
     root: PathBuf,
+}
+
+/// The agent API, wherever it answers: calls go to the server that runs the
+/// job, and turn to the next endpoint when that one cannot be reached or
+/// says another server runs the job (after a server is lost, the one that
+/// took the job over).
+struct Api {
+    http: reqwest::Client,
+    /// `<endpoint>/keyless/jobs/<key>`, for each endpoint.
+    bases: Vec<String>,
+    /// The endpoint in use, as an index of `bases`.
+    current: std::sync::atomic::AtomicUsize,
+    job: String,
+    secret: String,
+}
+
+impl Api {
+    /// Sends a call to `rel` (`spec`, `log`, `token?…`), built by `build` from
+    /// its URL, again and again while keyless cannot be reached or says it is
+    /// busy (a server restarting, or taking the job over), for at most
+    /// [`RETRY_FOR`].
+    async fn send(
+        &self,
+        rel: &str,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        use std::sync::atomic::Ordering;
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let at = self.current.load(Ordering::Relaxed);
+            let base = self
+                .bases
+                .get(at % self.bases.len().max(1))
+                .map_or("", String::as_str);
+            let outcome = build(&format!("{base}/{rel}"))
+                .header("x-keyless-job", &self.job)
+                .send()
+                .await;
+            let (transient, elsewhere) = match &outcome {
+                Ok(r) => (
+                    matches!(r.status().as_u16(), 502..=504),
+                    r.status() == reqwest::StatusCode::MISDIRECTED_REQUEST,
+                ),
+                Err(e) => (
+                    e.is_connect() || e.is_timeout() || e.is_request(),
+                    e.is_connect(),
+                ),
+            };
+            if !(transient || elsewhere) || tokio::time::Instant::now() + pause > deadline {
+                return outcome;
+            }
+            if elsewhere {
+                let _ = self.current.compare_exchange(
+                    at,
+                    (at + 1) % self.bases.len(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
 }
 
 /// Runs the agent of the job whose handle `KEYLESS_JOB_HANDLE` names.
@@ -131,14 +196,22 @@ pub(crate) async fn run() -> Result<()> {
         .parent()
         .map(Path::to_path_buf)
         .ok_or_else(|| anyhow!("the job's handle lies in no folder"))?;
+    if handle.endpoints.is_empty() {
+        return Err(anyhow!("the job's handle names no endpoint"));
+    }
+    let bases = handle
+        .endpoints
+        .iter()
+        .map(|e| format!("{}/keyless/jobs/{}", e.trim_end_matches('/'), handle.key))
+        .collect();
     let agent = Arc::new(Agent {
-        http: crate::client::http(handle.ca.as_deref())?,
-        base: format!(
-            "{}/keyless/jobs/{}",
-            handle.endpoint.trim_end_matches('/'),
-            handle.key
-        ),
-        secret: handle.secret,
+        api: Arc::new(Api {
+            http: crate::client::http(handle.ca.as_deref())?,
+            bases,
+            current: std::sync::atomic::AtomicUsize::new(0),
+            job: handle.job,
+            secret: handle.secret,
+        }),
         root,
     });
     match Arc::clone(&agent).work().await {
@@ -163,12 +236,12 @@ impl Agent {
         path: &str,
         body: Option<&Value>,
     ) -> Result<reqwest::Response> {
-        let url = format!("{}/{path}", self.base);
-        retrying(|| {
-            let request = self
+        let api = &self.api;
+        api.send(path, |url| {
+            let request = api
                 .http
-                .request(method.clone(), &url)
-                .header("x-keyless-job-secret", &self.secret);
+                .request(method.clone(), url)
+                .header("x-keyless-job-secret", &api.secret);
             match body {
                 Some(b) => request.json(b),
                 None => request,
@@ -336,6 +409,7 @@ impl Agent {
         checksum: Option<(&mut Checksum, &str)>,
     ) -> Result<(), String> {
         let mut request = self
+            .api
             .http
             .get(&f.url)
             .header("x-ms-version", STORAGE_VERSION);
@@ -433,13 +507,12 @@ impl Agent {
                 .into_response();
         }
         let query = request.uri().query().unwrap_or("");
-        let url = format!("{}/token?{query}", self.base);
-        let answer = retrying(|| {
-            self.http
-                .get(&url)
-                .header("x-identity-header", &self.secret)
-        })
-        .await;
+        let api = &self.api;
+        let answer = api
+            .send(&format!("token?{query}"), |url| {
+                api.http.get(url).header("x-identity-header", &api.secret)
+            })
+            .await;
         match answer {
             Ok(r) => {
                 let status = axum::http::StatusCode::from_u16(r.status().as_u16())
@@ -510,12 +583,8 @@ impl Agent {
                 }
             }
         });
-        let shipper = tokio::spawn(ship_log(
-            self.http.clone(),
-            format!("{}/log", self.base),
-            self.secret.clone(),
-            rx,
-        ));
+        let cut = tokio_util::sync::CancellationToken::new();
+        let shipper = tokio::spawn(ship_log(Arc::clone(&self.api), rx, cut.clone()));
         let limit = spec.timeout.map(Duration::from_secs);
         let status = match limit {
             Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
@@ -542,17 +611,26 @@ impl Agent {
         // it the last writers of the pipe. A process that left the group may
         // hold the pipe open: the log is shipped until a moment after.
         signal_group(group, nix::sys::signal::Signal::SIGKILL);
-        match tokio::time::timeout(Duration::from_secs(2), shipper).await {
-            Ok(Ok(shipped)) => shipped?,
-            Ok(Err(e)) => {
+        let read_to_end = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !pump.is_finished() && tokio::time::Instant::now() < read_to_end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !pump.is_finished() {
+            eprintln!(
+                "job agent: a process the command left behind holds its output open; its later output is not in the log"
+            );
+            cut.cancel();
+        }
+        // What was read is sent whole, however long keyless takes to answer
+        // (a server lost and its job taken over by another).
+        match shipper.await {
+            Ok(shipped) => shipped?,
+            Err(e) => {
                 return Err(Failure::new(
                     "AgentFailed",
                     format!("the log shipper failed: {e}"),
                 ));
             }
-            Err(_) => eprintln!(
-                "job agent: a process the command left behind holds its output open; its later output is not in the log"
-            ),
         }
         drop(pump);
         Ok(exit)
@@ -605,6 +683,7 @@ impl Agent {
     ) -> Result<(), String> {
         let put = |url: String, len: u64, body: reqwest::Body| {
             let mut request = self
+                .api
                 .http
                 .put(url)
                 .header("x-ms-version", STORAGE_VERSION)
@@ -687,11 +766,13 @@ impl Agent {
 }
 
 /// Sends what the command prints to the job's log (`url`), in batches.
+/// Sends the command's output to the job's log, in batches, until the output
+/// ends or `cut` (a process left behind holds it open): then what was read is
+/// sent and nothing more.
 async fn ship_log(
-    http: reqwest::Client,
-    url: String,
-    secret: String,
+    api: Arc<Api>,
     mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    cut: tokio_util::sync::CancellationToken,
 ) -> Result<(), Failure> {
     let mut pending: Vec<u8> = Vec::new();
     let mut open = true;
@@ -713,17 +794,28 @@ async fn ship_log(
                     }
                 },
                 () = &mut deadline => break,
+                () = cut.cancelled() => {
+                    while let Ok(c) = rx.try_recv() {
+                        pending.extend_from_slice(&c);
+                    }
+                    open = false;
+                    break;
+                }
             }
         }
         if !pending.is_empty() {
             let chunk = std::mem::take(&mut pending);
-            let response = retrying(|| {
-                http.post(&url)
-                    .header("x-keyless-job-secret", &secret)
-                    .body(chunk.clone())
-            })
-            .await
-            .map_err(|e| Failure::new("AgentFailed", format!("the job log cannot be sent: {e}")))?;
+            let response = api
+                .send("log", |url| {
+                    api.http
+                        .post(url)
+                        .header("x-keyless-job-secret", &api.secret)
+                        .body(chunk.clone())
+                })
+                .await
+                .map_err(|e| {
+                    Failure::new("AgentFailed", format!("the job log cannot be sent: {e}"))
+                })?;
             if !response.status().is_success() {
                 return Err(Failure::new(
                     "AgentFailed",
@@ -733,28 +825,6 @@ async fn ship_log(
         }
     }
     Ok(())
-}
-
-/// Sends a request, again and again while keyless cannot be reached or says
-/// it is busy (a server restarting and taking its jobs over), for at most
-/// [`RETRY_FOR`].
-async fn retrying(
-    build: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<reqwest::Response, reqwest::Error> {
-    let deadline = tokio::time::Instant::now() + RETRY_FOR;
-    let mut pause = Duration::from_millis(250);
-    loop {
-        let outcome = build().send().await;
-        let transient = match &outcome {
-            Ok(r) => matches!(r.status().as_u16(), 502..=504),
-            Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-        };
-        if !transient || tokio::time::Instant::now() + pause > deadline {
-            return outcome;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
 }
 
 /// A port name as one path segment of the agent API.

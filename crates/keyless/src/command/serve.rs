@@ -87,6 +87,16 @@ pub(crate) struct Args {
     /// same URL (default: SQLite in the data dir).
     #[arg(long, env = "KEYLESS_METADATA")]
     metadata: Option<String>,
+    /// Where jobs' folders (working directories and logs) live (default:
+    /// `<data dir>/jobs`). Servers sharing a store share it: the same path on
+    /// every server, on a file system the compute nodes see too.
+    #[arg(long, env = "KEYLESS_JOBS_DIR")]
+    jobs_dir: Option<PathBuf>,
+    /// The management URL (`https://host:port`) of another server sharing the
+    /// store (repeatable): a job's agent turns to it when the server running
+    /// its job is lost.
+    #[arg(long = "peer", env = "KEYLESS_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "KEYLESS_LOG_JSON")]
     log_json: bool,
@@ -121,6 +131,8 @@ struct FileConfig {
     job_agent: Option<PathBuf>,
     blob_store: Option<String>,
     metadata: Option<String>,
+    jobs_dir: Option<PathBuf>,
+    peers: Option<Vec<String>>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -191,6 +203,26 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     config.job_agent = args.job_agent.or(file.job_agent);
     config.blob_store = args.blob_store.or(file.blob_store);
     config.metadata = args.metadata.or(file.metadata);
+    config.jobs_dir = match args.jobs_dir.or(file.jobs_dir) {
+        Some(dir) => Some(
+            std::path::absolute(&dir)
+                .with_context(|| format!("cannot resolve `{}`", dir.display()))?,
+        ),
+        None => None,
+    };
+    let peers = if args.peers.is_empty() {
+        file.peers.unwrap_or_default()
+    } else {
+        args.peers
+    };
+    for peer in &peers {
+        let parsed = reqwest::Url::parse(peer)
+            .with_context(|| format!("peers: `{peer}` is not a URL (https://host:port)"))?;
+        if parsed.scheme() != "https" || parsed.host().is_none() {
+            bail!("peers: `{peer}` is not a server's management URL (https://host:port)");
+        }
+    }
+    config.peers = peers;
 
     let port =
         |flag: Option<u16>, file: Option<u16>, default: u16| flag.or(file).unwrap_or(default);

@@ -449,15 +449,24 @@ pub(crate) async fn cancel(
                 ),
             ));
         }
-        state.jobs.cancel_token(&job.id).cancel();
+        let mut ids = vec![job.id.clone()];
         if let Some(steps) = job
             .body
             .pointer("/properties/steps")
             .and_then(Value::as_array)
         {
-            for step in steps.iter().filter_map(Value::as_str) {
-                state.jobs.cancel_token(&job_id(&ws, step)).cancel();
-            }
+            ids.extend(
+                steps
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|step| job_id(&ws, step)),
+            );
+        }
+        for id in ids {
+            // Here, a step not started yet is canceled as it starts; the
+            // server running the job (another, on a shared store) cancels it.
+            state.jobs.cancel_token(&id).cancel();
+            state.changed(crate::feed::Change::Cancel(id)).await?;
         }
         tracing::info!(actor = %caller.principal.object_id, job = %job.id, "job cancel requested");
         Ok((StatusCode::ACCEPTED, json_of(&job)))

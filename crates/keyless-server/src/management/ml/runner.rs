@@ -54,11 +54,7 @@ fn job_dir(state: &SharedState, job: &str) -> PathBuf {
         .take(24)
         .collect();
     let name = job.rsplit('/').next().unwrap_or("job");
-    state
-        .config
-        .data_dir
-        .join("jobs")
-        .join(format!("{name}-{short}"))
+    state.config.jobs_dir().join(format!("{name}-{short}"))
 }
 
 /// The job's log in the artifact store (`user_logs/std_log.txt`, as Azure names it).
@@ -100,52 +96,201 @@ pub(super) fn start_command(state: SharedState, job: String) {
     });
 }
 
-/// Takes over every job this server (or a server before it in its data dir) left
-/// unfinished; jobs other servers sharing the store run are theirs. A command job
-/// whose backend can follow it across a restart (Slurm) is followed again with
-/// the agent it already has; every other one (local jobs, which died with the
-/// server, and pipelines) is marked failed.
-pub(crate) async fn fail_interrupted(state: &SharedState) -> Result<(), keyless_core::Error> {
+/// How often a server sharing its store says that it lives, and looks for the
+/// jobs of servers that no longer do.
+pub(crate) const BEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A server silent this many seconds is lost: another takes its jobs over.
+const LOST_AFTER: i64 = 20;
+
+/// The setting a server's last beat is kept in.
+fn beat_key(server: &str) -> String {
+    format!("server.beat.{server}")
+}
+
+/// Says, in the shared store, that this server lives.
+async fn beat(state: &SharedState) -> Result<(), keyless_core::Error> {
+    state
+        .store
+        .setting_set(&beat_key(&state.server_id), &state.now().to_string())
+        .await
+}
+
+/// The unfinished jobs of every workspace.
+async fn unfinished_jobs(state: &SharedState) -> Result<Vec<Resource>, keyless_core::Error> {
+    let mut out = Vec::new();
     for sub in state.store.subscriptions_all().await? {
         let sub_id = sub.id.to_string();
         for group in state.store.resource_groups(&sub_id).await? {
-            for job in state
-                .store
-                .resources(&sub_id, &group.name, super::JOBS)
-                .await?
+            out.extend(
+                state
+                    .store
+                    .resources(&sub_id, &group.name, super::JOBS)
+                    .await?
+                    .into_iter()
+                    .filter(|job| !super::jobs::TERMINAL.contains(&super::jobs::status_of(job))),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The server that runs a job.
+fn runner_of(job: &Resource) -> Option<&str> {
+    job.body.get("runner").and_then(Value::as_str)
+}
+
+/// Takes over every job this server (or a server before it in its data dir) left
+/// unfinished; jobs other servers sharing the store run are theirs, until they
+/// are lost ([`keep_jobs`]).
+pub(crate) async fn fail_interrupted(state: &SharedState) -> Result<(), keyless_core::Error> {
+    if state.config.metadata.is_some() {
+        beat(state).await?;
+    }
+    for job in unfinished_jobs(state).await? {
+        if runner_of(&job).is_some_and(|runner| runner != state.server_id) {
+            continue;
+        }
+        // Claimed even so: another server may be taking the job over, having
+        // found this one silent while it restarted.
+        if let Some(job) = claim(state, &job).await? {
+            adopt(
+                state,
+                job,
+                "the keyless server stopped while the job was running",
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+/// Makes this server the runner of `job` if nothing changed its claim since
+/// `job` was read: the unfinished job as claimed, or `None` when another
+/// server claimed it first (or it ended). Each claim counts up the job's
+/// `claim`, so of two servers claiming from the same reading one alone wins.
+async fn claim(
+    state: &SharedState,
+    job: &Resource,
+) -> Result<Option<Resource>, keyless_core::Error> {
+    let runner = job.body.get("runner").cloned();
+    let count = job.body.get("claim").and_then(Value::as_u64).unwrap_or(0);
+    let me = state.server_id.clone();
+    let claimed = state
+        .store
+        .resource_update(&job.id, &mut |body| {
+            let unfinished = body
+                .pointer("/properties/status")
+                .and_then(Value::as_str)
+                .is_none_or(|s| !super::jobs::TERMINAL.contains(&s));
+            if !body.is_object()
+                || !unfinished
+                || body.get("runner") != runner.as_ref()
+                || body.get("claim").and_then(Value::as_u64).unwrap_or(0) != count
             {
-                if super::jobs::TERMINAL.contains(&super::jobs::status_of(&job)) {
-                    continue;
-                }
-                // Another server sharing the store runs it.
-                if job
-                    .body
-                    .get("runner")
-                    .and_then(Value::as_str)
-                    .is_some_and(|runner| runner != state.server_id)
-                {
-                    continue;
-                }
-                if let Some(resume) = Resume::of(&job) {
-                    tracing::info!(job = %job.id, handle = %resume.handle, "following an interrupted job again");
-                    state.jobs.set_resuming(&resume.key, true);
-                    let task_state = state.clone();
-                    state.jobs.tasks.spawn(async move {
-                        run_command(&task_state, &job.id, Some(resume)).await;
-                    });
-                    continue;
-                }
-                let _ = set_status(
-                    state,
-                    &job.id,
-                    Status::Failed,
-                    Some(error(
-                        "ServerRestarted",
-                        "the keyless server stopped while the job was running",
-                    )),
-                )
-                .await;
+                return false;
             }
+            body["runner"] = me.clone().into();
+            body["claim"] = (count + 1).into();
+            if let Some(agent) = body.get_mut("agent").and_then(Value::as_object_mut) {
+                agent.insert("server".into(), me.clone().into());
+            }
+            true
+        })
+        .await?;
+    Ok(claimed.and_then(|(job, won)| won.then_some(job)))
+}
+
+/// Follows a job this server now runs, left by a server that stopped: a
+/// command job whose backend can follow it (Slurm) is followed again with the
+/// agent it already has, a job that never left the queue starts afresh, and
+/// every other one (a local job, which died with its server, a pipeline) fails
+/// with `why`.
+async fn adopt(state: &SharedState, job: Resource, why: &str) {
+    if let Some(resume) = Resume::of(&job) {
+        tracing::info!(job = %job.id, handle = %resume.handle, "following an interrupted job again");
+        state.jobs.set_resuming(&resume.key, true);
+        let task_state = state.clone();
+        state.jobs.tasks.spawn(async move {
+            run_command(&task_state, &job.id, Some(resume)).await;
+        });
+        return;
+    }
+    let queued = super::jobs::status_of(&job) == Status::Queued.as_str();
+    let command = job
+        .body
+        .pointer("/properties/jobType")
+        .and_then(Value::as_str)
+        == Some("Command")
+        && job.body.pointer("/properties/parentJobName").is_none();
+    if queued && command && job.body.get("agent").is_none() {
+        tracing::info!(job = %job.id, "starting a job another server queued");
+        start_command(state.clone(), job.id);
+        return;
+    }
+    let _ = set_status(
+        state,
+        &job.id,
+        Status::Failed,
+        Some(error("ServerRestarted", why)),
+    )
+    .await;
+}
+
+/// While the server runs on a shared store: says every [`BEAT`] that it lives,
+/// and takes over the jobs of servers silent for [`LOST_AFTER`] seconds. Each
+/// lost job is claimed in one transaction, so one server alone takes it.
+pub(crate) async fn keep_jobs(state: SharedState, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = beat(&state).await {
+            tracing::warn!(error = %e, "could not say that this server lives");
+            continue;
+        }
+        if let Err(e) = take_over_lost(&state).await {
+            tracing::warn!(error = %e, "could not look for the jobs of lost servers");
+        }
+    }
+}
+
+async fn take_over_lost(state: &SharedState) -> Result<(), keyless_core::Error> {
+    let now = state.now();
+    let mut alive: BTreeMap<String, bool> = BTreeMap::new();
+    for job in unfinished_jobs(state).await? {
+        let Some(runner) = runner_of(&job).map(str::to_owned) else {
+            continue;
+        };
+        if runner == state.server_id {
+            continue;
+        }
+        if !alive.contains_key(&runner) {
+            let last = state
+                .store
+                .setting(&beat_key(&runner))
+                .await?
+                .and_then(|t| t.parse::<i64>().ok());
+            alive.insert(runner.clone(), last.is_some_and(|t| now - t <= LOST_AFTER));
+        }
+        if alive.get(&runner) != Some(&false) {
+            continue;
+        }
+        let claimed = claim(state, &job).await?;
+        if let Some(job) = claimed {
+            tracing::warn!(job = %job.id, lost = %runner, "taking over a job of a lost server");
+            Log(log_path(state, &job.id))
+                .line("the keyless server running the job was lost; another server takes it over")
+                .await;
+            adopt(
+                state,
+                job,
+                "the keyless server running the job was lost, and the job cannot be followed from another server",
+            )
+            .await;
         }
     }
     Ok(())

@@ -41,6 +41,10 @@ use crate::state::SharedState;
 /// The header that carries the job's secret on agent calls.
 pub(crate) const SECRET_HEADER: &str = "x-keyless-job-secret";
 
+/// The header that names the job (its resource id) on agent calls, so that a
+/// server that does not run it can say which do.
+pub(crate) const JOB_HEADER: &str = "x-keyless-job";
+
 /// The largest listing of an output folder an agent sends (about 300,000 files).
 const MAX_OUTPUT_LISTING: usize = 64 * 1024 * 1024;
 
@@ -73,7 +77,7 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The session of the job whose secret the call presents.
-fn session(
+async fn session(
     state: &SharedState,
     key: &str,
     headers: &HeaderMap,
@@ -85,25 +89,19 @@ fn session(
             "this job's agent endpoint is closed: the job has ended (or never existed)",
         ))
     };
-    if state.jobs.grant_of(key).is_none() && state.jobs.is_resuming(key) {
-        return Err(Box::new(refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "JobResuming",
-            "the keyless server restarted and is taking this job over again; retry shortly",
-        )));
+    let presented = headers.get(SECRET_HEADER).and_then(|v| v.to_str().ok());
+    if let Some(refusal) = not_here(state, key, headers, presented).await {
+        return Err(Box::new(refusal));
     }
     let grant = state.jobs.grant_of(key).ok_or_else(closed)?;
-    let presented = headers
-        .get(SECRET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            Box::new(refuse(
-                StatusCode::UNAUTHORIZED,
-                "MissingJobSecret",
-                "an agent call carries the job's secret in x-keyless-job-secret",
-            ))
-        })?;
-    if keyless_auth::secret::digest_secret(presented) != grant.secret_digest {
+    let presented = presented.ok_or_else(|| {
+        Box::new(refuse(
+            StatusCode::UNAUTHORIZED,
+            "MissingJobSecret",
+            "an agent call carries the job's secret in x-keyless-job-secret",
+        ))
+    })?;
+    if !keyless_auth::secret::secret_matches(presented, &grant.secret_digest) {
         return Err(Box::new(refuse(
             StatusCode::FORBIDDEN,
             "InvalidJobSecret",
@@ -111,6 +109,46 @@ fn session(
         )));
     }
     state.jobs.agent(key).ok_or_else(closed)
+}
+
+/// Why a call for a job this server does not run now should be retried: the
+/// server is taking the job over again (503), or another server sharing the
+/// store runs it (421, and the agent turns to its next endpoint). `None` when
+/// this server runs the job, or nobody does.
+pub(crate) async fn not_here(
+    state: &SharedState,
+    key: &str,
+    headers: &HeaderMap,
+    presented: Option<&str>,
+) -> Option<Response> {
+    if state.jobs.grant_of(key).is_some() {
+        return None;
+    }
+    if state.jobs.is_resuming(key) {
+        return Some(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "JobResuming",
+            "the keyless server is taking this job over; retry shortly",
+        ));
+    }
+    // Only a caller that holds the job's secret learns where the job is.
+    let job = headers.get(JOB_HEADER).and_then(|v| v.to_str().ok())?;
+    let presented = presented?;
+    let record = state.store.resource(job).await.ok().flatten()?;
+    let claim = record.body.get("agent")?;
+    let live = !super::super::jobs::TERMINAL.contains(&super::super::jobs::status_of(&record));
+    let ours = claim.get("key").and_then(Value::as_str) == Some(key)
+        && claim
+            .get("secretDigest")
+            .and_then(Value::as_str)
+            .is_some_and(|d| keyless_auth::secret::secret_matches(presented, d));
+    (live && ours).then(|| {
+        refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "JobHeldElsewhere",
+            "another keyless server runs this job (or is about to take it over); turn to the next endpoint",
+        )
+    })
 }
 
 /// Answers a data-access call; a refusal fails the job with its reason.
@@ -130,7 +168,7 @@ async fn spec(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match session(&state, &key, &headers) {
+    match session(&state, &key, &headers).await {
         Ok(s) => (StatusCode::OK, Json(s.spec.clone())).into_response(),
         Err(r) => *r,
     }
@@ -141,7 +179,7 @@ async fn code(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let s = match session(&state, &key, &headers) {
+    let s = match session(&state, &key, &headers).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -154,7 +192,7 @@ async fn input(
     Path((key, port)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let s = match session(&state, &key, &headers) {
+    let s = match session(&state, &key, &headers).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -179,7 +217,7 @@ async fn output(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match session(&state, &key, &headers) {
+    let s = match session(&state, &key, &headers).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -202,7 +240,7 @@ async fn log(
     body: Bytes,
 ) -> Response {
     use tokio::io::AsyncWriteExt as _;
-    let s = match session(&state, &key, &headers) {
+    let s = match session(&state, &key, &headers).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -272,7 +310,7 @@ async fn report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match session(&state, &key, &headers) {
+    let s = match session(&state, &key, &headers).await {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -225,8 +225,18 @@ impl JobHost for JobRun {
                 .ca_file
                 .get()
                 .map(|_| ctx.seen(&ctx.workdir.join("ca.pem")));
+            // The agent turns to the peers when this server is lost: the one
+            // that took the job over answers.
+            let mut endpoints = vec![state.urls.management.clone()];
+            for peer in &state.config.peers {
+                let peer = peer.trim_end_matches('/').to_owned();
+                if !endpoints.contains(&peer) {
+                    endpoints.push(peer);
+                }
+            }
             let handle = json!({
-                "endpoint": state.urls.management,
+                "endpoints": endpoints,
+                "job": job,
                 "key": key,
                 "secret": prepared.secret,
                 "ca": ca,
@@ -236,7 +246,7 @@ impl JobHost for JobRun {
                 "key": key,
                 "secretDigest": keyless_auth::secret::digest_secret(&prepared.secret),
                 "backend": backend.name(),
-                "server": state.jobs.server_id,
+                "server": state.server_id,
                 "heartbeat": state.now(),
             });
             let _ = update_job(state, job, |body| {
@@ -244,10 +254,10 @@ impl JobHost for JobRun {
             })
             .await;
         } else {
-            set_agent(state, job, "server", json!(state.jobs.server_id)).await;
+            set_agent(state, job, "server", json!(state.server_id)).await;
             ctx.log
                 .line(&format!(
-                    "the keyless server restarted; following Slurm job {} again",
+                    "following Slurm job {} again (the server running it restarted or was lost)",
                     resume.unwrap_or_default()
                 ))
                 .await;

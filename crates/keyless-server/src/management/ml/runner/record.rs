@@ -1,8 +1,8 @@
 //! A job's record while it runs: its status and timeline, its properties, and
-//! the agent claim a restarted server follows it again by. Every change goes
-//! through [`update_job`], under the runtime's lock of job records, so that
-//! changes made at once (the agent's reports, the backend's events, the
-//! heartbeat) do not overwrite each other.
+//! the agent claim another server follows it again by. Every change goes
+//! through [`update_job`], one transaction of the store each, so that changes
+//! made at once (the agent's reports, the backend's events, a cancel through
+//! another server, a take-over) do not overwrite each other.
 
 use serde_json::{Value, json};
 
@@ -13,20 +13,26 @@ use keyless_store::Resource;
 use super::super::super::error::MgmtError;
 use crate::state::SharedState;
 
-/// Changes a job's record under the runtime's lock of job records.
+/// Changes a job's record in one transaction of the store.
 pub(super) async fn update_job(
     state: &SharedState,
     job: &str,
-    change: impl FnOnce(&mut serde_json::Map<String, Value>),
+    change: impl FnOnce(&mut serde_json::Map<String, Value>) + Send,
 ) -> Result<(), MgmtError> {
-    let _writing = state.jobs.writes.lock().await;
-    let Some(mut r) = state.store.resource(job).await? else {
-        return Ok(());
-    };
-    if let Some(body) = r.body.as_object_mut() {
-        change(body);
-    }
-    state.store.resource_put(&r).await?;
+    let mut change = Some(change);
+    state
+        .store
+        .resource_update(
+            job,
+            &mut |body| match (body.as_object_mut(), change.take()) {
+                (Some(body), Some(change)) => {
+                    change(body);
+                    true
+                }
+                _ => false,
+            },
+        )
+        .await?;
     Ok(())
 }
 
