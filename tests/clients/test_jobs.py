@@ -173,7 +173,7 @@ def wait(server, name, statuses=TERMINAL, limit=60):
         if job["status"] in statuses:
             return job
         time.sleep(0.1)
-    raise AssertionError(f"job {name} did not reach {statuses}: {job['properties']['status']}")
+    raise AssertionError(f"job {name} did not reach {statuses}: {job.get('status')} {job.get('error')}")
 
 
 def statuses(job):

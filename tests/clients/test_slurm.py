@@ -161,7 +161,7 @@ def test_a_stolen_job_handle_reaches_one_blob_while_the_job_lives_and_nothing_af
     assert handles, "the pending job's handle is in its folder"
     assert handles[0].stat().st_mode & 0o077 == 0, "only the job's user may read the handle"
     handle = json.loads(handles[0].read_text())
-    base = f"{handle['endpoint']}/keyless/jobs/{handle['key']}"
+    base = f"{handle['endpoints'][0]}/keyless/jobs/{handle['key']}"
     secret = {"x-keyless-job-secret": handle["secret"]}
     assert requests.get(f"{base}/spec", headers={"x-keyless-job-secret": "guess"}, verify=server.ca).status_code == 403
     access = requests.post(f"{base}/inputs/census", headers=secret, json={}, verify=server.ca)
