@@ -7,7 +7,8 @@ server per combination, on loopback.
     .venv/bin/python bench/blob_store.py [--count 50] [--release]
 
 Each figure is the median and the total rate over --count requests (bounded) of one size,
-one request at a time, after a warm-up. The object-store runs use $KEYLESS_TEST_S3_URL (moto)
+one request at a time, after a warm-up; then small PUTs from --threads clients at once, where
+SQLite's group commit and PostgreSQL's concurrent transactions show (PUTs per second). The object-store runs use $KEYLESS_TEST_S3_URL (moto)
 and, when set, $KEYLESS_TEST_AZURE_BLOB_URL (Azurite); the PostgreSQL runs a new database on
 $KEYLESS_TEST_POSTGRES_URL.
 """
@@ -89,12 +90,31 @@ def measure(client, size, count):
     return results
 
 
+def measure_concurrent(client, threads, count):
+    """4 KiB PUTs of distinct blobs from `threads` clients at once: PUTs per second."""
+    from concurrent.futures import ThreadPoolExecutor
+    container = client.get_container_client(f"c{uuid.uuid4().hex[:8]}")
+    container.create_container()
+    body = os.urandom(4096)
+
+    def put(i):
+        container.get_blob_client(f"p{i}").upload_blob(body, overwrite=True)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(put, range(threads)))  # warm the connections
+        start = time.perf_counter()
+        list(pool.map(put, range(count)))
+        return count / (time.perf_counter() - start)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--release", action="store_true")
+    parser.add_argument("--threads", type=int, default=16)
     a = parser.parse_args()
     count = max(1, min(a.count, 500))
+    threads = max(1, min(a.threads, 64))
     profile = "release" if a.release else "debug"
     subprocess.run(["cargo", "build", "--locked", "-p", "keyless"] + (["--release"] if a.release else []),
                    cwd=ROOT, check=True)
@@ -124,6 +144,8 @@ def main():
                     r = measure(client, size, count if size <= 1024 * 1024 else max(1, count // 5))
                     print(f"{name:<22}{size // 1024:>7}K{r['put'][0]:>10.1f}{r['put'][1]:>10.1f}"
                           f"{r['get'][0]:>10.1f}{r['get'][1]:>10.1f}")
+                rate = measure_concurrent(client, threads, count * 4)
+                print(f"{name:<22}{'4K':>8}  {rate:.0f} PUTs/s from {threads} clients at once")
             finally:
                 proc.terminate()
                 proc.wait(30)

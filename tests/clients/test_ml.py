@@ -2,6 +2,7 @@
 driven through the keyless CLI; the seed documents' examples are accepted verbatim once
 their placeholders are filled, and the refused shapes are refused with the documented reason."""
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -358,3 +359,54 @@ def test_compute_identity_pulls_from_the_workspace_registry(server, ml):
     pid = made["identity"]["principal_id"]
     held = server.cli("role", "assignment", "list", "--assignee", pid, "--all")
     assert [(a["roleDefinitionName"], a["scope"]) for a in held] == [("AcrPull", registry)]
+
+
+def test_a_workspace_is_made_whole_or_not_at_all(tmp_path):
+    """A refused creation leaves nothing behind; one cut short (the server stopped midway:
+    here, its record marked as being made, as the server leaves it) is undone at the next
+    start, with the storage account, key vault and identity made for it."""
+    from conftest import Server, psql
+
+    srv = Server(tmp_path).start()
+    try:
+        srv.login_admin()
+        before = {a["name"] for a in srv.cli("storage", "account", "list")}
+        # The CLI checks the mode itself; the ARM API is asked directly.
+        import requests
+        token = srv.cli("account", "get-access-token")["accessToken"]
+        url = (f"{srv.management}/subscriptions/{srv.admin['subscription']}/resourceGroups/default/providers/"
+               "Microsoft.MachineLearningServices/workspaces/badmode?api-version=2024-10-01")
+        refused = requests.put(url, json={"location": "local", "identity": {"type": "SystemAssigned"},
+                                          "properties": {"systemDatastoresAuthMode": "sideways"}},
+                               headers={"Authorization": f"Bearer {token}"}, verify=srv.ca, timeout=30)
+        assert refused.status_code == 400 and "systemDatastoresAuthMode" in refused.text, refused.text
+        assert {a["name"] for a in srv.cli("storage", "account", "list")} == before
+        assert srv.cli("ml", "workspace", "show", "-n", "badmode", "-g", "default", check=False).returncode != 0
+
+        (tmp_path / "half.yml").write_text("name: half\nidentity:\n  type: system_assigned\n")
+        ws = srv.cli("ml", "workspace", "create", "-f", str(tmp_path / "half.yml"), "-g", "default")
+        account = ws["storage_account"].rsplit("/", 1)[1]
+        vault = ws["key_vault"].rsplit("/", 1)[1]
+        principal = ws["identity"]["principal_id"]
+        assert srv.cli("ad", "sp", "show", "--id", principal)["id"] == principal
+        srv.stop()
+        server_id = (srv.data_dir / "server-id").read_text().strip()
+        making = json.dumps({"server": server_id, "since": 0,
+                             "made": {"storageAccount": account, "keyVault": vault}})
+        kind = "Microsoft.MachineLearningServices/workspaces"
+        if srv.database:
+            psql(srv.database, f"UPDATE resources SET body = (body::jsonb || jsonb_build_object('making', "
+                               f"'{making}'::jsonb))::text WHERE type = '{kind}' AND name = 'half'")
+        else:
+            with sqlite3.connect(srv.data_dir / "meta.sqlite") as db:
+                changed = db.execute("UPDATE resources SET body = json_set(body, '$.making', json(?)) "
+                                     "WHERE type = ? AND name = 'half'", (making, kind)).rowcount
+            assert changed == 1
+        srv.start()
+        assert srv.cli("ml", "workspace", "show", "-n", "half", "-g", "default", check=False).returncode != 0
+        assert srv.cli("storage", "account", "show", "-n", account, "-g", "default", check=False).returncode != 0
+        assert srv.cli("keyvault", "show", "-n", vault, "-g", "default", check=False).returncode != 0
+        assert srv.cli("ad", "sp", "show", "--id", principal, check=False).returncode != 0
+        assert {a["name"] for a in srv.cli("storage", "account", "list")} == before
+    finally:
+        srv.stop()

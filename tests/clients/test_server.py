@@ -197,6 +197,14 @@ def test_metrics_count_requests_operations_and_tokens_and_name_no_one(tmp_path):
                 urllib.request.urlopen(f"{srv.info['storage']}/metered/nope/x.csv", context=ctx)
             except urllib.error.HTTPError as refused:
                 assert refused.code in (401, 403, 404)
+        key = srv.cli("storage", "account", "keys", "list", "-n", "metered", "-g", "default")[0]["value"]
+        from azure.storage.blob import BlobServiceClient
+        blobs = BlobServiceClient(f"{srv.info['storage']}/metered", connection_verify=srv.ca,
+                                  credential={"account_name": "metered", "account_key": key})
+        container = blobs.create_container("metered-data")
+        for n in range(3):
+            container.upload_blob(f"b{n}", b"x")
+            assert container.get_blob_client(f"b{n}").download_blob().readall() == b"x"
         text = urllib.request.urlopen(f"{srv.info['storage']}/metrics", context=ctx).read().decode()
         assert "text/plain" in urllib.request.urlopen(f"{srv.management}/metrics", context=ctx).headers["content-type"]
 
@@ -209,6 +217,11 @@ def test_metrics_count_requests_operations_and_tokens_and_name_no_one(tmp_path):
         assert value(r'keyless_tokens_issued_total\{grant="password"\}') >= 1
         assert value(r'keyless_operations_total\{[^}]*log="storage"') >= 3
         assert 'keyless_http_request_duration_seconds_bucket{listener="storage",le="0.005"}' in text
+        if not os.environ.get("KEYLESS_TEST_METADATA_URL"):
+            # SQLite's group commit and row cache.
+            assert value(r"keyless_store_commit_batch_writes_count") >= 3
+            assert 'keyless_store_commit_batch_writes_bucket{le="1"}' in text
+            assert value(r'keyless_store_row_cache_total\{[^}]*result="hit"') >= 1
         # Labels carry operations and statuses, never who or what.
         assert "metered" not in text and srv.admin["username"] not in text
     finally:
@@ -259,3 +272,50 @@ def test_an_oversized_management_body_gets_a_413_it_can_read_not_a_reset(server)
                          verify=server.ca, timeout=60)
     assert reply.status_code == 413
     assert reply.json()["error"]["code"] == "RequestBodyTooLarge"
+
+
+def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections(tmp_path):
+    import datetime
+    import socket
+    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+    from conftest import Server
+
+    srv = Server(tmp_path).start()
+    try:
+        srv.login_admin()
+        srv.cli("storage", "account", "create", "-n", "drained", "-g", "default")
+        key = srv.cli("storage", "account", "keys", "list", "-n", "drained", "-g", "default")[0]["value"]
+        blobs = BlobServiceClient(f"{srv.info['storage']}/drained", connection_verify=srv.ca,
+                                  credential={"account_name": "drained", "account_key": key})
+        blobs.create_container("slow-data")
+        sas = generate_blob_sas("drained", "slow-data", "slow.bin", account_key=key,
+                                permission=BlobSasPermissions(write=True, create=True),
+                                expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+        host, port = "127.0.0.1", srv.ports["storage"]
+        body = os.urandom(1 << 20)
+        sock = srv.ssl_context().wrap_socket(socket.create_connection((host, port), timeout=30),
+                                             server_hostname=host)
+        head = (f"PUT /drained/slow-data/slow.bin?{sas} HTTP/1.1\r\nHost: {host}:{port}\r\nx-ms-version: 2023-11-03\r\n"
+                f"x-ms-blob-type: BlockBlob\r\nContent-Length: {len(body)}\r\n\r\n")
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.3)
+        srv.proc.terminate()
+        # The listener closes at once: a new connection is refused while the upload drains.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+            except OSError:
+                break
+            assert time.monotonic() < deadline, "the server still accepts connections after SIGTERM"
+            time.sleep(0.05)
+        assert srv.proc.poll() is None, "the server exited with a request in flight"
+        sock.sendall(body[len(body) // 2:])
+        reply = sock.recv(4096).decode(errors="replace")
+        sock.close()
+        assert reply.startswith("HTTP/1.1 201"), reply
+        assert srv.proc.wait(timeout=30) == 0, srv.server_log()
+        srv.start()
+        assert blobs.get_blob_client("slow-data", "slow.bin").download_blob().readall() == body
+    finally:
+        srv.stop()

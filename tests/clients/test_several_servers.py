@@ -367,3 +367,12 @@ def test_a_job_outlives_the_server_that_ran_it_killed_mid_run_and_its_log_is_who
                                   credential={"account_name": account, "account_key": key})
     result = through_f.get_blob_client(container, "azureml/outlives/out/result.txt").download_blob().readall()
     assert result == b"finished\n"
+    # One of E and F counts the job followed, and neither counts an unfinished job.
+    import re
+    texts = [requests.get(f"https://127.0.0.{n}:{s.ports['storage']}/metrics", verify=d.ca, timeout=10).text
+             for n, s in ((6, e), (7, f))]
+    followed = [sum(float(v) for v in re.findall(r'^keyless_jobs_total\{event="followed"\} (\S+)$', t, re.M))
+                for t in texts]
+    assert sorted(followed) == [0, 1], followed
+    unfinished = [float(v) for t in texts for v in re.findall(r'^keyless_jobs\{status="[A-Za-z]+"\} (\S+)$', t, re.M)]
+    assert unfinished and all(v == 0 for v in unfinished), texts

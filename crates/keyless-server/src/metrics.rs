@@ -1,7 +1,8 @@
 //! Operational metrics in Prometheus's text format, at `/metrics` on every
 //! listener: requests by listener, method and status with their latency, storage
-//! operations by name and status, tokens issued by grant, changes on the feed and
-//! job starts and ends. Labels name no account, principal or path: the endpoint
+//! operations by name and status, tokens issued by grant, changes on the feed,
+//! job starts and ends and unfinished jobs by status, and (from the store)
+//! group-commit sizes and row-cache hits. Labels name no account, principal or path: the endpoint
 //! answers without authentication, like `/healthz`.
 
 use std::sync::OnceLock;
@@ -11,12 +12,15 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets, in seconds: 250 µs to 10 s.
 const BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
+
+/// Group-commit sizes, in writes per commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// The process's recorder, installed on first use. When another recorder is
 /// installed already (a test harness), the handle renders this one's metrics:
@@ -24,11 +28,16 @@ const BUCKETS: &[f64] = &[
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new();
-        let builder = match builder.set_buckets(BUCKETS) {
+        let builder = PrometheusBuilder::new().set_buckets(BUCKETS).and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("keyless_store_commit_batch_writes".into()),
+                BATCH_BUCKETS,
+            )
+        });
+        let builder = match builder {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!(error = %e, "metrics: latency buckets refused; summaries instead");
+                tracing::warn!(error = %e, "metrics: buckets refused; summaries instead");
                 PrometheusBuilder::new()
             }
         };
@@ -93,4 +102,17 @@ pub(crate) fn change(direction: &'static str) {
 /// A job this server started or saw end.
 pub(crate) fn job(event: &'static str) {
     metrics::counter!("keyless_jobs_total", "event" => event).increment(1);
+}
+
+/// A job this server runs moved from `from` (`None`: it is new to this
+/// server) to `to`: `keyless_jobs` counts this server's unfinished jobs by
+/// status.
+pub(crate) fn job_status(from: Option<&str>, to: &str) {
+    const FINISHED: [&str; 3] = ["Completed", "Failed", "Canceled"];
+    if let Some(from) = from.filter(|f| !FINISHED.contains(f)) {
+        metrics::gauge!("keyless_jobs", "status" => from.to_owned()).decrement(1.0);
+    }
+    if !FINISHED.contains(&to) {
+        metrics::gauge!("keyless_jobs", "status" => to.to_owned()).increment(1.0);
+    }
 }

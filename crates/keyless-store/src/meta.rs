@@ -366,6 +366,9 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
 
     /// Creates or replaces a resource.
     async fn resource_put(&self, resource: &Resource) -> Result<(), Error>;
+    /// Creates or replaces several resources in one transaction: all of them,
+    /// or none when one cannot be written.
+    async fn resources_put(&self, resources: &[Resource]) -> Result<(), Error>;
     /// A resource by id (case-insensitive).
     async fn resource(&self, id: &str) -> Result<Option<Resource>, Error>;
     /// Changes a resource's body in one transaction: `change` sees the body as
@@ -387,6 +390,8 @@ pub trait ResourceStore: Send + Sync + Debug + 'static {
     ) -> Result<Vec<Resource>, Error>;
     /// Deletes a resource; `Ok(false)` when there was none.
     async fn resource_delete(&self, id: &str) -> Result<bool, Error>;
+    /// Deletes several resources in one transaction; how many there were.
+    async fn resources_delete(&self, ids: &[String]) -> Result<u64, Error>;
 
     /// Every subscription of every tenant.
     async fn subscriptions_all(&self) -> Result<Vec<Subscription>, Error>;

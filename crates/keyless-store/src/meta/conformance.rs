@@ -70,6 +70,7 @@ conformance! {
     a_token_or_code_is_taken_by_one_caller_only,
     resources_groups_and_role_assignments_round_trip,
     concurrent_resource_updates_lose_nothing_and_a_claim_is_won_once,
+    resources_written_together_are_written_whole_or_not_at_all,
     secrets_keep_versions_and_deletion_marks,
     concurrent_secret_writers_keep_the_deletion_mark_consistent,
     a_write_broken_by_a_constraint_fails_alone,
@@ -1610,6 +1611,73 @@ async fn concurrent_resource_updates_lose_nothing_and_a_claim_is_won_once<S: Met
     assert_eq!(winners.len(), 1, "{seen:?}");
     assert!(seen.iter().all(|r| *r == winners[0]), "{seen:?}");
     assert_eq!(s.resource(id).await.unwrap().unwrap().body["count"], 20);
+}
+
+async fn resources_written_together_are_written_whole_or_not_at_all<S: MetaStore>(s: S) {
+    let t = new_tenant(&s).await;
+    s.subscription_create(&Subscription {
+        id: "sub".into(),
+        tenant_id: t,
+        display_name: "s".into(),
+        created_at: 0,
+    })
+    .await
+    .unwrap();
+    let job = |sub: &str, name: &str| Resource {
+        id: format!(
+            "/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/jobs/{name}"
+        ),
+        subscription_id: sub.into(),
+        resource_group: "rg".into(),
+        kind: "Microsoft.MachineLearningServices/workspaces/jobs".into(),
+        name: name.into(),
+        location: "here".into(),
+        body: serde_json::json!({ "name": name }),
+        created_at: 1,
+    };
+    async fn listed<S: MetaStore>(s: &S) -> Vec<String> {
+        let mut names: Vec<String> = s
+            .resources(
+                "sub",
+                "rg",
+                "Microsoft.MachineLearningServices/workspaces/jobs",
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        names
+    }
+    // A pipeline and its steps: the last names a subscription that does not
+    // exist, so nothing of the pipeline is written.
+    let broken = [job("sub", "p"), job("sub", "p-a"), job("nosub", "p-b")];
+    assert!(s.resources_put(&broken).await.is_err());
+    assert!(listed(&s).await.is_empty());
+    s.resources_put(&[job("sub", "p"), job("sub", "p-a"), job("sub", "p-b")])
+        .await
+        .unwrap();
+    assert_eq!(listed(&s).await, ["p", "p-a", "p-b"]);
+    // Written again together, each is replaced.
+    let mut again = job("sub", "P-A");
+    again.body = serde_json::json!({ "name": "again" });
+    s.resources_put(&[again]).await.unwrap();
+    assert_eq!(
+        s.resource(&job("sub", "p-a").id)
+            .await
+            .unwrap()
+            .unwrap()
+            .body["name"],
+        "again"
+    );
+    let ids = [
+        job("sub", "p-a").id,
+        job("sub", "missing").id,
+        job("sub", "P").id,
+    ];
+    assert_eq!(s.resources_delete(&ids).await.unwrap(), 2);
+    assert_eq!(listed(&s).await, ["p-b"]);
 }
 
 async fn secrets_keep_versions_and_deletion_marks<S: MetaStore>(s: S) {

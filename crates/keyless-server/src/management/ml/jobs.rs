@@ -101,6 +101,7 @@ pub(crate) async fn put(
                 let props = prepare(&state, &ws, &p.name, c, &JobIdentity::Absent, &body.properties).await?;
                 let r = record(&ws, &p.name, props, &caller, (now, &state.server_id));
                 state.store.resource_put(&r).await?;
+                crate::metrics::job_status(None, status_of(&r));
                 super::runner::start_command(state.clone(), r.id.clone());
                 r
             }
@@ -150,10 +151,15 @@ pub(crate) async fn put(
                     crate::http::set(&mut props, "outputs", Value::Object(parent_outputs));
                 }
                 let parent = record(&ws, &p.name, props, &caller, (now, &state.server_id));
-                state.store.resource_put(&parent).await?;
+                // The pipeline and its steps are recorded together, or not at all.
+                let mut all = vec![parent.clone()];
+                all.extend(records.iter().cloned());
+                state.store.resources_put(&all).await?;
+                for r in &all {
+                    crate::metrics::job_status(None, status_of(r));
+                }
                 let mut ids = Vec::new();
                 for r in records {
-                    state.store.resource_put(&r).await?;
                     let depends: Vec<String> = r
                         .body
                         .pointer("/properties/dependsOn")

@@ -147,6 +147,12 @@ pub(crate) async fn fail_interrupted(state: &SharedState) -> Result<(), keyless_
     if state.config.metadata.is_some() {
         beat(state).await?;
     }
+    // Workspaces this server was making when it stopped are undone.
+    for (ws, server) in super::workspaces::unfinished_creations(state).await? {
+        if server == state.server_id {
+            super::workspaces::undo_creation(state, &ws).await;
+        }
+    }
     for job in unfinished_jobs(state).await? {
         if runner_of(&job).is_some_and(|runner| runner != state.server_id) {
             continue;
@@ -157,7 +163,10 @@ pub(crate) async fn fail_interrupted(state: &SharedState) -> Result<(), keyless_
             adopt(
                 state,
                 job,
-                "the keyless server stopped while the job was running",
+                (
+                    "ServerRestarted",
+                    "the keyless server stopped while the job was running",
+                ),
             )
             .await;
         }
@@ -205,8 +214,9 @@ async fn claim(
 /// command job whose backend can follow it (Slurm) is followed again with the
 /// agent it already has, a job that never left the queue starts afresh, and
 /// every other one (a local job, which died with its server, a pipeline) fails
-/// with `why`.
-async fn adopt(state: &SharedState, job: Resource, why: &str) {
+/// with `why` (its error code and message).
+async fn adopt(state: &SharedState, job: Resource, why: (&str, &str)) {
+    crate::metrics::job_status(None, super::jobs::status_of(&job));
     if let Some(resume) = Resume::of(&job) {
         tracing::info!(job = %job.id, handle = %resume.handle, "following an interrupted job again");
         state.jobs.set_resuming(&resume.key, true);
@@ -228,13 +238,7 @@ async fn adopt(state: &SharedState, job: Resource, why: &str) {
         start_command(state.clone(), job.id);
         return;
     }
-    let _ = set_status(
-        state,
-        &job.id,
-        Status::Failed,
-        Some(error("ServerRestarted", why)),
-    )
-    .await;
+    let _ = set_status(state, &job.id, Status::Failed, Some(error(why.0, why.1))).await;
 }
 
 /// While the server runs on a shared store: says every [`BEAT`] that it lives,
@@ -258,25 +262,52 @@ pub(crate) async fn keep_jobs(state: SharedState, shutdown: tokio_util::sync::Ca
     }
 }
 
+/// Which servers sharing the store are lost, asked once per server.
+struct Liveness {
+    now: i64,
+    seen: BTreeMap<String, bool>,
+}
+
+impl Liveness {
+    /// Whether `server` (another than this one) has been silent too long.
+    async fn lost(
+        &mut self,
+        state: &SharedState,
+        server: &str,
+    ) -> Result<bool, keyless_core::Error> {
+        if server == state.server_id {
+            return Ok(false);
+        }
+        if let Some(lost) = self.seen.get(server) {
+            return Ok(*lost);
+        }
+        let last = state
+            .store
+            .setting(&beat_key(server))
+            .await?
+            .and_then(|t| t.parse::<i64>().ok());
+        let lost = last.is_none_or(|t| self.now - t > LOST_AFTER);
+        self.seen.insert(server.to_owned(), lost);
+        Ok(lost)
+    }
+}
+
 async fn take_over_lost(state: &SharedState) -> Result<(), keyless_core::Error> {
-    let now = state.now();
-    let mut alive: BTreeMap<String, bool> = BTreeMap::new();
+    let mut liveness = Liveness {
+        now: state.now(),
+        seen: BTreeMap::new(),
+    };
+    for (ws, server) in super::workspaces::unfinished_creations(state).await? {
+        if liveness.lost(state, &server).await? {
+            tracing::warn!(workspace = %ws, lost = %server, "undoing a workspace a lost server was making");
+            super::workspaces::undo_creation(state, &ws).await;
+        }
+    }
     for job in unfinished_jobs(state).await? {
         let Some(runner) = runner_of(&job).map(str::to_owned) else {
             continue;
         };
-        if runner == state.server_id {
-            continue;
-        }
-        if !alive.contains_key(&runner) {
-            let last = state
-                .store
-                .setting(&beat_key(&runner))
-                .await?
-                .and_then(|t| t.parse::<i64>().ok());
-            alive.insert(runner.clone(), last.is_some_and(|t| now - t <= LOST_AFTER));
-        }
-        if alive.get(&runner) != Some(&false) {
+        if !liveness.lost(state, &runner).await? {
             continue;
         }
         let claimed = claim(state, &job).await?;
@@ -288,7 +319,10 @@ async fn take_over_lost(state: &SharedState) -> Result<(), keyless_core::Error> 
             adopt(
                 state,
                 job,
-                "the keyless server running the job was lost, and the job cannot be followed from another server",
+                (
+                    "ServerLost",
+                    "the keyless server running the job was lost, and the job cannot be followed from another server",
+                ),
             )
             .await;
         }

@@ -39,7 +39,12 @@ pub(super) async fn json_of(state: &SharedState, r: &Resource) -> Value {
         .cloned()
         .unwrap_or_else(|| json!({}));
     if let Some(map) = props.as_object_mut() {
-        map.insert("provisioningState".into(), "Succeeded".into());
+        let state_now = if r.body.get(MAKING).is_some() {
+            "Creating"
+        } else {
+            "Succeeded"
+        };
+        map.insert("provisioningState".into(), state_now.into());
         // Where the ML SDK finds the run history (`jobs.stream`).
         map.insert(
             "discoveryUrl".into(),
@@ -275,7 +280,195 @@ async fn check_uais(
     Ok(())
 }
 
+/// Where a workspace being created says so: the server creating it, since
+/// when, and what it has made so far (`storageAccount`, `keyVault`). A
+/// workspace whose creation fails is undone at once; one whose server stopped
+/// or was lost midway is undone by [`undo_unfinished`].
+const MAKING: &str = "making";
+
+/// Creates a workspace whole, or nothing of it: the record goes first, marked
+/// as being made, and whatever fails undoes what was made.
 async fn create(
+    state: &SharedState,
+    caller: &Caller,
+    new: New<'_>,
+) -> Result<(StatusCode, Value), MgmtError> {
+    let id = workspace_id(new.sub, new.rg, new.ws);
+    let marker = Resource {
+        id: id.clone(),
+        subscription_id: new.sub.to_owned(),
+        resource_group: new.rg.to_owned(),
+        kind: WORKSPACES.into(),
+        name: new.ws.to_owned(),
+        location: new
+            .body
+            .get("location")
+            .and_then(Value::as_str)
+            .unwrap_or("local")
+            .to_owned(),
+        body: json!({
+            "properties": {},
+            MAKING: { "server": state.server_id, "since": state.now(), "made": {} },
+        }),
+        created_at: state.now(),
+    };
+    state.store.resource_put(&marker).await?;
+    match make(state, caller, new).await {
+        Ok(made) => Ok(made),
+        Err(e) => {
+            undo_creation(state, &id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Records, in the workspace being made, a resource made for it.
+async fn record_made(
+    state: &SharedState,
+    id: &str,
+    kind: &str,
+    name: &str,
+) -> Result<(), MgmtError> {
+    state
+        .store
+        .resource_update(id, &mut |body| match body
+            .pointer_mut("/making/made")
+            .and_then(Value::as_object_mut)
+        {
+            Some(made) => {
+                made.insert(kind.to_owned(), name.into());
+                true
+            }
+            None => false,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Removes a workspace whose creation did not finish, with everything made for
+/// it: its datastores, its identity (and with it the identity's role
+/// assignments), the storage account and key vault made for it (and the role
+/// assignments on them). What cannot be removed is logged.
+pub(super) async fn undo_creation(state: &SharedState, id: &str) {
+    let ws = match state.store.resource(id).await {
+        Ok(Some(ws)) => ws,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(workspace = %id, error = %e, "a half-made workspace could not be read to undo it");
+            return;
+        }
+    };
+    let Some(making) = ws.body.get(MAKING) else {
+        return;
+    };
+    let made = |kind: &str| {
+        making
+            .pointer(&format!("/made/{kind}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let mut failures: Vec<String> = Vec::new();
+    let mut gone: Vec<String> = children(state, &ws, DATASTORES)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if let Err(e) = delete_system_identity(state, id).await {
+        failures.push(format!("its identity: {}", e.message()));
+    }
+    let mut scopes = Vec::new();
+    if let Some(name) = made("storageAccount") {
+        match state.store.account(&name).await {
+            Ok(Some(account)) => {
+                scopes.push(account.id.clone());
+                match state.store.account_delete(&name).await {
+                    Ok(files) => {
+                        if let Some(files) = files {
+                            state.blobs.remove(&files).await;
+                        }
+                        let _ = state.changed(Change::Account(name)).await;
+                    }
+                    Err(e) => failures.push(format!("storage account {name}: {e}")),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(format!("storage account {name}: {e}")),
+        }
+    }
+    if let Some(name) = made("keyVault") {
+        match state.store.vault(&name).await {
+            Ok(Some(vault)) => {
+                scopes.push(vault.id.clone());
+                if let Err(e) = state.store.vault_purge(&name).await {
+                    failures.push(format!("key vault {name}: {e}"));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(format!("key vault {name}: {e}")),
+        }
+    }
+    if !scopes.is_empty() {
+        let tenant = ws_tenant(state, &ws).await;
+        for assignment in tenant.iter().flat_map(|t| t.iter()) {
+            let lower = assignment.scope.to_ascii_lowercase();
+            if scopes.iter().any(|s| {
+                let s = s.to_ascii_lowercase();
+                lower == s || lower.starts_with(&format!("{s}/"))
+            }) && let Err(e) = state.store.role_assignment_delete(&assignment.name).await
+            {
+                failures.push(format!("role assignment {}: {e}", assignment.name));
+            }
+        }
+    }
+    gone.push(ws.id.clone());
+    if let Err(e) = state.store.resources_delete(&gone).await {
+        failures.push(format!("its resources: {e}"));
+    }
+    let _ = state.changed(Change::Rbac).await;
+    if failures.is_empty() {
+        tracing::info!(workspace = %id, "a workspace whose creation did not finish was removed with what was made for it");
+    } else {
+        tracing::warn!(workspace = %id, failures = %failures.join("; "), "a half-made workspace could not be removed whole");
+    }
+}
+
+/// The role assignments of the tenant that owns the workspace's subscription.
+async fn ws_tenant(
+    state: &SharedState,
+    ws: &Resource,
+) -> Option<Vec<keyless_store::StoredRoleAssignment>> {
+    let sub = state.store.subscription(&ws.subscription_id).await.ok()??;
+    state.store.role_assignments(sub.tenant_id).await.ok()
+}
+
+/// The workspaces being made, with the server making each.
+pub(super) async fn unfinished_creations(
+    state: &SharedState,
+) -> Result<Vec<(String, String)>, keyless_core::Error> {
+    let mut out = Vec::new();
+    for sub in state.store.subscriptions_all().await? {
+        let sub_id = sub.id.to_string();
+        for group in state.store.resource_groups(&sub_id).await? {
+            for ws in state
+                .store
+                .resources(&sub_id, &group.name, WORKSPACES)
+                .await?
+            {
+                if let Some(making) = ws.body.get(MAKING) {
+                    let server = making
+                        .get("server")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    out.push((ws.id.clone(), server.to_owned()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn make(
     state: &SharedState,
     caller: &Caller,
     new: New<'_>,
@@ -298,6 +491,20 @@ async fn create(
         .to_owned();
     let group = ResourceId::subscription(sub).child("resourceGroups", rg)?;
 
+    let mode = props
+        .get("systemDatastoresAuthMode")
+        .and_then(Value::as_str)
+        .unwrap_or("AccessKey")
+        .to_owned();
+    if !["AccessKey", "Identity"].contains(&mode.as_str()) {
+        return Err(MgmtError::bad_request(
+            "InvalidSystemDatastoresAuthMode",
+            format!(
+                "systemDatastoresAuthMode '{mode}' is not supported: use AccessKey or Identity"
+            ),
+        ));
+    }
+    props.insert("systemDatastoresAuthMode".into(), mode.clone().into());
     // The associated storage account and key vault: given, or created here.
     // What keyless creates for the workspace, and the role its identity needs there.
     let mut made: Vec<(String, &str)> = Vec::new();
@@ -342,6 +549,7 @@ async fn create(
                 },
             )
             .await?;
+            record_made(state, &id, "storageAccount", &created.name).await?;
             props.insert("storageAccount".into(), created.id.clone().into());
             made.push((created.id.clone(), roles::STORAGE_BLOB_DATA_CONTRIBUTOR));
             created
@@ -387,6 +595,7 @@ async fn create(
                 location.clone(),
             )
             .await?;
+            record_made(state, &id, "keyVault", &created.name).await?;
             props.insert("keyVault".into(), created.id.clone().into());
             made.push((created.id.clone(), roles::KEY_VAULT_SECRETS_OFFICER));
             created
@@ -397,20 +606,6 @@ async fn create(
     if let Some(primary) = &ids.primary {
         props.insert("primaryUserAssignedIdentity".into(), primary.clone().into());
     }
-    let mode = props
-        .get("systemDatastoresAuthMode")
-        .and_then(Value::as_str)
-        .unwrap_or("AccessKey")
-        .to_owned();
-    if !["AccessKey", "Identity"].contains(&mode.as_str()) {
-        return Err(MgmtError::bad_request(
-            "InvalidSystemDatastoresAuthMode",
-            format!(
-                "systemDatastoresAuthMode '{mode}' is not supported: use AccessKey or Identity"
-            ),
-        ));
-    }
-    props.insert("systemDatastoresAuthMode".into(), mode.clone().into());
     let identity = keyless_ml::identity::identity_rest(ids.ids.kind, &ids.ids.user_assigned);
     let resource = Resource {
         id: id.clone(),
@@ -456,20 +651,28 @@ async fn create(
             grant(state, tenant, scope, role, p.object_id).await?;
         }
     }
-    state.store.resource_put(&resource).await?;
-    if let Err(e) =
-        default_datastores(state, &resource, &account.name, &workspace_guid, &mode).await
-    {
-        // Nothing half-made stays behind.
-        for kind in [DATASTORES] {
-            for child in children(state, &resource, kind).await.unwrap_or_default() {
-                let _ = state.store.resource_delete(&child.id).await;
+    // The whole record, still marked as being made.
+    let whole = resource.body.clone();
+    state
+        .store
+        .resource_update(&id, &mut |body| {
+            let making = body.get(MAKING).cloned();
+            *body = whole.clone();
+            if let (Some(making), Some(body)) = (making, body.as_object_mut()) {
+                body.insert(MAKING.into(), making);
             }
-        }
-        let _ = state.store.resource_delete(&id).await;
-        let _ = delete_system_identity(state, &id).await;
-        return Err(e);
-    }
+            true
+        })
+        .await?;
+    default_datastores(state, &resource, &account.name, &workspace_guid, &mode).await?;
+    // Made whole: no longer marked.
+    state
+        .store
+        .resource_update(&id, &mut |body| {
+            body.as_object_mut()
+                .is_some_and(|b| b.remove(MAKING).is_some())
+        })
+        .await?;
     tracing::info!(actor = %caller.principal.object_id, workspace = %id, "workspace created");
     Ok((StatusCode::CREATED, json_of(state, &resource).await))
 }
@@ -667,17 +870,18 @@ pub(crate) async fn delete(
             return Ok((StatusCode::NO_CONTENT, Value::Null));
         };
         // Children go with it: computes (and their identities), datastores, data.
+        // The identities go first; the resources then go together.
+        let mut gone = Vec::new();
         for compute in children(&state, &r, COMPUTES).await? {
             delete_system_identity(&state, &compute.id).await?;
-            state.store.resource_delete(&compute.id).await?;
+            gone.push(compute.id);
         }
         for kind in [DATASTORES, DATA_VERSIONS] {
-            for child in children(&state, &r, kind).await? {
-                state.store.resource_delete(&child.id).await?;
-            }
+            gone.extend(children(&state, &r, kind).await?.into_iter().map(|c| c.id));
         }
         delete_system_identity(&state, &r.id).await?;
-        state.store.resource_delete(&r.id).await?;
+        gone.push(r.id.clone());
+        state.store.resources_delete(&gone).await?;
         state.changed(Change::Rbac).await?;
         tracing::info!(actor = %caller.principal.object_id, workspace = %r.id, "workspace deleted with its computes, datastores and identities");
         Ok((StatusCode::OK, Value::Null))

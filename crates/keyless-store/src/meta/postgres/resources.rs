@@ -126,24 +126,16 @@ impl ResourceStore for PostgresStore {
     }
 
     async fn resource_put(&self, r: &Resource) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO resources (id_key, id, subscription_id, resource_group, type, name, location, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (id_key) DO UPDATE SET location = EXCLUDED.location, body = EXCLUDED.body",
-        )
-        .bind(r.id.to_ascii_lowercase())
-        .bind(&r.id)
-        .bind(&r.subscription_id)
-        .bind(&r.resource_group)
-        .bind(&r.kind)
-        .bind(&r.name)
-        .bind(&r.location)
-        .bind(r.body.to_string())
-        .bind(r.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+        put_query(r).execute(&self.pool).await.map_err(db_error)?;
         Ok(())
+    }
+
+    async fn resources_put(&self, resources: &[Resource]) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        for r in resources {
+            put_query(r).execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     async fn resource_update(
@@ -200,6 +192,21 @@ impl ResourceStore for PostgresStore {
             .await
             .map_err(db_error)?;
         rows.iter().map(rows::resource).collect()
+    }
+
+    async fn resources_delete(&self, ids: &[String]) -> Result<u64, Error> {
+        let mut tx = self.begin().await?;
+        let mut deleted = 0;
+        for id in ids {
+            deleted += sqlx::query("DELETE FROM resources WHERE id_key = $1")
+                .bind(id.to_ascii_lowercase())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted)
     }
 
     async fn resource_delete(&self, id: &str) -> Result<bool, Error> {
@@ -450,4 +457,22 @@ impl ResourceStore for PostgresStore {
         .map_err(db_error)?;
         rows.iter().map(rows::assignment).collect()
     }
+}
+
+/// The upsert of one resource, for the pool or a transaction.
+fn put_query(r: &Resource) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(
+        "INSERT INTO resources (id_key, id, subscription_id, resource_group, type, name, location, body, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id_key) DO UPDATE SET location = EXCLUDED.location, body = EXCLUDED.body",
+    )
+    .bind(r.id.to_ascii_lowercase())
+    .bind(&r.id)
+    .bind(&r.subscription_id)
+    .bind(&r.resource_group)
+    .bind(&r.kind)
+    .bind(&r.name)
+    .bind(&r.location)
+    .bind(r.body.to_string())
+    .bind(r.created_at)
 }

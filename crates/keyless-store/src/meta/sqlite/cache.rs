@@ -52,6 +52,15 @@ fn weight(row: &Row) -> u32 {
     u32::try_from(size).unwrap_or(u32::MAX)
 }
 
+/// Counts a lookup of the cache (`keyless_store_row_cache_total`), by row kind
+/// and whether it was found.
+fn counted<T>(row: &'static str, found: Option<T>) -> Option<T> {
+    let result = if found.is_some() { "hit" } else { "miss" };
+    metrics::counter!("keyless_store_row_cache_total", "row" => row, "result" => result)
+        .increment(1);
+    found
+}
+
 fn container_key(account: &str, name: &str) -> String {
     format!("c/{account}/{name}")
 }
@@ -89,10 +98,11 @@ impl RowCache {
     }
 
     pub(super) fn container(&self, account: &str, name: &str) -> Option<Container> {
-        match self.rows.get(&container_key(account, name)) {
+        let found = match self.rows.get(&container_key(account, name)) {
             Some(Row::Container(c)) => Some(*c),
             _ => None,
-        }
+        };
+        counted("container", found)
     }
 
     pub(super) fn put_container(&self, ticket: Ticket, c: &Container) {
@@ -104,10 +114,11 @@ impl RowCache {
     }
 
     pub(super) fn blob(&self, account: &str, container: &str, name: &str) -> Option<Blob> {
-        match self.rows.get(&blob_key(account, container, name)) {
+        let found = match self.rows.get(&blob_key(account, container, name)) {
             Some(Row::Blob(b)) => Some(*b),
             _ => None,
-        }
+        };
+        counted("blob", found)
     }
 
     pub(super) fn put_blob(&self, ticket: Ticket, b: &Blob) {

@@ -122,24 +122,16 @@ impl ResourceStore for SqliteStore {
     }
 
     async fn resource_put(&self, r: &Resource) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO resources (id_key, id, subscription_id, resource_group, type, name, location, body, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(id_key) DO UPDATE SET location = excluded.location, body = excluded.body",
-        )
-        .bind(r.id.to_ascii_lowercase())
-        .bind(&r.id)
-        .bind(&r.subscription_id)
-        .bind(&r.resource_group)
-        .bind(&r.kind)
-        .bind(&r.name)
-        .bind(&r.location)
-        .bind(r.body.to_string())
-        .bind(r.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
+        put_query(r).execute(&self.pool).await.map_err(db_error)?;
         Ok(())
+    }
+
+    async fn resources_put(&self, resources: &[Resource]) -> Result<(), Error> {
+        let mut tx = self.write_tx().await.map_err(db_error)?;
+        for r in resources {
+            put_query(r).execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     async fn resource_update(
@@ -196,6 +188,21 @@ impl ResourceStore for SqliteStore {
             .await
             .map_err(db_error)?;
         rows.iter().map(rows::resource).collect()
+    }
+
+    async fn resources_delete(&self, ids: &[String]) -> Result<u64, Error> {
+        let mut tx = self.write_tx().await.map_err(db_error)?;
+        let mut deleted = 0;
+        for id in ids {
+            deleted += sqlx::query("DELETE FROM resources WHERE id_key = ?")
+                .bind(id.to_ascii_lowercase())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted)
     }
 
     async fn resource_delete(&self, id: &str) -> Result<bool, Error> {
@@ -442,4 +449,24 @@ impl ResourceStore for SqliteStore {
                 .map_err(db_error)?;
         rows.iter().map(rows::assignment).collect()
     }
+}
+
+/// The upsert of one resource, for the pool or a transaction.
+fn put_query<'a>(
+    r: &'a Resource,
+) -> sqlx::query::Query<'a, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'a>> {
+    sqlx::query(
+        "INSERT INTO resources (id_key, id, subscription_id, resource_group, type, name, location, body, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id_key) DO UPDATE SET location = excluded.location, body = excluded.body",
+    )
+    .bind(r.id.to_ascii_lowercase())
+    .bind(&r.id)
+    .bind(&r.subscription_id)
+    .bind(&r.resource_group)
+    .bind(&r.kind)
+    .bind(&r.name)
+    .bind(&r.location)
+    .bind(r.body.to_string())
+    .bind(r.created_at)
 }

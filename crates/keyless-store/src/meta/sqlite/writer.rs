@@ -175,6 +175,10 @@ impl State {
         }
         match self.conn.execute("COMMIT").await {
             Ok(_) => {
+                // The writes waiting for this commit: the group it commits.
+                metrics::histogram!("keyless_store_commit_batch_writes").record(f64::from(
+                    u32::try_from(self.batch.receiver_count()).unwrap_or(u32::MAX),
+                ));
                 self.open = false;
                 self.held = false;
                 Some(std::mem::replace(&mut self.batch, watch::channel(None).0))

@@ -52,8 +52,13 @@ pub(super) async fn set_status(
     let time = jiff::Timestamp::from_second(state.now())
         .map(|t| t.to_string())
         .unwrap_or_default();
+    let mut before = None;
     update_job(state, job, |body| {
         if let Some(props) = props_of(body) {
+            before = props
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             props.insert("status".into(), status.as_str().into());
             if let Some(Value::Array(history)) = props.get_mut("statusHistory") {
                 history.push(json!({ "status": status.as_str(), "time": time }));
@@ -63,7 +68,11 @@ pub(super) async fn set_status(
             }
         }
     })
-    .await
+    .await?;
+    if let Some(before) = before.filter(|b| b != status.as_str()) {
+        crate::metrics::job_status(Some(&before), status.as_str());
+    }
+    Ok(())
 }
 
 pub(super) async fn set_property(state: &SharedState, job: &str, key: &str, value: Value) {
