@@ -94,6 +94,41 @@ def make_certificate(tmp_path):
     return tmp_path / "cert.pem", tmp_path / "both.pem"
 
 
+def client_assertion(app_id, cert, both, audience):
+    """A certificate assertion as the SDKs sign one: RS256, the certificate's SHA-1 in `x5t`."""
+    import base64
+    import time
+    import uuid
+    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    key = serialization.load_pem_private_key(both.read_bytes(), password=None)
+    x5t = base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA1())).rstrip(b"=").decode()
+    now = int(time.time())
+    claims = {"iss": app_id, "sub": app_id, "aud": audience, "jti": str(uuid.uuid4()), "nbf": now - 5,
+              "exp": now + 600}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"x5t": x5t})
+
+
+def assertion_form(app_id, assertion):
+    return {"grant_type": "client_credentials", "client_id": app_id, "scope": "https://vault.azure.net/.default",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion}
+
+
+def test_a_client_assertion_is_accepted_once(server, tmp_path):
+    import requests
+    cert, both = make_certificate(tmp_path)
+    app = server.cli("ad", "sp", "create-for-rbac", "-n", "once-app", "--cert", str(cert))
+    endpoint = f"{server.login}/{server.tenant}/oauth2/v2.0/token"
+    form = assertion_form(app["appId"], client_assertion(app["appId"], cert, both, endpoint))
+    first = requests.post(endpoint, data=form, verify=server.ca, timeout=30)
+    assert first.status_code == 200, first.text
+    # Captured and presented again: refused, however soon.
+    again = requests.post(endpoint, data=form, verify=server.ca, timeout=30)
+    assert again.status_code in (400, 401) and "AADSTS700025" in again.text, again.text
+    fresh = assertion_form(app["appId"], client_assertion(app["appId"], cert, both, endpoint))
+    assert requests.post(endpoint, data=fresh, verify=server.ca, timeout=30).status_code == 200
+
+
 def test_certificate_credential(server, client_env, tmp_path):
     cert, both = make_certificate(tmp_path)
     app = server.cli("ad", "sp", "create-for-rbac", "-n", "cert-app", "--cert", str(cert))

@@ -169,6 +169,22 @@ def test_a_regenerated_account_key_is_refused_by_c_within_a_second(servers, worl
     assert time.monotonic() - renewed < 1.0
 
 
+def test_a_client_assertion_presented_to_a_is_refused_by_b_and_c(servers, world, tmp_path):
+    from test_identity import assertion_form, client_assertion, make_certificate
+    a = servers[0]
+    cert, both = make_certificate(tmp_path)
+    app = a.cli("ad", "sp", "create-for-rbac", "-n", "replayed", "--cert", str(cert))
+    audience = f"{a.login}/{a.tenant}/oauth2/v2.0/token"
+    form = assertion_form(app["appId"], client_assertion(app["appId"], cert, both, audience))
+    at = {n: f"https://127.0.0.{n}:{a.ports['login']}/{a.tenant}/oauth2/v2.0/token" for n in (1, 2, 3)}
+    first = requests.post(at[1], data=form, verify=a.ca, timeout=30)
+    assert first.status_code == 200, first.text
+    # An attacker who captured it tries the other servers: each knows it was used.
+    for n in (2, 3):
+        replayed = requests.post(at[n], data=form, verify=a.ca, timeout=30)
+        assert replayed.status_code in (400, 401) and "AADSTS700025" in replayed.text, replayed.text
+
+
 def test_every_server_is_ready(servers):
     for n, s in enumerate(servers, start=1):
         ready = requests.get(f"http://127.0.0.{n}:{s.ports['identity']}/readyz", timeout=5)

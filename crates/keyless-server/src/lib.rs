@@ -462,6 +462,9 @@ async fn expire_blocks(state: state::SharedState, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not expire uncommitted blocks"),
         }
+        if let Err(e) = state.store.used_once_expire(now).await {
+            tracing::warn!(error = %e, "could not forget expired client assertions");
+        }
         // Deleted blobs, snapshots and versions kept past their retention days.
         match state.store.retained_expire(now).await {
             Ok(files) if !files.is_empty() => {

@@ -51,7 +51,7 @@ pub(crate) struct AppState {
     /// Serializes signing-key rotations.
     pub(crate) rotation: tokio::sync::Mutex<()>,
     /// Ids of client assertions already used, until they expire (replay protection).
-    pub(crate) used_assertions: Cache<String, ()>,
+
     /// Every role assignment, compiled; replaced whole after each change.
     rbac: RwLock<Arc<RbacIndex>>,
     /// Serializes rebuilds of `rbac`, so the last change always wins.
@@ -152,10 +152,6 @@ impl AppState {
             urls,
             config,
             rotation: tokio::sync::Mutex::new(()),
-            used_assertions: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(Duration::from_secs(3 * 3600))
-                .build(),
             rbac: RwLock::new(Arc::new(RbacIndex::default())),
             rbac_reload: tokio::sync::Mutex::new(()),
             jobs,

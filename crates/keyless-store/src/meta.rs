@@ -336,6 +336,12 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     ) -> Result<Option<AuthorizationCode>, Error>;
     /// Removes the authorization codes that expired before `now`; returns how many.
     async fn authorization_codes_expire(&self, now: i64) -> Result<u64, Error>;
+    /// Records `key` as used until `expires_at`: `Ok(true)` the first time,
+    /// `Ok(false)` when it was used already and has not expired by `now`. Of
+    /// callers presenting one key at once, one alone gets `true`.
+    async fn use_once(&self, key: &str, now: i64, expires_at: i64) -> Result<bool, Error>;
+    /// Forgets the used keys that expired before `now`; returns how many.
+    async fn used_once_expire(&self, now: i64) -> Result<u64, Error>;
 
     /// A server setting.
     async fn setting(&self, key: &str) -> Result<Option<String>, Error>;

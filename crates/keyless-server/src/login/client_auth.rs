@@ -139,7 +139,23 @@ pub(crate) async fn authenticate(
             "A certificate assertion must name its certificate in the `x5t` header.",
         ));
     };
-    check_certificate(state, principal, &credentials, x5t, &parts, &claims, now)
+    let app = app_id(&principal);
+    let client = check_certificate(state, principal, &credentials, x5t, &parts, &claims, now)?;
+    // Each assertion is presented once, to whichever server sharing the store.
+    if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
+        let key = keyless_auth::secret::digest_secret(&format!("client-assertion:{app}:{jti}"));
+        let until = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map_or(now + 24 * 3600, |exp| exp.saturating_add(SKEW_SECONDS));
+        if !state.store.use_once(&key, now, until).await? {
+            return Err(OAuthError::invalid_client(
+                700025,
+                "The client assertion has been used before; sign a new one for every request.",
+            ));
+        }
+    }
+    Ok(client)
 }
 
 fn check_secret(
@@ -238,16 +254,6 @@ fn check_certificate(
         ));
     }
     check_window(claims, now)?;
-    if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
-        let key = format!("{app}:{jti}");
-        if state.used_assertions.contains_key(&key) {
-            return Err(OAuthError::invalid_client(
-                700025,
-                "The client assertion has been used before; sign a new one for every request.",
-            ));
-        }
-        state.used_assertions.insert(key, ());
-    }
     Ok(Client {
         principal,
         acr: "2",

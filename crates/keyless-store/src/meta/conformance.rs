@@ -68,6 +68,7 @@ conformance! {
     concurrent_secret_replacements_leave_one_secret,
     signing_keys_refresh_tokens_and_device_codes_round_trip,
     a_token_or_code_is_taken_by_one_caller_only,
+    a_key_is_used_once_until_it_expires_and_by_one_caller,
     resources_groups_and_role_assignments_round_trip,
     concurrent_resource_updates_lose_nothing_and_a_claim_is_won_once,
     resources_written_together_are_written_whole_or_not_at_all,
@@ -1289,6 +1290,31 @@ async fn a_token_or_code_is_taken_by_one_caller_only<S: MetaStore>(s: S) {
         assert_eq!(sums, (1, 1, 1));
     }
     assert_eq!(s.device_codes_expire(100).await.unwrap(), 0);
+}
+
+async fn a_key_is_used_once_until_it_expires_and_by_one_caller<S: MetaStore>(s: S) {
+    assert!(s.use_once("app:jti-1", 100, 200).await.unwrap());
+    assert!(!s.use_once("app:jti-1", 150, 250).await.unwrap());
+    assert!(s.use_once("app:jti-2", 150, 250).await.unwrap());
+    // Expired: it may be used again (a new assertion that reuses an old `jti`).
+    assert!(s.use_once("app:jti-1", 200, 300).await.unwrap());
+    assert!(!s.use_once("app:jti-1", 250, 300).await.unwrap());
+    // Eight callers at once: one is first.
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.use_once("app:race", 100, 200).await.unwrap() })
+        })
+        .collect();
+    let mut firsts = 0;
+    for task in tasks {
+        firsts += usize::from(task.await.unwrap());
+    }
+    assert_eq!(firsts, 1);
+    assert_eq!(s.used_once_expire(260).await.unwrap(), 2);
+    assert!(!s.use_once("app:jti-1", 260, 400).await.unwrap());
+    assert!(s.use_once("app:jti-2", 260, 400).await.unwrap());
 }
 
 async fn resources_groups_and_role_assignments_round_trip<S: MetaStore>(s: S) {

@@ -215,6 +215,32 @@ impl TokenStore for PostgresStore {
         Ok(done.rows_affected())
     }
 
+    async fn use_once(&self, key: &str, now: i64, expires_at: i64) -> Result<bool, Error> {
+        // Inserted, or taking the place of an expired use: one statement, so
+        // of two callers one alone changes a row.
+        let done = sqlx::query(
+            "INSERT INTO used_once (key, expires_at) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE used_once.expires_at <= $3",
+        )
+        .bind(key)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn used_once_expire(&self, now: i64) -> Result<u64, Error> {
+        let done = sqlx::query("DELETE FROM used_once WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
         let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
             .bind(key)
