@@ -185,6 +185,28 @@ def test_a_client_assertion_presented_to_a_is_refused_by_b_and_c(servers, world,
         assert replayed.status_code in (400, 401) and "AADSTS700025" in replayed.text, replayed.text
 
 
+def test_wrong_passwords_spread_over_the_servers_lock_the_name_on_all_of_them(servers, world):
+    a = servers[0]
+    a.cli("ad", "user", "create", "--display-name", "Gus", "--user-principal-name", "gus@keyless.local",
+          "--password", "Gus-Passw0rd-1234")
+
+    def sign_in(n, password):
+        return requests.post(f"https://127.0.0.{n}:{a.ports['login']}/{a.tenant}/oauth2/v2.0/token",
+                             verify=a.ca, timeout=60, data={
+                                 "grant_type": "password", "client_id": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+                                 "username": "gus@keyless.local", "password": password,
+                                 "scope": "https://storage.azure.com/.default"})
+
+    assert sign_in(2, "Gus-Passw0rd-1234").status_code == 200
+    # Ten guesses, spread so that no server sees more than four: together they lock.
+    for n in (1, 2, 3, 1, 2, 3, 1, 2, 3, 1):
+        guess = sign_in(n, "not-his-password")
+        assert guess.status_code == 400 and "AADSTS50126" in guess.text, guess.text
+    for n in (1, 2, 3):
+        locked = sign_in(n, "Gus-Passw0rd-1234")
+        assert locked.status_code == 400 and "AADSTS50053" in locked.text, (n, locked.text)
+
+
 def test_every_server_is_ready(servers):
     for n, s in enumerate(servers, start=1):
         ready = requests.get(f"http://127.0.0.{n}:{s.ports['identity']}/readyz", timeout=5)

@@ -321,6 +321,7 @@ pub async fn start_with_clock(
         config.clone(),
     )?);
     state.reload_rbac().await?;
+    state.sign_ins.open(state.store.as_ref()).await?;
     if let Some(ca) = &tls.ca_file {
         let _ = state.jobs.ca_file.set(ca.clone());
     }
@@ -461,6 +462,10 @@ async fn expire_blocks(state: state::SharedState, shutdown: CancellationToken) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not expire uncommitted blocks"),
+        }
+        let window = crate::login::lockout::WINDOW;
+        if let Err(e) = state.store.sign_in_failures_expire(now - window, now).await {
+            tracing::warn!(error = %e, "could not forget old sign-in failures");
         }
         if let Err(e) = state.store.used_once_expire(now).await {
             tracing::warn!(error = %e, "could not forget expired client assertions");

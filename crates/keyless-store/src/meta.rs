@@ -342,6 +342,25 @@ pub trait TokenStore: Send + Sync + Debug + 'static {
     async fn use_once(&self, key: &str, now: i64, expires_at: i64) -> Result<bool, Error>;
     /// Forgets the used keys that expired before `now`; returns how many.
     async fn used_once_expire(&self, now: i64) -> Result<u64, Error>;
+    /// Counts a wrong password under `key` at `now`: failures less than
+    /// `window` seconds apart from the first add up, and the `threshold`-th
+    /// locks the key for `lockout` seconds. Returns until when the key is locked
+    /// (in the past when it is not). Concurrent failures all count.
+    async fn sign_in_failed(
+        &self,
+        key: &str,
+        now: i64,
+        window: i64,
+        threshold: u32,
+        lockout: i64,
+    ) -> Result<i64, Error>;
+    /// Until when `key` is locked; 0 when it never was.
+    async fn sign_in_locked_until(&self, key: &str) -> Result<i64, Error>;
+    /// Forgets the failures under `key` (a right password).
+    async fn sign_in_forget(&self, key: &str) -> Result<(), Error>;
+    /// Forgets the failures counted before `before` whose lock, if any, ended by
+    /// `now`; returns how many.
+    async fn sign_in_failures_expire(&self, before: i64, now: i64) -> Result<u64, Error>;
 
     /// A server setting.
     async fn setting(&self, key: &str) -> Result<Option<String>, Error>;

@@ -276,7 +276,12 @@ pub(super) async fn check_password(
         )
     };
     let username = username.trim();
-    if state.sign_ins.locked(username, address, state.now()) {
+    if state
+        .sign_ins
+        .locked(state.store.as_ref(), username, address, state.now())
+        .await
+        .map_err(internal)?
+    {
         return Err((
             StatusCode::TOO_MANY_REQUESTS,
             "Your account is locked because of too many sign-ins with a wrong password. Wait a minute and try again.".to_owned(),
@@ -303,10 +308,18 @@ pub(super) async fn check_password(
     // Hashed whether or not the user exists: the answer takes as long either way.
     let ok = state.sign_ins.verify(password, hash).await;
     let Some(user) = user.filter(|_| ok) else {
-        state.sign_ins.failed(username, address, state.now());
+        state
+            .sign_ins
+            .failed(state.store.as_ref(), username, address, state.now())
+            .await
+            .map_err(internal)?;
         return Err(refused);
     };
-    state.sign_ins.succeeded(username);
+    state
+        .sign_ins
+        .succeeded(state.store.as_ref(), username)
+        .await
+        .map_err(internal)?;
     if !user.enabled {
         return Err((
             StatusCode::FORBIDDEN,

@@ -352,7 +352,11 @@ async fn password_user(
             "The request body must contain the parameters 'username' and 'password'.",
         ));
     };
-    if state.sign_ins.locked(username, address, state.now()) {
+    if state
+        .sign_ins
+        .locked(state.store.as_ref(), username, address, state.now())
+        .await?
+    {
         return Err(locked_out());
     }
     let invalid = || {
@@ -373,10 +377,16 @@ async fn password_user(
     // Hashed even when the user does not exist, so timing does not reveal which names exist.
     let matches = state.sign_ins.verify(password, hash).await;
     let Some(user) = user.filter(|_| matches) else {
-        state.sign_ins.failed(username, address, state.now());
+        state
+            .sign_ins
+            .failed(state.store.as_ref(), username, address, state.now())
+            .await?;
         return Err(invalid());
     };
-    state.sign_ins.succeeded(username);
+    state
+        .sign_ins
+        .succeeded(state.store.as_ref(), username)
+        .await?;
     ensure_enabled(&user)?;
     Ok(user)
 }

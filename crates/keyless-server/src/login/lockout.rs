@@ -5,19 +5,22 @@
 //! (`AADSTS50053`), the right password included; an address that fails
 //! [`ADDRESS_THRESHOLD`] times in the window is locked the same way, whatever
 //! names it tries. Names are counted whether or not they exist, so a lockout
-//! says nothing about existence.
+//! says nothing about existence. The failures are counted in the metadata
+//! store, so every server sharing it counts them together; the store holds
+//! keyed digests of the names and addresses, never the names themselves.
 //!
 //! Password hashes cost about 19 MiB and a core's worth of time each: at most
 //! as many run at once as the machine has cores, and the rest wait their turn
 //! instead of growing the process.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 use tokio::sync::Semaphore;
 
 use keyless_auth::secret;
+use keyless_core::Error;
+use keyless_store::MetaStore;
 
 /// Wrong passwords for one name within the window before it locks.
 pub(crate) const USER_THRESHOLD: u32 = 10;
@@ -27,92 +30,82 @@ pub(crate) const ADDRESS_THRESHOLD: u32 = 30;
 pub(crate) const WINDOW: i64 = 60;
 /// Seconds a lock lasts.
 pub(crate) const LOCKOUT: i64 = 60;
-/// Names and addresses tracked at most; the oldest windows go first.
-const TRACKED: usize = 100_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    Name(u64),
-    Address(IpAddr),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    since: i64,
-    count: u32,
-    locked_until: i64,
-}
+/// The setting that keeps the key of the digests, shared by the servers.
+const KEY_SETTING: &str = "sign-in.key";
 
 /// The sign-in guard of a server.
 #[derive(Debug)]
 pub(crate) struct SignIns {
     hashing: Semaphore,
-    failures: Mutex<HashMap<Key, Failures>>,
-    /// Keys the names' hashes, so the table holds no user names.
-    seed: [u8; 16],
+    /// Keys the digests of names and addresses ([`SignIns::open`]).
+    key: OnceLock<String>,
 }
 
 impl Default for SignIns {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let mut seed = [0u8; 16];
-        seed.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         Self {
             hashing: Semaphore::new(cores),
-            failures: Mutex::new(HashMap::new()),
-            seed,
+            key: OnceLock::new(),
         }
     }
 }
 
 impl SignIns {
+    /// Takes the key of the digests from the store, made there on first use.
+    ///
+    /// # Errors
+    /// When the store cannot be read or written.
+    pub(crate) async fn open(&self, store: &dyn MetaStore) -> Result<(), Error> {
+        let key = match store.setting(KEY_SETTING).await? {
+            Some(key) => key,
+            None => {
+                let key = secret::random_token()?;
+                store.setting_set(KEY_SETTING, &key).await?;
+                // Two servers starting at once: the last write is everyone's.
+                store.setting(KEY_SETTING).await?.unwrap_or(key)
+            }
+        };
+        let _ = self.key.set(key);
+        Ok(())
+    }
+
     /// Whether a sign-in for `name` from `address` is locked out now.
-    pub(crate) fn locked(&self, name: &str, address: Option<IpAddr>, now: i64) -> bool {
-        let table = self.table();
-        self.keys(name, address)
-            .iter()
-            .flatten()
-            .any(|k| table.get(k).is_some_and(|f| f.locked_until > now))
+    pub(crate) async fn locked(
+        &self,
+        store: &dyn MetaStore,
+        name: &str,
+        address: Option<IpAddr>,
+        now: i64,
+    ) -> Result<bool, Error> {
+        for (key, _) in self.keys(name, address).into_iter().flatten() {
+            if store.sign_in_locked_until(&key).await? > now {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Counts a wrong password for `name` from `address`.
-    pub(crate) fn failed(&self, name: &str, address: Option<IpAddr>, now: i64) {
-        let keys = self.keys(name, address);
-        let mut table = self.table();
-        if table.len() >= TRACKED {
-            table.retain(|_, f| f.locked_until > now || f.since + WINDOW > now);
-            if table.len() >= TRACKED {
-                return;
-            }
+    pub(crate) async fn failed(
+        &self,
+        store: &dyn MetaStore,
+        name: &str,
+        address: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(), Error> {
+        for (key, threshold) in self.keys(name, address).into_iter().flatten() {
+            store
+                .sign_in_failed(&key, now, WINDOW, threshold, LOCKOUT)
+                .await?;
         }
-        for key in keys.into_iter().flatten() {
-            let threshold = match key {
-                Key::Name(_) => USER_THRESHOLD,
-                Key::Address(_) => ADDRESS_THRESHOLD,
-            };
-            let f = table.entry(key).or_insert(Failures {
-                since: now,
-                count: 0,
-                locked_until: 0,
-            });
-            if f.since + WINDOW <= now {
-                *f = Failures {
-                    since: now,
-                    count: 0,
-                    locked_until: f.locked_until,
-                };
-            }
-            f.count += 1;
-            if f.count >= threshold {
-                f.locked_until = now + LOCKOUT;
-            }
-        }
+        Ok(())
     }
 
     /// Forgets the failures of `name` after a right password.
-    pub(crate) fn succeeded(&self, name: &str) {
-        let key = self.name_key(name);
-        self.table().remove(&key);
+    pub(crate) async fn succeeded(&self, store: &dyn MetaStore, name: &str) -> Result<(), Error> {
+        store.sign_in_forget(&self.name_key(name)).await
     }
 
     /// Checks `password` against `hash`, or hashes it against nothing when there
@@ -134,23 +127,21 @@ impl SignIns {
         .unwrap_or(false)
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Failures>> {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn digest(&self, kind: &str, value: &str) -> String {
+        let key = self.key.get().map_or("", String::as_str);
+        let digest = secret::digest_secret(&format!("{key}\n{kind}\n{value}"));
+        format!("{kind}:{}", digest.get(..32).unwrap_or(&digest))
     }
 
-    fn name_key(&self, name: &str) -> Key {
-        let mut input = self.seed.to_vec();
-        input.extend_from_slice(name.trim().to_ascii_lowercase().as_bytes());
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
-        let mut first = [0u8; 8];
-        first.copy_from_slice(digest.as_ref().get(..8).unwrap_or(&[0; 8]));
-        Key::Name(u64::from_le_bytes(first))
+    fn name_key(&self, name: &str) -> String {
+        self.digest("name", &name.trim().to_ascii_lowercase())
     }
 
-    fn keys(&self, name: &str, address: Option<IpAddr>) -> [Option<Key>; 2] {
-        [Some(self.name_key(name)), address.map(Key::Address)]
+    fn keys(&self, name: &str, address: Option<IpAddr>) -> [Option<(String, u32)>; 2] {
+        [
+            Some((self.name_key(name), USER_THRESHOLD)),
+            address.map(|a| (self.digest("address", &a.to_string()), ADDRESS_THRESHOLD)),
+        ]
     }
 }
 
@@ -158,42 +149,75 @@ impl SignIns {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_name_locks_after_its_threshold_whatever_the_address_and_unlocks_after_the_lockout() {
+    async fn store() -> (tempfile::TempDir, keyless_store::SqliteStore, SignIns) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = keyless_store::SqliteStore::open(&dir.path().join("meta.sqlite"))
+            .await
+            .unwrap();
         let s = SignIns::default();
-        for n in 0..USER_THRESHOLD {
-            assert!(!s.locked("Alice@x", None, 100));
-            let from = IpAddr::from([127, 0, 0, u8::try_from(n % 200).unwrap_or(1) + 1]);
-            s.failed("alice@x", Some(from), 100);
-        }
-        assert!(s.locked("ALICE@x", None, 101));
-        assert!(!s.locked("bob@x", None, 101));
-        assert!(!s.locked("alice@x", None, 100 + LOCKOUT));
+        s.open(&store).await.unwrap();
+        (dir, store, s)
     }
 
-    #[test]
-    fn an_address_locks_after_its_threshold_across_names() {
-        let s = SignIns::default();
+    #[tokio::test]
+    async fn a_name_locks_after_its_threshold_whatever_the_address_and_unlocks_after_the_lockout() {
+        let (_dir, db, s) = store().await;
+        for n in 0..USER_THRESHOLD {
+            assert!(!s.locked(&db, "Alice@x", None, 100).await.unwrap());
+            let from = IpAddr::from([127, 0, 0, u8::try_from(n % 200).unwrap_or(1) + 1]);
+            s.failed(&db, "alice@x", Some(from), 100).await.unwrap();
+        }
+        assert!(s.locked(&db, "ALICE@x", None, 101).await.unwrap());
+        assert!(!s.locked(&db, "bob@x", None, 101).await.unwrap());
+        assert!(!s.locked(&db, "alice@x", None, 100 + LOCKOUT).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_address_locks_after_its_threshold_across_names() {
+        let (_dir, db, s) = store().await;
         let from = Some(IpAddr::from([127, 0, 0, 9]));
         for n in 0..ADDRESS_THRESHOLD {
-            s.failed(&format!("user{n}@x"), from, 100);
+            s.failed(&db, &format!("user{n}@x"), from, 100)
+                .await
+                .unwrap();
         }
-        assert!(s.locked("someone-new@x", from, 100));
-        assert!(!s.locked("someone-new@x", Some(IpAddr::from([127, 0, 0, 8])), 100));
+        assert!(s.locked(&db, "someone-new@x", from, 100).await.unwrap());
+        let elsewhere = Some(IpAddr::from([127, 0, 0, 8]));
+        assert!(
+            !s.locked(&db, "someone-new@x", elsewhere, 100)
+                .await
+                .unwrap()
+        );
     }
 
-    #[test]
-    fn failures_outside_the_window_do_not_add_up_and_success_clears_them() {
-        let s = SignIns::default();
+    #[tokio::test]
+    async fn failures_outside_the_window_do_not_add_up_and_success_clears_them() {
+        let (_dir, db, s) = store().await;
         for n in 0..USER_THRESHOLD - 1 {
-            s.failed("carol@x", None, i64::from(n) * WINDOW);
+            s.failed(&db, "carol@x", None, i64::from(n) * WINDOW)
+                .await
+                .unwrap();
         }
-        assert!(!s.locked("carol@x", None, i64::from(USER_THRESHOLD) * WINDOW));
+        let later = i64::from(USER_THRESHOLD) * WINDOW;
+        assert!(!s.locked(&db, "carol@x", None, later).await.unwrap());
         for _ in 0..USER_THRESHOLD - 1 {
-            s.failed("dave@x", None, 5);
+            s.failed(&db, "dave@x", None, 5).await.unwrap();
         }
-        s.succeeded("dave@x");
-        s.failed("dave@x", None, 6);
-        assert!(!s.locked("dave@x", None, 6));
+        s.succeeded(&db, "dave@x").await.unwrap();
+        s.failed(&db, "dave@x", None, 6).await.unwrap();
+        assert!(!s.locked(&db, "dave@x", None, 6).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_store_holds_no_name_and_servers_sharing_it_share_the_key() {
+        let (_dir, db, s) = store().await;
+        s.failed(&db, "erin@x", Some(IpAddr::from([127, 0, 0, 7])), 100)
+            .await
+            .unwrap();
+        assert!(!s.name_key("erin@x").contains("erin"));
+        // A second server on the same store counts under the same keys.
+        let other = SignIns::default();
+        other.open(&db).await.unwrap();
+        assert_eq!(other.name_key("Erin@X"), s.name_key("erin@x"));
     }
 }

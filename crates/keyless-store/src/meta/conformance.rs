@@ -69,6 +69,7 @@ conformance! {
     signing_keys_refresh_tokens_and_device_codes_round_trip,
     a_token_or_code_is_taken_by_one_caller_only,
     a_key_is_used_once_until_it_expires_and_by_one_caller,
+    sign_in_failures_lock_at_the_threshold_within_the_window_and_all_count,
     resources_groups_and_role_assignments_round_trip,
     concurrent_resource_updates_lose_nothing_and_a_claim_is_won_once,
     resources_written_together_are_written_whole_or_not_at_all,
@@ -1315,6 +1316,47 @@ async fn a_key_is_used_once_until_it_expires_and_by_one_caller<S: MetaStore>(s: 
     assert_eq!(s.used_once_expire(260).await.unwrap(), 2);
     assert!(!s.use_once("app:jti-1", 260, 400).await.unwrap());
     assert!(s.use_once("app:jti-2", 260, 400).await.unwrap());
+}
+
+async fn sign_in_failures_lock_at_the_threshold_within_the_window_and_all_count<S: MetaStore>(
+    s: S,
+) {
+    // Threshold 3 within 60 s locks for 30 s.
+    assert!(s.sign_in_failed("name:a", 100, 60, 3, 30).await.unwrap() <= 100);
+    assert!(s.sign_in_failed("name:a", 110, 60, 3, 30).await.unwrap() <= 110);
+    assert_eq!(
+        s.sign_in_failed("name:a", 120, 60, 3, 30).await.unwrap(),
+        150
+    );
+    assert_eq!(s.sign_in_locked_until("name:a").await.unwrap(), 150);
+    assert_eq!(s.sign_in_locked_until("name:b").await.unwrap(), 0);
+    // Failures a window apart do not add up.
+    assert!(s.sign_in_failed("name:c", 100, 60, 3, 30).await.unwrap() <= 100);
+    assert!(s.sign_in_failed("name:c", 130, 60, 3, 30).await.unwrap() <= 130);
+    assert!(s.sign_in_failed("name:c", 161, 60, 3, 30).await.unwrap() <= 161);
+    assert!(s.sign_in_failed("name:c", 170, 60, 3, 30).await.unwrap() <= 170);
+    // A right password forgets them.
+    s.sign_in_forget("name:c").await.unwrap();
+    assert_eq!(s.sign_in_locked_until("name:c").await.unwrap(), 0);
+    assert!(s.sign_in_failed("name:c", 171, 60, 3, 30).await.unwrap() <= 171);
+    // Forty failures at once, as from several servers: all count.
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.sign_in_failed("addr:x", 500, 60, 40, 30).await.unwrap() })
+        })
+        .collect();
+    let mut locked = 0;
+    for task in tasks {
+        locked += usize::from(task.await.unwrap() == 530);
+    }
+    assert_eq!(locked, 1, "exactly the fortieth failure locks");
+    assert_eq!(s.sign_in_locked_until("addr:x").await.unwrap(), 530);
+    // Old failures whose locks ended are forgotten; a live lock stays.
+    assert_eq!(s.sign_in_failures_expire(400, 200).await.unwrap(), 2);
+    assert_eq!(s.sign_in_locked_until("name:a").await.unwrap(), 0);
+    assert_eq!(s.sign_in_locked_until("addr:x").await.unwrap(), 530);
 }
 
 async fn resources_groups_and_role_assignments_round_trip<S: MetaStore>(s: S) {

@@ -232,6 +232,71 @@ impl TokenStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn sign_in_failed(
+        &self,
+        key: &str,
+        now: i64,
+        window: i64,
+        threshold: u32,
+        lockout: i64,
+    ) -> Result<i64, Error> {
+        // One statement, so failures at once on several servers all count.
+        // (In `SET`, the table's columns are the row before the update.)
+        let (locked_until,): (i64,) = sqlx::query_as(
+            "INSERT INTO sign_in_failures (key, since, count, locked_until)
+             VALUES (?1, ?2, 1, CASE WHEN 1 >= ?4 THEN ?2 + ?5 ELSE 0 END)
+             ON CONFLICT (key) DO UPDATE SET
+               count = CASE WHEN sign_in_failures.since + ?3 <= ?2 THEN 1
+                            ELSE sign_in_failures.count + 1 END,
+               since = CASE WHEN sign_in_failures.since + ?3 <= ?2 THEN ?2
+                            ELSE sign_in_failures.since END,
+               locked_until = CASE
+                 WHEN (CASE WHEN sign_in_failures.since + ?3 <= ?2 THEN 1
+                            ELSE sign_in_failures.count + 1 END) >= ?4 THEN ?2 + ?5
+                 ELSE sign_in_failures.locked_until END
+             RETURNING locked_until",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window)
+        .bind(i64::from(threshold))
+        .bind(lockout)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(locked_until)
+    }
+
+    async fn sign_in_locked_until(&self, key: &str) -> Result<i64, Error> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT locked_until FROM sign_in_failures WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(row.map_or(0, |(until,)| until))
+    }
+
+    async fn sign_in_forget(&self, key: &str) -> Result<(), Error> {
+        sqlx::query("DELETE FROM sign_in_failures WHERE key = ?1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn sign_in_failures_expire(&self, before: i64, now: i64) -> Result<u64, Error> {
+        let done =
+            sqlx::query("DELETE FROM sign_in_failures WHERE since < ?1 AND locked_until <= ?2")
+                .bind(before)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn setting(&self, key: &str) -> Result<Option<String>, Error> {
         let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = ?")
             .bind(key)
