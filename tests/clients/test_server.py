@@ -257,6 +257,16 @@ def test_an_operator_supplied_certificate_is_served(tmp_path):
         ctx = ssl.create_default_context(cafile=str(tmp_path / "op.pem"))
         reply = urllib.request.urlopen(f"{server.login}/{server.tenant}/v2.0/.well-known/openid-configuration", context=ctx)
         assert json.loads(reply.read())["token_endpoint"].startswith(server.login)
+        # The CA that signed it (here, itself) is what clients and jobs are told to trust.
+        server.stop()
+        server.start(extra=["--tls-cert", str(tmp_path / "op.pem"), "--tls-key", str(tmp_path / "op.key"),
+                            "--tls-ca", str(tmp_path / "op.pem")])
+        assert server.ca == str(tmp_path / "op.pem")
+        server.stop()
+        (tmp_path / "empty.pem").write_text("")
+        with pytest.raises(RuntimeError, match="tls ca"):
+            server.start(extra=["--tls-cert", str(tmp_path / "op.pem"), "--tls-key", str(tmp_path / "op.key"),
+                                "--tls-ca", str(tmp_path / "empty.pem")])
     finally:
         server.stop()
 

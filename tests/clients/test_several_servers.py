@@ -48,7 +48,7 @@ def servers(tmp_path_factory):
             other.database, other.blob_store = a.database, a.blob_store
             other.start(["--bind", f"127.0.0.{n}", "--public-host", "127.0.0.1",
                          "--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server.key"),
-                         "--master-key-file", str(a.data_dir / "master.key")])
+                         "--tls-ca", str(tls / "ca.pem"), "--master-key-file", str(a.data_dir / "master.key")])
             other.ca, other.admin = a.ca, a.admin
             started.append(other)
         yield started
@@ -253,6 +253,7 @@ def test_a_server_that_restarts_leaves_the_jobs_another_server_runs_alone(server
     b.stop()
     b.start(["--bind", "127.0.0.2", "--public-host", "127.0.0.1",
              "--tls-cert", str(a.data_dir / "tls" / "server.pem"), "--tls-key", str(a.data_dir / "tls" / "server.key"),
+             "--tls-ca", str(a.data_dir / "tls" / "ca.pem"),
              "--master-key-file", str(a.data_dir / "master.key")])
     b.ca, b.admin = a.ca, a.admin
     deadline = time.monotonic() + 60
@@ -345,7 +346,7 @@ def behind_one_name(tmp_path_factory):
             else:
                 tls = first.data_dir / "tls"
                 s.start([*common, "--tls-cert", str(tls / "server.pem"), "--tls-key", str(tls / "server.key"),
-                         "--master-key-file", str(first.data_dir / "master.key")])
+                         "--tls-ca", str(tls / "ca.pem"), "--master-key-file", str(first.data_dir / "master.key")])
                 s.ca, s.admin = first.ca, first.admin
             started.append(s)
         yield servers
@@ -355,18 +356,27 @@ def behind_one_name(tmp_path_factory):
         front.close()
 
 
+LOST_AT = ("-w", "lost-ws", "-g", "default")
+
+
+def lost_world(d, tmp_path):
+    """A workspace and a Slurm compute, made once. The CLI reaches the servers through the
+    one name: D's data dir only tells it that name and the CA, so it keeps working when D
+    is gone."""
+    d.login_admin()
+    if d.cli("ml", "workspace", "show", "-n", "lost-ws", "-g", "default", check=False).returncode != 0:
+        (tmp_path / "ws.yml").write_text("name: lost-ws\nidentity:\n  type: system_assigned\n")
+        d.cli("ml", "workspace", "create", "-f", str(tmp_path / "ws.yml"), "-g", "default")
+        (tmp_path / "cluster.yml").write_text(
+            "name: slurm\ntype: amlcompute\nmax_instances: 1\nidentity:\n  type: system_assigned\n"
+            "keyless:\n  backend: slurm\n  slurm:\n    partition: debug\n")
+        d.cli("ml", "compute", "create", "-f", str(tmp_path / "cluster.yml"), *LOST_AT)
+    return LOST_AT
+
+
 def test_a_job_outlives_the_server_that_ran_it_killed_mid_run_and_its_log_is_whole(behind_one_name, tmp_path):
     d, e, f = behind_one_name
-    # The CLI reaches the servers through the one name: D's data dir only tells it
-    # that name and the CA, so it keeps working when D is gone.
-    d.login_admin()
-    at = ("-w", "lost-ws", "-g", "default")
-    (tmp_path / "ws.yml").write_text("name: lost-ws\nidentity:\n  type: system_assigned\n")
-    d.cli("ml", "workspace", "create", "-f", str(tmp_path / "ws.yml"), "-g", "default")
-    (tmp_path / "cluster.yml").write_text(
-        "name: slurm\ntype: amlcompute\nmax_instances: 1\nidentity:\n  type: system_assigned\n"
-        "keyless:\n  backend: slurm\n  slurm:\n    partition: debug\n")
-    d.cli("ml", "compute", "create", "-f", str(tmp_path / "cluster.yml"), *at)
+    at = lost_world(d, tmp_path)
     # Prints a line every 0.5 s for 20 s, then writes an output through the storage listener.
     (tmp_path / "job.yml").write_text(
         "command: >-\n  for i in $(seq 1 40); do echo tick $i; sleep 0.5; done;\n"
@@ -414,3 +424,30 @@ def test_a_job_outlives_the_server_that_ran_it_killed_mid_run_and_its_log_is_who
     assert sorted(followed) == [0, 1], followed
     unfinished = [float(v) for t in texts for v in re.findall(r'^keyless_jobs\{status="[A-Za-z]+"\} (\S+)$', t, re.M)]
     assert unfinished and all(v == 0 for v in unfinished), texts
+
+
+def test_a_job_canceled_while_its_server_is_lost_is_canceled_by_the_server_taking_it_over(
+        behind_one_name, tmp_path):
+    import subprocess
+    d = behind_one_name[0]
+    at = lost_world(d, tmp_path)
+    # The name sends the submission to the first server alive: that one runs the job.
+    runner = next(s for s in behind_one_name if s.proc.poll() is None)
+    (tmp_path / "long.yml").write_text("command: sleep 300\ncompute: azureml:slurm\nenvironment: azureml:x@latest\n")
+    d.cli("ml", "job", "create", "-f", str(tmp_path / "long.yml"), "-n", "canceled-lost", *at)
+    deadline = time.monotonic() + 60
+    while (job := d.cli("ml", "job", "show", "-n", "canceled-lost", *at))["status"] != "Running":
+        assert job["status"] not in ("Completed", "Failed", "Canceled"), job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    slurm_id = job["properties"]["slurmJobId"]
+    runner.stop(kill=True)
+    # Asked of a server that does not run the job, while nobody does yet.
+    d.cli("ml", "job", "cancel", "-n", "canceled-lost", *at)
+    killed = time.monotonic()
+    while (job := d.cli("ml", "job", "show", "-n", "canceled-lost", *at))["status"] != "Canceled":
+        assert job["status"] not in ("Completed", "Failed"), job
+        assert time.monotonic() - killed < 120, job
+        time.sleep(0.5)
+    state = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True, timeout=30)
+    assert "JobState=CANCELLED" in state.stdout, state.stdout + state.stderr

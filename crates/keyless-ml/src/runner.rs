@@ -244,7 +244,8 @@ async fn drive(
             Ok(p) => p,
             Err(_) => return Outcome::Stopped(Stop::failed("ComputeUnavailable", "the compute's slots were closed")),
         },
-        () = cancel.cancelled() => return Outcome::Stopped(Stop::canceled()),
+        // A job followed again is canceled through its backend, after launch.
+        () = cancel.cancelled(), if resume.is_none() => return Outcome::Stopped(Stop::canceled()),
         () = stopping.cancelled() => return stopped(),
     };
     let backend = admitted.backend;

@@ -55,6 +55,9 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// The key of `cert` (PEM).
     pub key: Option<PathBuf>,
+    /// The CA bundle (PEM) that signed `cert`, handed to clients and jobs that
+    /// do not trust it already (a private CA).
+    pub ca: Option<PathBuf>,
     /// More DNS names or addresses for the generated server certificate.
     pub extra_names: Vec<String>,
 }

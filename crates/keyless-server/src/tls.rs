@@ -44,7 +44,20 @@ pub fn prepare(data_dir: &Path, public_host: &str, tls: &TlsConfig) -> Result<Tl
                 })?;
             let key = PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| Error::invalid(format!("tls key `{}`: {e}", key.display())))?;
-            (chain, key, None)
+            // The CA that signed it, for clients and jobs that do not trust it
+            // already (a private CA).
+            if let Some(ca) = &tls.ca {
+                let roots = CertificateDer::pem_file_iter(ca)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| Error::invalid(format!("tls ca `{}`: {e}", ca.display())))?;
+                if roots.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "tls ca `{}` holds no certificate",
+                        ca.display()
+                    )));
+                }
+            }
+            (chain, key, tls.ca.clone())
         }
         (None, None) => {
             let dir = data_dir.join("tls");

@@ -383,3 +383,24 @@ fn statuses_read_back_as_written() {
     assert_eq!(Status::parse("Exploded"), None);
     assert!(Status::Canceled.is_terminal() && !Status::Queued.is_terminal());
 }
+
+#[tokio::test]
+async fn a_job_canceled_before_it_is_followed_again_is_canceled_through_its_backend() {
+    let mut backend = FakeBackend::ending(Exit::Code(0));
+    backend.survives = true;
+    backend.runs = Duration::from_secs(60);
+    let calls = Arc::clone(&backend.calls);
+    let host = FakeHost::new(backend).reporting(completed());
+    // Canceled while no server ran it: the backend's task is reached and canceled.
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let started = std::time::Instant::now();
+    let outcome = run(&host, "j", Some("88"), &cancel, &CancellationToken::new()).await;
+    assert_eq!(outcome, Outcome::Stopped(Stop::canceled()));
+    assert_eq!(*calls.lock().unwrap(), ["reattach 88"]);
+    assert!(
+        host.log()
+            .contains(&"launch j resume=Some(\"88\")".to_owned())
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// The key of --tls-cert (PEM).
     #[arg(long, env = "KEYLESS_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signed --tls-cert, for clients and jobs that do not
+    /// trust it already.
+    #[arg(long, env = "KEYLESS_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// More names for the generated server certificate (repeatable).
     #[arg(long = "tls-name", env = "KEYLESS_TLS_NAMES", value_delimiter = ',')]
     tls_names: Vec<String>,
@@ -120,6 +124,7 @@ struct FileConfig {
     identity_port: Option<u16>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
     tls_names: Option<Vec<String>>,
     token_lifetime_minutes: Option<u64>,
     key_rotation_days: Option<u64>,
@@ -169,6 +174,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     config.public_host = public_host;
     config.tls.cert = args.tls_cert.or(file.tls_cert);
     config.tls.key = args.tls_key.or(file.tls_key);
+    config.tls.ca = args.tls_ca.or(file.tls_ca);
+    if config.tls.ca.is_some() && config.tls.cert.is_none() {
+        bail!("tls_ca names the CA of --tls-cert; give it with --tls-cert and --tls-key");
+    }
     config.tls.extra_names = if args.tls_names.is_empty() {
         file.tls_names.unwrap_or_default()
     } else {

@@ -469,6 +469,14 @@ pub(crate) async fn cancel(
             );
         }
         for id in ids {
+            // Kept in the record, for a server that takes the job over.
+            state
+                .store
+                .resource_update(&id, &mut |body| {
+                    body.as_object_mut()
+                        .is_some_and(|b| b.insert("cancelRequested".into(), true.into()).is_none())
+                })
+                .await?;
             // Here, a step not started yet is canceled as it starts; the
             // server running the job (another, on a shared store) cancels it.
             state.jobs.cancel_token(&id).cancel();

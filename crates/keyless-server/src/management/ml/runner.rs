@@ -217,6 +217,10 @@ async fn claim(
 /// with `why` (its error code and message).
 async fn adopt(state: &SharedState, job: Resource, why: (&str, &str)) {
     crate::metrics::job_status(None, super::jobs::status_of(&job));
+    // A cancel asked for while no server ran the job: canceled as it is taken.
+    if job.body.get("cancelRequested").and_then(Value::as_bool) == Some(true) {
+        state.jobs.cancel_token(&job.id).cancel();
+    }
     if let Some(resume) = Resume::of(&job) {
         tracing::info!(job = %job.id, handle = %resume.handle, "following an interrupted job again");
         state.jobs.set_resuming(&resume.key, true);
