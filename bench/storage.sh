@@ -3,10 +3,30 @@
 # Azurite (from npm; in memory and on disk) and nginx serving the same bytes (the
 # ceiling). 4 KiB GET and PUT at 16 connections (wrk, p50/p99), and a 256 MiB upload
 # and download (curl). Every load is bounded in time.
-#   bench/storage.sh [seconds]     (needs wrk, nginx, curl: apt-get install wrk nginx curl)
+#   bench/storage.sh [--pinned] [seconds]   (needs wrk, nginx, curl: apt-get install wrk nginx curl)
+# --pinned: every server on core 0 (nginx with one worker), the load on core 1 (wrk -t1),
+# and each server's CPU time per request (utime+stime of it and its children, from
+# /proc/<pid>/stat, over the requests wrk saw answered), with its ratio to nginx's over TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pinned=0
+if [ "${1:-}" = --pinned ]; then pinned=1; shift; fi
 seconds=${1:-10}
+server=(); load=(); threads=2; workers=2
+if [ "$pinned" = 1 ]; then
+  command -v taskset >/dev/null || { echo "taskset is missing (util-linux)" >&2; exit 1; }
+  server=(taskset -c 0); load=(taskset -c 1); threads=1; workers=1
+fi
+tick=$(getconf CLK_TCK)
+# CPU ticks (user + system, its own and its waited-for children's) of a process and its children.
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
 for tool in wrk nginx curl node npm; do command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }; done
 root=$PWD
 work=$(mktemp -d)
@@ -26,9 +46,10 @@ wait_for() { for _ in $(seq 200); do curl -sk -o /dev/null "$1" && return 0; sle
 
 # keyless
 ports=(); for _ in 1 2 3 4 5; do ports+=("$(free_port)"); done
-"$bin" serve --data-dir "$work/keyless" --storage-port "${ports[0]}" --login-port "${ports[1]}" --management-port "${ports[2]}" \
+"${server[@]}" "$bin" serve --data-dir "$work/keyless" --storage-port "${ports[0]}" --login-port "${ports[1]}" --management-port "${ports[2]}" \
   --vault-port "${ports[3]}" --identity-port "${ports[4]}" >"$work/keyless.log" 2>&1 &
 pids+=($!)
+keyless_pid=$!
 wait_for "http://127.0.0.1:${ports[4]}/healthz"
 export KEYLESS_CONFIG_DIR=$work/cli
 ca=$work/keyless/tls/ca.pem
@@ -36,7 +57,7 @@ admin_password=$(python3 -c "import json;print(json.load(open('$work/keyless/adm
 "$bin" login --data-dir "$work/keyless" -u admin@keyless.local -p "$admin_password" >/dev/null
 "$bin" storage account create -n bench -g default >/dev/null
 key=$("$bin" storage account keys list -n bench -g default | python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["value"])')
-targets=("keyless|https://127.0.0.1:${ports[0]}/bench|bench|$key|")
+targets=("keyless|https://127.0.0.1:${ports[0]}/bench|bench|$key||$keyless_pid")
 # The same account as an identity: a service principal with Storage Blob Data
 # Contributor, sending bearer tokens (verification + RBAC + storage log per request).
 sp=$("$bin" ad sp create-for-rbac -n bench-writer)
@@ -46,18 +67,18 @@ sub=$("$bin" account show | python3 -c 'import json,sys;print(json.load(sys.stdi
   --scope "/subscriptions/$sub/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/bench" >/dev/null
 token=$(KEYLESS_CONFIG_DIR=$work/cli-sp bash -c '"$0" login --data-dir "$1" --service-principal -u "$2" -p "$3" >/dev/null && "$0" account get-access-token --resource https://storage.azure.com' \
   "$bin" "$work/keyless" "$(sp_field appId)" "$(sp_field password)" | python3 -c 'import json,sys;print(json.load(sys.stdin)["accessToken"])')
-targets+=("keyless-bearer|https://127.0.0.1:${ports[0]}/bench|bench|$key|$token")
+targets+=("keyless-bearer|https://127.0.0.1:${ports[0]}/bench|bench|$key|$token|$keyless_pid")
 
 # Azurite, TLS, with keyless's certificate; telemetry off (no traffic leaves the machine).
 azkey="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 for mode in memory disk; do
   port=$(free_port)
   extra=(--inMemoryPersistence); [ "$mode" = disk ] && extra=(--location "$work/azurite-disk")
-  bench/.cache/node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --cert "$work/keyless/tls/server.pem" \
+  "${server[@]}" bench/.cache/node_modules/.bin/azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --cert "$work/keyless/tls/server.pem" \
     --key "$work/keyless/tls/server.key" --disableTelemetry --skipApiVersionCheck --loose --silent "${extra[@]}" >"$work/azurite-$mode.log" 2>&1 &
   pids+=($!)
   wait_for "https://127.0.0.1:$port/devstoreaccount1?comp=list"
-  targets+=("azurite-$mode|https://127.0.0.1:$port/devstoreaccount1|devstoreaccount1|$azkey|")
+  targets+=("azurite-$mode|https://127.0.0.1:$port/devstoreaccount1|devstoreaccount1|$azkey||$!")
 done
 
 # nginx over TLS serving the same 4 KiB and 256 MiB files.
@@ -67,9 +88,10 @@ for i in $(seq 0 999); do ln -s "$work/www/small" "$work/www/bench/small-$i"; do
 head -c $((256 * 1024 * 1024)) /dev/urandom >"$work/big.bin"
 ln -s "$work/big.bin" "$work/www/bench/big"
 nginx_port=$(free_port)
+nginx_plain=$(free_port)
 cat >"$work/nginx.conf" <<NGINX
 user root;
-worker_processes 2;
+worker_processes $workers;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
 events { worker_connections 1024; }
@@ -78,14 +100,16 @@ http {
   sendfile on;
   server {
     listen 127.0.0.1:$nginx_port ssl;
+    listen 127.0.0.1:$nginx_plain;
     ssl_certificate $work/keyless/tls/server.pem;
     ssl_certificate_key $work/keyless/tls/server.key;
     root $work/www;
   }
 }
 NGINX
-nginx -c "$work/nginx.conf" -g 'daemon off;' &
+"${server[@]}" nginx -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+nginx_pid=$!
 wait_for "https://127.0.0.1:$nginx_port/bench/small-0"
 
 results=$work/results.txt
@@ -93,41 +117,65 @@ results=$work/results.txt
 measure() { # name get_rps get_p50 get_p99 put_rps put_p50 put_p99 up_MBps down_MBps
   printf '%-16s %9s %8s %8s %9s %8s %8s %9s %9s\n' "$@" | tee -a "$results"
 }
-wrk_run() { # script url -> "rps p50 p99"
-  local out; out=$(wrk -t2 -c16 -d"${seconds}s" --latency -s "$1" "$2")
+cpu=$work/cpu.txt
+: >"$cpu"
+wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU µs per request to $cpu
+  local before after out
+  before=$(cpu_ticks "$3")
+  out=$("${load[@]}" wrk -t"$threads" -c16 -d"${seconds}s" --latency -s "$1" "$2")
+  after=$(cpu_ticks "$3")
   echo "$out" >&2
-  local rps p50 p99
+  local rps p50 p99 requests
   rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
   p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
   p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  python3 -c "print(f'$4 {$rps} {($after - $before) * 1e6 / $tick / max($requests, 1):.0f}')" >>"$cpu"
   echo "$rps $p50 $p99"
 }
 mbps() { python3 -c "print(f'{256/$1:.0f}')"; }
 
 printf '%-16s %9s %8s %8s %9s %8s %8s %9s %9s\n' target "GET/s" p50 p99 "PUT/s" p50 p99 "up MB/s" "down MB/s" | tee "$results"
 for t in "${targets[@]}"; do
-  IFS='|' read -r name url account k token <<<"$t"
+  IFS='|' read -r name url account k token pid <<<"$t"
   read -r base sas < <("$venv/bin/python" bench/storage.py "$url" "$account" "$k" "$ca")
   origin=${url%/*}
   export BENCH_BASE=$base BENCH_SAS=$sas BENCH_COUNT=1000 BENCH_TOKEN=$token
   bearer=(); [ -n "$token" ] && bearer=(-H "Authorization: Bearer $token")
-  read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "$origin")
-  read -r prps pp50 pp99 < <(wrk_run bench/blob_put.lua "$origin")
-  up=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "${bearer[@]}" -X PUT -H "x-ms-blob-type: BlockBlob" \
+  read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "$origin" "$pid" "$name/GET")
+  read -r prps pp50 pp99 < <(wrk_run bench/blob_put.lua "$origin" "$pid" "$name/PUT")
+  up=$( { /usr/bin/time -f %e "${load[@]}" curl -s -o /dev/null --cacert "$ca" "${bearer[@]}" -X PUT -H "x-ms-blob-type: BlockBlob" \
         -H "x-ms-version: 2025-01-05" -T "$work/big.bin" "$origin$base/big?$sas"; } 2>&1 | tail -1)
-  down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "${bearer[@]}" -H "x-ms-version: 2025-01-05" "$origin$base/big?$sas"; } 2>&1 | tail -1)
+  down=$( { /usr/bin/time -f %e "${load[@]}" curl -s -o /dev/null --cacert "$ca" "${bearer[@]}" -H "x-ms-version: 2025-01-05" "$origin$base/big?$sas"; } 2>&1 | tail -1)
   measure "$name" "$grps" "$gp50" "$gp99" "$prps" "$pp50" "$pp99" "$(mbps "$up")" "$(mbps "$down")"
 done
 export BENCH_BASE=/bench BENCH_SAS=x=1 BENCH_COUNT=1000 BENCH_TOKEN=
-read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port")
-down=$( { /usr/bin/time -f %e curl -s -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
+read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port" "$nginx_pid" nginx-tls/GET)
+read -r _ _ _ < <(wrk_run bench/blob_get.lua "http://127.0.0.1:$nginx_plain" "$nginx_pid" nginx-http/GET)
+down=$( { /usr/bin/time -f %e "${load[@]}" curl -s -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
 measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$down")"
 
+if [ "$pinned" = 1 ]; then
+  echo
+  echo "== server CPU per request, the server pinned to core 0 and wrk to core 1"
+  python3 - "$cpu" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]).read().splitlines():
+    label, rps, us = line.split()
+    rows[label] = (float(rps), float(us))
+ceiling = rows.get("nginx-tls/GET", (0, 0))[1]
+print(f"{'target':<22}{'req/s':>10}{'CPU us/req':>12}{'x nginx TLS':>13}")
+for label, (rps, us) in rows.items():
+    ratio = f"{us / ceiling:.2f}" if ceiling else "-"
+    print(f"{label:<22}{rps:>10.0f}{us:>12.0f}{ratio:>13}")
+PY
+fi
 echo
 echo "== 10,000 PUTs (first and last thousand), listing them, 1,000 random 64 KiB range reads (Python SDK, 16 threads)"
 printf '%-16s %12s %12s %10s %12s\n' target "first 1k/s" "last 1k/s" "list 10k" "ranges/s" | tee "$work/scale.txt"
 for t in "${targets[@]}"; do
-  IFS='|' read -r name url account k token <<<"$t"
+  IFS='|' read -r name url account k token _ <<<"$t"
   [ -n "$token" ] && continue
   read -r first last listing ranges < <("$venv/bin/python" bench/storage_scale.py "$url" "$account" "$k" "$ca")
   printf '%-16s %12s %12s %9ss %12s\n' "$name" "$first" "$last" "$listing" "$ranges" | tee -a "$work/scale.txt"

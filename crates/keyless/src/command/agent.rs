@@ -586,9 +586,30 @@ impl Agent {
         let cut = tokio_util::sync::CancellationToken::new();
         let shipper = tokio::spawn(ship_log(Arc::clone(&self.api), rx, cut.clone()));
         let limit = spec.timeout.map(Duration::from_secs);
-        let status = match limit {
-            Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
-            None => Some(child.wait().await),
+        // The backend stopping the agent (Slurm's cancel, the sandbox torn
+        // down) stops the command with it, whatever the backend tracks.
+        let mut stopped = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Failure::new("AgentFailed", format!("cannot watch for SIGTERM: {e}")))?;
+        let waited = async {
+            match limit {
+                Some(t) => tokio::time::timeout(t, child.wait()).await.ok(),
+                None => Some(child.wait().await),
+            }
+        };
+        let status = tokio::select! {
+            status = waited => status,
+            _ = stopped.recv() => {
+                signal_group(group, nix::sys::signal::Signal::SIGTERM);
+                tokio::time::sleep(GRACE).await;
+                signal_group(group, nix::sys::signal::Signal::SIGKILL);
+                // Not reported: the backend says why it stopped the job
+                // (canceled, timed out), and the server decides from that.
+                return Err(Failure {
+                    code: "AgentFailed",
+                    message: "the agent was stopped (SIGTERM) while the command ran".into(),
+                    reported: true,
+                });
+            }
         };
         let exit = match status {
             Some(Ok(s)) => exit_of(s),
