@@ -67,10 +67,10 @@ pub(crate) async fn render() -> Response {
 
 /// Counts a request of `listener` and measures it to its response head.
 pub(crate) async fn track(listener: &'static str, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = status_label(response.status().as_u16());
     metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
@@ -79,14 +79,52 @@ pub(crate) async fn track(listener: &'static str, request: Request, next: Next) 
 }
 
 /// A storage or vault request, as its log record names it.
-pub(crate) fn operation(log: &'static str, operation: &str, status: u16) {
+pub(crate) fn operation(log: &'static str, operation: &'static str, status: u16) {
     metrics::counter!(
         "keyless_operations_total",
         "log" => log,
-        "operation" => operation.to_owned(),
-        "status" => status.to_string()
+        "operation" => operation,
+        "status" => status_label(status)
     )
     .increment(1);
+}
+
+/// A method as a label; the common ones without an allocation.
+fn method_label(method: &axum::http::Method) -> metrics::SharedString {
+    use axum::http::Method;
+    let known = match *method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => return metrics::SharedString::from(method.as_str().to_owned()),
+    };
+    metrics::SharedString::const_str(known)
+}
+
+/// A status code as a label; the ones keyless answers with, without an allocation.
+fn status_label(status: u16) -> metrics::SharedString {
+    let known = match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        206 => "206",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        412 => "412",
+        416 => "416",
+        500 => "500",
+        _ => return metrics::SharedString::from(status.to_string()),
+    };
+    metrics::SharedString::const_str(known)
 }
 
 /// A token issued at the token endpoint, by grant type.

@@ -22,6 +22,7 @@ mod find;
 pub(crate) mod hns;
 mod lease;
 mod list;
+mod names;
 mod operation;
 mod page;
 mod policy;
@@ -37,7 +38,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
@@ -87,7 +88,7 @@ impl Ctx {
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header<K: axum::http::header::AsHeaderName>(&self, name: K) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -409,21 +410,20 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
     let path = request.uri().path().to_owned();
     let peer = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
     let (request_id, bytes_in) = {
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
         (
-            header(crate::http::REQUEST_ID.as_str()).unwrap_or_default(),
-            header("content-length")
+            header(&crate::http::REQUEST_ID)
+                .unwrap_or_default()
+                .to_owned(),
+            header(&axum::http::header::CONTENT_LENGTH)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
         )
     };
-    let client_request_id = request.headers().get("x-ms-client-request-id").cloned();
+    let client_request_id = request
+        .headers()
+        .get(names::X_MS_CLIENT_REQUEST_ID)
+        .cloned();
     let job_tag = request
         .extensions()
         .get::<crate::internal::JobTag>()
@@ -436,7 +436,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
     };
     let origin = request
         .headers()
-        .get("origin")
+        .get(axum::http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut response = if method == axum::http::Method::OPTIONS {
@@ -483,16 +483,16 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         // `x-ms-error-code`).
         headers.remove(axum::http::header::CONTENT_TYPE);
     }
-    headers.insert("x-ms-version", HeaderValue::from_static(SERVICE_VERSION));
+    headers.insert(
+        names::X_MS_VERSION,
+        HeaderValue::from_static(SERVICE_VERSION),
+    );
     if let Some(id) = client_request_id {
-        headers.insert("x-ms-client-request-id", id);
+        headers.insert(names::X_MS_CLIENT_REQUEST_ID, id);
     }
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
-    {
-        headers.insert("date", date);
-    }
+    // The `Date` header is hyper's, from its once-a-second clock.
     let (status_text, explanation, bytes_out) = {
-        let text = |name: &str| {
+        let text = |name: &HeaderName| {
             response
                 .headers()
                 .get(name)
@@ -500,9 +500,9 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
                 .map(str::to_owned)
         };
         (
-            text("x-ms-error-code").unwrap_or_else(|| "Success".to_owned()),
-            text("x-keyless-explanation"),
-            text("content-length")
+            text(&names::X_MS_ERROR_CODE).unwrap_or_else(|| "Success".to_owned()),
+            text(&names::X_KEYLESS_EXPLANATION),
+            text(&axum::http::header::CONTENT_LENGTH)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
         )
@@ -544,7 +544,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
         auth = requester.auth,
         "storage request"
     );
-    crate::metrics::operation("storage", &record.operation_name, record.status_code);
+    crate::metrics::operation("storage", op_name, record.status_code);
     state.storage_log.append(record).await;
     response
 }
@@ -585,8 +585,8 @@ async fn prepare(
         })?;
     check_version(&parts.headers)?;
     refuse_unsupported(&parts.headers)?;
-    let copy_source = parts.headers.contains_key("x-ms-copy-source");
-    let rename_source = parts.headers.contains_key("x-ms-rename-source");
+    let copy_source = parts.headers.contains_key(names::X_MS_COPY_SOURCE);
+    let rename_source = parts.headers.contains_key(names::X_MS_RENAME_SOURCE);
     let op = Operation::parse(&parts.method, &query, target, copy_source, rename_source)?;
     snapshot::refuse_writes(op, &query)?;
     requester.dfs = op.is_dfs();
@@ -717,7 +717,7 @@ async fn prepare(
             Vec::new()
         }
     };
-    if parts.headers.contains_key("x-ms-tags") {
+    if parts.headers.contains_key(names::X_MS_TAGS) {
         tags::authorize_on_write(state, &account, &auth, op, &container)?;
     }
     if target != Target::Account {
@@ -819,13 +819,13 @@ fn decode(segment: &str) -> Result<String, StorageError> {
 /// never silently dropped: a writer that sent its own encryption key must not
 /// believe its data is protected by it.
 fn refuse_unsupported(headers: &HeaderMap) -> Result<(), StorageError> {
-    const HEADERS: [(&str, &str); 4] = [
-        ("x-ms-encryption-key", "customer-provided keys"),
-        ("x-ms-encryption-key-sha256", "customer-provided keys"),
-        ("x-ms-encryption-algorithm", "customer-provided keys"),
-        ("x-ms-encryption-scope", "encryption scopes"),
+    const HEADERS: [(HeaderName, &str); 4] = [
+        (names::X_MS_ENCRYPTION_KEY, "customer-provided keys"),
+        (names::X_MS_ENCRYPTION_KEY_SHA256, "customer-provided keys"),
+        (names::X_MS_ENCRYPTION_ALGORITHM, "customer-provided keys"),
+        (names::X_MS_ENCRYPTION_SCOPE, "encryption scopes"),
     ];
-    if let Some((name, feature)) = HEADERS.iter().find(|(h, _)| headers.contains_key(*h)) {
+    if let Some((name, feature)) = HEADERS.iter().find(|(h, _)| headers.contains_key(h)) {
         return Err(StorageError::bad(
             "UnsupportedHeader",
             format!(
@@ -837,7 +837,7 @@ fn refuse_unsupported(headers: &HeaderMap) -> Result<(), StorageError> {
 }
 
 fn check_version(headers: &HeaderMap) -> Result<(), StorageError> {
-    let Some(v) = headers.get("x-ms-version") else {
+    let Some(v) = headers.get(names::X_MS_VERSION) else {
         return Ok(());
     };
     let v = v.to_str().unwrap_or_default();

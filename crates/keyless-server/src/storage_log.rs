@@ -28,7 +28,7 @@ const ROTATE_AGE: Duration = Duration::from_secs(24 * 3600);
 /// The least time between two syncs: under load, records gather for this long
 /// and go to disk together, instead of waking the writer and syncing per record.
 /// A lone record after a quiet spell is written at once.
-const LINGER: Duration = Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(20);
 const CURRENT: &str = "current.jsonl";
 
 /// One data-plane request.

@@ -232,12 +232,13 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
     };
     let status = response.status().as_u16();
     let claims = seen.claims.as_ref();
+    let op_name = seen.op.map_or("Unknown", Op::log_name);
     let record = Record {
         time_generated: jiff::Timestamp::from_second(state.now())
             .map(|t| t.to_string())
             .unwrap_or_default(),
         account_name: seen.vault,
-        operation_name: seen.op.map_or("Unknown", Op::log_name).to_owned(),
+        operation_name: op_name.to_owned(),
         method: method.to_string(),
         path: match (&seen.name, &seen.version) {
             (Some(n), Some(v)) => format!("secrets/{n}/{v}"),
@@ -273,7 +274,7 @@ async fn dispatch(State(state): State<SharedState>, request: Request) -> Respons
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    crate::metrics::operation("vault", &record.operation_name, record.status_code);
+    crate::metrics::operation("vault", op_name, record.status_code);
     state.vault_log.append(record).await;
     response
 }

@@ -65,8 +65,10 @@ pub trait BlobBackend: Send + Sync + Debug + 'static {
     /// leaving nothing behind. The file is durable when this returns.
     async fn write(&self, body: ByteStream, limit: u64) -> Result<Written, Error>;
     /// Writes the concatenation of parts of existing files, each `(file id, offset,
-    /// length)`, to a new one.
-    async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error>;
+    /// length)`, to a new one; with `md5`, computes the MD5 of the result (else
+    /// it comes back zero: a block list's blob has none, and hashing hundreds of
+    /// MiB for nothing costs more than writing them).
+    async fn compose(&self, parts: &[(String, u64, u64)], md5: bool) -> Result<Written, Error>;
     /// Writes a file of `size` zero bytes (sparse where the file system allows);
     /// its `md5` is not computed and comes back zero.
     async fn zeros(&self, size: u64) -> Result<Written, Error>;
@@ -154,8 +156,9 @@ impl LocalFiles {
         parts: &[(String, u64, u64)],
         tmp: &Path,
         mut file: tokio::fs::File,
+        digest: bool,
     ) -> Result<(tokio::fs::File, u64, [u8; 16]), Error> {
-        let mut md5 = Md5::new();
+        let mut md5 = digest.then(Md5::new);
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK];
         for (part, offset, len) in parts {
@@ -173,7 +176,9 @@ impl LocalFiles {
                 let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
                     break;
                 };
-                md5.update(chunk);
+                if let Some(md5) = md5.as_mut() {
+                    md5.update(chunk);
+                }
                 if chunk.iter().all(|b| *b == 0) {
                     // Zeros stay a hole (page blobs are mostly holes); the length
                     // is set at the end.
@@ -187,7 +192,7 @@ impl LocalFiles {
             }
         }
         file.set_len(size).await.map_err(|e| io_error(tmp, e))?;
-        Ok((file, size, md5.finalize().into()))
+        Ok((file, size, md5.map_or([0; 16], |m| m.finalize().into())))
     }
 
     async fn publish(&self, id: &str, tmp: &Path, mut file: tokio::fs::File) -> Result<(), Error> {
@@ -291,9 +296,9 @@ impl BlobBackend for LocalFiles {
         file.sync_data().await.map_err(|e| io_error(&path, e))
     }
 
-    async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error> {
+    async fn compose(&self, parts: &[(String, u64, u64)], md5: bool) -> Result<Written, Error> {
         let (id, tmp, file) = self.stage().await?;
-        match self.compose_into(parts, &tmp, file).await {
+        match self.compose_into(parts, &tmp, file, md5).await {
             Ok((file, size, md5)) => {
                 self.publish(&id, &tmp, file).await?;
                 Ok(Written {
@@ -495,7 +500,10 @@ mod tests {
         assert_eq!(read_all(&files, &a.file_id, 6, 5).await, b"world");
         let b = files.write(body(&[b"!"]), 100).await.unwrap();
         let c = files
-            .compose(&[(a.file_id.clone(), 0, 11), (b.file_id.clone(), 0, 1)])
+            .compose(
+                &[(a.file_id.clone(), 0, 11), (b.file_id.clone(), 0, 1)],
+                true,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -503,7 +511,10 @@ mod tests {
             b"hello world!"
         );
         let d = files
-            .compose(&[(a.file_id.clone(), 6, 5), (a.file_id.clone(), 0, 5)])
+            .compose(
+                &[(a.file_id.clone(), 6, 5), (a.file_id.clone(), 0, 5)],
+                true,
+            )
             .await
             .unwrap();
         assert_eq!(read_all(&files, &d.file_id, 0, d.size).await, b"worldhello");

@@ -81,24 +81,37 @@ async fn compositions_are_new_files_of_old_parts(b: &dyn BlobBackend) {
     let a = b.write(body(&[b"hello world"]), 100).await.unwrap();
     let c = b.write(body(&[b"!"]), 100).await.unwrap();
     let d = b
-        .compose(&[
-            (a.file_id.clone(), 6, 5),
-            (c.file_id.clone(), 0, 1),
-            (a.file_id.clone(), 0, 5),
-        ])
+        .compose(
+            &[
+                (a.file_id.clone(), 6, 5),
+                (c.file_id.clone(), 0, 1),
+                (a.file_id.clone(), 0, 5),
+            ],
+            true,
+        )
         .await
         .unwrap();
     assert_ne!(d.file_id, a.file_id);
     assert_eq!(d.size, 11);
     assert_eq!(d.md5, <[u8; 16]>::from(Md5::digest(b"world!hello")));
+    // Without its MD5, the same bytes; the digest comes back zero.
+    let e = b
+        .compose(
+            &[(c.file_id.clone(), 0, 1), (a.file_id.clone(), 0, 5)],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((e.size, e.md5), (6, [0; 16]));
+    assert_eq!(read_all(b, &e.file_id, 0, 6).await, b"!hello");
     assert_eq!(read_all(b, &d.file_id, 0, 11).await, b"world!hello");
     // The parts are untouched and independent of the composition.
     b.remove(std::slice::from_ref(&a.file_id)).await;
     assert_eq!(read_all(b, &d.file_id, 0, 11).await, b"world!hello");
     assert!(b.read(&a.file_id, 0, 1).await.is_err(), "a removed file");
     // A composition of a missing part fails, and leaves nothing named.
-    assert!(b.compose(&[(a.file_id.clone(), 0, 5)]).await.is_err());
-    b.remove(&[c.file_id, d.file_id]).await;
+    assert!(b.compose(&[(a.file_id.clone(), 0, 5)], true).await.is_err());
+    b.remove(&[c.file_id, d.file_id, e.file_id]).await;
 }
 
 async fn zeros_read_as_zeros(b: &dyn BlobBackend) {

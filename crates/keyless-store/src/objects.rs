@@ -226,7 +226,7 @@ impl BlobBackend for ObjectStoreBlobs {
         self.upload(body, limit).await
     }
 
-    async fn compose(&self, parts: &[(String, u64, u64)]) -> Result<Written, Error> {
+    async fn compose(&self, parts: &[(String, u64, u64)], md5: bool) -> Result<Written, Error> {
         let mut streams = Vec::with_capacity(parts.len());
         for (file, offset, len) in parts {
             // Opened lazily, one after the other, as the upload reads them.
@@ -239,13 +239,20 @@ impl BlobBackend for ObjectStoreBlobs {
             );
         }
         let body: ByteStream = Box::pin(futures_util::stream::iter(streams).flatten());
-        self.upload(body, u64::MAX)
+        let mut written = self
+            .upload(body, u64::MAX)
             .await
             .map_err(|e| match e.kind() {
                 // A part that could not be read is the store's failure, not the caller's.
                 ErrorKind::InvalidInput => unavailable("composing", e.message()),
                 _ => e,
-            })
+            })?;
+        if !md5 {
+            // The upload hashes as it goes (its cost is the network's); the
+            // contract is a zero digest when none is asked.
+            written.md5 = [0; 16];
+        }
+        Ok(written)
     }
 
     async fn zeros(&self, size: u64) -> Result<Written, Error> {

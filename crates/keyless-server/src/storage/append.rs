@@ -396,7 +396,7 @@ async fn commit(
                     (id.clone(), 0, current.size),
                     (block.file_id.clone(), 0, block.size),
                 ];
-                ctx.state.blobs.compose(&parts).await?.file_id
+                ctx.state.blobs.compose(&parts, false).await?.file_id
             }
             None => block.file_id.clone(),
         };

@@ -92,6 +92,16 @@ fn reply(parts: Vec<(String, Response, Vec<u8>)>) -> Response {
                 format!("x-ms-request-id: {}\r\n", uuid::Uuid::new_v4()).as_bytes(),
             );
         }
+        if !response.headers().contains_key(header::DATE) {
+            // A part carries its own date, as the batch's reply carries hyper's.
+            out.extend_from_slice(
+                format!(
+                    "Date: {}\r\n",
+                    httpdate::fmt_http_date(std::time::SystemTime::now())
+                )
+                .as_bytes(),
+            );
+        }
         for (name, value) in response.headers() {
             if name == header::CONTENT_LENGTH {
                 continue;

@@ -18,6 +18,7 @@ use super::checksum::{self, Sent, Tap};
 use super::conditions::{Conditions, Range, condition_error, new_etag};
 use super::error::StorageError;
 use super::hns;
+use super::names;
 use super::protection::Protection;
 use super::xml::http_date;
 
@@ -179,7 +180,7 @@ pub(super) fn write_headers(b: &Blob, md5: Option<&[u8]>) -> HeaderMap {
 /// `x-ms-version-id`, when the blob is a version.
 pub(super) fn version_header(h: &mut HeaderMap, b: &Blob) {
     if let Some(v) = &b.state.version_id {
-        insert(h, HeaderName::from_static("x-ms-version-id"), v);
+        insert(h, names::X_MS_VERSION_ID, v);
     }
 }
 
@@ -351,17 +352,16 @@ fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
     let mut h = HeaderMap::new();
     insert(&mut h, header::ETAG, &b.etag);
     insert(&mut h, header::LAST_MODIFIED, &http_date(b.last_modified));
-    insert(
-        &mut h,
-        HeaderName::from_static("x-ms-creation-time"),
-        &http_date(b.created_at),
-    );
+    insert(&mut h, names::X_MS_CREATION_TIME, &http_date(b.created_at));
     h.insert(
-        "x-ms-blob-type",
+        names::X_MS_BLOB_TYPE,
         HeaderValue::from_static(b.state.kind.as_str()),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert("x-ms-server-encrypted", HeaderValue::from_static("true"));
+    h.insert(
+        names::X_MS_SERVER_ENCRYPTED,
+        HeaderValue::from_static("true"),
+    );
     super::lease::headers(&mut h, b.state.lease.as_ref(), now);
     super::append::headers(&mut h, b);
     super::page::sequence_header(&mut h, b);
@@ -418,20 +418,19 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
             .param("versionid")
             .is_none_or(|v| Some(v) == b.state.version_id.as_deref())
     {
-        headers.insert("x-ms-is-current-version", HeaderValue::from_static("true"));
+        headers.insert(
+            names::X_MS_IS_CURRENT_VERSION,
+            HeaderValue::from_static("true"),
+        );
     }
     let (status, offset, len) = match range {
         None => {
             if let Some(md5) = &b.properties.content_md5 {
                 let md5 = STANDARD.encode(md5);
-                insert(&mut headers, HeaderName::from_static("content-md5"), &md5);
+                insert(&mut headers, names::CONTENT_MD5, &md5);
                 // As Azure's emulator does: the whole blob's MD5 is named apart
                 // from the body's on every read, not only on ranges.
-                insert(
-                    &mut headers,
-                    HeaderName::from_static("x-ms-blob-content-md5"),
-                    &md5,
-                );
+                insert(&mut headers, names::X_MS_BLOB_CONTENT_MD5, &md5);
             }
             (StatusCode::OK, 0, b.size)
         }
@@ -516,11 +515,19 @@ pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError>
         return Ok((status, headers, Body::from_stream(stream)).into_response());
     }
     insert(&mut headers, header::CONTENT_LENGTH, &len.to_string());
-    if !body || len == 0 {
-        return Ok((status, headers).into_response());
-    }
-    let stream = read(ctx, &b, offset, len).await?;
-    Ok((status, headers, Body::from_stream(stream)).into_response())
+    let content = match &b.content {
+        _ if !body || len == 0 => Body::empty(),
+        // A small blob's bytes are at hand: one frame, sent with the header.
+        Content::Inline(_) => match read(ctx, &b, offset, len).await?.next().await {
+            Some(part) => Body::from(part.map_err(|e| Error::internal(e.to_string()))?),
+            None => Body::empty(),
+        },
+        Content::File(_) => Body::from_stream(read(ctx, &b, offset, len).await?),
+    };
+    let mut response = Response::new(content);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
 }
 
 /// Get Blob Metadata.
@@ -697,7 +704,7 @@ async fn set_metadata_versioned(
         Content::File(id) => Content::File(
             ctx.state
                 .blobs
-                .compose(&[(id.clone(), 0, loaded.size)])
+                .compose(&[(id.clone(), 0, loaded.size)], false)
                 .await?
                 .file_id,
         ),

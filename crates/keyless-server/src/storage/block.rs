@@ -186,7 +186,7 @@ pub(crate) async fn put_block_list(ctx: &Ctx, body: Body) -> Result<Response, St
         blocks.push((id.clone(), part.2));
         parts.push(part);
     }
-    let written = ctx.state.blobs.compose(&parts).await?;
+    let written = ctx.state.blobs.compose(&parts, false).await?;
     let now = ctx.state.now();
     let mut properties = properties_from_headers(ctx, false)?;
     if properties.content_md5.is_none() && ctx.header("x-ms-blob-content-md5").is_none() {

@@ -2,13 +2,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 
 use keyless_core::{Error, ErrorKind};
 use keyless_store::{Blob, Container};
 
 use super::Ctx;
 use super::error::StorageError;
+use super::names;
 use super::xml::parse_http_date;
 
 /// A fresh strong ETag, quoted, in Azure's `"0x…"` style.
@@ -46,8 +47,8 @@ const UNSATISFIABLE: &str = "If-None-Match: * on a read";
 
 impl Conditions {
     pub(crate) fn from(ctx: &Ctx) -> Result<Self, StorageError> {
-        let date = |name: &str| -> Result<Option<i64>, StorageError> {
-            ctx.header(name)
+        let date = |name: HeaderName| -> Result<Option<i64>, StorageError> {
+            ctx.header(&name)
                 .map(|v| {
                     parse_http_date(v).ok_or_else(|| {
                         StorageError::bad(
@@ -71,19 +72,19 @@ impl Conditions {
             star_creates && matches!(&ctx.auth, super::auth::Auth::Sas(sas) if !sas.grants('w'));
         Ok(Self {
             if_tags: ctx
-                .header("x-ms-if-tags")
+                .header(names::X_MS_IF_TAGS)
                 .map(super::tags::condition)
                 .transpose()?,
-            lease_id: ctx.header("x-ms-lease-id").map(str::to_owned),
+            lease_id: ctx.header(names::X_MS_LEASE_ID).map(str::to_owned),
             now: super::lease::now(&ctx.state),
-            if_match: ctx.header("if-match").map(str::to_owned),
+            if_match: ctx.header(header::IF_MATCH).map(str::to_owned),
             if_none_match: if create_only {
                 Some("*".to_owned())
             } else {
-                ctx.header("if-none-match").map(str::to_owned)
+                ctx.header(header::IF_NONE_MATCH).map(str::to_owned)
             },
-            if_modified_since: date("if-modified-since")?,
-            if_unmodified_since: date("if-unmodified-since")?,
+            if_modified_since: date(header::IF_MODIFIED_SINCE)?,
+            if_unmodified_since: date(header::IF_UNMODIFIED_SINCE)?,
             star_creates,
         })
     }
@@ -219,7 +220,10 @@ pub(crate) struct Range {
 impl Range {
     /// Parses `x-ms-range` (preferred) or `Range`.
     pub(crate) fn from(ctx: &Ctx) -> Result<Option<Self>, StorageError> {
-        let Some(text) = ctx.header("x-ms-range").or_else(|| ctx.header("range")) else {
+        let Some(text) = ctx
+            .header(names::X_MS_RANGE)
+            .or_else(|| ctx.header(header::RANGE))
+        else {
             return Ok(None);
         };
         // Azure ignores a range it cannot read and answers with the whole blob.

@@ -192,7 +192,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<Response, StorageError> {
         Content::File(id) => Content::File(
             ctx.state
                 .blobs
-                .compose(&[(id.clone(), 0, src.size)])
+                .compose(&[(id.clone(), 0, src.size)], false)
                 .await?
                 .file_id,
         ),

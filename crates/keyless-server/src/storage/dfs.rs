@@ -331,7 +331,7 @@ pub(crate) async fn flush(ctx: &Ctx) -> Result<Response, StorageError> {
         ctx.state.blobs.remove(&temporary).await;
         return Ok((StatusCode::OK, path_headers(&file)).into_response());
     }
-    let written = ctx.state.blobs.compose(&parts).await?;
+    let written = ctx.state.blobs.compose(&parts, true).await?;
     ctx.state.blobs.remove(&temporary).await;
     let mut row = file.clone();
     row.etag = new_etag();

@@ -12,6 +12,7 @@ use super::Ctx;
 use super::blob::{Modify, insert};
 use super::conditions::{Conditions, condition_error};
 use super::error::StorageError;
+use super::names;
 use super::xml::http_date;
 
 /// Lease times are kept in milliseconds: a lease of 15 seconds must neither end
@@ -67,11 +68,17 @@ impl State {
 pub(crate) fn headers(h: &mut HeaderMap, lease: Option<&Lease>, now: i64) {
     let state = State::of(lease, now);
     let status = if state.active() { "locked" } else { "unlocked" };
-    h.insert("x-ms-lease-status", HeaderValue::from_static(status));
-    h.insert("x-ms-lease-state", HeaderValue::from_static(state.name()));
+    h.insert(names::X_MS_LEASE_STATUS, HeaderValue::from_static(status));
+    h.insert(
+        names::X_MS_LEASE_STATE,
+        HeaderValue::from_static(state.name()),
+    );
     if let (State::Leased, Some(l)) = (state, lease) {
         let duration = if l.duration < 0 { "infinite" } else { "fixed" };
-        h.insert("x-ms-lease-duration", HeaderValue::from_static(duration));
+        h.insert(
+            names::X_MS_LEASE_DURATION,
+            HeaderValue::from_static(duration),
+        );
     }
 }
 

@@ -209,7 +209,7 @@ async fn rewrite(
         zeros.push(z.file_id);
     }
     parts.retain(|(_, _, len)| *len > 0);
-    let composed = ctx.state.blobs.compose(&parts).await;
+    let composed = ctx.state.blobs.compose(&parts, false).await;
     release(ctx, zeros).await;
     if let (Some(id), Content::Inline(_)) = (base, &b.content) {
         release(ctx, vec![id]).await;

@@ -123,7 +123,7 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<Response, StorageError> {
         Content::File(id) => Content::File(
             ctx.state
                 .blobs
-                .compose(&[(id.clone(), 0, b.size)])
+                .compose(&[(id.clone(), 0, b.size)], false)
                 .await?
                 .file_id,
         ),

@@ -12,6 +12,7 @@ use super::Ctx;
 use super::blob::{Modify, insert, modify};
 use super::conditions::Conditions;
 use super::error::StorageError;
+use super::names;
 use super::xml::http_date;
 
 const TIERS: [&str; 4] = ["Hot", "Cool", "Cold", "Archive"];
@@ -60,14 +61,14 @@ pub(crate) fn headers(h: &mut HeaderMap, b: &Blob) {
     }
     match &b.state.tier {
         None => {
-            h.insert("x-ms-access-tier", HeaderValue::from_static("Hot"));
+            h.insert(names::X_MS_ACCESS_TIER, HeaderValue::from_static("Hot"));
             h.insert(
-                "x-ms-access-tier-inferred",
+                names::X_MS_ACCESS_TIER_INFERRED,
                 HeaderValue::from_static("true"),
             );
         }
         Some((tier, at)) => {
-            insert(h, HeaderName::from_static("x-ms-access-tier"), tier);
+            insert(h, names::X_MS_ACCESS_TIER, tier);
             h.insert(
                 "x-ms-access-tier-inferred",
                 HeaderValue::from_static("false"),

@@ -462,7 +462,7 @@ impl StorageStore for SqliteStore {
     ) -> Result<Vec<Blob>, Error> {
         let rows = sqlx::query(
             "SELECT account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
-                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content, is_dir, acl, state
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, iif(typeof(content) = 'null', NULL, x'') AS content, is_dir, acl, state
              FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
         )
         .bind(account)
@@ -485,7 +485,7 @@ impl StorageStore for SqliteStore {
     ) -> Result<Vec<Blob>, Error> {
         let rows = sqlx::query(
             "SELECT account, container, name, etag, created_at, last_modified, size, file_id, content_type, content_encoding,
-                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, substr(content, 1, 0) AS content, is_dir, acl, state
+                content_language, content_disposition, cache_control, content_md5, metadata, committed_blocks, iif(typeof(content) = 'null', NULL, x'') AS content, is_dir, acl, state
              FROM blobs WHERE account = ?1 AND (?2 IS NULL OR container = ?2) AND state IS NOT NULL
                 AND container NOT LIKE '$deleted/%'
                 AND json_extract(state, '$.tags') IS NOT NULL AND (container, name) > (?3, ?4)
