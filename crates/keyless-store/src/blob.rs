@@ -9,6 +9,14 @@
 //! The one write into an existing file is [`BlobBackend::extend`], past its end:
 //! the bytes a metadata row counts never change, and bytes past them are not
 //! seen until a row counts them.
+//!
+//! A composition whose parts all start at the beginning of plain files (a block
+//! list of staged blocks) is a directory of hard links to those files, one per
+//! part, named `<index>.<length>`: it costs no copy of the bytes, which are
+//! already durable, and the file system counts the links, so a part outlives the
+//! name it was linked from (a staged block removed once its list commits). An
+//! extend of a linked file writes past every length a link records; a linked
+//! composition itself is never extended, and composing from one copies.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -18,7 +26,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -141,6 +149,77 @@ impl LocalFiles {
             .join(file_id))
     }
 
+    /// Links a composition of parts that all start at offset 0 of plain files
+    /// (see the module documentation) and returns its id and length; `None` when
+    /// a part is not such a file, to be copied instead. Blocking.
+    fn link(&self, parts: &[(String, u64, u64)]) -> Result<Option<(String, u64)>, Error> {
+        let mut sources = Vec::with_capacity(parts.len());
+        for (part, offset, len) in parts {
+            let path = self.path(part)?;
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| io_error(&path, e))?;
+            if *offset != 0 || !meta.is_file() || meta.len() < *len {
+                return Ok(None);
+            }
+            sources.push((path, *len));
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let tmp = self.root.join("tmp").join(&id);
+        std::fs::create_dir(&tmp).map_err(|e| io_error(&tmp, e))?;
+        let linked = (|| {
+            let mut size = 0u64;
+            for (index, (source, len)) in sources.iter().enumerate() {
+                let name = tmp.join(format!("{index:06}.{len}"));
+                std::fs::hard_link(source, &name).map_err(|e| io_error(source, e))?;
+                size += len;
+            }
+            std::fs::File::open(&tmp)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error(&tmp, e))?;
+            let target = self.path(&id)?;
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+            }
+            std::fs::rename(&tmp, &target).map_err(|e| io_error(&target, e))?;
+            if let Some(dir) = target.parent()
+                && let Ok(d) = std::fs::File::open(dir)
+            {
+                let _ = d.sync_all();
+            }
+            Ok(size)
+        })();
+        match linked {
+            Ok(size) => Ok(Some((id, size))),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// The first `len` bytes of a linked composition as `(path, length)`
+    /// pieces. Blocking.
+    fn pieces(&self, file_id: &str, len: u64) -> Result<Vec<(PathBuf, u64)>, Error> {
+        let all = linked_pieces(&self.path(file_id)?)?;
+        let mut out = Vec::new();
+        let mut left = len;
+        for (piece, piece_len) in all {
+            if left == 0 {
+                break;
+            }
+            let take = piece_len.min(left);
+            if take > 0 {
+                out.push((piece, take));
+            }
+            left -= take;
+        }
+        if left > 0 {
+            return Err(Error::internal(format!(
+                "blob file `{file_id}` is shorter than the {len} bytes asked"
+            )));
+        }
+        Ok(out)
+    }
+
     async fn stage(&self) -> Result<(String, PathBuf, tokio::fs::File), Error> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let tmp = self.root.join("tmp").join(&id);
@@ -160,24 +239,14 @@ impl LocalFiles {
     ) -> Result<(tokio::fs::File, u64, [u8; 16]), Error> {
         let mut md5 = digest.then(Md5::new);
         let mut size = 0u64;
-        let mut buf = vec![0u8; CHUNK];
         for (part, offset, len) in parts {
             let path = self.path(part)?;
-            let mut whole = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| io_error(&path, e))?;
-            whole
-                .seek(io::SeekFrom::Start(*offset))
-                .await
-                .map_err(|e| io_error(&path, e))?;
-            let mut src = whole.take(*len);
-            loop {
-                let n = src.read(&mut buf).await.map_err(|e| io_error(&path, e))?;
-                let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-                    break;
-                };
+            let mut src = self.read(part, *offset, *len).await?;
+            while let Some(chunk) = src.next().await {
+                let chunk = chunk.map_err(|e| io_error(&path, e))?;
+                let n = chunk.len();
                 if let Some(md5) = md5.as_mut() {
-                    md5.update(chunk);
+                    md5.update(&chunk);
                 }
                 if chunk.iter().all(|b| *b == 0) {
                     // Zeros stay a hole (page blobs are mostly holes); the length
@@ -186,7 +255,7 @@ impl LocalFiles {
                         .await
                         .map_err(|e| io_error(tmp, e))?;
                 } else {
-                    file.write_all(chunk).await.map_err(|e| io_error(tmp, e))?;
+                    file.write_all(&chunk).await.map_err(|e| io_error(tmp, e))?;
                 }
                 size += n as u64;
             }
@@ -249,7 +318,15 @@ impl BlobBackend for LocalFiles {
         let path = self.path(file_id)?;
         let mut file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Extended::Declined(body)),
+            // A linked composition is not extended in place: the caller composes.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+                ) =>
+            {
+                return Ok(Extended::Declined(body));
+            }
             Err(e) => return Err(io_error(&path, e)),
         };
         let len = file.metadata().await.map_err(|e| io_error(&path, e))?.len();
@@ -297,6 +374,31 @@ impl BlobBackend for LocalFiles {
     }
 
     async fn compose(&self, parts: &[(String, u64, u64)], md5: bool) -> Result<Written, Error> {
+        let linked = if !parts.is_empty() && parts.iter().all(|(_, offset, _)| *offset == 0) {
+            let this = self.clone();
+            let owned = parts.to_vec();
+            tokio::task::spawn_blocking(move || this.link(&owned))
+                .await
+                .map_err(|e| Error::internal(format!("link task failed: {e}")))??
+        } else {
+            None
+        };
+        if let Some((id, size)) = linked {
+            let mut digest = [0; 16];
+            if md5 {
+                let mut hasher = Md5::new();
+                let mut bytes = self.read(&id, 0, size).await?;
+                while let Some(chunk) = bytes.next().await {
+                    hasher.update(&chunk.map_err(|e| Error::internal(e.to_string()))?);
+                }
+                digest = hasher.finalize().into();
+            }
+            return Ok(Written {
+                file_id: id,
+                size,
+                md5: digest,
+            });
+        }
         let (id, tmp, file) = self.stage().await?;
         match self.compose_into(parts, &tmp, file, md5).await {
             Ok((file, size, md5)) => {
@@ -328,6 +430,9 @@ impl BlobBackend for LocalFiles {
 
     async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error> {
         let path = self.path(file_id)?;
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return self.read_linked(file_id, offset, len).await;
+        }
         if len <= SMALL_READ {
             // One blocking hop for open, seek and read instead of one each.
             let bytes = tokio::task::spawn_blocking(move || {
@@ -357,8 +462,13 @@ impl BlobBackend for LocalFiles {
 
     async fn remove(&self, file_ids: &[String]) {
         for id in file_ids {
-            if let Ok(path) = self.path(id)
-                && let Err(e) = tokio::fs::remove_file(&path).await
+            let Ok(path) = self.path(id) else { continue };
+            let removed = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                tokio::fs::remove_dir_all(&path).await
+            } else {
+                tokio::fs::remove_file(&path).await
+            };
+            if let Err(e) = removed
                 && e.kind() != io::ErrorKind::NotFound
             {
                 tracing::warn!(file = %path.display(), error = %e, "could not remove a released blob file");
@@ -379,9 +489,15 @@ impl BlobBackend for LocalFiles {
                 };
                 for f in files.flatten() {
                     let name = f.file_name().to_string_lossy().into_owned();
-                    if (is_tmp || !referenced.contains(&name))
-                        && std::fs::remove_file(f.path()).is_ok()
-                    {
+                    let linked = f.file_type().is_ok_and(|t| t.is_dir());
+                    let gone = |path| {
+                        if linked {
+                            std::fs::remove_dir_all(path)
+                        } else {
+                            std::fs::remove_file(path)
+                        }
+                    };
+                    if (is_tmp || !referenced.contains(&name)) && gone(f.path()).is_ok() {
                         removed += 1;
                     }
                 }
@@ -391,6 +507,62 @@ impl BlobBackend for LocalFiles {
         .await
         .map_err(|e| Error::internal(format!("sweep task failed: {e}")))?
     }
+}
+
+impl LocalFiles {
+    /// Reads `len` bytes from `offset` of a linked composition, piece by piece.
+    async fn read_linked(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error> {
+        let this = self.clone();
+        let id = file_id.to_owned();
+        let pieces = tokio::task::spawn_blocking(move || this.pieces(&id, offset + len))
+            .await
+            .map_err(|e| Error::internal(format!("read task failed: {e}")))??;
+        // The pieces the range covers: (path, offset in the piece, length).
+        let mut segments = Vec::new();
+        let mut at = 0u64;
+        for (path, piece) in pieces {
+            let start = offset.max(at);
+            let end = (offset + len).min(at + piece);
+            if start < end {
+                segments.push((path, start - at, end - start));
+            }
+            at += piece;
+        }
+        let streams = segments.into_iter().map(|(path, from, n)| {
+            futures_util::stream::once(async move {
+                let mut file = tokio::fs::File::open(&path).await?;
+                file.seek(io::SeekFrom::Start(from)).await?;
+                Ok::<_, io::Error>(tokio_util::io::ReaderStream::with_capacity(
+                    file.take(n),
+                    CHUNK,
+                ))
+            })
+            .try_flatten()
+        });
+        Ok(Box::pin(futures_util::stream::iter(streams).flatten()))
+    }
+}
+
+/// The pieces of a linked composition in order, as `(path, length)`. Blocking.
+fn linked_pieces(dir: &Path) -> Result<Vec<(PathBuf, u64)>, Error> {
+    let mut pieces = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name();
+        let parsed = name.to_str().and_then(|n| {
+            let (index, len) = n.split_once('.')?;
+            Some((index.parse::<u64>().ok()?, len.parse::<u64>().ok()?))
+        });
+        let (index, len) = parsed.ok_or_else(|| {
+            Error::internal(format!("a stray piece in composition `{}`", dir.display()))
+        })?;
+        pieces.push((index, entry.path(), len));
+    }
+    pieces.sort_by_key(|(index, _, _)| *index);
+    Ok(pieces
+        .into_iter()
+        .map(|(_, path, len)| (path, len))
+        .collect())
 }
 
 /// Writes `body` through `file` (flushed at the end); fails with `InvalidInput`

@@ -114,6 +114,84 @@ async fn compositions_are_new_files_of_old_parts(b: &dyn BlobBackend) {
     b.remove(&[c.file_id, d.file_id, e.file_id]).await;
 }
 
+/// Whole files from their start, as a block list composes its staged blocks:
+/// the composition stands on its own once the parts are gone, reads across the
+/// parts' boundaries, is never extended in place, can itself be composed, and
+/// is swept like any file.
+async fn compositions_of_whole_files_outlive_their_parts(b: &dyn BlobBackend) {
+    let blocks = [
+        b.write(body(&[b"alpha-"]), 100).await.unwrap(),
+        b.write(body(&[b"beta-"]), 100).await.unwrap(),
+        b.write(body(&[b"gamma"]), 100).await.unwrap(),
+    ];
+    let parts: Vec<_> = blocks
+        .iter()
+        .map(|w| (w.file_id.clone(), 0, w.size))
+        .collect();
+    let whole = b.compose(&parts, true).await.unwrap();
+    assert_eq!(whole.size, 16);
+    assert_eq!(
+        whole.md5,
+        <[u8; 16]>::from(Md5::digest(b"alpha-beta-gamma"))
+    );
+    // The staged blocks are removed once their list commits.
+    let ids: Vec<String> = blocks.iter().map(|w| w.file_id.clone()).collect();
+    b.remove(&ids).await;
+    assert_eq!(
+        read_all(b, &whole.file_id, 0, 16).await,
+        b"alpha-beta-gamma"
+    );
+    assert_eq!(read_all(b, &whole.file_id, 4, 9).await, b"a-beta-ga");
+    assert_eq!(read_all(b, &whole.file_id, 11, 5).await, b"gamma");
+    // A prefix of a part.
+    let short = b.write(body(&[b"0123456789"]), 100).await.unwrap();
+    let prefix = b
+        .compose(&[(short.file_id.clone(), 0, 4)], false)
+        .await
+        .unwrap();
+    assert_eq!(read_all(b, &prefix.file_id, 0, 4).await, b"0123");
+    // Appending to the composition composes anew; appending to a file it was
+    // made from does not change it.
+    match b
+        .extend(&whole.file_id, 16, body(&[b"!"]), 100)
+        .await
+        .unwrap()
+    {
+        Extended::Declined(mut back) => assert_eq!(back.next().await.unwrap().unwrap(), &b"!"[..]),
+        Extended::Appended(_) => panic!("a composition was extended in place"),
+    }
+    if let Extended::Appended(_) = b
+        .extend(&short.file_id, 10, body(&[b"ab"]), 100)
+        .await
+        .unwrap()
+    {
+        assert_eq!(read_all(b, &prefix.file_id, 0, 4).await, b"0123");
+    }
+    let again = b
+        .compose(
+            &[
+                (whole.file_id.clone(), 0, 16),
+                (prefix.file_id.clone(), 2, 2),
+            ],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(b, &again.file_id, 0, 18).await,
+        b"alpha-beta-gamma23"
+    );
+    let keep: HashSet<String> = [again.file_id.clone()].into();
+    assert_eq!(
+        b.sweep(&keep).await.unwrap(),
+        3,
+        "the short file and two compositions"
+    );
+    assert_eq!(read_all(b, &again.file_id, 10, 8).await, b"-gamma23");
+    assert!(b.read(&whole.file_id, 0, 1).await.is_err());
+    b.remove(&[again.file_id]).await;
+}
+
 async fn zeros_read_as_zeros(b: &dyn BlobBackend) {
     let z = b.zeros(3 * 1024 * 1024 + 5).await.unwrap();
     assert_eq!(z.size, 3 * 1024 * 1024 + 5);
@@ -166,6 +244,7 @@ async fn every_behaviour(b: &dyn BlobBackend, appends: bool) {
     writes_read_back_whole_and_in_ranges(b).await;
     a_refused_or_broken_write_leaves_nothing(b).await;
     compositions_are_new_files_of_old_parts(b).await;
+    compositions_of_whole_files_outlive_their_parts(b).await;
     zeros_read_as_zeros(b).await;
     extends_append_or_decline_with_the_body_untouched(b, appends).await;
     removal_is_idempotent_and_the_sweep_spares_what_is_named(b).await;
