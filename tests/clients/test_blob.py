@@ -648,3 +648,81 @@ def test_one_sharedkey_signature_names_one_blob_whatever_its_encoding(service, a
     assert crossed.status_code == 403 and crossed.getheader("x-ms-error-code") == "AuthenticationFailed"
     # A client that signs the decoded path of an unambiguous name still works.
     assert get("/encodings/qA", "/encodings/q%41").content == b"the blob qA"
+
+
+def test_blobs_that_share_bytes_on_disk_stay_apart(server, service, account):
+    """A block list links its staged blocks, and a copy of a blob held in one file
+    links that file: blobs can share bytes on disk. A writer who may touch only
+    its own container overwrites, appends to and deletes its blobs, and the copies
+    another container holds never change; the bytes are on disk once."""
+    import base64
+    import datetime
+
+    from azure.storage.blob import BlobBlock, ContainerSasPermissions, generate_container_sas
+
+    theirs = service.create_container("kept-copies")
+    service.create_container("writable")
+    sas = generate_container_sas(account["name"], "writable", account_key=account["key"],
+                                 permission=ContainerSasPermissions(read=True, write=True, create=True, delete=True, add=True),
+                                 expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=10))
+    writer = BlobServiceClient(account["url"], credential=sas).get_container_client("writable")
+
+    blocks = [os.urandom(300_000) for _ in range(3)]
+    staged = writer.get_blob_client("listed.bin")
+    ids = [base64.b64encode(f"block-{i}".encode()).decode() for i in range(3)]
+    # On an object store (the test command's shared-store mode) compositions are
+    # uploads of their own: the disk checks are the local files' alone.
+    on_disk = server.blob_store is None
+    blob_root = server.data_dir / "blobs"
+
+    def compositions():
+        if not on_disk:
+            return set()
+        return {d for shard in blob_root.iterdir() if shard.name != "tmp" for d in shard.iterdir() if d.is_dir()}
+
+    for block_id, data in zip(ids, blocks):
+        staged.stage_block(block_id, data)
+    before = compositions()
+    staged.commit_block_list([BlobBlock(block_id=i) for i in ids])
+    whole = b"".join(blocks)
+    assert staged.download_blob().readall() == whole
+    assert staged.download_blob(offset=299_990, length=20).readall() == whole[299_990:300_010]
+
+    # On disk, the committed blob is the staged blocks' own files, linked, not a copy.
+    made = compositions() - before
+    if on_disk:
+        assert len(made) == 1
+        (linked,) = made
+        pieces = sorted(linked.iterdir())
+        assert [p.stat().st_size for p in pieces] == [300_000] * 3
+        assert all(p.stat().st_nlink == 1 for p in pieces), "the staged names are released"
+
+    big = os.urandom(200_000)
+    writer.upload_blob("single.bin", big)
+    appended = writer.get_blob_client("log.txt")
+    appended.create_append_blob()
+    appended.append_block(b"first line\n" * 10_000)
+    for name in ("listed.bin", "single.bin", "log.txt"):
+        theirs.get_blob_client(name).start_copy_from_url(f"{writer.get_blob_client(name).url}")
+    first = b"first line\n" * 10_000
+
+    # The writer goes at its own blobs every way it may.
+    staged.upload_blob(b"overwritten", overwrite=True)
+    writer.get_blob_client("single.bin").stage_block(ids[0], b"staged over")
+    writer.get_blob_client("single.bin").commit_block_list([BlobBlock(block_id=ids[0])])
+    appended.append_block(b"second line\n")
+    writer.delete_blob("listed.bin")
+    # …and cannot reach the copies.
+    with pytest.raises(HttpResponseError) as refused:
+        BlobServiceClient(account["url"], credential=sas).get_blob_client("kept-copies", "log.txt").append_block(b"x")
+    assert refused.value.status_code == 403
+
+    assert theirs.download_blob("listed.bin").readall() == whole
+    assert theirs.download_blob("single.bin").readall() == big
+    assert theirs.download_blob("log.txt").readall() == first
+    assert appended.download_blob().readall() == first + b"second line\n"
+    theirs.delete_blob("listed.bin")
+    theirs.delete_blob("single.bin")
+    service.delete_container("writable")
+    if on_disk:
+        assert not linked.exists(), "the overwritten composition is gone from the disk"

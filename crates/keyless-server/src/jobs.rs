@@ -138,7 +138,8 @@ impl Runtime {
 fn random_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     if aws_lc_rs::rand::fill(&mut key).is_err() {
-        // The system's generator failed; fall back to two v4 UUIDs (also OS randomness).
+        // The system's generator failed; fall back to two v4 UUIDs (from uuid's
+        // `fast-rng`: a ChaCha generator seeded from the OS, 244 random bits).
         let (a, b) = key.split_at_mut(16);
         a.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         b.copy_from_slice(uuid::Uuid::new_v4().as_bytes());

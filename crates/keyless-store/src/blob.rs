@@ -430,25 +430,35 @@ impl BlobBackend for LocalFiles {
 
     async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error> {
         let path = self.path(file_id)?;
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            return self.read_linked(file_id, offset, len).await;
-        }
         if len <= SMALL_READ {
-            // One blocking hop for open, seek and read instead of one each.
+            // One blocking hop for open, seek and read instead of one each
+            // (`None`: a linked composition, read piece by piece).
             let bytes = tokio::task::spawn_blocking(move || {
                 use std::io::{Read, Seek};
                 let mut file = std::fs::File::open(&path).map_err(|e| io_error(&path, e))?;
+                if file.metadata().is_ok_and(|m| m.is_dir()) {
+                    return Ok(None);
+                }
                 file.seek(io::SeekFrom::Start(offset))
                     .map_err(|e| io_error(&path, e))?;
                 let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
                 file.read_exact(&mut buf).map_err(|e| io_error(&path, e))?;
-                Ok::<_, Error>(Bytes::from(buf))
+                Ok::<_, Error>(Some(Bytes::from(buf)))
             })
             .await
             .map_err(|e| Error::internal(format!("read task failed: {e}")))??;
-            return Ok(Box::pin(futures_util::stream::once(
-                async move { Ok(bytes) },
-            )));
+            return match bytes {
+                Some(bytes) => Ok(Box::pin(futures_util::stream::once(
+                    async move { Ok(bytes) },
+                ))),
+                None => self.read_linked(file_id, offset, len).await,
+            };
+        }
+        if tokio::fs::symlink_metadata(&path)
+            .await
+            .is_ok_and(|m| m.is_dir())
+        {
+            return self.read_linked(file_id, offset, len).await;
         }
         let mut file = tokio::fs::File::open(&path)
             .await
@@ -463,7 +473,10 @@ impl BlobBackend for LocalFiles {
     async fn remove(&self, file_ids: &[String]) {
         for id in file_ids {
             let Ok(path) = self.path(id) else { continue };
-            let removed = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            let linked = tokio::fs::symlink_metadata(&path)
+                .await
+                .is_ok_and(|m| m.is_dir());
+            let removed = if linked {
                 tokio::fs::remove_dir_all(&path).await
             } else {
                 tokio::fs::remove_file(&path).await

@@ -12,6 +12,7 @@ use crate::meta::rows::db_error;
 
 mod cache;
 mod directory;
+mod listed;
 mod resources;
 mod retained;
 mod storage;

@@ -6,6 +6,7 @@ use sqlx::{Row, SqliteConnection};
 use keyless_core::Error;
 use keyless_core::acl::PathAcl;
 
+use super::listed;
 use super::retained::{self, insert_retained, keep_current, move_container};
 use super::{SqliteStore, db_error};
 use crate::meta::rows::{
@@ -15,78 +16,6 @@ use crate::storage::{
     Blob, Block, Container, ContainerCheck, Content, DeletedContainer, Keep, Page, Precondition,
     Retained, RetainedKind, StorageAccount, StorageStore, deleted_container_name,
 };
-
-/// A listing's row is the blob's columns (its bytes apart) as one JSON array:
-/// SQLite hands each column of each row over as a copy that the reading side
-/// frees, so twenty columns of thousands of rows cost more than one text each,
-/// built by SQLite and parsed here.
-/// The fields of a listing's row, in the order of its array.
-#[derive(serde::Deserialize)]
-struct Listed {
-    name: String,
-    etag: String,
-    created_at: i64,
-    last_modified: i64,
-    size: u64,
-    file_id: String,
-    inline: i64,
-    content_type: Option<String>,
-    content_encoding: Option<String>,
-    content_language: Option<String>,
-    content_disposition: Option<String>,
-    cache_control: Option<String>,
-    content_md5: Option<String>,
-    metadata: Vec<(String, String)>,
-    committed_blocks: Vec<(String, u64)>,
-    is_dir: i64,
-    acl: Option<PathAcl>,
-    state: Option<crate::storage::BlobState>,
-}
-
-/// A blob of a listing, from its row (its inline bytes left out).
-fn listed(account: &str, container: &str, text: &str) -> Result<Blob, Error> {
-    let row: Listed = serde_json::from_str(text).map_err(|e| corrupt("blob", e))?;
-    let content_md5 = row
-        .content_md5
-        .map(|hex| {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>()
-                .ok_or_else(|| corrupt("blob", "an MD5 that is not hexadecimal"))
-        })
-        .transpose()?;
-    Ok(Blob {
-        account: account.to_owned(),
-        container: container.to_owned(),
-        name: row.name,
-        etag: row.etag,
-        created_at: row.created_at,
-        last_modified: row.last_modified,
-        size: row.size,
-        content: if row.inline != 0 {
-            Content::Inline(bytes::Bytes::new())
-        } else {
-            Content::File(row.file_id)
-        },
-        properties: crate::storage::BlobProperties {
-            content_type: row.content_type,
-            content_encoding: row.content_encoding,
-            content_language: row.content_language,
-            content_disposition: row.content_disposition,
-            cache_control: row.cache_control,
-            content_md5,
-        },
-        metadata: row.metadata,
-        committed_blocks: row.committed_blocks,
-        is_dir: row.is_dir != 0,
-        acl: row.acl,
-        state: row.state.unwrap_or_default(),
-    })
-}
 
 pub(super) async fn current_container(
     tx: &mut SqliteConnection,
@@ -532,23 +461,17 @@ impl StorageStore for SqliteStore {
         container: &str,
         page: Page<'_>,
     ) -> Result<Vec<Blob>, Error> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT json_array(name, etag, created_at, last_modified, size, file_id, typeof(content) != 'null',
-                content_type, content_encoding, content_language, content_disposition, cache_control,
-                iif(content_md5 IS NULL, NULL, hex(content_md5)), json(metadata), json(committed_blocks), is_dir,
-                json(acl), json(state))
-             FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' AND name > ? ORDER BY name LIMIT ?",
-        )
-        .bind(account)
-        .bind(container)
-        .bind(like_prefix(page.prefix))
-        .bind(page.marker)
-        .bind(i64::try_from(page.max).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let rows: Vec<(String,)> = sqlx::query_as(listed::BLOBS)
+            .bind(account)
+            .bind(container)
+            .bind(like_prefix(page.prefix))
+            .bind(page.marker)
+            .bind(i64::try_from(page.max).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
         rows.iter()
-            .map(|(text,)| listed(account, container, text))
+            .map(|(text,)| listed::blob(account, container, text))
             .collect()
     }
 
