@@ -242,7 +242,7 @@ def test_no_identity_reads_as_the_compute_system_assigned_identity(server, world
                "--scope", world["account_id"])
     submit(server, path, "noid-ok")
     job = server.cli("ml", "job", "show", "-n", "noid-ok", *AT)
-    assert job["inputs"]["census"]["mode"] == "download"  # the mode keyless applied
+    assert job["inputs"]["census"]["mode"] == "ro_mount"  # Azure's default, which keyless applied
     records = reads(server, job["id"])
     assert records and {r["RequesterObjectId"] for r in records} == {sai}
     assert records[0]["RequesterPrincipalType"] == "ManagedIdentity"
@@ -434,7 +434,7 @@ def test_cancel_stops_a_running_job_and_a_tampered_snapshot_fails_with_a_checksu
     assert server.cli("ml", "job", "cancel", "-n", "blocker", *AT, check=False).returncode != 0
 
 
-def test_outputs_are_uploaded_and_downloaded_and_unprovided_modes_are_refused_at_submission(server, world):
+def test_outputs_are_uploaded_and_downloaded_and_modes_keyless_lacks_are_refused_at_submission(server, world):
     alice = world["users"]["alice"]
     text = "command: cp ${{inputs.census}} ${{outputs.copy}}/census-copy.csv\ncompute: azureml:cpu-cluster\n" \
            "environment: azureml:x@latest\nidentity:\n  type: user_identity\n" \
@@ -455,11 +455,11 @@ def test_outputs_are_uploaded_and_downloaded_and_unprovided_modes_are_refused_at
                f"/subscriptions/{world['sub']}/resourceGroups/default/providers/Microsoft.Storage/storageAccounts/{account}")
     server.cli("ml", "job", "download", "-n", "with-output", *AT, "--download-path", str(dest))
     assert (dest / "named-outputs" / "copy" / "census-copy.csv").read_bytes() == (EXAMPLE / "census.csv").read_bytes()
-    for mode, port in (("ro_mount", "inputs"), ("rw_mount", "outputs")):
+    for mode, port, why in (("eval_mount", "inputs", "mltable"), ("direct", "outputs", "not provided by keyless")):
         bad = text.replace("    mode: upload\n", f"    mode: {mode}\n") if port == "outputs" else \
             text.replace("census.csv\n", f"census.csv\n    mode: {mode}\n", 1)
         proc = submit(server, job_file(world, f"bad-{mode}", bad), f"bad-{mode}", env=alice["env"], check=False)
-        assert proc.returncode != 0 and "not provided by keyless" in proc.stderr, proc.stderr
+        assert proc.returncode != 0 and why in proc.stderr, proc.stderr
 
 
 def test_a_job_reaches_neither_the_servers_files_and_processes_nor_another_running_job(server, world):
@@ -654,3 +654,121 @@ def test_a_step_output_bound_to_a_pipeline_output_lands_where_the_pipeline_says(
     bad = text.replace("${{parent.outputs.summary}}", "${{parent.outputs.nowhere}}")
     proc = submit(server, job_file(world, "pipe-bad", bad), "pipe-bad", env=alice["env"], check=False)
     assert proc.returncode != 0 and "does not declare" in proc.stderr, proc.stderr
+
+
+def mount_job(command, inputs="", outputs="", identity="  type: user_identity\n"):
+    text = "command: |\n" + "".join(f"  {line}\n" for line in command.splitlines()) + \
+           "compute: azureml:cpu-cluster\nenvironment: azureml:x@latest\n"
+    if identity:
+        text += "identity:\n" + identity
+    if inputs:
+        text += "inputs:\n" + inputs
+    if outputs:
+        text += "outputs:\n" + outputs
+    return text
+
+
+def test_mounts_list_and_read_by_ranges_and_write_through_fuse_as_the_submitting_user(server, world):
+    """ro_mount and rw_mount (and the same YAML without modes, Azure's defaults): the job sees one
+    FUSE file system, lists and reads its input through it, a large file by ranges and never whole,
+    cannot write to the input, and what it writes, renames and deletes in the output reaches the
+    datastore as it is closed; every mounted read is in the storage log with the job's id."""
+    alice = world["users"]["alice"]
+    data = BlobServiceClient(f"{server.info['storage']}/jobdata",
+                             credential={"account_name": "jobdata", "account_key": world["key"]},
+                             connection_verify=server.ca).get_container_client("data")
+    big = os.urandom(1 << 20) * 64
+    for name, body in (("mnt/a.txt", b"alpha\n"), ("mnt/sub/b.txt", b"beta\n"), ("mnt/big.bin", big)):
+        data.upload_blob(name, body, overwrite=True)
+    offset = 40 << 20
+    command = (
+        "set -e\n"
+        "mount | grep -F fuse.keyless\n"
+        "cd ${{inputs.d}}\n"
+        "find . -type f | sort | tr '\\n' ' '; echo\n"
+        "cat a.txt sub/b.txt\n"
+        f"dd if=big.bin bs=65536 skip={offset >> 16} count=1 2>/dev/null | sha256sum\n"
+        "if (echo x > a.txt) 2>/dev/null; then echo WROTE\"\"-INPUT; fi\n"
+        "echo written > ${{outputs.out}}/result.txt\n"
+        "echo scratch > ${{outputs.out}}/scratch.txt\n"
+        "rm ${{outputs.out}}/scratch.txt\n"
+        "mkdir ${{outputs.out}}/deep\n"
+        "cp a.txt ${{outputs.out}}/deep/a-copy.txt\n"
+        "mv ${{outputs.out}}/result.txt ${{outputs.out}}/renamed.txt\n"
+        "echo MOUNTS\"\"-DONE\n"
+    )
+    inputs = "  d:\n    type: uri_folder\n    path: azureml://datastores/mydata/paths/mnt/\n    mode: ro_mount\n"
+    outputs = "  out:\n    type: uri_folder\n    mode: rw_mount\n"
+    expected_sum = __import__("hashlib").sha256(big[offset:offset + 65536]).hexdigest()
+    account = server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["account_name"]
+    ws_key = server.cli("storage", "account", "keys", "list", "-n", account, "-g", "default")[0]["value"]
+    ws_store = BlobServiceClient(f"{server.info['storage']}/{account}",
+                                 credential={"account_name": account, "account_key": ws_key},
+                                 connection_verify=server.ca).get_container_client(
+        server.cli("ml", "datastore", "show", "-n", "workspaceblobstore", *AT)["container_name"])
+    for name, text in (("mounted", mount_job(command, inputs, outputs)),
+                       ("mounted-defaults", mount_job(command, inputs.replace("    mode: ro_mount\n", ""),
+                                                      outputs.replace("    mode: rw_mount\n", "")))):
+        assert ("mode:" in text) == (name == "mounted")
+        proc = submit(server, job_file(world, name, text), name, env=alice["env"])
+        out = proc.stdout
+        assert "keyless-mounts on /mnt/azureml/job/mounts type fuse.keyless" in out, out
+        assert "./a.txt ./big.bin ./sub/b.txt" in out and "alpha\nbeta\n" in out, out
+        assert expected_sum in out and "WROTE-INPUT" not in out and "MOUNTS-DONE" in out, out
+        job = server.cli("ml", "job", "show", "-n", name, *AT)
+        assert job["inputs"]["d"]["mode"] == "ro_mount" and job["outputs"]["out"]["mode"] == "rw_mount"
+        assert {(a["port"], a["mode"]) for a in job["data_access"]} == {("d", "ro_mount"), ("out", "rw_mount")}
+        records = reads(server, job["id"])
+        ranged = [r for r in records if r["OperationName"] == "GetBlob" and r["Path"] == "data/mnt/big.bin"]
+        # Read by ranges of at most 4 MiB, the one asked for and the next few: never the whole 64 MiB.
+        assert ranged and all(r["ResponseBodySize"] <= 4 << 20 for r in ranged), ranged
+        assert sum(r["ResponseBodySize"] for r in ranged) <= 32 << 20, ranged
+        assert all(r["RequesterObjectId"] == alice["id"] for r in records)
+        assert any(r["OperationName"] == "ListBlobs" for r in records)
+        prefix = f"azureml/{name}/out/"
+        assert sorted(b.name for b in ws_store.list_blobs(name_starts_with=prefix)) == \
+            [f"{prefix}deep/a-copy.txt", f"{prefix}renamed.txt"]
+        assert ws_store.download_blob(f"{prefix}renamed.txt").readall() == b"written\n"
+        assert ws_store.download_blob(f"{prefix}deep/a-copy.txt").readall() == b"alpha\n"
+    # No mounted read went unattributed: every read of the mounted folder names a job.
+    out = server.cli("storage", "logs", "--account", "jobdata", check=False).stdout
+    mounted = [json.loads(line) for line in out.splitlines() if '"data/mnt/' in line]
+    gets = [r for r in mounted if r["OperationName"] == "GetBlob"]
+    assert gets and all(r.get("JobId") for r in gets), gets
+
+
+def test_a_mount_refuses_what_the_identity_may_not_do_and_says_why(server, world):
+    """bob reads a mounted folder while his role lasts; with the role removed the job fails in
+    Preparing with the storage's explanation and its command never runs. alice, who may only read
+    `mydata`, gets EACCES when a file she wrote to an rw_mount on it is closed, the job's log says
+    why, and the job fails rather than lose the file silently."""
+    bob, alice = world["users"]["bob"], world["users"]["alice"]
+    inputs = "  d:\n    type: uri_folder\n    path: azureml://datastores/mydata/paths/mnt/\n"
+    text = mount_job("echo COMMAND\"\"-RAN\ncat ${{inputs.d}}/a.txt", inputs)
+    assigned = server.cli("role", "assignment", "create", "--assignee", "bob@keyless.local",
+                          "--role", "Storage Blob Data Reader", "--scope", world["account_id"])
+    proc = submit(server, job_file(world, "bob-mount", text), "bob-mount", env=bob["env"])
+    assert "COMMAND-RAN\nalpha" in proc.stdout, proc.stdout
+    server.cli("role", "assignment", "delete", "--ids", assigned["id"])
+    proc = submit(server, job_file(world, "bob-mount", text), "bob-mount-refused", env=bob["env"], check=False)
+    assert proc.returncode != 0
+    job = server.cli("ml", "job", "show", "-n", "bob-mount-refused", *AT)
+    assert job["status"] == "Failed" and job["error"]["code"] == "InputAccessDenied", job["error"]
+    assert "bob@keyless.local" in job["error"]["message"] and "Storage Blob Data Reader" in job["error"]["message"]
+    assert "Running" not in statuses(job) and "COMMAND-RAN" not in proc.stdout
+    assert any(r["StatusCode"] == 403 and r["RequesterObjectId"] == bob["id"] for r in reads(server, job["id"]))
+
+    code = ("import errno\n"
+            "try:\n"
+            "    with open('${{outputs.o}}/f.txt', 'w') as f:\n"
+            "        f.write('x')\n"
+            "    print('CLO' 'SED')\n"
+            "except OSError as e:\n"
+            "    print('REFUSED', errno.errorcode[e.errno])\n")
+    outputs = "  o:\n    type: uri_folder\n    path: azureml://datastores/mydata/paths/out/\n"
+    text = mount_job(f"{JOB_PYTHON} -c \"$(cat <<'EOF'\n{code}EOF\n)\"", outputs=outputs)
+    proc = submit(server, job_file(world, "alice-ro", text), "alice-readonly", env=alice["env"], check=False)
+    assert "REFUSED EACCES" in proc.stdout and "CLOSED" not in proc.stdout, proc.stdout
+    assert "mount: writing f.txt was refused" in proc.stdout and "alice@keyless.local" in proc.stdout, proc.stdout
+    job = server.cli("ml", "job", "show", "-n", "alice-readonly", *AT)
+    assert job["status"] == "Failed" and job["error"]["code"] == "OutputUploadFailed", job["error"]

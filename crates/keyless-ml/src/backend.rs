@@ -49,7 +49,14 @@ pub struct Task {
     /// Where the backend tells what happens to the task before it ends (a
     /// scheduler's job id, its waiting); `None` when nobody listens.
     pub events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+    /// Whether the task is handed a FUSE connection, mounted at [`MOUNTS`]
+    /// under its folder, on its standard input (only where
+    /// [`ComputeBackend::mounts`]).
+    pub fuse: bool,
 }
+
+/// The folder, under a job's, where its agent serves the job's mounts.
+pub const MOUNTS: &str = "mounts";
 
 /// What a backend tells about a task while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +129,13 @@ pub trait ComputeBackend: Send + Sync + fmt::Debug {
     /// How the command sees the job agent's executable `exe`.
     fn agent_path(&self, exe: &Path) -> PathBuf {
         exe.to_path_buf()
+    }
+
+    /// Whether a task may ask for a FUSE connection ([`Task::fuse`]): made by
+    /// the sandbox as root and handed to the agent, which serves the job's
+    /// mounts on it with the job's own privileges.
+    fn mounts(&self) -> bool {
+        false
     }
 
     /// Runs `task` to its end; `cancel` stops it.
@@ -334,6 +348,7 @@ mod tests {
             log: dir.join("log.txt"),
             timeout: None,
             events: None,
+            fuse: false,
         }
     }
 

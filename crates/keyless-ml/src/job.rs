@@ -22,6 +22,9 @@ pub use pipeline::Binder;
 /// How a data input reaches the command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputMode {
+    /// Mounted read-only: listed when the job starts, read by ranges as the
+    /// command reads (Azure's default).
+    ReadOnlyMount,
     /// Copied into the job's working directory before the command starts.
     Download,
     /// The URI is passed as it is; the job's code reaches the data itself.
@@ -33,6 +36,7 @@ impl InputMode {
     #[must_use]
     pub fn rest_name(self) -> &'static str {
         match self {
+            Self::ReadOnlyMount => "ReadOnlyMount",
             Self::Download => "Download",
             Self::Direct => "Direct",
         }
@@ -42,8 +46,22 @@ impl InputMode {
 /// How an output leaves the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputMode {
+    /// Mounted read-write: each file written reaches the storage when it is
+    /// closed (Azure's default).
+    ReadWriteMount,
     /// Written to a local folder, uploaded after the command ends.
     Upload,
+}
+
+impl OutputMode {
+    /// The REST name.
+    #[must_use]
+    pub fn rest_name(self) -> &'static str {
+        match self {
+            Self::ReadWriteMount => "ReadWriteMount",
+            Self::Upload => "Upload",
+        }
+    }
 }
 
 /// `uri_file` or `uri_folder`.
@@ -415,23 +433,21 @@ fn literal_or_binding(text: &str) -> Input {
 
 fn input_mode(mode: Option<&str>, at: &str) -> Result<InputMode, Error> {
     match mode {
-        None | Some("Download" | "download") => Ok(InputMode::Download),
+        None | Some("ReadOnlyMount" | "ro_mount") => Ok(InputMode::ReadOnlyMount),
+        Some("Download" | "download") => Ok(InputMode::Download),
         Some("Direct" | "direct") => Ok(InputMode::Direct),
-        Some(m @ ("ReadOnlyMount" | "ro_mount" | "EvalMount" | "eval_mount")) => {
+        Some(m @ ("EvalMount" | "eval_mount" | "EvalDownload" | "eval_download")) => {
             Err(Error::invalid(format!(
-                "{at}: mode {m} is not provided by keyless yet (it does not mount storage); use mode: download to copy the data in before the command starts, or mode: direct to pass the URI to your code"
+                "{at}: mode {m} applies to mltable inputs, which keyless does not support yet; use ro_mount or download"
             )))
         }
-        Some(m @ ("EvalDownload" | "eval_download")) => Err(Error::invalid(format!(
-            "{at}: mode {m} applies to mltable inputs, which keyless does not support yet; use mode: download"
-        ))),
         Some(m @ ("ReadWriteMount" | "rw_mount" | "Upload" | "upload" | "mount")) => {
             Err(Error::invalid(format!(
-                "{at}: mode {m} is an output mode; inputs take download or direct"
+                "{at}: mode {m} is an output mode; inputs take ro_mount, download or direct"
             )))
         }
         Some(other) => Err(Error::invalid(format!(
-            "{at}: mode `{other}` is unknown; inputs take download or direct"
+            "{at}: mode `{other}` is unknown; inputs take ro_mount, download or direct"
         ))),
     }
 }
@@ -472,25 +488,21 @@ fn outputs(value: Option<&Value>, what: &str) -> Result<BTreeMap<String, Output>
             &at,
         )?;
         let mode = match o.get("mode").and_then(Value::as_str) {
-            None | Some("Upload" | "upload") => OutputMode::Upload,
-            Some(m @ ("ReadWriteMount" | "rw_mount" | "mount")) => {
-                return Err(Error::invalid(format!(
-                    "{at}: mode {m} is not provided by keyless yet (it does not mount storage); use mode: upload, which writes to a local folder and uploads it when the command ends"
-                )));
-            }
+            None | Some("ReadWriteMount" | "rw_mount" | "mount") => OutputMode::ReadWriteMount,
+            Some("Upload" | "upload") => OutputMode::Upload,
             Some(m @ ("Direct" | "direct")) => {
                 return Err(Error::invalid(format!(
-                    "{at}: mode {m} is not provided by keyless yet for outputs; use mode: upload"
+                    "{at}: mode {m} is not provided by keyless yet for outputs; use rw_mount or upload"
                 )));
             }
             Some(m @ ("ReadOnlyMount" | "ro_mount" | "Download" | "download")) => {
                 return Err(Error::invalid(format!(
-                    "{at}: mode {m} is an input mode; outputs take upload"
+                    "{at}: mode {m} is an input mode; outputs take rw_mount or upload"
                 )));
             }
             Some(other) => {
                 return Err(Error::invalid(format!(
-                    "{at}: mode `{other}` is unknown; outputs take upload"
+                    "{at}: mode `{other}` is unknown; outputs take rw_mount or upload"
                 )));
             }
         };

@@ -51,12 +51,13 @@ const TOOLS: [&str; 4] = [
 
 /// The sandbox's setup, run as root inside the new namespaces. Arguments: the
 /// job's folder, the uid, the working directory under [`JOB_ROOT`], the
-/// command, the agent's executable (or nothing), then the folders to hide.
+/// command, the agent's executable (or nothing), whether to mount a FUSE
+/// connection for the agent (`1` or nothing), then the folders to hide.
 const SETUP: &str = r#"set -eu
 # The server's own umask (077) is not the job's.
 umask 022
-root=$1 id=$2 cwd=$3 command=$4 agent=$5
-shift 5
+root=$1 id=$2 cwd=$3 command=$4 agent=$5 fuse=$6
+shift 6
 # Hold the job's folder as the working directory, and the agent's executable
 # open, before anything covers their paths.
 cd -- "$root"
@@ -73,6 +74,15 @@ if [ -n "$agent" ]; then
   : > "$AGENT"
   mount --no-canonicalize --bind -o ro /proc/self/fd/3 "$AGENT"
   exec 3<&-
+fi
+if [ -n "$fuse" ]; then
+  # The job's mounts: a FUSE connection only the job's uid may use, mounted
+  # here and handed to the agent as its standard input, which it serves from.
+  exec 0<>/dev/fuse
+  mkdir -p "@ROOT@/@MOUNTS@"
+  mount -i --no-canonicalize -t fuse \
+    -o "nosuid,nodev,fd=0,rootmode=40000,user_id=$id,group_id=$id,default_permissions,subtype=keyless" \
+    keyless-mounts "@ROOT@/@MOUNTS@"
 fi
 for h in "$@"; do
   if [ -d "$h" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0000,size=4k keyless-hidden "$h"; fi
@@ -141,6 +151,10 @@ impl ComputeBackend for LocalSandbox {
         PathBuf::from(JOB_ROOT)
     }
 
+    fn mounts(&self) -> bool {
+        true
+    }
+
     fn agent_path(&self, exe: &Path) -> PathBuf {
         if self.agent.is_some() {
             PathBuf::from(AGENT_PATH)
@@ -191,6 +205,7 @@ impl LocalSandbox {
         let script = SETUP
             .replace("@ROOT@", JOB_ROOT)
             .replace("@ENV@", ENV_FILE)
+            .replace("@MOUNTS@", super::MOUNTS)
             .replace("@NPROC@", &MAX_PROCESSES.to_string());
         let mut line: Vec<std::ffi::OsString> = [
             "/usr/bin/unshare",
@@ -216,6 +231,7 @@ impl LocalSandbox {
         line.push(task.cwd.clone().into_os_string());
         line.push(task.command.clone().into());
         line.push(self.agent.clone().unwrap_or_default().into_os_string());
+        line.push(if task.fuse { "1" } else { "" }.into());
         line.extend(self.hidden.iter().map(|h| h.clone().into_os_string()));
         Ok(line)
     }

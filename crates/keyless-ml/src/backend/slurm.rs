@@ -400,6 +400,10 @@ impl ComputeBackend for Slurm {
         true
     }
 
+    fn mounts(&self) -> bool {
+        self.sandbox.is_some()
+    }
+
     fn job_root(&self, root: &Path) -> PathBuf {
         if self.sandbox.is_some() {
             PathBuf::from(JOB_ROOT)

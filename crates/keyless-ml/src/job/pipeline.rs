@@ -77,7 +77,7 @@ impl<'p> Binder<'p> {
                     *value = Input::Data {
                         kind: DataKind::Folder,
                         uri,
-                        mode: InputMode::Download,
+                        mode: InputMode::ReadOnlyMount,
                     };
                 }
                 Input::Binding(Binding::ParentInput(name)) => {

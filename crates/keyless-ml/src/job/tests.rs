@@ -38,7 +38,7 @@ fn a_command_job_reads_inputs_outputs_identity_and_compute() -> Result<(), Error
     assert_eq!(c.inputs.get("lr"), Some(&Input::Literal("0.1".into())));
     assert_eq!(
         c.outputs.get("m").map(|o| (o.kind, o.mode)),
-        Some((DataKind::Folder, OutputMode::Upload))
+        Some((DataKind::Folder, OutputMode::ReadWriteMount))
     );
     assert_eq!(
         c.identity,
@@ -102,28 +102,24 @@ fn modes_keyless_cannot_provide_are_refused_with_what_to_use_instead() {
             "inputs": { "d": { "jobInputType": "uri_file", "uri": "azureml://datastores/x/paths/a", "mode": mode } },
         }))
     };
-    let e = with_input_mode("ReadOnlyMount")
+    let e = with_input_mode("eval_mount")
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(
-        e.contains("input `d`") && e.contains("mode: download"),
-        "{e}"
-    );
-    assert!(with_input_mode("ro_mount").is_err());
+    assert!(e.contains("input `d`") && e.contains("mltable"), "{e}");
+    assert!(with_input_mode("ro_mount").is_ok());
+    assert!(with_input_mode("ReadOnlyMount").is_ok());
     assert!(with_input_mode("eval_download").is_err());
     assert!(with_input_mode("upload").is_err());
     assert!(with_input_mode("direct").is_ok());
     let with_output_mode =
         |mode: &str| command_job(json!({ "command": "x", "outputs": { "o": { "mode": mode } } }));
-    let e = with_output_mode("rw_mount")
+    let e = with_output_mode("direct")
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(
-        e.contains("output `o`") && e.contains("mode: upload"),
-        "{e}"
-    );
+    assert!(e.contains("output `o`") && e.contains("rw_mount"), "{e}");
+    assert!(with_output_mode("rw_mount").is_ok());
     assert!(with_output_mode("download").is_err());
     assert!(with_output_mode("upload").is_ok());
     // mltable is refused by type, not silently read as a folder.
@@ -260,7 +256,7 @@ fn the_binder_resolves_each_step_as_the_server_places_the_one_before() -> Result
     let (train, deps) = binder.bind(&p.steps[1])?;
     assert_eq!(deps, ["prep"]);
     assert!(
-        matches!(&train.inputs["i"], Input::Data { uri, mode: InputMode::Download, .. } if uri.ends_with("prep-o/"))
+        matches!(&train.inputs["i"], Input::Data { uri, mode: InputMode::ReadOnlyMount, .. } if uri.ends_with("prep-o/"))
     );
     // The output bound to the pipeline's goes where the pipeline says, and the pipeline shows it.
     assert_eq!(

@@ -71,6 +71,7 @@ impl JobHost for FakeHost {
             log: PathBuf::from("/nonexistent/log"),
             timeout: None,
             events: None,
+            fuse: false,
         })
     }
 

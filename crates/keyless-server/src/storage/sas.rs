@@ -679,9 +679,40 @@ pub(crate) fn sign_blob(
     start: i64,
     expiry: i64,
 ) -> String {
+    sign_service(
+        key,
+        (account, container, Some(blob)),
+        permissions,
+        start,
+        expiry,
+    )
+}
+
+/// Like [`sign_blob`], for the whole container: what a job's agent is handed
+/// to serve a mount of a datastore whose stored credential reaches it.
+pub(crate) fn sign_container(
+    key: &[u8],
+    (account, container): (&str, &str),
+    permissions: &str,
+    start: i64,
+    expiry: i64,
+) -> String {
+    sign_service(key, (account, container, None), permissions, start, expiry)
+}
+
+fn sign_service(
+    key: &[u8],
+    (account, container, blob): (&str, &str, Option<&str>),
+    permissions: &str,
+    start: i64,
+    expiry: i64,
+) -> String {
     let (start, expiry) = (iso(start), iso(expiry));
     let version = super::SERVICE_VERSION;
-    let canonical = format!("/blob/{account}/{container}/{blob}");
+    let (canonical, resource) = match blob {
+        Some(b) => (format!("/blob/{account}/{container}/{b}"), "b"),
+        None => (format!("/blob/{account}/{container}"), "c"),
+    };
     let text = [
         permissions,
         &start,
@@ -691,7 +722,7 @@ pub(crate) fn sign_blob(
         "",
         "https",
         version,
-        "b",
+        resource,
         "",
         "",
         "",
@@ -708,7 +739,7 @@ pub(crate) fn sign_blob(
         ("se", &expiry),
         ("spr", "https"),
         ("sv", version),
-        ("sr", "b"),
+        ("sr", resource),
         ("sig", &sig),
     ];
     query_of(fields.into_iter())

@@ -25,6 +25,8 @@ use tokio::io::AsyncWriteExt as _;
 
 use keyless_ml::snapshot::{Checksum, check_path};
 
+mod mount;
+
 /// The storage service version the agent speaks.
 const STORAGE_VERSION: &str = "2025-11-05";
 /// Files up to this size are uploaded with one Put Blob; larger ones in blocks.
@@ -62,6 +64,9 @@ struct Spec {
     code: bool,
     inputs: Vec<Folder>,
     outputs: Vec<Folder>,
+    /// The inputs and outputs served as mounts.
+    #[serde(default)]
+    mounts: Vec<mount::MountSpec>,
     identity: bool,
 }
 
@@ -315,6 +320,11 @@ impl Agent {
                 .await
                 .map_err(|e| Failure::new("AgentFailed", format!("{}: {e}", dir.display())))?;
         }
+        let mounts = if spec.mounts.is_empty() {
+            None
+        } else {
+            Some(mount::Mounts::serve(Arc::clone(&self.api), &self.root, &spec.mounts).await?)
+        };
         let mut env = spec.env.clone();
         let _endpoint = if spec.identity {
             let (local, server) = Arc::clone(&self).identity_endpoint().await?;
@@ -334,6 +344,9 @@ impl Agent {
             return Ok(());
         }
         self.report(&json!({ "phase": "Finalizing" })).await?;
+        if let Some((mounts, _session)) = &mounts {
+            mounts.finish().await?;
+        }
         for output in &spec.outputs {
             self.upload_output(output).await?;
         }
@@ -682,30 +695,37 @@ impl Agent {
                     ),
                 ));
             };
-            self.upload(f, access.authorization.as_deref(), path, *size)
-                .await
-                .map_err(|e| {
-                    Failure::new(
-                        "OutputUploadFailed",
-                        format!("output `{}`: {rel} could not be written: {e}", output.port),
-                    )
-                })?;
+            upload(
+                &self.api.http,
+                &f.url,
+                access.authorization.as_deref(),
+                path,
+                *size,
+            )
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    "OutputUploadFailed",
+                    format!("output `{}`: {rel} could not be written: {e}", output.port),
+                )
+            })?;
         }
         Ok(())
     }
+}
 
-    /// Streams one file to its blob: one Put Blob, or blocks for a large file.
-    async fn upload(
-        &self,
-        f: &FileAccess,
-        authorization: Option<&str>,
-        path: &Path,
-        size: u64,
-    ) -> Result<(), String> {
+/// Streams one file to its blob at `url`: one Put Blob, or blocks for a large
+/// file.
+async fn upload(
+    http: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+    path: &Path,
+    size: u64,
+) -> Result<(), String> {
+    {
         let put = |url: String, len: u64, body: reqwest::Body| {
-            let mut request = self
-                .api
-                .http
+            let mut request = http
                 .put(url)
                 .header("x-ms-version", STORAGE_VERSION)
                 .header("content-length", len)
@@ -722,7 +742,7 @@ impl Agent {
         };
         if size <= SINGLE_PUT {
             let stream = tokio_util::io::ReaderStream::with_capacity(open().await?, 256 * 1024);
-            let response = put(f.url.clone(), size, reqwest::Body::wrap_stream(stream))
+            let response = put(url.to_owned(), size, reqwest::Body::wrap_stream(stream))
                 .header("x-ms-blob-type", "BlockBlob")
                 .send()
                 .await
@@ -733,7 +753,7 @@ impl Agent {
                 Err(refusal(&response))
             };
         }
-        let sep = if f.url.contains('?') { '&' } else { '?' };
+        let sep = if url.contains('?') { '&' } else { '?' };
         let mut ids = Vec::new();
         let mut offset = 0u64;
         while offset < size {
@@ -750,7 +770,7 @@ impl Agent {
                 percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
                     .to_string();
             let response = put(
-                format!("{}{sep}comp=block&blockid={encoded}", f.url),
+                format!("{url}{sep}comp=block&blockid={encoded}"),
                 len,
                 reqwest::Body::wrap_stream(stream),
             )
@@ -771,7 +791,7 @@ impl Agent {
             format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
         let len = xml.len() as u64;
         let response = put(
-            format!("{}{sep}comp=blocklist", f.url),
+            format!("{url}{sep}comp=blocklist"),
             len,
             reqwest::Body::from(xml),
         )

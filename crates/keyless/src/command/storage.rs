@@ -3,7 +3,7 @@
 //! and the storage log.
 
 mod account;
-mod data;
+pub(crate) mod data;
 
 use anyhow::{Result, bail};
 use serde_json::Value;

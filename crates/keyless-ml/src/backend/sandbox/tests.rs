@@ -49,6 +49,7 @@ impl Fixture {
             log: self.log.clone(),
             timeout: Some(Duration::from_secs(60)),
             events: None,
+            fuse: false,
         }
     }
 

@@ -219,7 +219,7 @@ fn step_rest(c: &Command) -> Value {
     for (name, o) in &c.outputs {
         outputs.insert(
             name.clone(),
-            json!({ "jobOutputType": o.kind.rest_name(), "uri": o.uri, "mode": "Upload" }),
+            json!({ "jobOutputType": o.kind.rest_name(), "uri": o.uri, "mode": o.mode.rest_name() }),
         );
     }
     json!({
@@ -280,7 +280,7 @@ async fn prepare(
             Input::Literal(l) => json!({ "jobInputType": "literal", "value": l }),
             Input::Data { kind, uri, mode } => {
                 let target = resolve(state, ws, uri).await?;
-                if *mode == keyless_ml::job::InputMode::Download {
+                if *mode != keyless_ml::job::InputMode::Direct {
                     job_data_reader(target.credential, identity, &rule_compute).map_err(|r| {
                         MgmtError::bad_request("JobIdentityRefused", format!("input `{port}`: {r}"))
                     })?;
@@ -314,7 +314,7 @@ async fn prepare(
         })?;
         outputs.insert(
             port.clone(),
-            json!({ "jobOutputType": output.kind.rest_name(), "uri": uri, "mode": "Upload" }),
+            json!({ "jobOutputType": output.kind.rest_name(), "uri": uri, "mode": output.mode.rest_name() }),
         );
     }
     let mut props = raw.clone();

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use keyless_ml::backend::Exit;
 
-use super::data::{code_access, input_access, output_access};
+use super::data::{code_access, input_access, mount_access, output_access};
 use keyless_ml::runner::{Status, Stop};
 
 use super::{Session, set_status};
@@ -63,6 +63,7 @@ pub(crate) fn router(state: SharedState) -> Router {
             // A listing of every file of an output folder: large folders are large.
             post(output).layer(axum::extract::DefaultBodyLimit::max(MAX_OUTPUT_LISTING)),
         )
+        .route("/keyless/jobs/{key}/mounts/{direction}/{port}", post(mount))
         .route("/keyless/jobs/{key}/log", post(log))
         .route("/keyless/jobs/{key}/report", post(report))
         .with_state(state)
@@ -197,6 +198,19 @@ async fn input(
         Err(r) => return *r,
     };
     let result = input_access(&state, &s, &port).await;
+    answer(&state, &s, result).await
+}
+
+async fn mount(
+    State(state): State<SharedState>,
+    Path((key, direction, port)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = match session(&state, &key, &headers).await {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let result = mount_access(&state, &s, &direction, &port).await;
     answer(&state, &s, result).await
 }
 

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use keyless_core::identity_rule::{Reader, job_data_reader};
 use keyless_core::{ObjectId, Principal};
-use keyless_ml::job::{DataKind, Input, InputMode};
+use keyless_ml::backend::MOUNTS;
+use keyless_ml::job::{DataKind, Input, InputMode, OutputMode};
 use keyless_ml::snapshot;
 
 use super::super::reach::{self, Signer, Target, blob_path, resolve};
@@ -34,6 +35,8 @@ pub(crate) struct Planned {
     target: Target,
     /// A file input read as the one blob it names.
     single: bool,
+    /// Served by the agent as a mount, not downloaded or uploaded.
+    mounted: bool,
 }
 
 /// The plan of a job's data.
@@ -44,17 +47,26 @@ pub(super) struct Plan {
     /// The folders the agent fills or empties, relative to the job's folder.
     pub(super) spec_inputs: Vec<Value>,
     pub(super) spec_outputs: Vec<Value>,
+    /// The inputs and outputs the agent mounts, under [`MOUNTS`].
+    pub(super) spec_mounts: Vec<Value>,
     pub(super) planned_inputs: BTreeMap<String, Planned>,
     pub(super) planned_outputs: BTreeMap<String, Planned>,
 }
 
-/// Resolves every input and output of the job.
-pub(super) async fn plan_data(state: &SharedState, ctx: &Context) -> Result<Plan, Stop> {
+/// Resolves every input and output of the job. `mounts` says whether the
+/// compute can mount (a sandboxed backend): where it cannot, a mount mode is
+/// served by a download or an upload, and the job's log says so.
+pub(super) async fn plan_data(
+    state: &SharedState,
+    ctx: &Context,
+    mounts: bool,
+) -> Result<Plan, Stop> {
     let mut plan = Plan {
         inputs: Values::new(),
         outputs: Values::new(),
         spec_inputs: Vec::new(),
         spec_outputs: Vec::new(),
+        spec_mounts: Vec::new(),
         planned_inputs: BTreeMap::new(),
         planned_outputs: BTreeMap::new(),
     };
@@ -73,22 +85,36 @@ pub(super) async fn plan_data(state: &SharedState, ctx: &Context) -> Result<Plan
             Input::Data {
                 kind,
                 uri,
-                mode: InputMode::Download,
+                mode: mode @ (InputMode::Download | InputMode::ReadOnlyMount),
             } => {
                 let target = resolve(state, &ctx.ws, uri).await?;
                 let at = &target.location;
                 let single =
                     *kind == DataKind::File && !at.path.is_empty() && !at.path.ends_with('/');
+                let mounted = *mode == InputMode::ReadOnlyMount && mounts;
+                if *mode == InputMode::ReadOnlyMount && !mounts {
+                    ctx.log
+                        .line(&format!("input `{port}`: {NO_MOUNTS}; it is downloaded"))
+                        .await;
+                }
                 let dir = format!("inputs/{port}");
-                let seen = if single {
-                    let name = at.path.rsplit('/').next().unwrap_or("data");
-                    ctx.workdir.join(&dir).join(name)
+                let at_dir = if mounted {
+                    ctx.workdir.join(MOUNTS).join(&dir)
                 } else {
                     ctx.workdir.join(&dir)
                 };
+                let name = at.path.rsplit('/').next().unwrap_or("data");
+                let seen = if single { at_dir.join(name) } else { at_dir };
                 plan.inputs.insert(port.clone(), ctx.seen(&seen));
-                plan.spec_inputs
-                    .push(json!({ "port": port, "dir": dir, "single": single }));
+                if mounted {
+                    plan.spec_mounts.push(json!({
+                        "port": port, "direction": "input", "dir": dir,
+                        "file": single.then_some(name),
+                    }));
+                } else {
+                    plan.spec_inputs
+                        .push(json!({ "port": port, "dir": dir, "single": single }));
+                }
                 plan.planned_inputs.insert(
                     port.clone(),
                     Planned {
@@ -96,6 +122,7 @@ pub(super) async fn plan_data(state: &SharedState, ctx: &Context) -> Result<Plan
                         kind: *kind,
                         target,
                         single,
+                        mounted,
                     },
                 );
             }
@@ -108,14 +135,34 @@ pub(super) async fn plan_data(state: &SharedState, ctx: &Context) -> Result<Plan
         }
     }
     for (port, output) in &ctx.command.outputs {
+        let mounted = output.mode == OutputMode::ReadWriteMount && mounts;
+        if output.mode == OutputMode::ReadWriteMount && !mounts {
+            ctx.log
+                .line(&format!(
+                    "output `{port}`: {NO_MOUNTS}; it is uploaded when the command ends"
+                ))
+                .await;
+        }
         let dir = format!("outputs/{port}");
-        let folder = ctx.workdir.join(&dir);
+        let folder = if mounted {
+            ctx.workdir.join(MOUNTS).join(&dir)
+        } else {
+            ctx.workdir.join(&dir)
+        };
+        let name = output_file_name(output.uri.as_deref(), port);
         let seen = match output.kind {
             DataKind::Folder => folder,
-            DataKind::File => folder.join(output_file_name(output.uri.as_deref(), port)),
+            DataKind::File => folder.join(name),
         };
         plan.outputs.insert(port.clone(), ctx.seen(&seen));
-        plan.spec_outputs.push(json!({ "port": port, "dir": dir }));
+        if mounted {
+            plan.spec_mounts.push(json!({
+                "port": port, "direction": "output", "dir": dir,
+                "file": (output.kind == DataKind::File).then_some(name),
+            }));
+        } else {
+            plan.spec_outputs.push(json!({ "port": port, "dir": dir }));
+        }
         let uri = output.uri.clone().unwrap_or_default();
         let target = resolve(state, &ctx.ws, &uri).await?;
         plan.planned_outputs.insert(
@@ -125,11 +172,15 @@ pub(super) async fn plan_data(state: &SharedState, ctx: &Context) -> Result<Plan
                 kind: output.kind,
                 target,
                 single: false,
+                mounted,
             },
         );
     }
     Ok(plan)
 }
+
+/// Why a mount mode is served another way.
+const NO_MOUNTS: &str = "this compute cannot mount (its jobs run outside the sandbox, which makes the mount's FUSE connection)";
 
 /// The name of a `uri_file` output's file: the last segment of its URI.
 fn output_file_name<'a>(uri: Option<&'a str>, port: &'a str) -> &'a str {
@@ -392,10 +443,160 @@ pub(super) async fn input_access(
     record_access(
         state,
         session,
-        json!({ "port": port, "uri": planned.uri, "direction": "input", "identity": who }),
+        json!({ "port": port, "uri": planned.uri, "direction": "input", "mode": "download", "identity": who }),
     )
     .await;
     Ok(json!({ "authorization": authorization, "files": out }))
+}
+
+/// The folder (a blob prefix, empty or ending in `/`) an output's files go to.
+fn output_base(kind: DataKind, path: &str) -> String {
+    match kind {
+        DataKind::File => path
+            .rsplit_once('/')
+            .map(|(head, _)| format!("{head}/"))
+            .unwrap_or_default(),
+        DataKind::Folder => folder_prefix(path),
+    }
+}
+
+/// `path` as a blob prefix: empty, or ending in `/`.
+fn folder_prefix(path: &str) -> String {
+    if path.is_empty() || path.ends_with('/') {
+        path.to_owned()
+    } else {
+        format!("{path}/")
+    }
+}
+
+/// How the agent reaches a mounted input (read-only) or output (read-write):
+/// the container's URL, the prefix the mount shows (and the one file, for a
+/// `uri_file`), and the authorization, which the agent asks for again before
+/// it expires. The data is shown to be reachable first (an input's listing or
+/// file, an output's write with a stored credential), so a refusal fails the
+/// job before its command starts, with the storage's explanation.
+pub(super) async fn mount_access(
+    state: &SharedState,
+    session: &Session,
+    direction: &str,
+    port: &str,
+) -> Result<Value, Stop> {
+    let ctx = &session.ctx;
+    let writable = direction == "outputs";
+    let noun = if writable { "output" } else { "input" };
+    let planned = match direction {
+        "inputs" => session.inputs.get(port),
+        "outputs" => session.outputs.get(port),
+        _ => None,
+    }
+    .filter(|p| p.mounted)
+    .ok_or_else(|| {
+        Stop::failed(
+            "AgentProtocol",
+            format!("the job mounts no {direction} `{port}`"),
+        )
+    })?;
+    let target = &planned.target;
+    let at = &target.location;
+    let (signer, acting, who) = reader(state, ctx, target).await?;
+    let (prefix, file) = if writable {
+        let file = (planned.kind == DataKind::File)
+            .then(|| output_file_name(Some(&planned.uri), port).to_owned());
+        (output_base(planned.kind, &at.path), file)
+    } else if planned.single {
+        let (head, name) = at.path.rsplit_once('/').unwrap_or(("", &at.path));
+        (folder_prefix(head), Some(name.to_owned()))
+    } else {
+        (folder_prefix(&at.path), None)
+    };
+    let refused = |(status, why): reach::Refused| {
+        let (code, verb) = if writable {
+            ("OutputAccessDenied", "written")
+        } else {
+            ("InputAccessDenied", "read")
+        };
+        Stop::failed(
+            code,
+            format!(
+                "{} `{port}` ({}) was refused by the storage ({status}) when {verb} as {who}: {why}",
+                noun, planned.uri
+            ),
+        )
+    };
+    if !writable && planned.single {
+        reach::head(state, &signer, acting.as_ref(), at, &at.path)
+            .await?
+            .map_err(refused)?;
+    } else if !writable {
+        reach::list(state, &signer, acting.as_ref(), at, &prefix)
+            .await?
+            .map_err(refused)?;
+    }
+    let container = blob_url(state, &at.account, &at.container, "");
+    let (authorization, sas) = match &signer {
+        Signer::Bearer(..) => {
+            let token = acting.as_ref().and_then(Acting::token).ok_or_else(|| {
+                Stop::failed(
+                    "JobIdentityRefused",
+                    "no token could be issued to the job's identity",
+                )
+            })?;
+            (Some(format!("Bearer {token}")), None)
+        }
+        _ => {
+            if writable {
+                let probe = format!("{prefix}{}", file.as_deref().unwrap_or(".keyless-mount"));
+                reach::may_write(state, &signer, acting.as_ref(), at, &probe)
+                    .await?
+                    .map_err(refused)?;
+            }
+            let record = state.account(&at.account).await?.ok_or_else(|| {
+                Stop::failed(
+                    "JobPreparationFailed",
+                    format!("storage account {} no longer exists", at.account),
+                )
+            })?;
+            let keys = state.account_keys(&record)?;
+            let [key1, _] = &*keys;
+            let now = state.now();
+            let permissions = if writable { "racwdl" } else { "rl" };
+            let sas = crate::storage::sas::sign_container(
+                key1,
+                (&at.account, &at.container),
+                permissions,
+                now - 300,
+                now + SAS_LIFETIME,
+            );
+            let kept = register(state, &sas, &ctx.job, now + SAS_LIFETIME);
+            keep_minted(state, &ctx.job, vec![kept]).await;
+            (None, Some(sas))
+        }
+    };
+    let (mode, how) = if writable {
+        ("rw_mount", "read-write")
+    } else {
+        ("ro_mount", "read-only")
+    };
+    ctx.log
+        .line(&format!(
+            "{} `{port}`: mounting {} {how} as {who}",
+            noun, planned.uri
+        ))
+        .await;
+    record_access(
+        state,
+        session,
+        json!({ "port": port, "uri": planned.uri, "direction": noun, "mode": mode, "identity": who }),
+    )
+    .await;
+    Ok(json!({
+        "container": container,
+        "prefix": prefix,
+        "file": file,
+        "writable": writable,
+        "authorization": authorization,
+        "sas": sas,
+    }))
 }
 
 /// How to write each of the files an output's folder holds.
@@ -413,15 +614,7 @@ pub(super) async fn output_access(
     let target = &planned.target;
     let at = &target.location;
     let (signer, acting, who) = reader(state, ctx, target).await?;
-    let base = match planned.kind {
-        DataKind::File => at
-            .path
-            .rsplit_once('/')
-            .map(|(head, _)| format!("{head}/"))
-            .unwrap_or_default(),
-        DataKind::Folder if at.path.is_empty() || at.path.ends_with('/') => at.path.clone(),
-        DataKind::Folder => format!("{}/", at.path),
-    };
+    let base = output_base(planned.kind, &at.path);
     let mut files = Vec::with_capacity(names.len());
     for (rel, size) in names {
         snapshot::check_path(&rel).map_err(|e| {
@@ -456,7 +649,7 @@ pub(super) async fn output_access(
     record_access(
         state,
         session,
-        json!({ "port": port, "uri": planned.uri, "direction": "output", "identity": who }),
+        json!({ "port": port, "uri": planned.uri, "direction": "output", "mode": "upload", "identity": who }),
     )
     .await;
     Ok(json!({ "authorization": authorization, "files": out }))

@@ -202,7 +202,8 @@ impl JobHost for JobRun {
             log,
             grant_key: None,
         };
-        let plan = plan_data(state, &ctx).await?;
+        let plan = plan_data(state, &ctx, backend.mounts()).await?;
+        let fuse = !plan.spec_mounts.is_empty();
         let earlier = self.resume.as_ref();
         let resumed = earlier.map(|r| (r.key.as_str(), r.secret_digest.as_str()));
         let prepared = environment(state, &mut ctx, &plan.inputs, &plan.outputs, resumed).await?;
@@ -217,6 +218,7 @@ impl JobHost for JobRun {
             "code": props.get("codeId").and_then(Value::as_str).is_some(),
             "inputs": plan.spec_inputs,
             "outputs": plan.spec_outputs,
+            "mounts": plan.spec_mounts,
             "identity": prepared.identity,
         });
         if resume.is_none() {
@@ -303,6 +305,7 @@ impl JobHost for JobRun {
             log: dir.join(AGENT_LOG),
             timeout: None,
             events: None,
+            fuse,
         })
     }
 
