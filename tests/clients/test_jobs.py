@@ -772,3 +772,38 @@ def test_a_mount_refuses_what_the_identity_may_not_do_and_says_why(server, world
     assert "mount: writing f.txt was refused" in proc.stdout and "alice@keyless.local" in proc.stdout, proc.stdout
     job = server.cli("ml", "job", "show", "-n", "alice-readonly", *AT)
     assert job["status"] == "Failed" and job["error"]["code"] == "OutputUploadFailed", job["error"]
+
+
+def fuse_mounts_on_the_node():
+    """Every keyless FUSE mount any process on this machine sees, in any mount namespace."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            text = Path(f"/proc/{pid}/mountinfo").read_text()
+        except OSError:
+            continue
+        found.update(line for line in text.splitlines() if "fuse.keyless" in line)
+    return found
+
+
+def test_a_canceled_job_leaves_no_mount_behind(server, world):
+    """A job reading through its mount, with a file of its rw_mount open, is canceled: its
+    mounts end with it, and no keyless FUSE mount is left in any namespace of the node."""
+    alice = world["users"]["alice"]
+    needle = f"sleep 60.{uuid.uuid4().int % 10**6}"
+    command = f"exec 3>${{{{outputs.out}}}}/open.txt\ncat ${{{{inputs.d}}}}/a.txt\n{needle}"
+    inputs = "  d:\n    type: uri_folder\n    path: azureml://datastores/mydata/paths/mnt/\n"
+    outputs = "  out:\n    type: uri_folder\n"
+    submit(server, job_file(world, "mount-cancel", mount_job(command, inputs, outputs)), "mount-cancel",
+           env=alice["env"], stream=False)
+    wait(server, "mount-cancel", {"Running"})
+    deadline = time.monotonic() + 30
+    while not host_processes(needle) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert host_processes(needle) and fuse_mounts_on_the_node(), "the job runs with its mounts"
+    server.cli("ml", "job", "cancel", "-n", "mount-cancel", *AT)
+    assert wait(server, "mount-cancel")["status"] == "Canceled"
+    deadline = time.monotonic() + 10
+    while (host_processes(needle) or fuse_mounts_on_the_node()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not host_processes(needle) and not fuse_mounts_on_the_node()

@@ -39,13 +39,18 @@ use serde_json::{Value, json};
 use super::{Api, Failure, STORAGE_VERSION};
 
 /// The bytes fetched by one range read, and the unit of the cache.
-const BLOCK: u64 = 4 * 1024 * 1024;
+const BLOCK: u64 = 1024 * 1024;
 /// How many blocks past the one read are fetched while a file is read in order.
-const READ_AHEAD: u64 = 8;
+const READ_AHEAD: u64 = 32;
 /// How many block fetches run at once, for all files.
-const FETCHES: usize = 8;
+const FETCHES: usize = 16;
 /// The most the block cache keeps on the node's disk.
 const CACHE_BUDGET: u64 = 1024 * 1024 * 1024;
+/// The most it keeps in the agent's memory.
+const MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
+/// How far from the end of the last read of a file a read may start and
+/// still count as reading in order.
+const IN_ORDER_SLACK: u64 = 1024 * 1024;
 /// The access to a mount is asked for again this long before it expires.
 const RENEW_BEFORE: i64 = 300;
 /// How long the kernel may keep what it was told of a read-only tree.
@@ -134,8 +139,9 @@ pub(super) struct Mounts {
     staging: PathBuf,
     uid: u32,
     gid: u32,
-    /// Where each file was last read up to, to see reading in order.
-    last_read: Mutex<HashMap<u64, u64>>,
+    /// For each file: where its last read ended, to see reading in order,
+    /// and the block read-ahead has reached.
+    reads: Mutex<HashMap<u64, (u64, u64)>>,
 }
 
 /// A storage request's failure, as the command sees it and as the log explains it.
@@ -192,7 +198,7 @@ impl Mounts {
             staging,
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
-            last_read: Mutex::new(HashMap::new()),
+            reads: Mutex::new(HashMap::new()),
         });
         mounts.build().await?;
         let fs = Fuse(Arc::clone(&mounts));
@@ -521,8 +527,8 @@ impl Mounts {
         format!("{prefix}{}", parts.join("/"))
     }
 
-    /// Makes sure block `index` of file `ino` (blob `blob`, `size` bytes) is in
-    /// the cache.
+    /// Block `index` of file `ino` (blob `blob`, `size` bytes): in memory, on
+    /// the node's disk, or fetched now (once, however many reads wait for it).
     async fn block(
         self: &Arc<Self>,
         port: usize,
@@ -530,19 +536,22 @@ impl Mounts {
         blob: &str,
         size: u64,
         index: u64,
-    ) -> Result<(), Arc<Refusal>> {
+    ) -> Result<Held, Arc<Refusal>> {
         let key = (ino, index);
         let fetch = {
             let mut state = self.cache.lock();
-            if state.touch(key) {
-                return Ok(());
+            if let Some(chunks) = state.memory.get(key) {
+                return Ok(Held::Memory(chunks));
+            }
+            if state.disk.get(key).is_some() {
+                return Ok(Held::Disk);
             }
             if let Some(f) = state.fetching.get(&key) {
                 f.clone()
             } else {
                 let me = Arc::clone(self);
                 let blob = blob.to_owned();
-                let f: BoxFuture<'static, Result<(), Arc<Refusal>>> = async move {
+                let f: BoxFuture<'static, Result<Arc<Chunks>, Arc<Refusal>>> = async move {
                     let result = me.fetch(port, key, &blob, size).await.map_err(Arc::new);
                     me.cache.lock().fetching.remove(&key);
                     result
@@ -553,21 +562,26 @@ impl Mounts {
                 shared
             }
         };
-        fetch.await
+        fetch.await.map(Held::Memory)
     }
 
+    /// Reads one block from the storage into memory; a block fetched before
+    /// (evicted since) is also kept on the node's disk, so a file read once
+    /// costs no disk writes and one read again (an epoch after another) does
+    /// not go to the storage a third time.
     async fn fetch(
         &self,
         port: usize,
-        (ino, index): (u64, u64),
+        key: Key,
         blob: &str,
         size: u64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Arc<Chunks>, Refusal> {
+        use futures_util::StreamExt as _;
         let _slot = self.cache.fetches.acquire().await;
-        let start = index * BLOCK;
+        let start = key.1 * BLOCK;
         let end = (start + BLOCK).min(size);
         if start >= end {
-            return Ok(());
+            return Ok(Arc::new(Chunks(Vec::new())));
         }
         let range = format!("bytes={start}-{}", end - 1);
         let response = self
@@ -586,25 +600,92 @@ impl Mounts {
                 why: format!("{blob} is no longer on the storage"),
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Refusal::io(format!("the read broke off: {e}")))?;
-        let path = self.cache.path((ino, index));
-        let part = path.with_extension("part");
-        tokio::fs::write(&part, &bytes)
-            .await
-            .and(tokio::fs::rename(&part, &path).await)
-            .map_err(|e| Refusal::io(format!("the mount's cache: {e}")))?;
-        let evicted = self.cache.lock().add((ino, index), bytes.len() as u64);
-        for key in evicted {
-            let _ = std::fs::remove_file(self.cache.path(key));
+        let mut chunks = Vec::new();
+        let mut len = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Refusal::io(format!("the read broke off: {e}")))?;
+            len += chunk.len() as u64;
+            chunks.push(chunk);
         }
-        Ok(())
+        if len != end - start {
+            return Err(Refusal::io(format!(
+                "the storage sent {len} bytes of {blob} at {start} where {} were asked for",
+                end - start
+            )));
+        }
+        let chunks = Arc::new(Chunks(chunks));
+        let again = !self.cache.lock().fetched.insert(key);
+        if again {
+            let path = self.cache.path(key);
+            let kept = Arc::clone(&chunks);
+            let written = tokio::task::spawn_blocking(move || kept.write_to(&path)).await;
+            if matches!(written, Ok(Ok(()))) {
+                let evicted = self.cache.lock().disk.insert(key, len, ());
+                for k in evicted {
+                    let _ = std::fs::remove_file(self.cache.path(k));
+                }
+            }
+        }
+        self.cache
+            .lock()
+            .memory
+            .insert(key, len, Arc::clone(&chunks));
+        Ok(chunks)
+    }
+
+    /// Notes a read of `offset..end` of file `ino` and, when the file is read
+    /// in order (where the last read ended, give or take the reads the kernel
+    /// has in flight at once, which arrive in any order), starts fetching the
+    /// [`READ_AHEAD`] blocks after it that no read asked for yet.
+    fn read_ahead(
+        self: &Arc<Self>,
+        (port, ino): (usize, u64),
+        blob: &str,
+        size: u64,
+        (offset, end): (u64, u64),
+    ) {
+        let last = end.saturating_sub(1) / BLOCK;
+        let blocks = size.div_ceil(BLOCK);
+        let start = {
+            let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+            let seen = reads.entry(ino).or_insert((0, 0));
+            let in_order = offset == 0 || seen.0.abs_diff(offset) <= IN_ORDER_SLACK;
+            seen.0 = end;
+            if !in_order {
+                return;
+            }
+            let start = seen.1.max(last + 1);
+            seen.1 = (last + 1 + READ_AHEAD).min(blocks);
+            start
+        };
+        for ahead in start..(last + 1 + READ_AHEAD).min(blocks) {
+            let me = Arc::clone(self);
+            let blob = blob.to_owned();
+            self.rt.spawn(async move {
+                let _ = me.block(port, ino, &blob, size, ahead).await;
+            });
+        }
+    }
+
+    /// `offset..end` of file `ino` when every block of it is in memory.
+    fn read_held(&self, ino: u64, (offset, end): (u64, u64)) -> Option<Vec<u8>> {
+        if offset >= end {
+            return Some(Vec::new());
+        }
+        let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
+        let mut state = self.cache.lock();
+        for index in offset / BLOCK..=(end - 1) / BLOCK {
+            let chunks = state.memory.get((ino, index))?;
+            let from = offset.max(index * BLOCK) - index * BLOCK;
+            let to = end.min((index + 1) * BLOCK) - index * BLOCK;
+            chunks.copy_range(from, to, &mut out);
+        }
+        Some(out)
     }
 
     /// Reads `len` bytes at `offset` of a stored file through the cache,
-    /// fetching what is missing, and the blocks after it when read in order.
+    /// fetching what is missing.
     async fn read_stored(
         self: Arc<Self>,
         (port, ino): (usize, u64),
@@ -617,42 +698,32 @@ impl Mounts {
             return Ok(Vec::new());
         }
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
-        let in_order = {
-            let mut seen = self
-                .last_read
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let was = seen.insert(ino, end);
-            offset == 0 || was == Some(offset)
-        };
-        if in_order {
-            let blocks = size.div_ceil(BLOCK);
-            for ahead in (last + 1)..(last + 1 + READ_AHEAD).min(blocks) {
-                let me = Arc::clone(&self);
-                let blob = blob.clone();
-                self.rt.spawn(async move {
-                    let _ = me.block(port, ino, &blob, size, ahead).await;
-                });
-            }
-        }
         let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
         for index in first..=last {
-            // A block evicted between its fetch and its read is fetched again.
+            let from = offset.max(index * BLOCK) - index * BLOCK;
+            let to = end.min((index + 1) * BLOCK) - index * BLOCK;
+            // A block dropped from the disk between its lookup and its read is
+            // fetched again.
             let mut tries = 0;
             loop {
-                self.block(port, ino, &blob, size, index).await?;
-                let from = offset.max(index * BLOCK) - index * BLOCK;
-                let to = end.min((index + 1) * BLOCK) - index * BLOCK;
-                match read_at(&self.cache.path((ino, index)), from, to - from) {
-                    Ok(bytes) => {
-                        out.extend_from_slice(&bytes);
+                match self.block(port, ino, &blob, size, index).await? {
+                    Held::Memory(chunks) => {
+                        chunks.copy_range(from, to, &mut out);
                         break;
                     }
-                    Err(e) if tries == 0 && e.kind() == std::io::ErrorKind::NotFound => {
-                        self.cache.lock().forget((ino, index));
-                        tries += 1;
-                    }
-                    Err(e) => return Err(Arc::new(Refusal::io(format!("the mount's cache: {e}")))),
+                    Held::Disk => match read_at(&self.cache.path((ino, index)), from, to - from) {
+                        Ok(bytes) => {
+                            out.extend_from_slice(&bytes);
+                            break;
+                        }
+                        Err(e) if tries == 0 && e.kind() == std::io::ErrorKind::NotFound => {
+                            self.cache.lock().disk.remove((ino, index));
+                            tries += 1;
+                        }
+                        Err(e) => {
+                            return Err(Arc::new(Refusal::io(format!("the mount's cache: {e}"))));
+                        }
+                    },
                 }
             }
         }
@@ -703,7 +774,7 @@ impl Mounts {
             f.size = size;
             f.dirty = f.dirty || truncate;
         });
-        self.cache.lock().forget_file(ino);
+        self.cache.forget_file(ino);
         Ok(())
     }
 
@@ -962,31 +1033,76 @@ impl Tree {
     }
 }
 
-/// The block cache on the node's disk: which blocks it holds, in the order
-/// they were last used, within [`CACHE_BUDGET`].
+/// A block of a file: (inode, index).
+type Key = (u64, u64);
+
+/// Where a block is held.
+enum Held {
+    Memory(Arc<Chunks>),
+    Disk,
+}
+
+/// A block's bytes as they came from the storage.
+struct Chunks(Vec<bytes::Bytes>);
+
+impl Chunks {
+    /// Appends bytes `from..to` of the block to `out`.
+    fn copy_range(&self, from: u64, to: u64, out: &mut Vec<u8>) {
+        let mut at = 0u64;
+        for c in &self.0 {
+            let (start, end) = (at, at + c.len() as u64);
+            if end > from && start < to {
+                let a = usize::try_from(from.max(start) - start).unwrap_or(0);
+                let b = usize::try_from(to.min(end) - start).unwrap_or(0);
+                out.extend_from_slice(c.get(a..b).unwrap_or_default());
+            }
+            at = end;
+            if at >= to {
+                break;
+            }
+        }
+    }
+
+    fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let part = path.with_extension("part");
+        let mut file = std::fs::File::create(&part)?;
+        for c in &self.0 {
+            file.write_all(c)?;
+        }
+        drop(file);
+        std::fs::rename(&part, path)
+    }
+}
+
+/// The block cache: the blocks last used in memory ([`MEMORY_BUDGET`]), and
+/// those fetched more than once on the node's disk ([`CACHE_BUDGET`]).
 struct Cache {
     dir: PathBuf,
     state: Mutex<CacheState>,
     fetches: tokio::sync::Semaphore,
 }
 
-type Fetch = Shared<BoxFuture<'static, Result<(), Arc<Refusal>>>>;
+type Fetch = Shared<BoxFuture<'static, Result<Arc<Chunks>, Arc<Refusal>>>>;
 
-#[derive(Default)]
 struct CacheState {
-    used: u64,
-    tick: u64,
-    /// Each cached block: when it was last used, its length.
-    blocks: HashMap<(u64, u64), (u64, u64)>,
-    by_use: BTreeMap<u64, (u64, u64)>,
-    fetching: HashMap<(u64, u64), Fetch>,
+    memory: Lru<Arc<Chunks>>,
+    disk: Lru<()>,
+    /// Every block fetched so far.
+    fetched: std::collections::HashSet<Key>,
+    fetching: HashMap<Key, Fetch>,
 }
 
 impl Cache {
     fn new(dir: PathBuf) -> Self {
         Self {
             dir,
-            state: Mutex::new(CacheState::default()),
+            state: Mutex::new(CacheState {
+                memory: Lru::new(MEMORY_BUDGET),
+                disk: Lru::new(CACHE_BUDGET),
+                fetched: std::collections::HashSet::new(),
+                fetching: HashMap::new(),
+            }),
             fetches: tokio::sync::Semaphore::new(FETCHES),
         }
     }
@@ -995,60 +1111,92 @@ impl Cache {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn path(&self, (ino, index): (u64, u64)) -> PathBuf {
+    fn path(&self, (ino, index): Key) -> PathBuf {
         self.dir.join(format!("{ino}-{index}"))
+    }
+
+    /// Forgets every block of a file (its bytes changed).
+    fn forget_file(&self, ino: u64) {
+        let mut state = self.lock();
+        state.memory.remove_file(ino);
+        for key in state.disk.remove_file(ino) {
+            let _ = std::fs::remove_file(self.path(key));
+        }
+        state.fetched.retain(|k| k.0 != ino);
     }
 }
 
-impl CacheState {
-    /// Marks a cached block used; whether it is cached.
-    fn touch(&mut self, key: (u64, u64)) -> bool {
-        self.tick += 1;
-        let tick = self.tick;
-        match self.blocks.get_mut(&key) {
-            Some((used, _)) => {
-                self.by_use.remove(used);
-                *used = tick;
-                self.by_use.insert(tick, key);
-                true
-            }
-            None => false,
+/// Blocks in the order they were last used, within a budget of bytes.
+struct Lru<V> {
+    budget: u64,
+    used: u64,
+    tick: u64,
+    /// Each block: when it was last used, its length, its value.
+    entries: HashMap<Key, (u64, u64, V)>,
+    by_use: BTreeMap<u64, Key>,
+}
+
+impl<V: Clone> Lru<V> {
+    fn new(budget: u64) -> Self {
+        Self {
+            budget,
+            used: 0,
+            tick: 0,
+            entries: HashMap::new(),
+            by_use: BTreeMap::new(),
         }
     }
 
-    /// Counts a block in; returns the blocks to drop to stay in the budget.
-    fn add(&mut self, key: (u64, u64), len: u64) -> Vec<(u64, u64)> {
-        self.forget(key);
+    /// A block's value, marked used.
+    fn get(&mut self, key: Key) -> Option<V> {
         self.tick += 1;
-        self.blocks.insert(key, (self.tick, len));
+        let tick = self.tick;
+        let (used, _, value) = self.entries.get_mut(&key)?;
+        self.by_use.remove(used);
+        *used = tick;
+        self.by_use.insert(tick, key);
+        Some(value.clone())
+    }
+
+    /// Counts a block in; returns the blocks dropped to stay in the budget.
+    fn insert(&mut self, key: Key, len: u64, value: V) -> Vec<Key> {
+        self.remove(key);
+        self.tick += 1;
+        self.entries.insert(key, (self.tick, len, value));
         self.by_use.insert(self.tick, key);
         self.used += len;
-        let mut evicted = Vec::new();
-        while self.used > CACHE_BUDGET {
+        let mut dropped = Vec::new();
+        while self.used > self.budget {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
             };
-            if let Some((_, l)) = self.blocks.remove(&oldest) {
+            if let Some((_, l, _)) = self.entries.remove(&oldest) {
                 self.used -= l;
             }
-            evicted.push(oldest);
+            dropped.push(oldest);
         }
-        evicted
+        dropped
     }
 
-    fn forget(&mut self, key: (u64, u64)) {
-        if let Some((tick, len)) = self.blocks.remove(&key) {
+    fn remove(&mut self, key: Key) {
+        if let Some((tick, len, _)) = self.entries.remove(&key) {
             self.by_use.remove(&tick);
             self.used -= len;
         }
     }
 
-    /// Forgets every block of a file (its bytes changed).
-    fn forget_file(&mut self, ino: u64) {
-        let keys: Vec<(u64, u64)> = self.blocks.keys().filter(|k| k.0 == ino).copied().collect();
-        for k in keys {
-            self.forget(k);
+    /// Drops every block of a file; returns them.
+    fn remove_file(&mut self, ino: u64) -> Vec<Key> {
+        let keys: Vec<Key> = self
+            .entries
+            .keys()
+            .filter(|k| k.0 == ino)
+            .copied()
+            .collect();
+        for k in &keys {
+            self.remove(*k);
         }
+        keys
     }
 }
 
@@ -1196,7 +1344,7 @@ impl Filesystem for Fuse {
             return reply.error(r.errno);
         }
         m.tree().unlink(parent.0, name);
-        m.cache.lock().forget_file(ino);
+        m.cache.forget_file(ino);
         if let Some(p) = staged {
             let _ = std::fs::remove_file(p);
         }
@@ -1361,6 +1509,12 @@ impl Filesystem for Fuse {
                 Ok(bytes) => reply.data(&bytes),
                 Err(_) => reply.error(Errno::EIO),
             };
+        }
+        let end = (offset + u64::from(size)).min(file_size);
+        m.read_ahead((port, ino.0), &blob, file_size, (offset, end));
+        // What is in memory is answered here; what must be fetched, once it is.
+        if let Some(bytes) = m.read_held(ino.0, (offset, end)) {
+            return reply.data(&bytes);
         }
         let me = Arc::clone(m);
         m.rt.spawn(async move {
