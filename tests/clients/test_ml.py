@@ -241,6 +241,58 @@ def test_data_assets_point_at_datastores(server, ml, census):
     assert "nosuch" in refused(server, "ml", "data", "create", "-f", str(bad), *AT)
 
 
+def test_the_data_readers_routes_answer_datastores_and_data_versions_and_keep_keys_from_readers(server, ml, census):
+    """The routes azureml-dataprep (behind azureml-fsspec, mltable and the SDK's mounts) asks the
+    discovery's `api` for: a datastore in the azureml-core shape, its endpoint keyless's own storage
+    suffix, and a data version with its URI in the long form. A stored key goes only to a caller who
+    may list the datastore's secrets; a workspace Reader is refused with the reason and no key."""
+    import requests
+    api = server.cli("account", "get-access-token")["accessToken"]
+    base = (f"{server.info['management']}/datastore/v1.0/subscriptions/{ml['sub']}/resourceGroups/default/"
+            "providers/Microsoft.MachineLearningServices/workspaces/census-ws/datastores")
+
+    def get(url, env=None):
+        token = api if env is None else server.cli("account", "get-access-token", env=env)["accessToken"]
+        return requests.get(url, headers={"Authorization": f"Bearer {token}"}, verify=server.ca)
+
+    reader, scientist = ml["envs"]["reader"], ml["envs"]["scientist"]
+    r = get(f"{base}/mydata", reader)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    section = body["azureStorageSection"]
+    assert body["dataStoreType"] == "AzureBlob" and body["name"] == "mydata"
+    assert (section["accountName"], section["containerName"], section["credentialType"]) == \
+        ("mlcensus", "data", "None")
+    port = server.info["storage"].rsplit(":", 1)[1]
+    assert section["endpoint"] == f"core.keyless.localhost:{port}", section
+    assert section["subscriptionId"] == ml["sub"] and section["resourceGroup"] == "default"
+    assert get(f"{base}/mydata_ws").json()["azureStorageSection"]["serviceDataAccessAuthIdentity"] == \
+        "WorkspaceSystemAssignedIdentity"
+    # A datastore holding a key: the key reaches only those holding listsecrets/action.
+    if server.cli("ml", "datastore", "show", "-n", "blob_key", *AT, check=False).returncode != 0:
+        server.cli("ml", "datastore", "create", "-f", fill(server, ml["tmp"], "datastore-blob-key.yml"), *AT)
+    refusal = get(f"{base}/blob_key", reader)
+    assert refusal.status_code == 403 and DISTINCT_KEY not in refusal.text, refusal.text
+    assert "datastores/listsecrets/action" in refusal.text, refusal.text
+    keyed = get(f"{base}/blob_key", scientist).json()["azureStorageSection"]
+    assert keyed["credentialType"] == "AccountKey" and keyed["accountKey"] == DISTINCT_KEY
+    # Nobody outside the workspace's roles reaches even a credential-less datastore.
+    outsider = server.cli("ad", "sp", "create-for-rbac", "-n", "ml-outsider")
+    env = {"KEYLESS_CONFIG_DIR": str(ml["tmp"] / "outsider")}
+    server.cli("login", "--service-principal", "-u", outsider["appId"], "-p", outsider["password"], env=env)
+    assert get(f"{base}/mydata", env).status_code == 403
+    assert get(f"{base}/nosuch").status_code == 404
+    # A data version, its URI long.
+    if server.cli("ml", "data", "show", "-n", "census", "-v", "1", *AT, check=False).returncode != 0:
+        server.cli("ml", "data", "create", "-f", fill(server, ml["tmp"], "data-census.yml"), *AT)
+    version = get(f"{server.info['management']}/data/v1.0/subscriptions/{ml['sub']}/resourceGroups/default/"
+                  "providers/Microsoft.MachineLearningServices/workspaces/census-ws/dataversion/census/versions/1",
+                  reader).json()["dataVersion"]
+    assert version["dataUri"] == (f"azureml://subscriptions/{ml['sub']}/resourcegroups/default/workspaces/"
+                                  "census-ws/datastores/mydata/paths/census.csv")
+    assert (version["dataType"], version["versionId"], version["dataContainerName"]) == ("uri_file", "1", "census")
+
+
 def test_preview_reads_as_the_caller_or_the_workspace_identity(server, ml, census):
     scientist, reader = ml["envs"]["scientist"], ml["envs"]["reader"]
     uri = "azureml://datastores/mydata/paths/census.csv"

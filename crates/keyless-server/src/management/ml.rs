@@ -131,6 +131,17 @@ pub(crate) fn router() -> Router<SharedState> {
             )
             .route(&format!("{ws}/previewData"), post(preview::preview))
             .route(&format!("{ws}/explainRead"), post(explain::explain));
+        // The data readers' own routes, under the discovery's `api`.
+        let v1 = format!("/subscriptions/{{sub}}/{rg}/{{rg}}/providers/{WORKSPACES}/{{ws}}");
+        r = r
+            .route(
+                &format!("/datastore/v1.0{v1}/datastores/{{name}}"),
+                get(datastores::show_v1),
+            )
+            .route(
+                &format!("/data/v1.0{v1}/dataversion/{{name}}/versions/{{version}}"),
+                get(data::show_v1),
+            );
     }
     r
 }

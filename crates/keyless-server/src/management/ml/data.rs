@@ -125,6 +125,62 @@ pub(crate) struct Named {
     name: String,
 }
 
+/// `GET /data/v1.0/subscriptions/{sub}/resourceGroups/{rg}/providers/
+/// Microsoft.MachineLearningServices/workspaces/{ws}/dataversion/{name}/versions/{version}`:
+/// a data asset version as the data readers ask for it, its URI in the long
+/// `azureml://subscriptions/…/datastores/…/paths/…` form they accept.
+pub(crate) async fn show_v1(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<VersionPath>,
+) -> Response {
+    respond(async {
+        let (_, ws) = open(
+            &state,
+            &headers,
+            (&p.sub, &p.rg, &p.ws),
+            "data",
+            "Microsoft.MachineLearningServices/workspaces/data/read",
+        )
+        .await?;
+        let r = load_version(
+            &state,
+            &ws,
+            &p,
+            ("data", DATA_VERSIONS, "data asset version"),
+        )
+        .await?;
+        let props = r
+            .body
+            .get("properties")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let uri = props
+            .get("dataUri")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let long = match uri.strip_prefix("azureml://datastores/") {
+            Some(rest) => format!(
+                "azureml://subscriptions/{}/resourcegroups/{}/workspaces/{}/datastores/{rest}",
+                ws.subscription_id, ws.resource_group, ws.name
+            ),
+            None => uri.to_owned(),
+        };
+        Ok((
+            StatusCode::OK,
+            json!({ "dataVersion": {
+                "dataContainerName": p.name,
+                "versionId": p.version,
+                "dataType": props.get("dataType").cloned().unwrap_or(Value::Null),
+                "dataUri": long,
+                "description": props.get("description").cloned().unwrap_or(Value::Null),
+                "tags": props.get("tags").cloned().unwrap_or_else(|| json!({})),
+            }}),
+        ))
+    })
+    .await
+}
+
 pub(crate) async fn list_versions(
     State(state): State<SharedState>,
     headers: HeaderMap,

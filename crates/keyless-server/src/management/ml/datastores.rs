@@ -336,3 +336,109 @@ pub(crate) async fn delete(
     })
     .await
 }
+
+/// The endpoint suffix a reader is told: keyless's own storage suffix for a
+/// datastore that names Azure's (keyless serves its accounts, never Azure's).
+fn reader_endpoint(state: &SharedState, endpoint: &str) -> String {
+    if endpoint.is_empty() || endpoint.eq_ignore_ascii_case("core.windows.net") {
+        crate::cloud::storage_suffix(&state.urls.storage)
+    } else {
+        endpoint.to_owned()
+    }
+}
+
+/// `GET /datastore/v1.0/subscriptions/{sub}/resourceGroups/{rg}/providers/
+/// Microsoft.MachineLearningServices/workspaces/{ws}/datastores/{name}`: a
+/// datastore as the data readers (azureml-dataprep's, behind azureml-fsspec,
+/// mltable and the SDK's mounts) ask for it, from the discovery's `api`. A
+/// credential-less datastore needs `datastores/read`; one holding a credential
+/// is answered with it, so only to a caller who may list its secrets
+/// (`datastores/listsecrets/action`, as `listSecrets` asks), and refused to
+/// anyone else with the reason.
+pub(crate) async fn show_v1(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(p): Path<Child>,
+) -> Response {
+    respond(async {
+        let (_, ws) = p
+            .open(
+                &state,
+                &headers,
+                "datastores",
+                "Microsoft.MachineLearningServices/workspaces/datastores/read",
+            )
+            .await?;
+        let r = load(&state, &ws, &p.name).await?;
+        let d = parse(&r)?;
+        let identity = match d.workspace_access {
+            keyless_core::identity_rule::WorkspaceAccess::Off => "None",
+            keyless_core::identity_rule::WorkspaceAccess::SystemAssigned => {
+                "WorkspaceSystemAssignedIdentity"
+            }
+            keyless_core::identity_rule::WorkspaceAccess::UserAssigned => {
+                "WorkspaceUserAssignedIdentity"
+            }
+        };
+        let mut section = json!({
+            "accountName": d.account,
+            "containerName": d.container,
+            "endpoint": reader_endpoint(&state, &d.endpoint),
+            "protocol": d.protocol,
+            "credentialType": d.credential.rest_name(),
+            "credential": null,
+            "accountKey": null,
+            "sasToken": null,
+            "isSas": d.credential == keyless_core::identity_rule::StoredCredential::Sas,
+            "clientCredentials": null,
+            "serviceDataAccessAuthIdentity": identity,
+            "subscriptionId": ws.subscription_id,
+            "resourceGroup": ws.resource_group,
+            "blobCacheTimeout": 0,
+        });
+        if let Some(secret) = r.body.get("secretName").and_then(Value::as_str) {
+            p.open(
+                &state,
+                &headers,
+                "datastores",
+                "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
+            )
+            .await?;
+            let (_, bundle) = vault_request(&state, &ws, Method::GET, secret, Vec::new()).await?;
+            let secrets: Value = bundle
+                .get("value")
+                .and_then(Value::as_str)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .ok_or_else(|| {
+                    keyless_core::Error::internal("a stored datastore credential is not JSON")
+                })?;
+            let value = |k: &str| secrets.get(k).cloned().unwrap_or(Value::Null);
+            match d.credential {
+                keyless_core::identity_rule::StoredCredential::AccountKey => {
+                    crate::http::set(&mut section, "credential", value("key"));
+                    crate::http::set(&mut section, "accountKey", value("key"));
+                }
+                keyless_core::identity_rule::StoredCredential::Sas => {
+                    crate::http::set(&mut section, "credential", value("sasToken"));
+                    crate::http::set(&mut section, "sasToken", value("sasToken"));
+                }
+                _ => {
+                    let mut client = d.credential_fields.clone();
+                    if let Some(s) = secrets.get("clientSecret") {
+                        client.insert("clientSecret".into(), s.clone());
+                    }
+                    crate::http::set(&mut section, "clientCredentials", Value::Object(client));
+                }
+            }
+        }
+        let body = json!({
+            "name": r.name,
+            "dataStoreType": d.store_type.rest_name(),
+            "hasBeenValidated": true,
+            "tags": r.body.pointer("/properties/tags").cloned().unwrap_or_else(|| json!({})),
+            "azureStorageSection": section,
+        });
+        Ok((StatusCode::OK, body))
+    })
+    .await
+}
