@@ -687,6 +687,8 @@ def test_mounts_list_and_read_by_ranges_and_write_through_fuse_as_the_submitting
         "cd ${{inputs.d}}\n"
         "find . -type f | sort | tr '\\n' ' '; echo\n"
         "cat a.txt sub/b.txt\n"
+        f"{JOB_PYTHON} -c \"import mmap; f = open('a.txt', 'rb'); "
+        "print('MMAP', mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)[:5].decode())\"\n"
         f"dd if=big.bin bs=65536 skip={offset >> 16} count=1 2>/dev/null | sha256sum\n"
         "if (echo x > a.txt) 2>/dev/null; then echo WROTE\"\"-INPUT; fi\n"
         "echo written > ${{outputs.out}}/result.txt\n"
@@ -713,7 +715,7 @@ def test_mounts_list_and_read_by_ranges_and_write_through_fuse_as_the_submitting
         proc = submit(server, job_file(world, name, text), name, env=alice["env"])
         out = proc.stdout
         assert "keyless-mounts on /mnt/azureml/job/mounts type fuse.keyless" in out, out
-        assert "./a.txt ./big.bin ./sub/b.txt" in out and "alpha\nbeta\n" in out, out
+        assert "./a.txt ./big.bin ./sub/b.txt" in out and "alpha\nbeta\nMMAP alpha\n" in out, out
         assert expected_sum in out and "WROTE-INPUT" not in out and "MOUNTS-DONE" in out, out
         job = server.cli("ml", "job", "show", "-n", name, *AT)
         assert job["inputs"]["d"]["mode"] == "ro_mount" and job["outputs"]["out"]["mode"] == "rw_mount"

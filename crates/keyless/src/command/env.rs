@@ -260,6 +260,10 @@ pub(crate) fn vars(info: &ServerInfo) -> Vec<(&'static str, String)> {
         "AZUREML_CURRENT_CLOUD",
         keyless_server::cloud::NAME.to_owned(),
     ));
+    // azureml-dataprep (behind azureml-fsspec, mltable and the SDK's mounts):
+    // the workspace's service endpoint, so it never asks the public cloud's
+    // management endpoint where the workspace is.
+    vars.push(("AZUREML_SERVICE_ENDPOINT", info.management.clone()));
     vars.push(("KEYLESS_LOGIN_URL", info.login.clone()));
     vars.push(("KEYLESS_MANAGEMENT_URL", info.management.clone()));
     vars.push(("KEYLESS_STORAGE_URL", info.storage.clone()));

@@ -39,11 +39,11 @@ use serde_json::{Value, json};
 use super::{Api, Failure, STORAGE_VERSION};
 
 /// The bytes fetched by one range read, and the unit of the cache.
-const BLOCK: u64 = 1024 * 1024;
+const BLOCK: u64 = 4 * 1024 * 1024;
 /// How many blocks past the one read are fetched while a file is read in order.
-const READ_AHEAD: u64 = 32;
+const READ_AHEAD: u64 = 8;
 /// How many block fetches run at once, for all files.
-const FETCHES: usize = 16;
+const FETCHES: usize = 8;
 /// The most the block cache keeps on the node's disk.
 const CACHE_BUDGET: u64 = 1024 * 1024 * 1024;
 /// The most it keeps in the agent's memory.
@@ -142,6 +142,8 @@ pub(super) struct Mounts {
     /// For each file: where its last read ended, to see reading in order,
     /// and the block read-ahead has reached.
     reads: Mutex<HashMap<u64, (u64, u64)>>,
+    /// Read-only files are opened for direct I/O (the kernel can map them).
+    direct_io: std::sync::atomic::AtomicBool,
 }
 
 /// A storage request's failure, as the command sees it and as the log explains it.
@@ -199,6 +201,7 @@ impl Mounts {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
             reads: Mutex::new(HashMap::new()),
+            direct_io: std::sync::atomic::AtomicBool::new(false),
         });
         mounts.build().await?;
         let fs = Fuse(Arc::clone(&mounts));
@@ -644,7 +647,7 @@ impl Mounts {
         blob: &str,
         size: u64,
         (offset, end): (u64, u64),
-    ) {
+    ) -> bool {
         let last = end.saturating_sub(1) / BLOCK;
         let blocks = size.div_ceil(BLOCK);
         let start = {
@@ -653,7 +656,7 @@ impl Mounts {
             let in_order = offset == 0 || seen.0.abs_diff(offset) <= IN_ORDER_SLACK;
             seen.0 = end;
             if !in_order {
-                return;
+                return false;
             }
             let start = seen.1.max(last + 1);
             seen.1 = (last + 1 + READ_AHEAD).min(blocks);
@@ -666,6 +669,56 @@ impl Mounts {
                 let _ = me.block(port, ino, &blob, size, ahead).await;
             });
         }
+        true
+    }
+
+    /// Whether every block of `offset..end` of file `ino` is on the node's disk.
+    fn on_disk(&self, ino: u64, (offset, end): (u64, u64)) -> bool {
+        let state = self.cache.lock();
+        (offset / BLOCK..=end.saturating_sub(1) / BLOCK).all(|i| state.disk.contains((ino, i)))
+    }
+
+    /// Reads exactly `offset..end` of a blob from the storage, past the cache:
+    /// a read out of order, which would otherwise fetch whole blocks for a few
+    /// bytes of them.
+    async fn read_range(
+        &self,
+        port: usize,
+        blob: &str,
+        (offset, end): (u64, u64),
+    ) -> Result<Vec<u8>, Refusal> {
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={offset}-{}", end - 1);
+        let response = self
+            .send(
+                port,
+                reqwest::Method::GET,
+                Some(blob),
+                &[],
+                &[("x-ms-range", range)],
+                None,
+            )
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(Refusal {
+                errno: Errno::ENOENT,
+                why: format!("{blob} is no longer on the storage"),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Refusal::io(format!("the read broke off: {e}")))?;
+        if bytes.len() as u64 != end - offset {
+            return Err(Refusal::io(format!(
+                "the storage sent {} bytes of {blob} at {offset} where {} were asked for",
+                bytes.len(),
+                end - offset
+            )));
+        }
+        Ok(bytes.to_vec())
     }
 
     /// `offset..end` of file `ino` when every block of it is in memory.
@@ -1178,6 +1231,10 @@ impl<V: Clone> Lru<V> {
         dropped
     }
 
+    fn contains(&self, key: Key) -> bool {
+        self.entries.contains_key(&key)
+    }
+
     fn remove(&mut self, key: Key) {
         if let Some((tick, len, _)) = self.entries.remove(&key) {
             self.by_use.remove(&tick);
@@ -1205,6 +1262,16 @@ impl<V: Clone> Lru<V> {
 struct Fuse(Arc<Mounts>);
 
 impl Filesystem for Fuse {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        let mmap = config
+            .add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_ok();
+        self.0
+            .direct_io
+            .store(mmap, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let m = &self.0;
         let tree = m.tree();
@@ -1476,7 +1543,16 @@ impl Filesystem for Fuse {
             }
             return reply.opened(FileHandle(0), FopenFlags::empty());
         }
-        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+        // Reads go straight to the agent, which caches and reads ahead itself:
+        // through the kernel's page cache they would be copied once more and
+        // cut into its small read-ahead windows. Where the kernel cannot map
+        // such files (no FUSE_DIRECT_IO_ALLOW_MMAP), they use the page cache.
+        let flags = if m.direct_io.load(std::sync::atomic::Ordering::Relaxed) {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        };
+        reply.opened(FileHandle(0), flags)
     }
 
     fn read(
@@ -1511,21 +1587,30 @@ impl Filesystem for Fuse {
             };
         }
         let end = (offset + u64::from(size)).min(file_size);
-        m.read_ahead((port, ino.0), &blob, file_size, (offset, end));
-        // What is in memory is answered here; what must be fetched, once it is.
+        let in_order = m.read_ahead((port, ino.0), &blob, file_size, (offset, end));
+        // What is in memory is answered here; what must be fetched, once it is:
+        // whole blocks through the cache while the file is read in order, else
+        // the bytes asked for alone.
         if let Some(bytes) = m.read_held(ino.0, (offset, end)) {
             return reply.data(&bytes);
         }
+        let exact = !in_order && !m.on_disk(ino.0, (offset, end));
         let me = Arc::clone(m);
         m.rt.spawn(async move {
-            let result = Arc::clone(&me)
-                .read_stored(
-                    (port, ino.0),
-                    blob.clone(),
-                    file_size,
-                    (offset, u64::from(size)),
-                )
-                .await;
+            let result = if exact {
+                me.read_range(port, &blob, (offset, end))
+                    .await
+                    .map_err(Arc::new)
+            } else {
+                Arc::clone(&me)
+                    .read_stored(
+                        (port, ino.0),
+                        blob.clone(),
+                        file_size,
+                        (offset, u64::from(size)),
+                    )
+                    .await
+            };
             match result {
                 Ok(bytes) => reply.data(&bytes),
                 Err(r) => {
