@@ -1,10 +1,12 @@
-"""A notebook's data readers, unmodified, after `eval "$(keyless env)"` and `keyless login`: the
-azure-ai-ml mounts (azureml-dataprep's native reader behind FUSE), run in a network namespace of
-their own where only keyless's ports are reachable (the reader is native code: a Python guard
-cannot see its connections)."""
+"""A notebook's data readers, unmodified, after `keyless login` and `eval "$(keyless env)"`:
+azureml-fsspec, pandas and mltable reading in-process, and the azure-ai-ml mounts (azureml-dataprep's
+native reader behind FUSE), each run in a network namespace of its own where only keyless's ports
+are reachable (the reader is native code: a Python guard cannot see its connections); and the
+data-access sessions that give the in-process readers the person's tokens, attacked."""
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,13 +54,14 @@ def world(server, tmp_path_factory):
     return {"sub": sub, "tmp": tmp, "alice": {**alice, "profile": str(profile)}}
 
 
-def notebook(server, world, script, *args):
+def notebook(server, world, script, *args, extra=None):
     """Runs a data-reader script as alice's notebook would, in the namespace guard."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "KEYLESS_", "IDENTITY_", "MSI_"))}
     env.update(server.env())
     env["KEYLESS_CONFIG_DIR"] = world["alice"]["profile"]
     env["PYTHONPATH"] = f"{HERE / 'guard_site'}:{HERE}"
     env["LOOPBACK_GUARD_EXIT"] = "1"
+    env.update(extra or {})
     ports = sorted({urlsplit(u).port for u in server.info.values() if isinstance(u, str) and u.startswith("http")})
     suffix = server.info["storage_suffix"].split(":")[0]
     hosts = [f"127.0.0.1 readdata.blob.{suffix} readdata.dfs.{suffix}"]
@@ -106,3 +109,61 @@ def test_the_namespace_guard_lets_nothing_but_keyless_out(server, world):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("1.1.1.1 443 refused") and lines[1].startswith("127.0.0.1 1 refused"), proc.stdout
     assert lines[2] == f"127.0.0.1 {port} open", proc.stdout + proc.stderr
+
+
+def session_env(server, profile):
+    """`keyless env` as the signed-in person runs it (with the server's check and the data-access session)."""
+    out = subprocess.run([str(ROOT / "target" / "debug" / "keyless") if not os.environ.get("KEYLESS_BIN")
+                          else os.environ["KEYLESS_BIN"], "env", "--data-dir", str(server.data_dir)],
+                         capture_output=True, text=True, env={**os.environ, "KEYLESS_CONFIG_DIR": profile})
+    assert out.returncode == 0, out.stderr
+    env = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip("'")
+    return env
+
+
+def test_a_notebook_reads_in_process_with_fsspec_pandas_and_mltable_as_the_signed_in_user(server, world):
+    """The on-behalf-of route azureml-dataprep offers a person: `keyless env` opens a data-access
+    session for the signed-in user; fsspec, pandas and mltable read through it with no prompt, and
+    the storage log names the user."""
+    session = session_env(server, world["alice"]["profile"])
+    assert session["AZUREML_OBO_ENABLED"] == "True" and session["OBO_ENDPOINT"].endswith("/keyless/data-access/token")
+    before = len(census_reads(server))
+    proc = notebook(server, world, "read.py", world["sub"], "default", "read-ws",
+                    extra={k: session[k] for k in ("AZUREML_OBO_ENABLED", "OBO_ENDPOINT", "MSI_SECRET")})
+    out = proc.stdout
+    assert "READ OK" in out, out + proc.stderr[-3000:]
+    rows = len(CENSUS.decode().strip().splitlines()) - 1
+    assert "LS ['census.csv']" in out and f"OPEN {CENSUS.decode().splitlines()[0]}" in out, out
+    assert f"PANDAS {rows}" in out and f"MLTABLE {rows}" in out, out
+    reads = census_reads(server)[before:]
+    assert reads and {r["RequesterObjectId"] for r in reads} == {world["alice"]["id"]}, reads
+
+
+def test_a_data_access_session_yields_only_its_persons_tokens_and_ends_with_them(server, world):
+    """Attacks on the session endpoint: no secret, a made-up one, and a session of a person who
+    is then disabled all get no token; a session's token is
+    its person's and nobody else's."""
+    import requests
+    session = session_env(server, world["alice"]["profile"])
+    url = session["OBO_ENDPOINT"]
+    get = lambda secret: requests.get(url, params={"resource": "https://storage.azure.com/"},
+                                      headers={"secret": secret} if secret else {}, verify=server.ca)
+    assert get(None).status_code == 401
+    assert get("0" * 43).status_code == 401
+    granted = get(session["MSI_SECRET"])
+    assert granted.status_code == 200 and isinstance(granted.json()["expires_on"], int)
+    claims = json.loads(__import__("base64").urlsafe_b64decode(granted.json()["access_token"].split(".")[1] + "=="))
+    assert claims["oid"] == world["alice"]["id"] and claims["aud"].startswith("https://storage.azure.com")
+    # Carol's session, then carol disabled: the secret yields nothing more.
+    upn = "carol.reader@keyless.local"
+    server.cli("ad", "user", "create", "--display-name", "Carol", "--user-principal-name", upn,
+               "--password", "Carol-Reader-Passw0rd!")
+    profile = str(world["tmp"] / "carol-profile")
+    server.cli("login", "-u", upn, "-p", "Carol-Reader-Passw0rd!", env={"KEYLESS_CONFIG_DIR": profile})
+    carol = session_env(server, profile)
+    assert get(carol["MSI_SECRET"]).status_code == 200
+    server.cli("ad", "user", "update", "--id", upn, "--account-enabled", "false")
+    assert get(carol["MSI_SECRET"]).status_code == 401

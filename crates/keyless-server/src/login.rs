@@ -3,6 +3,7 @@
 
 mod authorize;
 mod client_auth;
+pub(crate) mod data_access;
 mod device;
 mod error;
 mod grants;
@@ -78,6 +79,8 @@ pub(crate) fn router(state: SharedState) -> Router {
         )
         .route("/{tenant}/oauth2/devicecode", post(device::device_code))
         .route("/devicelogin", get(device::page).post(device::approve))
+        .route("/keyless/data-access/sessions", post(data_access::open))
+        .route("/keyless/data-access/token", get(data_access::token))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

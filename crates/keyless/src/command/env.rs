@@ -59,6 +59,9 @@ pub(crate) async fn run(args: &Args) -> Result<()> {
         vars.extend(workload_identity(&data_dir, app, &args.subject).await?);
     }
     vars.extend(az_vars(&info)?);
+    if !args.no_check && args.workload_identity.is_none() {
+        vars.extend(data_access(&info).await);
+    }
     for (name, value) in vars {
         println!("export {name}={}", quote(&value));
     }
@@ -71,6 +74,68 @@ pub(crate) async fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// azureml-dataprep's one route to a person's tokens without a prompt (behind
+/// azureml-fsspec and mltable): an on-behalf-of endpoint, as a compute
+/// instance has on Azure. keyless serves it on the login listener; the secret
+/// is a data-access session of the person signed in to this server, opened
+/// with their own token. Nothing when no one is signed in here.
+async fn data_access(info: &ServerInfo) -> Vec<(&'static str, String)> {
+    let Ok(mut profile) = crate::profile::Profile::load() else {
+        return Vec::new();
+    };
+    if profile.management_url.trim_end_matches('/') != info.management.trim_end_matches('/') {
+        return Vec::new();
+    }
+    match open_session(&mut profile).await {
+        Ok(secret) => vec![
+            ("AZUREML_OBO_ENABLED", "True".into()),
+            (
+                "OBO_ENDPOINT",
+                format!(
+                    "{}/keyless/data-access/token",
+                    info.login.trim_end_matches('/')
+                ),
+            ),
+            ("MSI_SECRET", secret),
+        ],
+        Err(e) => {
+            eprintln!(
+                "keyless env: no data-access session for azureml-fsspec and mltable ({e:#}); they will ask for a sign-in"
+            );
+            Vec::new()
+        }
+    }
+}
+
+async fn open_session(profile: &mut crate::profile::Profile) -> Result<String> {
+    let token = crate::client::token(profile, crate::client::MANAGEMENT).await?;
+    let http = crate::client::http(profile.ca_file.as_deref())?;
+    let response = http
+        .post(format!(
+            "{}/keyless/data-access/sessions",
+            profile.login_url.trim_end_matches('/')
+        ))
+        .bearer_auth(&token.access_token)
+        .send()
+        .await
+        .context("the login service cannot be reached")?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "refused ({status}): {}",
+            body.pointer("/error/message")
+                .or_else(|| body.get("message"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no reason given")
+        );
+    }
+    body.get("secret")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .context("the login service answered no secret")
 }
 
 /// What the real azure-cli needs beside the cloud document: no instance

@@ -1931,3 +1931,6 @@ fn read_at(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
     buf.truncate(filled);
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests;
