@@ -5,6 +5,9 @@ code) tries beyond those ports fails with ENETUNREACH or ECONNREFUSED: it cannot
 cloud, whatever it resolves. Needs root (unshare, mount).
 
     run_isolated(argv, env, ports, hosts_lines, timeout) -> CompletedProcess
+
+Inside the namespace this same file runs (`--inside`): it listens on each port and relays to its
+Unix socket, then runs the program; outside, a thread relays each Unix socket to the port.
 """
 
 import asyncio
@@ -15,11 +18,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-INSIDE = r'''
-import asyncio, os, sys
-sockets, ports, argv = sys.argv[1], [int(p) for p in sys.argv[2].split(",")], sys.argv[4:]
 
-async def pipe(reader, writer):
+async def _pipe(reader, writer):
     try:
         while data := await reader.read(65536):
             writer.write(data)
@@ -29,21 +29,24 @@ async def pipe(reader, writer):
     finally:
         writer.close()
 
-async def main():
-    async def relay(port, reader, writer):
-        try:
-            r2, w2 = await asyncio.open_unix_connection(os.path.join(sockets, str(port)))
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(pipe(reader, w2), pipe(r2, writer))
+
+async def _relay(connect, reader, writer):
+    """Relays one accepted connection to the one `connect()` opens."""
+    try:
+        r2, w2 = await connect()
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(_pipe(reader, w2), _pipe(r2, writer))
+
+
+async def _inside(sockets, ports, argv):
     for port in ports:
-        await asyncio.start_server(lambda r, w, p=port: relay(p, r, w), "127.0.0.1", port)
+        path = os.path.join(sockets, str(port))
+        await asyncio.start_server(
+            lambda r, w, p=path: _relay(lambda: asyncio.open_unix_connection(p), r, w), "127.0.0.1", port)
     proc = await asyncio.create_subprocess_exec(*argv)
     return await proc.wait()
-
-sys.exit(asyncio.run(main()))
-'''
 
 
 class _Outside:
@@ -52,7 +55,6 @@ class _Outside:
     def __init__(self, directory, ports):
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
-        self.servers = []
         self.thread = threading.Thread(target=self._run, args=(directory, ports), daemon=True)
         self.thread.start()
         if not self.ready.wait(10):
@@ -61,29 +63,11 @@ class _Outside:
     def _run(self, directory, ports):
         asyncio.set_event_loop(self.loop)
 
-        async def pipe(reader, writer):
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                writer.close()
-
-        async def relay(port, reader, writer):
-            try:
-                r2, w2 = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                writer.close()
-                return
-            await asyncio.gather(pipe(reader, w2), pipe(r2, writer))
-
         async def start():
             for port in ports:
-                path = os.path.join(directory, str(port))
-                self.servers.append(await asyncio.start_unix_server(
-                    lambda r, w, p=port: relay(p, r, w), path=path))
+                await asyncio.start_unix_server(
+                    lambda r, w, p=port: _relay(lambda: asyncio.open_connection("127.0.0.1", p), r, w),
+                    path=os.path.join(directory, str(port)))
             self.ready.set()
 
         self.loop.run_until_complete(start())
@@ -102,15 +86,18 @@ def run_isolated(argv, env, ports, hosts_lines=(), timeout=300):
         sockets.mkdir()
         hosts = Path(tmp) / "hosts"
         hosts.write_text("127.0.0.1 localhost\n::1 localhost\n" + "".join(f"{line}\n" for line in hosts_lines))
-        inside = Path(tmp) / "inside.py"
-        inside.write_text(INSIDE)
         outside = _Outside(str(sockets), ports)
         try:
             setup = 'ip link set lo up && mount --bind "$1" /etc/hosts && shift && exec "$@"'
             return subprocess.run(
                 ["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c", setup, "netns-guard",
-                 str(hosts), sys.executable if not argv else argv[0], str(inside), str(sockets),
+                 str(hosts), argv[0], str(Path(__file__).resolve()), "--inside", str(sockets),
                  ",".join(str(p) for p in ports), "--", *argv],
                 env=env, capture_output=True, text=True, timeout=timeout)
         finally:
             outside.close()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--inside"]:
+    _sockets, _ports, _argv = sys.argv[2], [int(p) for p in sys.argv[3].split(",")], sys.argv[5:]
+    sys.exit(asyncio.run(_inside(_sockets, _ports, _argv)))

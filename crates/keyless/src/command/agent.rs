@@ -184,6 +184,53 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Posts `body` to `rel` with the job's secret and reads the answer as a
+    /// `T`. A refusal was recorded by the server (it failed the job), and comes
+    /// back with its reason, under `code`.
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+        body: &Value,
+        code: &'static str,
+    ) -> Result<T, Failure> {
+        let response = self
+            .send(rel, |url| {
+                self.http
+                    .post(url)
+                    .header("x-keyless-job-secret", &self.secret)
+                    .json(body)
+            })
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    code,
+                    format!("the agent API ({rel}) cannot be reached: {e}"),
+                )
+            })?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = value
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("refused")
+                .to_owned();
+            return Err(Failure {
+                code,
+                message,
+                reported: true,
+            });
+        }
+        serde_json::from_value(value).map_err(|e| {
+            Failure::new(
+                code,
+                format!("the server's answer to {rel} is malformed: {e}"),
+            )
+        })
+    }
+}
+
 /// Runs the agent of the job whose handle `KEYLESS_JOB_HANDLE` names.
 pub(crate) async fn run() -> Result<()> {
     // The command runs as this same user: without this it could read the
@@ -272,27 +319,7 @@ impl Agent {
 
     /// Asks for access to some data; a refusal was recorded by the server.
     async fn access(&self, path: &str, body: &Value) -> Result<Access, Failure> {
-        let response = self.call(reqwest::Method::POST, path, Some(body)).await?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = value
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("refused")
-                .to_owned();
-            return Err(Failure {
-                code: "AgentFailed",
-                message,
-                reported: true,
-            });
-        }
-        serde_json::from_value(value).map_err(|e| {
-            Failure::new(
-                "AgentFailed",
-                format!("the server's answer to {path} is malformed: {e}"),
-            )
-        })
+        self.api.ask(path, body, "AgentFailed").await
     }
 
     async fn work(self: Arc<Self>) -> Result<(), Failure> {

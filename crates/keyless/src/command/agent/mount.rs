@@ -586,23 +586,7 @@ impl Mounts {
         if start >= end {
             return Ok(Arc::new(Chunks(Vec::new())));
         }
-        let range = format!("bytes={start}-{}", end - 1);
-        let response = self
-            .send(
-                port,
-                reqwest::Method::GET,
-                Some(blob),
-                &[],
-                &[("x-ms-range", range)],
-                None,
-            )
-            .await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(Refusal {
-                errno: Errno::ENOENT,
-                why: format!("{blob} is no longer on the storage"),
-            });
-        }
+        let response = self.get_range(port, blob, (start, end)).await?;
         let mut chunks = Vec::new();
         let mut len = 0u64;
         let mut body = response.bytes_stream();
@@ -678,19 +662,15 @@ impl Mounts {
         (offset / BLOCK..=end.saturating_sub(1) / BLOCK).all(|i| state.disk.contains((ino, i)))
     }
 
-    /// Reads exactly `offset..end` of a blob from the storage, past the cache:
-    /// a read out of order, which would otherwise fetch whole blocks for a few
-    /// bytes of them.
-    async fn read_range(
+    /// Asks the storage for `start..end` of a blob; the body is the caller's
+    /// to read.
+    async fn get_range(
         &self,
         port: usize,
         blob: &str,
-        (offset, end): (u64, u64),
-    ) -> Result<Vec<u8>, Refusal> {
-        if offset >= end {
-            return Ok(Vec::new());
-        }
-        let range = format!("bytes={offset}-{}", end - 1);
+        (start, end): (u64, u64),
+    ) -> Result<reqwest::Response, Refusal> {
+        let range = format!("bytes={start}-{}", end - 1);
         let response = self
             .send(
                 port,
@@ -707,6 +687,22 @@ impl Mounts {
                 why: format!("{blob} is no longer on the storage"),
             });
         }
+        Ok(response)
+    }
+
+    /// Reads exactly `offset..end` of a blob from the storage, past the cache:
+    /// a read out of order, which would otherwise fetch whole blocks for a few
+    /// bytes of them.
+    async fn read_range(
+        &self,
+        port: usize,
+        blob: &str,
+        (offset, end): (u64, u64),
+    ) -> Result<Vec<u8>, Refusal> {
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let response = self.get_range(port, blob, (offset, end)).await?;
         let bytes = response
             .bytes()
             .await
@@ -1803,40 +1799,7 @@ impl Filesystem for Fuse {
 /// Asks the agent API for a mount's access.
 async fn grant(api: &Api, spec: &MountSpec) -> Result<(Grant, Access), Failure> {
     let rel = format!("mounts/{}s/{}", spec.direction, super::segment(&spec.port));
-    let response = api
-        .send(&rel, |url| {
-            api.http
-                .post(url)
-                .header("x-keyless-job-secret", &api.secret)
-                .json(&json!({}))
-        })
-        .await
-        .map_err(|e| {
-            Failure::new(
-                "MountFailed",
-                format!("the agent API cannot be reached: {e}"),
-            )
-        })?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = value
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("refused")
-            .to_owned();
-        return Err(Failure {
-            code: "MountFailed",
-            message,
-            reported: true,
-        });
-    }
-    let grant: Grant = serde_json::from_value(value).map_err(|e| {
-        Failure::new(
-            "MountFailed",
-            format!("the server's answer for a mount is malformed: {e}"),
-        )
-    })?;
+    let grant: Grant = api.ask(&rel, &json!({}), "MountFailed").await?;
     let expires = grant
         .authorization
         .as_deref()
