@@ -267,6 +267,22 @@ pub(crate) async fn list(
     .await
 }
 
+/// A datastore's stored credential, read from the workspace's vault as the
+/// workspace's identity: the REST `secrets` object.
+async fn stored_secrets(
+    state: &SharedState,
+    ws: &Resource,
+    secret: &str,
+) -> Result<Value, MgmtError> {
+    let (_, bundle) = vault_request(state, ws, Method::GET, secret, Vec::new()).await?;
+    let value = bundle
+        .get("value")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Ok(serde_json::from_str(value)
+        .map_err(|_| keyless_core::Error::internal("a stored datastore credential is not JSON"))?)
+}
+
 pub(crate) async fn list_secrets(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -287,15 +303,7 @@ pub(crate) async fn list_secrets(
         let Some(secret) = r.body.get("secretName").and_then(Value::as_str) else {
             return Ok((StatusCode::OK, json!({ "secretsType": "None" })));
         };
-        let (_, bundle) = vault_request(&state, &ws, Method::GET, secret, Vec::new()).await?;
-        let value = bundle
-            .get("value")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let secrets: Value = serde_json::from_str(value).map_err(|_| {
-            keyless_core::Error::internal("a stored datastore credential is not JSON")
-        })?;
-        Ok((StatusCode::OK, secrets))
+        Ok((StatusCode::OK, stored_secrets(&state, &ws, secret).await?))
     })
     .await
 }
@@ -404,14 +412,7 @@ pub(crate) async fn show_v1(
                 "Microsoft.MachineLearningServices/workspaces/datastores/listsecrets/action",
             )
             .await?;
-            let (_, bundle) = vault_request(&state, &ws, Method::GET, secret, Vec::new()).await?;
-            let secrets: Value = bundle
-                .get("value")
-                .and_then(Value::as_str)
-                .and_then(|v| serde_json::from_str(v).ok())
-                .ok_or_else(|| {
-                    keyless_core::Error::internal("a stored datastore credential is not JSON")
-                })?;
+            let secrets = stored_secrets(&state, &ws, secret).await?;
             let value = |k: &str| secrets.get(k).cloned().unwrap_or(Value::Null);
             match d.credential {
                 keyless_core::identity_rule::StoredCredential::AccountKey => {

@@ -1,3 +1,4 @@
+use super::cache::{Chunks, Lru};
 use super::*;
 
 fn chunks(parts: &[&[u8]]) -> Chunks {
