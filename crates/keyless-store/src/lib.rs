@@ -17,11 +17,13 @@ pub mod blob;
 mod blob_conformance;
 pub mod meta;
 pub mod objects;
+pub mod registry;
 pub mod storage;
 pub mod vault;
 
 pub use blob::{BlobBackend, ByteStream, Extended, LocalFiles, Written};
 pub use meta::*;
 pub use objects::ObjectStoreBlobs;
+pub use registry::*;
 pub use storage::*;
 pub use vault::*;

@@ -497,6 +497,7 @@ pub trait MetaStore:
     + ChangeFeed
     + crate::storage::StorageStore
     + crate::vault::VaultStore
+    + crate::registry::RegistryStore
 {
 }
 
@@ -506,7 +507,8 @@ impl<
         + ResourceStore
         + ChangeFeed
         + crate::storage::StorageStore
-        + crate::vault::VaultStore,
+        + crate::vault::VaultStore
+        + crate::registry::RegistryStore,
 > MetaStore for T
 {
 }

@@ -19,6 +19,7 @@ mod directory;
 mod logs;
 #[cfg(test)]
 mod races;
+mod registry;
 mod resources;
 mod retained;
 mod storage;

@@ -10,6 +10,7 @@ use crate::meta::{
     AuthorizationCode, Credential, CredentialKind, DeviceCode, Resource, StoredRoleAssignment,
     Tenant,
 };
+use crate::registry::{Manifest, Registry, RegistryBlob, Tag, Upload};
 use crate::storage::{
     Blob, BlobProperties, BlobState, Block, Container, ContainerState, Content, Retained,
     RetainedKind, StorageAccount,
@@ -420,4 +421,64 @@ pub(crate) fn like_prefix(prefix: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("{escaped}%")
+}
+
+pub(crate) fn registry(row: &impl Cols) -> Result<Registry, Error> {
+    let c = |e| corrupt("registry", e);
+    Ok(Registry {
+        name: row.text("name").map_err(c)?,
+        id: row.text("id").map_err(c)?,
+        tenant_id: TenantId::parse(&row.text("tenant_id").map_err(c)?)?,
+        subscription_id: row.text("subscription_id").map_err(c)?,
+        resource_group: row.text("resource_group").map_err(c)?,
+        location: row.text("location").map_err(c)?,
+        body: json(row, "body", "registry")?,
+        password1: row.bytes("password1").map_err(c)?,
+        password2: row.bytes("password2").map_err(c)?,
+        created_at: row.int("created_at").map_err(c)?,
+    })
+}
+
+pub(crate) fn registry_blob(row: &impl Cols) -> Result<RegistryBlob, Error> {
+    let c = |e| corrupt("registry blob", e);
+    Ok(RegistryBlob {
+        registry: row.text("registry").map_err(c)?,
+        digest: row.text("digest").map_err(c)?,
+        file_id: row.text("file_id").map_err(c)?,
+        size: u64::try_from(row.int("size").map_err(c)?).unwrap_or_default(),
+        created_at: row.int("created_at").map_err(c)?,
+    })
+}
+
+pub(crate) fn manifest(row: &impl Cols) -> Result<Manifest, Error> {
+    let c = |e| corrupt("manifest", e);
+    Ok(Manifest {
+        registry: row.text("registry").map_err(c)?,
+        repository: row.text("repository").map_err(c)?,
+        digest: row.text("digest").map_err(c)?,
+        media_type: row.text("media_type").map_err(c)?,
+        body: row.bytes("body").map_err(c)?,
+        created_at: row.int("created_at").map_err(c)?,
+    })
+}
+
+pub(crate) fn tag(row: &impl Cols) -> Result<Tag, Error> {
+    let c = |e| corrupt("tag", e);
+    Ok(Tag {
+        name: row.text("name").map_err(c)?,
+        digest: row.text("digest").map_err(c)?,
+        updated_at: row.int("updated_at").map_err(c)?,
+    })
+}
+
+pub(crate) fn upload(row: &impl Cols) -> Result<Upload, Error> {
+    let c = |e| corrupt("upload", e);
+    Ok(Upload {
+        id: row.text("id").map_err(c)?,
+        registry: row.text("registry").map_err(c)?,
+        repository: row.text("repository").map_err(c)?,
+        file_id: row.text("file_id").map_err(c)?,
+        size: u64::try_from(row.int("size").map_err(c)?).unwrap_or_default(),
+        created_at: row.int("created_at").map_err(c)?,
+    })
 }

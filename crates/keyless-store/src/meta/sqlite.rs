@@ -13,6 +13,7 @@ use crate::meta::rows::db_error;
 mod cache;
 mod directory;
 mod listed;
+mod registry;
 mod resources;
 mod retained;
 mod storage;

@@ -1066,7 +1066,9 @@ impl StorageStore for PostgresStore {
     async fn file_ids(&self) -> Result<HashSet<String>, Error> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT file_id FROM blobs WHERE file_id <> '' UNION SELECT file_id FROM blocks
-             UNION SELECT file_id FROM blob_snapshots WHERE file_id <> ''",
+             UNION SELECT file_id FROM blob_snapshots WHERE file_id <> ''
+             UNION SELECT file_id FROM registry_blobs
+             UNION SELECT file_id FROM registry_uploads WHERE file_id <> ''",
         )
         .fetch_all(&self.pool)
         .await
