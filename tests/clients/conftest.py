@@ -83,7 +83,7 @@ class Server:
         self.config_dir = root / "cli"
         self.log_path = root / "serve.log"
         self.host = "127.0.0.1"
-        self.ports = dict(zip(["storage", "login", "management", "vault", "identity"], free_ports(5)))
+        self.ports = dict(zip(["storage", "login", "management", "vault", "identity", "registry"], free_ports(6)))
         self.proc = None
         self.logs = []
 

@@ -199,7 +199,8 @@ impl TokenVerifier {
         }
     }
 
-    fn is_disabled(&self, object_id: &str) -> bool {
+    /// Whether every token of the principal `object_id` is refused.
+    pub fn is_disabled(&self, object_id: &str) -> bool {
         let set = match self.disabled.read() {
             Ok(set) => set,
             Err(poisoned) => poisoned.into_inner(),

@@ -27,6 +27,9 @@ pub const PORTAL: &str = "https://portal.azure.keyless.localhost/";
 pub const ML_AUDIENCE: &str = "https://ml.azure.keyless.localhost";
 /// The storage zone below which `<account>.blob.` and `<account>.dfs.` names live.
 pub const STORAGE_ZONE: &str = "core.keyless.localhost";
+/// The zone of registries' login servers (`<registry>.azurecr.keyless.localhost`),
+/// as `azurecr.io` is Azure's.
+pub const REGISTRY_ZONE: &str = "azurecr.keyless.localhost";
 
 /// The port of a listener URL (`https://host:port`).
 fn port(url: &str) -> &str {
@@ -37,6 +40,23 @@ fn port(url: &str) -> &str {
 /// `suffixes.storage`: the zone and the storage listener's port.
 pub fn storage_suffix(storage_url: &str) -> String {
     format!("{STORAGE_ZONE}:{}", port(storage_url))
+}
+
+/// The registry suffix: the zone and the registry listener's port.
+pub fn registry_suffix(registry_url: &str) -> String {
+    format!("{REGISTRY_ZONE}:{}", port(registry_url))
+}
+
+/// A registry's login server: `<name>.<zone>:<registry port>`.
+pub(crate) fn login_server(urls: &Urls, name: &str) -> String {
+    format!("{name}.{}", registry_suffix(&urls.registry))
+}
+
+/// The registry a login server's host name (`<registry>.<zone>[:port]`) names.
+pub(crate) fn registry_of_host(host: &str) -> Option<&str> {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let (registry, zone) = name.split_once('.')?;
+    (zone.eq_ignore_ascii_case(REGISTRY_ZONE) && !registry.is_empty()).then_some(registry)
 }
 
 /// The URL of the cloud document on the management listener.
@@ -89,6 +109,7 @@ pub(crate) fn document(urls: &Urls) -> Value {
         "suffixes": {
             "storage": storage_suffix(&urls.storage),
             "keyVaultDns": format!("vault.{DNS_ZONE}:{}", port(&urls.vault)),
+            "acrLoginServer": registry_suffix(&urls.registry),
             "storageSyncEndpointSuffix": format!("afs.{DNS_ZONE}"),
         },
         "media": "",
@@ -172,6 +193,7 @@ mod tests {
             storage: "https://127.0.0.1:3".into(),
             vault: "https://127.0.0.1:4".into(),
             identity: "http://127.0.0.1:5".into(),
+            registry: "https://127.0.0.1:6".into(),
         };
         let doc = document(&urls);
         assert_eq!(doc[0]["resourceManager"], "https://127.0.0.1:2/");
@@ -180,6 +202,16 @@ mod tests {
             "https://127.0.0.1:1/"
         );
         assert_eq!(doc[0]["suffixes"]["storage"], "core.keyless.localhost:3");
+        assert_eq!(
+            doc[0]["suffixes"]["acrLoginServer"],
+            "azurecr.keyless.localhost:6"
+        );
+        assert_eq!(
+            registry_of_host("myacr.azurecr.keyless.localhost:6"),
+            Some("myacr")
+        );
+        assert_eq!(registry_of_host("myacr.azurecr.io"), None);
+        assert_eq!(registry_of_host("127.0.0.1:6"), None);
         assert!(metadata_url(&urls.management).contains("https://127.0.0.1:2/"));
     }
 }

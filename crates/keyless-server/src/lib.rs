@@ -20,6 +20,7 @@ mod management;
 mod master;
 mod metrics;
 mod network;
+mod registry;
 mod signing;
 mod state;
 mod storage;
@@ -61,6 +62,8 @@ pub mod ports {
     pub const VAULT: u16 = 10012;
     /// Managed-identity endpoint.
     pub const IDENTITY: u16 = 10013;
+    /// Container registries.
+    pub const REGISTRY: u16 = 10014;
 }
 
 /// The sockets a server serves, bound by the caller.
@@ -76,6 +79,8 @@ pub struct Listeners {
     pub vault: TcpListener,
     /// Managed-identity endpoint (plain HTTP).
     pub identity: TcpListener,
+    /// Container registries: the OCI distribution API and ACR's token service (TLS).
+    pub registry: TcpListener,
 }
 
 /// What a started server tells its operator and clients; also written to
@@ -92,6 +97,10 @@ pub struct ServerInfo {
     pub vault: String,
     /// Managed-identity endpoint URL.
     pub identity: String,
+    /// Container registries' URL: a registry's login server is
+    /// `<name>.<registry_suffix>`.
+    #[serde(default)]
+    pub registry: String,
     /// The bootstrap tenant.
     pub tenant: String,
     /// The CA bundle clients must trust, when keyless generated the certificate.
@@ -104,6 +113,9 @@ pub struct ServerInfo {
     /// The storage suffix of the cloud: `<account>.blob.<suffix>` names accounts.
     #[serde(default)]
     pub storage_suffix: String,
+    /// The registry suffix: `<registry>.<suffix>` is a registry's login server.
+    #[serde(default)]
+    pub registry_suffix: String,
 }
 
 /// How long a stopping server waits for its job runners.
@@ -277,6 +289,7 @@ pub async fn start_with_clock(
         storage: format!("https://{host}:{}", port(&listeners.storage)?),
         vault: format!("https://{host}:{}", port(&listeners.vault)?),
         identity: format!("http://{host}:{}", port(&listeners.identity)?),
+        registry: format!("https://{host}:{}", port(&listeners.registry)?),
     };
     let verifier = TokenVerifier::new(urls.login.clone(), ring, tenants.clone());
     for tenant in &tenants {
@@ -333,11 +346,13 @@ pub async fn start_with_clock(
         storage: urls.storage.clone(),
         vault: urls.vault.clone(),
         identity: urls.identity.clone(),
+        registry: urls.registry.clone(),
         tenant: store.setting("bootstrap.tenant").await?.unwrap_or_default(),
         ca_file: tls.ca_file.clone(),
         admin_file: config.data_dir.join("admin.json"),
         cloud_metadata: cloud::metadata_url(&urls.management),
         storage_suffix: cloud::storage_suffix(&urls.storage),
+        registry_suffix: cloud::registry_suffix(&urls.registry),
     };
     let json = serde_json::to_vec_pretty(&info).map_err(|e| Error::internal(e.to_string()))?;
     tls::write_private(&config.data_dir.join("endpoints.json"), &json)?;
@@ -368,6 +383,12 @@ pub async fn start_with_clock(
             "vault",
             listeners.vault,
             vault::router(Arc::clone(&state)),
+            true,
+        ),
+        (
+            "registry",
+            listeners.registry,
+            registry::router(Arc::clone(&state)),
             true,
         ),
         (
@@ -469,6 +490,15 @@ async fn expire_blocks(state: state::SharedState, shutdown: CancellationToken) {
         }
         if let Err(e) = state.store.used_once_expire(now).await {
             tracing::warn!(error = %e, "could not forget expired client assertions");
+        }
+        // Registry uploads begun and never finished.
+        match state
+            .store
+            .registry_uploads_expire(now - registry::UPLOAD_LIFETIME)
+            .await
+        {
+            Ok(files) => state.blobs.remove(&files).await,
+            Err(e) => tracing::warn!(error = %e, "could not drop abandoned registry uploads"),
         }
         // Deleted blobs, snapshots and versions kept past their retention days.
         match state.store.retained_expire(now).await {

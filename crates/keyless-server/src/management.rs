@@ -12,6 +12,7 @@ pub(crate) mod directory;
 mod error;
 pub(crate) mod graph;
 pub(crate) mod ml;
+pub(crate) mod registries;
 mod resources;
 pub(crate) mod storage_accounts;
 mod vaults;
@@ -39,6 +40,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .merge(storage_accounts::router())
         .merge(blob_services::router())
         .merge(vaults::router())
+        .merge(registries::router())
         .merge(ml::router())
         .merge(admin::router())
         .merge(activity::router())

@@ -28,6 +28,7 @@ pub(crate) fn key_file(config: &crate::config::Config) -> PathBuf {
 pub(crate) struct Resealed {
     signing_keys: usize,
     storage_account_keys: usize,
+    registry_passwords: usize,
     secret_versions: usize,
 }
 
@@ -90,6 +91,18 @@ async fn reseal(
                 account.key2 = ring.reseal(&c2, &account.key2)?;
                 state.store.account_update(&account).await?;
                 done.storage_account_keys += 2;
+            }
+        }
+        for mut registry in state.store.registries(&sub.id, None).await? {
+            let (c1, c2) = (
+                crate::registry::password_context(&registry.name, "password"),
+                crate::registry::password_context(&registry.name, "password2"),
+            );
+            if stale(&c1, &registry.password1) || stale(&c2, &registry.password2) {
+                registry.password1 = ring.reseal(&c1, &registry.password1)?;
+                registry.password2 = ring.reseal(&c2, &registry.password2)?;
+                state.store.registry_update(&registry).await?;
+                done.registry_passwords += 2;
             }
         }
     }

@@ -26,6 +26,8 @@ pub struct Urls {
     pub vault: String,
     /// Managed-identity endpoint (plain HTTP on loopback).
     pub identity: String,
+    /// Container registries.
+    pub registry: String,
 }
 
 /// What handlers reach through `State`.
@@ -60,6 +62,8 @@ pub(crate) struct AppState {
     pub(crate) storage_log: crate::storage_log::StorageLog,
     /// One record per vault request (who read which secret version).
     pub(crate) vault_log: crate::storage_log::StorageLog,
+    /// One record per registry request (who pulled or pushed which digest).
+    pub(crate) registry_log: crate::storage_log::StorageLog,
     /// Running jobs: slots, cancel switches, identity endpoint grants.
     pub(crate) jobs: crate::jobs::Runtime,
     /// Password sign-ins: lockouts and the hashing pool.
@@ -117,17 +121,20 @@ impl AppState {
             shared,
         } = stores;
         let server_id = server_id(&config.data_dir)?;
-        let (storage_log, vault_log) = match shared {
+        let (storage_log, vault_log, registry_log) = match shared {
             Some(store) => (
                 crate::storage_log::StorageLog::shared(store.clone(), "storage"),
-                crate::storage_log::StorageLog::shared(store, "vault"),
+                crate::storage_log::StorageLog::shared(store.clone(), "vault"),
+                crate::storage_log::StorageLog::shared(store, "registry"),
             ),
-            None => (
-                crate::storage_log::StorageLog::open(
-                    &config.data_dir.join("logs").join("storage"),
-                )?,
-                crate::storage_log::StorageLog::open(&config.data_dir.join("logs").join("vault"))?,
-            ),
+            None => {
+                let logs = config.data_dir.join("logs");
+                (
+                    crate::storage_log::StorageLog::open(&logs.join("storage"))?,
+                    crate::storage_log::StorageLog::open(&logs.join("vault"))?,
+                    crate::storage_log::StorageLog::open(&logs.join("registry"))?,
+                )
+            }
         };
         let jobs = crate::jobs::Runtime::new(
             &[config.data_dir.clone(), config.jobs_dir()],
@@ -137,6 +144,7 @@ impl AppState {
         Ok(Self {
             storage_log,
             vault_log,
+            registry_log,
             store,
             blobs,
             appends: std::sync::Mutex::default(),

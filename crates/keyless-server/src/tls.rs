@@ -71,6 +71,7 @@ pub fn prepare(data_dir: &Path, public_host: &str, tls: &TlsConfig) -> Result<Tl
                 format!("*.blob.{}", crate::cloud::STORAGE_ZONE),
                 format!("*.dfs.{}", crate::cloud::STORAGE_ZONE),
                 format!("*.vault.{}", crate::cloud::DNS_ZONE),
+                format!("*.{}", crate::cloud::REGISTRY_ZONE),
             ];
             names.extend(tls.extra_names.iter().cloned());
             names.sort();

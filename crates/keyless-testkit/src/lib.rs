@@ -77,6 +77,7 @@ impl TestServer {
             management: any()?,
             vault: any()?,
             identity: any()?,
+            registry: any()?,
         };
         Ok((config, listeners))
     }

@@ -9,6 +9,9 @@ use crate::state::SharedState;
 pub(crate) const STORAGE: &str = "https://storage.azure.com";
 /// The key vault resource.
 pub(crate) const VAULT: &str = "https://vault.azure.net";
+/// Container registries' token exchange: the audience ACR's clients ask for
+/// (the resource manager's names are taken too).
+pub(crate) const CONTAINER_REGISTRY: &str = "https://containerregistry.azure.net";
 /// Microsoft Graph, which keyless serves on the management listener under
 /// `/graph` (the cloud document's `microsoftGraphResourceId`).
 pub(crate) const GRAPH: &str = "https://graph.microsoft.com";
@@ -87,7 +90,7 @@ async fn canonical(
 ) -> Result<String, OAuthError> {
     let trimmed = resource.trim_end_matches('/');
     let same = |known: &str| known.eq_ignore_ascii_case(trimmed);
-    if same(STORAGE) || same(VAULT) {
+    if same(STORAGE) || same(VAULT) || same(CONTAINER_REGISTRY) {
         return Ok(trimmed.to_ascii_lowercase());
     }
     if MANAGEMENT.iter().any(|m| same(m)) {
@@ -119,7 +122,7 @@ async fn canonical(
     Err(OAuthError::invalid_scope(
         500011,
         format!(
-            "The resource principal named {resource} was not found in the tenant. Known resources: {STORAGE}, {VAULT}, {}, {GRAPH}, {}, and api://<appId> of the tenant's applications.",
+            "The resource principal named {resource} was not found in the tenant. Known resources: {STORAGE}, {VAULT}, {CONTAINER_REGISTRY}, {}, {GRAPH}, {}, and api://<appId> of the tenant's applications.",
             MANAGEMENT[0],
             crate::cloud::ML_AUDIENCE
         ),

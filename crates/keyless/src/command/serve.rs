@@ -40,6 +40,9 @@ pub(crate) struct Args {
     /// Managed-identity endpoint port (default: 10013).
     #[arg(long, env = "KEYLESS_IDENTITY_PORT")]
     identity_port: Option<u16>,
+    /// Container registry port (default: 10014).
+    #[arg(long, env = "KEYLESS_REGISTRY_PORT")]
+    registry_port: Option<u16>,
     /// An operator-supplied TLS certificate chain (PEM).
     #[arg(long, env = "KEYLESS_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -122,6 +125,7 @@ struct FileConfig {
     management_port: Option<u16>,
     vault_port: Option<u16>,
     identity_port: Option<u16>,
+    registry_port: Option<u16>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -263,6 +267,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             "identity",
             port(args.identity_port, file.identity_port, ports::IDENTITY),
         )?,
+        registry: bind_one(
+            "registry",
+            port(args.registry_port, file.registry_port, ports::REGISTRY),
+        )?,
     };
 
     let shutdown = CancellationToken::new();
@@ -278,6 +286,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     println!("  storage     {}", info.storage);
     println!("  vault       {}", info.vault);
     println!("  identity    {}", info.identity);
+    println!("  registry    {}", info.registry);
     println!("  tenant      {}", info.tenant);
     println!("  admin       credentials in {}", info.admin_file.display());
     println!(
