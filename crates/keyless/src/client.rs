@@ -211,6 +211,11 @@ impl Api {
         })
     }
 
+    /// The signed-in identity's management token.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
     pub(crate) fn subscription(&self) -> Result<String> {
         if let Some(chosen) = SUBSCRIPTION.get() {
             return Ok(chosen.clone());

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub(crate) mod access;
+pub(crate) mod acr;
 pub(crate) mod account;
 pub(crate) mod ad;
 pub(crate) mod admin;

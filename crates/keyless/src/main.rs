@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use command::{
+    acr,
     access, account, ad, admin, agent, configure, env, group, hosts, identity, keyvault, ml,
     monitor, role, serve, shim, storage,
 };
@@ -81,6 +82,8 @@ enum Command {
     Storage(storage::StorageCommand),
     /// User-assigned managed identities.
     Identity(identity::IdentityArgs),
+    /// Container registries (images are served on the registry listener).
+    Acr(acr::AcrArgs),
     /// Key vaults (secrets are served on the vault listener, for SecretClient).
     #[command(subcommand)]
     Keyvault(keyvault::KeyvaultCommand),
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
             Command::Group(args) => group::run(args, format).await,
             Command::Storage(cmd) => storage::run(cmd, format).await,
             Command::Keyvault(cmd) => keyvault::run(cmd, format).await,
+            Command::Acr(cmd) => acr::run(cmd, format).await,
             Command::Ml(cmd) => ml::run(cmd, format).await,
             Command::Role(cmd) => role::run(cmd, format).await,
             Command::Access(cmd) => access::run(cmd, format).await,
