@@ -186,7 +186,7 @@ def test_the_documents_registry_and_environment_commands(server, tmp_path):
         assert (proc.returncode == 0) == ok, proc.stderr
         return proc.stdout if ok else proc.stderr
 
-    acr = f"/subscriptions/{sub}/resourceGroups/default/providers/Microsoft.ContainerRegistry/registries/docacr"
+    acr = server.cli("acr", "create", "-n", "docacr", "-g", "default")["id"]
     az("ml", "workspace", "create", "-n", "doc-acr-ws", "-g", "default", "-l", "local", "--container-registry", acr)
     assert az("ml", "workspace", "show", "--name", "doc-acr-ws", "--resource-group", "default", "--subscription", sub,
               "--query", "container_registry") == f'"{acr}"\n'

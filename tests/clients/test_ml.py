@@ -401,8 +401,7 @@ def test_compute_operator_manages_computes_and_nothing_else(server, ml, tmp_path
 
 
 def test_compute_identity_pulls_from_the_workspace_registry(server, ml):
-    registry = (f"/subscriptions/{ml['sub']}/resourceGroups/default/providers/"
-                "Microsoft.ContainerRegistry/registries/mlacr")
+    registry = server.cli("acr", "create", "-n", "mlacr01", "-g", "default")["id"]
     ml_tmp = ml["tmp"]
     (ml_tmp / "acr-ws.yml").write_text(f"name: acr-ws\ncontainer_registry: {registry}\n")
     server.cli("ml", "workspace", "create", "-f", str(ml_tmp / "acr-ws.yml"), "-g", "default")

@@ -1,8 +1,8 @@
 //! One module per command group.
 
 pub(crate) mod access;
-pub(crate) mod acr;
 pub(crate) mod account;
+pub(crate) mod acr;
 pub(crate) mod ad;
 pub(crate) mod admin;
 pub(crate) mod agent;

@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use command::{
-    acr,
-    access, account, ad, admin, agent, configure, env, group, hosts, identity, keyvault, ml,
+    access, account, acr, ad, admin, agent, configure, env, group, hosts, identity, keyvault, ml,
     monitor, role, serve, shim, storage,
 };
 use output::Format;

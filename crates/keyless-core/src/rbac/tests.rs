@@ -551,6 +551,7 @@ fn every_builtin_role_the_issue_names_exists_with_its_guid() {
         ("Key Vault Reader", "21090545-7ca7-4776-b22c-e363652d74d2"),
         ("AcrPull", "7f951dda-4ed3-4680-a7ca-43fe172d538d"),
         ("AcrPush", "8311e382-0749-4cb8-b61a-304f252e45ec"),
+        ("AcrDelete", "c2f4ef07-c644-48eb-af81-4b1b4947fb11"),
         (
             "Managed Identity Operator",
             "f1a07417-d97a-45cb-824c-7a7467783830",

@@ -151,12 +151,12 @@ pub(super) async fn serve(
 ) -> Result<Response, RegError> {
     if path.is_empty() || path == "/" {
         seen.operation = "Base";
-        seen.who = Some(token::authenticate(ctx, None)?);
+        token::authenticate(ctx, None, seen)?;
         return Ok(json_answer(&json!({}), &[]));
     }
     if path == "/_catalog" {
         seen.operation = "Catalog";
-        seen.who = Some(token::authenticate(ctx, Some(&Need::Catalog))?);
+        token::authenticate(ctx, Some(&Need::Catalog), seen)?;
         return catalog(ctx).await;
     }
     let path = path.trim_start_matches('/');
@@ -196,37 +196,37 @@ pub(super) async fn serve(
         ("tags", &Method::GET) => {
             seen.operation = "ListTags";
             seen.path = name.to_owned();
-            seen.who = Some(token::authenticate(ctx, Some(&need(Action::Pull)))?);
+            token::authenticate(ctx, Some(&need(Action::Pull)), seen)?;
             tags(ctx, name).await
         }
         ("manifests", &Method::GET | &Method::HEAD) => {
             seen.operation = "PullManifest";
             seen.path = at(name, reference);
-            seen.who = Some(token::authenticate(ctx, Some(&need(Action::Pull)))?);
+            token::authenticate(ctx, Some(&need(Action::Pull)), seen)?;
             get_manifest(ctx, name, reference, method == Method::HEAD, seen).await
         }
         ("manifests", &Method::PUT) => {
             seen.operation = "PushManifest";
             seen.path = at(name, reference);
-            seen.who = Some(token::authenticate(ctx, Some(&need(Action::Push)))?);
+            token::authenticate(ctx, Some(&need(Action::Push)), seen)?;
             put_manifest(ctx, name, reference, body, seen).await
         }
         ("manifests", &Method::DELETE) => {
             seen.operation = "DeleteManifest";
             seen.path = at(name, reference);
-            seen.who = Some(token::authenticate(ctx, Some(&need(Action::Delete)))?);
+            token::authenticate(ctx, Some(&need(Action::Delete)), seen)?;
             delete_manifest(ctx, name, reference).await
         }
         ("blobs", &Method::GET | &Method::HEAD) => {
             seen.operation = "PullBlob";
             seen.path = format!("{name}@{reference}");
-            seen.who = Some(token::authenticate(ctx, Some(&need(Action::Pull)))?);
+            token::authenticate(ctx, Some(&need(Action::Pull)), seen)?;
             get_blob(ctx, name, reference, method == Method::HEAD, seen).await
         }
         ("blobs", &Method::DELETE) => {
             seen.operation = "DeleteBlob";
             seen.path = format!("{name}@{reference}");
-            seen.who = Some(token::authenticate(ctx, Some(&need(Action::Delete)))?);
+            token::authenticate(ctx, Some(&need(Action::Delete)), seen)?;
             let digest = parse_digest(reference)?;
             if ctx
                 .state
@@ -246,9 +246,8 @@ pub(super) async fn serve(
         ("uploads", _) => {
             seen.operation = "PushBlob";
             seen.path = name.to_owned();
-            let who = token::authenticate(ctx, Some(&need(Action::Push)))?;
+            let who = token::authenticate(ctx, Some(&need(Action::Push)), seen)?;
             let may_pull = token::permits(ctx, &who, Action::Pull).is_ok();
-            seen.who = Some(who);
             upload(ctx, name, reference, body, may_pull, seen).await
         }
         _ => Err(RegError::unsupported(format!(

@@ -287,11 +287,17 @@ fn credentials(ctx: &Ctx, user: &str, password: &str) -> Result<Who, String> {
     }
 }
 
-/// Authenticates a distribution API request and checks it may do `need`.
-pub(super) fn authenticate(ctx: &Ctx, need: Option<&Need>) -> Result<Who, RegError> {
+/// Authenticates a distribution API request and checks it may do `need`; the
+/// caller goes into `seen` as soon as it is known, refused or not.
+pub(super) fn authenticate(
+    ctx: &Ctx,
+    need: Option<&Need>,
+    seen: &mut Seen,
+) -> Result<Who, RegError> {
     let who = if let Some(token) = crate::http::bearer(&ctx.headers) {
         let claims =
             verify(ctx, token, "access_token").map_err(|why| ctx.unauthorized(need, Some(why)))?;
+        seen.who = Some(claims.who.clone());
         if let Some(n) = need {
             let (kind, name, action) = match n {
                 Need::Repository(name, a) => ("repository", name.as_str(), a.name()),
@@ -303,13 +309,17 @@ pub(super) fn authenticate(ctx: &Ctx, need: Option<&Need>) -> Result<Who, RegErr
                     && a.actions.iter().any(|x| x == action || x == "*")
             });
             if !granted {
-                // The client asks the token service for this scope and comes back.
-                return Err(ctx.unauthorized(need, None));
+                // The client asks the token service for this scope and comes back;
+                // the roles say whether it gets it.
+                let why = permits(ctx, &claims.who, n.action()).err();
+                return Err(ctx.unauthorized(need, why));
             }
         }
         claims.who
     } else if let Some(result) = basic(ctx, &ctx.headers) {
-        result.map_err(|why| ctx.unauthorized(need, Some(why)))?
+        let who = result.map_err(|why| ctx.unauthorized(need, Some(why)))?;
+        seen.who = Some(who.clone());
+        who
     } else {
         return Err(ctx.unauthorized(need, None));
     };

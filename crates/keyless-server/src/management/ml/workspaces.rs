@@ -15,7 +15,7 @@ use super::super::caller::{
 };
 use super::super::error::MgmtError;
 use super::super::resources::ApiVersion;
-use super::super::{Body, respond, storage_accounts, vaults};
+use super::super::{Body, registries, respond, storage_accounts, vaults};
 use super::{
     COMPUTES, DATA_VERSIONS, DATASTORES, WORKSPACES, children, create_system_identity,
     delete_system_identity, grant, identity_json, require_assign, roles, system_identity,
@@ -408,6 +408,19 @@ pub(super) async fn undo_creation(state: &SharedState, id: &str) {
             Err(e) => failures.push(format!("key vault {name}: {e}")),
         }
     }
+    if let Some(name) = made("containerRegistry") {
+        match state.store.registry(&name).await {
+            Ok(Some(registry)) => {
+                scopes.push(registry.id.clone());
+                match state.store.registry_delete(&name).await {
+                    Ok(files) => state.blobs.remove(&files.unwrap_or_default()).await,
+                    Err(e) => failures.push(format!("container registry {name}: {e}")),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(format!("container registry {name}: {e}")),
+        }
+    }
     if !scopes.is_empty() {
         let tenant = ws_tenant(state, &ws).await;
         for assignment in tenant.iter().flat_map(|t| t.iter()) {
@@ -601,6 +614,57 @@ async fn make(
             created
         }
     };
+    // The container registry: given (it must exist, and the caller see it), or
+    // made here with the admin user on, as Azure ML makes one; the document's
+    // `az acr update --admin-enabled false` turns it off.
+    let registry = match props.get("containerRegistry").and_then(Value::as_str) {
+        Some(given) => {
+            let name = given
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let registry = state.store.registry(&name).await?.ok_or_else(|| {
+                MgmtError::bad_request(
+                    "ContainerRegistryNotFound",
+                    format!("the container registry '{given}' does not exist: create it first (az acr create)"),
+                )
+            })?;
+            authorize(
+                state,
+                caller,
+                "Microsoft.ContainerRegistry/registries/read",
+                &ResourceId::parse(&registry.id)?,
+            )
+            .await?;
+            props.insert("containerRegistry".into(), registry.id.clone().into());
+            registry
+        }
+        None => {
+            authorize(
+                state,
+                caller,
+                "Microsoft.ContainerRegistry/registries/write",
+                &group,
+            )
+            .await?;
+            let name = associated_name("cr", ws);
+            let created = registries::create(
+                state,
+                tenant,
+                sub,
+                rg,
+                &name,
+                json!({ "properties": { "adminUserEnabled": true }, "sku": { "name": "Basic" }, "tags": { "createdBy": id } }),
+                location.clone(),
+            )
+            .await?;
+            record_made(state, &id, "containerRegistry", &created.name).await?;
+            props.insert("containerRegistry".into(), created.id.clone().into());
+            made.push((created.id.clone(), roles::CONTRIBUTOR));
+            created
+        }
+    };
     let workspace_guid = uuid::Uuid::new_v4().to_string();
     props.insert("workspaceId".into(), workspace_guid.clone().into());
     if let Some(primary) = &ids.primary {
@@ -645,6 +709,7 @@ async fn make(
             p.object_id,
         )
         .await?;
+        grant(state, tenant, &registry.id, roles::CONTRIBUTOR, p.object_id).await?;
     } else if let Some(primary) = &ids.primary {
         let (_, p) = user_assigned(state, primary).await?;
         for (scope, role) in &made {
@@ -773,6 +838,28 @@ async fn update(
                 format!("the workspace's {what} cannot be changed once set (it is {s})"),
             ));
         }
+    }
+    // A workspace may be given another registry (`--update-dependent-resources`):
+    // one that exists, that the caller sees.
+    if let Some(given) = props.get("containerRegistry").and_then(Value::as_str) {
+        let name = given
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let registry = state.store.registry(&name).await?.ok_or_else(|| {
+            MgmtError::bad_request(
+                "ContainerRegistryNotFound",
+                format!("the container registry '{given}' does not exist: create it first (az acr create)"),
+            )
+        })?;
+        authorize(
+            state,
+            caller,
+            "Microsoft.ContainerRegistry/registries/read",
+            &ResourceId::parse(&registry.id)?,
+        )
+        .await?;
     }
     let next = match body.get("identity").filter(|v| !v.is_null()) {
         Some(identity) => {
