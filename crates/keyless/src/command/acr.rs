@@ -145,14 +145,11 @@ pub(crate) async fn run(args: AcrArgs, format: Format) -> Result<()> {
             location,
             admin_enabled,
         } => {
-            let mut body = json!({
+            let body = json!({
                 "location": location.unwrap_or_else(|| "local".into()),
                 "sku": { "name": sku },
-                "properties": {},
+                "properties": admin(admin_enabled),
             });
-            if let Some(enabled) = admin_enabled {
-                body["properties"]["adminUserEnabled"] = json!(enabled);
-            }
             let path = registry_path(&sub, &resource_group, &name);
             api.put(&format!("{path}?api-version={API_VERSION}"), &body)
                 .await?
@@ -180,12 +177,9 @@ pub(crate) async fn run(args: AcrArgs, format: Format) -> Result<()> {
             sku,
         } => {
             let id = id_of(&api, &sub, &name, resource_group.as_deref()).await?;
-            let mut body = json!({ "properties": {} });
-            if let Some(enabled) = admin_enabled {
-                body["properties"]["adminUserEnabled"] = json!(enabled);
-            }
-            if let Some(sku) = sku {
-                body["sku"] = json!({ "name": sku });
+            let mut body = json!({ "properties": admin(admin_enabled) });
+            if let (Some(sku), Some(map)) = (sku, body.as_object_mut()) {
+                map.insert("sku".into(), json!({ "name": sku }));
             }
             api.patch(&format!("{id}?api-version={API_VERSION}"), &body)
                 .await?
@@ -271,6 +265,14 @@ pub(crate) async fn run(args: AcrArgs, format: Format) -> Result<()> {
         print(&value, format);
     }
     Ok(())
+}
+
+/// `properties` with `adminUserEnabled` when the command sets it.
+fn admin(enabled: Option<bool>) -> Value {
+    match enabled {
+        Some(e) => json!({ "adminUserEnabled": e }),
+        None => json!({}),
+    }
 }
 
 fn registry_path(sub: &str, rg: &str, name: &str) -> String {
