@@ -5,6 +5,7 @@ pull), digests verified, and the registry log naming who pulled which digest."""
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -274,3 +275,48 @@ def test_the_registry_log_names_who_pulled_which_digest(server, registry):
     assert any(e["Path"] == f"team/app@{digest}" and e["StatusCode"] == 200 for e in pulls)
     stranger = registry["sps"]["stranger"]["objectId"]
     assert any(e["RequesterObjectId"] == stranger and e["StatusCode"] == 401 for e in logs)
+
+
+def test_the_registry_sdk_pushes_lists_and_pulls_with_an_azure_identity_credential(server, registry):
+    """azure-containerregistry does the exchange itself: an Entra token for the registry audience,
+    then a refresh and an access token per scope the challenges name."""
+    from azure.containerregistry import ContainerRegistryClient
+    from azure.core.exceptions import ClientAuthenticationError
+
+    def client(who):
+        sp = registry["sps"][who]
+        cred = ClientSecretCredential(server.tenant, sp["appId"], sp["password"], authority=server.login,
+                                      disable_instance_discovery=True)
+        return ContainerRegistryClient(f"https://{registry['login_server']}", cred,
+                                       audience="https://containerregistry.azure.net")
+
+    with client("pusher") as pusher:
+        config = json.dumps({"architecture": "amd64", "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        layer = b"a layer the SDK uploads " * 1000
+        config_digest, config_size = pusher.upload_blob("sdk/app", io.BytesIO(config))
+        layer_digest, layer_size = pusher.upload_blob("sdk/app", io.BytesIO(layer))
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                               "size": config_size},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
+                                "size": layer_size}]}
+        digest = pusher.set_manifest("sdk/app", manifest, tag="v1")
+    with client("puller") as puller:
+        assert "sdk/app" in list(puller.list_repository_names())
+        assert [t.name for t in puller.list_tag_properties("sdk/app")] == ["v1"]
+        got = puller.get_manifest("sdk/app", "v1")
+        assert got.digest == digest and got.manifest["layers"][0]["digest"] == layer_digest
+        stream = puller.download_blob("sdk/app", layer_digest)
+        assert b"".join(stream) == layer
+        props = puller.get_repository_properties("sdk/app")
+        assert (props.name, props.tag_count, props.manifest_count) == ("sdk/app", 1, 1)
+        assert puller.get_manifest_properties("sdk/app", "v1").digest == digest
+        with pytest.raises(ClientAuthenticationError):
+            puller.set_manifest("sdk/app", manifest, tag="v2")
+        with pytest.raises(ClientAuthenticationError):
+            puller.delete_tag("sdk/app", "v1")
+    with client("deleter") as deleter:
+        deleter.delete_tag("sdk/app", "v1")
+    with client("puller") as puller:
+        assert list(puller.list_tag_properties("sdk/app")) == []

@@ -12,6 +12,7 @@
 //! request leaves a record naming the identity, the job when a job's identity
 //! asked, the repository and the digest.
 
+mod acr;
 mod content;
 mod token;
 
@@ -64,8 +65,9 @@ impl Action {
 
     fn parse(s: &str) -> Option<Self> {
         match s {
-            "pull" => Some(Self::Pull),
-            "push" => Some(Self::Push),
+            // ACR's metadata actions read and write what pull and push do.
+            "pull" | "metadata_read" => Some(Self::Pull),
+            "push" | "metadata_write" => Some(Self::Push),
             "delete" => Some(Self::Delete),
             _ => None,
         }
@@ -371,9 +373,14 @@ async fn route(
         headers: parts.headers,
         query,
     };
-    let path = parts.uri.path();
+    // The registry SDK sends a repository's slashes percent-encoded (`team%2Fapp`).
+    let decoded = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+    let path = decoded.as_ref();
     if let Some(rest) = path.strip_prefix("/oauth2/") {
         return token::serve(&ctx, rest, body, seen).await;
+    }
+    if let Some(rest) = path.strip_prefix("/acr/v1/") {
+        return acr::serve(&ctx, rest, seen).await;
     }
     if path == "/v2" || path.starts_with("/v2/") {
         return content::serve(&ctx, path.get(3..).unwrap_or_default(), body, seen).await;
@@ -381,7 +388,7 @@ async fn route(
     Err(RegError::not_found(
         "UNSUPPORTED",
         format!(
-            "`{} {path}` is not part of the registry API (/v2/, /oauth2/)",
+            "`{} {path}` is not part of the registry API (/v2/, /oauth2/, /acr/v1/)",
             ctx.method
         ),
     ))
