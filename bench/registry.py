@@ -67,6 +67,7 @@ def main():
     keyless_names()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         tmp = Path(tmp)
+        (tmp / "server").mkdir()
         srv = Server(tmp / "server").start()
         try:
             srv.login_admin()
@@ -100,14 +101,17 @@ def bench(srv, tmp):
         "refresh_token": refresh}).json()["access_token"]
 
     # The same bytes as one blob in storage.
-    srv.cli("storage", "account", "create", "-n", "benchregsa", "-g", "default")
-    srv.cli("storage", "container", "create", "--account-name", "benchregsa", "-n", "c", "--auth-mode", "login")
+    account = srv.cli("storage", "account", "create", "-n", "benchregsa", "-g", "default")
+    me = srv.admin["username"]
+    srv.cli("role", "assignment", "create", "--assignee", me, "--role", "Storage Blob Data Contributor",
+            "--scope", account["id"])
+    srv.cli("storage", "container", "create", "--account-name", "benchregsa", "-n", "images", "--auth-mode", "login")
     whole = tmp / "whole.bin"
     with open(whole, "wb") as out:
         for digest in image["layers"]:
             with open(tmp / "img" / "blobs" / "sha256" / digest.split(":")[1], "rb") as f:
                 shutil.copyfileobj(f, out)
-    srv.cli("storage", "blob", "upload", "--account-name", "benchregsa", "-c", "c", "-n", "whole.bin", "-f",
+    srv.cli("storage", "blob", "upload", "--account-name", "benchregsa", "-c", "images", "-n", "whole.bin", "-f",
             str(whole), "--auth-mode", "login")
     storage_token = srv.cli("account", "get-access-token", "--resource", "https://storage.azure.com")["accessToken"]
     storage = srv.info["storage"]
@@ -119,7 +123,7 @@ def bench(srv, tmp):
     layers_s = min(timed([*curl, "--resolve", resolve, "-H", f"Authorization: Bearer {token}",
                           *[x for u in layer_urls for x in (u, "-o", "/dev/null")]]) for _ in range(RUNS))
     blob_s = min(timed([*curl, "-H", f"Authorization: Bearer {storage_token}", "-H", "x-ms-version: 2021-08-06",
-                        f"{storage}/benchregsa/c/whole.bin", "-o", "/dev/null"]) for _ in range(RUNS))
+                        f"{storage}/benchregsa/images/whole.bin", "-o", "/dev/null"]) for _ in range(RUNS))
     pulls = []
     for i in range(RUNS):
         pulls.append(skopeo("copy", "--src-cert-dir", str(certs), "--src-creds", f"{NULL}:{refresh}",

@@ -85,10 +85,10 @@ def _write_layer(layout: Path, entries, compresslevel=6) -> dict:
     return {"mediaType": LAYER, "digest": digest, "size": compressed.size, "diff_id": plain.digest()}
 
 
-def _files(files: dict[str, bytes]):
-    """Tar entries for `files` (path -> content), with their parent directories first; files
-    under bin/ are executable."""
-    made = set()
+def _files(files: dict[str, bytes], made=()):
+    """Tar entries for `files` (path -> content), with their parent directories (but those in
+    `made`) first; files under bin/ are executable."""
+    made = set(made)
     for path, content in files.items():
         path = path.strip("/")
         parts = path.split("/")
@@ -111,7 +111,7 @@ def _busybox_entries(marker: str, extra_files, doomed: bool):
     files = {"marker.txt": f"{marker}\n".encode(), **(extra_files or {})}
     if doomed:
         files["doomed.txt"] = b"the second layer deletes this file\n"
-    yield from _files(files)
+    yield from _files(files, made={"bin"})
 
 
 def _architecture():

@@ -1,6 +1,7 @@
-//! `keyless hosts`: the `/etc/hosts` lines that make the storage and vault host
-//! names Azure SDKs and az build themselves (`<account>.blob.<storage suffix>`,
-//! `<vault>.vault.<zone>`) reach keyless.
+//! `keyless hosts`: the `/etc/hosts` lines that make the storage, vault and
+//! registry host names Azure SDKs, az and container tools build themselves
+//! (`<account>.blob.<storage suffix>`, `<vault>.vault.<zone>`, a registry's login
+//! server `<registry>.azurecr.<zone>`) reach keyless.
 //!
 //! azure-ai-ml builds such names when it uploads a local file input or reads a
 //! datastore on its own. keyless answers them on its storage listener (the host
@@ -14,7 +15,7 @@ use crate::client::{Api, values};
 
 /// The api-version the storage account list is read with.
 const API_VERSION: &str = "2023-05-01";
-/// The api-version the vault list is read with.
+/// The api-version the vault and registry lists are read with.
 const VAULT_API_VERSION: &str = "2023-07-01";
 
 pub(crate) async fn run() -> Result<()> {
@@ -62,6 +63,24 @@ pub(crate) async fn run() -> Result<()> {
         println!(
             "{vault_address} {name}.vault.{}",
             keyless_server::cloud::DNS_ZONE
+        );
+    }
+    // Registries, by their login servers (the port is the client's to give).
+    let registries = api
+        .get(&format!(
+            "/subscriptions/{sub}/providers/Microsoft.ContainerRegistry/registries?api-version={VAULT_API_VERSION}"
+        ))
+        .await
+        .map(values)?;
+    for name in registries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str))
+    {
+        println!(
+            "{vault_address} {name}.{}",
+            keyless_server::cloud::REGISTRY_ZONE
         );
     }
     Ok(())
