@@ -186,7 +186,17 @@ def test_the_documents_registry_and_environment_commands(server, tmp_path):
         assert (proc.returncode == 0) == ok, proc.stderr
         return proc.stdout if ok else proc.stderr
 
-    acr = server.cli("acr", "create", "-n", "docacr", "-g", "default")["id"]
+    # The registry, by az's own acr commands: made with the admin user on, as Azure ML's own
+    # registry is, then turned off as the document does.
+    made = json.loads(az("acr", "create", "--name", "docacr", "-g", "default", "--sku", "Basic",
+                         "--admin-enabled", "true"))
+    acr = made["id"]
+    props = made.get("properties", made)
+    assert props["adminUserEnabled"] is True and props["loginServer"].startswith("docacr.azurecr.")
+    updated = json.loads(az("acr", "update", "--name", "docacr", "--admin-enabled", "false"))
+    assert updated.get("properties", updated)["adminUserEnabled"] is False
+    assert "disabled" in az("acr", "credential", "show", "--name", "docacr", ok=False)
+    assert az("acr", "show", "--name", "docacr", "--query", "id", "-o", "tsv").strip() == acr
     az("ml", "workspace", "create", "-n", "doc-acr-ws", "-g", "default", "-l", "local", "--container-registry", acr)
     assert az("ml", "workspace", "show", "--name", "doc-acr-ws", "--resource-group", "default", "--subscription", sub,
               "--query", "container_registry") == f'"{acr}"\n'
