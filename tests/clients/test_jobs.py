@@ -809,3 +809,93 @@ def test_a_canceled_job_leaves_no_mount_behind(server, world):
     while (host_processes(needle) or fuse_mounts_on_the_node()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not host_processes(needle) and not fuse_mounts_on_the_node()
+
+
+NULL_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+def push_image(server, tmp, login_server, repository, marker):
+    """Builds a busybox image holding `marker` and pushes it with skopeo as the signed-in admin
+    (Owner), from a network namespace where only the registry's port is reachable."""
+    import sys
+
+    from netns_guard import run_isolated
+    from oci_image import build_image
+    name = login_server.split(".")[0]
+    layout = tmp / f"img-{repository.replace('/', '-')}"
+    build_image(layout, marker=marker)
+    certs = tmp / "certs"
+    certs.mkdir(exist_ok=True)
+    shutil.copy(server.ca, certs / "ca.crt")
+    token = server.cli("acr", "login", "-n", name, "--expose-token")["accessToken"]
+    host, port = login_server.rsplit(":", 1)
+    argv = [sys.executable, "-c", "import os, sys; os.execvp(sys.argv[1], sys.argv[1:])", "skopeo", "copy",
+            "--dest-cert-dir", str(certs), "--dest-creds", f"{NULL_GUID}:{token}", f"oci:{layout}:1",
+            f"docker://{login_server}/{repository}:1"]
+    pushed = run_isolated(argv, dict(os.environ), [int(port)], [f"127.0.0.1 {host}"], timeout=120)
+    assert pushed.returncode == 0, pushed.stderr
+    return f"{login_server}/{repository}:1"
+
+
+def image_environment(server, world, name, image):
+    path = world["tmp"] / f"{name}.yml"
+    path.write_text(f"name: {name}\nimage: {image}\n")
+    made = server.cli("ml", "environment", "create", "--file", str(path), *AT)
+    assert made["image"] == image
+    return f"azureml:{name}:{made['version']}"
+
+
+def image_job(world, name, environment, compute="cpu-cluster"):
+    command = ("cat /marker.txt; echo UIDMAP $(cat /proc/self/uid_map); "
+               f"ls {world['data_dir']} >/dev/null 2>&1 && echo SAW-DATA-DIR || echo NO-DATA-DIR")
+    return job_file(world, name, f"command: {command}\ncompute: azureml:{compute}\nenvironment: {environment}\n")
+
+
+def test_a_job_runs_in_an_image_the_compute_pulls_from_the_workspace_registry(server, world):
+    """The document's flow: the workspace's own registry with its admin user turned off, a compute
+    with a system-assigned identity (granted AcrPull on it when made), an environment from an image
+    there, and a job that prints what only the image holds, as an unprivileged user, without sight
+    of the server's data dir. The registry log names the compute's identity and the job."""
+    world["data_dir"] = server.data_dir
+    ws = server.cli("ml", "workspace", "show", "-n", "jobs-ws", "-g", "default")
+    registry = server.cli("acr", "show", "-n", ws["container_registry"].rsplit("/", 1)[1])
+    server.cli("acr", "update", "-n", registry["name"], "--admin-enabled", "false")
+    login_server = registry["properties"]["loginServer"]
+    image = push_image(server, world["tmp"], login_server, "train/busybox", "only-the-image-has-this")
+    environment = image_environment(server, world, "busybox-env", image)
+    proc = submit(server, image_job(world, "in-image", environment), "in-image")
+    assert "only-the-image-has-this" in proc.stdout, proc.stdout
+    uid_map = next(line for line in proc.stdout.splitlines() if line.startswith("UIDMAP")).split()
+    assert uid_map[1] == "0" and int(uid_map[2]) != 0, "the container's root is an unprivileged user of the node"
+    lines = proc.stdout.splitlines()
+    assert "NO-DATA-DIR" in lines and "SAW-DATA-DIR" not in lines
+    job = server.cli("ml", "job", "show", "-n", "in-image", *AT)
+    assert job["status"] == "Completed"
+    admin = server.cli("account", "get-access-token")["accessToken"]
+    logs = requests.get(f"{server.management}{registry['id']}/logs", params={"api-version": "2023-07-01"},
+                        headers={"Authorization": f"Bearer {admin}"}, verify=server.ca).json()["value"]
+    sai = world["computes"]["cpu-cluster"]["identity"]["principal_id"]
+    pulls = [e for e in logs if e["OperationName"] == "PullManifest" and e["RequesterObjectId"] == sai]
+    assert pulls and all(e["JobId"] == job["id"] or e["JobId"].endswith("/in-image") for e in pulls), pulls
+
+
+def test_an_image_in_a_private_registry_needs_acrpull_for_the_compute_identity(server, world):
+    """A registry the workspace does not know: the job fails in Preparing, naming the identity,
+    the registry and the role, and its command never runs; after `role assignment create --role
+    acrpull` for the compute's identity the same job completes."""
+    world["data_dir"] = server.data_dir
+    private = server.cli("acr", "create", "-n", "privateacr01", "-g", "default")
+    image = push_image(server, world["tmp"], private["properties"]["loginServer"], "team/private", "private-bytes")
+    environment = image_environment(server, world, "private-env", image)
+    refused = submit(server, image_job(world, "private-refused", environment), "private-refused", check=False)
+    job = server.cli("ml", "job", "show", "-n", "private-refused", *AT)
+    assert job["status"] == "Failed"
+    assert "Running" not in statuses(job)
+    sai = world["computes"]["cpu-cluster"]["identity"]["principal_id"]
+    message = json.dumps(job.get("error", {}))
+    assert "ImagePullDenied" in message and sai in message and "acrpull" in message.lower(), message
+    assert "private-bytes" not in refused.stdout
+    server.cli("role", "assignment", "create", "--assignee", sai, "--role", "acrpull", "--scope", private["id"])
+    proc = submit(server, image_job(world, "private-granted", environment), "private-granted")
+    assert "private-bytes" in proc.stdout
+    assert server.cli("ml", "job", "show", "-n", "private-granted", *AT)["status"] == "Completed"

@@ -33,7 +33,7 @@ use crate::state::SharedState;
 use crate::storage_log::Record;
 
 pub(crate) use content::UPLOAD_LIFETIME;
-pub(crate) use token::Who;
+pub(crate) use token::{Who, job_pull};
 
 /// What a registry's admin password is sealed as.
 pub(crate) fn password_context(registry: &str, which: &str) -> String {

@@ -17,8 +17,11 @@ use keyless_auth::{Claims, jwt};
 use keyless_core::rbac::{AccessRequest, Permission};
 use keyless_core::{ObjectId, ResourceId, TenantId};
 
+use keyless_store::Registry;
+
 use super::{Action, Ctx, Need, RegError, Seen};
 use crate::login::resource::{CONTAINER_REGISTRY, MANAGEMENT};
+use crate::state::SharedState;
 
 /// The issuer ACR's tokens name.
 const ISSUER: &str = "Azure Container Registry";
@@ -60,6 +63,23 @@ impl Who {
             kind: claims.principal_type().to_owned(),
             groups: claims.groups.clone(),
             job: claims.xms_job.clone(),
+        }
+    }
+
+    /// A managed identity acting for a job.
+    pub(crate) fn managed(
+        principal: &keyless_core::Principal,
+        groups: &[ObjectId],
+        job: &str,
+    ) -> Self {
+        Self {
+            oid: Some(principal.object_id.to_string()),
+            tenant: principal.tenant_id.to_string(),
+            upn: None,
+            appid: principal.app_id.map(|a| a.to_string()),
+            kind: "ManagedIdentity".into(),
+            groups: groups.iter().map(ToString::to_string).collect(),
+            job: Some(job.to_owned()),
         }
     }
 
@@ -198,9 +218,18 @@ fn verify(ctx: &Ctx, token: &str, grant_type: &str) -> Result<TokenClaims, Strin
 
 /// Whether `who` may do `action` in this registry now; the explanation when not.
 pub(super) fn permits(ctx: &Ctx, who: &Who, action: Action) -> Result<(), String> {
+    permits_in(&ctx.state, &ctx.registry, who, action)
+}
+
+/// Whether `who` may do `action` in `registry` now; the explanation when not.
+fn permits_in(
+    state: &SharedState,
+    registry: &Registry,
+    who: &Who,
+    action: Action,
+) -> Result<(), String> {
     if who.is_admin() {
-        let enabled = ctx
-            .registry
+        let enabled = registry
             .body
             .pointer("/properties/adminUserEnabled")
             .and_then(Value::as_bool)
@@ -210,7 +239,7 @@ pub(super) fn permits(ctx: &Ctx, who: &Who, action: Action) -> Result<(), String
         } else {
             Err(format!(
                 "the admin user of registry {} is disabled",
-                ctx.registry.name
+                registry.name
             ))
         };
     }
@@ -218,8 +247,8 @@ pub(super) fn permits(ctx: &Ctx, who: &Who, action: Action) -> Result<(), String
     let mut principals = vec![ObjectId::parse(oid).map_err(|_| "malformed object id".to_owned())?];
     principals.extend(who.groups.iter().filter_map(|g| ObjectId::parse(g).ok()));
     let tenant = TenantId::parse(&who.tenant).map_err(|_| "malformed tenant".to_owned())?;
-    let scope = ResourceId::parse(&ctx.registry.id).map_err(|e| e.message().to_owned())?;
-    let index = ctx.state.rbac();
+    let scope = ResourceId::parse(&registry.id).map_err(|e| e.message().to_owned())?;
+    let index = state.rbac();
     let request = AccessRequest {
         tenant,
         principals: &principals,
@@ -233,9 +262,41 @@ pub(super) fn permits(ctx: &Ctx, who: &Who, action: Action) -> Result<(), String
         "{} may not {} in registry {}: {}",
         who.name(),
         action.name(),
-        ctx.registry.name,
+        registry.name,
         index.explain(&request).explanation()
     ))
+}
+
+/// A pull token for a job's image, for the identity the compute pulls with
+/// (tagged with the job, so the registry log names it and the token dies with
+/// the job); the explanation when that identity may not pull.
+pub(crate) fn job_pull(
+    state: &SharedState,
+    registry: &Registry,
+    who: &Who,
+    repository: &str,
+) -> Result<String, String> {
+    permits_in(state, registry, who, Action::Pull)?;
+    let now = state.now();
+    let claims = TokenClaims {
+        jti: uuid::Uuid::new_v4().to_string(),
+        sub: who.oid.clone().unwrap_or_default(),
+        iss: ISSUER.into(),
+        aud: crate::cloud::login_server(&state.urls, &registry.name),
+        nbf: now - 60,
+        iat: now,
+        exp: now + ACCESS_LIFETIME,
+        grant_type: "access_token".into(),
+        tenant: who.tenant.clone(),
+        permissions: None,
+        access: vec![Access {
+            kind: "repository".into(),
+            name: repository.to_owned(),
+            actions: vec!["pull".into()],
+        }],
+        who: who.clone(),
+    };
+    jwt::sign(state.verifier.ring().current(), &claims).map_err(|e| e.message().to_owned())
 }
 
 /// Who Basic credentials are: the admin user, or the null GUID with a refresh

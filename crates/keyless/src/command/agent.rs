@@ -25,6 +25,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use keyless_ml::snapshot::{Checksum, check_path};
 
+mod image;
 mod mount;
 
 /// The storage service version the agent speaks.
@@ -68,6 +69,9 @@ struct Spec {
     #[serde(default)]
     mounts: Vec<mount::MountSpec>,
     identity: bool,
+    /// The image the command runs in; none: on the node's host environment.
+    #[serde(default)]
+    image: Option<image::ImagePlan>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +122,8 @@ struct Agent {
     api: Arc<Api>,
     /// The job's folder, as this node sees it.
     root: PathBuf,
+    /// keyless's CA, when the job is given one.
+    ca: Option<PathBuf>,
 }
 
 /// The agent API, wherever it answers: calls go to the server that runs the
@@ -257,6 +263,7 @@ pub(crate) async fn run() -> Result<()> {
         .map(|e| format!("{}/keyless/jobs/{}", e.trim_end_matches('/'), handle.key))
         .collect();
     let agent = Arc::new(Agent {
+        ca: handle.ca.clone(),
         api: Arc::new(Api {
             http: crate::client::http(handle.ca.as_deref())?,
             bases,
@@ -335,6 +342,14 @@ impl Agent {
             Failure::new("AgentFailed", format!("the job's plan is malformed: {e}"))
         })?;
         self.report(&json!({ "phase": "Preparing" })).await?;
+        // The image first: a compute that may not pull it fails the job
+        // before any data is read.
+        let bundle = match &spec.image {
+            Some(plan) => {
+                Some(image::prepare(&self.api, self.ca.as_deref(), &self.root, plan).await?)
+            }
+            None => None,
+        };
         if spec.code {
             self.fetch_code().await?;
         }
@@ -364,8 +379,20 @@ impl Agent {
         } else {
             None
         };
+        if let Some(bundle) = &bundle {
+            let cwd = self.folder(&spec.cwd)?;
+            image::configure(
+                bundle,
+                &self.root,
+                self.ca.as_deref(),
+                &spec.command,
+                &cwd,
+                &env,
+            )
+            .await?;
+        }
         self.report(&json!({ "phase": "Running" })).await?;
-        let exit = self.run_command(&spec, &env).await?;
+        let exit = self.run_command(&spec, &env, bundle.as_deref()).await?;
         self.report(&json!({ "exit": exit })).await?;
         if exit.get("code").and_then(Value::as_i64) != Some(0) {
             return Ok(());
@@ -574,6 +601,7 @@ impl Agent {
         &self,
         spec: &Spec,
         env: &BTreeMap<String, String>,
+        bundle: Option<&Path>,
     ) -> Result<Value, Failure> {
         let (reader, writer) = std::io::pipe().map_err(|e| {
             Failure::new(
@@ -585,13 +613,37 @@ impl Agent {
             .try_clone()
             .map_err(|e| Failure::new("JobStartFailed", e.to_string()))?;
         let cwd = self.folder(&spec.cwd)?;
-        let mut command = tokio::process::Command::new("/bin/sh");
+        let mut command = match bundle {
+            // runc, rootless, runs the command in the image: its state lives
+            // in the job's folder.
+            Some(bundle) => {
+                let mut runc = tokio::process::Command::new("runc");
+                runc.arg("--root")
+                    .arg(self.root.join("runc"))
+                    .args(["run", "--bundle"])
+                    .arg(bundle)
+                    .arg("job")
+                    .current_dir(&self.root)
+                    .env_clear()
+                    .env(
+                        "PATH",
+                        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    )
+                    .env("HOME", &self.root)
+                    .env("XDG_RUNTIME_DIR", self.root.join("run"));
+                runc
+            }
+            None => {
+                let mut sh = tokio::process::Command::new("/bin/sh");
+                sh.arg("-c")
+                    .arg(&spec.command)
+                    .current_dir(&cwd)
+                    .env_clear()
+                    .envs(env);
+                sh
+            }
+        };
         command
-            .arg("-c")
-            .arg(&spec.command)
-            .current_dir(&cwd)
-            .env_clear()
-            .envs(env)
             .stdin(std::process::Stdio::null())
             .stdout(writer)
             .stderr(err)

@@ -35,6 +35,7 @@ pub(crate) mod agent;
 mod data;
 mod env;
 mod host;
+mod image;
 mod pipeline;
 mod record;
 

@@ -9,6 +9,8 @@
 //! - `POST /keyless/jobs/{key}/inputs/{port}`: an input's files and access.
 //! - `POST /keyless/jobs/{key}/outputs/{port}`: `{"files": [{"path", "size"}]}`
 //!   → where to write each file and with what access.
+//! - `POST /keyless/jobs/{key}/image`: where the job's image is, and a pull
+//!   token for the compute's identity.
 //! - `POST /keyless/jobs/{key}/log`: bytes the command printed, appended to
 //!   the job's log as they come.
 //! - `POST /keyless/jobs/{key}/report`: `{"phase": "Preparing" | "Running" |
@@ -64,6 +66,7 @@ pub(crate) fn router(state: SharedState) -> Router {
             post(output).layer(axum::extract::DefaultBodyLimit::max(MAX_OUTPUT_LISTING)),
         )
         .route("/keyless/jobs/{key}/mounts/{direction}/{port}", post(mount))
+        .route("/keyless/jobs/{key}/image", post(image))
         .route("/keyless/jobs/{key}/log", post(log))
         .route("/keyless/jobs/{key}/report", post(report))
         .with_state(state)
@@ -211,6 +214,19 @@ async fn mount(
         Err(r) => return *r,
     };
     let result = mount_access(&state, &s, &direction, &port).await;
+    answer(&state, &s, result).await
+}
+
+async fn image(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let s = match session(&state, &key, &headers).await {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let result = super::image::access(&state, &s).await;
     answer(&state, &s, result).await
 }
 

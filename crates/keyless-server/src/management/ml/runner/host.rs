@@ -208,6 +208,10 @@ impl JobHost for JobRun {
         let resumed = earlier.map(|r| (r.key.as_str(), r.secret_digest.as_str()));
         let prepared = environment(state, &mut ctx, &plan.inputs, &plan.outputs, resumed).await?;
         let line = substitute(&ctx.command.command, &plan.inputs, &plan.outputs)?;
+        let (image, said) = super::image::plan(state, &ctx).await?;
+        if let Some(said) = said {
+            ctx.log.line(&said).await;
+        }
         let key = ctx.grant_key.clone().unwrap_or_default();
         let spec = json!({
             "job": job.rsplit('/').next().unwrap_or(job),
@@ -220,6 +224,7 @@ impl JobHost for JobRun {
             "outputs": plan.spec_outputs,
             "mounts": plan.spec_mounts,
             "identity": prepared.identity,
+            "image": image,
         });
         if resume.is_none() {
             let ca = state
