@@ -235,3 +235,26 @@ def test_a_slurm_job_outlives_a_server_restart_and_its_log_is_whole(server, worl
                             credential={"account_name": "jobdata", "account_key": key})
     copied = svc.get_blob_client("data", "restart-out/census-copy.csv").download_blob().readall()
     assert copied == (EXAMPLE / "census.csv").read_bytes()
+
+
+def test_a_slurm_job_runs_in_an_image_its_compute_pulls(server, world):
+    """The image flow on the Slurm backend: the agent, a Slurm batch job in its sandbox on the
+    node, pulls as the Slurm compute's identity (AcrPull on the workspace's registry from its
+    creation) and runs the command in the image with runc."""
+    from test_jobs import image_environment, image_job, push_image
+    world["data_dir"] = server.data_dir
+    ws = server.cli("ml", "workspace", "show", "-n", "jobs-ws", "-g", "default")
+    registry = server.cli("acr", "show", "-n", ws["container_registry"].rsplit("/", 1)[1])
+    image = push_image(server, world["tmp"], registry["properties"]["loginServer"], "train/slurm", "slurm-image-bytes")
+    environment = image_environment(server, world, "slurm-image-env", image)
+    proc = submit(server, image_job(world, "slurm-in-image", environment, compute="slurm-cluster"), "slurm-in-image")
+    lines = proc.stdout.splitlines()
+    assert "slurm-image-bytes" in lines and "NO-DATA-DIR" in lines, proc.stdout
+    job = server.cli("ml", "job", "show", "-n", "slurm-in-image", *AT)
+    assert job["status"] == "Completed" and job["properties"]["slurmJobId"].isdigit()
+    admin = server.cli("account", "get-access-token")["accessToken"]
+    logs = requests.get(f"{server.management}{registry['id']}/logs", params={"api-version": "2023-07-01"},
+                        headers={"Authorization": f"Bearer {admin}"}, verify=server.ca).json()["value"]
+    sai = world["computes"]["slurm-cluster"]["identity"]["principal_id"]
+    assert any(e["RequesterObjectId"] == sai and e["OperationName"] == "PullBlob" and e["JobId"] == job["id"]
+               for e in logs), logs[-5:]
