@@ -570,7 +570,7 @@ fn every_builtin_role_the_issue_names_exists_with_its_guid() {
         assert_eq!(builtin_role(id).unwrap().name, name);
         assert!(role.builtin);
     }
-    assert_eq!(builtin_roles().len(), 18);
+    assert_eq!(builtin_roles().len(), 19);
 }
 
 #[test]
