@@ -846,7 +846,8 @@ def image_environment(server, world, name, image):
 
 
 def image_job(world, name, environment, compute="cpu-cluster"):
-    command = ("cat /marker.txt; echo UIDMAP $(cat /proc/self/uid_map); "
+    command = ("cat /marker.txt; echo UID $(id -u); echo written > ./from-the-image && echo WROTE-CWD; "
+               "grep CapEff /proc/self/status; "
                f"ls {world['data_dir']} >/dev/null 2>&1 && echo SAW-DATA-DIR || echo NO-DATA-DIR")
     return job_file(world, name, f"command: {command}\ncompute: azureml:{compute}\nenvironment: {environment}\n")
 
@@ -865,18 +866,35 @@ def test_a_job_runs_in_an_image_the_compute_pulls_from_the_workspace_registry(se
     environment = image_environment(server, world, "busybox-env", image)
     proc = submit(server, image_job(world, "in-image", environment), "in-image")
     assert "only-the-image-has-this" in proc.stdout, proc.stdout
-    uid_map = next(line for line in proc.stdout.splitlines() if line.startswith("UIDMAP")).split()
-    assert uid_map[1] == "0" and int(uid_map[2]) != 0, "the container's root is an unprivileged user of the node"
     lines = proc.stdout.splitlines()
+    uid = next(line for line in lines if line.startswith("UID ")).split()[1]
+    assert int(uid) != 0, "the command runs as the job's unprivileged user, not the container's root"
+    assert "CapEff:\t0000000000000000" in lines, "with no capability"
+    assert "WROTE-CWD" in lines, "the job's folder is the job user's"
     assert "NO-DATA-DIR" in lines and "SAW-DATA-DIR" not in lines
     job = server.cli("ml", "job", "show", "-n", "in-image", *AT)
     assert job["status"] == "Completed"
-    admin = server.cli("account", "get-access-token")["accessToken"]
-    logs = requests.get(f"{server.management}{registry['id']}/logs", params={"api-version": "2023-07-01"},
-                        headers={"Authorization": f"Bearer {admin}"}, verify=server.ca).json()["value"]
+
+    def registry_log():
+        admin = server.cli("account", "get-access-token")["accessToken"]
+        return requests.get(f"{server.management}{registry['id']}/logs", params={"api-version": "2023-07-01"},
+                            headers={"Authorization": f"Bearer {admin}"}, verify=server.ca).json()["value"]
     sai = world["computes"]["cpu-cluster"]["identity"]["principal_id"]
-    pulls = [e for e in logs if e["OperationName"] == "PullManifest" and e["RequesterObjectId"] == sai]
-    assert pulls and all(e["JobId"] == job["id"] or e["JobId"].endswith("/in-image") for e in pulls), pulls
+    logs = registry_log()
+    pulls = [e for e in logs if e["RequesterObjectId"] == sai and e["JobId"] == job["id"]]
+    assert {e["OperationName"] for e in pulls} >= {"PullManifest", "PullBlob"}, pulls
+    # The same image again: unpacked on the node already, so only its manifest is asked for (the
+    # compute's right to pull it checked, and logged, again). The image's files are its root's:
+    # the job's user cannot change them, in the node's copy or otherwise.
+    again = submit(server, job_file(world, "in-image-again", "command: cat /marker.txt; "
+                                    "(echo changed > /marker.txt) 2>/dev/null && echo CHANGED || echo READ-ONLY\n"
+                                    f"compute: azureml:cpu-cluster\nenvironment: {environment}\n"),
+                   "in-image-again")
+    lines = again.stdout.splitlines()
+    assert "only-the-image-has-this" in lines and "READ-ONLY" in lines and "CHANGED" not in lines, again.stdout
+    second = server.cli("ml", "job", "show", "-n", "in-image-again", *AT)
+    second_pulls = [e["OperationName"] for e in registry_log() if e["JobId"] == second["id"]]
+    assert second_pulls == ["PullManifest"], second_pulls
 
 
 def test_an_image_in_a_private_registry_needs_acrpull_for_the_compute_identity(server, world):

@@ -249,7 +249,8 @@ def test_a_slurm_job_runs_in_an_image_its_compute_pulls(server, world):
     environment = image_environment(server, world, "slurm-image-env", image)
     proc = submit(server, image_job(world, "slurm-in-image", environment, compute="slurm-cluster"), "slurm-in-image")
     lines = proc.stdout.splitlines()
-    assert "slurm-image-bytes" in lines and "NO-DATA-DIR" in lines, proc.stdout
+    assert "slurm-image-bytes" in lines and "NO-DATA-DIR" in lines and "WROTE-CWD" in lines, proc.stdout
+    assert int(next(line for line in lines if line.startswith("UID ")).split()[1]) != 0, proc.stdout
     job = server.cli("ml", "job", "show", "-n", "slurm-in-image", *AT)
     assert job["status"] == "Completed" and job["properties"]["slurmJobId"].isdigit()
     admin = server.cli("account", "get-access-token")["accessToken"]

@@ -25,7 +25,7 @@ use keyless_core::Error;
 mod sandbox;
 mod slurm;
 
-pub use sandbox::{AGENT_PATH, JOB_ROOT, LocalSandbox};
+pub use sandbox::{AGENT_PATH, IMAGE_AGENT_UID, IMAGES, JOB_ROOT, LocalSandbox};
 pub use slurm::{Slurm, SlurmSettings};
 
 /// One command to run.
@@ -53,6 +53,10 @@ pub struct Task {
     /// under its folder, on its standard input (only where
     /// [`ComputeBackend::mounts`]).
     pub fuse: bool,
+    /// Whether the task's command runs in an image: its agent then needs to
+    /// be root of a user namespace of its own (where the backend's sandbox
+    /// allows it).
+    pub image: bool,
 }
 
 /// The folder, under a job's, where its agent serves the job's mounts.
@@ -349,6 +353,7 @@ mod tests {
             timeout: None,
             events: None,
             fuse: false,
+            image: false,
         }
     }
 

@@ -93,10 +93,12 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     /// The bookkeeping of a server whose jobs run in the local sandbox, which
-    /// hides `hidden` (the data dir and the jobs' folders) from them; with
-    /// `insecure_unsandboxed`, as the server's own user instead.
+    /// hides `hidden` (the data dir and the jobs' folders) from them and keeps
+    /// the node's unpacked images in `images`; with `insecure_unsandboxed`, as
+    /// the server's own user instead.
     pub(crate) fn new(
         hidden: &[std::path::PathBuf],
+        images: std::path::PathBuf,
         insecure_unsandboxed: bool,
         agent_exe: Option<std::path::PathBuf>,
     ) -> Self {
@@ -111,7 +113,11 @@ impl Runtime {
             if let Err(e) = LocalSandbox::check() {
                 tracing::warn!(reason = %e, "jobs cannot run on this server");
             }
-            Some(LocalSandbox::new(hidden.to_vec()).with_agent(agent_exe.clone()))
+            Some(
+                LocalSandbox::new(hidden.to_vec())
+                    .with_agent(agent_exe.clone())
+                    .with_image_cache(images),
+            )
         };
         let backend: Arc<dyn ComputeBackend> = match &sandbox {
             Some(s) => Arc::new(s.clone()),

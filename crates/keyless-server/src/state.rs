@@ -138,6 +138,7 @@ impl AppState {
         };
         let jobs = crate::jobs::Runtime::new(
             &[config.data_dir.clone(), config.jobs_dir()],
+            config.jobs_dir().join("images"),
             config.insecure_unsandboxed_jobs,
             config.job_agent.clone(),
         );

@@ -101,6 +101,15 @@ enum Command {
     /// A job's agent, started on the compute by keyless (reads `KEYLESS_JOB_HANDLE`).
     #[command(name = "job-agent", hide = true)]
     JobAgent,
+    /// Starts a job's agent as the root of a user namespace holding only the
+    /// image agents' uid (as 0) and the job's (run by the sandbox, as root).
+    #[command(name = "job-userns", hide = true)]
+    JobUserns {
+        agent_uid: u32,
+        job_uid: u32,
+        #[arg(last = true, required = true)]
+        program: Vec<std::ffi::OsString>,
+    },
     /// The `az` commands the shim forwards (`az account get-access-token`, `az account show`).
     #[command(hide = true)]
     Az(shim::AzArgs),
@@ -129,6 +138,18 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    // Before any thread exists: a process with threads cannot enter a new
+    // user namespace.
+    if let Command::JobUserns {
+        agent_uid,
+        job_uid,
+        program,
+    } = &cli.command
+    {
+        let Err(e) = agent::userns::enter(*agent_uid, *job_uid, program);
+        eprintln!("ERROR: {e:#}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -165,6 +186,7 @@ fn main() -> ExitCode {
             Command::AzShim(cmd) => shim::run(cmd),
             Command::Az(args) => shim::az(args).await,
             Command::JobAgent => agent::run().await,
+            Command::JobUserns { .. } => Err(anyhow::anyhow!("job-userns runs before the runtime")),
         }
     });
     match result {

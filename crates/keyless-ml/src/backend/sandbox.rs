@@ -12,6 +12,13 @@
 //!   drawn at random for this job, with no supplementary groups, no
 //!   capabilities and `no_new_privs` (set-uid programs cannot raise it again).
 //!
+//! - a job whose command runs in an image starts its agent through
+//!   `keyless job-userns` instead of `setpriv`: the agent is the root of a
+//!   user namespace where only [`IMAGE_AGENT_UID`] (as 0) and the job's uid
+//!   exist, so it can run `runc` as root there while the container's process
+//!   is the job's uid; the node's cache of unpacked images, [`IMAGES`], is
+//!   shown to it (and to no job's uid).
+//!
 //! Nothing the job controls reaches the root part: the setup runs with a fixed
 //! environment, and the job's environment is read from a file by the job's own
 //! shell after the privileges are gone, then removed.
@@ -31,6 +38,14 @@ pub const JOB_ROOT: &str = "/mnt/azureml/job";
 
 /// Where a sandboxed job sees the job agent's executable (read-only).
 pub const AGENT_PATH: &str = "/mnt/azureml/bin/keyless";
+
+/// Where a sandboxed image job's agent sees the node's cache of unpacked images.
+pub const IMAGES: &str = "/mnt/azureml/images";
+
+/// The host uid (and gid) of image jobs' agents, seen as 0 in each job's user
+/// namespace; it owns the node's image cache. Outside [`UIDS`], so no job's
+/// command ever runs as it.
+pub const IMAGE_AGENT_UID: u32 = 2_100_000_000;
 
 /// The file under the job's folder that carries its environment to its shell.
 const ENV_FILE: &str = ".job-env";
@@ -52,16 +67,24 @@ const TOOLS: [&str; 4] = [
 /// The sandbox's setup, run as root inside the new namespaces. Arguments: the
 /// job's folder, the uid, the working directory under [`JOB_ROOT`], the
 /// command, the agent's executable (or nothing), whether to mount a FUSE
-/// connection for the agent (`1` or nothing), then the folders to hide.
+/// connection for the agent (`1` or nothing), the node's image cache when the
+/// command runs in an image (or nothing), then the folders to hide.
 const SETUP: &str = r#"set -eu
 # The server's own umask (077) is not the job's.
 umask 022
-root=$1 id=$2 cwd=$3 command=$4 agent=$5 fuse=$6
-shift 6
+root=$1 id=$2 cwd=$3 command=$4 agent=$5 fuse=$6 images=$7
+shift 7
 # Hold the job's folder as the working directory, and the agent's executable
-# open, before anything covers their paths.
+# and the image cache open, before anything covers their paths.
 cd -- "$root"
 if [ -n "$agent" ]; then exec 3<"$agent"; fi
+if [ -n "$images" ]; then
+  # The node's unpacked images: the image agents' alone.
+  mkdir -p -- "$images"
+  chown @IMAGE_UID@:@IMAGE_UID@ -- "$images"
+  chmod 0700 -- "$images"
+  exec 4<"$images"
+fi
 for d in /tmp /var/tmp /dev/shm /run/lock; do
   if [ -d "$d" ]; then mount -t tmpfs -o mode=1777,nosuid,nodev keyless-tmp "$d"; fi
 done
@@ -84,10 +107,20 @@ if [ -n "$fuse" ]; then
     -o "nosuid,nodev,fd=0,rootmode=40000,user_id=$id,group_id=$id,default_permissions,subtype=keyless" \
     keyless-mounts "@ROOT@/@MOUNTS@"
 fi
+if [ -n "$images" ]; then
+  mkdir -p "@IMAGES@"
+  mount --no-canonicalize --bind /proc/self/fd/4 "@IMAGES@"
+  exec 4<&-
+fi
 for h in "$@"; do
   if [ -d "$h" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0000,size=4k keyless-hidden "$h"; fi
 done
 cd -- "@ROOT@/$cwd"
+if [ -n "$images" ]; then
+  exec prlimit --nproc=@NPROC@ --core=0 -- \
+    "$AGENT" job-userns @IMAGE_UID@ "$id" -- \
+    /bin/sh -c 'set -a; . "$1"; set +a; rm -f -- "$1"; exec /bin/sh -c "$2"' keyless-job "@ROOT@/@ENV@" "$command"
+fi
 exec prlimit --nproc=@NPROC@ --core=0 -- \
   setpriv --reuid="$id" --regid="$id" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- \
   /bin/sh -c 'set -a; . "$1"; set +a; rm -f -- "$1"; exec /bin/sh -c "$2"' keyless-job "@ROOT@/@ENV@" "$command"
@@ -100,6 +133,9 @@ pub struct LocalSandbox {
     hidden: Vec<PathBuf>,
     /// The job agent's executable, shown read-only at [`AGENT_PATH`].
     agent: Option<PathBuf>,
+    /// The node's cache of unpacked images, shown to image jobs' agents at
+    /// [`IMAGES`].
+    images: Option<PathBuf>,
 }
 
 impl LocalSandbox {
@@ -109,6 +145,7 @@ impl LocalSandbox {
         Self {
             hidden,
             agent: None,
+            images: None,
         }
     }
 
@@ -117,6 +154,14 @@ impl LocalSandbox {
     #[must_use]
     pub fn with_agent(mut self, exe: PathBuf) -> Self {
         self.agent = Some(exe);
+        self
+    }
+
+    /// Keeps the node's unpacked images in `dir` (made by the sandbox, owned
+    /// by [`IMAGE_AGENT_UID`]).
+    #[must_use]
+    pub fn with_image_cache(mut self, dir: PathBuf) -> Self {
+        self.images = Some(dir);
         self
     }
 
@@ -206,7 +251,22 @@ impl LocalSandbox {
             .replace("@ROOT@", JOB_ROOT)
             .replace("@ENV@", ENV_FILE)
             .replace("@MOUNTS@", super::MOUNTS)
-            .replace("@NPROC@", &MAX_PROCESSES.to_string());
+            .replace("@NPROC@", &MAX_PROCESSES.to_string())
+            .replace("@IMAGES@", IMAGES)
+            .replace("@IMAGE_UID@", &IMAGE_AGENT_UID.to_string());
+        let images = if task.image {
+            match (&self.agent, &self.images) {
+                (Some(_), Some(dir)) => dir.clone().into_os_string(),
+                _ => {
+                    return Err(Error::new(
+                        keyless_core::ErrorKind::Unavailable,
+                        "this sandbox runs no image: it has no job agent or no image cache",
+                    ));
+                }
+            }
+        } else {
+            std::ffi::OsString::new()
+        };
         let mut line: Vec<std::ffi::OsString> = [
             "/usr/bin/unshare",
             "--pid",
@@ -232,6 +292,7 @@ impl LocalSandbox {
         line.push(task.command.clone().into());
         line.push(self.agent.clone().unwrap_or_default().into_os_string());
         line.push(if task.fuse { "1" } else { "" }.into());
+        line.push(images);
         line.extend(self.hidden.iter().map(|h| h.clone().into_os_string()));
         Ok(line)
     }

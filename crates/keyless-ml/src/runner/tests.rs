@@ -72,6 +72,7 @@ impl JobHost for FakeHost {
             timeout: None,
             events: None,
             fuse: false,
+            image: false,
         })
     }
 

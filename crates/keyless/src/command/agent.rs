@@ -27,6 +27,7 @@ use keyless_ml::snapshot::{Checksum, check_path};
 
 mod image;
 mod mount;
+pub(crate) mod userns;
 
 /// The storage service version the agent speaks.
 const STORAGE_VERSION: &str = "2025-11-05";
@@ -124,6 +125,9 @@ struct Agent {
     root: PathBuf,
     /// keyless's CA, when the job is given one.
     ca: Option<PathBuf>,
+    /// The job's uid when the agent is the root of the job's user namespace
+    /// (an image job in the local sandbox): the container runs as it.
+    user: Option<u32>,
 }
 
 /// The agent API, wherever it answers: calls go to the server that runs the
@@ -264,6 +268,7 @@ pub(crate) async fn run() -> Result<()> {
         .collect();
     let agent = Arc::new(Agent {
         ca: handle.ca.clone(),
+        user: userns::job_user(),
         api: Arc::new(Api {
             http: crate::client::http(handle.ca.as_deref())?,
             bases,
@@ -345,9 +350,9 @@ impl Agent {
         // The image first: a compute that may not pull it fails the job
         // before any data is read.
         let bundle = match &spec.image {
-            Some(plan) => {
-                Some(image::prepare(&self.api, self.ca.as_deref(), &self.root, plan).await?)
-            }
+            Some(plan) => Some(
+                image::prepare(&self.api, self.ca.as_deref(), &self.root, plan, self.user).await?,
+            ),
             None => None,
         };
         if spec.code {
@@ -388,8 +393,12 @@ impl Agent {
                 &spec.command,
                 &cwd,
                 &env,
+                self.user,
             )
             .await?;
+            if let Some(uid) = self.user {
+                give_to_job(&self.root, uid).await?;
+            }
         }
         self.report(&json!({ "phase": "Running" })).await?;
         let exit = self.run_command(&spec, &env, bundle.as_deref()).await?;
@@ -614,8 +623,8 @@ impl Agent {
             .map_err(|e| Failure::new("JobStartFailed", e.to_string()))?;
         let cwd = self.folder(&spec.cwd)?;
         let mut command = match bundle {
-            // runc, rootless, runs the command in the image: its state lives
-            // in the job's folder.
+            // runc runs the command in the image (as root of the job's
+            // namespace, or rootless): its state lives in the job's folder.
             Some(bundle) => {
                 let mut runc = tokio::process::Command::new("runc");
                 runc.arg("--root")
@@ -948,6 +957,53 @@ async fn ship_log(
 }
 
 /// A port name as one path segment of the agent API.
+/// Gives what the agent made in the job's folder (its code, inputs, output
+/// folders) to the job's uid, which the container runs as; the agent's own
+/// (the image, the bundle, runc's state) and other file systems (the mounts,
+/// the overlay) are left alone.
+async fn give_to_job(root: &Path, uid: u32) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt as _;
+    const AGENT_OWN: [&str; 4] = ["image", "bundle", "runc", ".image"];
+    let root = root.to_path_buf();
+    let walked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let device = std::fs::metadata(&root)?.dev();
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if dir == root
+                    && path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| AGENT_OWN.contains(&n))
+                {
+                    continue;
+                }
+                let meta = std::fs::symlink_metadata(&path)?;
+                if meta.dev() != device {
+                    continue;
+                }
+                if meta.uid() == 0 {
+                    std::os::unix::fs::lchown(&path, Some(uid), Some(uid))?;
+                }
+                if meta.is_dir() {
+                    pending.push(path);
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match walked {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::new(
+            "JobStartFailed",
+            format!("cannot give the job's folder to the job's user: {e}"),
+        )),
+        Err(e) => Err(Failure::new("JobStartFailed", e.to_string())),
+    }
+}
+
 fn segment(port: &str) -> String {
     percent_encoding::utf8_percent_encode(port, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -50,6 +50,7 @@ impl Fixture {
             timeout: Some(Duration::from_secs(60)),
             events: None,
             fuse: false,
+            image: false,
         }
     }
 

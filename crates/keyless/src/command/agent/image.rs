@@ -1,10 +1,16 @@
 //! A job's image: pulled from a keyless registry with the pull token the
 //! server gives for the compute's identity, every blob checked against its
-//! digest, unpacked by `umoci` (rootless: the files belong to the job's user)
-//! and run by `runc` (rootless: the container's root is the job's own
-//! unprivileged user, in a user namespace of its own, with the job's folder,
+//! digest, unpacked by `umoci` and run by `runc` with the job's folder,
 //! keyless's CA and the node's host files bound in, and the job's network, so
-//! the node-local identity endpoint answers inside).
+//! the node-local identity endpoint answers inside.
+//!
+//! In the local sandbox the agent is the root of a user namespace of its own
+//! (see [`super::userns`]): the image is unpacked once per node into the
+//! cache the sandbox shows at [`IMAGES`], keyed by its manifest's digest, and
+//! each job runs on an overlay of it (the job's changes in its own folder); the
+//! container's process is the job's uid, with no capability. Elsewhere (jobs
+//! unsandboxed) the image is unpacked for the job alone and runc runs rootless:
+//! the container's root is the agent's own unprivileged user.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +20,8 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
+
+use keyless_ml::backend::IMAGES;
 
 use super::{Api, Failure};
 
@@ -60,12 +68,14 @@ fn architecture() -> &'static str {
     }
 }
 
-/// Pulls and unpacks the image; the bundle runc runs.
+/// Pulls and unpacks the image; the bundle runc runs. `user` is the job's uid
+/// when the agent is root of its namespace (the node's cache is used then).
 pub(super) async fn prepare(
     api: &Arc<Api>,
     ca: Option<&Path>,
     root: &Path,
     plan: &ImagePlan,
+    user: Option<u32>,
 ) -> Result<PathBuf, Failure> {
     let grant: Grant = api.ask("image", &json!({}), "ImagePullDenied").await?;
     let (host, _) = grant
@@ -177,6 +187,17 @@ pub(super) async fn prepare(
     // The manifest's bytes as pulled: they are what its digest covers.
     let (manifest_digest, manifest_bytes) = manifest_digest;
     let manifest_len = manifest_bytes.len();
+    let cache = user
+        .map(|_| Path::new(IMAGES))
+        .filter(|c| c.is_dir())
+        .map(|c| c.join(manifest_digest.trim_start_matches("sha256:")));
+    if let Some(cached) = cache.as_deref().filter(|c| c.join("config.json").is_file()) {
+        eprintln!(
+            "job agent: image {} ({manifest_digest}) is in the node's cache",
+            plan.image
+        );
+        return overlay(root, cached).await;
+    }
     write_blob(&blobs, &manifest_digest, &manifest_bytes).await?;
 
     let mut wanted: Vec<String> = Vec::new();
@@ -251,12 +272,35 @@ pub(super) async fn prepare(
     .await?;
     write_file(&layout.join("index.json"), index.to_string().as_bytes()).await?;
 
-    let bundle = root.join("bundle");
+    let Some(cached) = cache else {
+        let bundle = root.join("bundle");
+        unpack(&layout, &bundle, root, &plan.image).await?;
+        return Ok(bundle);
+    };
+    // Unpacked beside its place and renamed into it whole: a job pulling the
+    // same image at the same time keeps its own or finds this one.
+    let parent = cached.parent().unwrap_or(Path::new(IMAGES));
+    let mut nonce = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| failed("the system's random generator failed"))?;
+    let partial = parent.join(format!(".unpacking-{}", hex(&nonce)));
+    let _ = tokio::fs::remove_dir_all(&partial).await;
+    unpack(&layout, &partial, root, &plan.image).await?;
+    if tokio::fs::rename(&partial, &cached).await.is_err() {
+        let _ = tokio::fs::remove_dir_all(&partial).await;
+    }
+    let _ = tokio::fs::remove_dir_all(&layout).await;
+    overlay(root, &cached).await
+}
+
+/// Unpacks the OCI layout's image `job` into the bundle `dest`, every file the
+/// unpacking user's.
+async fn unpack(layout: &Path, dest: &Path, home: &Path, image: &str) -> Result<(), Failure> {
     let unpacked = tokio::process::Command::new("umoci")
         .args(["unpack", "--rootless", "--image"])
         .arg(format!("{}:job", layout.display()))
-        .arg(&bundle)
-        .env("HOME", root)
+        .arg(dest)
+        .env("HOME", home)
         .output()
         .await
         .map_err(|e| {
@@ -266,11 +310,48 @@ pub(super) async fn prepare(
         })?;
     if !unpacked.status.success() {
         return Err(failed(format!(
-            "image {}: umoci could not unpack it: {}",
-            plan.image,
+            "image {image}: umoci could not unpack it: {}",
             String::from_utf8_lossy(&unpacked.stderr).trim()
         )));
     }
+    Ok(())
+}
+
+/// The job's bundle over a cached image: the image's config copied, its root
+/// file system an overlay whose changes stay in the job's folder.
+async fn overlay(root: &Path, cached: &Path) -> Result<PathBuf, Failure> {
+    let bundle = root.join("bundle");
+    let rootfs = bundle.join("rootfs");
+    let upper = root.join(".image").join("upper");
+    let work = root.join(".image").join("work");
+    for dir in [&rootfs, &upper, &work] {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+    }
+    tokio::fs::copy(cached.join("config.json"), bundle.join("config.json"))
+        .await
+        .map_err(|e| failed(format!("the cached image's config: {e}")))?;
+    let lower = cached.join("rootfs");
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("keyless-image"),
+        &rootfs,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|e| {
+        failed(format!(
+            "cannot lay the job's overlay on the cached image {}: {e}",
+            cached.display()
+        ))
+    })?;
     Ok(bundle)
 }
 
@@ -288,7 +369,9 @@ async fn write_blob(blobs: &Path, digest: &str, bytes: &[u8]) -> Result<(), Fail
 /// Writes the container's process and mounts into the bundle's config: the
 /// command in `/bin/sh -c`, in `cwd`, with the job's environment after the
 /// image's own; the job's folder (and so its inputs, outputs and mounts), the
-/// CA and the node's name files bound at the paths the job knows.
+/// CA and the node's name files bound at the paths the job knows. With `user`
+/// (the agent root of its namespace) the container shares that namespace and
+/// its process is `user`, with no capability.
 pub(super) async fn configure(
     bundle: &Path,
     root: &Path,
@@ -296,6 +379,7 @@ pub(super) async fn configure(
     command: &str,
     cwd: &Path,
     env: &std::collections::BTreeMap<String, String>,
+    user: Option<u32>,
 ) -> Result<(), Failure> {
     let path = bundle.join("config.json");
     let text = tokio::fs::read(&path)
@@ -345,19 +429,42 @@ pub(super) async fn configure(
             mounts.push(bind(Path::new(file), true));
         }
     }
+    let (process_user, capabilities) = match user {
+        Some(uid) => (json!({ "uid": uid, "gid": uid }), json!({})),
+        None => (
+            config
+                .pointer("/process/user")
+                .cloned()
+                .unwrap_or_else(|| json!({ "uid": 0, "gid": 0 })),
+            config
+                .pointer("/process/capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+        ),
+    };
     let process = json!({
         "terminal": false,
-        "user": config.pointer("/process/user").cloned().unwrap_or_else(|| json!({ "uid": 0, "gid": 0 })),
+        "user": process_user,
         "args": ["/bin/sh", "-c", command],
         "env": environment,
         "cwd": cwd,
         "noNewPrivileges": true,
-        "capabilities": config.pointer("/process/capabilities").cloned().unwrap_or_else(|| json!({})),
+        "capabilities": capabilities,
         "rlimits": config.pointer("/process/rlimits").cloned().unwrap_or_else(|| json!([])),
     });
     if let Some(map) = config.as_object_mut() {
         map.insert("process".into(), process);
         map.insert("mounts".into(), Value::Array(mounts));
+    }
+    if user.is_some()
+        && let Some(linux) = config.get_mut("linux").and_then(Value::as_object_mut)
+    {
+        // The agent's namespace is the container's: no map of its own.
+        linux.remove("uidMappings");
+        linux.remove("gidMappings");
+        if let Some(namespaces) = linux.get_mut("namespaces").and_then(Value::as_array_mut) {
+            namespaces.retain(|n| n.get("type").and_then(Value::as_str) != Some("user"));
+        }
     }
     let out = serde_json::to_vec_pretty(&config).map_err(|e| failed(e.to_string()))?;
     write_file(&path, &out).await

@@ -311,6 +311,7 @@ impl JobHost for JobRun {
             timeout: None,
             events: None,
             fuse,
+            image: session.spec.get("image").is_some_and(|i| !i.is_null()),
         })
     }
 
