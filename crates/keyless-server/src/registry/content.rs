@@ -559,7 +559,7 @@ fn range(value: &str, size: u64) -> Option<(u64, u64)> {
         "" => size.checked_sub(1)?,
         e => e.parse::<u64>().ok()?.min(size.checked_sub(1)?),
     };
-    (start <= end && start < size).then_some((start, end - start + 1))
+    (start <= end && start < size).then(|| (start, end - start + 1))
 }
 
 async fn get_blob(
