@@ -43,7 +43,7 @@ pub const AGENT_PATH: &str = "/mnt/azureml/bin/keyless";
 pub const IMAGES: &str = "/mnt/azureml/images";
 
 /// The host uid (and gid) of image jobs' agents, seen as 0 in each job's user
-/// namespace; it owns the node's image cache. Outside [`UIDS`], so no job's
+/// namespace; it owns the node's image cache. Outside the jobs' uids, so no job's
 /// command ever runs as it.
 pub const IMAGE_AGENT_UID: u32 = 2_100_000_000;
 
