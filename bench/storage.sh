@@ -8,6 +8,8 @@
 # and each server's CPU time per request (utime+stime of it and its children, from
 # /proc/<pid>/stat, over the requests wrk saw answered), with its ratio to nginx's over TLS.
 # --quick: keyless and nginx only, without the scale figures (for trying a change).
+# BENCH_PERF_DIR=<dir>: each wrk run's server is also profiled (perf record, DWARF call graphs, for the
+# run's length) into <dir>/<target>-<GET|PUT>.data; the figures then include perf's cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pinned=0
@@ -147,10 +149,16 @@ parallel_upload() { # container-url sas [curl header args]
 cpu=$work/cpu.txt
 : >"$cpu"
 wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU µs per request to $cpu
-  local before after out
+  local before after out profiler=
+  if [ -n "${BENCH_PERF_DIR:-}" ]; then
+    mkdir -p "$BENCH_PERF_DIR"
+    perf record -q -F 999 --call-graph dwarf,16384 -p "$3" -o "$BENCH_PERF_DIR/${4//\//-}.data" -- sleep "$seconds" >/dev/null 2>&1 &
+    profiler=$!
+  fi
   before=$(cpu_ticks "$3")
   out=$("${load[@]}" wrk -t"$threads" -c16 -d"${seconds}s" --latency -s "$1" "$2")
   after=$(cpu_ticks "$3")
+  if [ -n "$profiler" ]; then wait "$profiler" || true; fi
   echo "$out" >&2
   local rps p50 p99 requests
   rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
