@@ -904,6 +904,15 @@ def test_an_image_in_a_private_registry_needs_acrpull_for_the_compute_identity(s
     world["data_dir"] = server.data_dir
     private = server.cli("acr", "create", "-n", "privateacr01", "-g", "default")
     image = push_image(server, world["tmp"], private["properties"]["loginServer"], "team/private", "private-bytes")
+    # An unpacking an agent died in, two hours ago, is swept by the next image unpacked on the
+    # node; one under way (a minute old) is left to its agent.
+    cache = Path(server.data_dir) / "jobs" / "images"
+    cache.mkdir(parents=True, exist_ok=True)
+    stale, fresh = cache / ".unpacking-0123456789abcdef", cache / ".unpacking-fedcba9876543210"
+    for partial, age in ((stale, 7200), (fresh, 60)):
+        partial.mkdir(exist_ok=True)
+        os.chown(partial, 2_100_000_000, 2_100_000_000)
+        os.utime(partial, (time.time() - age, time.time() - age))
     environment = image_environment(server, world, "private-env", image)
     refused = submit(server, image_job(world, "private-refused", environment), "private-refused", check=False)
     job = server.cli("ml", "job", "show", "-n", "private-refused", *AT)
@@ -917,3 +926,4 @@ def test_an_image_in_a_private_registry_needs_acrpull_for_the_compute_identity(s
     proc = submit(server, image_job(world, "private-granted", environment), "private-granted")
     assert "private-bytes" in proc.stdout
     assert server.cli("ml", "job", "show", "-n", "private-granted", *AT)["status"] == "Completed"
+    assert not stale.exists() and fresh.exists()

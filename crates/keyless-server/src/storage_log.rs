@@ -93,6 +93,34 @@ pub struct Filter {
     pub status: Option<u16>,
 }
 
+/// The query string of a `/logs` endpoint (a storage account's, a vault's,
+/// a registry's).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    since: Option<String>,
+    principal: Option<String>,
+    path_prefix: Option<String>,
+    status: Option<u16>,
+    /// At most this many records (10,000 by default, 100,000 at most).
+    top: Option<usize>,
+}
+
+impl LogQuery {
+    /// What the query selects of `account`'s records, and how many at most.
+    #[must_use]
+    pub fn filter(self, account: String) -> (Filter, usize) {
+        let filter = Filter {
+            account,
+            since: self.since,
+            principal: self.principal,
+            path_prefix: self.path_prefix,
+            status: self.status,
+        };
+        (filter, self.top.unwrap_or(10_000).min(100_000))
+    }
+}
+
 impl Filter {
     fn matches(&self, r: &Record, since: Option<&jiff::Timestamp>) -> bool {
         r.account_name == self.account

@@ -519,20 +519,12 @@ async fn regenerate_credential(
     .await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogQuery {
-    since: Option<String>,
-    principal: Option<String>,
-    top: Option<usize>,
-}
-
 /// The registry's log: who pulled or pushed which repository and digest.
 async fn logs(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    Query(q): Query<LogQuery>,
+    Query(q): Query<crate::storage_log::LogQuery>,
 ) -> Response {
     respond(async {
         let scope = ResourceId::parse(&registry_id(&sub, &rg, &name))?;
@@ -545,17 +537,8 @@ async fn logs(
         )
         .await?;
         let registry = existing(&state, &sub, &rg, &name).await?;
-        let filter = crate::storage_log::Filter {
-            account: registry.name,
-            since: q.since,
-            principal: q.principal,
-            path_prefix: None,
-            status: None,
-        };
-        let records = state
-            .registry_log
-            .query(filter, q.top.unwrap_or(10_000).min(100_000))
-            .await?;
+        let (filter, top) = q.filter(registry.name);
+        let records = state.registry_log.query(filter, top).await?;
         Ok((StatusCode::OK, json!({ "value": records })))
     })
     .await

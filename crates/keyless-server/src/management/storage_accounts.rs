@@ -510,24 +510,13 @@ async fn list_keys(
     .await
 }
 
-/// The query of the storage-log endpoint.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogQuery {
-    since: Option<String>,
-    principal: Option<String>,
-    path_prefix: Option<String>,
-    status: Option<u16>,
-    top: Option<usize>,
-}
-
 /// The storage log of an account: who touched which data. Reading it needs
 /// `Microsoft.Insights/logs/read` on the account (Reader has it).
 async fn logs(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    Query(q): Query<LogQuery>,
+    Query(q): Query<crate::storage_log::LogQuery>,
 ) -> Response {
     respond(async {
         scope(
@@ -540,17 +529,8 @@ async fn logs(
         )
         .await?;
         existing(&state, &sub, &rg, &name).await?;
-        let filter = crate::storage_log::Filter {
-            account: name,
-            since: q.since,
-            principal: q.principal,
-            path_prefix: q.path_prefix,
-            status: q.status,
-        };
-        let records = state
-            .storage_log
-            .query(filter, q.top.unwrap_or(10_000).min(100_000))
-            .await?;
+        let (filter, top) = q.filter(name);
+        let records = state.storage_log.query(filter, top).await?;
         Ok((StatusCode::OK, json!({ "value": records })))
     })
     .await

@@ -457,20 +457,12 @@ async fn purge(
     .await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogQuery {
-    since: Option<String>,
-    principal: Option<String>,
-    top: Option<usize>,
-}
-
 /// The vault's access log: who read or changed which secret version.
 async fn logs(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    Query(q): Query<LogQuery>,
+    Query(q): Query<crate::storage_log::LogQuery>,
 ) -> Response {
     respond(async {
         let scope = ResourceId::parse(&vault_id(&sub, &rg, &name))?;
@@ -483,17 +475,8 @@ async fn logs(
         )
         .await?;
         let vault = existing(&state, &sub, &rg, &name).await?;
-        let filter = crate::storage_log::Filter {
-            account: vault.name,
-            since: q.since,
-            principal: q.principal,
-            path_prefix: None,
-            status: None,
-        };
-        let records = state
-            .vault_log
-            .query(filter, q.top.unwrap_or(10_000).min(100_000))
-            .await?;
+        let (filter, top) = q.filter(vault.name);
+        let records = state.vault_log.query(filter, top).await?;
         Ok((StatusCode::OK, json!({ "value": records })))
     })
     .await

@@ -280,6 +280,7 @@ pub(super) async fn prepare(
     // Unpacked beside its place and renamed into it whole: a job pulling the
     // same image at the same time keeps its own or finds this one.
     let parent = cached.parent().unwrap_or(Path::new(IMAGES));
+    sweep_partials(parent).await;
     let mut nonce = [0u8; 8];
     aws_lc_rs::rand::fill(&mut nonce)
         .map_err(|_| failed("the system's random generator failed"))?;
@@ -291,6 +292,38 @@ pub(super) async fn prepare(
     }
     let _ = tokio::fs::remove_dir_all(&layout).await;
     overlay(root, &cached).await
+}
+
+/// An unpacking left this long ago was left by an agent that died: no unpack
+/// takes an hour.
+const PARTIAL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the cache's unpackings older than [`PARTIAL_LIFETIME`]; the ones
+/// under way are left to their agents.
+async fn sweep_partials(cache: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(cache).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".unpacking-")
+            && entry
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > PARTIAL_LIFETIME);
+        if stale {
+            eprintln!(
+                "job agent: removing an unpacking an earlier agent left: {}",
+                entry.path().display()
+            );
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        }
+    }
 }
 
 /// Unpacks the OCI layout's image `job` into the bundle `dest`, every file the
