@@ -112,7 +112,23 @@ async fn session(
             "the job secret is not valid for this job",
         )));
     }
-    state.jobs.agent(key).ok_or_else(closed)
+    // A server taking the job over knows its grant a moment before its
+    // session: the agent retries until both are back.
+    state.jobs.agent(key).ok_or_else(|| {
+        if state.jobs.is_resuming(key) {
+            Box::new(resuming())
+        } else {
+            closed()
+        }
+    })
+}
+
+fn resuming() -> Response {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "JobResuming",
+        "the keyless server is taking this job over; retry shortly",
+    )
 }
 
 /// Why a call for a job this server does not run now should be retried: the
@@ -129,11 +145,7 @@ pub(crate) async fn not_here(
         return None;
     }
     if state.jobs.is_resuming(key) {
-        return Some(refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "JobResuming",
-            "the keyless server is taking this job over; retry shortly",
-        ));
+        return Some(resuming());
     }
     // Only a caller that holds the job's secret learns where the job is.
     let job = headers.get(JOB_HEADER).and_then(|v| v.to_str().ok())?;
