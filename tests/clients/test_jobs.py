@@ -848,6 +848,7 @@ def image_environment(server, world, name, image):
 def image_job(world, name, environment, compute="cpu-cluster"):
     command = ("cat /marker.txt; echo UID $(id -u); echo written > ./from-the-image && echo WROTE-CWD; "
                "grep CapEff /proc/self/status; "
+               "ls /mnt/azureml/images >/dev/null 2>&1 && echo SAW-IMAGE-CACHE || echo NO-IMAGE-CACHE; "
                f"ls {world['data_dir']} >/dev/null 2>&1 && echo SAW-DATA-DIR || echo NO-DATA-DIR")
     return job_file(world, name, f"command: {command}\ncompute: azureml:{compute}\nenvironment: {environment}\n")
 
@@ -872,6 +873,7 @@ def test_a_job_runs_in_an_image_the_compute_pulls_from_the_workspace_registry(se
     assert "CapEff:\t0000000000000000" in lines, "with no capability"
     assert "WROTE-CWD" in lines, "the job's folder is the job user's"
     assert "NO-DATA-DIR" in lines and "SAW-DATA-DIR" not in lines
+    assert "NO-IMAGE-CACHE" in lines, "the node's image cache is its agents', not the job's"
     job = server.cli("ml", "job", "show", "-n", "in-image", *AT)
     assert job["status"] == "Completed"
 

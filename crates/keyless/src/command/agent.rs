@@ -397,7 +397,7 @@ impl Agent {
             )
             .await?;
             if let Some(uid) = self.user {
-                give_to_job(&self.root, uid).await?;
+                image::give_to_job(&self.root, uid).await?;
             }
         }
         self.report(&json!({ "phase": "Running" })).await?;
@@ -957,53 +957,6 @@ async fn ship_log(
 }
 
 /// A port name as one path segment of the agent API.
-/// Gives what the agent made in the job's folder (its code, inputs, output
-/// folders) to the job's uid, which the container runs as; the agent's own
-/// (the image, the bundle, runc's state) and other file systems (the mounts,
-/// the overlay) are left alone.
-async fn give_to_job(root: &Path, uid: u32) -> Result<(), Failure> {
-    use std::os::unix::fs::MetadataExt as _;
-    const AGENT_OWN: [&str; 4] = ["image", "bundle", "runc", ".image"];
-    let root = root.to_path_buf();
-    let walked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let device = std::fs::metadata(&root)?.dev();
-        let mut pending = vec![root.clone()];
-        while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir)? {
-                let path = entry?.path();
-                if dir == root
-                    && path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| AGENT_OWN.contains(&n))
-                {
-                    continue;
-                }
-                let meta = std::fs::symlink_metadata(&path)?;
-                if meta.dev() != device {
-                    continue;
-                }
-                if meta.uid() == 0 {
-                    std::os::unix::fs::lchown(&path, Some(uid), Some(uid))?;
-                }
-                if meta.is_dir() {
-                    pending.push(path);
-                }
-            }
-        }
-        Ok(())
-    })
-    .await;
-    match walked {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Failure::new(
-            "JobStartFailed",
-            format!("cannot give the job's folder to the job's user: {e}"),
-        )),
-        Err(e) => Err(Failure::new("JobStartFailed", e.to_string())),
-    }
-}
-
 fn segment(port: &str) -> String {
     percent_encoding::utf8_percent_encode(port, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
