@@ -172,6 +172,10 @@ def test_pushes_and_pulls_without_the_role_are_refused_with_the_challenge_and_th
     r = requests.get(f"https://{other_ls}/v2/team/app/tags/list", headers={"Authorization": f"Bearer {pusher}"},
                      verify=server.ca)
     assert r.status_code == 401 and "not" in r.json()["errors"][0]["message"]
+    # A token holds the repositories it names: one for team/app opens no other repository.
+    r = v2(server, registry, "GET", "team/other/tags/list", pusher)
+    assert r.status_code == 401
+    assert 'scope="repository:team/other:pull"' in r.headers["www-authenticate"]
     entra = entra_token(server, registry["sps"]["pusher"])
     assert v2(server, registry, "GET", "team/app/tags/list", entra).status_code == 401
 
