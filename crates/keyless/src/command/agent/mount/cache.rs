@@ -14,39 +14,26 @@ pub(super) type Key = (u64, u64);
 
 /// Where a block is held.
 pub(super) enum Held {
-    Memory(Arc<Chunks>),
+    Memory(Arc<Block>),
     Disk,
 }
 
-/// A block's bytes as they came from the storage.
-pub(super) struct Chunks(pub(super) Vec<bytes::Bytes>);
+/// A block's bytes, in one piece: a read within it is answered with a slice
+/// of it, not a copy.
+pub(super) struct Block(pub(super) bytes::Bytes);
 
-impl Chunks {
-    /// Appends bytes `from..to` of the block to `out`.
-    pub(super) fn copy_range(&self, from: u64, to: u64, out: &mut Vec<u8>) {
-        let mut at = 0u64;
-        for c in &self.0 {
-            let (start, end) = (at, at + c.len() as u64);
-            if end > from && start < to {
-                let a = usize::try_from(from.max(start) - start).unwrap_or(0);
-                let b = usize::try_from(to.min(end) - start).unwrap_or(0);
-                out.extend_from_slice(c.get(a..b).unwrap_or_default());
-            }
-            at = end;
-            if at >= to {
-                break;
-            }
-        }
+impl Block {
+    /// Bytes `from..to` of the block (as much of them as it holds).
+    pub(super) fn range(&self, from: u64, to: u64) -> bytes::Bytes {
+        let len = self.0.len();
+        let to = usize::try_from(to).map_or(len, |t| t.min(len));
+        let from = usize::try_from(from).map_or(len, |f| f.min(to));
+        self.0.slice(from..to)
     }
 
     pub(super) fn write_to(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write as _;
         let part = path.with_extension("part");
-        let mut file = std::fs::File::create(&part)?;
-        for c in &self.0 {
-            file.write_all(c)?;
-        }
-        drop(file);
+        std::fs::write(&part, &self.0)?;
         std::fs::rename(&part, path)
     }
 }
@@ -59,10 +46,10 @@ pub(super) struct Cache {
     pub(super) fetches: tokio::sync::Semaphore,
 }
 
-pub(super) type Fetch = Shared<BoxFuture<'static, Result<Arc<Chunks>, Arc<Refusal>>>>;
+pub(super) type Fetch = Shared<BoxFuture<'static, Result<Arc<Block>, Arc<Refusal>>>>;
 
 pub(super) struct CacheState {
-    pub(super) memory: Lru<Arc<Chunks>>,
+    pub(super) memory: Lru<Arc<Block>>,
     pub(super) disk: Lru<()>,
     /// Every block fetched so far.
     pub(super) fetched: std::collections::HashSet<Key>,

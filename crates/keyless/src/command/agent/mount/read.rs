@@ -8,7 +8,7 @@ use fuser::Errno;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
-use super::cache::{Chunks, Held, Key};
+use super::cache::{Block, Held, Key};
 use super::{BLOCK, IN_ORDER_SLACK, Mounts, READ_AHEAD, Refusal, read_at};
 
 impl Mounts {
@@ -25,8 +25,8 @@ impl Mounts {
         let key = (ino, index);
         let fetch = {
             let mut state = self.cache.lock();
-            if let Some(chunks) = state.memory.get(key) {
-                return Ok(Held::Memory(chunks));
+            if let Some(block) = state.memory.get(key) {
+                return Ok(Held::Memory(block));
             }
             if state.disk.get(key).is_some() {
                 return Ok(Held::Disk);
@@ -36,7 +36,7 @@ impl Mounts {
             } else {
                 let me = Arc::clone(self);
                 let blob = blob.to_owned();
-                let f: BoxFuture<'static, Result<Arc<Chunks>, Arc<Refusal>>> = async move {
+                let f: BoxFuture<'static, Result<Arc<Block>, Arc<Refusal>>> = async move {
                     let result = me.fetch(port, key, &blob, size).await.map_err(Arc::new);
                     me.cache.lock().fetching.remove(&key);
                     result
@@ -60,34 +60,35 @@ impl Mounts {
         key: Key,
         blob: &str,
         size: u64,
-    ) -> Result<Arc<Chunks>, Refusal> {
+    ) -> Result<Arc<Block>, Refusal> {
         use futures_util::StreamExt as _;
         let _slot = self.cache.fetches.acquire().await;
         let start = key.1 * BLOCK;
         let end = (start + BLOCK).min(size);
         if start >= end {
-            return Ok(Arc::new(Chunks(Vec::new())));
+            return Ok(Arc::new(Block(bytes::Bytes::new())));
         }
         let response = self.get_range(port, blob, (start, end)).await?;
-        let mut chunks = Vec::new();
-        let mut len = 0u64;
+        // Gathered into one piece here, on the runtime, so that the reads the
+        // kernel sends are answered with slices of it.
+        let mut bytes = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| Refusal::io(format!("the read broke off: {e}")))?;
-            len += chunk.len() as u64;
-            chunks.push(chunk);
+            bytes.extend_from_slice(&chunk);
         }
+        let len = bytes.len() as u64;
         if len != end - start {
             return Err(Refusal::io(format!(
                 "the storage sent {len} bytes of {blob} at {start} where {} were asked for",
                 end - start
             )));
         }
-        let chunks = Arc::new(Chunks(chunks));
+        let block = Arc::new(Block(bytes.into()));
         let again = !self.cache.lock().fetched.insert(key);
         if again {
             let path = self.cache.path(key);
-            let kept = Arc::clone(&chunks);
+            let kept = Arc::clone(&block);
             let written = tokio::task::spawn_blocking(move || kept.write_to(&path)).await;
             if matches!(written, Ok(Ok(()))) {
                 let evicted = self.cache.lock().disk.insert(key, len, ());
@@ -99,8 +100,8 @@ impl Mounts {
         self.cache
             .lock()
             .memory
-            .insert(key, len, Arc::clone(&chunks));
-        Ok(chunks)
+            .insert(key, len, Arc::clone(&block));
+        Ok(block)
     }
 
     /// Notes a read of `offset..end` of file `ino` and, when the file is read
@@ -180,9 +181,9 @@ impl Mounts {
         port: usize,
         blob: &str,
         (offset, end): (u64, u64),
-    ) -> Result<Vec<u8>, Refusal> {
+    ) -> Result<bytes::Bytes, Refusal> {
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(bytes::Bytes::new());
         }
         let response = self.get_range(port, blob, (offset, end)).await?;
         let bytes = response
@@ -196,39 +197,51 @@ impl Mounts {
                 end - offset
             )));
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
-    /// `offset..end` of file `ino` when every block of it is in memory.
-    pub(super) fn read_held(&self, ino: u64, (offset, end): (u64, u64)) -> Option<Vec<u8>> {
+    /// `offset..end` of file `ino` when every block of it is in memory: a
+    /// slice of the block when it lies in one.
+    pub(super) fn read_held(&self, ino: u64, (offset, end): (u64, u64)) -> Option<bytes::Bytes> {
         if offset >= end {
-            return Some(Vec::new());
+            return Some(bytes::Bytes::new());
+        }
+        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        let mut state = self.cache.lock();
+        if first == last {
+            let block = state.memory.get((ino, first))?;
+            return Some(block.range(offset - first * BLOCK, end - first * BLOCK));
         }
         let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
-        let mut state = self.cache.lock();
-        for index in offset / BLOCK..=(end - 1) / BLOCK {
-            let chunks = state.memory.get((ino, index))?;
+        for index in first..=last {
+            let block = state.memory.get((ino, index))?;
             let from = offset.max(index * BLOCK) - index * BLOCK;
             let to = end.min((index + 1) * BLOCK) - index * BLOCK;
-            chunks.copy_range(from, to, &mut out);
+            out.extend_from_slice(&block.range(from, to));
         }
-        Some(out)
+        Some(out.into())
     }
 
     /// Reads `len` bytes at `offset` of a stored file through the cache,
-    /// fetching what is missing.
+    /// fetching what is missing (a slice of the block when the bytes lie in
+    /// one held in memory).
     pub(super) async fn read_stored(
         self: Arc<Self>,
         (port, ino): (usize, u64),
         blob: String,
         size: u64,
         (offset, len): (u64, u64),
-    ) -> Result<Vec<u8>, Arc<Refusal>> {
+    ) -> Result<bytes::Bytes, Arc<Refusal>> {
         let end = (offset + len).min(size);
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(bytes::Bytes::new());
         }
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        if first == last
+            && let Held::Memory(block) = self.block(port, ino, &blob, size, first).await?
+        {
+            return Ok(block.range(offset - first * BLOCK, end - first * BLOCK));
+        }
         let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
         for index in first..=last {
             let from = offset.max(index * BLOCK) - index * BLOCK;
@@ -238,8 +251,8 @@ impl Mounts {
             let mut tries = 0;
             loop {
                 match self.block(port, ino, &blob, size, index).await? {
-                    Held::Memory(chunks) => {
-                        chunks.copy_range(from, to, &mut out);
+                    Held::Memory(block) => {
+                        out.extend_from_slice(&block.range(from, to));
                         break;
                     }
                     Held::Disk => match read_at(&self.cache.path((ino, index)), from, to - from) {
@@ -258,6 +271,6 @@ impl Mounts {
                 }
             }
         }
-        Ok(out)
+        Ok(out.into())
     }
 }
