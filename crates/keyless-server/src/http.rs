@@ -68,9 +68,9 @@ pub(crate) fn finish(router: Router, listener: &'static str, ready: Arc<AtomicBo
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
             // The path only: query strings may carry signatures.
-            let client = req.extensions().get::<ClientAddr>().map(|c| c.0.to_string()).unwrap_or_default();
-            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), client = %client, request_id = %id)
+            let client = req.extensions().get::<ClientAddr>().map(|c| tracing::field::display(c.0));
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), client, request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

@@ -67,32 +67,83 @@ pub(crate) async fn render() -> Response {
 
 /// Counts a request of `listener` and measures it to its response head.
 pub(crate) async fn track(listener: &'static str, request: Request, next: Next) -> Response {
-    let method = method_label(request.method());
+    // An unusual method's label is its own text.
+    let method = known_method(request.method()).ok_or_else(|| request.method().as_str().to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = status_label(response.status().as_u16());
-    metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => method, "status" => status)
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    let method = match method {
+        Ok(method) => method,
+        Err(text) => {
+            metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => text, "status" => status_label(status))
+            .increment(1);
+            metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
+                .record(elapsed);
+            return response;
+        }
+    };
+    HANDLES.with_borrow_mut(|h| {
+        h.counter(("http", listener, method, status), || {
+            metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => method, "status" => status_label(status))
+        })
         .increment(1);
-    metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
-        .record(started.elapsed().as_secs_f64());
+        h.histograms
+            .entry(listener)
+            .or_insert_with(|| {
+                metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
+            })
+            .record(elapsed);
+    });
     response
 }
 
-/// A storage or vault request, as its log record names it.
-pub(crate) fn operation(log: &'static str, operation: &'static str, status: u16) {
-    metrics::counter!(
-        "keyless_operations_total",
-        "log" => log,
-        "operation" => operation,
-        "status" => status_label(status)
-    )
-    .increment(1);
+/// The handles of the per-request metrics, by their labels, for the thread that
+/// records them: the recorder's own lookup builds its key (allocating the
+/// labels) and hashes it on every call. Every label is static or a status, so
+/// the maps stay small.
+#[derive(Default)]
+struct Handles {
+    counters: std::collections::HashMap<CounterLabels, metrics::Counter>,
+    histograms: std::collections::HashMap<&'static str, metrics::Histogram>,
 }
 
-/// A method as a label; the common ones without an allocation.
-fn method_label(method: &axum::http::Method) -> metrics::SharedString {
+/// (kind, then the counter's labels in order, then the status).
+type CounterLabels = (&'static str, &'static str, &'static str, u16);
+
+impl Handles {
+    fn counter(
+        &mut self,
+        labels: CounterLabels,
+        make: impl FnOnce() -> metrics::Counter,
+    ) -> &metrics::Counter {
+        self.counters.entry(labels).or_insert_with(make)
+    }
+}
+
+thread_local! {
+    static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::default();
+}
+
+/// A storage, vault or registry request, as its log record names it.
+pub(crate) fn operation(log: &'static str, operation: &'static str, status: u16) {
+    HANDLES.with_borrow_mut(|h| {
+        h.counter(("operation", log, operation, status), || {
+            metrics::counter!(
+                "keyless_operations_total",
+                "log" => log,
+                "operation" => operation,
+                "status" => status_label(status)
+            )
+        })
+        .increment(1);
+    });
+}
+
+/// The common methods, as static labels.
+fn known_method(method: &axum::http::Method) -> Option<&'static str> {
     use axum::http::Method;
-    let known = match *method {
+    Some(match *method {
         Method::GET => "GET",
         Method::PUT => "PUT",
         Method::POST => "POST",
@@ -100,9 +151,8 @@ fn method_label(method: &axum::http::Method) -> metrics::SharedString {
         Method::DELETE => "DELETE",
         Method::PATCH => "PATCH",
         Method::OPTIONS => "OPTIONS",
-        _ => return metrics::SharedString::from(method.as_str().to_owned()),
-    };
-    metrics::SharedString::const_str(known)
+        _ => return None,
+    })
 }
 
 /// A status code as a label; the ones keyless answers with, without an allocation.
