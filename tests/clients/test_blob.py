@@ -464,6 +464,18 @@ def test_checksum_headers_are_refused_with_azures_codes(service, account):
                    headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": good, "x-ms-blob-content-md5": wrong})
     assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "Md5Mismatch"
     assert not service.get_container_client("md5").get_blob_client("short").exists()
+    # Put Block answers with the block's MD5 only when the request sent one (as
+    # Azure does since 2019-02-02), else with the CRC-64 of what it stored.
+    from azure.storage.extensions import checksums
+    block = {"comp": "block", "blockid": base64.b64encode(b"block-1").decode()}
+    reply = signed(account, "PUT", "/md5/blocks", block, body)
+    assert reply.status_code == 201 and "content-md5" not in reply.headers, reply.headers
+    assert reply.headers["x-ms-content-crc64"] == base64.b64encode(
+        checksums.crc64.compute(body, 0).to_bytes(8, "little")).decode()
+    reply = signed(account, "PUT", "/md5/blocks", block, body, headers={"Content-MD5": good})
+    assert reply.status_code == 201 and reply.headers["content-md5"] == good
+    reply = signed(account, "PUT", "/md5/blocks", block, body, headers={"Content-MD5": wrong})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "Md5Mismatch"
 
 
 def test_crc64_is_checked_on_upload_and_framed_on_download(service):

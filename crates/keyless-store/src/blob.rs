@@ -71,7 +71,17 @@ impl Debug for Extended {
 pub trait BlobBackend: Send + Sync + Debug + 'static {
     /// Writes `body` to a new file; fails with `InvalidInput` past `limit` bytes,
     /// leaving nothing behind. The file is durable when this returns.
-    async fn write(&self, body: ByteStream, limit: u64) -> Result<Written, Error>;
+    async fn write(&self, body: ByteStream, limit: u64) -> Result<Written, Error> {
+        self.write_digesting(body, limit, true).await
+    }
+    /// [`Self::write`], computing the MD5 of the body only with `md5` (else
+    /// it comes back zero: hashing costs about as much as the write itself).
+    async fn write_digesting(
+        &self,
+        body: ByteStream,
+        limit: u64,
+        md5: bool,
+    ) -> Result<Written, Error>;
     /// Writes the concatenation of parts of existing files, each `(file id, offset,
     /// length)`, to a new one; with `md5`, computes the MD5 of the result (else
     /// it comes back zero: a block list's blob has none, and hashing hundreds of
@@ -289,10 +299,15 @@ impl LocalFiles {
 
 #[async_trait]
 impl BlobBackend for LocalFiles {
-    async fn write(&self, body: ByteStream, limit: u64) -> Result<Written, Error> {
+    async fn write_digesting(
+        &self,
+        body: ByteStream,
+        limit: u64,
+        md5: bool,
+    ) -> Result<Written, Error> {
         let (id, tmp, file) = self.stage().await?;
         let mut file = tokio::io::BufWriter::with_capacity(CHUNK, file);
-        let (size, md5) = match pour(body, &mut file, limit, &tmp).await {
+        let (size, md5) = match pour(body, &mut file, limit, &tmp, md5).await {
             Ok(done) => done,
             Err(e) => {
                 drop(file);
@@ -337,7 +352,7 @@ impl BlobBackend for LocalFiles {
             .await
             .map_err(|e| io_error(&path, e))?;
         let mut file = tokio::io::BufWriter::with_capacity(CHUNK, file);
-        let poured = pour(body, &mut file, limit, &path).await;
+        let poured = pour(body, &mut file, limit, &path, true).await;
         let file = file.into_inner();
         let synced = match poured {
             Ok(done) => file
@@ -585,8 +600,9 @@ async fn pour(
     file: &mut tokio::io::BufWriter<tokio::fs::File>,
     limit: u64,
     path: &Path,
+    digest: bool,
 ) -> Result<(u64, [u8; 16]), Error> {
-    let mut md5 = Md5::new();
+    let mut md5 = digest.then(Md5::new);
     let mut size: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk
@@ -597,13 +613,15 @@ async fn pour(
                 "the body is larger than the {limit} bytes this operation accepts"
             )));
         }
-        md5.update(&chunk);
+        if let Some(md5) = md5.as_mut() {
+            md5.update(&chunk);
+        }
         file.write_all(&chunk)
             .await
             .map_err(|e| io_error(path, e))?;
     }
     file.flush().await.map_err(|e| io_error(path, e))?;
-    Ok((size, md5.finalize().into()))
+    Ok((size, md5.map_or([0; 16], |m| m.finalize().into())))
 }
 
 fn io_error(path: &Path, e: io::Error) -> Error {

@@ -143,8 +143,13 @@ impl ObjectStoreBlobs {
     }
 
     /// Uploads `body` as a new object; past `limit` bytes the upload is
-    /// aborted. Returns the id, length and MD5.
-    async fn upload(&self, mut body: ByteStream, limit: u64) -> Result<Written, Error> {
+    /// aborted. Returns the id, length and (with `digest`) MD5.
+    async fn upload(
+        &self,
+        mut body: ByteStream,
+        limit: u64,
+        digest: bool,
+    ) -> Result<Written, Error> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = self.path(&id)?;
         let upload = self
@@ -153,7 +158,7 @@ impl ObjectStoreBlobs {
             .await
             .map_err(|e| unavailable("starting an upload", e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-        let mut md5 = Md5::new();
+        let mut md5 = digest.then(Md5::new);
         let mut size: u64 = 0;
         let failed = loop {
             let Some(chunk) = body.next().await else {
@@ -173,7 +178,9 @@ impl ObjectStoreBlobs {
                     "the body is larger than the {limit} bytes this operation accepts"
                 )));
             }
-            md5.update(&chunk);
+            if let Some(md5) = md5.as_mut() {
+                md5.update(&chunk);
+            }
             if let Err(e) = writer.wait_for_capacity(IN_FLIGHT).await {
                 break Some(unavailable("uploading a part", e));
             }
@@ -192,7 +199,7 @@ impl ObjectStoreBlobs {
         Ok(Written {
             file_id: id,
             size,
-            md5: md5.finalize().into(),
+            md5: md5.map_or([0; 16], |m| m.finalize().into()),
         })
     }
 
@@ -222,8 +229,13 @@ impl ObjectStoreBlobs {
 
 #[async_trait]
 impl BlobBackend for ObjectStoreBlobs {
-    async fn write(&self, body: ByteStream, limit: u64) -> Result<Written, Error> {
-        self.upload(body, limit).await
+    async fn write_digesting(
+        &self,
+        body: ByteStream,
+        limit: u64,
+        md5: bool,
+    ) -> Result<Written, Error> {
+        self.upload(body, limit, md5).await
     }
 
     async fn compose(&self, parts: &[(String, u64, u64)], md5: bool) -> Result<Written, Error> {
@@ -239,20 +251,13 @@ impl BlobBackend for ObjectStoreBlobs {
             );
         }
         let body: ByteStream = Box::pin(futures_util::stream::iter(streams).flatten());
-        let mut written = self
-            .upload(body, u64::MAX)
+        self.upload(body, u64::MAX, md5)
             .await
             .map_err(|e| match e.kind() {
                 // A part that could not be read is the store's failure, not the caller's.
                 ErrorKind::InvalidInput => unavailable("composing", e.message()),
                 _ => e,
-            })?;
-        if !md5 {
-            // The upload hashes as it goes (its cost is the network's); the
-            // contract is a zero digest when none is asked.
-            written.md5 = [0; 16];
-        }
-        Ok(written)
+            })
     }
 
     async fn zeros(&self, size: u64) -> Result<Written, Error> {
@@ -262,8 +267,7 @@ impl BlobBackend for ObjectStoreBlobs {
             let left = size - i * ZEROS as u64;
             Ok(zeros.slice(..usize::try_from(left).map_or(ZEROS, |l| l.min(ZEROS))))
         }));
-        let w = self.upload(Box::pin(body), u64::MAX).await?;
-        Ok(Written { md5: [0; 16], ..w })
+        self.upload(Box::pin(body), u64::MAX, false).await
     }
 
     async fn read(&self, file_id: &str, offset: u64, len: u64) -> Result<ByteStream, Error> {

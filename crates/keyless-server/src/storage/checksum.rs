@@ -126,6 +126,11 @@ impl Sent {
         })
     }
 
+    /// Whether the request sent an MD5 of its body.
+    pub(crate) fn has_md5(&self) -> bool {
+        self.md5.is_some()
+    }
+
     /// The length of the content the body carries, which differs from the body's
     /// own length when it is framed.
     pub(crate) fn content_length(&self, body_length: Option<u64>) -> Option<u64> {
