@@ -631,7 +631,7 @@ impl Mounts {
             url.push('?');
             url.push_str(sas);
         }
-        super::upload(
+        super::transfer::upload(
             &self.api.http,
             &url,
             url_access.authorization.as_deref(),
