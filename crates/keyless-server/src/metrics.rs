@@ -67,33 +67,27 @@ pub(crate) async fn render() -> Response {
 
 /// Counts a request of `listener` and measures it to its response head.
 pub(crate) async fn track(listener: &'static str, request: Request, next: Next) -> Response {
-    // An unusual method's label is its own text.
     let method = known_method(request.method()).ok_or_else(|| request.method().as_str().to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    let method = match method {
-        Ok(method) => method,
-        Err(text) => {
-            metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => text, "status" => status_label(status))
-            .increment(1);
-            metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
-                .record(elapsed);
-            return response;
-        }
-    };
     HANDLES.with_borrow_mut(|h| {
-        h.counter(("http", listener, method, status), || {
-            metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => method, "status" => status_label(status))
-        })
-        .increment(1);
         h.histograms
             .entry(listener)
             .or_insert_with(|| {
                 metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
             })
             .record(elapsed);
+        match method {
+            Ok(method) => h.counter(("http", listener, method, status), || {
+                metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => method, "status" => status_label(status))
+            })
+            .increment(1),
+            // An unusual method is counted under its own text, past the cache.
+            Err(text) => metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => text, "status" => status_label(status))
+                .increment(1),
+        }
     });
     response
 }
