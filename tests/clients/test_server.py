@@ -205,7 +205,14 @@ def test_metrics_count_requests_operations_and_tokens_and_name_no_one(tmp_path):
         for n in range(3):
             container.upload_blob(f"b{n}", b"x")
             assert container.get_blob_client(f"b{n}").download_blob().readall() == b"x"
+        # Methods a client invents are counted together, not each as a series of its own.
+        import requests
+        for n in range(3):
+            odd = requests.request(f"FROBNICATE{n}", f"{srv.info['storage']}/metered/metered-data/b0",
+                                   verify=srv.ca)
+            assert odd.status_code >= 400
         text = urllib.request.urlopen(f"{srv.info['storage']}/metrics", context=ctx).read().decode()
+        assert "FROBNICATE" not in text
         assert "text/plain" in urllib.request.urlopen(f"{srv.management}/metrics", context=ctx).headers["content-type"]
 
         def value(pattern):
@@ -213,6 +220,7 @@ def test_metrics_count_requests_operations_and_tokens_and_name_no_one(tmp_path):
             return sum(found)
 
         assert value(r'keyless_http_requests_total\{[^}]*listener="storage"[^}]*method="GET"') >= 3
+        assert value(r'keyless_http_requests_total\{[^}]*listener="storage"[^}]*method="OTHER"') >= 3
         assert value(r'keyless_http_requests_total\{[^}]*listener="login"') >= 1
         assert value(r'keyless_tokens_issued_total\{grant="password"\}') >= 1
         assert value(r'keyless_operations_total\{[^}]*log="storage"') >= 3
