@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use keyless_core::{Error, ErrorKind};
 
@@ -475,14 +475,10 @@ impl BlobBackend for LocalFiles {
         {
             return self.read_linked(file_id, offset, len).await;
         }
-        let mut file = tokio::fs::File::open(&path)
+        let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| io_error(&path, e))?;
-        file.seek(io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| io_error(&path, e))?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
-        Ok(Box::pin(stream))
+        Ok(chunks(file.into_std().await, offset, len))
     }
 
     async fn remove(&self, file_ids: &[String]) {
@@ -558,17 +554,41 @@ impl LocalFiles {
         }
         let streams = segments.into_iter().map(|(path, from, n)| {
             futures_util::stream::once(async move {
-                let mut file = tokio::fs::File::open(&path).await?;
-                file.seek(io::SeekFrom::Start(from)).await?;
-                Ok::<_, io::Error>(tokio_util::io::ReaderStream::with_capacity(
-                    file.take(n),
-                    CHUNK,
-                ))
+                let file = tokio::fs::File::open(&path).await?;
+                Ok::<_, io::Error>(chunks(file.into_std().await, from, n))
             })
             .try_flatten()
         });
         Ok(Box::pin(futures_util::stream::iter(streams).flatten()))
     }
+}
+
+/// `len` bytes of `file` from `offset`, a chunk at a time, each read on the
+/// blocking pool straight into the buffer it is sent in. (`tokio::fs::File`
+/// reads into a buffer of its own and copies from it: a second pass over
+/// every byte of a download.) Fails with `UnexpectedEof` if the file ends
+/// before `len` bytes.
+fn chunks(file: std::fs::File, offset: u64, len: u64) -> ByteStream {
+    let file = std::sync::Arc::new(file);
+    let step = move |at: u64| {
+        let file = std::sync::Arc::clone(&file);
+        async move {
+            if at >= len {
+                return Ok(None);
+            }
+            let n = usize::try_from((len - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let bytes = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt as _;
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, offset + at)?;
+                Ok::<_, io::Error>(Bytes::from(buf))
+            })
+            .await
+            .map_err(io::Error::other)??;
+            Ok(Some((bytes, at + n as u64)))
+        }
+    };
+    Box::pin(futures_util::stream::try_unfold(0u64, step))
 }
 
 /// The pieces of a linked composition in order, as `(path, length)`. Blocking.
