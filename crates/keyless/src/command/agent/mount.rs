@@ -574,25 +574,18 @@ impl Mounts {
     }
 
     async fn download(&self, port: usize, blob: &str, path: &Path) -> Result<(), Refusal> {
-        use futures_util::StreamExt as _;
-        use tokio::io::AsyncWriteExt as _;
         let response = self
             .send(port, reqwest::Method::GET, Some(blob), &[], &[], None)
             .await?;
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .map_err(|e| Refusal::io(e.to_string()))?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| Refusal::io(format!("the read broke off: {e}")))?;
-            file.write_all(&chunk)
+            return tokio::fs::File::create(path)
                 .await
-                .map_err(|e| Refusal::io(e.to_string()))?;
+                .map(drop)
+                .map_err(|e| Refusal::io(e.to_string()));
         }
-        file.flush().await.map_err(|e| Refusal::io(e.to_string()))
+        super::transfer::save(response.bytes_stream(), path, |_| {})
+            .await
+            .map_err(Refusal::io)
     }
 
     fn update(&self, ino: u64, change: impl FnOnce(&mut FileState)) {

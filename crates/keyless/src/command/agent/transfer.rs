@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt as _;
 
 use keyless_ml::snapshot::Checksum;
 
@@ -17,6 +16,49 @@ use super::{Agent, Failure, FileAccess, Folder, STORAGE_VERSION, refusal, safe_j
 const SINGLE_PUT: u64 = 256 * 1024 * 1024;
 /// The size of an uploaded block.
 const BLOCK: u64 = 64 * 1024 * 1024;
+/// The bytes a download gathers before each write to its file.
+const WRITE_CHUNK: usize = 1024 * 1024;
+
+/// Streams a response's `body` into a new file at `dest`, showing each chunk
+/// to `seen` first. The bytes go to the file a MiB at a time, on the blocking
+/// pool, while the next MiB arrives: through `tokio::fs::File`, each chunk of
+/// the body (a TLS record, 16 KiB) was a trip to the pool and back.
+pub(super) async fn save<E: std::fmt::Display>(
+    body: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    dest: &Path,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("{}: {e}", dest.display());
+    let lost = |e: tokio::task::JoinError| format!("{}: the write stopped: {e}", dest.display());
+    let file = tokio::fs::File::create(dest).await.map_err(failed)?;
+    let file = file.into_std().await;
+    let mut writing = tokio::task::spawn_blocking(move || Ok::<_, std::io::Error>(file));
+    let mut body = std::pin::pin!(body);
+    let mut buf = Vec::with_capacity(WRITE_CHUNK);
+    loop {
+        let next = body.next().await;
+        let last = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|e| format!("the download broke off: {e}"))?;
+            seen(&chunk);
+            buf.extend_from_slice(&chunk);
+            if buf.len() < WRITE_CHUNK {
+                continue;
+            }
+        }
+        let mut file = writing.await.map_err(lost)?.map_err(failed)?;
+        let bytes = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_CHUNK));
+        writing = tokio::task::spawn_blocking(move || {
+            std::io::Write::write_all(&mut file, &bytes)?;
+            Ok(file)
+        });
+        if last {
+            break;
+        }
+    }
+    writing.await.map_err(lost)?.map_err(failed)?;
+    Ok(())
+}
 
 impl Agent {
     /// Downloads the code snapshot into `code/`, refused unless it hashes to
@@ -104,23 +146,12 @@ impl Agent {
                 .await
                 .map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|e| format!("{}: {e}", dest.display()))?;
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| format!("the download broke off: {e}"))?;
+        save(response.bytes_stream(), dest, |chunk| {
             if let Some(c) = checksum.as_deref_mut() {
-                c.update(&chunk);
+                c.update(chunk);
             }
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| format!("{}: {e}", dest.display()))?;
-        }
-        file.flush()
-            .await
-            .map_err(|e| format!("{}: {e}", dest.display()))?;
-        Ok(())
+        })
+        .await
     }
 
     /// Uploads every file under an `upload` output's folder.
