@@ -624,6 +624,7 @@ async fn pour(
 ) -> Result<(u64, [u8; 16]), Error> {
     let mut md5 = digest.then(Md5::new);
     let mut size: u64 = 0;
+    let mut behind = SyncBehind::default();
     while let Some(chunk) = body.next().await {
         let chunk = chunk
             .map_err(|e| Error::invalid(format!("the request body could not be read: {e}")))?;
@@ -639,9 +640,67 @@ async fn pour(
         file.write_all(&chunk)
             .await
             .map_err(|e| io_error(path, e))?;
+        behind
+            .after(file, size)
+            .await
+            .map_err(|e| io_error(path, e))?;
     }
     file.flush().await.map_err(|e| io_error(path, e))?;
+    behind.finish().await.map_err(|e| io_error(path, e))?;
     Ok((size, md5.map_or([0; 16], |m| m.finalize().into())))
+}
+
+/// While a large body is written, what has been written so far is synced in
+/// the background every this many bytes, so that the disk works while the
+/// body arrives and the sync that makes the whole durable finds little left
+/// (what PostgreSQL's `*_flush_after` settings do).
+const SYNC_BEHIND: u64 = 16 * 1024 * 1024;
+
+/// The background syncs of one write: at most one at a time, and a failed one
+/// fails the write (after a failed sync, a later one may succeed with the
+/// bytes lost).
+#[derive(Default)]
+struct SyncBehind {
+    file: Option<std::sync::Arc<std::fs::File>>,
+    running: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    synced: u64,
+}
+
+impl SyncBehind {
+    /// Starts a sync of the first `size` bytes when [`SYNC_BEHIND`] more have
+    /// been written since the last one began and it has ended.
+    async fn after(
+        &mut self,
+        file: &mut tokio::io::BufWriter<tokio::fs::File>,
+        size: u64,
+    ) -> io::Result<()> {
+        if size - self.synced < SYNC_BEHIND
+            || self.running.as_ref().is_some_and(|r| !r.is_finished())
+        {
+            return Ok(());
+        }
+        self.finish().await?;
+        file.flush().await?;
+        let shadow = match &self.file {
+            Some(f) => std::sync::Arc::clone(f),
+            None => {
+                let dup = std::sync::Arc::new(file.get_ref().try_clone().await?.into_std().await);
+                self.file = Some(std::sync::Arc::clone(&dup));
+                dup
+            }
+        };
+        self.running = Some(tokio::task::spawn_blocking(move || shadow.sync_data()));
+        self.synced = size;
+        Ok(())
+    }
+
+    /// Waits for the sync under way, if any, and gives its failure.
+    async fn finish(&mut self) -> io::Result<()> {
+        match self.running.take() {
+            Some(running) => running.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
 }
 
 fn io_error(path: &Path, e: io::Error) -> Error {
@@ -665,6 +724,35 @@ mod tests {
             out.extend_from_slice(&c.unwrap());
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_body_past_several_background_syncs_is_written_whole() {
+        // Past three SYNC_BEHIND marks, in chunks of an odd size, so that syncs
+        // start mid-body and one may still run at its end.
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles::new(dir.path()).unwrap();
+        let mut data = Vec::with_capacity(50 << 20);
+        let mut x: u32 = 7;
+        while data.len() < (50 << 20) + 12_345 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+        let chunks: Vec<io::Result<Bytes>> = data
+            .chunks(777_777)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let written = files
+            .write(Box::pin(futures_util::stream::iter(chunks)), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(written.size, data.len() as u64);
+        assert_eq!(written.md5, <[u8; 16]>::from(Md5::digest(&data)));
+        let back = read_all(&files, &written.file_id, 0, written.size).await;
+        assert!(
+            back == data,
+            "the bytes read back differ from those written"
+        );
     }
 
     #[tokio::test]
