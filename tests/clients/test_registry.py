@@ -240,10 +240,15 @@ def test_digests_are_verified_and_manifests_must_name_blobs_the_repository_holds
     assert r.status_code == 202 and r.headers["range"] == "0-4"
     r = v2(server, registry, "PATCH", location, token, data=body[5:], headers={"Content-Range": "0-10"})
     assert r.status_code == 416
+    error = r.json()["errors"][0]
+    assert (error["code"], error["detail"]) == ("BLOB_UPLOAD_INVALID", {"size": 5}), error
     r = v2(server, registry, "PUT", f"{location}?digest={digest}", token, data=body[5:])
     assert r.status_code == 201 and r.headers["docker-content-digest"] == digest
     r = v2(server, registry, "GET", f"checks/x/blobs/{digest}", token, headers={"Range": "bytes=5-8"})
     assert r.status_code == 206 and r.content == body[5:9]
+    r = v2(server, registry, "GET", f"checks/x/blobs/{digest}", token, headers={"Range": f"bytes={len(body) + 5}-"})
+    error = r.json()["errors"][0]
+    assert r.status_code == 416 and (error["code"], error["detail"]) == ("RANGE_INVALID", {"size": len(body)}), error
     # A manifest naming a blob the repository lacks is refused.
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": wrong, "size": 5},

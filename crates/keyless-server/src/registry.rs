@@ -146,6 +146,13 @@ impl RegError {
     pub(crate) fn unsupported(message: impl Into<String>) -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message)
     }
+
+    /// A range outside what is held, with the size held as its detail.
+    pub(crate) fn out_of_range(code: &'static str, message: impl Into<String>, size: u64) -> Self {
+        let mut e = Self::new(StatusCode::RANGE_NOT_SATISFIABLE, code, message);
+        e.detail = Some(serde_json::json!({ "size": size }));
+        e
+    }
 }
 
 impl std::ops::Deref for RegError {

@@ -586,16 +586,14 @@ async fn get_blob(
     let (status, offset, len) = match wanted {
         Some(r) => {
             let Some((offset, len)) = range(r, blob.size) else {
-                let mut e = RegError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
+                return Err(RegError::out_of_range(
                     "RANGE_INVALID",
                     format!(
                         "range `{r}` does not lie within the blob's {} bytes",
                         blob.size
                     ),
-                );
-                e.detail = Some(json!({ "size": blob.size }));
-                return Err(e);
+                    blob.size,
+                ));
             };
             headers.push((
                 "content-range",

@@ -84,7 +84,10 @@ pub(crate) async fn put_block(ctx: &Ctx, body: Body) -> Result<Response, Storage
     // Since version 2019-02-02 Azure answers with the block's MD5 only when the
     // request sent one (and otherwise with the CRC-64 it computes): hashing a
     // block for nothing costs about as much as storing it.
-    let answer_md5 = sent.has_md5() || ctx.header("x-ms-version").is_some_and(|v| v < "2019-02-02");
+    let answer_md5 = sent.has_md5()
+        || ctx
+            .header(&super::names::X_MS_VERSION)
+            .is_some_and(|v| v < "2019-02-02");
     let (body, tap) = sent.tap_computing(stream(body));
     let written = ctx
         .state

@@ -148,16 +148,14 @@ pub(super) async fn upload(
                     .next()
                     .and_then(|s| s.parse::<u64>().ok());
                 if start != Some(u.size) {
-                    let mut e = RegError::new(
-                        StatusCode::RANGE_NOT_SATISFIABLE,
+                    return Err(RegError::out_of_range(
                         "BLOB_UPLOAD_INVALID",
                         format!(
                             "the chunk begins at `{r}`, the upload holds {} bytes: send the next chunk from there",
                             u.size
                         ),
-                    );
-                    e.detail = Some(json!({ "size": u.size }));
-                    return Err(e);
+                        u.size,
+                    ));
                 }
             }
             let u = append(ctx, &u, stream(body)).await?;

@@ -20,44 +20,25 @@ const BLOCK: u64 = 64 * 1024 * 1024;
 const WRITE_CHUNK: usize = 1024 * 1024;
 
 /// Streams a response's `body` into a new file at `dest`, showing each chunk
-/// to `seen` first. The bytes go to the file a MiB at a time, on the blocking
-/// pool, while the next MiB arrives: through `tokio::fs::File`, each chunk of
-/// the body (a TLS record, 16 KiB) was a trip to the pool and back.
+/// to `seen` first. The bytes go to the file a MiB at a time: written as they
+/// came, each chunk of the body (a TLS record, 16 KiB) was a trip to the
+/// blocking pool and back.
 pub(super) async fn save<E: std::fmt::Display>(
     body: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
     dest: &Path,
     mut seen: impl FnMut(&[u8]),
 ) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt as _;
     let failed = |e: std::io::Error| format!("{}: {e}", dest.display());
-    let lost = |e: tokio::task::JoinError| format!("{}: the write stopped: {e}", dest.display());
     let file = tokio::fs::File::create(dest).await.map_err(failed)?;
-    let file = file.into_std().await;
-    let mut writing = tokio::task::spawn_blocking(move || Ok::<_, std::io::Error>(file));
+    let mut file = tokio::io::BufWriter::with_capacity(WRITE_CHUNK, file);
     let mut body = std::pin::pin!(body);
-    let mut buf = Vec::with_capacity(WRITE_CHUNK);
-    loop {
-        let next = body.next().await;
-        let last = next.is_none();
-        if let Some(chunk) = next {
-            let chunk = chunk.map_err(|e| format!("the download broke off: {e}"))?;
-            seen(&chunk);
-            buf.extend_from_slice(&chunk);
-            if buf.len() < WRITE_CHUNK {
-                continue;
-            }
-        }
-        let mut file = writing.await.map_err(lost)?.map_err(failed)?;
-        let bytes = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_CHUNK));
-        writing = tokio::task::spawn_blocking(move || {
-            std::io::Write::write_all(&mut file, &bytes)?;
-            Ok(file)
-        });
-        if last {
-            break;
-        }
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("the download broke off: {e}"))?;
+        seen(&chunk);
+        file.write_all(&chunk).await.map_err(failed)?;
     }
-    writing.await.map_err(lost)?.map_err(failed)?;
-    Ok(())
+    file.flush().await.map_err(failed)
 }
 
 impl Agent {
@@ -208,7 +189,8 @@ pub(super) async fn upload(
     path: &Path,
     size: u64,
 ) -> Result<(), String> {
-    let put = |url: String, len: u64, body: reqwest::Body| {
+    // Sends one PUT; a refusal comes back with the storage's explanation.
+    let put = |url: String, len: u64, body: reqwest::Body, blob_type: Option<&'static str>| {
         let mut request = http
             .put(url)
             .header("x-ms-version", STORAGE_VERSION)
@@ -217,53 +199,49 @@ pub(super) async fn upload(
         if let Some(a) = authorization {
             request = request.header("authorization", a);
         }
-        request
+        if let Some(t) = blob_type {
+            request = request.header("x-ms-blob-type", t);
+        }
+        async move {
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(refusal(&response))
+            }
+        }
     };
-    let open = || async {
-        tokio::fs::File::open(path)
+    // `len` bytes of the file from `offset`, as a request body.
+    let part = |offset: u64, len: u64| async move {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+        let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
+        file.seek(std::io::SeekFrom::Start(offset))
             .await
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(failed)?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
+        Ok::<_, String>(reqwest::Body::wrap_stream(stream))
     };
     if size <= SINGLE_PUT {
-        let stream = tokio_util::io::ReaderStream::with_capacity(open().await?, 256 * 1024);
-        let response = put(url.to_owned(), size, reqwest::Body::wrap_stream(stream))
-            .header("x-ms-blob-type", "BlockBlob")
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        return if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(refusal(&response))
-        };
+        return put(
+            url.to_owned(),
+            size,
+            part(0, size).await?,
+            Some("BlockBlob"),
+        )
+        .await;
     }
     let sep = if url.contains('?') { '&' } else { '?' };
     let mut ids = Vec::new();
     let mut offset = 0u64;
     while offset < size {
         use base64::Engine as _;
-        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
         let len = BLOCK.min(size - offset);
         let id = base64::engine::general_purpose::STANDARD.encode(format!("{:010}", ids.len()));
-        let mut file = open().await?;
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| e.to_string())?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
-        let encoded: String =
-            percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        let response = put(
-            format!("{url}{sep}comp=block&blockid={encoded}"),
-            len,
-            reqwest::Body::wrap_stream(stream),
-        )
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(refusal(&response));
-        }
+        let encoded =
+            percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC);
+        let block_url = format!("{url}{sep}comp=block&blockid={encoded}");
+        put(block_url, len, part(offset, len).await?, None).await?;
         ids.push(id);
         offset += len;
     }
@@ -273,19 +251,7 @@ pub(super) async fn upload(
         .collect();
     let xml = format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>");
     let len = xml.len() as u64;
-    let response = put(
-        format!("{url}{sep}comp=blocklist"),
-        len,
-        reqwest::Body::from(xml),
-    )
-    .send()
-    .await
-    .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(refusal(&response))
-    }
+    put(format!("{url}{sep}comp=blocklist"), len, xml.into(), None).await
 }
 
 /// Every file under an output folder: its `/`-separated path, where it is, its
