@@ -8,6 +8,7 @@
 # and each server's CPU time per request (utime+stime of it and its children, from
 # /proc/<pid>/stat, over the requests wrk saw answered), with its ratio to nginx's over TLS.
 # --quick: keyless and nginx only, without the scale figures (for trying a change).
+# KEYLESS_BIN=<binary>: that keyless, not a fresh release build (to compare two builds).
 # BENCH_PERF_DIR=<dir>: each wrk run's server is also profiled (perf record, DWARF call graphs, for the
 # run's length) into <dir>/<target>-<GET|PUT>.data; the figures then include perf's cost.
 set -euo pipefail
@@ -23,14 +24,16 @@ if [ "$pinned" = 1 ]; then
   server=(taskset -c 0); load=(taskset -c 1); threads=1; workers=1
 fi
 tick=$(getconf CLK_TCK)
-# CPU ticks (user + system, its own and its waited-for children's) of a process and its children.
+# CPU ticks (user + system, its own and its waited-for children's) of a process and its children;
+# with `split`, the user and the system ticks apart ("user system").
 cpu_ticks() {
-  local total=0 p
+  local user=0 system=0 p u s
   for p in "$1" $(pgrep -P "$1" || true); do
     [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$p/stat")))
+    read -r u s < <(awk '{sub(/.*\) /, ""); print $12 + $14, $13 + $15}' "/proc/$p/stat")
+    user=$((user + u)); system=$((system + s))
   done
-  echo "$total"
+  if [ "${2:-}" = split ]; then echo "$user $system"; else echo $((user + system)); fi
 }
 for tool in wrk nginx curl node npm; do command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }; done
 root=$PWD
@@ -39,8 +42,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-cargo build --release --locked -p keyless >/dev/null
-bin=$root/target/release/keyless
+bin=${KEYLESS_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --locked -p keyless >/dev/null
+  bin=$root/target/release/keyless
+fi
 venv=$root/.venv
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q -r tests/clients/requirements.txt; }
 if [ ! -x bench/.cache/node_modules/.bin/azurite-blob ]; then
@@ -159,16 +165,16 @@ settle() {
   echo "server $1 still busy after 30 s; measuring anyway" >&2
 }
 wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU Âµs per request to $cpu
-  local before after out profiler=
+  local user_before system_before user_after system_after out profiler=
   settle "$3"
   if [ -n "${BENCH_PERF_DIR:-}" ]; then
     mkdir -p "$BENCH_PERF_DIR"
     perf record -q -F 999 --call-graph dwarf,16384 -p "$3" -o "$BENCH_PERF_DIR/${4//\//-}.data" -- sleep "$seconds" >/dev/null 2>&1 &
     profiler=$!
   fi
-  before=$(cpu_ticks "$3")
+  read -r user_before system_before < <(cpu_ticks "$3" split)
   out=$("${load[@]}" wrk -t"$threads" -c16 -d"${seconds}s" --latency -s "$1" "$2")
-  after=$(cpu_ticks "$3")
+  read -r user_after system_after < <(cpu_ticks "$3" split)
   if [ -n "$profiler" ]; then wait "$profiler" || true; fi
   echo "$out" >&2
   local rps p50 p99 requests
@@ -176,7 +182,7 @@ wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU Â
   p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
   p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  python3 -c "print(f'$4 {$rps} {($after - $before) * 1e6 / $tick / max($requests, 1):.0f}')" >>"$cpu"
+  python3 -c "n = max($requests, 1) * $tick / 1e6; print(f'$4 {$rps} {($user_after - $user_before) / n:.1f} {($system_after - $system_before) / n:.1f}')" >>"$cpu"
   echo "$rps $p50 $p99"
 }
 mbps() { python3 -c "print(f'{256/$1:.0f}')"; }
@@ -211,13 +217,13 @@ if [ "$pinned" = 1 ]; then
 import sys
 rows = {}
 for line in open(sys.argv[1]).read().splitlines():
-    label, rps, us = line.split()
-    rows[label] = (float(rps), float(us))
-ceiling = rows.get("nginx-tls/GET", (0, 0))[1]
-print(f"{'target':<22}{'req/s':>10}{'CPU us/req':>12}{'x nginx TLS':>13}")
-for label, (rps, us) in rows.items():
-    ratio = f"{us / ceiling:.2f}" if ceiling else "-"
-    print(f"{label:<22}{rps:>10.0f}{us:>12.0f}{ratio:>13}")
+    label, rps, user, system = line.split()
+    rows[label] = (float(rps), float(user), float(system))
+ceiling = sum(rows.get("nginx-tls/GET", (0, 0, 0))[1:])
+print(f"{'target':<22}{'req/s':>10}{'CPU us/req':>12}{'user':>7}{'kernel':>8}{'x nginx TLS':>13}")
+for label, (rps, user, system) in rows.items():
+    ratio = f"{(user + system) / ceiling:.2f}" if ceiling else "-"
+    print(f"{label:<22}{rps:>10.0f}{user + system:>12.0f}{user:>7.0f}{system:>8.0f}{ratio:>13}")
 PY
 fi
 [ "$quick" = 1 ] && exit 0
