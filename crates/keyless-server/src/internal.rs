@@ -157,14 +157,13 @@ impl Acting {
         if let Ok(v) = HeaderValue::from_str(&id) {
             request.headers_mut().insert(crate::http::REQUEST_ID, v);
         }
-        let router = match service {
-            Service::Storage => crate::storage::router(state.clone()),
-            Service::Vault => crate::vault::router(state.clone()),
+        let response = match service {
+            Service::Storage => crate::storage::dispatch(state.clone(), request).await,
+            Service::Vault => crate::vault::router(state.clone())
+                .oneshot(request)
+                .await
+                .map_err(|e| Error::internal(format!("an internal request failed: {e}")))?,
         };
-        let response = router
-            .oneshot(request)
-            .await
-            .map_err(|e| Error::internal(format!("an internal request failed: {e}")))?;
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX)
             .await

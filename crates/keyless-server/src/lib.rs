@@ -364,37 +364,37 @@ pub async fn start_with_clock(
         (
             "storage",
             listeners.storage,
-            storage::router(Arc::clone(&state)),
+            http::Routes::Storage(Arc::clone(&state)),
             true,
         ),
         (
             "login",
             listeners.login,
-            login::router(Arc::clone(&state)),
+            http::Routes::Router(login::router(Arc::clone(&state))),
             true,
         ),
         (
             "management",
             listeners.management,
-            management::router(Arc::clone(&state)),
+            http::Routes::Router(management::router(Arc::clone(&state))),
             true,
         ),
         (
             "vault",
             listeners.vault,
-            vault::router(Arc::clone(&state)),
+            http::Routes::Router(vault::router(Arc::clone(&state))),
             true,
         ),
         (
             "registry",
             listeners.registry,
-            registry::router(Arc::clone(&state)),
+            http::Routes::Router(registry::router(Arc::clone(&state))),
             true,
         ),
         (
             "identity",
             listeners.identity,
-            identity::router(Arc::clone(&state)),
+            http::Routes::Router(identity::router(Arc::clone(&state))),
             false,
         ),
     ];
@@ -408,7 +408,7 @@ pub async fn start_with_clock(
         let tls = secure.then(|| acceptor.clone());
         tasks.spawn(http::serve(
             listener,
-            http::finish(router, name, Arc::clone(&state.ready)),
+            http::Front::new(router, name, Arc::clone(&state.ready)),
             tls,
             shutdown.clone(),
             drain,

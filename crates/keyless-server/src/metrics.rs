@@ -6,11 +6,8 @@
 //! answers without authentication, like `/healthz`.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -65,26 +62,26 @@ pub(crate) async fn render() -> Response {
         .into_response()
 }
 
-/// Counts a request of `listener` and measures it to its response head.
-pub(crate) async fn track(listener: &'static str, request: Request, next: Next) -> Response {
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed().as_secs_f64();
+/// Counts a request of `listener` answered with `status` after `elapsed`.
+pub(crate) fn request(
+    listener: &'static str,
+    method: &axum::http::Method,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
+    let method = method_label(method);
     HANDLES.with_borrow_mut(|h| {
         h.histograms
             .entry(listener)
             .or_insert_with(|| {
                 metrics::histogram!("keyless_http_request_duration_seconds", "listener" => listener)
             })
-            .record(elapsed);
+            .record(elapsed.as_secs_f64());
         h.counter(("http", listener, method, status), || {
             metrics::counter!("keyless_http_requests_total", "listener" => listener, "method" => method, "status" => status_label(status))
         })
         .increment(1);
     });
-    response
 }
 
 /// The handles of the per-request metrics, by their labels, for the thread that

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -25,7 +25,7 @@ fn dispatch(
     state: crate::state::SharedState,
     request: Request,
 ) -> Pin<Box<dyn Future<Output = Response> + Send>> {
-    Box::pin(super::dispatch(State(state), request))
+    Box::pin(super::dispatch(state, request))
 }
 
 /// The boundary of `multipart/mixed; boundary=…` (its name in any case, its
