@@ -121,11 +121,13 @@ impl Front {
         let elapsed = started.elapsed();
         let status = response.status();
         crate::metrics::request(self.listener, &method, status.as_u16(), elapsed);
-        if status.is_server_error() {
-            span.in_scope(|| {
+        span.in_scope(|| {
+            if status.is_server_error() {
                 tracing::error!(status = status.as_u16(), latency = ?elapsed, "response failed");
-            });
-        }
+            } else {
+                tracing::debug!(status = status.as_u16(), latency = ?elapsed, "answered");
+            }
+        });
         response.headers_mut().entry(REQUEST_ID).or_insert(id);
         response
     }
