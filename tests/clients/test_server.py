@@ -6,6 +6,7 @@ import re
 import stat
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -154,6 +155,23 @@ def test_directory_refusals_name_the_missing_role(server, tmp_path):
     uai = server.cli("identity", "create", "-g", "default", "-n", "trainer")
     assert uai["properties"]["clientId"]
     assert [i["name"] for i in server.cli("identity", "list", "-g", "default")] == ["trainer"]
+
+
+def test_a_client_cannot_choose_the_request_id_its_request_is_logged_under(server):
+    ctx = server.ssl_context()
+    forged = "00000000-0000-4000-8000-000000000000"
+    seen = set()
+    for url in (f"{server.info['storage']}/healthz", f"{server.info['storage']}/nosuchaccount/c/b",
+                f"{server.login}/healthz", f"{server.management}/healthz"):
+        request = urllib.request.Request(url, headers={"x-ms-request-id": forged})
+        try:
+            reply = urllib.request.urlopen(request, context=ctx)
+        except urllib.error.HTTPError as refused:
+            reply = refused
+        given = reply.headers["x-ms-request-id"]
+        assert given and given != forged, url
+        seen.add(given)
+    assert len(seen) == 4
 
 
 def test_every_response_carries_a_request_id_and_healthz_says_nothing_secret(server):

@@ -97,8 +97,11 @@ def test_tokens_for_another_audience_are_refused(server, world, client_env):
 def test_the_storage_log_names_who_read_what(server, world, client_env):
     reader = service_as(server, world, "reader").get_container_client("data")
     reader.download_blob("census.csv").readall()
-    with pytest.raises(HttpResponseError):
+    with pytest.raises(HttpResponseError) as refused:
         reader.upload_blob("denied.csv", b"1")
+    # The request id on the answer is the key to the log record (the id the server's
+    # log lines for the request carry as well).
+    request_id = refused.value.response.headers["x-ms-request-id"]
 
     out = server.cli("storage", "logs", "--account", "idacct", "--since", "1h", check=False)
     assert out.returncode == 0, out.stderr
@@ -120,6 +123,7 @@ def test_the_storage_log_names_who_read_what(server, world, client_env):
                         "--path-prefix", "data/", check=False)
     rows = [json.loads(line) for line in denied.stdout.splitlines()]
     assert [r["Path"] for r in rows] == ["data/new.csv", "data/denied.csv"]
+    assert rows[-1]["CorrelationId"] == request_id
     assert all(r["StatusText"] == "AuthorizationPermissionMismatch" and WRITE in r["Explanation"] for r in rows)
 
     # Reading the log is itself an authorized act: an identity without a role on the account gets nothing.

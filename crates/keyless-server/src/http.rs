@@ -62,7 +62,7 @@ pub(crate) enum Routes {
 }
 
 /// What every listener puts around its routes, in one service: the request id
-/// (`x-ms-request-id`: the request's own, else a new UUID; echoed on the
+/// (`x-ms-request-id`, a new UUID, set on the request for the handlers and on the
 /// response), the client's address, the request's span, the request metrics, an
 /// error line for a 5xx answer, and the health endpoints: `/healthz` (the
 /// process answers), `/metrics` and `/readyz` (it serves what the store holds:
@@ -89,18 +89,13 @@ impl Front {
     async fn answer(&self, mut request: Request<Body>, peer: SocketAddr) -> Response {
         let started = Instant::now();
         let method = request.method().clone();
-        let id = match request.headers().get(&REQUEST_ID) {
-            Some(id) => id.clone(),
-            None => {
-                let mut text = uuid::Uuid::encode_buffer();
-                let id = HeaderValue::from_str(
-                    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text),
-                )
-                .unwrap_or_else(|_| HeaderValue::from_static("-"));
-                request.headers_mut().insert(REQUEST_ID, id.clone());
-                id
-            }
-        };
+        // Always the server's own, as Azure's: a client's `x-ms-request-id` would let
+        // it file its requests under another's id in the logs (a client names its
+        // request in `x-ms-client-request-id`).
+        let mut text = uuid::Uuid::encode_buffer();
+        let id = HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text))
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        request.headers_mut().insert(REQUEST_ID, id.clone());
         let shown_id = id.to_str().unwrap_or_default();
         let span = match self.routes {
             // The storage log's record of the request names its method, path,
