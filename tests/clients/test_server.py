@@ -174,6 +174,25 @@ def test_a_client_cannot_choose_the_request_id_its_request_is_logged_under(serve
     assert len(seen) == 4
 
 
+def test_a_head_answer_has_no_body_over_http2_as_over_http1(server):
+    """HTTP/2 clients (azureml-dataprep's mounts among them) probe a container with an anonymous HEAD
+    before they sign in: an answer to a HEAD that carries a body breaks their stream."""
+    storage = server.info["storage"]
+    for url in (f"{storage}/nosuchaccount/c?restype=container", f"{storage}/healthz"):
+        for version in ("--http2", "--http1.1"):
+            probe = subprocess.run(["curl", "-sS", version, "--cacert", server.ca, "-I", "-o", "/dev/null",
+                                    "-w", "%{http_version} %{http_code} %{size_download}", url],
+                                   capture_output=True, text=True, timeout=30)
+            assert probe.returncode == 0, (url, version, probe.stderr)
+            http, code, size = probe.stdout.split()
+            assert http == ("2" if version == "--http2" else "1.1") and size == "0", (url, probe.stdout)
+            assert code == ("200" if url.endswith("healthz") else "404"), (url, probe.stdout)
+    # A GET of the same is answered with its body.
+    got = subprocess.run(["curl", "-sS", "--http2", "--cacert", server.ca, f"{storage}/nosuchaccount/c?restype=container"],
+                         capture_output=True, text=True, timeout=30)
+    assert got.returncode == 0 and "<Code>" in got.stdout, got.stdout + got.stderr
+
+
 def test_every_response_carries_a_request_id_and_healthz_says_nothing_secret(server):
     import urllib.error
     ctx = server.ssl_context()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -124,6 +124,9 @@ impl Front {
             }
         });
         response.headers_mut().entry(REQUEST_ID).or_insert(id);
+        if method == Method::HEAD {
+            without_body(&mut response);
+        }
         response
     }
 
@@ -162,6 +165,20 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Connection {
         let peer = self.peer;
         Box::pin(async move { Ok(front.answer(request.map(Body::new), peer).await) })
     }
+}
+
+/// A HEAD's answer: the GET's headers (its length among them) without its body.
+/// HTTP/1 drops the body on its own; over HTTP/2 a HEAD's answer that sends one is a
+/// protocol error, and the client resets the stream.
+fn without_body(response: &mut Response) {
+    if !response.headers().contains_key(header::CONTENT_LENGTH)
+        && let Some(length) = response.body().size_hint().exact()
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    *response.body_mut() = Body::empty();
 }
 
 fn readyz(ready: bool) -> Response {
