@@ -6,6 +6,7 @@
 //! record. Nothing is read or written before authorization.
 
 mod access;
+mod admission;
 mod append;
 mod auth;
 mod batch;
@@ -16,6 +17,7 @@ mod conditions;
 mod container;
 mod copy;
 mod delegation;
+mod delete;
 mod dfs;
 mod error;
 mod find;
@@ -43,6 +45,7 @@ use percent_encoding::percent_decode_str;
 
 use keyless_store::StorageAccount;
 
+pub(crate) use admission::{admit, delegator_may, rename_source};
 pub(crate) use error::StorageError;
 use operation::{Operation, Target};
 
@@ -139,226 +142,6 @@ fn minted_for(state: &SharedState, query: Option<&str>) -> Option<String> {
     let sig = pairs.iter().find(|(k, _)| k == "sig")?;
     match state.jobs.minted_sas(&sig.1)? {
         crate::jobs::MintedSas::Live(job) | crate::jobs::MintedSas::Revoked(job) => Some(job),
-    }
-}
-
-/// Whether the identity that signed a user delegation SAS may, at the time of
-/// use, do what the request does (its role assignments, through its groups).
-pub(crate) async fn delegator_may(
-    state: &SharedState,
-    account: &StorageAccount,
-    oid: &str,
-    tid: &str,
-    op: Operation,
-    container: &str,
-) -> Result<(), StorageError> {
-    let refused =
-        |why: &str| StorageError::auth(format!("The user delegation SAS is not valid: {why}."));
-    let tenant = keyless_core::TenantId::parse(tid).map_err(|_| refused("sktid is malformed"))?;
-    if tenant != account.tenant_id {
-        return Err(refused("the delegating identity belongs to another tenant"));
-    }
-    let object = keyless_core::ObjectId::parse(oid).map_err(|_| refused("skoid is malformed"))?;
-    let principal = state
-        .store
-        .principal(object)
-        .await?
-        .filter(|p| p.enabled)
-        .ok_or_else(|| refused("the delegating identity no longer exists or is disabled"))?;
-    let mut principals = vec![object];
-    principals.extend(state.store.transitive_groups(object).await?);
-    let name = principal
-        .user_principal_name
-        .clone()
-        .unwrap_or_else(|| oid.to_owned());
-    let who = access::Who {
-        tenant,
-        principals: &principals,
-        name: &name,
-        object_id: oid,
-    };
-    access::authorize_principals(state, account, who, op.permission(), container)
-}
-
-/// The path (within its filesystem) a rename names in `x-ms-rename-source`.
-fn rename_source_path(headers: &axum::http::HeaderMap) -> Option<String> {
-    rename_source(headers).map(|s| s.path)
-}
-
-/// What `x-ms-rename-source` names: `/{filesystem}/{path}`, decoded, optionally
-/// followed by a SAS for the source.
-pub(crate) struct RenameSource {
-    pub(crate) filesystem: String,
-    pub(crate) path: String,
-    pub(crate) query: Vec<(String, String)>,
-}
-
-/// The rename source of a request, or `None` when the header is absent or names
-/// no path.
-pub(crate) fn rename_source(headers: &axum::http::HeaderMap) -> Option<RenameSource> {
-    let raw = headers.get("x-ms-rename-source")?.to_str().ok()?;
-    let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
-    let decoded = percent_decode_str(path).decode_utf8_lossy();
-    let (filesystem, path) = decoded.trim_start_matches('/').split_once('/')?;
-    Some(RenameSource {
-        filesystem: filesystem.to_owned(),
-        path: path.trim_end_matches('/').to_owned(),
-        query: serde_urlencoded::from_str(query).unwrap_or_default(),
-    })
-}
-
-/// The account's network rules for a request from `client` by `identity`: a
-/// refused address gets nowhere, on this account and as the source of a copy.
-pub(crate) fn admit(
-    account: &StorageAccount,
-    client: Option<std::net::IpAddr>,
-    identity: Option<&auth::Identity>,
-    trusted_service: bool,
-) -> Result<(), StorageError> {
-    let acls = account.body.get("networkAcls");
-    let caller = crate::network::Caller {
-        trusted_service,
-        managed_resource: identity
-            .filter(|i| i.principal_type() == "ManagedIdentity")
-            .and_then(|i| i.claims.xms_mirid.as_deref()),
-    };
-    if crate::network::Rules::may_refuse(acls)
-        && let Err(why) = crate::network::Rules::from_acls(acls)?.admit(client, caller)
-    {
-        return Err(StorageError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "AuthorizationFailure",
-            "This request is not authorized to perform this operation.",
-        )
-        .explained(why));
-    }
-    Ok(())
-}
-
-/// What a SAS needs beyond its operation's permission, from the request itself:
-/// `w` to overwrite a blob (`c` creates new ones only); `o` to change an owner or
-/// group and `p` to change an ACL or mode; `m` on the source of a rename, which
-/// must lie inside the SAS's scope, or inside the scope of a SAS the source URL
-/// carries.
-async fn sas_details(
-    state: &SharedState,
-    account: &StorageAccount,
-    sas: &sas::Sas,
-    op: Operation,
-    (container, blob): (&str, &str),
-    headers: &axum::http::HeaderMap,
-    client: Option<std::net::IpAddr>,
-) -> Result<(), StorageError> {
-    let writes = matches!(
-        op,
-        Operation::PutBlob | Operation::PutBlockList | Operation::CopyBlob
-    );
-    if writes
-        && !sas.grants('w')
-        && state
-            .store
-            .blob(&account.name, container, blob)
-            .await?
-            .is_some()
-    {
-        return Err(StorageError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "AuthorizationPermissionMismatch",
-            "This request is not authorized to perform this operation using this permission: the blob exists, and overwriting it needs `w`; `c` creates new blobs only.",
-        ));
-    }
-    match op {
-        Operation::SetAccessControl => {
-            if headers.contains_key("x-ms-owner") || headers.contains_key("x-ms-group") {
-                sas.needs("o")?;
-            }
-            if headers.contains_key("x-ms-acl") || headers.contains_key("x-ms-permissions") {
-                sas.needs("p")?;
-            }
-        }
-        Operation::RenamePath => {
-            let Some(RenameSource {
-                filesystem,
-                path,
-                query,
-            }) = rename_source(headers)
-            else {
-                return Err(StorageError::bad(
-                    "InvalidSourceUri",
-                    "x-ms-rename-source must be /{filesystem}/{path}",
-                ));
-            };
-            let (fs, source) = (filesystem.as_str(), path.as_str());
-            if query.iter().any(|(k, _)| k == "sig") {
-                let keys = state.account_keys(account)?;
-                let own = sas::verify_sas(
-                    &account.name,
-                    (fs, source),
-                    &keys,
-                    &query,
-                    state.now(),
-                    client,
-                )?;
-                own.authorize_move_source(fs, source)?;
-                if let Some((oid, tid)) = &own.delegator {
-                    delegator_may(state, account, oid, tid, op, fs).await?;
-                }
-            } else {
-                sas.authorize_move_source(fs, source)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// A user delegation SAS acting for another identity: valid on a hierarchical
-/// namespace only, and for `suoid`, the ACLs of the path must allow that
-/// identity what the request does (the delegator's roles were checked before).
-async fn agent_may(
-    state: &SharedState,
-    account: &StorageAccount,
-    agent: &sas::Agent,
-    request: hns::AclRequest<'_>,
-) -> Result<(), StorageError> {
-    let refused = |why: String| {
-        StorageError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "AuthorizationFailure",
-            "This request is not authorized to perform this operation.",
-        )
-        .explained(why)
-    };
-    if !account.hns {
-        return Err(refused(
-            "saoid and suoid are valid only on an account with a hierarchical namespace".into(),
-        ));
-    }
-    let sas::Agent::Unauthorized(oid) = agent else {
-        return Ok(());
-    };
-    let object = keyless_core::ObjectId::parse(oid).map_err(|_| {
-        StorageError::auth("The user delegation SAS is not valid: suoid is malformed.")
-    })?;
-    let groups: Vec<String> = state
-        .store
-        .transitive_groups(object)
-        .await?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let caller = keyless_core::acl::Caller {
-        object_id: oid,
-        groups: &groups,
-    };
-    match hns::authorize_by_acl(state, &account.name, caller, request).await? {
-        None | Some(keyless_core::acl::AclDecision::Allow) => Ok(()),
-        Some(denied) => Err(StorageError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "AuthorizationPermissionMismatch",
-            "This request is not authorized to perform this operation using this permission.",
-        )
-        .explained(format!("for suoid {oid}: {}", denied.explanation()))),
     }
 }
 
@@ -647,7 +430,7 @@ async fn prepare(
         auth::Auth::Sas(_) | auth::Auth::Bearer(_) if op == Operation::BlobBatch => Vec::new(),
         auth::Auth::Sas(sas) => {
             sas.authorize(op, &container, &blob)?;
-            sas_details(
+            admission::sas_details(
                 state,
                 &account,
                 sas,
@@ -663,7 +446,7 @@ async fn prepare(
                 requester.delegator = Some(oid.clone());
             }
             if let Some(agent) = &sas.agent {
-                let source = rename_source_path(&parts.headers);
+                let source = admission::rename_source_path(&parts.headers);
                 let acl = hns::AclRequest {
                     op,
                     container: &container,
@@ -671,7 +454,7 @@ async fn prepare(
                     query: &query,
                     rename_source: source.as_deref(),
                 };
-                agent_may(state, &account, agent, acl).await?;
+                admission::agent_may(state, &account, agent, acl).await?;
             }
             sas.overrides.clone()
         }
@@ -680,7 +463,7 @@ async fn prepare(
                 access::authorize(state, &account, identity, op.permission(), &container)
             {
                 // RBAC first; on a hierarchical namespace, ACLs may still allow.
-                let source = rename_source_path(&parts.headers);
+                let source = admission::rename_source_path(&parts.headers);
                 let by_acl = if account.hns {
                     let request = hns::AclRequest {
                         op,
@@ -773,7 +556,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::PutPage => Box::pin(page::put_page(&ctx, body)).await,
         Op::GetPageRanges => Box::pin(page::ranges(&ctx)).await,
         Op::CreateSnapshot => Box::pin(snapshot::create(&ctx)).await,
-        Op::UndeleteBlob => Box::pin(blob::undelete(&ctx)).await,
+        Op::UndeleteBlob => Box::pin(delete::undelete(&ctx)).await,
         Op::PutBlob => Box::pin(blob::put(&ctx, body)).await,
         Op::PutBlock => Box::pin(block::put_block(&ctx, body)).await,
         Op::PutBlockList => Box::pin(block::put_block_list(&ctx, body)).await,
@@ -783,7 +566,7 @@ async fn run(ctx: Ctx, body: axum::body::Body) -> Result<Response, StorageError>
         Op::GetBlobMetadata => Box::pin(blob::metadata(&ctx)).await,
         Op::SetBlobMetadata => Box::pin(blob::set_metadata(&ctx)).await,
         Op::SetBlobProperties => Box::pin(blob::set_properties(&ctx)).await,
-        Op::DeleteBlob => Box::pin(blob::delete(&ctx)).await,
+        Op::DeleteBlob => Box::pin(delete::delete(&ctx)).await,
         Op::BlobBatch => Box::pin(batch::run(&ctx, body)).await,
         Op::CopyBlob => Box::pin(copy::run(&ctx)).await,
         Op::CreateFilesystem => Box::pin(container::create(&ctx)).await,

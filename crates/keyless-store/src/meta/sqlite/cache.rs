@@ -73,21 +73,32 @@ fn weight(row: &Row) -> u32 {
 /// the server installed its recorder), instead of the recorder's lookup by
 /// labels on every read.
 struct Lookups {
-    container_hit: metrics::Counter,
-    container_miss: metrics::Counter,
-    blob_hit: metrics::Counter,
-    blob_miss: metrics::Counter,
+    container: Outcomes,
+    blob: Outcomes,
 }
 
-impl Lookups {
-    fn new() -> Self {
-        let counter = |row: &'static str, result: &'static str| metrics::counter!("keyless_store_row_cache_total", "row" => row, "result" => result);
+/// The two counters of one row kind.
+struct Outcomes {
+    hit: metrics::Counter,
+    miss: metrics::Counter,
+}
+
+impl Outcomes {
+    fn of(row: &'static str) -> Self {
+        let counter = |result: &'static str| metrics::counter!("keyless_store_row_cache_total", "row" => row, "result" => result);
         Self {
-            container_hit: counter("container", "hit"),
-            container_miss: counter("container", "miss"),
-            blob_hit: counter("blob", "hit"),
-            blob_miss: counter("blob", "miss"),
+            hit: counter("hit"),
+            miss: counter("miss"),
         }
+    }
+
+    /// Counts a lookup and passes its result on.
+    fn count<T>(&self, found: Option<T>) -> Option<T> {
+        match found {
+            Some(_) => self.hit.increment(1),
+            None => self.miss.increment(1),
+        }
+        found
     }
 }
 
@@ -126,7 +137,10 @@ impl RowCache {
     }
 
     fn lookups(&self) -> &Lookups {
-        self.lookups.get_or_init(Lookups::new)
+        self.lookups.get_or_init(|| Lookups {
+            container: Outcomes::of("container"),
+            blob: Outcomes::of("blob"),
+        })
     }
 
     pub(super) fn container(&self, account: &str, name: &str) -> Option<Container> {
@@ -134,12 +148,7 @@ impl RowCache {
             Some(Row::Container(c)) => Some(*c),
             _ => None,
         };
-        let lookups = self.lookups();
-        match found {
-            Some(_) => lookups.container_hit.increment(1),
-            None => lookups.container_miss.increment(1),
-        }
-        found
+        self.lookups().container.count(found)
     }
 
     pub(super) fn put_container(&self, ticket: Ticket, c: &Container) {
@@ -155,12 +164,7 @@ impl RowCache {
             Some(Row::Blob(b)) => Some(*b),
             _ => None,
         };
-        let lookups = self.lookups();
-        match found {
-            Some(_) => lookups.blob_hit.increment(1),
-            None => lookups.blob_miss.increment(1),
-        }
-        found
+        self.lookups().blob.count(found)
     }
 
     pub(super) fn put_blob(&self, ticket: Ticket, b: &Blob) {
