@@ -316,12 +316,12 @@ def test_network_rules_refuse_an_address_and_admit_listed_ranges(server, world, 
             kwargs["source_address"] = (self.source, 0)
             return super().init_poolmanager(*args, **kwargs)
 
-    def census_from(address):
+    def census_from(address, headers=None):
         session = requests.Session()
         session.mount("https://", From(address))
         svc = BlobServiceClient(world["url"], credential={"account_name": "idacct", "account_key": world["key"]},
                                 transport=RequestsTransport(session=session, session_owner=False))
-        return svc.get_container_client("data").download_blob("census.csv").readall()
+        return svc.get_container_client("data").download_blob("census.csv", headers=headers or {}).readall()
 
     account = ("-n", "idacct", "-g", "default")
     assert census_from("127.0.0.2").startswith(b"age")
@@ -354,6 +354,12 @@ def test_network_rules_refuse_an_address_and_admit_listed_ranges(server, world, 
         assert census_from("127.0.0.2").startswith(b"age")
         with pytest.raises(HttpResponseError):
             census_from("127.0.0.3")
+        # The address is the connection's: headers claiming a listed address for it change nothing.
+        with pytest.raises(HttpResponseError) as forged:
+            census_from("127.0.0.3", {"X-Forwarded-For": "127.0.0.2", "Forwarded": "for=127.0.0.2",
+                                      "X-Real-IP": "127.0.0.2"})
+        assert forged.value.status_code == 403
+        assert "client address 127.0.0.3" in forged.value.response.headers["x-keyless-explanation"]
         server.cli("storage", "account", "network-rule", "add", *account, "--vnet-name", "training",
                    "--address-prefix", "127.0.1.0/24")
         assert census_from("127.0.1.7").startswith(b"age")
