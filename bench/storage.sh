@@ -9,6 +9,9 @@
 # /proc/<pid>/stat, over the requests wrk saw answered), with its ratio to nginx's over TLS.
 # --quick: keyless and nginx only, without the scale figures (for trying a change).
 # KEYLESS_BIN=<binary>: that keyless, not a fresh release build (to compare two builds).
+# With --pinned, the floor (crates/keyless-server/examples/http_floor.rs: keyless's HTTP and TLS stack
+# answering a fixed Get Blob answer, with no checks, lookup or log) is measured too, so that the
+# distance to nginx splits into the stack's and keyless's own; FLOOR_BIN=<binary> runs a given build.
 # BENCH_PERF_DIR=<dir>: each wrk run's server is also profiled (perf record, DWARF call graphs, for the
 # run's length) into <dir>/<target>-<GET|PUT>.data; the figures then include perf's cost.
 set -euo pipefail
@@ -47,6 +50,11 @@ if [ -z "$bin" ]; then
   cargo build --release --locked -p keyless >/dev/null
   bin=$root/target/release/keyless
 fi
+floor_bin=${FLOOR_BIN:-}
+if [ "$pinned" = 1 ] && [ -z "$floor_bin" ]; then
+  cargo build --release --locked -p keyless-server --example http_floor >/dev/null
+  floor_bin=$root/target/release/examples/http_floor
+fi
 venv=$root/.venv
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q -r tests/clients/requirements.txt; }
 if [ ! -x bench/.cache/node_modules/.bin/azurite-blob ]; then
@@ -79,6 +87,7 @@ sub=$("$bin" account show | python3 -c 'import json,sys;print(json.load(sys.stdi
 token=$(KEYLESS_CONFIG_DIR=$work/cli-sp bash -c '"$0" login --data-dir "$1" --service-principal -u "$2" -p "$3" >/dev/null && "$0" account get-access-token --resource https://storage.azure.com' \
   "$bin" "$work/keyless" "$(sp_field appId)" "$(sp_field password)" | python3 -c 'import json,sys;print(json.load(sys.stdin)["accessToken"])')
 targets+=("keyless-bearer|https://127.0.0.1:${ports[0]}/bench|bench|$key|$token|$keyless_pid")
+bearer_token=$token
 
 # Azurite, TLS, with keyless's certificate; telemetry off (no traffic leaves the machine).
 azkey="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -203,10 +212,22 @@ for t in "${targets[@]}"; do
   par=$(parallel_upload "$origin$base" "$sas" "${bearer[@]}")
   measure "$name" "$grps" "$gp50" "$gp99" "$prps" "$pp50" "$pp99" "$(mbps "$up")" "$(mbps "$down")" "$(mbps "$par")"
 done
-export BENCH_BASE=/bench BENCH_SAS=x=1 BENCH_COUNT=1000 BENCH_TOKEN=
+# nginx gets requests of the same size as keyless's: the same SAS query, and (-bearer) the same token,
+# which it decrypts and parses as keyless must.
+export BENCH_BASE=/bench BENCH_SAS=${sases[keyless]} BENCH_COUNT=1000 BENCH_TOKEN=
 read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port" "$nginx_pid" nginx-tls/GET)
 read -r _ _ _ < <(wrk_run bench/blob_get.lua "http://127.0.0.1:$nginx_plain" "$nginx_pid" nginx-http/GET)
+[ "$pinned" = 1 ] && read -r _ _ _ < <(BENCH_TOKEN=$bearer_token wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port" "$nginx_pid" nginx-tls-bearer/GET)
 down=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
+if [ -n "${floor_bin:-}" ]; then
+  floor_port=$(free_port)
+  "${server[@]}" "$floor_bin" "$work/keyless/tls/server.pem" "$work/keyless/tls/server.key" "$floor_port" &
+  pids+=($!)
+  floor_pid=$!
+  wait_for "https://127.0.0.1:$floor_port/"
+  read -r _ _ _ < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$floor_port" "$floor_pid" floor/GET)
+  read -r _ _ _ < <(BENCH_TOKEN=$bearer_token wrk_run bench/blob_get.lua "https://127.0.0.1:$floor_port" "$floor_pid" floor-bearer/GET)
+fi
 measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$down")" -
 echo "disk, dd conv=fsync of the same 256 MiB: $(mbps "$dd_seconds") MB/s"
 
@@ -219,10 +240,14 @@ rows = {}
 for line in open(sys.argv[1]).read().splitlines():
     label, rps, user, system = line.split()
     rows[label] = (float(rps), float(user), float(system))
-ceiling = sum(rows.get("nginx-tls/GET", (0, 0, 0))[1:])
+# Each row against nginx over TLS answering requests of the same size: a bearer
+# request against nginx's run with the same token.
+def ceiling(label):
+    kind = "nginx-tls-bearer/GET" if "bearer" in label else "nginx-tls/GET"
+    return sum(rows.get(kind, (0, 0, 0))[1:])
 print(f"{'target':<22}{'req/s':>10}{'CPU us/req':>12}{'user':>7}{'kernel':>8}{'x nginx TLS':>13}")
 for label, (rps, user, system) in rows.items():
-    ratio = f"{(user + system) / ceiling:.2f}" if ceiling else "-"
+    ratio = f"{(user + system) / ceiling(label):.2f}" if ceiling(label) else "-"
     print(f"{label:<22}{rps:>10.0f}{user + system:>12.0f}{user:>7.0f}{system:>8.0f}{ratio:>13}")
 PY
 fi
