@@ -197,20 +197,43 @@ wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU Â
 mbps() { python3 -c "print(f'{256/$1:.0f}')"; }
 
 printf '%-16s %9s %8s %8s %9s %8s %8s %9s %9s %9s\n' target "GET/s" p50 p99 "PUT/s" p50 p99 "up MB/s" "down MB/s" "4-way up" | tee "$results"
+# Each kind of load runs for every target before the next kind, so that no target's small
+# requests meet a disk still busy with another's 256 MiB, and each large transfer follows the
+# same kind of transfer of the target before it.
+declare -A small up down par
 for t in "${targets[@]}"; do
   IFS='|' read -r name url account k token pid <<<"$t"
   read -r base sas < <("$venv/bin/python" bench/storage.py "$url" "$account" "$k" "$ca")
   bases[$name]=$base; sases[$name]=$sas
-  origin=${url%/*}
   export BENCH_BASE=$base BENCH_SAS=$sas BENCH_COUNT=1000 BENCH_TOKEN=$token BENCH_PREFIX=$name
-  bearer=(); [ -n "$token" ] && bearer=(-H "Authorization: Bearer $token")
-  read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "$origin" "$pid" "$name/GET")
-  read -r prps pp50 pp99 < <(wrk_run bench/blob_put.lua "$origin" "$pid" "$name/PUT")
-  up=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "${bearer[@]}" -X PUT -H "x-ms-blob-type: BlockBlob" \
+  read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "${url%/*}" "$pid" "$name/GET")
+  read -r prps pp50 pp99 < <(wrk_run bench/blob_put.lua "${url%/*}" "$pid" "$name/PUT")
+  small[$name]="$grps $gp50 $gp99 $prps $pp50 $pp99"
+done
+# target -> its origin, and curl's bearer header arguments when it has a token
+target_args() {
+  IFS='|' read -r name url _ _ token _ <<<"$1"
+  origin=${url%/*}; base=${bases[$name]}; sas=${sases[$name]}
+  bearer=()
+  if [ -n "$token" ]; then bearer=(-H "Authorization: Bearer $token"); fi
+}
+for t in "${targets[@]}"; do
+  target_args "$t"
+  up[$name]=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "${bearer[@]}" -X PUT -H "x-ms-blob-type: BlockBlob" \
         -H "x-ms-version: 2025-01-05" -T "$work/big.bin" "$origin$base/big?$sas"; } 2>&1 | tail -1)
-  down=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "${bearer[@]}" -H "x-ms-version: 2025-01-05" "$origin$base/big?$sas"; } 2>&1 | tail -1)
-  par=$(parallel_upload "$origin$base" "$sas" "${bearer[@]}")
-  measure "$name" "$grps" "$gp50" "$gp99" "$prps" "$pp50" "$pp99" "$(mbps "$up")" "$(mbps "$down")" "$(mbps "$par")"
+done
+for t in "${targets[@]}"; do
+  target_args "$t"
+  down[$name]=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "${bearer[@]}" -H "x-ms-version: 2025-01-05" "$origin$base/big?$sas"; } 2>&1 | tail -1)
+done
+for t in "${targets[@]}"; do
+  target_args "$t"
+  par[$name]=$(parallel_upload "$origin$base" "$sas" "${bearer[@]}")
+done
+for t in "${targets[@]}"; do
+  IFS='|' read -r name _ <<<"$t"
+  read -r grps gp50 gp99 prps pp50 pp99 <<<"${small[$name]}"
+  measure "$name" "$grps" "$gp50" "$gp99" "$prps" "$pp50" "$pp99" "$(mbps "${up[$name]}")" "$(mbps "${down[$name]}")" "$(mbps "${par[$name]}")"
 done
 # nginx gets requests of the same size as keyless's: the same SAS query, and (-bearer) the same token,
 # which it decrypts and parses as keyless must.
@@ -218,7 +241,7 @@ export BENCH_BASE=/bench BENCH_SAS=${sases[keyless]} BENCH_COUNT=1000 BENCH_TOKE
 read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port" "$nginx_pid" nginx-tls/GET)
 read -r _ _ _ < <(wrk_run bench/blob_get.lua "http://127.0.0.1:$nginx_plain" "$nginx_pid" nginx-http/GET)
 [ "$pinned" = 1 ] && read -r _ _ _ < <(BENCH_TOKEN=$bearer_token wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port" "$nginx_pid" nginx-tls-bearer/GET)
-down=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
+nginx_down=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
 if [ -n "${floor_bin:-}" ]; then
   floor_port=$(free_port)
   "${server[@]}" "$floor_bin" "$work/keyless/tls/server.pem" "$work/keyless/tls/server.key" "$floor_port" &
@@ -228,7 +251,7 @@ if [ -n "${floor_bin:-}" ]; then
   read -r _ _ _ < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$floor_port" "$floor_pid" floor/GET)
   read -r _ _ _ < <(BENCH_TOKEN=$bearer_token wrk_run bench/blob_get.lua "https://127.0.0.1:$floor_port" "$floor_pid" floor-bearer/GET)
 fi
-measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$down")" -
+measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$nginx_down")" -
 echo "disk, dd conv=fsync of the same 256 MiB: $(mbps "$dd_seconds") MB/s"
 
 if [ "$pinned" = 1 ]; then
