@@ -163,6 +163,25 @@ def signed(account, method, path, query, body=b"", headers=None):
     return requests.request(method, url, params=query, data=body, headers=headers, verify=os.environ["REQUESTS_CA_BUNDLE"])
 
 
+def test_a_large_put_blob_stores_the_md5_of_every_byte_and_refuses_a_wrong_one(service, account):
+    # 20 MiB and 13 bytes in one Put Blob: many MD5 blocks, body chunks that end
+    # mid-block, a tail shorter than a block, and a background sync at 16 MiB.
+    container = service.create_container("md5-large")
+    body = os.urandom(20 * 1024 * 1024 + 13)
+    container.upload_blob("big.bin", body)
+    props = container.get_blob_client("big.bin").get_blob_properties()
+    assert props.content_settings.content_md5 == hashlib.md5(body).digest()
+    # A client that checks the body against its own MD5 is refused when one byte
+    # differs, and nothing is stored under the name.
+    import base64
+    claimed = base64.b64encode(hashlib.md5(body).digest()).decode()
+    tampered = body[:-1] + bytes([body[-1] ^ 1])
+    reply = signed(account, "PUT", "/md5-large/tampered.bin", {}, tampered,
+                   headers={"x-ms-blob-type": "BlockBlob", "Content-MD5": claimed})
+    assert reply.status_code == 400 and reply.headers["x-ms-error-code"] == "Md5Mismatch"
+    assert not container.get_blob_client("tampered.bin").exists()
+
+
 def test_refusals_are_the_typed_errors(service, account, client_env):
     with pytest.raises(ResourceNotFoundError):
         service.get_container_client("no-such-container").upload_blob("x", b"x")

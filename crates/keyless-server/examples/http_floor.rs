@@ -1,6 +1,7 @@
 //! The floor under the storage listener, for `bench/storage.sh --pinned`: the
 //! same HTTP and TLS stack as keyless (tokio's multi-threaded runtime, hyper's
-//! HTTP/1 and HTTP/2 server with the listener's settings, rustls with the
+//! HTTP/1 and HTTP/2 server with the listeners' own settings
+//! ([`keyless_server::connection_builder`]), rustls with the
 //! configuration `keyless serve` builds from an operator's certificate, mimalloc),
 //! answering every request with one fixed answer shaped like a 4 KiB Get Blob's
 //! (the same headers, a body of the same size) and doing nothing else: no
@@ -21,8 +22,7 @@ use axum::http::{HeaderValue, Request, Response};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -73,13 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let material = keyless_server::tls::prepare(&PathBuf::new(), "127.0.0.1", &tls)?;
     let acceptor = TlsAcceptor::from(material.server_config);
     let listener = TcpListener::bind(("127.0.0.1", port.parse::<u16>()?)).await?;
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(10));
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let builder = Arc::new(keyless_server::connection_builder());
     let body = Bytes::from(vec![0x5a; 4096]);
     loop {
         let (stream, _) = listener.accept().await?;

@@ -204,6 +204,20 @@ fn healthz() -> Response {
 /// How long a client may take to send a request's header.
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The HTTP/1 and HTTP/2 settings every listener serves its connections with
+/// (the benchmark's floor serves with them too).
+pub fn connection_builder() -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    // A client gets this long for a request's whole header, however slowly it
+    // trickles in; then the connection is closed (hyper needs a timer for it).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// Serves `front` on `listener` until `shutdown`, over TLS when `tls` is given.
 /// In-flight requests get `drain` to finish once shutdown begins.
 pub(crate) async fn serve(
@@ -215,15 +229,7 @@ pub(crate) async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let tasks = TaskTracker::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    // A client gets this long for a request's whole header, however slowly it
-    // trickles in; then the connection is closed (hyper needs a timer for it).
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection_builder());
     let front = Arc::new(front);
     loop {
         let (stream, peer) = tokio::select! {

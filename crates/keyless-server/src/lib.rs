@@ -46,6 +46,7 @@ use keyless_core::Error;
 use keyless_store::{MetaStore, PostgresStore, SqliteStore};
 
 pub use config::{Config, TlsConfig};
+pub use http::connection_builder;
 pub use state::Urls;
 
 use state::AppState;
