@@ -61,6 +61,38 @@ cols_for!(sqlx::sqlite::SqliteRow);
 #[cfg(feature = "postgres")]
 cols_for!(sqlx::postgres::PgRow);
 
+/// The SQLite writing connection's rows (see `sqlite::writer`): its errors
+/// reach the decoders as sqlx's column errors.
+#[cfg(feature = "sqlite")]
+impl Cols for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> Result<String, sqlx::Error> {
+        direct(self.get(name))
+    }
+    fn opt_text(&self, name: &str) -> Result<Option<String>, sqlx::Error> {
+        direct(self.get(name))
+    }
+    fn int(&self, name: &str) -> Result<i64, sqlx::Error> {
+        direct(self.get(name))
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+        direct(self.get(name))
+    }
+    fn flag(&self, name: &str) -> Result<bool, sqlx::Error> {
+        direct(self.get(name))
+    }
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, sqlx::Error> {
+        direct(self.get(name))
+    }
+    fn opt_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        direct(self.get(name))
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn direct<T>(value: rusqlite::Result<T>) -> Result<T, sqlx::Error> {
+    value.map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 /// Converts a driver error at the boundary: constraint violations keep their
 /// meaning, everything else is internal.
 pub(crate) fn db_error(err: sqlx::Error) -> Error {

@@ -46,7 +46,7 @@ impl SqliteStore {
             .foreign_keys(true)
             // Prefix listings use LIKE, which must not fold `A` into `a`.
             .pragma("case_sensitive_like", "ON")
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(writer::BUSY_TIMEOUT)
             // A listing's 1,000 rows come from the connection's thread with few
             // hand-offs (each wakes the reading task) instead of one per 50.
             .row_buffer_size(1024);
@@ -77,6 +77,8 @@ impl SqliteStore {
             .await
             .map_err(|e| unavailable("configure", &e))?;
         let wal = wal_file(options.get_filename()).map_err(|e| unavailable("open", &e))?;
+        let direct =
+            direct_connection(options.get_filename()).map_err(|e| unavailable("open", &e))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(readers)
             .min_connections(1)
@@ -87,7 +89,7 @@ impl SqliteStore {
             .map_err(|e| unavailable("open", &e))?;
         Ok(Self {
             pool,
-            writer: std::sync::Arc::new(Writer::new(first, wal)),
+            writer: std::sync::Arc::new(Writer::new(first, direct, wal)),
             cache: std::sync::Arc::new(RowCache::new()),
         })
     }
@@ -108,6 +110,19 @@ impl SqliteStore {
 
 /// One server per SQLite file (the data dir is locked): nobody to tell.
 impl crate::meta::ChangeFeed for SqliteStore {}
+
+/// The writer's second connection (see `writer`), set up as sqlx sets up the
+/// first: the file is in WAL mode already, and the writer syncs the WAL itself.
+fn direct_connection(db: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(db)?;
+    // Its statements run in a task's thread, which must not sleep waiting for
+    // the file's write lock (see `writer`).
+    conn.busy_timeout(Duration::ZERO)?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON; PRAGMA synchronous = NORMAL;",
+    )?;
+    Ok(conn)
+}
 
 /// The database's WAL file, which exists while a connection in WAL mode is open.
 fn wal_file(db: &Path) -> std::io::Result<std::fs::File> {

@@ -49,6 +49,20 @@ pub(super) async fn insert_retained(
         .filter(|f| !f.is_empty() && Some(f.as_str()) != b.content.file_id()))
 }
 
+/// What a kept blob is kept as: its kind, its name, and when it was deleted and
+/// until when it stays.
+pub(super) type Kept = (RetainedKind, String, Option<(i64, i64)>);
+
+/// What `keep` keeps `current` as, if anything: a blob with a version id is kept
+/// as that version.
+pub(super) fn kept_as(current: &Blob, keep: &Keep) -> Option<Kept> {
+    match (&current.state.version_id, keep.kind) {
+        (Some(version), _) => Some((RetainedKind::Version, version.clone(), None)),
+        (None, Some(kind)) => Some((kind, keep.id.clone(), keep.deleted)),
+        (None, None) => None,
+    }
+}
+
 /// Keeps `current`, the blob a write replaces or a delete removes, as `keep`
 /// says; a kept deletion takes the blob's live snapshots with it. Returns whether
 /// it was kept (its file is then the kept row's).
@@ -57,10 +71,8 @@ pub(super) async fn keep_current(
     current: &Blob,
     keep: &Keep,
 ) -> Result<bool, Error> {
-    let (kind, id, deleted) = match (&current.state.version_id, keep.kind) {
-        (Some(version), _) => (RetainedKind::Version, version.clone(), None),
-        (None, Some(kind)) => (kind, keep.id.clone(), keep.deleted),
-        (None, None) => return Ok(false),
+    let Some((kind, id, deleted)) = kept_as(current, keep) else {
+        return Ok(false);
     };
     let mut blob = current.clone();
     blob.state.lease = None;

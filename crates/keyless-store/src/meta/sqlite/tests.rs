@@ -82,3 +82,100 @@ async fn an_interrupted_write_rolls_back_and_later_writes_commit() {
     assert!(store.blob("acct", "c", "after").await.unwrap().is_some());
     assert_eq!(store.setting("half").await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_both_connections_interleave_and_each_commits_or_fails_alone() {
+    // Put Blob runs on the writer's direct connection, the settings here on sqlx's:
+    // a write for one commits the batch open on the other first.
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Arc::new(with_container(&dir).await);
+    let refuse = |_: Option<&crate::storage::Blob>| -> Result<(), Error> {
+        Err(Error::new(ErrorKind::PreconditionFailed, "refused"))
+    };
+    let mut tasks = Vec::new();
+    for i in 0..96 {
+        let store = Arc::clone(&shared);
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => store
+                    .blob_put(&blob(&format!("b{i}"), b"bytes"), &accept)
+                    .await
+                    .map(drop),
+                1 => {
+                    let mut write = store.writer.begin().await?;
+                    let result = write
+                        .execute(
+                            sqlx::query("INSERT INTO settings (key, value) VALUES (?, 'v')")
+                                .bind(format!("k{i}")),
+                        )
+                        .await
+                        .map(drop)
+                        .map_err(db_error);
+                    write.finish(result).await
+                }
+                _ => store
+                    .blob_put(&blob(&format!("refused{i}"), b"bytes"), &refuse)
+                    .await
+                    .map(drop),
+            }
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if i % 3 == 2 {
+            assert_eq!(result.unwrap_err().kind(), ErrorKind::PreconditionFailed);
+        } else {
+            result.unwrap();
+        }
+    }
+    shared.close().await;
+    drop(shared);
+    let reopened = store(&dir).await;
+    let listed = reopened
+        .blobs(
+            "acct",
+            "c",
+            Page {
+                prefix: "",
+                marker: "",
+                max: 200,
+            },
+        )
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listed.into_iter().map(|b| b.name).collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..96).step_by(3).map(|i| format!("b{i}")).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for i in (1..96).step_by(3) {
+        assert_eq!(
+            reopened.setting(&format!("k{i}")).await.unwrap().as_deref(),
+            Some("v")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_write_waits_for_a_write_lock_held_outside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(with_container(&dir).await);
+    // A pool connection's write transaction holds the file's write lock.
+    let mut outside = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    outside
+        .execute("INSERT INTO settings (key, value) VALUES ('outside', 'v')")
+        .await
+        .unwrap();
+    let put = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.blob_put(&blob("waits", b"x"), &accept).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    outside.commit().await.unwrap();
+    put.await.unwrap().unwrap();
+    assert!(store.blob("acct", "c", "waits").await.unwrap().is_some());
+    assert_eq!(
+        store.setting("outside").await.unwrap().as_deref(),
+        Some("v")
+    );
+}

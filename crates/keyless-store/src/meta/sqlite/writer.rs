@@ -2,9 +2,9 @@
 //!
 //! SQLite has one writer at a time, and a durable commit costs an fsync of the
 //! WAL. Writers that take turns on pool connections also meet SQLite's busy
-//! handler, which sleeps for milliseconds at a time. Here every write runs on one
-//! connection, in arrival order (the mutex is fair), inside a savepoint of a shared
-//! transaction; a committer task then commits everything that ran since the last
+//! handler, which sleeps for milliseconds at a time. Here every write runs on the
+//! writer's connection (one of two, below), in arrival order (the mutex is fair),
+//! inside a savepoint of a shared transaction; a committer task then commits everything that ran since the last
 //! commit with one fsync. A write returns only after the commit that made it
 //! durable, so an acknowledged write is never lost, and a write that fails rolls
 //! back its savepoint without touching the others of its batch.
@@ -18,9 +18,18 @@
 //! A write whose task is cancelled midway leaves its savepoint open; the next
 //! holder of the connection then rolls the whole batch back and its members fail
 //! (a cancelled request is rare and costs its batch a retry, never a wrong commit).
+//!
+//! The writer holds two connections to the file. Most writes run on sqlx's, whose
+//! statements execute on sqlx's worker thread: each costs the calling task a hop
+//! to that thread and back, two context switches. The hottest write, Put Blob,
+//! runs on a second connection ([`Writer::direct`]) in the calling task's own
+//! thread: its few statements take microseconds, cannot be interrupted midway,
+//! and need no hop. Only one of the two holds a transaction at a time: a write for
+//! the other one first has the committer close the open batch.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use sqlx::{Executor, SqliteConnection};
 use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
@@ -47,19 +56,27 @@ struct Inner {
     commits: mpsc::UnboundedSender<()>,
 }
 
+/// One of the two writing connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// sqlx's, through its worker thread.
+    Worker,
+    /// rusqlite's, in the calling task's thread.
+    Direct,
+}
+
 struct State {
     conn: SqliteConnection,
-    /// A transaction is open.
-    open: bool,
+    /// The direct connection. Only the holder of the state's lock takes its
+    /// mutex, which exists to lend it to a blocking thread for a commit.
+    direct: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// The connection whose transaction is open, if one is.
+    open: Option<Side>,
     /// A write began its savepoint and has not finished it.
     dirty: bool,
     /// The last write succeeded and its savepoint is still open: the next write
     /// (or the commit) releases it, saving a round trip.
     held: bool,
-    /// The current write's savepoint is not known to be open yet: its first query
-    /// has not succeeded. If the write fails now, how far the prelude got is
-    /// unknown, so the whole batch is rolled back.
-    prelude: Option<&'static str>,
     /// The committer has been asked to commit the open transaction.
     requested: bool,
     /// Where the open batch's outcome will be published.
@@ -67,24 +84,29 @@ struct State {
 }
 
 impl Writer {
-    /// Takes over `conn` (already migrated, `synchronous = NORMAL`) and starts the
-    /// committer task, which makes each commit durable by syncing `wal`.
-    pub(super) fn new(conn: SqliteConnection, wal: std::fs::File) -> Self {
-        let wal = Arc::new(wal);
+    /// Takes over `conn` and `direct` (the file already migrated, both with
+    /// `synchronous = NORMAL`) and starts the committer task, which makes each
+    /// commit durable by syncing `wal`.
+    pub(super) fn new(
+        conn: SqliteConnection,
+        direct: rusqlite::Connection,
+        wal: std::fs::File,
+    ) -> Self {
         let (commits, mut requests) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 conn,
-                open: false,
+                direct: Arc::new(std::sync::Mutex::new(direct)),
+                open: None,
                 dirty: false,
                 held: false,
-                prelude: None,
                 requested: false,
                 batch: watch::channel(None).0,
             }),
             commits,
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let wal = Arc::new(wal);
         tokio::spawn(async move {
             while requests.recv().await.is_some() {
                 let Some(inner) = weak.upgrade() else { break };
@@ -108,46 +130,97 @@ impl Writer {
     /// Begins a write: the returned guard is the connection, inside a savepoint.
     /// End it with [`Write::finish`].
     pub(super) async fn begin(&self) -> Result<Write<'_>, Error> {
-        let (mut write, prelude) = self.begin_deferred().await;
+        let mut state = self.lock_for(Side::Worker).await;
+        // The batch's transaction opens with its first write.
+        let prelude = match (state.open, state.held) {
+            (None, _) => "BEGIN IMMEDIATE; SAVEPOINT write;",
+            (Some(_), false) => "SAVEPOINT write;",
+            (Some(_), true) => "RELEASE write; SAVEPOINT write;",
+        };
+        state.open_batch(Side::Worker);
+        state.held = false;
+        state.dirty = true;
+        let mut write = Write {
+            state,
+            commits: &self.inner.commits,
+        };
         if let Err(e) = write.state.conn.execute(prelude).await {
             let error = db_error(e);
             write.state.abort(error.message()).await;
             return Err(error);
         }
-        write.state.prelude = None;
         Ok(write)
     }
 
-    /// Begins a write whose savepoint is opened by its first query: that query
-    /// must start with the returned prelude and run through [`Write::first`].
-    /// One round trip fewer than [`Writer::begin`].
-    pub(super) async fn begin_deferred(&self) -> (Write<'_>, &'static str) {
-        let mut state = self.inner.state.lock().await;
-        if state.dirty {
-            state
-                .abort("an earlier write of the batch was interrupted")
-                .await;
-        }
-        // The batch's transaction opens with its first write.
-        let prelude = match (state.open, state.held) {
-            (false, _) => "BEGIN IMMEDIATE; SAVEPOINT write;",
-            (true, false) => "SAVEPOINT write;",
-            (true, true) => "RELEASE write; SAVEPOINT write;",
-        };
-        state.prelude = Some(prelude);
-        if !state.open {
-            state.open = true;
-            state.batch = watch::channel(None).0;
-        }
-        state.held = false;
+    /// Runs `work` as one write on the direct connection, in this task's thread,
+    /// inside a savepoint of the batch: an error rolls back what it did, alone. A
+    /// success returns after the commit that made it durable, as
+    /// [`Write::finish`] does.
+    pub(super) async fn direct<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut state = self.lock_for(Side::Direct).await;
+        let opening = state.open.is_none();
+        state.open_batch(Side::Direct);
+        // Cleared below; left set only when this task stops waiting for the
+        // transaction's start, or by a panic in `work`: the next holder then
+        // rolls the batch back.
         state.dirty = true;
-        (
-            Write {
-                state,
-                commits: &self.inner.commits,
-            },
-            prelude,
-        )
+        if opening && let Err(error) = begin_direct(&state.direct).await {
+            state.abort(error.message()).await;
+            return Err(error);
+        }
+        let ran = {
+            let conn = lock(&state.direct);
+            conn.execute_batch("SAVEPOINT write")
+                .map_err(direct_error)
+                .map(|()| {
+                    let result = work(&conn);
+                    let end = if result.is_ok() {
+                        "RELEASE write"
+                    } else {
+                        "ROLLBACK TO write; RELEASE write"
+                    };
+                    conn.execute_batch(end)
+                        .map_err(direct_error)
+                        .map(|()| result)
+                })
+        };
+        state.dirty = false;
+        let result = match ran.and_then(|ended| ended) {
+            Ok(result) => result,
+            // The savepoint's start or end failed: the batch is in doubt.
+            Err(error) => {
+                state.abort(error.message()).await;
+                return Err(error);
+            }
+        };
+        let outcome = state.batch.subscribe();
+        state.request_commit(&self.inner.commits);
+        drop(state);
+        let value = result?;
+        committed(outcome).await.map(|()| value)
+    }
+
+    /// The writing state, with no transaction open on the connection other than
+    /// `side`'s: a batch open there is committed first, by the committer.
+    async fn lock_for(&self, side: Side) -> MutexGuard<'_, State> {
+        loop {
+            let mut state = self.inner.state.lock().await;
+            if state.dirty {
+                state
+                    .abort("an earlier write of the batch was interrupted")
+                    .await;
+            }
+            if state.open.is_none_or(|open| open == side) {
+                return state;
+            }
+            let mut outcome = state.batch.subscribe();
+            state.request_commit(&self.inner.commits);
+            drop(state);
+            let _ = outcome.wait_for(Option::is_some).await;
+        }
     }
 
     /// Waits until everything written so far is committed (for shutdown).
@@ -170,16 +243,31 @@ impl State {
                 .await;
             return None;
         }
-        if !self.open {
-            return None;
-        }
-        match self.conn.execute("COMMIT").await {
-            Ok(_) => {
+        let side = self.open?;
+        let committed = match side {
+            Side::Worker => self
+                .conn
+                .execute("COMMIT")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            // A commit may checkpoint the WAL into the database file, with syncs:
+            // not in a task's thread.
+            Side::Direct => {
+                let direct = Arc::clone(&self.direct);
+                tokio::task::spawn_blocking(move || lock(&direct).execute_batch("COMMIT"))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        };
+        match committed {
+            Ok(()) => {
                 // The writes waiting for this commit: the group it commits.
                 metrics::histogram!("keyless_store_commit_batch_writes").record(f64::from(
                     u32::try_from(self.batch.receiver_count()).unwrap_or(u32::MAX),
                 ));
-                self.open = false;
+                self.open = None;
                 self.held = false;
                 Some(std::mem::replace(&mut self.batch, watch::channel(None).0))
             }
@@ -191,12 +279,98 @@ impl State {
     }
 
     async fn abort(&mut self, why: &str) {
-        let _ = self.conn.execute("ROLLBACK").await;
-        self.open = false;
+        if self.open == Some(Side::Direct) {
+            let _ = lock(&self.direct).execute_batch("ROLLBACK");
+        } else {
+            let _ = self.conn.execute("ROLLBACK").await;
+        }
+        self.open = None;
         self.dirty = false;
         self.held = false;
-        self.prelude = None;
         self.batch.send_replace(Some(Err(why.to_owned())));
+    }
+
+    /// Opens a batch on `side` unless one is open.
+    fn open_batch(&mut self, side: Side) {
+        if self.open.is_none() {
+            self.open = Some(side);
+            self.batch = watch::channel(None).0;
+        }
+    }
+
+    fn request_commit(&mut self, commits: &mpsc::UnboundedSender<()>) {
+        if !self.requested {
+            self.requested = true;
+            let _ = commits.send(());
+        }
+    }
+}
+
+/// How long a write waits for the database's write lock, which connections
+/// outside the writer also take.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `BEGIN IMMEDIATE` on the direct connection, whose busy timeout is zero: at
+/// once when the file's write lock is free, else waiting for it in a blocking
+/// thread, where SQLite's busy handler may sleep.
+async fn begin_direct(direct: &Arc<std::sync::Mutex<rusqlite::Connection>>) -> Result<(), Error> {
+    let begun = lock(direct).execute_batch("BEGIN IMMEDIATE");
+    match begun {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy => {}
+        other => return other.map_err(direct_error),
+    }
+    let direct = Arc::clone(direct);
+    tokio::task::spawn_blocking(move || {
+        let conn = lock(&direct);
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        conn.busy_timeout(Duration::ZERO)?;
+        begun
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?
+    .map_err(direct_error)
+}
+
+fn lock(
+    direct: &std::sync::Mutex<rusqlite::Connection>,
+) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+    direct
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Converts an error of the direct connection at the boundary, as `db_error`
+/// does sqlx's.
+pub(super) fn direct_error(err: rusqlite::Error) -> Error {
+    use rusqlite::ffi;
+    if let rusqlite::Error::SqliteFailure(e, _) = &err {
+        match e.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                return Error::exists("a record with the same key exists already");
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                return Error::not_found("a record this one refers to does not exist");
+            }
+            _ => {}
+        }
+    }
+    Error::internal(format!("metadata store: {err}"))
+}
+
+/// Waits for the commit of a batch a write is in.
+async fn committed(mut outcome: watch::Receiver<Outcome>) -> Result<(), Error> {
+    match outcome.wait_for(Option::is_some).await.as_deref() {
+        Ok(Some(Ok(()))) => Ok(()),
+        Ok(Some(Err(why))) => Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("the write was not committed: {why}"),
+        )),
+        _ => Err(Error::new(
+            ErrorKind::Unavailable,
+            "the write was not committed",
+        )),
     }
 }
 
@@ -210,15 +384,6 @@ impl Write<'_> {
     /// Ends the write with its result: a success waits for the commit of its
     /// batch (and fails if that commit fails); a failure is rolled back alone.
     pub(super) async fn finish<T>(mut self, result: Result<T, Error>) -> Result<T, Error> {
-        if self.state.prelude.is_some() {
-            self.state
-                .abort("a write of the batch failed before its savepoint was known")
-                .await;
-            return result.and(Err(Error::new(
-                ErrorKind::Unavailable,
-                "the write was not committed",
-            )));
-        }
         if result.is_ok() {
             self.state.held = true;
         } else if let Err(e) = self
@@ -232,47 +397,11 @@ impl Write<'_> {
             return Err(error);
         }
         self.state.dirty = false;
-        let mut outcome = self.state.batch.subscribe();
-        self.request_commit();
+        let outcome = self.state.batch.subscribe();
+        self.state.request_commit(self.commits);
         drop(self);
         let value = result?;
-        match outcome.wait_for(Option::is_some).await.as_deref() {
-            Ok(Some(Ok(()))) => Ok(value),
-            Ok(Some(Err(why))) => Err(Error::new(
-                ErrorKind::Unavailable,
-                format!("the write was not committed: {why}"),
-            )),
-            _ => Err(Error::new(
-                ErrorKind::Unavailable,
-                "the write was not committed",
-            )),
-        }
-    }
-
-    /// Runs the write's first query, which opens its savepoint (its text starts
-    /// with the prelude [`Writer::begin_deferred`] gave), and returns its rows.
-    pub(super) async fn first<'q>(
-        &mut self,
-        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, Error> {
-        let rows = query.fetch_all(&mut self.state.conn).await;
-        let savepoint_open = match &rows {
-            Ok(_) => true,
-            // A constraint is never broken by the prelude: it ran.
-            Err(sqlx::Error::Database(db)) => !matches!(db.kind(), sqlx::error::ErrorKind::Other),
-            Err(_) => false,
-        };
-        if savepoint_open {
-            self.state.prelude = None;
-        }
-        rows.map_err(db_error)
-    }
-
-    fn request_commit(&mut self) {
-        if !self.state.requested {
-            self.state.requested = true;
-            let _ = self.commits.send(());
-        }
+        committed(outcome).await.map(|()| value)
     }
 }
 
@@ -280,7 +409,7 @@ impl Drop for Write<'_> {
     fn drop(&mut self) {
         // Dropped unfinished (its task was cancelled): the committer rolls the batch back.
         if self.state.dirty {
-            self.request_commit();
+            self.state.request_commit(self.commits);
         }
     }
 }
