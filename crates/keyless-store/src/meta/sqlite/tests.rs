@@ -179,3 +179,13 @@ async fn a_direct_write_waits_for_a_write_lock_held_outside_the_writer() {
         Some("v")
     );
 }
+
+#[tokio::test]
+async fn closing_the_store_leaves_everything_in_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    store.blob_put(&blob("kept", b"x"), &accept).await.unwrap();
+    store.close().await;
+    let wal = std::fs::metadata(dir.path().join("meta.sqlite-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL still holds frames after close");
+}

@@ -224,11 +224,27 @@ impl Writer {
     }
 
     /// Waits until everything written so far is committed (for shutdown).
+    /// The WAL is then checkpointed into the database file, which is synced, and
+    /// emptied: the direct connection stays open, so closing the pool no longer
+    /// does this as the file's last connection.
     pub(super) async fn flush(&self) {
         let mut state = self.inner.state.lock().await;
-        if let Some(batch) = state.close().await {
-            // Closing the pool checkpoints the WAL with a sync; a failure shows there.
-            batch.send_replace(Some(Ok(())));
+        let batch = state.close().await;
+        let checkpointed = lock(&state.direct)
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|busy| {
+                (busy == 0)
+                    .then_some(())
+                    .ok_or_else(|| "the WAL's checkpoint was blocked".to_owned())
+            });
+        if let Err(why) = &checkpointed {
+            tracing::warn!(error = %why, "the metadata database was not checkpointed at shutdown");
+        }
+        if let Some(batch) = batch {
+            batch.send_replace(Some(checkpointed));
         }
     }
 }
