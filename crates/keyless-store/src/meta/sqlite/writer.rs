@@ -32,7 +32,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::{Executor, SqliteConnection};
-use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
+use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, watch};
 
 use keyless_core::{Error, ErrorKind};
 
@@ -54,6 +54,8 @@ impl std::fmt::Debug for Writer {
 struct Inner {
     state: Mutex<State>,
     commits: mpsc::UnboundedSender<()>,
+    /// Told each time the committer has closed a batch (or found none open).
+    closed: Notify,
 }
 
 /// One of the two writing connections.
@@ -104,6 +106,7 @@ impl Writer {
                 batch: watch::channel(None).0,
             }),
             commits,
+            closed: Notify::new(),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let wal = Arc::new(wal);
@@ -114,6 +117,7 @@ impl Writer {
                 state.requested = false;
                 let committed = state.close().await;
                 drop(state);
+                inner.closed.notify_waiters();
                 if let Some(batch) = committed {
                     let wal = Arc::clone(&wal);
                     let synced = tokio::task::spawn_blocking(move || wal.sync_data())
@@ -216,10 +220,12 @@ impl Writer {
             if state.open.is_none_or(|open| open == side) {
                 return state;
             }
-            let mut outcome = state.batch.subscribe();
+            // Waits for the commit, not for its sync: the next batch may start
+            // while the one before it reaches the disk, whichever its connection.
+            let closed = self.inner.closed.notified();
             state.request_commit(&self.inner.commits);
             drop(state);
-            let _ = outcome.wait_for(Option::is_some).await;
+            closed.await;
         }
     }
 
