@@ -470,6 +470,19 @@ pub trait StorageStore: Send + Sync + Debug + 'static {
     /// A blob.
     async fn blob(&self, account: &str, container: &str, name: &str)
     -> Result<Option<Blob>, Error>;
+    /// A blob to read, not to change: a store that keeps recently read rows
+    /// hands out its own copy instead of a clone.
+    async fn blob_shared(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+    ) -> Result<Option<std::sync::Arc<Blob>>, Error> {
+        Ok(self
+            .blob(account, container, name)
+            .await?
+            .map(std::sync::Arc::new))
+    }
     /// A page of blobs, by name, without their bytes (inline content comes back empty).
     async fn blobs(
         &self,

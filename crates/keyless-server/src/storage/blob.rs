@@ -349,6 +349,25 @@ pub(super) async fn load(ctx: &Ctx) -> Result<Blob, StorageError> {
     }
 }
 
+/// [`load`] for a reader that only reads: the row cache's own copy.
+async fn load_shared(ctx: &Ctx) -> Result<std::sync::Arc<Blob>, StorageError> {
+    if super::snapshot::requested(ctx)?.is_some() {
+        return load(ctx).await.map(std::sync::Arc::new);
+    }
+    match ctx
+        .state
+        .store
+        .blob_shared(&ctx.account.name, &ctx.container, &ctx.blob)
+        .await?
+    {
+        Some(b) => Ok(b),
+        None => {
+            container_exists(ctx).await?;
+            Err(StorageError::blob_not_found())
+        }
+    }
+}
+
 fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
     // Room for a GET's usual headers at once, instead of growing (and rehashing) four times.
     let mut h = HeaderMap::with_capacity(24);
@@ -407,9 +426,9 @@ fn blob_headers(b: &Blob, now: i64) -> HeaderMap {
 pub(crate) async fn get(ctx: &Ctx, body: bool) -> Result<Response, StorageError> {
     let range = if body { Range::from(ctx)? } else { None };
     let conditions = Conditions::from(ctx)?;
-    let b = load(ctx).await?;
+    let b = load_shared(ctx).await?;
     conditions
-        .blob(Some(&b), true)
+        .blob(Some(&*b), true)
         .map_err(|e| condition_error(e, false))?;
     if body {
         super::tier::refuse_archived(&b)?;

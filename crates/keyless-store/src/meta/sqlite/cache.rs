@@ -6,7 +6,7 @@
 //! must not put the old row back: each reader notes the generation before its
 //! query and inserts only if no invalidation happened since.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
@@ -21,7 +21,9 @@ const ROWS: usize = 100_000;
 #[derive(Clone)]
 enum Row {
     Container(Box<Container>),
-    Blob(Box<Blob>),
+    /// Shared: a reader that only reads takes the row itself (see
+    /// [`RowCache::blob_shared`]).
+    Blob(Arc<Blob>),
 }
 
 /// Weighs a row by the bytes it holds.
@@ -160,8 +162,18 @@ impl RowCache {
     }
 
     pub(super) fn blob(&self, account: &str, container: &str, name: &str) -> Option<Blob> {
+        self.blob_shared(account, container, name)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    pub(super) fn blob_shared(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+    ) -> Option<Arc<Blob>> {
         let found = match self.rows.get(&blob_key(account, container, name)) {
-            Some(Row::Blob(b)) => Some(*b),
+            Some(Row::Blob(b)) => Some(b),
             _ => None,
         };
         self.lookups().blob.count(found)
@@ -171,7 +183,7 @@ impl RowCache {
         self.insert(
             ticket,
             blob_key(&b.account, &b.container, &b.name),
-            Row::Blob(Box::new(b.clone())),
+            Row::Blob(Arc::new(b.clone())),
         );
     }
 

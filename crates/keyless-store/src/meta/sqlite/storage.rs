@@ -586,6 +586,21 @@ impl StorageStore for SqliteStore {
         result
     }
 
+    async fn blob_shared(
+        &self,
+        account: &str,
+        container: &str,
+        name: &str,
+    ) -> Result<Option<std::sync::Arc<Blob>>, Error> {
+        if let Some(b) = self.cache.blob_shared(account, container, name) {
+            return Ok(Some(b));
+        }
+        Ok(self
+            .blob(account, container, name)
+            .await?
+            .map(std::sync::Arc::new))
+    }
+
     async fn blob(
         &self,
         account: &str,
