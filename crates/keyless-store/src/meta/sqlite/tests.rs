@@ -18,6 +18,24 @@ async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
     conformance::with_container(store(dir).await).await
 }
 
+/// The names of the blobs in container `c`, sorted.
+async fn names_in_c(store: &SqliteStore) -> Vec<String> {
+    let page = Page {
+        prefix: "",
+        marker: "",
+        max: 1000,
+    };
+    let mut names: Vec<String> = store
+        .blobs("acct", "c", page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_are_durable_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,19 +57,7 @@ async fn acknowledged_writes_are_durable_across_a_reopen() {
     let reopened = SqliteStore::open(&dir.path().join("meta.sqlite"))
         .await
         .unwrap();
-    let listed = reopened
-        .blobs(
-            "acct",
-            "c",
-            Page {
-                prefix: "",
-                marker: "",
-                max: 100,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 64);
+    assert_eq!(names_in_c(&reopened).await.len(), 64);
 }
 
 #[tokio::test]
@@ -131,20 +137,7 @@ async fn writes_on_both_connections_interleave_and_each_commits_or_fails_alone()
     shared.close().await;
     drop(shared);
     let reopened = store(&dir).await;
-    let listed = reopened
-        .blobs(
-            "acct",
-            "c",
-            Page {
-                prefix: "",
-                marker: "",
-                max: 200,
-            },
-        )
-        .await
-        .unwrap();
-    let mut names: Vec<String> = listed.into_iter().map(|b| b.name).collect();
-    names.sort();
+    let names = names_in_c(&reopened).await;
     let mut expected: Vec<String> = (0..96).step_by(3).map(|i| format!("b{i}")).collect();
     expected.sort();
     assert_eq!(names, expected);
