@@ -182,3 +182,30 @@ async fn closing_the_store_leaves_everything_in_the_database_file() {
     let wal = std::fs::metadata(dir.path().join("meta.sqlite-wal")).map_or(0, |m| m.len());
     assert_eq!(wal, 0, "the WAL still holds frames after close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_write_given_up_while_waiting_for_the_lock_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_container(&dir).await;
+    let mut outside = store.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    outside
+        .execute("INSERT INTO settings (key, value) VALUES ('outside', 'v')")
+        .await
+        .unwrap();
+    // Its request goes away while its BEGIN waits for the lock on a blocking thread.
+    let given_up = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        store.blob_put(&blob("given-up", b"x"), &accept),
+    )
+    .await;
+    assert!(given_up.is_err(), "the write did not wait for the lock");
+    outside.commit().await.unwrap();
+    store.blob_put(&blob("after", b"x"), &accept).await.unwrap();
+    assert_eq!(names_in_c(&store).await, ["after"]);
+    store.close().await;
+    drop(store);
+    let reopened = SqliteStore::open(&dir.path().join("meta.sqlite"))
+        .await
+        .unwrap();
+    assert_eq!(names_in_c(&reopened).await, ["after"]);
+}

@@ -302,7 +302,11 @@ impl State {
 
     async fn abort(&mut self, why: &str) {
         if self.open == Some(Side::Direct) {
-            let _ = lock(&self.direct).execute_batch("ROLLBACK");
+            // On a blocking thread: an interrupted write's `BEGIN` may still hold
+            // the connection there, waiting for the file's write lock.
+            let direct = Arc::clone(&self.direct);
+            let _ =
+                tokio::task::spawn_blocking(move || lock(&direct).execute_batch("ROLLBACK")).await;
         } else {
             let _ = self.conn.execute("ROLLBACK").await;
         }
