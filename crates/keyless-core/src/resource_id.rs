@@ -36,7 +36,15 @@ impl ResourceId {
                 "scope `{text}` has an empty segment"
             )));
         }
-        if text.chars().any(|c| c.is_control() || c == '?' || c == '#') {
+        // Every request's RBAC scope passes here: an ASCII id (the usual one) is
+        // checked byte by byte, without decoding characters.
+        let forbidden = if text.is_ascii() {
+            text.bytes()
+                .any(|b| b.is_ascii_control() || b == b'?' || b == b'#')
+        } else {
+            text.chars().any(|c| c.is_control() || c == '?' || c == '#')
+        };
+        if forbidden {
             return Err(Error::invalid(format!(
                 "scope `{text}` holds a character ids cannot contain"
             )));
@@ -144,8 +152,15 @@ mod tests {
             "/subscriptions/",
             "/subscriptions//rg",
             "/a?b",
+            "/a#b",
+            "/a\tb",
+            "/a\u{7f}b",
+            "/caf\u{e9}\u{85}",
         ] {
-            assert!(ResourceId::parse(bad).is_err(), "{bad}");
+            assert!(ResourceId::parse(bad).is_err(), "{bad:?}");
         }
+        // Names need not be ASCII.
+        let id = ResourceId::parse("/subscriptions/s/resourceGroups/Caf\u{e9}").unwrap();
+        assert_eq!(id.key(), "/subscriptions/s/resourcegroups/caf\u{e9}");
     }
 }
