@@ -11,6 +11,7 @@ use keyless_core::{Error, ErrorKind};
 use crate::meta::rows::db_error;
 
 mod cache;
+mod direct;
 mod directory;
 mod listed;
 mod registry;
