@@ -186,6 +186,9 @@ impl RoleDefinition {
 /// and AzureML Data Scientist needs its `workspaces/write` not-action precisely because
 /// `workspaces/*/write` would otherwise grant it.
 pub fn action_matches(pattern: &str, operation: &str) -> bool {
+    if !pattern.contains('*') {
+        return pattern.eq_ignore_ascii_case(operation);
+    }
     glob(pattern.as_bytes(), operation.as_bytes())
         || (pattern.contains("/*/")
             && glob(

@@ -403,7 +403,7 @@ async fn prepare(
         permission: Permission::DataAction(op.data_action()),
         scope: &scope,
     };
-    if !index.check(&request).is_allowed() {
+    if !index.allows(&request) {
         let why = index.explain(&request).explanation();
         let mut e = VaultError::new(
             StatusCode::FORBIDDEN,

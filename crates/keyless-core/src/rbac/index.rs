@@ -130,9 +130,10 @@ impl RbacIndex {
 
     /// The tenant a scope belongs to, through its subscription.
     pub fn tenant_of(&self, scope: &ResourceId) -> Option<TenantId> {
-        scope
-            .subscription_id()
-            .and_then(|s| self.subscriptions.get(&s.to_ascii_lowercase()).copied())
+        // The key is the id in lowercase, as the subscriptions are kept.
+        let rest = scope.key().strip_prefix("/subscriptions/")?;
+        let id = rest.split_once('/').map_or(rest, |(id, _)| id);
+        self.subscriptions.get(id).copied()
     }
 
     /// A role definition by GUID or name, case-insensitively.
@@ -148,6 +149,17 @@ impl RbacIndex {
     /// Every role definition.
     pub fn roles(&self) -> impl Iterator<Item = &RoleDefinition> {
         self.roles.iter().map(Arc::as_ref)
+    }
+
+    /// Whether the request is allowed: [`RbacIndex::check`] without building the
+    /// decision, for the data plane, which needs the reason only on a refusal.
+    pub fn allows(&self, request: &AccessRequest<'_>) -> bool {
+        self.tenant_of(request.scope) == Some(request.tenant)
+            && request.principals.iter().any(|principal| {
+                self.by_principal
+                    .get(principal)
+                    .is_some_and(|slot| slot.find(request.scope, request.permission).is_some())
+            })
     }
 
     /// Decides a request: deny by default, with the reason.

@@ -608,6 +608,19 @@ fn wildcards_match_like_azure() {
         "Microsoft.Storage/read",
         "Microsoft.Storage/readx"
     ));
+    // Without a wildcard: the same operation in any case, and nothing longer or shorter.
+    assert!(action_matches(
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        "microsoft.storage/STORAGEACCOUNTS/blobServices/containers/blobs/READ"
+    ));
+    assert!(!action_matches(
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/rea"
+    ));
+    assert!(!action_matches(
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/reed"
+    ));
 }
 
 /// How the principal holds the assignment.
@@ -680,12 +693,14 @@ fn the_decision_table_from_the_documentation() {
                 } else {
                     Permission::DataAction(&operation)
                 };
-                let decision = index.check(&AccessRequest {
+                let request = AccessRequest {
                     tenant: tenant(),
                     principals: &principals,
                     permission,
                     scope: &target,
-                });
+                };
+                let decision = index.check(&request);
+                assert_eq!(index.allows(&request), decision.is_allowed());
                 let expected = documented_allow
                     && !matches!(route, Route::Unrelated)
                     && matches!(relation, Relation::At | Relation::Below);
@@ -751,6 +766,25 @@ fn a_principal_never_reaches_another_tenants_scope() {
         ),
         "{decision:?}"
     );
+    let request = AccessRequest {
+        tenant: tenant(),
+        principals: &[p],
+        permission: Permission::Action("Microsoft.Storage/storageAccounts/read"),
+        scope: &theirs,
+    };
+    assert!(!index.allows(&request));
+    // The subscription is found whatever the case of the id.
+    let shouted = scope("/SUBSCRIPTIONS/S2/resourceGroups/rg");
+    assert_eq!(
+        index.tenant_of(&shouted),
+        index.tenant_of(&theirs),
+        "{shouted}"
+    );
+    assert!(index.tenant_of(&theirs).is_some());
+    assert!(!index.allows(&AccessRequest {
+        scope: &shouted,
+        ..request
+    }));
     let unknown = scope("/subscriptions/s9");
     let decision = index.check(&AccessRequest {
         tenant: tenant(),

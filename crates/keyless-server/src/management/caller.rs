@@ -190,7 +190,7 @@ pub(crate) async fn authorize(
         permission: Permission::Action(action),
         scope,
     };
-    if index.check(&request).is_allowed() {
+    if index.allows(&request) {
         return Ok(());
     }
     let explanation = index.explain(&request).explanation();

@@ -255,7 +255,7 @@ fn permits_in(
         permission: Permission::Action(action.azure_action()),
         scope: &scope,
     };
-    if index.check(&request).is_allowed() {
+    if index.allows(&request) {
         return Ok(());
     }
     Err(format!(

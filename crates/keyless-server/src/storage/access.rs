@@ -107,11 +107,13 @@ impl Operation {
 
 /// The RBAC scope of a request: the container, or the account.
 pub(crate) fn scope(account: &StorageAccount, container: &str) -> Result<ResourceId, StorageError> {
-    let text = if container.is_empty() {
-        account.id.clone()
-    } else {
-        format!("{}/blobServices/default/containers/{container}", account.id)
-    };
+    const CONTAINERS: &str = "/blobServices/default/containers/";
+    let mut text = String::with_capacity(account.id.len() + CONTAINERS.len() + container.len());
+    text.push_str(&account.id);
+    if !container.is_empty() {
+        text.push_str(CONTAINERS);
+        text.push_str(container);
+    }
     ResourceId::parse(&text)
         .map_err(|e| StorageError::from(keyless_core::Error::internal(e.to_string())))
 }
@@ -160,7 +162,7 @@ pub(crate) fn authorize_principals(
         permission,
         scope: &scope,
     };
-    if index.check(&request).is_allowed() {
+    if index.allows(&request) {
         return Ok(());
     }
     let why = index.explain(&request).explanation();

@@ -70,6 +70,8 @@ proptest! {
         let after = RbacIndex::new(builtin_roles().iter().cloned(), more, subscriptions());
         let request = AccessRequest { tenant: tenant(), principals: &asking, permission, scope: &target };
         prop_assert!(!before.check(&request).is_allowed() || after.check(&request).is_allowed());
+        prop_assert_eq!(before.allows(&request), before.check(&request).is_allowed());
+        prop_assert_eq!(after.allows(&request), after.check(&request).is_allowed());
     }
 
     #[test]
@@ -127,5 +129,6 @@ proptest! {
         let asking = [principals_fixture()[who]];
         let request = AccessRequest { tenant: tenant(), principals: &asking, permission, scope: &target };
         prop_assert!(!index.check(&request).is_allowed());
+        prop_assert!(!index.allows(&request));
     }
 }
