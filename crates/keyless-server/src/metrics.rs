@@ -87,11 +87,12 @@ pub(crate) fn request(
 /// The handles of the per-request metrics, by their labels, for the thread that
 /// records them: the recorder's own lookup builds its key (allocating the
 /// labels) and hashes it on every call. Every label is static or a status, so
-/// the maps stay small.
+/// the maps stay small, and no client can choose their keys: they hash with
+/// foldhash, which costs a fifth of the standard SipHash on such keys.
 #[derive(Default)]
 struct Handles {
-    counters: std::collections::HashMap<CounterLabels, metrics::Counter>,
-    histograms: std::collections::HashMap<&'static str, metrics::Histogram>,
+    counters: foldhash::HashMap<CounterLabels, metrics::Counter>,
+    histograms: foldhash::HashMap<&'static str, metrics::Histogram>,
 }
 
 /// (kind, then the counter's labels in order, then the status).

@@ -116,15 +116,15 @@ impl Identity {
     }
 }
 
-/// The audiences a storage token may carry for `account`.
-fn audiences(account: &str) -> [String; 4] {
-    let own = format!("https://{account}.blob.core.windows.net");
-    [
-        STORAGE.to_owned(),
-        format!("{STORAGE}/"),
-        format!("{own}/"),
-        own,
-    ]
+/// The audience of `account` itself. A storage token carries it or `STORAGE`, either
+/// with or without a trailing `/` (the verifier compares audiences as Azure does).
+fn own_audience(account: &str) -> String {
+    const HOST: &str = ".blob.core.windows.net";
+    let mut own = String::with_capacity("https://".len() + account.len() + HOST.len());
+    own.push_str("https://");
+    own.push_str(account);
+    own.push_str(HOST);
+    own
 }
 
 /// The challenge that sends a token client to the account's tenant for a storage token.
@@ -140,8 +140,8 @@ fn bearer(
     account: &StorageAccount,
     token: &str,
 ) -> Result<Identity, StorageError> {
-    let audiences = audiences(&account.name);
-    let accepted: Vec<&str> = audiences.iter().map(String::as_str).collect();
+    let own = own_audience(&account.name);
+    let accepted = [STORAGE, own.as_str()];
     let unauthenticated = |message: String| {
         StorageError::new(
             StatusCode::UNAUTHORIZED,

@@ -105,11 +105,23 @@ impl Outcomes {
 }
 
 fn container_key(account: &str, name: &str) -> String {
-    format!("c/{account}/{name}")
+    key('c', &[account, name])
 }
 
 fn blob_key(account: &str, container: &str, name: &str) -> String {
-    format!("b/{account}/{container}/{name}")
+    key('b', &[account, container, name])
+}
+
+/// `kind/part/part…`: unambiguous, since no account or container name holds a `/`.
+/// Built by hand, as every read of a cached row builds one.
+fn key(kind: char, parts: &[&str]) -> String {
+    let mut key = String::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    key.push(kind);
+    for part in parts {
+        key.push('/');
+        key.push_str(part);
+    }
+    key
 }
 
 impl RowCache {
