@@ -78,6 +78,7 @@ conformance! {
     concurrent_secret_writers_keep_the_deletion_mark_consistent,
     a_write_broken_by_a_constraint_fails_alone,
     an_overwrite_keeps_the_creation_time_and_releases_the_old_file,
+    a_put_drops_the_staged_blocks_of_its_name_and_releases_their_files,
     concurrent_writes_share_commits_and_a_failure_stays_alone,
     cached_reads_follow_every_write,
     inline_blobs_hold_no_file_and_listings_skip_their_bytes,
@@ -227,6 +228,40 @@ async fn an_overwrite_keeps_the_creation_time_and_releases_the_old_file<S: MetaS
     assert!(store.blob_put(&blob("b", b"third"), &refuse).await.is_err());
     let stored = store.blob("acct", "c", "b").await.unwrap().unwrap();
     assert_eq!(stored.content, Content::Inline(Bytes::from_static(b"new")));
+}
+
+async fn a_put_drops_the_staged_blocks_of_its_name_and_releases_their_files<S: MetaStore>(
+    store: S,
+) {
+    let store = with_container(store).await;
+    let block = |blob: &str, id: &str| crate::storage::Block {
+        account: "acct".into(),
+        container: "c".into(),
+        blob: blob.into(),
+        block_id: id.into(),
+        size: 3,
+        file_id: format!("{blob}-{id}"),
+        created_at: 1,
+    };
+    for (name, id) in [("b", "one"), ("b", "two"), ("other", "one")] {
+        assert_eq!(store.block_put(&block(name, id)).await.unwrap(), None);
+    }
+    // A refused put drops nothing.
+    assert!(store.blob_put(&blob("b", b"x"), &refuse).await.is_err());
+    assert_eq!(store.blocks("acct", "c", "b").await.unwrap().len(), 2);
+    let mut released = store.blob_put(&blob("b", b"x"), &accept).await.unwrap();
+    released.sort();
+    assert_eq!(released, ["b-one", "b-two"]);
+    assert!(store.blocks("acct", "c", "b").await.unwrap().is_empty());
+    // Another name's blocks stay, and a put over a name without any releases nothing.
+    assert_eq!(store.blocks("acct", "c", "other").await.unwrap().len(), 1);
+    assert!(
+        store
+            .blob_put(&blob("b", b"y"), &accept)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn concurrent_writes_share_commits_and_a_failure_stays_alone<S: MetaStore>(store: S) {

@@ -83,16 +83,26 @@ pub(super) fn put_blob(
         .map_err(direct_error)?
         .transpose()?;
     check(current.as_ref())?;
+    // The staged blocks' files, then the blocks, in two statements: a blob
+    // seldom has any, and `DELETE … RETURNING` builds a table for its rows even
+    // when there are none (18,000 of a small Put Blob's 256,000 instructions).
     let mut released = conn
         .prepare_cached(
-            "DELETE FROM blocks WHERE account = ?1 AND container = ?2 AND blob = ?3 RETURNING file_id",
+            "SELECT file_id FROM blocks WHERE account = ?1 AND container = ?2 AND blob = ?3",
         )
-        .and_then(|mut delete| {
-            delete
+        .and_then(|mut select| {
+            select
                 .query_map(key, |row| row.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(direct_error)?;
+    if !released.is_empty() {
+        conn.prepare_cached(
+            "DELETE FROM blocks WHERE account = ?1 AND container = ?2 AND blob = ?3",
+        )
+        .and_then(|mut delete| delete.execute(key))
+        .map_err(direct_error)?;
+    }
     // A write keeps the lease of the blob it replaces.
     let lease = current
         .as_ref()
