@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 
 use keyless_auth::shared_key::{SignedRequest, string_to_sign, string_to_sign_lite, verify};
 use keyless_auth::{Claims, VerifyError};
@@ -59,12 +59,14 @@ pub(crate) enum Auth {
 /// How a request tries to authenticate, as the storage log names it: `OAuth`,
 /// `AccountKey`, `SAS`, `UserDelegationSAS` or `Anonymous`.
 pub(crate) fn presented_kind(headers: &HeaderMap, query: &[(String, String)]) -> &'static str {
-    let scheme = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_whitespace().next());
+    // The scheme alone, from the bytes: the whole value is a token of a
+    // thousand bytes or more, which `authenticate` checks.
+    let scheme = headers.get(header::AUTHORIZATION).map(|v| {
+        let v = v.as_bytes().trim_ascii_start();
+        v.split(u8::is_ascii_whitespace).next().unwrap_or_default()
+    });
     match scheme {
-        Some(s) if s.eq_ignore_ascii_case("bearer") => "OAuth",
+        Some(s) if s.eq_ignore_ascii_case(b"bearer") => "OAuth",
         Some(_) => "AccountKey",
         None if query.iter().any(|(k, _)| k == "skoid") => "UserDelegationSAS",
         None if query.iter().any(|(k, _)| k == "sig") => "SAS",
@@ -202,7 +204,17 @@ pub(crate) async fn authenticate(
     req: Presented<'_>,
 ) -> Result<Auth, StorageError> {
     let (method, raw_path, query, headers) = (req.method, req.raw_path, req.query, req.headers);
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    // A value that is not visible ASCII is refused, not taken for no credential.
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                StorageError::auth(
+                    "The Authorization header holds bytes that are not visible ASCII.",
+                )
+            })
+        })
+        .transpose()?;
     let Some(authorization) = authorization else {
         if query.iter().any(|(k, _)| k == "sig") {
             if !account.allow_shared_key {

@@ -107,11 +107,11 @@ pub(super) fn properties_from_headers(
     ctx: &Ctx,
     fallback_content_type: bool,
 ) -> Result<BlobProperties, StorageError> {
-    let h = |name: &str| ctx.header(name).map(str::to_owned);
+    let h = |name: &HeaderName| ctx.header(name).map(str::to_owned);
     // A Put Blob's MD5 is checked against its body, so it must be one; elsewhere
     // the property is stored as given (base64 of any length), as Azure does.
     let md5 = ctx
-        .header("x-ms-blob-content-md5")
+        .header(&names::X_MS_BLOB_CONTENT_MD5)
         .map(|v| {
             if fallback_content_type {
                 super::checksum::md5_header(v)
@@ -126,31 +126,31 @@ pub(super) fn properties_from_headers(
         })
         .transpose()?;
     Ok(BlobProperties {
-        content_type: h("x-ms-blob-content-type").or_else(|| {
+        content_type: h(&names::X_MS_BLOB_CONTENT_TYPE).or_else(|| {
             if fallback_content_type {
-                h("content-type")
+                h(&header::CONTENT_TYPE)
             } else {
                 None
             }
         }),
-        content_encoding: h("x-ms-blob-content-encoding").or_else(|| {
+        content_encoding: h(&names::X_MS_BLOB_CONTENT_ENCODING).or_else(|| {
             if fallback_content_type {
-                h("content-encoding")
+                h(&header::CONTENT_ENCODING)
             } else {
                 None
             }
         }),
-        content_language: h("x-ms-blob-content-language").or_else(|| {
+        content_language: h(&names::X_MS_BLOB_CONTENT_LANGUAGE).or_else(|| {
             if fallback_content_type {
-                h("content-language")
+                h(&header::CONTENT_LANGUAGE)
             } else {
                 None
             }
         }),
-        content_disposition: h("x-ms-blob-content-disposition"),
-        cache_control: h("x-ms-blob-cache-control").or_else(|| {
+        content_disposition: h(&names::X_MS_BLOB_CONTENT_DISPOSITION),
+        cache_control: h(&names::X_MS_BLOB_CACHE_CONTROL).or_else(|| {
             if fallback_content_type {
-                h("cache-control")
+                h(&header::CACHE_CONTROL)
             } else {
                 None
             }
@@ -164,14 +164,10 @@ pub(super) fn write_headers(b: &Blob, md5: Option<&[u8]>) -> HeaderMap {
     insert(&mut h, header::ETAG, &b.etag);
     insert(&mut h, header::LAST_MODIFIED, &http_date(b.last_modified));
     if let Some(md5) = md5 {
-        insert(
-            &mut h,
-            HeaderName::from_static("content-md5"),
-            &STANDARD.encode(md5),
-        );
+        insert(&mut h, names::CONTENT_MD5, &STANDARD.encode(md5));
     }
     h.insert(
-        "x-ms-request-server-encrypted",
+        names::X_MS_REQUEST_SERVER_ENCRYPTED,
         HeaderValue::from_static("true"),
     );
     version_header(&mut h, b);
@@ -302,8 +298,8 @@ pub(crate) async fn put(ctx: &Ctx, body: Body) -> Result<Response, StorageError>
 pub(crate) fn refuse_declared_above(ctx: &Ctx, max: u64, what: &str) -> Result<(), StorageError> {
     // A structured body declares its content's length besides its own.
     let declared = ctx
-        .header("x-ms-structured-content-length")
-        .or_else(|| ctx.header("content-length"))
+        .header(&names::X_MS_STRUCTURED_CONTENT_LENGTH)
+        .or_else(|| ctx.header(&header::CONTENT_LENGTH))
         .and_then(|n| n.parse::<u64>().ok());
     match declared {
         Some(n) if n > max => Err(StorageError::new(

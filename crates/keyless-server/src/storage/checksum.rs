@@ -14,6 +14,7 @@ use keyless_store::ByteStream;
 
 use super::Ctx;
 use super::error::StorageError;
+use super::names;
 
 /// Slice-by-16 tables: bodies of every Put Block, Append Block and Put Page
 /// pass through it, so the byte-at-a-time table would cost more than the disk.
@@ -76,9 +77,12 @@ impl Sent {
                 ),
             )
         };
-        let md5 = ctx.header("content-md5").map(md5_header).transpose()?;
+        let md5 = ctx
+            .header(&names::CONTENT_MD5)
+            .map(md5_header)
+            .transpose()?;
         let crc64 = ctx
-            .header("x-ms-content-crc64")
+            .header(&names::X_MS_CONTENT_CRC64)
             .map(|v| {
                 let raw = STANDARD.decode(v).ok();
                 raw.and_then(|r| <[u8; 8]>::try_from(r.as_slice()).ok())
@@ -86,10 +90,10 @@ impl Sent {
                     .ok_or_else(|| invalid("x-ms-content-crc64 is not base64 of 8 bytes"))
             })
             .transpose()?;
-        let structured = match ctx.header("x-ms-structured-body") {
+        let structured = match ctx.header(&names::X_MS_STRUCTURED_BODY) {
             None => None,
             Some(v) if v.eq_ignore_ascii_case(STRUCTURED_CRC64) => Some(
-                ctx.header("x-ms-structured-content-length")
+                ctx.header(&names::X_MS_STRUCTURED_CONTENT_LENGTH)
                     .and_then(|n| n.parse::<u64>().ok())
                     .ok_or_else(|| {
                         invalid("a structured body needs x-ms-structured-content-length")

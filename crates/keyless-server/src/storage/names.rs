@@ -36,4 +36,13 @@ names! {
     X_MS_VERSION_ID = "x-ms-version-id";
     X_MS_IS_CURRENT_VERSION = "x-ms-is-current-version";
     CONTENT_MD5 = "content-md5";
+    X_MS_BLOB_CONTENT_TYPE = "x-ms-blob-content-type";
+    X_MS_BLOB_CONTENT_ENCODING = "x-ms-blob-content-encoding";
+    X_MS_BLOB_CONTENT_LANGUAGE = "x-ms-blob-content-language";
+    X_MS_BLOB_CONTENT_DISPOSITION = "x-ms-blob-content-disposition";
+    X_MS_BLOB_CACHE_CONTROL = "x-ms-blob-cache-control";
+    X_MS_CONTENT_CRC64 = "x-ms-content-crc64";
+    X_MS_STRUCTURED_BODY = "x-ms-structured-body";
+    X_MS_STRUCTURED_CONTENT_LENGTH = "x-ms-structured-content-length";
+    X_MS_REQUEST_SERVER_ENCRYPTED = "x-ms-request-server-encrypted";
 }

@@ -233,6 +233,21 @@ async fn bearer_tokens_of_another_tenant_or_past_their_expiry_are_refused() {
     assert!(!reply.headers().contains_key("www-authenticate"));
     assert!(reply.text().await.unwrap().contains("cross-tenant"));
 
+    // An Authorization header that is not text is refused, not read as none
+    // (which would leave the request to a SAS in its query, or to anonymous access).
+    let garbled = reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
+    let reply = server
+        .http
+        .get(&list)
+        .header("x-ms-version", "2026-10-06")
+        .header("authorization", garbled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 403);
+    assert_eq!(reply.headers()["x-ms-error-code"], "AuthenticationFailed");
+    assert!(reply.text().await.unwrap().contains("visible ASCII"));
+
     server.clock.advance(2 * 3600);
     let reply = get(own).await;
     assert_eq!(reply.status(), 401);
