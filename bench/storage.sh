@@ -200,15 +200,27 @@ printf '%-16s %9s %8s %8s %9s %8s %8s %9s %9s %9s\n' target "GET/s" p50 p99 "PUT
 # Each kind of load runs for every target before the next kind, so that no target's small
 # requests meet a disk still busy with another's 256 MiB, and each large transfer follows the
 # same kind of transfer of the target before it.
-declare -A small up down par
+declare -A small up down par batch
+# The sum and count of keyless's commit batch sizes so far, from its /metrics.
+commit_batches() {
+  curl -sf --cacert "$ca" "$1/metrics" | awk '/^keyless_store_commit_batch_writes_sum/ {s=$2} /^keyless_store_commit_batch_writes_count/ {c=$2} END {print s+0, c+0}'
+}
 for t in "${targets[@]}"; do
   IFS='|' read -r name url account k token pid <<<"$t"
   read -r base sas < <("$venv/bin/python" bench/storage.py "$url" "$account" "$k" "$ca")
   bases[$name]=$base; sases[$name]=$sas
   export BENCH_BASE=$base BENCH_SAS=$sas BENCH_COUNT=1000 BENCH_TOKEN=$token BENCH_PREFIX=$name
   read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "${url%/*}" "$pid" "$name/GET")
+  [[ $name == keyless* ]] && read -r sum0 count0 < <(commit_batches "${url%/*}")
   read -r prps pp50 pp99 < <(wrk_run bench/blob_put.lua "${url%/*}" "$pid" "$name/PUT")
+  if [[ $name == keyless* ]]; then
+    read -r sum1 count1 < <(commit_batches "${url%/*}")
+    batch[$name]=$(python3 -c "print(f'{($sum1 - $sum0) / max($count1 - $count0, 1):.1f}')")
+  fi
   small[$name]="$grps $gp50 $gp99 $prps $pp50 $pp99"
+done
+for name in "${!batch[@]}"; do
+  echo "$name PUT: ${batch[$name]} writes per commit (keyless_store_commit_batch_writes over the run)"
 done
 # target -> its origin, and curl's bearer header arguments when it has a token
 target_args() {
