@@ -72,6 +72,13 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("allow_via_nested_group", n), &n, |b, _| {
             b.iter(|| black_box(index.check(black_box(&request))))
         });
+        // The data plane's question: allowed or not, without the decision's strings.
+        assert!(index.allows(&request));
+        group.bench_with_input(
+            BenchmarkId::new("allows_via_nested_group", n),
+            &n,
+            |b, _| b.iter(|| black_box(index.allows(black_box(&request)))),
+        );
         let deny = AccessRequest {
             permission: Permission::DataAction(
                 "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",

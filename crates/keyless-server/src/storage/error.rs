@@ -29,6 +29,9 @@ struct More {
     auth_detail: Option<String>,
     /// The size a refused range was judged against (`Content-Range: bytes */size`).
     range_of: Option<u64>,
+    /// What went wrong inside, for a 5xx: the listener's log line of the
+    /// request names it (the client sees only that the server failed).
+    cause: Option<String>,
 }
 
 impl StorageError {
@@ -137,12 +140,13 @@ impl From<Error> for StorageError {
                 e.message(),
             ),
             ErrorKind::Unavailable | ErrorKind::Internal => {
-                tracing::error!(error = %e, "storage request failed");
-                Self::new(
+                let mut failed = Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "InternalError",
                     "The server encountered an internal error. Please retry the request.",
-                )
+                );
+                failed.more().cause = Some(e.to_string());
+                failed
             }
         }
     }
@@ -193,6 +197,9 @@ impl ApiError for StorageError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
         }
+        if let Some(cause) = more.cause {
+            response.extensions_mut().insert(crate::http::Cause(cause));
+        }
         response
     }
 }
@@ -224,12 +231,12 @@ impl StorageError {
         if let Some(value) = self.explanation.as_deref().map(ascii_header) {
             headers.insert("x-keyless-explanation", value);
         }
-        if let Some(value) = self
-            .more
-            .and_then(|m| m.challenge)
-            .and_then(|c| HeaderValue::from_str(&c).ok())
-        {
+        let more = self.more.map(|m| *m).unwrap_or_default();
+        if let Some(value) = more.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(cause) = more.cause {
+            response.extensions_mut().insert(crate::http::Cause(cause));
         }
         response
     }
@@ -247,5 +254,31 @@ impl StorageError {
 impl IntoResponse for StorageError {
     fn into_response(self) -> Response {
         self.into_body()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_failure_keeps_its_cause_for_the_log_and_from_the_client() {
+        let cause = "cannot write /data/blobs/ab/cd: disk full";
+        for dfs in [false, true] {
+            let error = StorageError::from(keyless_core::Error::internal(cause));
+            let mut response = if dfs {
+                error.into_json_response()
+            } else {
+                error.into_response()
+            };
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let kept = response.extensions_mut().remove::<crate::http::Cause>();
+            assert_eq!(kept.map(|c| c.0).as_deref(), Some(cause));
+            let sent = format!("{:?}", response.headers());
+            assert!(!sent.contains("disk full"), "{sent}");
+        }
+        // A refusal has no cause to log.
+        let refused = StorageError::bad("InvalidInput", "no").into_response();
+        assert!(refused.extensions().get::<crate::http::Cause>().is_none());
     }
 }
