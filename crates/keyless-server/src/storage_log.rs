@@ -81,8 +81,9 @@ impl Record {
     /// Appends the record as one JSON object: the bytes `serde_json` writes for
     /// it, field for field. Written by hand because every data-plane request
     /// writes one, and `serde_json` looks at each byte of each key and value for
-    /// characters to escape; here a string is scanned in one pass that the
-    /// compiler vectorizes, and only one that needs escaping goes to `serde_json`.
+    /// characters to escape, with a branch per byte; here the keys are written
+    /// as they are, each value is scanned once without a branch per byte, and
+    /// only a value that needs escaping goes to `serde_json`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let mut first = true;
         let mut key = |out: &mut Vec<u8>, name: &str| {
@@ -163,7 +164,7 @@ pub(crate) fn caller_ip(ip: std::net::IpAddr) -> String {
 }
 
 /// `value` as a JSON string: as it is when nothing in it needs escaping (a
-/// control character, `"` or `\\`), through `serde_json` otherwise.
+/// control character, `"` or `\`), through `serde_json` otherwise.
 fn json_string(out: &mut Vec<u8>, value: &str) {
     let escapes = value.bytes().fold(false, |seen, b| {
         seen | (b < 0x20) | (b == b'"') | (b == b'\\')
