@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use moka::sync::Cache;
+use quick_cache::Weighter;
+use quick_cache::sync::{Cache, DefaultLifecycle};
 use thiserror::Error;
 
 use crate::claims::Claims;
@@ -77,11 +78,28 @@ struct State {
     tenants: HashSet<String>,
 }
 
+/// The tokens whose verification is kept, about…
+const CACHED_TOKENS: usize = 16_384;
+/// …and the bytes they may take at most (tokens and claims), whatever their
+/// number. A hit is checked for its lifetime again, so an expired token that
+/// lingers until it is evicted is refused all the same.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A cached verification's weight: its token, and about as much again for the claims.
+#[derive(Debug, Clone)]
+struct ByLength;
+
+impl Weighter<String, Arc<Claims>> for ByLength {
+    fn weight(&self, token: &String, _: &Arc<Claims>) -> u64 {
+        2 * token.len() as u64 + 256
+    }
+}
+
 /// Verifies access tokens against the server's key ring and tenants.
 pub struct TokenVerifier {
     issuer_base: String,
     state: RwLock<Arc<State>>,
-    cache: Cache<String, Arc<Claims>, foldhash::fast::RandomState>,
+    cache: Cache<String, Arc<Claims>, ByLength, foldhash::fast::RandomState>,
     /// Jobs whose tokens are honoured: a token naming a job (`xms_job`) works
     /// only while its job is in this set.
     live_jobs: RwLock<HashSet<String>>,
@@ -105,10 +123,13 @@ impl TokenVerifier {
         Self {
             issuer_base: issuer_base.into(),
             state: RwLock::new(Arc::new(State { ring, tenants })),
-            cache: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(2 * 3600))
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            cache: Cache::with(
+                CACHED_TOKENS,
+                CACHE_BYTES,
+                ByLength,
+                foldhash::fast::RandomState::default(),
+                DefaultLifecycle::default(),
+            ),
             live_jobs: RwLock::new(HashSet::new()),
             disabled: RwLock::new(HashSet::new()),
         }
@@ -274,7 +295,7 @@ impl TokenVerifier {
             Ok(mut guard) => *guard = Arc::new(state),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(state),
         }
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 }
 
