@@ -317,6 +317,7 @@ pub(crate) async fn dispatch(state: SharedState, request: Request) -> Response {
     };
     tracing::debug!(
         target: "keyless::storage_log",
+        request_id = record.correlation_id,
         operation = op_name,
         status = record.status_code,
         auth = requester.auth,
