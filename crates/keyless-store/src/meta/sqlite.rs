@@ -14,6 +14,7 @@ mod cache;
 mod direct;
 mod directory;
 mod listed;
+mod paths;
 mod registry;
 mod resources;
 mod retained;

@@ -7,6 +7,7 @@ use keyless_core::Error;
 use keyless_core::acl::PathAcl;
 
 use super::listed;
+use super::paths;
 use super::retained::{self, insert_retained, keep_current, move_container};
 use super::{SqliteStore, db_error};
 use crate::meta::rows::{
@@ -52,7 +53,7 @@ pub(super) async fn current_blob(
 }
 
 /// Drops the uncommitted blocks staged for each of `blobs`; returns their files.
-async fn drop_blocks(
+pub(super) async fn drop_blocks(
     tx: &mut SqliteConnection,
     account: &str,
     container: &str,
@@ -605,53 +606,7 @@ impl StorageStore for SqliteStore {
         check: Precondition<'_>,
     ) -> Result<Vec<String>, Error> {
         let mut tx = self.writer.begin().await?;
-        let result = async {
-            let source = current_blob(&mut tx, account, container, from)
-                .await?
-                .ok_or_else(|| Error::not_found("the source path does not exist"))?;
-            let dest = current_blob(&mut tx, account, container, to).await?;
-            check(dest.as_ref())?;
-            let mut released = Vec::new();
-            if let Some(d) = dest {
-                if d.is_dir || source.is_dir {
-                    return Err(Error::exists("the destination path already exists"));
-                }
-                released.extend(d.content.file_id().map(str::to_owned));
-                sqlx::query("DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?")
-                    .bind(account)
-                    .bind(container)
-                    .bind(to)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            if source.is_dir {
-                let under = format!("{from}/");
-                // Everything under the directory moves with it: `to/` + the rest of the name.
-                sqlx::query(
-                    "UPDATE blobs SET name = ? || substr(name, ?) WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\'",
-                )
-                .bind(format!("{to}/"))
-                .bind(i64::try_from(under.chars().count() + 1).unwrap_or(i64::MAX))
-                .bind(account)
-                .bind(container)
-                .bind(like_prefix(&under))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            sqlx::query("UPDATE blobs SET name = ? WHERE account = ? AND container = ? AND name = ?")
-                .bind(to)
-                .bind(account)
-                .bind(container)
-                .bind(from)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            released.extend(drop_blocks(&mut tx, account, container, &[from, to]).await?);
-            Ok(released)
-        }
-        .await;
+        let result = paths::rename(&mut tx, account, container, from, to, check).await;
         let result = tx.finish(result).await;
         self.cache.forget_all();
         result
@@ -666,64 +621,7 @@ impl StorageStore for SqliteStore {
         check: Precondition<'_>,
     ) -> Result<Vec<String>, Error> {
         let mut tx = self.writer.begin().await?;
-        let result = async {
-            let current = current_blob(&mut tx, account, container, name)
-                .await?
-                .ok_or_else(|| Error::not_found("the path does not exist"))?;
-            check(Some(&current))?;
-            let under = like_prefix(&format!("{name}/"));
-            if current.is_dir && !recursive {
-                let child: Option<(String,)> = sqlx::query_as(
-                    "SELECT name FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' LIMIT 1",
-                )
-                .bind(account)
-                .bind(container)
-                .bind(&under)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                if child.is_some() {
-                    return Err(Error::new(
-                        keyless_core::ErrorKind::Conflict,
-                        "the directory is not empty; delete it recursively",
-                    ));
-                }
-            }
-            let mut released: Vec<String> =
-                current.content.file_id().map(str::to_owned).into_iter().collect();
-            if current.is_dir {
-                let files: Vec<(String,)> = sqlx::query_as(
-                    "DELETE FROM blobs WHERE account = ? AND container = ? AND name LIKE ? ESCAPE '\\' RETURNING file_id",
-                )
-                .bind(account)
-                .bind(container)
-                .bind(&under)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                released.extend(files.into_iter().map(|(f,)| f).filter(|f| !f.is_empty()));
-            }
-            sqlx::query("DELETE FROM blobs WHERE account = ? AND container = ? AND name = ?")
-                .bind(account)
-                .bind(container)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            let blocks: Vec<(String,)> = sqlx::query_as(
-                "DELETE FROM blocks WHERE account = ? AND container = ? AND (blob = ? OR blob LIKE ? ESCAPE '\\') RETURNING file_id",
-            )
-            .bind(account)
-            .bind(container)
-            .bind(name)
-            .bind(&under)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            released.extend(blocks.into_iter().map(|(f,)| f));
-            Ok(released)
-        }
-        .await;
+        let result = paths::delete(&mut tx, account, container, name, recursive, check).await;
         let result = tx.finish(result).await;
         self.cache.forget_all();
         result
@@ -736,22 +634,7 @@ impl StorageStore for SqliteStore {
         acls: &[(String, PathAcl)],
     ) -> Result<(), Error> {
         let mut tx = self.writer.begin().await?;
-        let result = async {
-            for (name, acl) in acls {
-                sqlx::query(
-                    "UPDATE blobs SET acl = ? WHERE account = ? AND container = ? AND name = ?",
-                )
-                .bind(to_json(acl)?)
-                .bind(account)
-                .bind(container)
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            Ok(())
-        }
-        .await;
+        let result = paths::set_acls(&mut tx, account, container, acls).await;
         let result = tx.finish(result).await;
         self.cache.forget_all();
         result
