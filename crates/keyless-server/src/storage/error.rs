@@ -261,8 +261,8 @@ impl IntoResponse for StorageError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_internal_failure_keeps_its_cause_for_the_log_and_from_the_client() {
+    #[tokio::test]
+    async fn an_internal_failure_keeps_its_cause_for_the_log_and_from_the_client() {
         let cause = "cannot write /data/blobs/ab/cd: disk full";
         for dfs in [false, true] {
             let error = StorageError::from(keyless_core::Error::internal(cause));
@@ -276,6 +276,14 @@ mod tests {
             assert_eq!(kept.map(|c| c.0).as_deref(), Some(cause));
             let sent = format!("{:?}", response.headers());
             assert!(!sent.contains("disk full"), "{sent}");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert!(
+                body.contains("InternalError") && !body.contains("disk full"),
+                "{body}"
+            );
         }
         // A refusal has no cause to log.
         let refused = StorageError::bad("InvalidInput", "no").into_response();
