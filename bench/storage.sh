@@ -6,7 +6,8 @@
 #   bench/storage.sh [--pinned] [--quick] [seconds]   (needs wrk, nginx, curl: apt-get install wrk nginx curl)
 # --pinned: every server on core 0 (nginx with one worker), the load on core 1 (wrk -t1),
 # and each server's CPU time per request (utime+stime of it and its children, from
-# /proc/<pid>/stat, over the requests wrk saw answered), with its ratio to nginx's over TLS.
+# /proc/<pid>/stat, over the requests wrk saw answered), with its ratio to nginx's over TLS, its
+# context switches per request and the KiB it wrote per request (files and sockets, /proc/<pid>/io).
 # --quick: keyless and nginx only, without the scale figures (for trying a change).
 # KEYLESS_BIN=<binary>: that keyless, not a fresh release build (to compare two builds).
 # With --pinned, the floor (crates/keyless-server/examples/http_floor.rs: keyless's HTTP and TLS stack
@@ -37,6 +38,18 @@ cpu_ticks() {
     user=$((user + u)); system=$((system + s))
   done
   if [ "${2:-}" = split ]; then echo "$user $system"; else echo $((user + system)); fi
+}
+# A process's context switches (voluntary and not, over all its threads) and the bytes it has
+# written (to files and sockets alike, /proc/<pid>/io's wchar): "switches bytes".
+switches_and_writes() {
+  local switches
+  local p switches=0 written=0 s w
+  for p in "$1" $(pgrep -P "$1" || true); do
+    s=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
+    w=$(awk '/^wchar/ {print $2}' /proc/"$p"/io 2>/dev/null || echo 0)
+    switches=$((switches + s)); written=$((written + w))
+  done
+  echo "$switches $written"
 }
 for tool in wrk nginx curl node npm; do command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }; done
 root=$PWD
@@ -111,6 +124,25 @@ ln -s "$work/big.bin" "$work/www/bench/big"
 # The disk's synced sequential write rate for the same random bytes, on the data dir's file system.
 dd_seconds=$( { /usr/bin/time -f %e dd if="$work/big.bin" of="$work/keyless/dd-probe" bs=4M conv=fsync status=none; } 2>&1 | tail -1)
 rm -f "$work/keyless/dd-probe"
+# What one durable commit's sync costs on this disk, whoever asks for it: 4 KiB written in place
+# and fdatasync'd, 2,000 times, on the servers' core -> "CPU µs, wall µs" per sync.
+sync_cost=$("${server[@]}" python3 - "$work/keyless/sync-probe" <<'PY'
+import os, resource, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+page = os.urandom(4096)
+os.pwrite(fd, bytes(4096 * 64), 0)
+os.fsync(fd)
+usage = lambda: resource.getrusage(resource.RUSAGE_SELF)
+before, start = usage(), time.monotonic()
+for i in range(2000):
+    os.pwrite(fd, page, (i % 64) * 4096)
+    os.fdatasync(fd)
+after, end = usage(), time.monotonic()
+user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+print(f"{(user + system) / 2000 * 1e6:.0f} µs of CPU ({system / 2000 * 1e6:.0f} in the kernel), {(end - start) / 2000 * 1e6:.0f} µs of wall time")
+PY
+)
+rm -f "$work/keyless/sync-probe"
 # The same bytes in 4 MiB blocks, for a 4-way parallel block upload as the SDKs send it.
 mkdir -p "$work/blocks" && split -b 4M -d -a 3 "$work/big.bin" "$work/blocks/b"
 nginx_port=$(free_port)
@@ -173,8 +205,8 @@ settle() {
   done
   echo "server $1 still busy after 30 s; measuring anyway" >&2
 }
-wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU µs per request to $cpu
-  local user_before system_before user_after system_after out profiler=
+wrk_run() { # script url server-pid label [connections] -> "rps p50 p99"; with --pinned, CPU µs per request to $cpu
+  local connections=${5:-16} user_before system_before user_after system_after out profiler=
   settle "$3"
   if [ -n "${BENCH_PERF_DIR:-}" ]; then
     mkdir -p "$BENCH_PERF_DIR"
@@ -182,8 +214,10 @@ wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU �
     profiler=$!
   fi
   read -r user_before system_before < <(cpu_ticks "$3" split)
-  out=$("${load[@]}" wrk -t"$threads" -c16 -d"${seconds}s" --latency -s "$1" "$2")
+  read -r switches_before written_before < <(switches_and_writes "$3")
+  out=$("${load[@]}" wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$1" "$2")
   read -r user_after system_after < <(cpu_ticks "$3" split)
+  read -r switches_after written_after < <(switches_and_writes "$3")
   if [ -n "$profiler" ]; then wait "$profiler" || true; fi
   echo "$out" >&2
   local rps p50 p99 requests
@@ -191,7 +225,7 @@ wrk_run() { # script url server-pid label -> "rps p50 p99"; with --pinned, CPU �
   p50=$(awk '/^ +50%/ {print $2}' <<<"$out")
   p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  python3 -c "n = max($requests, 1) * $tick / 1e6; print(f'$4 {$rps} {($user_after - $user_before) / n:.1f} {($system_after - $system_before) / n:.1f}')" >>"$cpu"
+  python3 -c "n = max($requests, 1) * $tick / 1e6; r = max($requests, 1); print(f'$4 {$rps} {($user_after - $user_before) / n:.1f} {($system_after - $system_before) / n:.1f} {($switches_after - $switches_before) / r:.2f} {($written_after - $written_before) / r / 1024:.1f}')" >>"$cpu"
   echo "$rps $p50 $p99"
 }
 mbps() { python3 -c "print(f'{256/$1:.0f}')"; }
@@ -216,6 +250,13 @@ for t in "${targets[@]}"; do
   if [[ $name == keyless* ]]; then
     read -r sum1 count1 < <(commit_batches "${url%/*}")
     batch[$name]=$(python3 -c "print(f'{($sum1 - $sum0) / max($count1 - $count0, 1):.1f}')")
+  fi
+  # The same PUTs from 64 connections: larger commit batches share each commit's sync.
+  if [ "$pinned" = 1 ] && [ "$name" = keyless ]; then
+    read -r sum0 count0 < <(commit_batches "${url%/*}")
+    BENCH_PREFIX=$name-c64 wrk_run bench/blob_put.lua "${url%/*}" "$pid" "$name/PUT-c64" 64 >/dev/null
+    read -r sum1 count1 < <(commit_batches "${url%/*}")
+    batch[$name-c64]=$(python3 -c "print(f'{($sum1 - $sum0) / max($count1 - $count0, 1):.1f}')")
   fi
   small[$name]="$grps $gp50 $gp99 $prps $pp50 $pp99"
 done
@@ -265,6 +306,7 @@ if [ -n "${floor_bin:-}" ]; then
 fi
 measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$nginx_down")" -
 echo "disk, dd conv=fsync of the same 256 MiB: $(mbps "$dd_seconds") MB/s"
+echo "disk, one 4 KiB write and fdatasync: $sync_cost"
 
 if [ "$pinned" = 1 ]; then
   echo
@@ -273,17 +315,17 @@ if [ "$pinned" = 1 ]; then
 import sys
 rows = {}
 for line in open(sys.argv[1]).read().splitlines():
-    label, rps, user, system = line.split()
-    rows[label] = (float(rps), float(user), float(system))
+    label, rps, user, system, switches, written = line.split()
+    rows[label] = (float(rps), float(user), float(system), float(switches), float(written))
 # Each row against nginx over TLS answering requests of the same size: a bearer
 # request against nginx's run with the same token.
 def ceiling(label):
     kind = "nginx-tls-bearer/GET" if "bearer" in label else "nginx-tls/GET"
-    return sum(rows.get(kind, (0, 0, 0))[1:])
-print(f"{'target':<22}{'req/s':>10}{'CPU us/req':>12}{'user':>7}{'kernel':>8}{'x nginx TLS':>13}")
-for label, (rps, user, system) in rows.items():
+    return sum(rows.get(kind, (0, 0, 0))[1:3])
+print(f"{'target':<22}{'req/s':>10}{'CPU us/req':>12}{'user':>7}{'kernel':>8}{'x nginx TLS':>13}{'switches':>10}{'KiB out':>9}")
+for label, (rps, user, system, switches, written) in rows.items():
     ratio = f"{(user + system) / ceiling(label):.2f}" if ceiling(label) else "-"
-    print(f"{label:<22}{rps:>10.0f}{user + system:>12.0f}{user:>7.0f}{system:>8.0f}{ratio:>13}")
+    print(f"{label:<22}{rps:>10.0f}{user + system:>12.0f}{user:>7.0f}{system:>8.0f}{ratio:>13}{switches:>10.2f}{written:>9.1f}")
 PY
 fi
 [ "$quick" = 1 ] && exit 0

@@ -209,3 +209,54 @@ async fn a_direct_write_given_up_while_waiting_for_the_lock_leaves_nothing_behin
         .unwrap();
     assert_eq!(names_in_c(&reopened).await, ["after"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_and_reused_while_blobs_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(with_container(&dir).await);
+    // 4,000 blobs of 4 KiB, 64 at a time: each takes at least one page of its
+    // own, so the WAL would grow past 16 MiB if nothing checkpointed it.
+    static BODY: [u8; 4096] = [7; 4096];
+    let mut tasks = Vec::new();
+    for worker in 0..64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..4000 / 64 + 1 {
+                let name = format!("w{worker}-{i}");
+                store.blob_put(&blob(&name, &BODY), &accept).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let length = |suffix: &str| {
+        std::fs::metadata(dir.path().join(format!("meta.sqlite{suffix}"))).map_or(0, |m| m.len())
+    };
+    // At most twice the 1,000 frames of SQLite's `wal_autocheckpoint`, 4 KiB
+    // pages with a 24-byte header each.
+    let frame = 24 + 4096;
+    assert!(
+        length("-wal") < 2 * 1000 * frame,
+        "the WAL grew to {} bytes",
+        length("-wal")
+    );
+    // The pages are in the database file before any shutdown copies them there.
+    assert!(
+        length("") > 4000 * 4096,
+        "the database file holds {} bytes",
+        length("")
+    );
+    store.close().await;
+    drop(store);
+    let reopened = SqliteStore::open(&dir.path().join("meta.sqlite"))
+        .await
+        .unwrap();
+    for worker in 0..64 {
+        for i in 0..4000 / 64 + 1 {
+            let name = format!("w{worker}-{i}");
+            let found = reopened.blob("acct", "c", &name).await.unwrap();
+            assert_eq!(found.map(|b| b.size), Some(4096), "{name}");
+        }
+    }
+}
