@@ -10,10 +10,13 @@
 //! back its savepoint without touching the others of its batch.
 //!
 //! The sync is taken out of SQLite's hands: the writing connection runs with
-//! `synchronous = NORMAL`, so `COMMIT` only appends the batch to the WAL, and the
-//! committer then syncs the WAL file itself, with the connection already free for
-//! the next batch. A batch's writes are acknowledged after that sync. Batches thus
-//! overlap: one executes while the one before it reaches the disk.
+//! `synchronous = NORMAL`, so `COMMIT` only appends the batch to the WAL, and a
+//! blocking thread then syncs the WAL file itself, with the connection already
+//! free for the next batch. A batch's writes are acknowledged after that sync,
+//! by that thread. Batches thus overlap: one executes while the one before it
+//! reaches the disk. A batch of the direct connection (below) is committed and
+//! synced by one blocking thread in one hop; the committer waits for its commit
+//! only, then lets the writes of the next batch in.
 //!
 //! A write whose task is cancelled midway leaves its savepoint open; the next
 //! holder of the connection then rolls the whole batch back and its members fail
@@ -32,7 +35,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::{Executor, SqliteConnection};
-use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, watch};
+use tokio::sync::{Mutex, MutexGuard, Notify, mpsc, oneshot, watch};
 
 use keyless_core::{Error, ErrorKind};
 
@@ -53,6 +56,8 @@ impl std::fmt::Debug for Writer {
 
 struct Inner {
     state: Mutex<State>,
+    /// The WAL file, which the writer syncs.
+    wal: Arc<std::fs::File>,
     commits: mpsc::UnboundedSender<()>,
     /// Told each time the committer has closed a batch (or found none open).
     closed: Notify,
@@ -107,24 +112,20 @@ impl Writer {
             }),
             commits,
             closed: Notify::new(),
+            wal: Arc::new(wal),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
-        let wal = Arc::new(wal);
         tokio::spawn(async move {
             while requests.recv().await.is_some() {
                 let Some(inner) = weak.upgrade() else { break };
                 let mut state = inner.state.lock().await;
                 state.requested = false;
-                let committed = state.close().await;
+                let synced = state.close(&inner.wal).await;
                 drop(state);
                 inner.closed.notify_waiters();
-                if let Some(batch) = committed {
-                    let wal = Arc::clone(&wal);
-                    let synced = tokio::task::spawn_blocking(move || wal.sync_data())
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| format!("cannot sync the WAL: {e}")));
-                    batch.send_replace(Some(synced));
+                // The next batch commits once this one is on the disk.
+                if let Some(synced) = synced {
+                    let _ = synced.await;
                 }
             }
         });
@@ -233,7 +234,9 @@ impl Writer {
     /// does this as the file's last connection.
     pub(super) async fn flush(&self) {
         let mut state = self.inner.state.lock().await;
-        let batch = state.close().await;
+        if let Some(synced) = state.close(&self.inner.wal).await {
+            let _ = synced.await;
+        }
         let checkpointed = lock(&state.direct)
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
                 row.get::<_, i64>(0)
@@ -247,38 +250,50 @@ impl Writer {
         if let Err(why) = &checkpointed {
             tracing::warn!(error = %why, "the metadata database was not checkpointed at shutdown");
         }
-        if let Some(batch) = batch {
-            batch.send_replace(Some(checkpointed));
-        }
     }
 }
 
 impl State {
-    /// Commits the open transaction to the WAL and returns where to tell the
-    /// batch's members once it is synced; rolls it back instead (telling them)
-    /// when a write was interrupted or the commit fails.
-    async fn close(&mut self) -> Option<watch::Sender<Outcome>> {
+    /// Commits the open transaction to the WAL and has a blocking thread sync
+    /// it and tell the batch's members; rolls it back instead (telling them)
+    /// when a write was interrupted or the commit fails. Returns once the
+    /// commit is done, with what resolves when the sync is.
+    ///
+    /// The direct connection's batch is committed and synced by one blocking
+    /// thread, in one hop: a commit may checkpoint the WAL into the database
+    /// file, with syncs, which is no work for a task's thread.
+    async fn close(&mut self, wal: &Arc<std::fs::File>) -> Option<oneshot::Receiver<()>> {
         if self.dirty {
             self.abort("an earlier write of the batch was interrupted")
                 .await;
             return None;
         }
         let side = self.open?;
+        let batch = self.batch.clone();
+        let (wal, (done, synced)) = (Arc::clone(wal), oneshot::channel());
         let committed = match side {
-            Side::Worker => self
-                .conn
-                .execute("COMMIT")
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            // A commit may checkpoint the WAL into the database file, with syncs:
-            // not in a task's thread.
+            Side::Worker => {
+                let committed = self.conn.execute("COMMIT").await;
+                if committed.is_ok() {
+                    tokio::task::spawn_blocking(move || sync(&wal, &batch, done));
+                }
+                committed.map(drop).map_err(|e| e.to_string())
+            }
             Side::Direct => {
                 let direct = Arc::clone(&self.direct);
-                tokio::task::spawn_blocking(move || control(&lock(&direct), "COMMIT"))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
+                let (told, commit) = oneshot::channel();
+                tokio::task::spawn_blocking(move || {
+                    let committed = control(&lock(&direct), "COMMIT");
+                    let ok = committed.is_ok();
+                    let _ = told.send(committed);
+                    if ok {
+                        sync(&wal, &batch, done);
+                    }
+                });
+                match commit.await {
+                    Ok(committed) => committed.map_err(|e| e.to_string()),
+                    Err(_) => Err("the commit's thread stopped".to_owned()),
+                }
             }
         };
         match committed {
@@ -289,7 +304,8 @@ impl State {
                 ));
                 self.open = None;
                 self.held = false;
-                Some(std::mem::replace(&mut self.batch, watch::channel(None).0))
+                self.batch = watch::channel(None).0;
+                Some(synced)
             }
             Err(e) => {
                 self.abort(&format!("commit failed: {e}")).await;
@@ -328,6 +344,16 @@ impl State {
             let _ = commits.send(());
         }
     }
+}
+
+/// Syncs the WAL after a batch's commit, in a blocking thread, and tells the
+/// batch's writes and then the committer (`done`).
+fn sync(wal: &std::fs::File, batch: &watch::Sender<Outcome>, done: oneshot::Sender<()>) {
+    let synced = wal
+        .sync_data()
+        .map_err(|e| format!("cannot sync the WAL: {e}"));
+    batch.send_replace(Some(synced));
+    let _ = done.send(());
 }
 
 /// Runs a statement of transaction control on the direct connection, prepared
