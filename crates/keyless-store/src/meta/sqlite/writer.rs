@@ -269,6 +269,9 @@ impl State {
             return None;
         }
         let side = self.open?;
+        // The writes waiting for this commit: the group it commits, counted
+        // before the syncing thread can tell them and they stop waiting.
+        let writes = u32::try_from(self.batch.receiver_count()).unwrap_or(u32::MAX);
         let batch = self.batch.clone();
         let (wal, (done, synced)) = (Arc::clone(wal), oneshot::channel());
         let committed = match side {
@@ -298,10 +301,7 @@ impl State {
         };
         match committed {
             Ok(()) => {
-                // The writes waiting for this commit: the group it commits.
-                metrics::histogram!("keyless_store_commit_batch_writes").record(f64::from(
-                    u32::try_from(self.batch.receiver_count()).unwrap_or(u32::MAX),
-                ));
+                metrics::histogram!("keyless_store_commit_batch_writes").record(f64::from(writes));
                 self.open = None;
                 self.held = false;
                 self.batch = watch::channel(None).0;
