@@ -23,27 +23,20 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 venv=$root/.venv
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q -r tests/clients/requirements.txt; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 200); do curl -sk -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 ticks() { awk '{sub(/.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
+out=$work
+. bench/keyless_instance.sh
 
-declare -A pid url base sas
+declare -A server_pid url base sas
 for side in A B; do
   bin=$a; [ "$side" = B ] && bin=$b
-  dir=$work/$side
-  ports=(); for _ in 1 2 3 4 5 6; do ports+=("$(free_port)"); done
-  taskset -c 0 "$bin" serve --data-dir "$dir" --storage-port "${ports[0]}" --login-port "${ports[1]}" --management-port "${ports[2]}" \
-    --vault-port "${ports[3]}" --identity-port "${ports[4]}" --registry-port "${ports[5]}" >"$work/$side.log" 2>&1 &
-  pids+=($!)
-  pid[$side]=$!
-  wait_for "http://127.0.0.1:${ports[4]}/healthz" || { cat "$work/$side.log" >&2; exit 1; }
-  password=$(python3 -c "import json;print(json.load(open('$dir/admin.json'))['password'])")
-  KEYLESS_CONFIG_DIR=$work/cli-$side "$bin" login --data-dir "$dir" -u admin@keyless.local -p "$password" >/dev/null
-  KEYLESS_CONFIG_DIR=$work/cli-$side "$bin" storage account create -n bench -g default >/dev/null
-  key=$(KEYLESS_CONFIG_DIR=$work/cli-$side "$bin" storage account keys list -n bench -g default | python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["value"])')
+  start_keyless "$side" "$bin" taskset -c 0
+  server_pid[$side]=$pid
+  "$bin" storage account create -n bench -g default -o none
+  key=$("$bin" storage account keys list -n bench -g default --query "[0].value" -o tsv)
   url[$side]=https://127.0.0.1:${ports[0]}
-  read -r base[$side] sas[$side] < <("$venv/bin/python" bench/storage.py "${url[$side]}/bench" bench "$key" "$dir/tls/ca.pem")
+  read -r base[$side] sas[$side] < <("$venv/bin/python" bench/storage.py "${url[$side]}/bench" bench "$key" "$work/$side/tls/ca.pem")
 done
 
 # The sum and count of a server's commit batch sizes so far, from its /metrics.
@@ -56,10 +49,10 @@ results=$work/results
 for round in $(seq "$rounds"); do
   for side in A B; do
     export BENCH_BASE=${base[$side]} BENCH_SAS=${sas[$side]} BENCH_COUNT=1000 BENCH_TOKEN= BENCH_PREFIX=$side-$round
-    before=$(ticks "${pid[$side]}")
+    before=$(ticks "${server_pid[$side]}")
     read -r sum0 count0 < <(commit_batches "$side")
     out=$(taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" -s "$script" "${url[$side]}")
-    after=$(ticks "${pid[$side]}")
+    after=$(ticks "${server_pid[$side]}")
     read -r sum1 count1 < <(commit_batches "$side")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
     python3 -c "print('$side', $round, $requests, f'{($after - $before) * 1e6 / $tick / max($requests, 1):.1f}', f'{($sum1 - $sum0) / max($count1 - $count0, 1):.1f}')" | tee -a "$results"

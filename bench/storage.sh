@@ -28,28 +28,26 @@ if [ "$pinned" = 1 ]; then
   server=(taskset -c 0); load=(taskset -c 1); threads=1; workers=1
 fi
 tick=$(getconf CLK_TCK)
-# CPU ticks (user + system, its own and its waited-for children's) of a process and its children;
-# with `split`, the user and the system ticks apart ("user system").
-cpu_ticks() {
-  local user=0 system=0 p u s
+# What a process and its children have used so far: CPU ticks in user space and in the kernel
+# (each with its waited-for children's), context switches (voluntary and not, over all threads)
+# and bytes written (to files and sockets alike, /proc/<pid>/io's wchar):
+# "user system switches written".
+counters() {
+  local user=0 system=0 switches=0 written=0 p u s
   for p in "$1" $(pgrep -P "$1" || true); do
     [ -r "/proc/$p/stat" ] || continue
     read -r u s < <(awk '{sub(/.*\) /, ""); print $12 + $14, $13 + $15}' "/proc/$p/stat")
     user=$((user + u)); system=$((system + s))
+    switches=$((switches + $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}')))
+    written=$((written + $(awk '/^wchar/ {print $2}' /proc/"$p"/io 2>/dev/null || echo 0)))
   done
-  if [ "${2:-}" = split ]; then echo "$user $system"; else echo $((user + system)); fi
+  echo "$user $system $switches $written"
 }
-# A process's context switches (voluntary and not, over all its threads) and the bytes it has
-# written (to files and sockets alike, /proc/<pid>/io's wchar): "switches bytes".
-switches_and_writes() {
-  local switches
-  local p switches=0 written=0 s w
-  for p in "$1" $(pgrep -P "$1" || true); do
-    s=$(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}')
-    w=$(awk '/^wchar/ {print $2}' /proc/"$p"/io 2>/dev/null || echo 0)
-    switches=$((switches + s)); written=$((written + w))
-  done
-  echo "$switches $written"
+# CPU ticks (user + system) of a process and its children.
+cpu_ticks() {
+  local user system
+  read -r user system _ < <(counters "$1")
+  echo $((user + system))
 }
 for tool in wrk nginx curl node npm; do command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }; done
 root=$PWD
@@ -206,18 +204,16 @@ settle() {
   echo "server $1 still busy after 30 s; measuring anyway" >&2
 }
 wrk_run() { # script url server-pid label [connections] -> "rps p50 p99"; with --pinned, CPU µs per request to $cpu
-  local connections=${5:-16} user_before system_before user_after system_after out profiler=
+  local connections=${5:-16} user_before system_before user_after system_after switches_before switches_after written_before written_after out profiler=
   settle "$3"
   if [ -n "${BENCH_PERF_DIR:-}" ]; then
     mkdir -p "$BENCH_PERF_DIR"
     perf record -q -F 999 --call-graph dwarf,16384 -p "$3" -o "$BENCH_PERF_DIR/${4//\//-}.data" -- sleep "$seconds" >/dev/null 2>&1 &
     profiler=$!
   fi
-  read -r user_before system_before < <(cpu_ticks "$3" split)
-  read -r switches_before written_before < <(switches_and_writes "$3")
+  read -r user_before system_before switches_before written_before < <(counters "$3")
   out=$("${load[@]}" wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$1" "$2")
-  read -r user_after system_after < <(cpu_ticks "$3" split)
-  read -r switches_after written_after < <(switches_and_writes "$3")
+  read -r user_after system_after switches_after written_after < <(counters "$3")
   if [ -n "$profiler" ]; then wait "$profiler" || true; fi
   echo "$out" >&2
   local rps p50 p99 requests
