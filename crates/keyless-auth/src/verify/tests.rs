@@ -62,6 +62,55 @@ fn the_cache_still_checks_expiry_and_audience() {
     ));
 }
 
+/// Storage accepts its own resource and the account's URL: a token minted for
+/// one account's URL must not open another account, nor a look-alike host,
+/// whatever the cache holds.
+#[test]
+fn a_token_for_one_accounts_url_is_refused_by_another() {
+    let (v, key) = setup();
+    let own = "https://victim.blob.core.windows.net";
+    let at_victim = [STORAGE, own];
+    for aud in [
+        "https://victim.blob.core.windows.net",
+        "https://VICTIM.blob.core.windows.net/",
+    ] {
+        let token = jwt::sign(&key, &claims(TID, aud, 5000)).unwrap();
+        assert!(v.verify(&token, &at_victim, 2000).is_ok(), "{aud}");
+    }
+    for aud in [
+        "https://attacker.blob.core.windows.net",
+        "https://victim.blob.core.windows.net.attacker.example",
+        "https://victim.blob.core.windows.net/container",
+        "http://victim.blob.core.windows.net",
+        "https://victimx.blob.core.windows.net",
+    ] {
+        let token = jwt::sign(&key, &claims(TID, aud, 5000)).unwrap();
+        assert!(
+            matches!(
+                v.verify(&token, &at_victim, 2000),
+                Err(VerifyError::Audience { .. })
+            ),
+            "{aud}"
+        );
+    }
+    // Verified (and cached) at its own account, then presented at another.
+    let attackers = jwt::sign(
+        &key,
+        &claims(TID, "https://attacker.blob.core.windows.net", 5000),
+    )
+    .unwrap();
+    v.verify(
+        &attackers,
+        &[STORAGE, "https://attacker.blob.core.windows.net"],
+        2000,
+    )
+    .unwrap();
+    assert!(matches!(
+        v.verify(&attackers, &at_victim, 2000),
+        Err(VerifyError::Audience { .. })
+    ));
+}
+
 #[test]
 fn refusals() {
     let (v, key) = setup();
