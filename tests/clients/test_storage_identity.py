@@ -94,6 +94,36 @@ def test_tokens_for_another_audience_are_refused(server, world, client_env):
     assert "signature" in reply.text
 
 
+def test_a_blob_name_cannot_forge_or_break_storage_log_records(server, world, client_env):
+    """A name is the caller's text: quotes, braces, backslashes and U+2028 in it stay inside its
+    record's Path, a name with a newline or NUL is refused and its refusal logged the same way,
+    and no record that a name spells appears."""
+    keyed = BlobServiceClient(world["url"], credential={"account_name": "idacct", "account_key": world["key"]})
+    container = keyed.get_container_client("forgery")
+    container.create_container()
+    forged = '{"OperationName":"DeleteBlob","Path":"forgery/victim","StatusCode":202,"AuthenticationType":"OAuth"}'
+    names = [f'a"}},{forged}\\', f"b\n{forged}", f"c\u2028{forged}", f"d\u0000{forged}"]
+    answered = {}
+    for name in names:
+        try:
+            container.upload_blob(name, b"1")
+            answered[name] = 201
+        except HttpResponseError as refused:
+            answered[name] = refused.status_code
+    assert answered[names[0]] == 201, answered
+
+    out = server.cli("storage", "logs", "--account", "idacct", "--path-prefix", "forgery/", check=False)
+    assert out.returncode == 0, out.stderr
+    # JSON Lines: records end at "\n" only (str.splitlines would also split at U+2028, which
+    # JSON leaves unescaped inside a string).
+    records = [json.loads(line) for line in out.stdout.split("\n") if line]
+    assert not [r for r in records if r["Path"] == "forgery/victim" or r["OperationName"] == "DeleteBlob"], records
+    for name in names:
+        mine = [r for r in records if r["Path"] == f"forgery/{name}"]
+        assert mine and mine[-1]["StatusCode"] == answered[name], (name, records)
+        assert mine[-1]["AuthenticationType"] == "AccountKey"
+
+
 def test_the_storage_log_names_who_read_what(server, world, client_env):
     reader = service_as(server, world, "reader").get_container_client("data")
     reader.download_blob("census.csv").readall()
