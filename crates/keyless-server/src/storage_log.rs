@@ -164,18 +164,34 @@ pub(crate) fn caller_ip(ip: std::net::IpAddr) -> String {
 }
 
 /// `value` as a JSON string: as it is when nothing in it needs escaping (a
-/// control character, `"` or `\`), through `serde_json` otherwise.
+/// control character, `"` or `\`), through `serde_json` otherwise, with the
+/// line separators U+2028 and U+2029 escaped besides (see [`escape_line_separators`]).
 fn json_string(out: &mut Vec<u8>, value: &str) {
+    // 0xE2 leads both line separators' UTF-8.
     let escapes = value.bytes().fold(false, |seen, b| {
-        seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+        seen | (b < 0x20) | (b == b'"') | (b == b'\\') | (b == 0xE2)
     });
     if escapes {
-        // Writing into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut *out, value);
+        let json = serde_json::to_string(value).unwrap_or_default();
+        out.extend_from_slice(escape_line_separators(json).as_bytes());
     } else {
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
         out.push(b'"');
+    }
+}
+
+/// A JSON text with U+2028 and U+2029 written as `\u2028` and `\u2029`. JSON
+/// lets them stand unescaped in a string, but some readers of lines end a line
+/// there (Python's `str.splitlines`, JavaScript before ES2019): a name holding
+/// one would split its record, and the rest could read as a record of its own.
+/// Escaped, the text means the same and its only line end is the one after it.
+fn escape_line_separators(json: String) -> String {
+    if json.contains(['\u{2028}', '\u{2029}']) {
+        json.replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
+    } else {
+        json
     }
 }
 
@@ -660,7 +676,7 @@ mod tests {
             "say \"hi\"",
             "C:\\dir\\file",
             controls.as_str(),
-            "\u{7f}caf\u{e9} \u{1f600} \u{2028}",
+            "\u{7f}caf\u{e9} \u{1f600} \u{2028}\u{2029} \u{20ac}",
             "a long plain path that fills more than one vector register, then a \" at its end\"",
             "",
         ];
@@ -681,10 +697,12 @@ mod tests {
         for record in records {
             let mut ours = Vec::new();
             record.write_json(&mut ours);
+            // serde_json's bytes, the line separators escaped: one line per record.
             assert_eq!(
                 String::from_utf8(ours.clone()).unwrap(),
-                serde_json::to_string(&record).unwrap()
+                escape_line_separators(serde_json::to_string(&record).unwrap())
             );
+            assert!(!String::from_utf8_lossy(&ours).contains(['\u{2028}', '\u{2029}']));
             let back: Record = serde_json::from_slice(&ours).unwrap();
             assert_eq!(back, record);
         }

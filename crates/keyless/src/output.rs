@@ -305,8 +305,18 @@ pub(crate) fn print_lines(reply: &Value) {
         .into_iter()
         .flatten()
     {
-        out(&record.to_string());
+        out(&json_line(record));
     }
+}
+
+/// `record` as one line of JSON, U+2028 and U+2029 escaped: JSON lets them
+/// stand in a string, but some line readers end a line there, which would let
+/// a logged name split its record in two.
+fn json_line(record: &Value) -> String {
+    record
+        .to_string()
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 #[cfg(test)]

@@ -89,3 +89,12 @@ fn table_yaml_and_none_print_as_az_does() {
     assert!(yaml.contains("name: ws") && yaml.contains("a: b"), "{yaml}");
     assert_eq!(render(&roles(), Format::None, None), "");
 }
+
+#[test]
+fn a_log_line_escapes_the_line_separators_a_name_may_hold() {
+    let record = json!({ "Path": "data/a\u{2028}{\"OperationName\":\"DeleteBlob\"}\u{2029}b" });
+    let line = json_line(&record);
+    assert_eq!(line.lines().count(), 1);
+    assert!(!line.contains(['\u{2028}', '\u{2029}', '\n']), "{line}");
+    assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), record);
+}
