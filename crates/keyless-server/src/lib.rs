@@ -246,14 +246,21 @@ pub async fn start_with_clock(
         .and_then(|()| {
             std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
         })
-        .and_then(|()| restrict(&config.data_dir))
         .map_err(|e| {
             Error::invalid(format!(
                 "cannot create the data dir `{}`: {e}",
                 config.data_dir.display()
             ))
         })?;
+    // Locked first, so that a server refused for a dir in use leaves the running
+    // one's files alone.
     let lock = lock_data_dir(&config.data_dir)?;
+    restrict(&config.data_dir).map_err(|e| {
+        Error::invalid(format!(
+            "cannot restrict the data dir `{}` to its owner: {e}",
+            config.data_dir.display()
+        ))
+    })?;
     if config.insecure_key_file_permissions {
         tracing::warn!(
             "insecure_key_file_permissions is set: key files readable by others are accepted"
@@ -445,30 +452,47 @@ pub async fn start_with_clock(
 /// shim) and every folder 0700, for data dirs written before the server set its
 /// umask. The blob files are left as they are: their folder is enough to close
 /// them.
+///
+/// A file that goes while the walk passes it, as the WAL a stopping server's last
+/// connection removes, is skipped: what is gone is open to no one.
 fn restrict(data_dir: &Path) -> std::io::Result<()> {
     let mut pending = vec![data_dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            let path = entry.path();
-            let now = entry.metadata()?.permissions().mode() & 0o7777;
-            let mode = if kind.is_dir() || (kind.is_file() && now & 0o100 != 0) {
-                0o700
-            } else if kind.is_file() {
-                0o600
-            } else {
-                continue;
-            };
-            if now != mode {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-            }
-            if kind.is_dir() && path != data_dir.join("blobs") {
-                pending.push(path);
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != data_dir => continue,
+            entries => entries?,
+        };
+        for entry in entries {
+            match restrict_entry(data_dir, &entry?) {
+                Ok(Some(subdir)) => pending.push(subdir),
+                Ok(None) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
     }
     Ok(())
+}
+
+/// Restricts one entry of [`restrict`]'s walk; the folder to walk next, if it is one.
+fn restrict_entry(
+    data_dir: &Path,
+    entry: &std::fs::DirEntry,
+) -> std::io::Result<Option<std::path::PathBuf>> {
+    let kind = entry.file_type()?;
+    let path = entry.path();
+    let now = entry.metadata()?.permissions().mode() & 0o7777;
+    let mode = if kind.is_dir() || (kind.is_file() && now & 0o100 != 0) {
+        0o700
+    } else if kind.is_file() {
+        0o600
+    } else {
+        return Ok(None);
+    };
+    if now != mode {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok((kind.is_dir() && path != data_dir.join("blobs")).then_some(path))
 }
 
 /// Uncommitted blocks live seven days, as in Azure; then their bytes are freed.
@@ -572,4 +596,45 @@ fn load_master_key(config: &Config) -> Result<MasterKey, Error> {
     let bytes =
         std::fs::read(&path).map_err(|e| Error::invalid(format!("`{}`: {e}", path.display())))?;
     MasterKey::from_bytes(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restrict;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn restricting_skips_files_that_go_while_it_walks() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        std::fs::create_dir(data.join("db")).unwrap();
+        let open = data.join("db").join("left-open");
+        std::fs::write(&open, b"x").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (data, stop) = (data.clone(), std::sync::Arc::clone(&stop));
+            // Files and folders that come and go as a stopping server's WAL does.
+            std::thread::spawn(move || {
+                let mut rounds = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < 1_000_000 {
+                    let file = data.join("db").join(format!("wal-{}", rounds % 8));
+                    let folder = data.join(format!("job-{}", rounds % 8));
+                    let _ = std::fs::write(&file, b"frame");
+                    let _ = std::fs::create_dir(&folder);
+                    let _ = std::fs::remove_file(&file);
+                    let _ = std::fs::remove_dir(&folder);
+                    rounds += 1;
+                }
+            })
+        };
+        let walks: Vec<_> = (0..2_000).map(|_| restrict(&data)).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        for walk in walks {
+            walk.unwrap();
+        }
+        let mode = std::fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the file that stayed is closed");
+    }
 }

@@ -101,8 +101,19 @@ async fn a_restart_keeps_users_secrets_and_keys_and_a_second_server_is_refused()
         .unwrap()
         .to_owned();
 
+    // A file the running server left open to others: a second server refused for
+    // the dir in use does not touch it.
+    let probe = server.data_dir().join("probe");
+    std::fs::write(&probe, b"x").unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = server.start_on_same_dir().await.unwrap_err().to_string();
     assert!(err.contains("in use"), "{err}");
+    let probe_mode = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        probe_mode, 0o644,
+        "the refused server changed the dir in use"
+    );
+    std::fs::remove_file(&probe).unwrap();
 
     let mode = |name: &str| {
         std::fs::metadata(server.data_dir().join(name))
