@@ -122,11 +122,24 @@ impl AppState {
         } = stores;
         let server_id = server_id(&config.data_dir)?;
         let (storage_log, vault_log, registry_log) = match shared {
-            Some(store) => (
-                crate::storage_log::StorageLog::shared(store.clone(), "storage"),
-                crate::storage_log::StorageLog::shared(store.clone(), "vault"),
-                crate::storage_log::StorageLog::shared(store, "registry"),
-            ),
+            Some(store) => {
+                // Where this server keeps records the shared log refuses.
+                let aside = |log: &str| {
+                    config
+                        .data_dir
+                        .join("logs")
+                        .join(format!("{log}-refused.jsonl"))
+                };
+                (
+                    crate::storage_log::StorageLog::shared(
+                        store.clone(),
+                        "storage",
+                        aside("storage"),
+                    ),
+                    crate::storage_log::StorageLog::shared(store.clone(), "vault", aside("vault")),
+                    crate::storage_log::StorageLog::shared(store, "registry", aside("registry")),
+                )
+            }
             None => {
                 let logs = config.data_dir.join("logs");
                 (

@@ -319,10 +319,12 @@ impl StorageLog {
     /// The log `log` (`storage`, `vault`) of a PostgreSQL store several servers
     /// share: records are written in batches by a task of their own, retried
     /// until the store takes them (requests wait for room meanwhile, as with
-    /// files), and a query reads every server's records.
-    pub fn shared(store: keyless_store::PostgresStore, log: &'static str) -> Self {
+    /// files), and a query reads every server's records. A record the store
+    /// refuses for what it holds is set aside in the file `aside`, of this
+    /// server's, and the log goes on.
+    pub fn shared(store: keyless_store::PostgresStore, log: &'static str, aside: PathBuf) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(ship(store.clone(), log, rx));
+        tokio::spawn(ship(store.clone(), log, aside, rx));
         Self {
             queue,
             place: Place::Shared { store, log },
@@ -390,11 +392,11 @@ impl StorageLog {
 }
 
 /// Writes the records queued for a shared log, as many at a time as have
-/// queued, until every handle is gone. A batch the store refuses is tried again
-/// (after 50 ms, then longer, up to 5 s): a record is never dropped.
+/// queued, until every handle is gone (see [`deliver`]).
 async fn ship(
     store: keyless_store::PostgresStore,
     log: &'static str,
+    aside: PathBuf,
     mut rx: mpsc::Receiver<Message>,
 ) {
     let mut waiters = Vec::new();
@@ -412,15 +414,93 @@ async fn ship(
                 None
             };
         }
-        let mut delay = Duration::from_millis(50);
-        while let Err(e) = store.log_append(log, &rows).await {
-            tracing::error!(error = %e, log, records = rows.len(), "cannot write to the shared request log; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        deliver(&store, log, &aside, &rows).await;
         for done in waiters.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// Appends a batch of records to a shared log; a record is never dropped.
+/// While the store cannot take them, the batch is tried again (after 50 ms, then
+/// longer, up to 5 s). When it refuses what a record holds, which no retry
+/// changes, the records go one at a time, and one it refuses alone is set aside
+/// (see [`set_aside`]): one such record once held up the log of every server.
+async fn deliver(
+    store: &keyless_store::PostgresStore,
+    log: &'static str,
+    aside: &Path,
+    rows: &[keyless_store::LogRow],
+) {
+    if append(store, log, rows).await.is_ok() {
+        return;
+    }
+    for row in rows {
+        let one = std::slice::from_ref(row);
+        if rows.len() == 1 || append(store, log, one).await.is_err() {
+            set_aside(aside, log, row).await;
+        }
+    }
+}
+
+/// Appends `rows`, tried again while the store cannot take them; the error when
+/// it refuses what they hold.
+async fn append(
+    store: &keyless_store::PostgresStore,
+    log: &'static str,
+    rows: &[keyless_store::LogRow],
+) -> Result<(), Error> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match store.log_append(log, rows).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == keyless_core::ErrorKind::InvalidInput => return Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, log, records = rows.len(), "cannot write to the shared request log; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Keeps a record the shared log refused as a JSON line of the file `aside`, of
+/// this server's, and says so in the server's log; only when the file cannot
+/// be written does the record itself go to the server's log.
+async fn set_aside(aside: &Path, log: &'static str, row: &keyless_store::LogRow) {
+    let line = format!("{}\n", row.body);
+    let path = aside.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|written| written);
+    match written {
+        Ok(()) => tracing::error!(
+            log,
+            file = %aside.display(),
+            "the shared request log refused a record; it is kept in this server's file"
+        ),
+        Err(e) => tracing::error!(
+            log,
+            error = %e,
+            record = %row.body,
+            "the shared request log refused a record, and this server's file for such records cannot be written"
+        ),
     }
 }
 
@@ -737,8 +817,10 @@ mod tests {
         let store = keyless_store::PostgresStore::connect_fresh(&url)
             .await
             .unwrap();
-        let one = StorageLog::shared(store.clone(), "storage");
-        let other = StorageLog::shared(store.clone(), "storage");
+        let aside = tempfile::tempdir().unwrap();
+        let aside = aside.path().join("refused.jsonl");
+        let one = StorageLog::shared(store.clone(), "storage", aside.clone());
+        let other = StorageLog::shared(store.clone(), "storage", aside.clone());
         one.append(record("a", "data/x.csv", 200, Some("ann@t.local")))
             .await;
         one.flush().await;
@@ -751,7 +833,7 @@ mod tests {
             .await;
         filters_hold(&one).await;
         // Another log of the same store holds none of these.
-        let vault = StorageLog::shared(store, "vault");
+        let vault = StorageLog::shared(store, "vault", aside);
         let none = vault
             .query(
                 Filter {
@@ -763,6 +845,72 @@ mod tests {
             .await
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    /// A record the shared store refuses for what it holds is kept in the
+    /// server's file, and neither its batch nor later records are held up (when
+    /// `KEYLESS_TEST_POSTGRES_URL` names a server).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
+        let Ok(url) = std::env::var("KEYLESS_TEST_POSTGRES_URL") else {
+            eprintln!("KEYLESS_TEST_POSTGRES_URL is not set: skipped");
+            return;
+        };
+        let store = keyless_store::PostgresStore::connect_fresh(&url)
+            .await
+            .unwrap();
+        // Whatever a future record holds that PostgreSQL refuses (a NUL once),
+        // here a trigger refuses one path as a data exception.
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.path = 'data/poison' THEN
+                 RAISE EXCEPTION 'refused' USING ERRCODE = '22023';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON request_logs
+               FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let aside = dir.path().join("logs").join("storage-refused.jsonl");
+        let log = StorageLog::shared(store, "storage", aside.clone());
+        let written = async {
+            for path in ["data/before", "data/poison", "data/after"] {
+                log.append(record("a", path, 201, Some("ann@t.local")))
+                    .await;
+            }
+            log.flush().await;
+            log.append(record("a", "data/later", 200, None)).await;
+            let all = Filter {
+                account: "a".into(),
+                ..Filter::default()
+            };
+            log.query(all, 10).await
+        };
+        let found = tokio::time::timeout(Duration::from_secs(30), written)
+            .await
+            .expect("the log is held up")
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+            ["data/before", "data/after", "data/later"]
+        );
+        let kept = std::fs::read_to_string(&aside).unwrap();
+        let kept: Vec<Record> = kept
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].path, "data/poison");
+        assert_eq!(kept[0].requester_upn.as_deref(), Some("ann@t.local"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&aside).unwrap().permissions(),
+        ) & 0o777;
+        assert_eq!(mode & 0o077, 0, "the file is the server's alone: {mode:o}");
     }
 
     /// The queries over records a/data/x.csv (ann, 200), a/data/y.csv (bob, 403),

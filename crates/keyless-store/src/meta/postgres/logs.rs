@@ -50,11 +50,31 @@ fn storable(text: &str) -> String {
     text.replace('\0', "\u{fffd}")
 }
 
+/// An error of [`PostgresStore::log_append`]: [`keyless_core::ErrorKind::InvalidInput`] when
+/// PostgreSQL refused what the rows hold (SQLSTATE classes 22, a data
+/// exception; 23, a constraint; 54, a limit such as an index row's size), as
+/// [`db_error`] maps the rest, which a retry may clear.
+fn append_error(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &e
+        && db
+            .code()
+            .is_some_and(|code| matches!(code.get(..2), Some("22" | "23" | "54")))
+    {
+        return Error::invalid(format!(
+            "the request log refused a record: {}",
+            db.message()
+        ));
+    }
+    db_error(e)
+}
+
 impl PostgresStore {
     /// Appends records to the log `log`, in their order, in one statement.
     ///
     /// # Errors
     /// When the database refuses or cannot be reached; nothing is written then.
+    /// [`keyless_core::ErrorKind::InvalidInput`] when it refuses what a record holds, which no retry
+    /// changes (the records may then go one at a time, to find which).
     pub async fn log_append(&self, log: &str, rows: &[LogRow]) -> Result<(), Error> {
         if rows.is_empty() {
             return Ok(());
@@ -83,7 +103,7 @@ impl PostgresStore {
         .bind(column(|r| Some(r.body.clone())))
         .execute(&self.pool)
         .await
-        .map_err(db_error)?;
+        .map_err(append_error)?;
         Ok(())
     }
 
