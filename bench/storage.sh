@@ -13,6 +13,8 @@
 # With --pinned, the floor (crates/keyless-server/examples/http_floor.rs: keyless's HTTP and TLS stack
 # answering a fixed Get Blob answer, with no checks, lookup or log) is measured too, so that the
 # distance to nginx splits into the stack's and keyless's own; FLOOR_BIN=<binary> runs a given build.
+# Its PUT rows (16 and 64 connections) are the durable PUT's floor: the body hashed, then written
+# and synced in groups, with no database.
 # BENCH_PERF_DIR=<dir>: each wrk run's server is also profiled (perf record, DWARF call graphs, for the
 # run's length) into <dir>/<target>-<GET|PUT>.data; the figures then include perf's cost.
 set -euo pipefail
@@ -293,12 +295,20 @@ read -r _ _ _ < <(wrk_run bench/blob_get.lua "http://127.0.0.1:$nginx_plain" "$n
 nginx_down=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
 if [ -n "${floor_bin:-}" ]; then
   floor_port=$(free_port)
-  "${server[@]}" "$floor_bin" "$work/keyless/tls/server.pem" "$work/keyless/tls/server.key" "$floor_port" &
+  "${server[@]}" "$floor_bin" "$work/keyless/tls/server.pem" "$work/keyless/tls/server.key" "$floor_port" "$work/floor.ring" &
   pids+=($!)
   floor_pid=$!
   wait_for "https://127.0.0.1:$floor_port/"
   read -r _ _ _ < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$floor_port" "$floor_pid" floor/GET)
   read -r _ _ _ < <(BENCH_TOKEN=$bearer_token wrk_run bench/blob_get.lua "https://127.0.0.1:$floor_port" "$floor_pid" floor-bearer/GET)
+  # The durable PUT's floor: the body hashed, written and synced in groups, with no database.
+  for c in 16 64; do
+    label=floor/PUT; [ "$c" = 64 ] && label=floor/PUT-c64
+    read -r sum0 count0 < <(commit_batches "https://127.0.0.1:$floor_port")
+    BENCH_PREFIX=floor-$c wrk_run bench/blob_put.lua "https://127.0.0.1:$floor_port" "$floor_pid" "$label" "$c" >/dev/null
+    read -r sum1 count1 < <(commit_batches "https://127.0.0.1:$floor_port")
+    echo "$label: $(python3 -c "print(f'{($sum1 - $sum0) / max($count1 - $count0, 1):.1f}')") writes per sync"
+  done
 fi
 measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$nginx_down")" -
 echo "disk, dd conv=fsync of the same 256 MiB: $(mbps "$dd_seconds") MB/s"
