@@ -806,17 +806,27 @@ mod tests {
         filters_hold(&log).await;
     }
 
+    /// A store in a new database of the PostgreSQL server `KEYLESS_TEST_POSTGRES_URL`
+    /// names; `None` (the test skipped) when it names none.
+    async fn fresh_store() -> Option<keyless_store::PostgresStore> {
+        let Ok(url) = std::env::var("KEYLESS_TEST_POSTGRES_URL") else {
+            eprintln!("KEYLESS_TEST_POSTGRES_URL is not set: skipped");
+            return None;
+        };
+        Some(
+            keyless_store::PostgresStore::connect_fresh(&url)
+                .await
+                .unwrap(),
+        )
+    }
+
     /// Several servers' log in a shared PostgreSQL store answers the same queries
     /// the same way (when `KEYLESS_TEST_POSTGRES_URL` names a server).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_shared_log_is_filtered_as_files_are() {
-        let Ok(url) = std::env::var("KEYLESS_TEST_POSTGRES_URL") else {
-            eprintln!("KEYLESS_TEST_POSTGRES_URL is not set: skipped");
+        let Some(store) = fresh_store().await else {
             return;
         };
-        let store = keyless_store::PostgresStore::connect_fresh(&url)
-            .await
-            .unwrap();
         let aside = tempfile::tempdir().unwrap();
         let aside = aside.path().join("refused.jsonl");
         let one = StorageLog::shared(store.clone(), "storage", aside.clone());
@@ -852,13 +862,9 @@ mod tests {
     /// `KEYLESS_TEST_POSTGRES_URL` names a server).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
-        let Ok(url) = std::env::var("KEYLESS_TEST_POSTGRES_URL") else {
-            eprintln!("KEYLESS_TEST_POSTGRES_URL is not set: skipped");
+        let Some(store) = fresh_store().await else {
             return;
         };
-        let store = keyless_store::PostgresStore::connect_fresh(&url)
-            .await
-            .unwrap();
         // Whatever a future record holds that PostgreSQL refuses (a NUL once),
         // here a trigger refuses one path as a data exception.
         sqlx::raw_sql(
