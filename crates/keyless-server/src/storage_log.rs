@@ -654,9 +654,7 @@ impl Writer {
                 };
             }
             if !buf.is_empty() {
-                if let Err(e) = self.write(&buf) {
-                    tracing::error!(error = %e, "cannot write the storage log");
-                }
+                self.write_until_written(&buf);
                 buf.clear();
                 synced = Some(std::time::Instant::now());
             }
@@ -665,6 +663,25 @@ impl Writer {
             }
             if let Err(e) = self.maybe_rotate() {
                 tracing::error!(error = %e, "cannot rotate the storage log");
+            }
+        }
+    }
+
+    /// Appends `bytes` and syncs them, trying again while that fails (a full
+    /// disk): after a pause (50 ms, then longer, up to 5 s), with the file cut
+    /// back to its last whole batch, so that no half record is left for the
+    /// next to run into, and opened again. A record is never dropped; requests
+    /// wait for room in the queue meanwhile, as with a shared log.
+    fn write_until_written(&mut self, bytes: &[u8]) {
+        let mut delay = Duration::from_millis(50);
+        while let Err(e) = self.write(bytes) {
+            tracing::error!(error = %e, records = bytes.iter().filter(|b| **b == b'\n').count(), "cannot write the storage log; retrying");
+            let _ = self.file.set_len(self.size);
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+            match Self::open(self.dir.clone()) {
+                Ok(reopened) => *self = reopened,
+                Err(e) => tracing::error!(error = %e, "cannot open the storage log again"),
             }
         }
     }
@@ -804,6 +821,37 @@ mod tests {
         log.append(record("a", "other/z", 201, Some("ann@t.local")))
             .await;
         filters_hold(&log).await;
+    }
+
+    /// Records that cannot be written (a full disk: the log's file is `/dev/full`)
+    /// are held, not dropped, and written once the file can take them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_wait_out_a_full_disk_and_none_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join(CURRENT);
+        std::os::unix::fs::symlink("/dev/full", &current).unwrap();
+        let log = StorageLog::open(dir.path()).unwrap();
+        log.append(record("a", "data/kept", 201, Some("ann@t.local")))
+            .await;
+        let held = tokio::time::timeout(Duration::from_millis(500), log.flush()).await;
+        assert!(
+            held.is_err(),
+            "the log said a record was written to a full disk"
+        );
+        // Room again: the writer opens the file anew.
+        std::fs::remove_file(&current).unwrap();
+        let all = Filter {
+            account: "a".into(),
+            ..Filter::default()
+        };
+        let found = tokio::time::timeout(Duration::from_secs(30), log.query(all, 10))
+            .await
+            .expect("the record was not written once there was room")
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+            ["data/kept"]
+        );
     }
 
     /// A store in a new database of the PostgreSQL server `KEYLESS_TEST_POSTGRES_URL`
