@@ -121,33 +121,26 @@ impl AppState {
             shared,
         } = stores;
         let server_id = server_id(&config.data_dir)?;
+        let logs = config.data_dir.join("logs");
         let (storage_log, vault_log, registry_log) = match shared {
             Some(store) => {
-                // Where this server keeps records the shared log refuses.
-                let aside = |log: &str| {
-                    config
-                        .data_dir
-                        .join("logs")
-                        .join(format!("{log}-refused.jsonl"))
-                };
-                (
-                    crate::storage_log::StorageLog::shared(
+                // Each with a log in this server's files for the records the shared one refuses.
+                let shared = |log: &'static str| -> Result<_, Error> {
+                    let aside =
+                        crate::storage_log::StorageLog::open(&logs.join(format!("{log}-refused")))?;
+                    Ok(crate::storage_log::StorageLog::shared(
                         store.clone(),
-                        "storage",
-                        aside("storage"),
-                    ),
-                    crate::storage_log::StorageLog::shared(store.clone(), "vault", aside("vault")),
-                    crate::storage_log::StorageLog::shared(store, "registry", aside("registry")),
-                )
+                        log,
+                        aside,
+                    ))
+                };
+                (shared("storage")?, shared("vault")?, shared("registry")?)
             }
-            None => {
-                let logs = config.data_dir.join("logs");
-                (
-                    crate::storage_log::StorageLog::open(&logs.join("storage"))?,
-                    crate::storage_log::StorageLog::open(&logs.join("vault"))?,
-                    crate::storage_log::StorageLog::open(&logs.join("registry"))?,
-                )
-            }
+            None => (
+                crate::storage_log::StorageLog::open(&logs.join("storage"))?,
+                crate::storage_log::StorageLog::open(&logs.join("vault"))?,
+                crate::storage_log::StorageLog::open(&logs.join("registry"))?,
+            ),
         };
         let jobs = crate::jobs::Runtime::new(
             &[config.data_dir.clone(), config.jobs_dir()],

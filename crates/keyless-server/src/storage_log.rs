@@ -11,6 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -303,7 +304,9 @@ impl StorageLog {
     /// # Errors
     /// When the directory or the current file cannot be opened.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(|e| io_error(dir, &e))?;
         let writer = Writer::open(dir.to_path_buf())?;
         let (queue, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
@@ -320,9 +323,9 @@ impl StorageLog {
     /// share: records are written in batches by a task of their own, retried
     /// until the store takes them (requests wait for room meanwhile, as with
     /// files), and a query reads every server's records. A record the store
-    /// refuses for what it holds is set aside in the file `aside`, of this
-    /// server's, and the log goes on.
-    pub fn shared(store: keyless_store::PostgresStore, log: &'static str, aside: PathBuf) -> Self {
+    /// refuses for what it holds is set aside in `aside`, a log in this
+    /// server's files, and the log goes on.
+    pub fn shared(store: keyless_store::PostgresStore, log: &'static str, aside: Self) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(ship(store.clone(), log, aside, rx));
         Self {
@@ -396,16 +399,19 @@ impl StorageLog {
 async fn ship(
     store: keyless_store::PostgresStore,
     log: &'static str,
-    aside: PathBuf,
+    aside: StorageLog,
     mut rx: mpsc::Receiver<Message>,
 ) {
     let mut waiters = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut rows = Vec::new();
+        let (mut records, mut rows) = (Vec::new(), Vec::new());
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
-                Message::Record(r) => rows.push(row_of(&r)),
+                Message::Record(r) => {
+                    rows.push(row_of(&r));
+                    records.push(*r);
+                }
                 Message::Flush(done) => waiters.push(done),
             }
             next = if rows.len() < 1000 {
@@ -414,33 +420,40 @@ async fn ship(
                 None
             };
         }
-        deliver(&store, log, &aside, &rows).await;
+        deliver(&store, log, &aside, records, &rows).await;
         for done in waiters.drain(..) {
             let _ = done.send(());
         }
     }
 }
 
-/// Appends a batch of records to a shared log; a record is never dropped.
-/// While the store cannot take them, the batch is tried again (after 50 ms, then
-/// longer, up to 5 s). When it refuses what a record holds, which no retry
-/// changes, the records go one at a time, and one it refuses alone is set aside
-/// (see [`set_aside`]): one such record once held up the log of every server.
+/// Appends a batch of records (`rows`, made of `records`) to a shared log; a
+/// record is never dropped. While the store cannot take them, the batch is
+/// tried again (after 50 ms, then longer, up to 5 s). When it refuses what a
+/// record holds, which no retry changes, the records go one at a time, and one
+/// it refuses alone is written to `aside`, this server's file log, and said so
+/// in the server's log: one such record once held up the log of every server.
 async fn deliver(
     store: &keyless_store::PostgresStore,
     log: &'static str,
-    aside: &Path,
+    aside: &StorageLog,
+    records: Vec<Record>,
     rows: &[keyless_store::LogRow],
 ) {
     if append(store, log, rows).await.is_ok() {
         return;
     }
-    for row in rows {
-        let one = std::slice::from_ref(row);
-        if rows.len() == 1 || append(store, log, one).await.is_err() {
-            set_aside(aside, log, row).await;
+    for (record, row) in records.into_iter().zip(rows) {
+        if rows.len() == 1 || append(store, log, std::slice::from_ref(row)).await.is_err() {
+            tracing::error!(
+                log,
+                "the shared request log refused a record; it is kept in this server's file log"
+            );
+            aside.append(record).await;
         }
     }
+    // Written when the batch's flushes are told, as the others are.
+    aside.flush().await;
 }
 
 /// Appends `rows`, tried again while the store cannot take them; the error when
@@ -461,46 +474,6 @@ async fn append(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    }
-}
-
-/// Keeps a record the shared log refused as a JSON line of the file `aside`, of
-/// this server's, and says so in the server's log; only when the file cannot
-/// be written does the record itself go to the server's log.
-async fn set_aside(aside: &Path, log: &'static str, row: &keyless_store::LogRow) {
-    let line = format!("{}\n", row.body);
-    let path = aside.to_path_buf();
-    let written = tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)?;
-        file.write_all(line.as_bytes())?;
-        file.sync_data()
-    })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|written| written);
-    match written {
-        Ok(()) => tracing::error!(
-            log,
-            file = %aside.display(),
-            "the shared request log refused a record; it is kept in this server's file"
-        ),
-        Err(e) => tracing::error!(
-            log,
-            error = %e,
-            record = %row.body,
-            "the shared request log refused a record, and this server's file for such records cannot be written"
-        ),
     }
 }
 
@@ -608,6 +581,7 @@ impl Writer {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| io_error(&path, &e))?;
         let mut meta = file.metadata().map_err(|e| io_error(&path, &e))?;
@@ -875,8 +849,8 @@ mod tests {
         let Some(store) = fresh_store().await else {
             return;
         };
-        let aside = tempfile::tempdir().unwrap();
-        let aside = aside.path().join("refused.jsonl");
+        let dir = tempfile::tempdir().unwrap();
+        let aside = StorageLog::open(&dir.path().join("refused")).unwrap();
         let one = StorageLog::shared(store.clone(), "storage", aside.clone());
         let other = StorageLog::shared(store.clone(), "storage", aside.clone());
         one.append(record("a", "data/x.csv", 200, Some("ann@t.local")))
@@ -930,7 +904,8 @@ mod tests {
         .await
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let aside = dir.path().join("logs").join("storage-refused.jsonl");
+        let aside_dir = dir.path().join("logs").join("storage-refused");
+        let aside = StorageLog::open(&aside_dir).unwrap();
         let log = StorageLog::shared(store, "storage", aside.clone());
         let written = async {
             for path in ["data/before", "data/poison", "data/after"] {
@@ -953,16 +928,23 @@ mod tests {
             found.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
             ["data/before", "data/after", "data/later"]
         );
-        let kept = std::fs::read_to_string(&aside).unwrap();
-        let kept: Vec<Record> = kept
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
+        let kept = aside
+            .query(
+                Filter {
+                    account: "a".into(),
+                    ..Filter::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert_eq!(kept[0].path, "data/poison");
         assert_eq!(kept[0].requester_upn.as_deref(), Some("ann@t.local"));
         let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&aside).unwrap().permissions(),
+            &std::fs::metadata(aside_dir.join(CURRENT))
+                .unwrap()
+                .permissions(),
         ) & 0o777;
         assert_eq!(mode & 0o077, 0, "the file is the server's alone: {mode:o}");
     }
