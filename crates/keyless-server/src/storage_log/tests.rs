@@ -3,6 +3,14 @@ use std::time::Duration;
 use super::files::CURRENT;
 use super::*;
 
+/// Every record of account `a`.
+fn all_of_a() -> Filter {
+    Filter {
+        account: "a".into(),
+        ..Filter::default()
+    }
+}
+
 fn record(account: &str, path: &str, status: u16, upn: Option<&str>) -> Record {
     Record {
         time_generated: "2026-11-22T10:00:00Z".into(),
@@ -131,10 +139,7 @@ async fn records_wait_out_a_full_disk_and_none_is_lost() {
     );
     // Room again: the writer opens the file anew.
     std::fs::remove_file(&current).unwrap();
-    let all = Filter {
-        account: "a".into(),
-        ..Filter::default()
-    };
+    let all = all_of_a();
     let found = tokio::time::timeout(Duration::from_secs(30), log.query(all, 10))
         .await
         .expect("the record was not written once there was room")
@@ -183,16 +188,7 @@ async fn a_shared_log_is_filtered_as_files_are() {
     filters_hold(&one).await;
     // Another log of the same store holds none of these.
     let vault = StorageLog::shared(store, "vault", aside);
-    let none = vault
-        .query(
-            Filter {
-                account: "a".into(),
-                ..Filter::default()
-            },
-            10,
-        )
-        .await
-        .unwrap();
+    let none = vault.query(all_of_a(), 10).await.unwrap();
     assert!(none.is_empty());
 }
 
@@ -231,10 +227,7 @@ async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
         }
         log.flush().await;
         log.append(record("a", "data/later", 200, None)).await;
-        let all = Filter {
-            account: "a".into(),
-            ..Filter::default()
-        };
+        let all = all_of_a();
         log.query(all, 10).await
     };
     let found = tokio::time::timeout(Duration::from_secs(30), written)
@@ -245,16 +238,7 @@ async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
         found.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
         ["data/before", "data/after", "data/later"]
     );
-    let kept = aside
-        .query(
-            Filter {
-                account: "a".into(),
-                ..Filter::default()
-            },
-            10,
-        )
-        .await
-        .unwrap();
+    let kept = aside.query(all_of_a(), 10).await.unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].path, "data/poison");
     assert_eq!(kept[0].requester_upn.as_deref(), Some("ann@t.local"));
@@ -273,11 +257,7 @@ async fn filters_hold(log: &StorageLog) {
         let log = log.clone();
         async move { log.query(f, 100).await.unwrap() }
     };
-    let a = all(Filter {
-        account: "a".into(),
-        ..Filter::default()
-    })
-    .await;
+    let a = all(all_of_a()).await;
     assert_eq!(
         a.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
         ["data/x.csv", "data/y.csv", "other/z"]
@@ -330,16 +310,7 @@ async fn a_line_cut_short_by_a_crash_is_skipped() {
     .unwrap();
     let log = StorageLog::open(dir.path()).unwrap();
     log.append(record("a", "c/after", 200, None)).await;
-    let found = log
-        .query(
-            Filter {
-                account: "a".into(),
-                ..Filter::default()
-            },
-            10,
-        )
-        .await
-        .unwrap();
+    let found = log.query(all_of_a(), 10).await.unwrap();
     assert_eq!(
         found.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
         ["c/b", "c/after"]
