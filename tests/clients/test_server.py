@@ -329,6 +329,56 @@ def test_an_oversized_management_body_gets_a_413_it_can_read_not_a_reset(server)
     assert reply.json()["error"]["code"] == "RequestBodyTooLarge"
 
 
+def test_a_refused_upload_is_answered_on_a_connection_that_stays_open(server):
+    """A refusal answered before its body was read used to close the connection on the unread
+    body, and the reset could reach the client before the answer did. The body is read and dropped
+    now, up to 64 MiB: every refusal is read, the same connection carries the next request, and a
+    refused body past the bound is not read to its end."""
+    import http.client
+    import uuid
+
+    server.cli("storage", "account", "create", "-n", "refusals", "-g", "default")
+    conn = http.client.HTTPSConnection("127.0.0.1", server.ports["storage"], context=server.ssl_context(),
+                                       timeout=30)
+    body = b"a block nobody may write " * 12_000
+    try:
+        conn.connect()
+        first = conn.sock
+        for attempt in range(20):
+            conn.request("PUT", f"/refusals/data/{uuid.uuid4()}", body=body,
+                         headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2023-11-03"})
+            reply = conn.getresponse()
+            text = reply.read().decode()
+            assert reply.status in (401, 403), (reply.status, text)
+            assert "NoAuthenticationInformation" in text or "AuthorizationFailure" in text, text
+            assert not reply.will_close and conn.sock is first, f"request {attempt}: the connection was closed"
+    finally:
+        conn.close()
+
+    # Past the bound, the server stops reading: the client cannot make it read a refused body forever.
+    sent = 0
+
+    def endless():
+        nonlocal sent
+        chunk = b"x" * (1024 * 1024)
+        while sent < 512 * 1024 * 1024:
+            sent += len(chunk)
+            yield chunk
+
+    conn = http.client.HTTPSConnection("127.0.0.1", server.ports["storage"], context=server.ssl_context(),
+                                       timeout=30)
+    try:
+        with pytest.raises(OSError):
+            conn.request("PUT", "/refusals/data/endless", body=endless(), encode_chunked=True,
+                         headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2023-11-03",
+                                  "Transfer-Encoding": "chunked"})
+            conn.getresponse().read()
+            raise AssertionError("the server read all of a refused 512 MiB body")
+    finally:
+        conn.close()
+    assert sent < 256 * 1024 * 1024, f"the server read {sent} bytes of a refused body"
+
+
 def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections(tmp_path):
     import datetime
     import socket

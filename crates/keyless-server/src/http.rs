@@ -178,7 +178,86 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Connection {
     fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
         let front = Arc::clone(&self.front);
         let peer = self.peer;
-        Box::pin(async move { Ok(front.answer(request.map(Body::new), peer).await) })
+        // A client that asked to be told before it sends (`Expect: 100-continue`)
+        // sends nothing to drain when it is refused.
+        let waits = request.headers().contains_key(header::EXPECT);
+        let request = request.map(|body| {
+            if waits || body.is_end_stream() {
+                Body::new(body)
+            } else {
+                Body::new(ReadToEnd(Some(body)))
+            }
+        });
+        Box::pin(async move { Ok(front.answer(request, peer).await) })
+    }
+}
+
+/// At most this much of a body its handler left unread is read and dropped.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+/// For at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(30);
+
+/// A request's body that is read to its end, and dropped, when its handler stops
+/// reading it: a refusal (a 401 challenge, a 403, a 413) is answered before its
+/// body is read. HTTP/1 closes a connection whose request body is left unread,
+/// and closing a socket with bytes still unread resets it: the client, still
+/// sending or about to read the answer, got the reset instead of the answer (the
+/// registry SDK sends every request once without a token, to be challenged).
+/// Read to its end, the body leaves the connection open for the next request.
+/// A body declared larger than [`DRAIN_BYTES`] is not read; its connection closes.
+struct ReadToEnd(Option<hyper::body::Incoming>);
+
+impl hyper::body::Body for ReadToEnd {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.0.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0
+            .as_ref()
+            .map_or_else(|| hyper::body::SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for ReadToEnd {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if body.is_end_stream() || body.size_hint().lower() > DRAIN_BYTES {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut left = DRAIN_BYTES;
+            let read = async {
+                while let Some(Ok(frame)) =
+                    std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+                {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    let Some(rest) = left.checked_sub(n) else {
+                        return;
+                    };
+                    left = rest;
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+        });
     }
 }
 

@@ -70,16 +70,12 @@ pub(crate) fn router(state: SharedState) -> Router {
 const MAX_JSON: u64 = 2 * 1024 * 1024;
 /// A code version's body (the SDK's snapshot metadata, or a whole upload).
 const MAX_CODE: u64 = 256 * 1024 * 1024;
-/// A refused body up to this size is read and dropped first, so the client, which
-/// is still sending it, reads the 413 instead of a reset connection.
-const DRAIN: u64 = 64 * 1024 * 1024;
 
 /// Refuses a body declared larger than its operation takes, with ARM's 413.
 async fn refuse_large_bodies(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use futures_util::StreamExt as _;
     let path = request.uri().path();
     let limit = if path.contains("/codes/") && path.contains("/versions/") {
         MAX_CODE
@@ -94,11 +90,9 @@ async fn refuse_large_bodies(
     let Some(size) = declared.filter(|n| *n > limit) else {
         return next.run(request).await;
     };
-    if size <= DRAIN {
-        let mut body = request.into_body().into_data_stream();
-        let drained = async { while let Some(Ok(_)) = body.next().await {} };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drained).await;
-    }
+    // The body is read and dropped as the 413 goes out (http::ReadToEnd), so the
+    // client, still sending it, reads the 413 instead of a reset connection.
+    drop(request);
     error::MgmtError::new(
         axum::http::StatusCode::PAYLOAD_TOO_LARGE,
         "RequestBodyTooLarge",
