@@ -178,16 +178,15 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Connection {
     fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
         let front = Arc::clone(&self.front);
         let peer = self.peer;
+        let (parts, body) = request.into_parts();
         // A client that asked to be told before it sends (`Expect: 100-continue`)
         // sends nothing to drain when it is refused.
-        let waits = request.headers().contains_key(header::EXPECT);
-        let request = request.map(|body| {
-            if waits || body.is_end_stream() {
-                Body::new(body)
-            } else {
-                Body::new(ReadToEnd(Some(body)))
-            }
-        });
+        let body = if body.is_end_stream() || parts.headers.contains_key(header::EXPECT) {
+            Body::new(body)
+        } else {
+            Body::new(ReadToEnd(Some(body)))
+        };
+        let request = Request::from_parts(parts, body);
         Box::pin(async move { Ok(front.answer(request, peer).await) })
     }
 }

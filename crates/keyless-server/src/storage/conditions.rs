@@ -47,8 +47,15 @@ const UNSATISFIABLE: &str = "If-None-Match: * on a read";
 
 impl Conditions {
     pub(crate) fn from(ctx: &Ctx) -> Result<Self, StorageError> {
+        // Most requests carry no condition: one pass over their few headers
+        // rather than a lookup of each name.
+        let conditional = ctx.headers.keys().any(|name| {
+            let name = name.as_str();
+            name.starts_with("if-") || name == "x-ms-if-tags" || name == "x-ms-lease-id"
+        });
+        let condition = |name: &HeaderName| if conditional { ctx.header(name) } else { None };
         let date = |name: HeaderName| -> Result<Option<i64>, StorageError> {
-            ctx.header(&name)
+            condition(&name)
                 .map(|v| {
                     parse_http_date(v).ok_or_else(|| {
                         StorageError::bad(
@@ -71,17 +78,16 @@ impl Conditions {
         let create_only =
             star_creates && matches!(&ctx.auth, super::auth::Auth::Sas(sas) if !sas.grants('w'));
         Ok(Self {
-            if_tags: ctx
-                .header(names::X_MS_IF_TAGS)
+            if_tags: condition(&names::X_MS_IF_TAGS)
                 .map(super::tags::condition)
                 .transpose()?,
-            lease_id: ctx.header(names::X_MS_LEASE_ID).map(str::to_owned),
+            lease_id: condition(&names::X_MS_LEASE_ID).map(str::to_owned),
             now: super::lease::now(&ctx.state),
-            if_match: ctx.header(header::IF_MATCH).map(str::to_owned),
+            if_match: condition(&header::IF_MATCH).map(str::to_owned),
             if_none_match: if create_only {
                 Some("*".to_owned())
             } else {
-                ctx.header(header::IF_NONE_MATCH).map(str::to_owned)
+                condition(&header::IF_NONE_MATCH).map(str::to_owned)
             },
             if_modified_since: date(header::IF_MODIFIED_SINCE)?,
             if_unmodified_since: date(header::IF_UNMODIFIED_SINCE)?,
