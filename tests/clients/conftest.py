@@ -181,6 +181,26 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+def refused_on_one_connection(server, host, port, method, path, body, headers, times=20):
+    """Sends `times` requests with `body` over one connection (`path()` names each) and returns
+    their answers as (status, headers, text); fails if the server closed the connection."""
+    import http.client
+
+    conn = http.client.HTTPSConnection(host, port, context=server.ssl_context(), timeout=30)
+    answers = []
+    try:
+        conn.connect()
+        first = conn.sock
+        for attempt in range(times):
+            conn.request(method, path(), body=body, headers=headers)
+            reply = conn.getresponse()
+            answers.append((reply.status, reply.headers, reply.read().decode(errors="replace")))
+            assert not reply.will_close and conn.sock is first, f"request {attempt}: the connection was closed"
+    finally:
+        conn.close()
+    return answers
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("keyless")).start()

@@ -290,25 +290,18 @@ def test_an_upload_sent_for_its_challenge_gets_it_on_a_connection_that_stays_ope
     """The registry SDK sends every request once without a token, body and all, to be challenged.
     The 401 used to go out with the body unread and the connection closed on it, so the SDK's
     upload now and then got a reset ("EOF occurred in violation of protocol") instead."""
-    import http.client
     import uuid
 
+    from conftest import refused_on_one_connection
+
     host, port = registry["login_server"].rsplit(":", 1)
-    conn = http.client.HTTPSConnection(host, int(port), context=server.ssl_context(), timeout=30)
-    chunk = b"a chunk sent before the token " * 10_000
-    try:
-        conn.connect()
-        first = conn.sock
-        for attempt in range(20):
-            conn.request("PATCH", f"/v2/sdk/app/blobs/uploads/{uuid.uuid4()}", body=chunk,
-                         headers={"Content-Type": "application/octet-stream"})
-            reply = conn.getresponse()
-            reply.read()
-            assert reply.status == 401
-            assert 'scope="repository:sdk/app:push' in reply.getheader("WWW-Authenticate"), reply.headers
-            assert not reply.will_close and conn.sock is first, f"request {attempt}: the connection was closed"
-    finally:
-        conn.close()
+    answers = refused_on_one_connection(server, host, int(port), "PATCH",
+                                        lambda: f"/v2/sdk/app/blobs/uploads/{uuid.uuid4()}",
+                                        b"a chunk sent before the token " * 10_000,
+                                        {"Content-Type": "application/octet-stream"})
+    for status, headers, _ in answers:
+        assert status == 401
+        assert 'scope="repository:sdk/app:push' in headers["WWW-Authenticate"], headers
 
 
 def test_the_registry_sdk_pushes_lists_and_pulls_with_an_azure_identity_credential(server, registry):

@@ -337,23 +337,16 @@ def test_a_refused_upload_is_answered_on_a_connection_that_stays_open(server):
     import http.client
     import uuid
 
+    from conftest import refused_on_one_connection
+
     server.cli("storage", "account", "create", "-n", "refusals", "-g", "default")
-    conn = http.client.HTTPSConnection("127.0.0.1", server.ports["storage"], context=server.ssl_context(),
-                                       timeout=30)
-    body = b"a block nobody may write " * 12_000
-    try:
-        conn.connect()
-        first = conn.sock
-        for attempt in range(20):
-            conn.request("PUT", f"/refusals/data/{uuid.uuid4()}", body=body,
-                         headers={"x-ms-blob-type": "BlockBlob", "x-ms-version": "2023-11-03"})
-            reply = conn.getresponse()
-            text = reply.read().decode()
-            assert reply.status in (401, 403), (reply.status, text)
-            assert "NoAuthenticationInformation" in text or "AuthorizationFailure" in text, text
-            assert not reply.will_close and conn.sock is first, f"request {attempt}: the connection was closed"
-    finally:
-        conn.close()
+    answers = refused_on_one_connection(server, "127.0.0.1", server.ports["storage"], "PUT",
+                                        lambda: f"/refusals/data/{uuid.uuid4()}",
+                                        b"a block nobody may write " * 12_000,
+                                        {"x-ms-blob-type": "BlockBlob", "x-ms-version": "2023-11-03"})
+    for status, _, text in answers:
+        assert status in (401, 403), (status, text)
+        assert "NoAuthenticationInformation" in text or "AuthorizationFailure" in text, text
 
     # Past the bound, the server stops reading: the client cannot make it read a refused body forever.
     sent = 0
