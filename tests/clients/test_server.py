@@ -329,7 +329,7 @@ def test_an_oversized_management_body_gets_a_413_it_can_read_not_a_reset(server)
     assert reply.json()["error"]["code"] == "RequestBodyTooLarge"
 
 
-def test_a_refused_upload_is_answered_on_a_connection_that_stays_open(server):
+def test_a_refused_upload_is_answered_on_a_connection_that_stays_open(server, client_env):
     """A refusal answered before its body was read used to close the connection on the unread
     body, and the reset could reach the client before the answer did. The body is read and dropped
     now, up to 64 MiB: every refusal is read, the same connection carries the next request, and a
@@ -347,6 +347,27 @@ def test_a_refused_upload_is_answered_on_a_connection_that_stays_open(server):
     for status, _, text in answers:
         assert status in (401, 403), (status, text)
         assert "NoAuthenticationInformation" in text or "AuthorizationFailure" in text, text
+
+    # A SAS that may read and list but not write: each refused body is read and dropped, and none
+    # of them lands.
+    import datetime
+
+    from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+
+    key = server.cli("storage", "account", "keys", "list", "-n", "refusals", "-g", "default")[0]["value"]
+    service = BlobServiceClient(f"{server.info['storage']}/refusals",
+                                credential={"account_name": "refusals", "account_key": key})
+    container = service.create_container("data")
+    read_only = generate_container_sas("refusals", "data", account_key=key,
+                                       permission=ContainerSasPermissions(read=True, list=True),
+                                       expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    answers = refused_on_one_connection(server, "127.0.0.1", server.ports["storage"], "PUT",
+                                        lambda: f"/refusals/data/{uuid.uuid4()}?{read_only}",
+                                        b"a block a reader may not write " * 12_000,
+                                        {"x-ms-blob-type": "BlockBlob", "x-ms-version": "2023-11-03"})
+    for status, _, text in answers:
+        assert status == 403 and "AuthorizationPermissionMismatch" in text, (status, text)
+    assert list(container.list_blobs()) == []
 
     # Past the bound, the server stops reading: the client cannot make it read a refused body forever.
     sent = 0

@@ -225,15 +225,16 @@ impl hyper::body::Body for ReadToEnd {
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.0
-            .as_ref()
-            .map_or_else(|| hyper::body::SizeHint::with_exact(0), |b| b.size_hint())
+        self.0.as_ref().map_or_else(
+            || hyper::body::SizeHint::with_exact(0),
+            hyper::body::Body::size_hint,
+        )
     }
 }
 
 impl Drop for ReadToEnd {
     fn drop(&mut self) {
-        let Some(mut body) = self.0.take() else {
+        let Some(body) = self.0.take() else {
             return;
         };
         if body.is_end_stream() || body.size_hint().lower() > DRAIN_BYTES {
@@ -243,16 +244,15 @@ impl Drop for ReadToEnd {
             return;
         };
         runtime.spawn(async move {
+            use futures_util::StreamExt as _;
+            let mut chunks = Body::new(body).into_data_stream();
             let mut left = DRAIN_BYTES;
             let read = async {
-                while let Some(Ok(frame)) =
-                    std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-                {
-                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
-                    let Some(rest) = left.checked_sub(n) else {
-                        return;
-                    };
-                    left = rest;
+                while let Some(Ok(chunk)) = chunks.next().await {
+                    match left.checked_sub(chunk.len() as u64) {
+                        Some(rest) => left = rest,
+                        None => return,
+                    }
                 }
             };
             let _ = tokio::time::timeout(DRAIN_TIME, read).await;

@@ -601,18 +601,17 @@ fn decode(segment: &str) -> Result<String, StorageError> {
 /// never silently dropped: a writer that sent its own encryption key must not
 /// believe its data is protected by it.
 fn refuse_unsupported(headers: &HeaderMap) -> Result<(), StorageError> {
-    const HEADERS: [(HeaderName, &str); 4] = [
+    static HEADERS: [(HeaderName, &str); 4] = [
         (names::X_MS_ENCRYPTION_KEY, "customer-provided keys"),
         (names::X_MS_ENCRYPTION_KEY_SHA256, "customer-provided keys"),
         (names::X_MS_ENCRYPTION_ALGORITHM, "customer-provided keys"),
         (names::X_MS_ENCRYPTION_SCOPE, "encryption scopes"),
     ];
     // One pass over the request's few headers rather than a lookup of each name.
-    let named = |name: &HeaderName| name.as_str().starts_with("x-ms-encryption-");
-    if !headers.keys().any(named) {
-        return Ok(());
-    }
-    if let Some((name, feature)) = HEADERS.iter().find(|(h, _)| headers.contains_key(h)) {
+    let refused = headers
+        .keys()
+        .find_map(|sent| HEADERS.iter().find(|(name, _)| name == sent));
+    if let Some((name, feature)) = refused {
         return Err(StorageError::bad(
             "UnsupportedHeader",
             format!(
