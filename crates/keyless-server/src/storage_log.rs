@@ -278,10 +278,12 @@ pub struct StorageLog {
 enum Place {
     /// JSON lines in a directory of this server's.
     Files(PathBuf),
-    /// The request log `log` of a store other servers share.
+    /// The request log `log` of a store other servers share, with this
+    /// server's file log of the records the store refused (`aside`).
     Shared {
         store: keyless_store::PostgresStore,
         log: &'static str,
+        aside: Box<StorageLog>,
     },
 }
 
@@ -317,13 +319,18 @@ impl StorageLog {
     /// until the store takes them (requests wait for room meanwhile, as with
     /// files), and a query reads every server's records. A record the store
     /// refuses for what it holds is set aside in `aside`, a log in this
-    /// server's files, and the log goes on.
+    /// server's files, and the log goes on; a query through this server finds
+    /// it there, in its place in time among the store's records.
     pub fn shared(store: keyless_store::PostgresStore, log: &'static str, aside: Self) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(shared::ship(store.clone(), log, aside, rx));
+        tokio::spawn(shared::ship(store.clone(), log, aside.clone(), rx));
         Self {
             queue,
-            place: Place::Shared { store, log },
+            place: Place::Shared {
+                store,
+                log,
+                aside: Box::new(aside),
+            },
         }
     }
 
@@ -360,9 +367,36 @@ impl StorageLog {
                     .await
                     .map_err(|e| Error::internal(format!("log query failed: {e}")))?
             }
-            Place::Shared { store, log } => shared::query(store, log, &filter, limit).await,
+            Place::Shared { store, log, aside } => {
+                let kept = shared::query(store, log, &filter, limit).await?;
+                let set_aside = Box::pin(aside.query(filter, limit)).await?;
+                Ok(in_time_order(kept, set_aside, limit))
+            }
         }
     }
+}
+
+/// Two runs of records, each oldest first, as one, at most `limit`: a record
+/// of `b` goes after those of `a` of the same time.
+fn in_time_order(a: Vec<Record>, b: Vec<Record>, limit: usize) -> Vec<Record> {
+    if b.is_empty() {
+        return a;
+    }
+    let time = |r: &Record| r.time_generated.parse::<jiff::Timestamp>().ok();
+    let mut out = Vec::with_capacity((a.len() + b.len()).min(limit));
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while out.len() < limit {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if matches!((time(x), time(y)), (Some(x), Some(y)) if y < x) => {
+                b.next()
+            }
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        };
+        let Some(record) = next else { break };
+        out.push(record);
+    }
+    out
 }
 
 /// The `since` of a filter, parsed.

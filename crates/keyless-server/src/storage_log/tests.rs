@@ -220,13 +220,18 @@ async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
     let aside_dir = dir.path().join("logs").join("storage-refused");
     let aside = StorageLog::open(&aside_dir).unwrap();
     let log = StorageLog::shared(store, "storage", aside.clone());
+    let at = |second: u8, r: Record| Record {
+        time_generated: format!("2026-11-22T10:00:0{second}Z"),
+        ..r
+    };
     let written = async {
-        for path in ["data/before", "data/poison", "data/after"] {
-            log.append(record("a", path, 201, Some("ann@t.local")))
+        for (second, path) in [(1, "data/before"), (2, "data/poison"), (3, "data/after")] {
+            log.append(at(second, record("a", path, 201, Some("ann@t.local"))))
                 .await;
         }
         log.flush().await;
-        log.append(record("a", "data/later", 200, None)).await;
+        log.append(at(4, record("a", "data/later", 200, None)))
+            .await;
         let all = all_of_a();
         log.query(all, 10).await
     };
@@ -234,10 +239,30 @@ async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
         .await
         .expect("the log is held up")
         .unwrap();
+    // The set-aside record is found through the shared log too, in its place.
+    let paths = |records: &[Record]| records.iter().map(|r| r.path.clone()).collect::<Vec<_>>();
     assert_eq!(
-        found.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-        ["data/before", "data/after", "data/later"]
+        paths(&found),
+        ["data/before", "data/poison", "data/after", "data/later"]
     );
+    assert_eq!(
+        found[1].requester_upn.as_deref(),
+        Some("ann@t.local"),
+        "{found:?}"
+    );
+    let first_two = log.query(all_of_a(), 2).await.unwrap();
+    assert_eq!(paths(&first_two), ["data/before", "data/poison"]);
+    let refused_only = Filter {
+        path_prefix: Some("data/p".into()),
+        ..all_of_a()
+    };
+    let found = log.query(refused_only, 10).await.unwrap();
+    assert_eq!(paths(&found), ["data/poison"]);
+    let of_b = Filter {
+        account: "b".into(),
+        ..Filter::default()
+    };
+    assert!(log.query(of_b, 10).await.unwrap().is_empty());
     let kept = aside.query(all_of_a(), 10).await.unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].path, "data/poison");
@@ -248,6 +273,41 @@ async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
             .permissions(),
     ) & 0o777;
     assert_eq!(mode & 0o077, 0, "the file is the server's alone: {mode:o}");
+}
+
+#[test]
+fn two_runs_of_records_merge_in_time_order_up_to_the_limit() {
+    let at = |time: &str, path: &str| Record {
+        time_generated: time.into(),
+        path: path.into(),
+        ..Record::default()
+    };
+    let kept = || {
+        vec![
+            at("2026-11-22T10:00:01Z", "k1"),
+            at("2026-11-22T10:00:03.5Z", "k3"),
+            at("2026-11-22T10:00:05Z", "k5"),
+        ]
+    };
+    let aside = || {
+        vec![
+            at("2026-11-22T10:00:00Z", "a0"),
+            // Before k3, although its text sorts after k3's.
+            at("2026-11-22T10:00:03Z", "a3"),
+            at("2026-11-22T10:00:05Z", "a5"),
+        ]
+    };
+    let paths = |records: Vec<Record>| records.into_iter().map(|r| r.path).collect::<Vec<_>>();
+    assert_eq!(
+        paths(in_time_order(kept(), aside(), 10)),
+        ["a0", "k1", "a3", "k3", "k5", "a5"]
+    );
+    assert_eq!(paths(in_time_order(kept(), aside(), 3)), ["a0", "k1", "a3"]);
+    assert_eq!(
+        paths(in_time_order(kept(), Vec::new(), 10)),
+        ["k1", "k3", "k5"]
+    );
+    assert_eq!(paths(in_time_order(Vec::new(), aside(), 2)), ["a0", "a3"]);
 }
 
 /// The queries over records a/data/x.csv (ann, 200), a/data/y.csv (bob, 403),
