@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, ToSql};
 use keyless_core::Error;
 
 use super::retained;
-use super::writer::direct_error;
+use super::writer::{Direct, direct_error};
 use crate::meta::rows::{self, acl_json, blob_state_json, size_i64, to_json};
 use crate::storage::{Blob, BlobState, Content, Keep, Precondition, RetainedKind};
 
@@ -71,7 +71,7 @@ impl<'a> Columns<'a> {
 /// in with the creation time and the lease of the blob it replaces, which is
 /// kept as `keep` says (its file released if it is not).
 pub(super) fn put_blob(
-    conn: &rusqlite::Connection,
+    conn: &Direct<'_>,
     b: &Blob,
     check: Precondition<'_>,
     keep: Option<&Keep>,
@@ -96,6 +96,11 @@ pub(super) fn put_blob(
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(direct_error)?;
+    // A new blob with no staged blocks changes the database in one statement,
+    // the last that can fail, and needs no savepoint.
+    if current.is_some() || !released.is_empty() {
+        conn.savepoint()?;
+    }
     if !released.is_empty() {
         conn.prepare_cached(
             "DELETE FROM blocks WHERE account = ?1 AND container = ?2 AND blob = ?3",

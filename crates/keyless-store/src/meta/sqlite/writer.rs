@@ -157,13 +157,13 @@ impl Writer {
         Ok(write)
     }
 
-    /// Runs `work` as one write on the direct connection, in this task's thread,
-    /// inside a savepoint of the batch: an error rolls back what it did, alone. A
+    /// Runs `work` as one write on the direct connection, in this task's thread:
+    /// an error rolls back what it did, alone (see [`Direct::savepoint`]). A
     /// success returns after the commit that made it durable, as
     /// [`Write::finish`] does.
     pub(super) async fn direct<T>(
         &self,
-        work: impl FnOnce(&rusqlite::Connection) -> Result<T, Error>,
+        work: impl FnOnce(&Direct<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut state = self.lock_for(Side::Direct).await;
         let opening = state.open.is_none();
@@ -178,22 +178,31 @@ impl Writer {
         }
         let ran = {
             let conn = lock(&state.direct);
-            control(&conn, "SAVEPOINT write")
-                .map_err(direct_error)
-                .map(|()| {
-                    let result = work(&conn);
-                    let ended = if result.is_ok() {
-                        control(&conn, "RELEASE write")
-                    } else {
-                        conn.execute_batch("ROLLBACK TO write; RELEASE write")
-                    };
-                    ended.map_err(direct_error).map(|()| result)
-                })
+            let write = Direct {
+                conn: &conn,
+                savepoint: std::cell::Cell::new(false),
+            };
+            let result = work(&write);
+            let ended = match (write.savepoint.get(), &result) {
+                (true, Ok(_)) => control(&conn, "RELEASE write").map_err(direct_error),
+                (true, Err(_)) => conn
+                    .execute_batch("ROLLBACK TO write; RELEASE write")
+                    .map_err(direct_error),
+                // Its one failed statement left nothing behind, unless SQLite
+                // rolled back the whole transaction (a full disk, say).
+                (false, Err(e)) if conn.is_autocommit() => Err(Error::internal(format!(
+                    "the batch's transaction was rolled back: {}",
+                    e.message()
+                ))),
+                (false, _) => Ok(()),
+            };
+            ended.map(|()| result)
         };
         state.dirty = false;
-        let result = match ran.and_then(|ended| ended) {
+        let result = match ran {
             Ok(result) => result,
-            // The savepoint's start or end failed: the batch is in doubt.
+            // The savepoint's start or end failed, or the transaction is gone:
+            // the batch is in doubt.
             Err(error) => {
                 state.abort(error.message()).await;
                 return Err(error);
@@ -356,9 +365,41 @@ fn sync(wal: &std::fs::File, batch: &watch::Sender<Outcome>, done: oneshot::Send
     let _ = done.send(());
 }
 
+/// A write on the direct connection (see [`Writer::direct`]): the connection,
+/// inside the batch's transaction.
+pub(super) struct Direct<'c> {
+    conn: &'c rusqlite::Connection,
+    /// The write opened its savepoint.
+    savepoint: std::cell::Cell<bool>,
+}
+
+impl Direct<'_> {
+    /// Opens the write's savepoint (once), which an error then rolls back
+    /// without touching the rest of the batch. A write opens it before the
+    /// first of several statements that change the database. One that changes
+    /// it with a single statement, and has no fallible step after it, need
+    /// not: SQLite undoes a failed statement by itself, and the savepoint and
+    /// its release were two of a new blob's five statements.
+    pub(super) fn savepoint(&self) -> Result<(), Error> {
+        if self.savepoint.replace(true) {
+            return Ok(());
+        }
+        // Marked open first: when it fails, the write's end fails to release
+        // it, and the batch is rolled back as in doubt.
+        control(self.conn, "SAVEPOINT write").map_err(direct_error)
+    }
+}
+
+impl Deref for Direct<'_> {
+    type Target = rusqlite::Connection;
+    fn deref(&self) -> &rusqlite::Connection {
+        self.conn
+    }
+}
+
 /// Runs a statement of transaction control on the direct connection, prepared
-/// once: each Put Blob runs four, and parsing them again each time cost a
-/// twentieth of its instructions.
+/// once: parsing them again for each Put Blob cost a twentieth of its
+/// instructions.
 fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
