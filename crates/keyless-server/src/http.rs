@@ -243,21 +243,26 @@ impl Drop for ReadToEnd {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
-            use futures_util::StreamExt as _;
-            let mut chunks = Body::new(body).into_data_stream();
-            let mut left = DRAIN_BYTES;
-            let read = async {
-                while let Some(Ok(chunk)) = chunks.next().await {
-                    match left.checked_sub(chunk.len() as u64) {
-                        Some(rest) => left = rest,
-                        None => return,
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIME, read).await;
-        });
+        runtime.spawn(drain(Body::new(body)));
     }
+}
+
+/// Reads `body` and drops what it reads, to its end or its first error, for at
+/// most [`DRAIN_BYTES`] and [`DRAIN_TIME`]: a client that sends without end
+/// holds no task of the server's beyond those.
+async fn drain(body: Body) {
+    use futures_util::StreamExt as _;
+    let mut chunks = body.into_data_stream();
+    let mut left = DRAIN_BYTES;
+    let read = async {
+        while let Some(Ok(chunk)) = chunks.next().await {
+            match left.checked_sub(chunk.len() as u64) {
+                Some(rest) => left = rest,
+                None => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
 
 /// A HEAD's answer: the GET's headers (its length among them) without its body.
@@ -406,4 +411,65 @@ pub(crate) fn ascii_header(text: &str) -> HeaderValue {
         })
         .collect();
     HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use futures_util::{StreamExt as _, stream};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_ends_is_drained_for_its_time_and_no_longer() {
+        let never = stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+        let draining = tokio::spawn(drain(Body::from_stream(never)));
+        tokio::time::sleep(DRAIN_TIME - Duration::from_millis(1)).await;
+        tokio::task::yield_now().await;
+        assert!(!draining.is_finished(), "the drain gave up early");
+        // The clock is paused: it moves only when every task waits, so this
+        // bound is no time the test takes.
+        tokio::time::timeout(Duration::from_secs(3600), draining)
+            .await
+            .expect("the drain outlived its time")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_is_drained_for_its_bytes_and_no_more() {
+        let read = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&read);
+        let chunk = bytes::Bytes::from(vec![0u8; 64 * 1024]);
+        // Each chunk after a yield, as a socket's come: the test's own bound
+        // can then fire.
+        let endless = stream::unfold((), move |()| {
+            let (counted, chunk) = (Arc::clone(&counted), chunk.clone());
+            async move {
+                tokio::task::yield_now().await;
+                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Some((Ok::<_, std::io::Error>(chunk), ()))
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(60), drain(Body::from_stream(endless)))
+            .await
+            .expect("the drain did not stop at its byte bound");
+        let read = read.load(Ordering::Relaxed);
+        assert!(
+            (DRAIN_BYTES..=DRAIN_BYTES + 64 * 1024).contains(&read),
+            "{read} bytes read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_is_drained_to_its_end() {
+        let read = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&read);
+        let three = stream::iter(0..3).map(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"chunk"))
+        });
+        drain(Body::from_stream(three)).await;
+        assert_eq!(read.load(Ordering::Relaxed), 3);
+    }
 }
