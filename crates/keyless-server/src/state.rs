@@ -125,14 +125,12 @@ impl AppState {
         let (storage_log, vault_log, registry_log) = match shared {
             Some(store) => {
                 // Each with a log in this server's files for the records the shared one refuses.
-                let shared = |log: &'static str| -> Result<_, Error> {
-                    let aside =
-                        crate::storage_log::StorageLog::open(&logs.join(format!("{log}-refused")))?;
-                    Ok(crate::storage_log::StorageLog::shared(
+                let shared = |log: &'static str| {
+                    crate::storage_log::StorageLog::shared(
                         store.clone(),
                         log,
-                        aside,
-                    ))
+                        &logs.join(format!("{log}-refused")),
+                    )
                 };
                 (shared("storage")?, shared("vault")?, shared("registry")?)
             }

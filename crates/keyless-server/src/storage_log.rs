@@ -278,12 +278,12 @@ pub struct StorageLog {
 enum Place {
     /// JSON lines in a directory of this server's.
     Files(PathBuf),
-    /// The request log `log` of a store other servers share, with this
-    /// server's file log of the records the store refused (`aside`).
+    /// The request log `log` of a store other servers share, with the
+    /// directory of this server's file log of the records the store refused.
     Shared {
         store: keyless_store::PostgresStore,
         log: &'static str,
-        aside: Box<StorageLog>,
+        aside: PathBuf,
     },
 }
 
@@ -318,20 +318,29 @@ impl StorageLog {
     /// share: records are written in batches by a task of their own, retried
     /// until the store takes them (requests wait for room meanwhile, as with
     /// files), and a query reads every server's records. A record the store
-    /// refuses for what it holds is set aside in `aside`, a log in this
-    /// server's files, and the log goes on; a query through this server finds
-    /// it there, in its place in time among the store's records.
-    pub fn shared(store: keyless_store::PostgresStore, log: &'static str, aside: Self) -> Self {
+    /// refuses for what it holds is set aside in a log in this server's files,
+    /// under `aside` (opened, and created, as [`Self::open`] does), and the log
+    /// goes on; a query through this server finds it there, in its place in
+    /// time among the store's records.
+    ///
+    /// # Errors
+    /// When `aside` cannot be opened.
+    pub fn shared(
+        store: keyless_store::PostgresStore,
+        log: &'static str,
+        aside: &Path,
+    ) -> Result<Self, Error> {
+        let set_aside = Self::open(aside)?;
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(shared::ship(store.clone(), log, aside.clone(), rx));
-        Self {
+        tokio::spawn(shared::ship(store.clone(), log, set_aside, rx));
+        Ok(Self {
             queue,
             place: Place::Shared {
                 store,
                 log,
-                aside: Box::new(aside),
+                aside: aside.to_path_buf(),
             },
-        }
+        })
     }
 
     /// Queues a record, waiting for room when the queue is full.
@@ -361,19 +370,23 @@ impl StorageLog {
     pub async fn query(&self, filter: Filter, limit: usize) -> Result<Vec<Record>, Error> {
         self.flush().await;
         match &self.place {
-            Place::Files(dir) => {
-                let dir = dir.clone();
-                tokio::task::spawn_blocking(move || files::read(&dir, &filter, limit))
-                    .await
-                    .map_err(|e| Error::internal(format!("log query failed: {e}")))?
-            }
+            Place::Files(dir) => read_files(dir.clone(), filter, limit).await,
+            // The flush above waited for the records set aside so far too.
             Place::Shared { store, log, aside } => {
                 let kept = shared::query(store, log, &filter, limit).await?;
-                let set_aside = Box::pin(aside.query(filter, limit)).await?;
+                let set_aside = read_files(aside.clone(), filter, limit).await?;
                 Ok(in_time_order(kept, set_aside, limit))
             }
         }
     }
+}
+
+/// The records of the file log in `dir` that `filter` selects, read on a
+/// blocking thread.
+async fn read_files(dir: PathBuf, filter: Filter, limit: usize) -> Result<Vec<Record>, Error> {
+    tokio::task::spawn_blocking(move || files::read(&dir, &filter, limit))
+        .await
+        .map_err(|e| Error::internal(format!("log query failed: {e}")))?
 }
 
 /// Two runs of records, each oldest first, as one, at most `limit`: a record

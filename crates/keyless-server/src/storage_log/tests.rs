@@ -172,9 +172,8 @@ async fn a_shared_log_is_filtered_as_files_are() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let aside = StorageLog::open(&dir.path().join("refused")).unwrap();
-    let one = StorageLog::shared(store.clone(), "storage", aside.clone());
-    let other = StorageLog::shared(store.clone(), "storage", aside.clone());
+    let one = StorageLog::shared(store.clone(), "storage", &dir.path().join("one")).unwrap();
+    let other = StorageLog::shared(store.clone(), "storage", &dir.path().join("other")).unwrap();
     one.append(record("a", "data/x.csv", 200, Some("ann@t.local")))
         .await;
     one.flush().await;
@@ -187,7 +186,7 @@ async fn a_shared_log_is_filtered_as_files_are() {
         .await;
     filters_hold(&one).await;
     // Another log of the same store holds none of these.
-    let vault = StorageLog::shared(store, "vault", aside);
+    let vault = StorageLog::shared(store, "vault", &dir.path().join("vault")).unwrap();
     let none = vault.query(all_of_a(), 10).await.unwrap();
     assert!(none.is_empty());
 }
@@ -218,8 +217,7 @@ async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let aside_dir = dir.path().join("logs").join("storage-refused");
-    let aside = StorageLog::open(&aside_dir).unwrap();
-    let log = StorageLog::shared(store, "storage", aside.clone());
+    let log = StorageLog::shared(store, "storage", &aside_dir).unwrap();
     let at = |second: u8, r: Record| Record {
         time_generated: format!("2026-11-22T10:00:0{second}Z"),
         ..r
@@ -263,7 +261,7 @@ async fn a_record_the_shared_log_refuses_is_set_aside_and_the_log_goes_on() {
         ..Filter::default()
     };
     assert!(log.query(of_b, 10).await.unwrap().is_empty());
-    let kept = aside.query(all_of_a(), 10).await.unwrap();
+    let kept = super::files::read(&aside_dir, &all_of_a(), 10).unwrap();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].path, "data/poison");
     assert_eq!(kept[0].requester_upn.as_deref(), Some("ann@t.local"));
