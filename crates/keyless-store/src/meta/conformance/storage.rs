@@ -3,10 +3,17 @@
 use super::*;
 
 pub(super) async fn a_write_broken_by_a_constraint_fails_alone<S: MetaStore>(store: S) {
-    // Put Blob opens its savepoint in the same round trip as its statements; a
-    // constraint it breaks there (the container is gone) must not take the
-    // writes sharing its batch down with it.
+    // A write the database refuses for a constraint (the container is gone)
+    // must leave nothing of its own and take none of the writes sharing its
+    // batch with it: new blobs (whose row SQLite writes without a savepoint)
+    // and overwrites (inside one) alike.
     let store = Arc::new(with_container(store).await);
+    for i in (1..48).step_by(4) {
+        store
+            .blob_put(&blob(&format!("b{i}"), b"old"), &accept)
+            .await
+            .unwrap();
+    }
     let mut tasks = Vec::new();
     for i in 0..48 {
         let store = Arc::clone(&store);
@@ -27,15 +34,36 @@ pub(super) async fn a_write_broken_by_a_constraint_fails_alone<S: MetaStore>(sto
             );
         } else {
             result.unwrap();
-            assert!(
-                store
-                    .blob("acct", "c", &format!("b{i}"))
-                    .await
-                    .unwrap()
-                    .is_some()
+            let written = store
+                .blob("acct", "c", &format!("b{i}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                written.content,
+                Content::Inline(Bytes::from_static(b"bytes"))
             );
         }
     }
+    let page = Page {
+        prefix: "",
+        marker: "",
+        max: 1000,
+    };
+    let mut names: Vec<String> = store
+        .blobs("acct", "c", page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..48)
+        .filter(|i| i % 4 != 0)
+        .map(|i| format!("b{i}"))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
 }
 
 pub(super) async fn an_overwrite_keeps_the_creation_time_and_releases_the_old_file<S: MetaStore>(

@@ -150,61 +150,6 @@ async fn writes_on_both_connections_interleave_and_each_commits_or_fails_alone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_blob_the_database_refuses_fails_alone_in_its_batch() {
-    // A new blob's row is its write's one statement, run without a savepoint;
-    // an overwrite's run in one. Here the database refuses every fourth write
-    // (its container does not exist) among new blobs and overwrites sharing
-    // batches: each refused write leaves nothing, and takes nothing with it.
-    let dir = tempfile::tempdir().unwrap();
-    let shared = Arc::new(with_container(&dir).await);
-    for i in (1..96).step_by(4) {
-        shared
-            .blob_put(&blob(&format!("b{i}"), b"old"), &accept)
-            .await
-            .unwrap();
-    }
-    let mut tasks = Vec::new();
-    for i in 0..96 {
-        let store = Arc::clone(&shared);
-        tasks.push(tokio::spawn(async move {
-            let mut b = blob(&format!("b{i}"), b"new");
-            if i % 4 == 3 {
-                b.container = "missing".into();
-            }
-            store.blob_put(&b, &accept).await.map(drop)
-        }));
-    }
-    for (i, task) in tasks.into_iter().enumerate() {
-        let result = task.await.unwrap();
-        if i % 4 == 3 {
-            assert_eq!(result.unwrap_err().kind(), ErrorKind::NotFound, "b{i}");
-        } else {
-            result.unwrap();
-        }
-    }
-    shared.close().await;
-    drop(shared);
-    let reopened = store(&dir).await;
-    let mut expected: Vec<String> = (0..96)
-        .filter(|i| i % 4 != 3)
-        .map(|i| format!("b{i}"))
-        .collect();
-    expected.sort();
-    assert_eq!(names_in_c(&reopened).await, expected);
-    for i in (1..96).step_by(4) {
-        let b = reopened
-            .blob("acct", "c", &format!("b{i}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            b.content,
-            crate::storage::Content::Inline(bytes::Bytes::from_static(b"new"))
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_write_waits_for_a_write_lock_held_outside_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(with_container(&dir).await);
