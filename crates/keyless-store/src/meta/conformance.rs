@@ -14,7 +14,9 @@ use crate::meta::{
     StoredRoleDefinition, Subscription, Tenant,
 };
 use crate::registry::{Manifest, Registry, RegistryBlob, Upload};
-use crate::storage::{Blob, Container, Content, Page, Precondition, Retained, StorageAccount};
+use crate::storage::{
+    Blob, Container, Content, Page, Precondition, Retained, StorageAccount, StorageStore,
+};
 use crate::vault::{SecretVersion, Vault};
 
 /// A fresh SQLite store, in a directory that lives as long as the store is used.
@@ -169,6 +171,24 @@ pub(crate) fn blob(name: &str, bytes: &'static [u8]) -> Blob {
         acl: None,
         state: Default::default(),
     }
+}
+
+/// The names of the blobs in container `c` of account `acct`, sorted.
+pub(crate) async fn names_in_c<S: StorageStore>(store: &S) -> Vec<String> {
+    let page = Page {
+        prefix: "",
+        marker: "",
+        max: 1000,
+    };
+    let mut names: Vec<String> = store
+        .blobs("acct", "c", page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    names.sort();
+    names
 }
 
 pub(crate) fn accept(_: Option<&Blob>) -> Result<(), Error> {

@@ -4,8 +4,8 @@ use sqlx::Executor;
 
 use super::*;
 use crate::meta::TokenStore;
-use crate::meta::conformance::{self, accept, blob};
-use crate::storage::{Page, StorageStore};
+use crate::meta::conformance::{self, accept, blob, names_in_c};
+use crate::storage::StorageStore;
 
 async fn store(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("meta.sqlite"))
@@ -16,24 +16,6 @@ async fn store(dir: &tempfile::TempDir) -> SqliteStore {
 /// A store with account `acct` and container `c`.
 async fn with_container(dir: &tempfile::TempDir) -> SqliteStore {
     conformance::with_container(store(dir).await).await
-}
-
-/// The names of the blobs in container `c`, sorted.
-async fn names_in_c(store: &SqliteStore) -> Vec<String> {
-    let page = Page {
-        prefix: "",
-        marker: "",
-        max: 1000,
-    };
-    let mut names: Vec<String> = store
-        .blobs("acct", "c", page)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.name)
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
