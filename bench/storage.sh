@@ -121,9 +121,23 @@ head -c 4096 /dev/urandom >"$work/www/small"
 for i in $(seq 0 999); do ln -s "$work/www/small" "$work/www/bench/small-$i"; done
 head -c $((256 * 1024 * 1024)) /dev/urandom >"$work/big.bin"
 ln -s "$work/big.bin" "$work/www/bench/big"
-# The disk's synced sequential write rate for the same random bytes, on the data dir's file system.
-dd_seconds=$( { /usr/bin/time -f %e dd if="$work/big.bin" of="$work/keyless/dd-probe" bs=4M conv=fsync status=none; } 2>&1 | tail -1)
-rm -f "$work/keyless/dd-probe"
+# On this machine, writing through a page cache that already holds a few GB of other files'
+# pages (what 100,000 small PUTs leave) costs the writer several times the kernel time, dd's
+# included: 256 MiB in 64 KiB writes took 0.11 s of kernel time with the cache empty and 0.74 s
+# after 3 GB of 16 KiB writes elsewhere. So every measurement starts from the same state: what
+# the runs before it wrote is written back, and (as root) dropped from the page cache.
+quiet_disk() {
+  sync
+  if [ -w /proc/sys/vm/drop_caches ]; then echo 1 >/proc/sys/vm/drop_caches; fi
+}
+# The disk's synced sequential write rate for the same random bytes, on the data dir's file
+# system -> seconds; measured here and again just before the uploads.
+disk_seconds() {
+  quiet_disk
+  { /usr/bin/time -f %e dd if="$work/big.bin" of="$work/keyless/dd-probe" bs=4M conv=fsync status=none; } 2>&1 | tail -1
+  rm -f "$work/keyless/dd-probe"
+}
+dd_seconds=$(disk_seconds)
 # What one durable commit's sync costs on this disk, whoever asks for it: 4 KiB written in place
 # and fdatasync'd, 2,000 times, on the servers' core -> "CPU µs, wall µs" per sync.
 sync_cost=$("${server[@]}" python3 - "$work/keyless/sync-probe" <<'PY'
@@ -197,8 +211,10 @@ cpu=$work/cpu.txt
 : >"$cpu"
 # Waits (at most 30 s) until a server has been idle for half a second: what an earlier run
 # left it to do (removing overwritten files, checkpointing its log) is not charged to the next.
+# The disk is quieted first (quiet_disk).
 settle() {
   local before after
+  quiet_disk
   for _ in $(seq 60); do
     before=$(cpu_ticks "$1"); sleep 0.5; after=$(cpu_ticks "$1")
     [ $((after - before)) -le 1 ] && return 0
@@ -268,17 +284,24 @@ target_args() {
   bearer=()
   if [ -n "$token" ]; then bearer=(-H "Authorization: Bearer $token"); fi
 }
+dd_before_uploads=$(disk_seconds)
+# Each 256 MiB write starts on a quiet disk, as dd's did.
 for t in "${targets[@]}"; do
   target_args "$t"
+  quiet_disk
   up[$name]=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "${bearer[@]}" -X PUT -H "x-ms-blob-type: BlockBlob" \
         -H "x-ms-version: 2025-01-05" -T "$work/big.bin" "$origin$base/big?$sas"; } 2>&1 | tail -1)
 done
 for t in "${targets[@]}"; do
   target_args "$t"
+  # Every download reads from the page cache (the disk was quieted since the upload): one
+  # untimed read first, as nginx's file is read before its timed download.
+  curl -s --http1.1 -o /dev/null --cacert "$ca" "${bearer[@]}" -H "x-ms-version: 2025-01-05" "$origin$base/big?$sas"
   down[$name]=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "${bearer[@]}" -H "x-ms-version: 2025-01-05" "$origin$base/big?$sas"; } 2>&1 | tail -1)
 done
 for t in "${targets[@]}"; do
   target_args "$t"
+  quiet_disk
   par[$name]=$(parallel_upload "$origin$base" "$sas" "${bearer[@]}")
 done
 for t in "${targets[@]}"; do
@@ -292,6 +315,7 @@ export BENCH_BASE=/bench BENCH_SAS=${sases[keyless]} BENCH_COUNT=1000 BENCH_TOKE
 read -r grps gp50 gp99 < <(wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port" "$nginx_pid" nginx-tls/GET)
 read -r _ _ _ < <(wrk_run bench/blob_get.lua "http://127.0.0.1:$nginx_plain" "$nginx_pid" nginx-http/GET)
 [ "$pinned" = 1 ] && read -r _ _ _ < <(BENCH_TOKEN=$bearer_token wrk_run bench/blob_get.lua "https://127.0.0.1:$nginx_port" "$nginx_pid" nginx-tls-bearer/GET)
+cat "$work/big.bin" >/dev/null
 nginx_down=$( { /usr/bin/time -f %e "${load[@]}" curl -s --http1.1 -o /dev/null --cacert "$ca" "https://127.0.0.1:$nginx_port/bench/big"; } 2>&1 | tail -1)
 if [ -n "${floor_bin:-}" ]; then
   floor_port=$(free_port)
@@ -311,7 +335,7 @@ if [ -n "${floor_bin:-}" ]; then
   done
 fi
 measure nginx "$grps" "$gp50" "$gp99" - - - - "$(mbps "$nginx_down")" -
-echo "disk, dd conv=fsync of the same 256 MiB: $(mbps "$dd_seconds") MB/s"
+echo "disk, dd conv=fsync of the same 256 MiB: $(mbps "$dd_seconds") MB/s at the start, $(mbps "$dd_before_uploads") MB/s just before the uploads"
 echo "disk, one 4 KiB write and fdatasync: $sync_cost"
 
 if [ "$pinned" = 1 ]; then
