@@ -20,7 +20,11 @@ grep -qF "$bound_line" "$file" || {
 }
 out=$root/target/put-bound
 tree=$out/tree
-cleanup() { git worktree remove --force "$tree" 2>/dev/null || true; }
+# A worktree left by a run that was killed is removed too, registered or not.
+cleanup() {
+  git worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
+  git worktree prune
+}
 trap cleanup EXIT
 cleanup
 mkdir -p "$out"
